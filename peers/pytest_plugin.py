@@ -1,0 +1,1 @@
+"""pytest fixtures for testing peers against a real nats-server (entry point ``pytest11``)."""

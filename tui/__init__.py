@@ -1,0 +1,1 @@
+"""B-OTC trading terminal (Textual): client, dealer and regulator modes."""
