@@ -1,0 +1,1016 @@
+"""``ContractBook``: every smart derivative contract on the ledger, and the rules that run them.
+
+The ledger's state machine embeds one book and feeds it ``BookEvent``s in block order
+(``BlockPassed`` first in each block, then the block's transactions); the book answers with
+``BookOutput``s (lifecycle records and payment instructions). Everything that decides is
+here and deterministic: float64 in a fixed operation order, outputs in contract-open order,
+no clock but the block's. Applying the same event twice changes nothing and emits nothing.
+
+Live contracts sit in numpy columns (``rfq.contracts.columns``) so one fixing tick revalues
+a hundred thousand of them in a few array operations; rarer events (margin posted, close-out,
+credit event, settlement) go through scalar code, one contract at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable
+
+import msgspec
+import numpy as np
+
+from rfq.contracts import payoff
+from rfq.contracts.columns import F64, I64, NO_DATE, LiveColumns
+from rfq.contracts.credit import waterfall
+from rfq.contracts.events import (
+    BlockPassed,
+    BookEvent,
+    BookOutput,
+    CloseOut,
+    ContractClosedOut,
+    ContractDefaulted,
+    ContractOpened,
+    ContractSettled,
+    CreditEvent,
+    CreditEventResolved,
+    DefaultTriggered,
+    Fixing,
+    MarginCalled,
+    MarginCallMet,
+    MarginPosted,
+    OpenContract,
+    PaymentInstruction,
+    RatingRecord,
+)
+from rfq.contracts.model import (
+    Contract,
+    ContractView,
+    MarginCall,
+    Outcome,
+    PaymentKind,
+    Status,
+    validate_contract,
+)
+from rfq.errors import ValidationError
+
+SNAPSHOT_VERSION = 1
+_UNDERLYING_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_SENTINEL_DAY = 2**62  # the padding leg "fixed" every day
+
+
+class FixingSeries(msgspec.Struct, frozen=True):
+    underlying: str
+    dates: tuple[dt.date, ...]
+    prices: tuple[float, ...]
+
+
+class ContractRecord(msgspec.Struct, frozen=True):
+    """One contract in the canonical state: its terms and whatever its life has changed."""
+
+    contract: Contract
+    ordinal: int
+    status: Status
+    vm_balance: float
+    avg_sum: float
+    avg_count: int
+    avg_last: dt.date | None
+    margin_call: MarginCall | None
+    defaulting_party: str | None
+    sequences: tuple[tuple[str, int], ...]
+    outcome: Outcome | None
+    ratings: tuple[RatingRecord, ...]
+
+
+class BookSnapshot(msgspec.Struct, frozen=True):
+    """The whole book, canonically ordered: contracts by id, fixings by underlying, seen
+    event keys sorted. Marks and values are not stored: they follow from these."""
+
+    version: int
+    height: int
+    date: dt.date | None
+    mark_date: dt.date | None
+    next_ordinal: int
+    fixings: tuple[FixingSeries, ...]
+    contracts: tuple[ContractRecord, ...]
+    seen: tuple[str, ...]
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
+_contract_decoder = msgspec.msgpack.Decoder(Contract)
+
+
+def canonical_contract(contract: Contract) -> Contract:
+    """The contract as it decodes from the wire (ints in float fields become floats), so that
+    it encodes to the same state bytes whichever way it was built."""
+    try:
+        return _contract_decoder.decode(_snapshot_encoder.encode(contract))
+    except msgspec.ValidationError as exc:
+        raise ValidationError(str(exc), where=getattr(contract, "id", None)) from None
+
+
+class _Entry:
+    """The book's mutable record of one contract (its hot numbers live in the columns while
+    it is live, and are copied here when it ends)."""
+
+    __slots__ = (
+        "avg_count",
+        "avg_last",
+        "avg_sum",
+        "contract",
+        "defaulting_party",
+        "initial_margin",
+        "margin_call",
+        "mark",
+        "mtm",
+        "notional",
+        "ordinal",
+        "outcome",
+        "ratings",
+        "seqs",
+        "status",
+        "vm",
+    )
+
+    def __init__(self, contract: Contract, ordinal: int) -> None:
+        self.contract = contract
+        self.ordinal = ordinal
+        self.status = Status.LIVE
+        self.margin_call: MarginCall | None = None
+        self.defaulting_party: str | None = None
+        self.seqs: dict[str, int] = {}
+        self.outcome: Outcome | None = None
+        self.ratings: tuple[RatingRecord, ...] = ()
+        self.initial_margin = payoff.initial_margin(contract)
+        self.notional = payoff.notional(contract)
+        # Final values once terminated (live values are in the columns).
+        self.vm = 0.0
+        self.avg_sum = 0.0
+        self.avg_count = 0
+        self.avg_last = NO_DATE
+        self.mark = math.nan
+        self.mtm = math.nan
+
+    def next_seq(self, kind: str) -> int:
+        n = self.seqs.get(kind, 0) + 1
+        self.seqs[kind] = n
+        return n
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+class ContractBook:
+    """All contracts; apply ``BookEvent``s, query contracts, produce canonical state bytes."""
+
+    def __init__(self) -> None:
+        self._cols = LiveColumns()
+        self._entries: dict[str, _Entry] = {}
+        self._by_party: dict[str, set[str]] = {}
+        self._seen: set[str] = set()
+        self._height = 0
+        self._date: dt.date | None = None
+        self._mark_ord = NO_DATE
+        self._next_ordinal = 0
+        # Underlyings: index 0 is the padding sentinel (price 0.0, fixed every day).
+        self._uidx: dict[str, int] = {"": 0}
+        self._px: F64 = np.zeros(64, dtype=np.float64)
+        self._last: I64 = np.full(64, NO_DATE, dtype=np.int64)
+        self._last[0] = _SENTINEL_DAY
+        self._hist: dict[str, tuple[list[int], list[float]]] = {}
+
+    # ----------------------------------------------------------------------------------------
+    # queries
+
+    @property
+    def height(self) -> int:
+        """Height of the last ``BlockPassed`` (0 before any)."""
+        return self._height
+
+    @property
+    def date(self) -> dt.date | None:
+        """Date of the last ``BlockPassed``."""
+        return self._date
+
+    @property
+    def mark_date(self) -> dt.date | None:
+        """Date of the latest fixing: the date live contracts are marked at."""
+        return None if self._mark_ord == NO_DATE else dt.date.fromordinal(self._mark_ord)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, contract_id: object) -> bool:
+        return contract_id in self._entries
+
+    @property
+    def open_count(self) -> int:
+        """Contracts not yet settled, closed out or defaulted."""
+        return self._cols.n - self._cols.inactive
+
+    def get(self, contract_id: str) -> ContractView:
+        return self._view(self._entry(contract_id))
+
+    def find(self, contract_id: str) -> ContractView | None:
+        entry = self._entries.get(contract_id)
+        return None if entry is None else self._view(entry)
+
+    def by_party(self, party: str, *, open_only: bool = False) -> list[ContractView]:
+        """A party's contracts (as client or dealer), by contract id."""
+        views = [self._view(self._entries[cid]) for cid in sorted(self._by_party.get(party, ()))]
+        return [v for v in views if not (open_only and v.status.terminal)]
+
+    def ids(self) -> list[str]:
+        return sorted(self._entries)
+
+    def prices(self) -> dict[str, float]:
+        """Latest fixing of each underlying."""
+        return {u: prices[-1] for u, (_, prices) in sorted(self._hist.items())}
+
+    def fixing(self, underlying: str, date: dt.date) -> float | None:
+        hist = self._hist.get(underlying)
+        if hist is None:
+            return None
+        day = date.toordinal()
+        k = bisect.bisect_left(hist[0], day)
+        return hist[1][k] if k < len(hist[0]) and hist[0][k] == day else None
+
+    def _entry(self, contract_id: str) -> _Entry:
+        entry = self._entries.get(contract_id)
+        if entry is None:
+            raise ValidationError(f"no contract {contract_id!r}", where="contract_id")
+        return entry
+
+    def _view(self, entry: _Entry) -> ContractView:
+        slot = self._cols.slot.get(entry.contract.id)
+        live = slot is not None and not entry.status.terminal
+        cols = self._cols
+        if live:
+            assert slot is not None
+            mark, mtm = float(cols.mark[slot]), float(cols.mtm[slot])
+            vm, avg_sum, avg_count = (
+                float(cols.vm[slot]),
+                float(cols.avg_sum[slot]),
+                int(cols.avg_count[slot]),
+            )
+        else:
+            mark, mtm, vm = entry.mark, entry.mtm, entry.vm
+            avg_sum, avg_count = entry.avg_sum, entry.avg_count
+        return ContractView(
+            contract=entry.contract,
+            status=entry.status,
+            ordinal=entry.ordinal,
+            initial_margin=entry.initial_margin,
+            notional=entry.notional,
+            mark=_nan_to_none(mark),
+            client_mtm=_nan_to_none(mtm),
+            vm_balance=vm,
+            margin_call=entry.margin_call,
+            avg_sum=avg_sum,
+            avg_count=avg_count,
+            defaulting_party=entry.defaulting_party,
+            outcome=entry.outcome,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # events
+
+    def add(self, contract: Contract) -> list[BookOutput]:
+        """Open a contract (``OpenContract``); the same contract again is a no-op."""
+        return self.apply(OpenContract(contract))
+
+    def apply_all(self, events: Iterable[BookEvent]) -> list[BookOutput]:
+        out: list[BookOutput] = []
+        for event in events:
+            out.extend(self.apply(event))
+        return out
+
+    def apply(self, event: BookEvent) -> list[BookOutput]:
+        """Apply one event; raises ``ValidationError`` (changing nothing) if it is refused."""
+        if isinstance(event, Fixing):
+            return self._fixing(event)
+        if isinstance(event, BlockPassed):
+            return self._block(event)
+        if isinstance(event, OpenContract):
+            return self._open(event.contract)
+        if isinstance(event, MarginPosted):
+            return self._margin_posted(event)
+        if isinstance(event, CloseOut):
+            return self._close_out(event)
+        if isinstance(event, CreditEvent):
+            return self._credit_event(event)
+        raise ValidationError(f"unknown event {type(event).__name__}", where="type")
+
+    # --- underlyings and fixings -------------------------------------------------------------
+
+    def _underlying(self, name: str) -> int:
+        idx = self._uidx.get(name)
+        if idx is None:
+            idx = len(self._uidx)
+            self._uidx[name] = idx
+            if idx >= self._px.size:
+                grow = self._px.size
+                self._px = np.concatenate([self._px, np.zeros(grow)])
+                self._last = np.concatenate([self._last, np.full(grow, NO_DATE, dtype=np.int64)])
+            self._px[idx] = np.nan
+            self._last[idx] = NO_DATE
+        return idx
+
+    def _first_on_or_after(self, underlying: str, day: int) -> tuple[int, float] | None:
+        hist = self._hist.get(underlying)
+        if hist is None:
+            return None
+        k = bisect.bisect_left(hist[0], day)
+        return (hist[0][k], hist[1][k]) if k < len(hist[0]) else None
+
+    def _last_fixing_day(self, underlying: str) -> int:
+        hist = self._hist.get(underlying)
+        return hist[0][-1] if hist else NO_DATE
+
+    def _fixing(self, event: Fixing) -> list[BookOutput]:
+        day = event.date.toordinal()
+        fresh: dict[str, float] = {}
+        for k, px in enumerate(event.prices):
+            where = f"prices[{k}]"
+            if not _UNDERLYING_ID.match(px.underlying):
+                raise ValidationError(f"bad underlying id {px.underlying!r}", where=where)
+            if not math.isfinite(px.price):
+                raise ValidationError(f"{px.underlying}: price must be finite", where=where)
+            if px.underlying in fresh:
+                if fresh[px.underlying] != px.price:
+                    raise ValidationError(
+                        f"{px.underlying} has two prices for {event.date}", where=where
+                    )
+                continue
+            hist = self._hist.get(px.underlying)
+            if hist is not None and hist[0][-1] >= day:
+                if hist[0][-1] > day:
+                    raise ValidationError(
+                        f"{px.underlying} fixing for {event.date} arrives after the one for "
+                        f"{dt.date.fromordinal(hist[0][-1])} (fixings go in date order)",
+                        where=where,
+                    )
+                if hist[1][-1] != px.price:
+                    raise ValidationError(
+                        f"{px.underlying} already fixed at {hist[1][-1]} on {event.date}",
+                        where=where,
+                    )
+                continue  # the same fixing again: nothing to do
+            fresh[px.underlying] = float(px.price)
+        if not fresh:
+            return []
+        for name, price in fresh.items():
+            idx = self._underlying(name)
+            self._px[idx] = price
+            self._last[idx] = day
+            dates, prices = self._hist.setdefault(name, ([], []))
+            dates.append(day)
+            prices.append(price)
+        self._mark_ord = max(self._mark_ord, day)
+        return self._tick(day, event.date)
+
+    def _tick(self, day: int, date: dt.date) -> list[BookOutput]:
+        """The vectorised pass of one fixing: average sums, marks and values, maturities,
+        variation-margin calls."""
+        cols = self._cols
+        if cols.n == 0:
+            return []
+        px = self._px
+        levels = cols.levels(px)
+        cols.accumulate(levels, self._last[: len(self._uidx)] == day, day)
+        mark = cols.marks(levels, self._mark_ord)
+        cols.mark[: cols.n] = mark
+        cols.mtm[: cols.n] = cols.values(mark)  # same as cols.revalue, reusing the levels
+        out: list[BookOutput] = []
+        for slot in cols.due(day).tolist():
+            self._try_settle(slot, day, date, by_block=False, out=out)
+        rows, deltas = cols.margin_deltas()
+        for slot, delta in zip(rows.tolist(), deltas.tolist(), strict=True):
+            self._call(slot, delta, date, out)
+        cols.compact()
+        return out
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def _open(self, contract: Contract) -> list[BookOutput]:
+        contract = canonical_contract(contract)
+        existing = self._entries.get(contract.id)
+        if existing is not None:
+            if existing.contract == contract:
+                return []
+            raise ValidationError("another contract already has this id", where=contract.id)
+        validate_contract(contract)
+        entry = _Entry(contract, self._next_ordinal)
+        self._next_ordinal += 1
+        legs = contract.terms.legs
+        leg_index = [self._underlying(leg.underlying) for leg in legs]
+        avg_sum, avg_count, avg_last = self._average_from_history(contract)
+        slot = self._cols.push(
+            contract, leg_index, avg_sum=avg_sum, avg_count=avg_count, avg_last=avg_last
+        )
+        if self._mark_ord != NO_DATE:
+            self._cols.revalue(self._px, self._mark_ord, np.array([slot], dtype=np.intp))
+        self._entries[contract.id] = entry
+        for party in (contract.client, contract.dealer):
+            self._by_party.setdefault(party, set()).add(contract.id)
+        out: list[BookOutput] = [
+            ContractOpened(
+                contract_id=contract.id,
+                client=contract.client,
+                dealer=contract.dealer,
+                notional=entry.notional,
+                initial_margin=entry.initial_margin,
+            )
+        ]
+        option = contract.terms.option
+        premium = payoff.premium_amount(contract)
+        if option is not None and premium > 0:
+            buyer, seller = self._long_short(contract)
+            self._pay(
+                entry, PaymentKind.PREMIUM, buyer, seller, premium, contract.terms.trade_date, out
+            )
+        return out
+
+    def _average_from_history(self, contract: Contract) -> tuple[float, int, int]:
+        """Fixings already published in a new average-price swap's window."""
+        averaging = contract.terms.averaging
+        if averaging is None:
+            return 0.0, 0, NO_DATE
+        start, end = averaging.start.toordinal(), averaging.end.toordinal()
+        legs = contract.terms.legs
+        per_leg: list[dict[int, float]] = []
+        for leg in legs:
+            dates, prices = self._hist.get(leg.underlying, ([], []))
+            per_leg.append({d: p for d, p in zip(dates, prices, strict=True) if start <= d <= end})
+        days = sorted(set.intersection(*(set(m) for m in per_leg)))
+        total, count, last = 0.0, 0, NO_DATE
+        for day in days:
+            fix = {leg.underlying: m[day] for leg, m in zip(legs, per_leg, strict=True)}
+            total = total + payoff.level(legs, fix)
+            count += 1
+            last = day
+        return total, count, last
+
+    # --- money -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _long_short(contract: Contract) -> tuple[str, str]:
+        """(buyer, seller) of the contract: the client when it buys."""
+        if contract.terms.client_side == "buy":
+            return contract.client, contract.dealer
+        return contract.dealer, contract.client
+
+    def _pay(
+        self,
+        entry: _Entry,
+        kind: PaymentKind,
+        payer: str,
+        payee: str,
+        amount: float,
+        date: dt.date | None,
+        out: list[BookOutput],
+    ) -> None:
+        if not amount > 0:
+            return
+        seq = entry.next_seq(kind.value)
+        out.append(
+            PaymentInstruction(
+                id=f"{entry.contract.id}/{kind.value}/{seq}",
+                contract_id=entry.contract.id,
+                kind=kind,
+                payer=payer,
+                payee=payee,
+                amount=amount,
+                date=date,
+            )
+        )
+
+    def _pay_net(
+        self,
+        entry: _Entry,
+        kind: PaymentKind,
+        net: float,
+        date: dt.date | None,
+        out: list[BookOutput],
+    ) -> None:
+        """Pay ``net`` from dealer to client (negative: client to dealer)."""
+        c = entry.contract
+        if net > 0:
+            self._pay(entry, kind, c.dealer, c.client, net, date, out)
+        elif net < 0:
+            self._pay(entry, kind, c.client, c.dealer, -net, date, out)
+
+    # --- variation margin --------------------------------------------------------------------
+
+    def _call(self, slot: int, delta: float, date: dt.date, out: list[BookOutput]) -> None:
+        cols = self._cols
+        entry = self._entries[cols.ids[slot]]
+        c = entry.contract
+        assert c.margin is not None
+        payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
+        amount = abs(delta)
+        seq = entry.next_seq("margin_call")
+        deadline = self._height + c.margin.call_deadline_blocks
+        entry.margin_call = MarginCall(
+            seq=seq,
+            payer=payer,
+            payee=payee,
+            amount=amount,
+            outstanding=amount,
+            date=date,
+            height=self._height,
+            deadline_height=deadline,
+        )
+        entry.status = Status.MARGIN_CALL
+        cols.call_open[slot] = True
+        cols.deadline[slot] = deadline
+        out.append(
+            MarginCalled(
+                contract_id=c.id,
+                seq=seq,
+                payer=payer,
+                payee=payee,
+                amount=amount,
+                client_mtm=float(cols.mtm[slot]),
+                date=date,
+                deadline_height=deadline,
+            )
+        )
+
+    def _open_entry(self, contract_id: str, what: str) -> tuple[_Entry, int]:
+        entry = self._entry(contract_id)
+        if entry.status.terminal or entry.status == Status.IN_DEFAULT:
+            raise ValidationError(
+                f"contract {contract_id} is {entry.status.value}: {what} refused",
+                where="contract_id",
+            )
+        return entry, self._cols.slot[contract_id]
+
+    def _margin_posted(self, event: MarginPosted) -> list[BookOutput]:
+        key = f"margin_posted:{event.id}"
+        if key in self._seen:
+            return []
+        entry, slot = self._open_entry(event.contract_id, "margin")
+        c = entry.contract
+        if event.payer not in (c.client, c.dealer):
+            raise ValidationError(f"{event.payer!r} is not a party to {c.id}", where="payer")
+        if not (math.isfinite(event.amount) and event.amount > 0):
+            raise ValidationError("amount must be a positive finite number", where="amount")
+        cols = self._cols
+        amount = float(event.amount)
+        signed = amount if event.payer == c.dealer else -amount
+        cols.vm[slot] = float(cols.vm[slot]) + signed
+        out: list[BookOutput] = []
+        payee = c.client if event.payer == c.dealer else c.dealer
+        self._pay(entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, amount, None, out)
+        call = entry.margin_call
+        if call is not None and call.payer == event.payer:
+            outstanding = call.outstanding - amount
+            if outstanding <= 0:
+                entry.margin_call = None
+                entry.status = Status.LIVE
+                cols.call_open[slot] = False
+                out.append(MarginCallMet(contract_id=c.id, seq=call.seq))
+            else:
+                entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
+        self._seen.add(key)
+        return out
+
+    # --- the block clock ---------------------------------------------------------------------
+
+    def _block(self, event: BlockPassed) -> list[BookOutput]:
+        if event.height <= self._height:
+            return []
+        if self._date is not None and event.date < self._date:
+            raise ValidationError(
+                f"block {event.height} is dated {event.date}, before {self._date}", where="date"
+            )
+        self._height = event.height
+        self._date = event.date
+        cols = self._cols
+        out: list[BookOutput] = []
+        for slot in cols.missed(event.height).tolist():
+            entry = self._entries[cols.ids[slot]]
+            call = entry.margin_call
+            assert call is not None
+            entry.status = Status.IN_DEFAULT
+            entry.defaulting_party = call.payer
+            cols.call_open[slot] = False
+            cols.in_default[slot] = True
+            out.append(
+                DefaultTriggered(
+                    contract_id=entry.contract.id,
+                    party=call.payer,
+                    reason=f"margin call {call.seq} unmet by block {call.deadline_height}",
+                    height=event.height,
+                )
+            )
+        day = event.date.toordinal()
+        for slot in cols.due(day).tolist():
+            self._try_settle(slot, day, event.date, by_block=True, out=out)
+        cols.compact()
+        return out
+
+    # --- endings -----------------------------------------------------------------------------
+
+    def _try_settle(
+        self, slot: int, day: int, date: dt.date, *, by_block: bool, out: list[BookOutput]
+    ) -> None:
+        """Settle a contract whose maturity has come if its fixings are in.
+
+        Each leg settles on its first fixing dated on or after maturity (the maturity-date
+        fixing when published). An average-price swap settles on the mean of its window once
+        every leg has fixed on or after the window's end, or once a block dated after
+        maturity passes with at least one fixing in the window.
+        """
+        cols = self._cols
+        entry = self._entries[cols.ids[slot]]
+        c = entry.contract
+        terms = c.terms
+        maturity = terms.maturity.toordinal()
+        level: float | None = None
+        if terms.averaging is not None:
+            count = int(cols.avg_count[slot])
+            window_done = all(
+                self._last_fixing_day(leg.underlying) >= terms.averaging.end.toordinal()
+                for leg in terms.legs
+            )
+            if count > 0 and (window_done or (by_block and day > maturity)):
+                level = float(cols.avg_sum[slot]) / count
+        if level is None:
+            prices: dict[str, float] = {}
+            for leg in terms.legs:
+                found = self._first_on_or_after(leg.underlying, maturity)
+                if found is None:
+                    return
+                prices[leg.underlying] = found[1]
+            level = payoff.level(terms.legs, prices)
+        value = payoff.client_value(c, level)
+        pnl = payoff.client_pnl(c, level)
+        net = value - float(cols.vm[slot])
+        out.append(
+            ContractSettled(
+                contract_id=c.id,
+                date=terms.maturity,
+                settlement_price=level,
+                client_pnl=pnl,
+                dealer_pnl=-pnl,
+            )
+        )
+        self._pay_net(entry, PaymentKind.SETTLEMENT, net, date, out)
+        outcome = Outcome(
+            status=Status.SETTLED,
+            date=terms.maturity,
+            height=self._height,
+            settlement_price=level,
+            client_value=value,
+            client_pnl=pnl,
+            dealer_pnl=-pnl,
+        )
+        self._terminate(slot, entry, outcome, level, value)
+        self._rate(entry, out)
+
+    def _terminate(
+        self, slot: int, entry: _Entry, outcome: Outcome, mark: float | None, value: float
+    ) -> None:
+        cols = self._cols
+        entry.status = outcome.status
+        entry.outcome = outcome
+        entry.margin_call = None
+        entry.vm = float(cols.vm[slot])
+        entry.avg_sum = float(cols.avg_sum[slot])
+        entry.avg_count = int(cols.avg_count[slot])
+        entry.avg_last = int(cols.avg_last[slot])
+        entry.mark = math.nan if mark is None else mark
+        entry.mtm = value
+        cols.deactivate(slot)
+
+    def _rate(
+        self,
+        entry: _Entry,
+        out: list[BookOutput],
+        *,
+        guarantee: float = 0.0,
+        recovery_rate: float | None = None,
+    ) -> None:
+        """Formula 3 for the client, and for the dealer too when the dealer defaulted."""
+        c = entry.contract
+        outcome = entry.outcome
+        assert outcome is not None
+        parties = [c.client]
+        if outcome.defaulting_party == c.dealer:
+            parties.append(c.dealer)
+        records = []
+        for party in parties:
+            is_client = party == c.client
+            defaulted = outcome.defaulting_party == party
+            posted = max(-entry.vm, 0.0) if is_client else max(entry.vm, 0.0)
+            records.append(
+                RatingRecord(
+                    party=party,
+                    counterparty=c.dealer if is_client else c.client,
+                    contract_id=c.id,
+                    outcome=outcome.status,
+                    end_date=outcome.date,
+                    size=entry.notional,
+                    length_days=max((outcome.date - c.terms.trade_date).days, 0),
+                    collateral=(entry.initial_margin if is_client else 0.0) + posted,
+                    margined=c.margin is not None,
+                    guarantee=guarantee if defaulted else 0.0,
+                    defaulted=defaulted,
+                    recovery_rate=recovery_rate if defaulted else None,
+                )
+            )
+        entry.ratings = tuple(records)
+        out.extend(records)
+
+    def _close_out(self, event: CloseOut) -> list[BookOutput]:
+        key = f"close_out:{event.id}"
+        if key in self._seen:
+            return []
+        entry, slot = self._open_entry(event.contract_id, "close-out")
+        c = entry.contract
+        terms = c.terms
+        if event.date < terms.trade_date:
+            raise ValidationError(
+                f"close-out date {event.date} is before the trade date {terms.trade_date}",
+                where="date",
+            )
+        cols = self._cols
+        if event.price is not None:
+            if not math.isfinite(event.price):
+                raise ValidationError("price must be finite", where="price")
+            level = float(event.price)
+        else:
+            prices: dict[str, float] = {}
+            for i, leg in enumerate(terms.legs):
+                px = self.fixing(leg.underlying, event.date)
+                if px is None:
+                    raise ValidationError(
+                        f"no fixing of {leg.underlying} on {event.date}", where=f"legs[{i}]"
+                    )
+                prices[leg.underlying] = px
+            level = payoff.level(terms.legs, prices)
+            if terms.averaging is not None:
+                if int(cols.avg_last[slot]) > event.date.toordinal():
+                    raise ValidationError(
+                        "the average already holds fixings after the close-out date",
+                        where="date",
+                    )
+                level = payoff.average_estimate(
+                    float(cols.avg_sum[slot]),
+                    int(cols.avg_count[slot]),
+                    level,
+                    payoff.remaining_days(c, event.date),
+                )
+        value = payoff.client_value(c, level)
+        pnl = payoff.client_pnl(c, level)
+        net = value - float(cols.vm[slot])
+        out: list[BookOutput] = [
+            ContractClosedOut(
+                contract_id=c.id,
+                date=event.date,
+                price=level,
+                agreed=event.price is not None,
+                client_pnl=pnl,
+                dealer_pnl=-pnl,
+            )
+        ]
+        self._pay_net(entry, PaymentKind.CLOSE_OUT, net, event.date, out)
+        outcome = Outcome(
+            status=Status.CLOSED_OUT,
+            date=event.date,
+            height=self._height,
+            settlement_price=level,
+            client_value=value,
+            client_pnl=pnl,
+            dealer_pnl=-pnl,
+        )
+        self._terminate(slot, entry, outcome, level, value)
+        self._rate(entry, out)
+        self._seen.add(key)
+        self._cols.compact()
+        return out
+
+    def _today(self, contract: Contract) -> dt.date:
+        days = [d for d in (self._date, self.mark_date) if d is not None]
+        return max(days) if days else contract.terms.trade_date
+
+    def _credit_event(self, event: CreditEvent) -> list[BookOutput]:
+        key = f"credit_event:{event.id}"
+        if key in self._seen:
+            return []
+        party = event.party
+        cols = self._cols
+        ids = [
+            cid
+            for cid in sorted(self._by_party.get(party, ()))
+            if not self._entries[cid].status.terminal
+        ]
+        claims: list[float] = []
+        owed_to: list[float] = []
+        for cid in ids:
+            slot = cols.slot[cid]
+            mtm = float(cols.mtm[slot])
+            value = 0.0 if math.isnan(mtm) else mtm
+            net = value - float(cols.vm[slot])  # dealer -> client
+            if party == self._entries[cid].contract.client:
+                claims.append(max(-net, 0.0))
+                owed_to.append(max(net, 0.0))
+            else:
+                claims.append(max(net, 0.0))
+                owed_to.append(max(-net, 0.0))
+        result = waterfall(claims, event.collateral, event.guarantees)  # validates inputs
+        out: list[BookOutput] = []
+        for cid, rec, due in zip(ids, result.claims, owed_to, strict=True):
+            entry = self._entries[cid]
+            c = entry.contract
+            slot = cols.slot[cid]
+            other = c.dealer if party == c.client else c.client
+            today = self._today(c)
+            mark = _nan_to_none(float(cols.mark[slot]))
+            value = 0.0 if mark is None else float(cols.mtm[slot])
+            if mark is None:
+                option = c.terms.option
+                premium = 0.0 if option is None else option.premium
+                pnl = (0.0 - premium) * payoff.signed_size(c)
+            else:
+                pnl = payoff.client_pnl(c, mark)
+            guaranteed = rec.guaranteed
+            out.append(
+                ContractDefaulted(
+                    contract_id=cid,
+                    party=party,
+                    date=today,
+                    mark=mark,
+                    owed_by_defaulter=rec.claim,
+                    collateral_applied=rec.collateral,
+                    guarantee_applied=guaranteed,
+                    unrecovered=rec.unrecovered,
+                    client_pnl=pnl,
+                    dealer_pnl=-pnl,
+                )
+            )
+            self._pay(entry, PaymentKind.COLLATERAL, party, other, rec.collateral, today, out)
+            for use in rec.guarantees:
+                self._pay(
+                    entry, PaymentKind.GUARANTEE, use.guarantor, other, use.amount, today, out
+                )
+            self._pay(entry, PaymentKind.CLOSE_OUT, other, party, due, today, out)
+            entry.defaulting_party = party
+            outcome = Outcome(
+                status=Status.DEFAULTED,
+                date=today,
+                height=self._height,
+                settlement_price=mark,
+                client_value=value,
+                client_pnl=pnl,
+                dealer_pnl=-pnl,
+                defaulting_party=party,
+                recovery_rate=result.recovery_rate,
+            )
+            self._terminate(slot, entry, outcome, mark, value)
+            self._rate(entry, out, guarantee=guaranteed, recovery_rate=result.recovery_rate)
+        out.append(
+            CreditEventResolved(
+                event_id=event.id,
+                party=party,
+                contract_ids=tuple(ids),
+                exposure=result.exposure,
+                collateral_applied=result.collateral_applied,
+                guarantee_applied=result.guarantee_applied,
+                guarantees=result.guarantees,
+                shortfall=result.shortfall,
+                unrecovered=result.unrecovered,
+                recovery_rate=result.recovery_rate,
+            )
+        )
+        self._seen.add(key)
+        cols.compact()
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # canonical state
+
+    def snapshot(self) -> BookSnapshot:
+        cols = self._cols
+        records = []
+        for cid in sorted(self._entries):
+            entry = self._entries[cid]
+            slot = cols.slot.get(cid)
+            if slot is not None and not entry.status.terminal:
+                vm = float(cols.vm[slot])
+                avg_sum, avg_count = float(cols.avg_sum[slot]), int(cols.avg_count[slot])
+                avg_last = int(cols.avg_last[slot])
+            else:
+                vm, avg_sum, avg_count, avg_last = (
+                    entry.vm,
+                    entry.avg_sum,
+                    entry.avg_count,
+                    entry.avg_last,
+                )
+            records.append(
+                ContractRecord(
+                    contract=entry.contract,
+                    ordinal=entry.ordinal,
+                    status=entry.status,
+                    vm_balance=vm,
+                    avg_sum=avg_sum,
+                    avg_count=avg_count,
+                    avg_last=None if avg_last == NO_DATE else dt.date.fromordinal(avg_last),
+                    margin_call=entry.margin_call,
+                    defaulting_party=entry.defaulting_party,
+                    sequences=tuple(sorted(entry.seqs.items())),
+                    outcome=entry.outcome,
+                    ratings=entry.ratings,
+                )
+            )
+        fixings = tuple(
+            FixingSeries(
+                underlying=name,
+                dates=tuple(dt.date.fromordinal(d) for d in dates),
+                prices=tuple(prices),
+            )
+            for name, (dates, prices) in sorted(self._hist.items())
+        )
+        return BookSnapshot(
+            version=SNAPSHOT_VERSION,
+            height=self._height,
+            date=self._date,
+            mark_date=self.mark_date,
+            next_ordinal=self._next_ordinal,
+            fixings=fixings,
+            contracts=tuple(records),
+            seen=tuple(sorted(self._seen)),
+        )
+
+    def state_bytes(self) -> bytes:
+        """Canonical msgpack of the whole book, for the block's state root."""
+        return _snapshot_encoder.encode(self.snapshot())
+
+    @classmethod
+    def from_snapshot(cls, snap: BookSnapshot) -> ContractBook:
+        """Rebuild a book that behaves exactly as the one the snapshot was taken from."""
+        if snap.version != SNAPSHOT_VERSION:
+            raise ValidationError(f"unknown snapshot version {snap.version}", where="version")
+        book = cls()
+        book._height = snap.height
+        book._date = snap.date
+        book._next_ordinal = snap.next_ordinal
+        book._seen = set(snap.seen)
+        for series in snap.fixings:
+            idx = book._underlying(series.underlying)
+            days = [d.toordinal() for d in series.dates]
+            book._hist[series.underlying] = (days, list(series.prices))
+            if days:
+                book._px[idx] = series.prices[-1]
+                book._last[idx] = days[-1]
+        book._mark_ord = NO_DATE if snap.mark_date is None else snap.mark_date.toordinal()
+        for rec in sorted(snap.contracts, key=lambda r: r.ordinal):
+            c = rec.contract
+            entry = _Entry(c, rec.ordinal)
+            entry.status = rec.status
+            entry.margin_call = rec.margin_call
+            entry.defaulting_party = rec.defaulting_party
+            entry.seqs = dict(rec.sequences)
+            entry.outcome = rec.outcome
+            entry.ratings = rec.ratings
+            avg_last = NO_DATE if rec.avg_last is None else rec.avg_last.toordinal()
+            book._entries[c.id] = entry
+            for party in (c.client, c.dealer):
+                book._by_party.setdefault(party, set()).add(c.id)
+            if rec.status.terminal:
+                entry.vm, entry.avg_sum, entry.avg_count = (
+                    rec.vm_balance,
+                    rec.avg_sum,
+                    rec.avg_count,
+                )
+                entry.avg_last = avg_last
+                if rec.outcome is not None:
+                    price = rec.outcome.settlement_price
+                    entry.mark = math.nan if price is None else price
+                    entry.mtm = rec.outcome.client_value
+                continue
+            call = rec.margin_call if rec.status == Status.MARGIN_CALL else None
+            book._cols.push(
+                c,
+                [book._underlying(leg.underlying) for leg in c.terms.legs],
+                vm=rec.vm_balance,
+                avg_sum=rec.avg_sum,
+                avg_count=rec.avg_count,
+                avg_last=avg_last,
+                call_open=call is not None,
+                deadline=call.deadline_height if call is not None else NO_DATE,
+                in_default=rec.status == Status.IN_DEFAULT,
+            )
+        if book._mark_ord != NO_DATE:
+            book._cols.revalue(book._px, book._mark_ord)
+        return book
+
+    @classmethod
+    def from_state_bytes(cls, data: bytes) -> ContractBook:
+        return cls.from_snapshot(_snapshot_decoder.decode(data))

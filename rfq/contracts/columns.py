@@ -1,0 +1,298 @@
+"""Live contracts as numpy columns, so that one fixing tick revalues them all in a handful of
+array operations.
+
+One row per live contract, in the order contracts were opened (the book's ordinal), so any
+records the vectorised pass produces come out in a deterministic order. Legs are a padded
+(width x rows) matrix of underlying indexes and weights; index 0 is a sentinel priced 0.0
+with weight 0.0, so a padded leg adds exactly +0.0. Terminated rows are flagged inactive and
+dropped by ``compact`` (order-preserving) once they are half the table.
+
+The arithmetic mirrors ``rfq.contracts.payoff`` operation for operation (elementwise float64
+multiply/add/divide/max, no reductions), so a row's mark and value equal the scalar ones bit
+for bit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rfq.contracts import payoff
+from rfq.contracts.model import Contract
+from rfq.instruments import Template
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
+Rows = slice | npt.NDArray[np.intp]
+
+KIND_LINEAR, KIND_CALL, KIND_PUT = 0, 1, 2
+NO_DATE = -1
+# date(1970, 1, 1).toordinal(): ordinal -> datetime64[D] offset.
+_EPOCH = 719163
+
+_FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
+_FLOATS_NAN = ("mark", "mtm")
+_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline")
+_BOOLS = ("is_avg", "margined", "call_open", "in_default", "active")
+
+
+def _as_dt64(ordinals: I64) -> npt.NDArray[np.datetime64]:
+    return (ordinals - _EPOCH).astype("datetime64[D]")
+
+
+class LiveColumns:
+    """Column store of the live contracts; the book owns it and keeps it in step."""
+
+    fixed: F64
+    strike: F64
+    sqm: F64
+    avg_sum: F64
+    avg_count: F64
+    vm: F64
+    threshold: F64
+    mta: F64
+    mark: F64
+    mtm: F64
+    kind: I64
+    avg_start: I64
+    avg_end: I64
+    avg_last: I64
+    maturity: I64
+    deadline: I64
+    is_avg: BOOL
+    margined: BOOL
+    call_open: BOOL
+    in_default: BOOL
+    active: BOOL
+    leg_u: I64
+    leg_w: F64
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.n = 0
+        self.width = 1
+        self.ids: list[str] = []
+        self.slot: dict[str, int] = {}
+        self.inactive = 0
+        self._alloc(max(capacity, 16))
+
+    # ----------------------------------------------------------------------------------------
+    # storage
+
+    def _alloc(self, cap: int) -> None:
+        for name in _FLOATS:
+            setattr(self, name, np.zeros(cap, dtype=np.float64))
+        for name in _FLOATS_NAN:
+            setattr(self, name, np.full(cap, np.nan, dtype=np.float64))
+        for name in _INTS:
+            setattr(self, name, np.full(cap, NO_DATE, dtype=np.int64))
+        for name in _BOOLS:
+            setattr(self, name, np.zeros(cap, dtype=np.bool_))
+        self.leg_u = np.zeros((self.width, cap), dtype=np.int64)
+        self.leg_w = np.zeros((self.width, cap), dtype=np.float64)
+        self.cap = cap
+
+    def _resize(self, cap: int, width: int) -> None:
+        n = self.n
+        old: dict[str, Any] = {name: getattr(self, name) for name in _FLOATS + _FLOATS_NAN}
+        old.update({name: getattr(self, name) for name in _INTS + _BOOLS})
+        old_u, old_w, old_width = self.leg_u, self.leg_w, self.width
+        self.width = width
+        self._alloc(cap)
+        for name, array in old.items():
+            getattr(self, name)[:n] = array[:n]
+        self.leg_u[:old_width, :n] = old_u[:, :n]
+        self.leg_w[:old_width, :n] = old_w[:, :n]
+
+    def push(
+        self,
+        contract: Contract,
+        leg_index: list[int],
+        *,
+        vm: float = 0.0,
+        avg_sum: float = 0.0,
+        avg_count: int = 0,
+        avg_last: int = NO_DATE,
+        call_open: bool = False,
+        deadline: int = NO_DATE,
+        in_default: bool = False,
+    ) -> int:
+        """Append a row for a live contract and return its slot."""
+        width = max(self.width, len(leg_index))
+        if self.n == self.cap or width != self.width:
+            self._resize(self.cap * 2 if self.n == self.cap else self.cap, width)
+        i = self.n
+        terms = contract.terms
+        option = terms.option
+        self.fixed[i] = contract.fixed_price if contract.fixed_price is not None else 0.0
+        self.strike[i] = option.strike if option is not None else 0.0
+        self.kind[i] = (
+            KIND_LINEAR if option is None else KIND_CALL if option.type == "call" else KIND_PUT
+        )
+        self.sqm[i] = payoff.signed_size(contract)
+        self.is_avg[i] = terms.template == Template.AVERAGE_PRICE_SWAP
+        if terms.averaging is not None:
+            self.avg_start[i] = terms.averaging.start.toordinal()
+            self.avg_end[i] = terms.averaging.end.toordinal()
+        else:
+            self.avg_start[i] = NO_DATE
+            self.avg_end[i] = NO_DATE
+        self.avg_sum[i] = avg_sum
+        self.avg_count[i] = avg_count
+        self.avg_last[i] = avg_last
+        self.maturity[i] = terms.maturity.toordinal()
+        self.vm[i] = vm
+        margin = contract.margin
+        self.margined[i] = margin is not None
+        self.threshold[i] = margin.threshold if margin is not None else 0.0
+        self.mta[i] = margin.minimum_transfer_amount if margin is not None else 0.0
+        self.call_open[i] = call_open
+        self.deadline[i] = deadline
+        self.in_default[i] = in_default
+        self.active[i] = True
+        self.mark[i] = np.nan
+        self.mtm[i] = np.nan
+        self.leg_u[:, i] = 0
+        self.leg_w[:, i] = 0.0
+        for k, (u, leg) in enumerate(zip(leg_index, terms.legs, strict=True)):
+            self.leg_u[k, i] = u
+            self.leg_w[k, i] = leg.weight
+        self.ids.append(contract.id)
+        self.slot[contract.id] = i
+        self.n += 1
+        return i
+
+    def deactivate(self, slot: int) -> None:
+        self.active[slot] = False
+        self.call_open[slot] = False
+        self.inactive += 1
+
+    def compact(self) -> bool:
+        """Drop inactive rows (keeping order) once they are at least half the table."""
+        if self.inactive == 0 or self.inactive * 2 < self.n:
+            return False
+        n = self.n
+        keep = np.flatnonzero(self.active[:n])
+        for name in _FLOATS + _FLOATS_NAN + _INTS + _BOOLS:
+            array = getattr(self, name)
+            array[: keep.size] = array[keep]
+        self.leg_u[:, : keep.size] = self.leg_u[:, keep]
+        self.leg_w[:, : keep.size] = self.leg_w[:, keep]
+        self.ids = [self.ids[k] for k in keep.tolist()]
+        self.slot = {cid: k for k, cid in enumerate(self.ids)}
+        self.n = int(keep.size)
+        self.inactive = 0
+        return True
+
+    # ----------------------------------------------------------------------------------------
+    # vectorised revaluation (mirrors rfq.contracts.payoff)
+
+    def _sel(self, rows: Rows | None) -> Rows:
+        return slice(0, self.n) if rows is None else rows
+
+    def levels(self, px: F64, rows: Rows | None = None) -> F64:
+        """Weighted sum of leg prices for every row (or the given rows), in leg order."""
+        sel = self._sel(rows)
+        acc: F64 = self.leg_w[0, sel] * px[self.leg_u[0, sel]]
+        for k in range(1, self.width):
+            acc = acc + self.leg_w[k, sel] * px[self.leg_u[k, sel]]
+        return acc
+
+    def accumulate(self, levels: F64, fixed_on: BOOL, day: int) -> None:
+        """Add ``day``'s level to the running sums of the active average-price swaps whose
+        window holds ``day`` and whose legs all fixed on it (at most once per day)."""
+        n = self.n
+        rows = np.flatnonzero(
+            self.is_avg[:n]
+            & self.active[:n]
+            & (self.avg_start[:n] <= day)
+            & (self.avg_end[:n] >= day)
+            & (self.avg_last[:n] < day)
+        )
+        if rows.size == 0:
+            return
+        legs_fixed = np.ones(rows.size, dtype=np.bool_)
+        for k in range(self.width):
+            legs_fixed &= fixed_on[self.leg_u[k, rows]]
+        rows = rows[legs_fixed]
+        self.avg_sum[rows] = self.avg_sum[rows] + levels[rows]
+        self.avg_count[rows] = self.avg_count[rows] + 1.0
+        self.avg_last[rows] = day
+
+    def marks(self, levels: F64, as_of: int, rows: Rows | None = None) -> F64:
+        """Settlement-price estimates: the level, or for average-price swaps the mean so far
+        with the level standing in for the window's remaining weekdays."""
+        sel = self._sel(rows)
+        mark = levels.copy()
+        local = np.flatnonzero(self.is_avg[sel])
+        if local.size:
+            glob = local if isinstance(sel, slice) else sel[local]
+            begin = np.maximum(as_of + 1, self.avg_start[glob])
+            stop = self.avg_end[glob] + 1
+            remaining = np.maximum(np.busday_count(_as_dt64(begin), _as_dt64(stop)), 0).astype(
+                np.float64
+            )
+            lv = levels[local]
+            den = self.avg_count[glob] + remaining
+            with np.errstate(divide="ignore", invalid="ignore"):
+                est = (self.avg_sum[glob] + lv * remaining) / den
+            mark[local] = np.where(den == 0.0, lv, est)
+        return mark
+
+    def values(self, mark: F64, rows: Rows | None = None) -> F64:
+        """Value to the client of every row (or the given rows) at these marks."""
+        sel = self._sel(rows)
+        kind = self.kind[sel]
+        linear = mark - self.fixed[sel]
+        call = np.maximum(mark - self.strike[sel], 0.0)
+        put = np.maximum(self.strike[sel] - mark, 0.0)
+        unit = np.where(kind == KIND_CALL, call, np.where(kind == KIND_PUT, put, linear))
+        out: F64 = unit * self.sqm[sel]
+        return out
+
+    def revalue(self, px: F64, as_of: int, rows: Rows | None = None) -> None:
+        """Recompute marks and values of every row (or the given rows); nothing else."""
+        if self.n == 0:
+            return
+        sel = self._sel(rows)
+        mark = self.marks(self.levels(px, rows), as_of, rows)
+        self.mark[sel] = mark
+        self.mtm[sel] = self.values(mark, rows)
+
+    def margin_deltas(self) -> tuple[npt.NDArray[np.intp], F64]:
+        """Rows that need a variation-margin call now, and the signed transfer (positive:
+        dealer to client), per ``payoff.variation_target`` and the minimum transfer amount."""
+        n = self.n
+        mtm = self.mtm[:n]
+        excess = np.maximum(np.abs(mtm) - self.threshold[:n], 0.0)
+        target = np.where(mtm > 0, excess, -excess)
+        delta = target - self.vm[:n]
+        with np.errstate(invalid="ignore"):
+            need = (
+                self.active[:n]
+                & self.margined[:n]
+                & ~self.call_open[:n]
+                & ~self.in_default[:n]
+                & np.isfinite(delta)
+                & (delta != 0.0)
+                & (np.abs(delta) >= self.mta[:n])
+            )
+        rows = np.flatnonzero(need)
+        return rows, delta[rows]
+
+    def due(self, day: int) -> npt.NDArray[np.intp]:
+        """Active rows, not in default, whose maturity is on or before ``day``."""
+        n = self.n
+        return np.flatnonzero(self.active[:n] & ~self.in_default[:n] & (self.maturity[:n] <= day))
+
+    def missed(self, height: int) -> npt.NDArray[np.intp]:
+        """Active rows whose open margin call's deadline is below ``height``."""
+        n = self.n
+        return np.flatnonzero(self.active[:n] & self.call_open[:n] & (self.deadline[:n] < height))
+
+
+def ordinal(day: dt.date | None) -> int:
+    return NO_DATE if day is None else day.toordinal()

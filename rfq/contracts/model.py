@@ -1,0 +1,195 @@
+"""What a smart derivative contract is, and the records its life leaves behind.
+
+A contract is the client's ``Terms`` plus what the dealer's accepted quote added (the fixed
+price, or the option premium inside ``terms.option``), the initial margin rate, the two
+parties and the variation-margin terms. Everything here is a frozen msgspec Struct so that
+the same contract encodes to the same bytes on every authority.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import re
+
+import msgspec
+
+from rfq.errors import ValidationError
+from rfq.instruments import Template, Terms, validate_terms
+
+
+class Status(enum.StrEnum):
+    """Lifecycle of a contract: live -> (margin_call) -> settled, closed_out or defaulted.
+
+    ``in_default`` is the one waiting state: a party missed a margin-call deadline and the
+    ledger has yet to apply the ``CreditEvent`` that runs the loss waterfall (it needs the
+    collateral and guarantee lines, which the ledger owns).
+    """
+
+    LIVE = "live"
+    MARGIN_CALL = "margin_call"
+    IN_DEFAULT = "in_default"
+    SETTLED = "settled"
+    CLOSED_OUT = "closed_out"
+    DEFAULTED = "defaulted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({Status.SETTLED, Status.CLOSED_OUT, Status.DEFAULTED})
+
+
+class PaymentKind(enum.StrEnum):
+    """Why money moves; part of each payment's idempotency id."""
+
+    PREMIUM = "premium"
+    VARIATION_MARGIN = "variation_margin"
+    SETTLEMENT = "settlement"
+    CLOSE_OUT = "close_out"
+    COLLATERAL = "collateral"
+    GUARANTEE = "guarantee"
+
+
+class MarginTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Variation-margin terms (CSA style, the paper's formula 6).
+
+    The party out of the money must have transferred ``|MTM| - threshold`` to the other;
+    a call is made only when the difference from what is held reaches the minimum transfer
+    amount, and must be met within ``call_deadline_blocks`` blocks.
+    """
+
+    threshold: float = 0.0
+    minimum_transfer_amount: float = 0.0
+    call_deadline_blocks: int = 10
+
+
+class Contract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An executed trade: terms, agreed price, margin rate, parties, margin terms.
+
+    ``fixed_price`` is required except for ``european_option`` (whose price is the premium,
+    ``terms.option.premium``). ``margin`` None means the trade is not margined (no variation
+    margin, the ``Margin`` flag of formula 3 is 0).
+    """
+
+    id: str
+    terms: Terms
+    client: str
+    dealer: str
+    fixed_price: float | None = None
+    initial_margin_rate: float = 0.0
+    margin: MarginTerms | None = None
+
+
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def _finite(value: float, where: str, *, positive: bool = False, nonneg: bool = False) -> None:
+    if not math.isfinite(value):
+        raise ValidationError("must be a finite number", where=where)
+    if positive and not value > 0:
+        raise ValidationError("must be positive", where=where)
+    if nonneg and value < 0:
+        raise ValidationError("cannot be negative", where=where)
+
+
+def validate_contract(contract: Contract) -> None:
+    """Refuse a contract the engine could not run; ``ValidationError.where`` names the field."""
+    if not _ID.match(contract.id):
+        raise ValidationError(f"contract id {contract.id!r} is not a valid id", where="id")
+    if not contract.client:
+        raise ValidationError("client id is required", where="client")
+    if not contract.dealer:
+        raise ValidationError("dealer id is required", where="dealer")
+    if contract.client == contract.dealer:
+        raise ValidationError("client and dealer must differ", where="dealer")
+    terms = contract.terms
+    validate_terms(terms)
+    _finite(terms.quantity, "quantity", positive=True)
+    _finite(terms.multiplier, "multiplier", positive=True)
+    for i, leg in enumerate(terms.legs):
+        _finite(leg.weight, f"legs[{i}].weight")
+    if terms.option is not None:
+        _finite(terms.option.strike, "option.strike", positive=True)
+        _finite(terms.option.premium, "option.premium", nonneg=True)
+    if contract.fixed_price is None:
+        if terms.template != Template.EUROPEAN_OPTION:
+            raise ValidationError(f"{terms.template} needs a fixed price", where="fixed_price")
+    else:
+        _finite(contract.fixed_price, "fixed_price")
+    _finite(contract.initial_margin_rate, "initial_margin_rate", nonneg=True)
+    if contract.margin is not None:
+        _finite(contract.margin.threshold, "margin.threshold", nonneg=True)
+        _finite(
+            contract.margin.minimum_transfer_amount, "margin.minimum_transfer_amount", nonneg=True
+        )
+        if contract.margin.call_deadline_blocks < 0:
+            raise ValidationError("cannot be negative", where="margin.call_deadline_blocks")
+
+
+class MarginCall(msgspec.Struct, frozen=True):
+    """An open variation-margin call: ``payer`` owes ``outstanding`` by ``deadline_height``."""
+
+    seq: int
+    payer: str
+    payee: str
+    amount: float
+    outstanding: float
+    date: dt.date
+    height: int
+    deadline_height: int
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """How a contract ended. Money is the client's: dealer figures are the negation.
+
+    ``settlement_price`` is the level the payoff used (maturity fixing, mean of the window,
+    agreed or fixed close-out level, or the mark at default). ``client_value`` is the
+    contract's value to the client at the end (ex premium); ``client_pnl`` includes the
+    premium for options.
+    """
+
+    status: Status
+    date: dt.date
+    height: int
+    settlement_price: float | None
+    client_value: float
+    client_pnl: float
+    dealer_pnl: float
+    defaulting_party: str | None = None
+    recovery_rate: float | None = None
+
+
+class ContractView(msgspec.Struct, frozen=True):
+    """A read-only picture of one contract as the book holds it now.
+
+    ``mark`` is the current settlement-price estimate (for an average-price swap the mean of
+    the fixings so far with today's level for the window's remaining weekdays) and
+    ``client_mtm`` the contract's value to the client; both None until every leg is priced.
+    ``vm_balance`` is the net variation margin transferred from dealer to client (negative:
+    the client has posted to the dealer).
+    """
+
+    contract: Contract
+    status: Status
+    ordinal: int
+    initial_margin: float
+    notional: float
+    mark: float | None
+    client_mtm: float | None
+    vm_balance: float
+    margin_call: MarginCall | None
+    avg_sum: float
+    avg_count: int
+    defaulting_party: str | None
+    outcome: Outcome | None
+
+    @property
+    def id(self) -> str:
+        return self.contract.id
+
+    @property
+    def dealer_mtm(self) -> float | None:
+        return None if self.client_mtm is None else -self.client_mtm
