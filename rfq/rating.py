@@ -101,10 +101,8 @@ SCALE: tuple[GradeBand, ...] = (
 """The rating scale, best grade first."""
 
 _BAND: dict[Grade, GradeBand] = {band.grade: band for band in SCALE}
-# Interpolation knots for pd_of(score): ascending scores, ln PD.
-_KNOTS: tuple[tuple[float, float], ...] = tuple(
-    (band.anchor, math.log(band.pd)) for band in reversed(SCALE)
-)
+# Interpolation knots for pd_of(score): ascending scores and their PDs.
+_KNOTS: tuple[tuple[float, float], ...] = tuple((band.anchor, band.pd) for band in reversed(SCALE))
 
 # RT's constants (see the module docstring).
 PRIOR_WEIGHT = 4.0
@@ -155,11 +153,13 @@ def pd_of(rating: Grade | str | float) -> float:
         return _BAND[_as_grade(rating)].pd
     score = _check_score(rating, "score")
     if score <= _KNOTS[0][0]:
-        return math.exp(_KNOTS[0][1])
-    for (x0, y0), (x1, y1) in itertools.pairwise(_KNOTS):
-        if score <= x1:
-            return math.exp(y0 + (y1 - y0) * (score - x0) / (x1 - x0))
-    return math.exp(_KNOTS[-1][1])
+        return _KNOTS[0][1]
+    for (x0, p0), (x1, p1) in itertools.pairwise(_KNOTS):
+        if score == x1:
+            return p1
+        if score < x1:
+            return p0 * math.exp(math.log(p1 / p0) * (score - x0) / (x1 - x0))
+    return _KNOTS[-1][1]
 
 
 def as_score(rating: Grade | str | float) -> float:
