@@ -61,7 +61,12 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "risk",
         help="SA-CCR exposure and default contagion from a JSON file",
-        description=__doc__,
+        description=(
+            "Counterparty- and systemic-risk calculators on a JSON file: 'saccr' prints the "
+            "SA-CCR EAD of each netting set, 'contagion' runs a default-contagion model on an "
+            "exposure network. Bad input exits 2 with one line naming the file and the netting "
+            "set, trade or institution at fault."
+        ),
     )
     inner = parser.add_subparsers(dest="risk_command", metavar="SUBCOMMAND", required=True)
     saccr = inner.add_parser(
