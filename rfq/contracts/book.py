@@ -719,9 +719,9 @@ class ContractBook:
                     size=entry.notional,
                     length_days=max((outcome.date - c.terms.trade_date).days, 0),
                     collateral=(entry.initial_margin if is_client else 0.0) + posted,
-                    margined=c.margin is not None,
+                    margin=c.margin is not None,
                     guarantee=guarantee if defaulted else 0.0,
-                    defaulted=defaulted,
+                    default=defaulted,
                     recovery_rate=recovery_rate if defaulted else None,
                 )
             )

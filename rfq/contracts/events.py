@@ -208,11 +208,12 @@ class CreditEventResolved(_Output, frozen=True, tag="credit_event_resolved"):
 
 class RatingRecord(_Output, frozen=True, tag="rating_record"):
     """One finished trade for a party's rating history: the paper's formula 3,
-    ``(Rt_prev, Sz, Len, Coll, Margin, Guar, Def, RR)``.
+    ``(Rt_prev, Sz, Len, Coll, Margin, Guar, Def, RR)`` (field names as ``rfq.rating``'s
+    ``RatingTuple``).
 
-    ``previous_rating`` is left None for the ledger to fill (the book holds no ratings).
-    ``size`` is the notional, ``length_days`` the days from trade date to the end,
-    ``collateral`` the initial margin plus variation margin the party held posted at the end,
+    ``rt_prev`` is left None for the ledger to fill (the book holds no ratings). ``size`` is
+    the notional, ``length_days`` the days from trade date to the end, ``collateral`` the
+    initial margin (client) plus the variation margin the party had posted at the end,
     ``guarantee`` what a guarantor paid for the party (the ledger may substitute the line
     amount), ``recovery_rate`` None unless the party defaulted.
     """
@@ -225,22 +226,22 @@ class RatingRecord(_Output, frozen=True, tag="rating_record"):
     size: float
     length_days: int
     collateral: float
-    margined: bool
+    margin: bool
     guarantee: float
-    defaulted: bool
+    default: bool
     recovery_rate: float | None
-    previous_rating: float | None = None
+    rt_prev: float | None = None
 
     def as_tuple(self) -> tuple[float | None, float, int, float, bool, float, bool, float | None]:
         """Formula 3, in the paper's order."""
         return (
-            self.previous_rating,
+            self.rt_prev,
             self.size,
             self.length_days,
             self.collateral,
-            self.margined,
+            self.margin,
             self.guarantee,
-            self.defaulted,
+            self.default,
             self.recovery_rate,
         )
 
