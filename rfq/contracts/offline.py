@@ -88,17 +88,28 @@ def parse_date(text: str, *, where: str) -> dt.date:
         raise ValidationError(f"bad date {text!r} (no such day)", where=where) from None
 
 
-def _convert_error(exc: msgspec.ValidationError, prefix: str) -> ValidationError:
+def _lookup(obj: Any, path: str) -> Any:
+    """The value at a msgspec error path like ``.legs[0].weight`` (None if absent)."""
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        try:
+            obj = obj[name] if name else obj[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return obj
+
+
+def _convert_error(exc: msgspec.ValidationError, prefix: str, obj: Any) -> ValidationError:
     match = _AT.match(str(exc))
     assert match is not None
-    msg, path = match.group("msg"), match.group("path")
-    field = (path or "").lstrip(".")
+    msg, path = match.group("msg"), match.group("path") or ""
+    field = path.lstrip(".")
     missing = _MISSING.search(msg)
     if missing:
+        msg = "required field is missing"
         field = f"{field}.{missing.group('field')}" if field else missing.group("field")
-    if "RFC3339" in msg:
-        msg = "bad date (expected YYYY-MM-DD)"
-    return ValidationError(msg, where=f"{prefix}{field}" if field else prefix.rstrip(".") or None)
+    elif "RFC3339" in msg:
+        msg = f"bad date {_lookup(obj, path)!r} (expected YYYY-MM-DD)"
+    return ValidationError(msg, where=f"{prefix}{field}" if field else prefix.rstrip(".: ") or None)
 
 
 def _contract(obj: Any, index: int, prefix: str) -> Contract:
@@ -113,7 +124,7 @@ def _contract(obj: Any, index: int, prefix: str) -> Contract:
     try:
         raw = msgspec.convert(obj, OfflineContract, str_keys=True)
     except msgspec.ValidationError as exc:
-        raise _convert_error(exc, prefix) from None
+        raise _convert_error(exc, prefix, obj) from None
     legs = raw.legs
     if raw.underlying is not None:
         if legs:
