@@ -1,1 +1,84 @@
-"""pytest fixtures for testing peers against a real nats-server (entry point ``pytest11``)."""
+"""pytest fixtures for testing peers against a real nats-server (entry point ``pytest11``).
+
+Installed with B-OTC, so a dealer's quant can test a strategy against a real local bus:
+
+```python
+async def test_my_strategy_quotes(network, nats_server, bus_factory):
+    client = await bus_factory("C1")
+    ...
+```
+
+- ``network``: a fresh network directory (``botc init`` with 3 dealers, 5 clients).
+- ``nats_server``: one nats-server (port 0, JetStream in a temp dir) with the network's nkey
+  users and permissions; the network's run file points at it.
+- ``nats_cluster``: three such nodes, fully routed.
+- ``bus_factory``: ``await bus_factory("C1")`` returns a connected ``bus.client.Bus`` for a
+  member (closed at teardown); ``servers=`` picks other URLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bus.client import Bus
+from bus.server import NatsCluster, NatsServer
+from peers.netdir import NetDir, create_network
+from rfq.identity import Directory
+
+BusFactory = Callable[..., Awaitable[Bus]]
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> NetDir:
+    """A fresh network: D1-D3, CCP, G1, REG, ORACLE, BANK and C1-C5."""
+    return create_network(tmp_path / "net", dealers=3, clients=5)
+
+
+@pytest.fixture
+def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats", auth=network.auth_conf()).start()
+    network.write_run_file([server.url])
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path / "cluster", 3, auth=network.auth_conf()).start()
+    network.write_run_file(cluster.urls)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def _open_bus(network: NetDir, member_id: str, servers: Sequence[str] | None = None) -> Bus:
+    genesis = network.genesis()
+    bus = Bus(
+        network.identity(member_id),
+        Directory(genesis.members),
+        genesis.chain_id,
+        servers or network.server_urls(),
+        params=genesis.params,
+    )
+    return await bus.connect()
+
+
+@pytest_asyncio.fixture
+async def bus_factory(network: NetDir) -> AsyncIterator[BusFactory]:
+    opened: list[Bus] = []
+
+    async def make(member_id: str, *, servers: Sequence[str] | None = None) -> Bus:
+        bus = await _open_bus(network, member_id, servers)
+        opened.append(bus)
+        return bus
+
+    yield make
+    for bus in opened:
+        await bus.close()

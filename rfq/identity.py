@@ -230,7 +230,7 @@ def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if v is not None}
-        if isinstance(value, list):
+        if isinstance(value, list | tuple):
             return [strip(v) for v in value]
         return value
 

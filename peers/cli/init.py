@@ -1,4 +1,4 @@
-"""`botc init` (not yet built)."""
+"""``botc init NETDIR``: create a network (genesis, member keys, nats-server configs)."""
 
 from __future__ import annotations
 
@@ -7,5 +7,46 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("init", help="(not yet built)")
-    parser.set_defaults(handler=lambda args: parser.error("not yet built"))
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "init",
+        help="create a network directory",
+        description=(
+            "Write NETDIR/genesis.toml, one key file per member (mode 0600) under NETDIR/keys, "
+            "and a nats-server configuration in which every member is an nkey user with "
+            "subject permissions by role. Members: dealers D1..Dn, a CCP, guarantors G1..Gn, "
+            "the regulator REG, the price ORACLE, the settlement BANK and clients C1..Cn; the "
+            "initial authorities are D1-D3 and the CCP, other dealers and guarantors are "
+            "candidates."
+        ),
+    )
+    parser.add_argument("netdir", metavar="NETDIR", help="directory to create the network in")
+    parser.add_argument(
+        "--dealers", type=int, default=3, help="number of dealers (>= 3, default 3)"
+    )
+    parser.add_argument("--clients", type=int, default=5, help="number of clients (default 5)")
+    parser.add_argument(
+        "--guarantors", type=int, default=1, help="number of guarantors (default 1)"
+    )
+    parser.add_argument("--name", default="botc-local", help="network name (default botc-local)")
+    parser.add_argument("--force", action="store_true", help="replace an existing network")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from peers.netdir import create_network
+
+    net = create_network(
+        args.netdir,
+        dealers=args.dealers,
+        clients=args.clients,
+        guarantors=args.guarantors,
+        name=args.name,
+        force=args.force,
+    )
+    genesis = net.genesis()
+    print(f"created network {genesis.name} ({genesis.chain_id}) in {net.path}")
+    print(f"  members:     {', '.join(m.id for m in genesis.members)}")
+    print(f"  authorities: {', '.join(genesis.authorities.initial)}")
+    print(f"  candidates:  {', '.join(genesis.authorities.candidates) or '-'}")
+    print(f"  next:        botc nats --net {net.path}   (or: botc up --net {net.path})")
+    return 0

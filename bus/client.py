@@ -1,0 +1,283 @@
+"""One member's connection to the bus: signed publish, verified subscribe, request/reply.
+
+``Bus`` wraps a nats-py client that authenticates with the member's nkey, reconnects for
+ever (with jitter) and keeps its reply inbox under the member's own prefix so that subject
+permissions keep replies private. Subscriptions hand the application only what the shared
+``Verifier`` accepted; a handler that raises is logged and counted, never propagated into
+nats-py's dispatch loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from bus import subjects
+from bus.envelope import Channel, Dropped, Outbox, Received, Verifier
+from bus.errors import BusError
+from bus.seal import Sealer
+from rfq.identity import Directory, Identity, NetworkParams
+from rfq.signing import SignedMessage
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Received[T], Msg], Awaitable[None]]
+DropHandler = Callable[[Dropped, Msg], Awaitable[None]]
+
+
+class BusStatus(enum.StrEnum):
+    NEW = "new"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
+
+class ConnectError(BusError):
+    """The servers could not be reached or refused our credentials."""
+
+
+class RequestError(BusError):
+    """A request got no valid reply in time."""
+
+
+class Bus:
+    """A member's authenticated, verifying connection. Use ``async with Bus(...) as bus``."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        directory: Directory,
+        chain_id: str,
+        servers: Sequence[str],
+        *,
+        params: NetworkParams | None = None,
+        clock: Callable[[], float] = time.time,
+        connect_timeout: float = 3.0,
+        initial_attempts: int = 3,
+    ) -> None:
+        self.params = params or NetworkParams()
+        self.identity = identity
+        self.directory = directory
+        self.chain_id = chain_id
+        self.servers = list(servers)
+        self.connect_timeout = connect_timeout
+        self.initial_attempts = initial_attempts
+        self.sealer = Sealer(identity, directory)
+        self.outbox = Outbox(
+            identity, chain_id, sealer=self.sealer, ttl_s=self.params.message_ttl_s, clock=clock
+        )
+        self.verifier = Verifier(
+            directory,
+            chain_id,
+            sealer=self.sealer,
+            clock=clock,
+            max_bytes=self.params.max_message_bytes,
+            rate_per_s=self.params.sender_rate_per_s,
+            burst=self.params.sender_burst,
+            peer=identity.member_id,
+        )
+        self.nc: NatsClient = NatsClient()
+        self.status = BusStatus.NEW
+        self.errors: list[str] = []
+        self.handler_errors: Counter[str] = Counter()
+        self.listeners: list[Callable[[BusStatus, str], None]] = []
+        self._subs: list[Subscription] = []
+
+    @property
+    def member_id(self) -> str:
+        return self.identity.member_id
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> Bus:
+        try:
+            await self.nc.connect(
+                servers=self.servers,
+                name=self.member_id,
+                nkeys_seed_str=self.identity.nkey_seed,
+                inbox_prefix=subjects.inbox_prefix(self.member_id),
+                allow_reconnect=True,
+                # Bounded while first connecting, so bad credentials or a wrong URL fail fast;
+                # unlimited once connected (below), so a server restart is ridden out.
+                max_reconnect_attempts=self.initial_attempts,
+                reconnect_time_wait=0.25,
+                connect_timeout=self.connect_timeout,
+                ping_interval=5,
+                max_outstanding_pings=3,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+            )
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            last = self.errors[-1] if self.errors else detail
+            raise ConnectError(
+                f"{self.member_id} cannot connect to {', '.join(self.servers)}: {last}"
+            ) from None
+        self.nc.options["max_reconnect_attempts"] = -1
+        url = self.nc.connected_url.netloc if self.nc.connected_url else ""
+        self._set_status(BusStatus.CONNECTED, url)
+        return self
+
+    async def close(self) -> None:
+        if self.status == BusStatus.CLOSED:
+            return
+        try:
+            if self.nc.is_connected:
+                await self.nc.drain()
+            else:
+                await self.nc.close()
+        except (TimeoutError, nats.errors.Error, OSError):
+            await self.nc.close()
+        self._set_status(BusStatus.CLOSED, "")
+
+    async def __aenter__(self) -> Bus:
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _set_status(self, status: BusStatus, detail: str) -> None:
+        self.status = status
+        for listener in list(self.listeners):
+            try:
+                listener(status, detail)
+            except Exception:
+                log.exception("bus_listener_failed", peer=self.member_id)
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = str(exc) or type(exc).__name__
+        self.errors.append(text)
+        log.warning("nats_error", peer=self.member_id, error=text)
+
+    async def _on_disconnected(self) -> None:
+        if self.status != BusStatus.CLOSED:
+            log.warning("nats_disconnected", peer=self.member_id)
+            self._set_status(BusStatus.DISCONNECTED, "")
+
+    async def _on_reconnected(self) -> None:
+        url = self.nc.connected_url.netloc if self.nc.connected_url else ""
+        log.info("nats_reconnected", peer=self.member_id, server=url)
+        self._set_status(BusStatus.CONNECTED, url)
+
+    async def _on_closed(self) -> None:
+        self.status = BusStatus.CLOSED
+
+    # -- messaging -------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        subject: str,
+        payload: msgspec.Struct,
+        *,
+        seal_to: Iterable[str] | None = None,
+        ttl_s: float | None = None,
+    ) -> SignedMessage:
+        signed = self.outbox.sign(payload, ttl_s=ttl_s)
+        await self.nc.publish(subject, self.outbox.wire(signed, seal_to=seal_to))
+        return signed
+
+    async def publish_signed(
+        self, subject: str, signed: SignedMessage, *, seal_to: Iterable[str] | None = None
+    ) -> None:
+        """Publish a statement already signed (e.g. a transaction resubmitted after a fault)."""
+        await self.nc.publish(subject, self.outbox.wire(signed, seal_to=seal_to))
+
+    async def subscribe(
+        self,
+        subject: str,
+        channel: Channel[T],
+        handler: Handler[T],
+        *,
+        queue: str = "",
+        on_drop: DropHandler | None = None,
+        pending_msgs_limit: int = 512 * 1024,
+    ) -> Subscription:
+        """Deliver verified messages on ``subject`` to ``handler``; drops go to ``on_drop``."""
+
+        async def dispatch(msg: Msg) -> None:
+            result = self.verifier.open(msg.data, channel)
+            try:
+                if isinstance(result, Received):
+                    await handler(result, msg)
+                elif on_drop is not None:
+                    await on_drop(result, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.handler_errors[channel.name] += 1
+                log.exception(
+                    "handler_failed", peer=self.member_id, channel=channel.name, error=repr(exc)
+                )
+
+        sub = await self.nc.subscribe(
+            subject,
+            queue=queue,
+            cb=dispatch,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=256 * 1024 * 1024,
+        )
+        self._subs.append(sub)
+        return sub
+
+    async def request(
+        self,
+        subject: str,
+        payload: msgspec.Struct,
+        reply_channel: Channel[T],
+        *,
+        timeout: float = 2.0,
+        seal_to: Iterable[str] | None = None,
+    ) -> Received[T]:
+        """A signed request whose reply must itself verify on ``reply_channel``."""
+        signed = self.outbox.sign(payload)
+        try:
+            msg = await self.nc.request(
+                subject, self.outbox.wire(signed, seal_to=seal_to), timeout=timeout
+            )
+        except nats.errors.NoRespondersError:
+            raise RequestError(f"no responder on {subject}") from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise RequestError(f"no reply on {subject} within {timeout:.1f}s") from None
+        result = self.verifier.open(msg.data, reply_channel)
+        if isinstance(result, Dropped):
+            raise RequestError(f"reply on {subject} refused: {result.reason} ({result.detail})")
+        return result
+
+    async def reply(
+        self, msg: Msg, payload: msgspec.Struct, *, seal_to: Iterable[str] | None = None
+    ) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, self.outbox.encode(payload, seal_to=seal_to))
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        await self.nc.flush(timeout=timeout)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "accepted": self.verifier.accepted,
+            "drops": dict(self.verifier.drops),
+            "handler_errors": dict(self.handler_errors),
+            "nats_errors": len(self.errors),
+        }

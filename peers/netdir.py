@@ -1,0 +1,355 @@
+"""A network directory (NETDIR): what ``botc init`` writes and every peer reads.
+
+```
+NETDIR/genesis.toml         members, authority set, rating weights, parameters (public)
+NETDIR/keys/<ID>.key        one secret key file per member, mode 0600
+NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
+NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
+NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
+NETDIR/data/<ID>/           each peer's own state (SQLite, logs)
+```
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from bus import subjects
+from peers.errors import PeerError
+from rfq.errors import ValidationError
+from rfq.identity import (
+    AUTHORITY_ELIGIBLE,
+    AuthoritySetup,
+    Genesis,
+    Identity,
+    Member,
+    NetworkParams,
+    RatingWeights,
+    Role,
+    genesis_to_dict,
+    parse_genesis,
+    parse_key_file,
+)
+
+GENESIS = "genesis.toml"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+CLIENT_RATINGS = ("A", "BBB", "BB", "AA", "B")
+
+
+class NetDirError(PeerError):
+    """A NETDIR that is missing, not a network, or holds a bad file; one line, exit 2."""
+
+
+class NetDir:
+    """Read access to a network directory, with clear errors naming the file at fault."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._genesis: Genesis | None = None
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.path / GENESIS
+
+    def key_path(self, member_id: str) -> Path:
+        return self.path / "keys" / f"{member_id}.key"
+
+    def data_dir(self, member_id: str) -> Path:
+        path = self.path / "data" / member_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def auth_conf_path(self) -> Path:
+        return self.path / "nats" / "auth.conf"
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / "run" / "nats.json"
+
+    def check(self) -> None:
+        if not self.path.is_dir():
+            raise NetDirError(f"{self.path}: no such directory (create a network with botc init)")
+        if not self.genesis_path.is_file():
+            raise NetDirError(
+                f"{self.path}: not a B-OTC network (no {GENESIS}; create one with botc init)"
+            )
+
+    def genesis(self) -> Genesis:
+        if self._genesis is None:
+            self.check()
+            try:
+                text = self.genesis_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise NetDirError(f"{self.genesis_path}: cannot read ({exc.strerror})") from None
+            try:
+                self._genesis = parse_genesis(text, source=str(self.genesis_path))
+            except ValidationError as exc:
+                raise NetDirError(str(exc)) from None
+        return self._genesis
+
+    def identity(self, member_id: str) -> Identity:
+        """Load a member's key, refusing loose permissions and mismatches with the genesis."""
+        genesis = self.genesis()
+        path = self.key_path(member_id)
+        try:
+            member = genesis.member(member_id)
+        except ValidationError:
+            raise NetDirError(f"{self.genesis_path}: no member {member_id!r}") from None
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            raise NetDirError(f"{path}: key file is missing") from None
+        except OSError as exc:
+            raise NetDirError(f"{path}: cannot read key file ({exc.strerror})") from None
+        if mode & 0o077:
+            raise NetDirError(
+                f"{path}: key file permissions {mode:04o} are too open (run: chmod 600 {path})"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NetDirError(f"{path}: cannot read key file ({exc.strerror})") from None
+        try:
+            identity = parse_key_file(text, source=str(path))
+        except ValidationError as exc:
+            raise NetDirError(str(exc)) from None
+        if identity.member_id != member_id:
+            raise NetDirError(f"{path}: id is {identity.member_id!r}, expected {member_id!r}")
+        if identity.public_nkey != member.sign_key:
+            raise NetDirError(f"{path}: key does not match {member_id}'s sign_key in the genesis")
+        if identity.role != member.role:
+            raise NetDirError(
+                f"{path}: role {identity.role} differs from the genesis ({member.role})"
+            )
+        return identity
+
+    def server_urls(self) -> list[str]:
+        """Where the network's NATS listens: the run file if a server is up, else the default."""
+        try:
+            data = json.loads(self.run_file.read_text())
+            urls = [str(u) for u in data["urls"]]
+            if urls:
+                return urls
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return [DEFAULT_URL]
+
+    def write_run_file(self, urls: Sequence[str]) -> None:
+        self.run_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"urls": list(urls), "pid": os.getpid()}))
+        tmp.replace(self.run_file)
+
+    def auth_conf(self) -> str:
+        try:
+            return self.auth_conf_path.read_text()
+        except OSError as exc:
+            raise NetDirError(f"{self.auth_conf_path}: cannot read ({exc.strerror})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Permissions
+
+
+def permissions(member: Member) -> dict[str, Any]:
+    """nats-server subject permissions for one member, by role (DESIGN.md section 4)."""
+    me = member.id
+    pub = [subjects.tx(me), subjects.QUERY_ALL]
+    sub = [
+        f"{subjects.inbox_prefix(me)}.>",
+        subjects.notify(me),
+        subjects.PRICE_ALL,
+    ]
+    allow_responses = False
+    if member.role == Role.CLIENT:
+        pub += [subjects.rfq_public_all(a) for a in subjects.RFQ_ASSET_CLASSES]
+        pub.append(subjects.RFQ_DIRECT_ALL)
+        sub.append(subjects.quotes_for(me))
+    if member.role == Role.DEALER:
+        sub += [subjects.rfq_public_all(a) for a in subjects.RFQ_ASSET_CLASSES]
+        sub.append(subjects.rfq_direct(me))
+        pub.append(subjects.QUOTE_ALL)
+    if member.role in AUTHORITY_ELIGIBLE:
+        pub += [
+            subjects.CONSENSUS_ALL,
+            subjects.CHAIN_ALL,
+            subjects.SYNC_ALL,
+            subjects.NOTIFY_ALL,
+            "$JS.API.>",
+        ]
+        sub += [
+            subjects.CONSENSUS_ALL,
+            subjects.TX_ALL,
+            subjects.query(me),
+            subjects.SYNC_ALL,
+            subjects.CHAIN_ALL,
+        ]
+        allow_responses = True
+    if member.role == Role.ORACLE:
+        pub.append(subjects.PRICE_ALL)
+    if member.role == Role.REGULATOR:
+        sub = [">"]
+        pub += [subjects.RISK_ALERTS, subjects.query(me), subjects.NOTIFY_ALL, "$JS.API.>"]
+        allow_responses = True
+    perms: dict[str, Any] = {"publish": {"allow": pub}, "subscribe": {"allow": sub}}
+    if allow_responses:
+        perms["allow_responses"] = True
+    return perms
+
+
+def auth_conf_text(genesis: Genesis) -> str:
+    """The ``authorization`` block: one nkey user per member with its role's permissions."""
+    users = [{"nkey": m.sign_key, "permissions": permissions(m)} for m in genesis.members]
+    body = json.dumps({"users": users}, indent=2)
+    return (
+        f"# B-OTC network {genesis.name} ({genesis.chain_id}): generated by botc init.\n"
+        f"authorization {body}\n"
+    )
+
+
+def server_conf_text(port: int = 4222) -> str:
+    return (
+        "# A single-node server for this network: nats-server -c server.conf\n"
+        "server_name: botc\n"
+        "host: 127.0.0.1\n"
+        f"port: {port}\n"
+        'jetstream { store_dir: "data" }\n'
+        'include "auth.conf"\n'
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# botc init
+
+
+def member_ids(dealers: int, clients: int, guarantors: int) -> list[tuple[str, Role]]:
+    ids: list[tuple[str, Role]] = [(f"D{i}", Role.DEALER) for i in range(1, dealers + 1)]
+    ids.append(("CCP", Role.CCP))
+    ids += [(f"G{i}", Role.GUARANTOR) for i in range(1, guarantors + 1)]
+    ids += [("REG", Role.REGULATOR), ("ORACLE", Role.ORACLE), ("BANK", Role.BANK)]
+    ids += [(f"C{i}", Role.CLIENT) for i in range(1, clients + 1)]
+    return ids
+
+
+_DISPLAY = {
+    Role.DEALER: "Dealer",
+    Role.CCP: "Central counterparty",
+    Role.GUARANTOR: "Guarantor",
+    Role.REGULATOR: "Regulator",
+    Role.ORACLE: "Price oracle",
+    Role.BANK: "Settlement bank",
+    Role.CLIENT: "Client",
+}
+
+_CAPITAL = {
+    Role.DEALER: 2.0e8,
+    Role.CCP: 1.0e9,
+    Role.GUARANTOR: 3.0e8,
+    Role.CLIENT: 2.0e7,
+}
+
+
+def create_network(
+    path: str | Path,
+    *,
+    dealers: int = 3,
+    clients: int = 5,
+    guarantors: int = 1,
+    name: str = "botc-local",
+    force: bool = False,
+    params: NetworkParams | None = None,
+) -> NetDir:
+    """Write a fresh network; refuse to overwrite one unless ``force``."""
+    root = Path(path)
+    if dealers < 3:
+        raise NetDirError(
+            "--dealers must be at least 3 (three dealers and a CCP make four authorities)"
+        )
+    if clients < 1:
+        raise NetDirError("--clients must be at least 1")
+    if guarantors < 0:
+        raise NetDirError("--guarantors cannot be negative")
+    if (root / GENESIS).exists() and not force:
+        raise NetDirError(f"{root}: a network already exists here (use --force to replace it)")
+    if root.exists() and not root.is_dir():
+        raise NetDirError(f"{root}: exists and is not a directory")
+    identities = [
+        Identity.generate(mid, role) for mid, role in member_ids(dealers, clients, guarantors)
+    ]
+    members = []
+    client_no = 0
+    for ident in identities:
+        extra: dict[str, Any] = {"capital": _CAPITAL.get(ident.role, 0.0)}
+        label = f"{_DISPLAY[ident.role]} {ident.member_id}"
+        if ident.role == Role.CLIENT:
+            extra["external_rating"] = CLIENT_RATINGS[client_no % len(CLIENT_RATINGS)]
+            extra["ccr_threshold"] = 5.0e6
+            client_no += 1
+        elif ident.role in AUTHORITY_ELIGIBLE:
+            extra["external_rating"] = "AA" if ident.role == Role.CCP else "A"
+            extra["ccr_threshold"] = 5.0e7
+        members.append(ident.member(label, **extra))
+    dealer_ids = [m.id for m in members if m.role == Role.DEALER]
+    initial = (*dealer_ids[:3], "CCP")
+    candidates = (*dealer_ids[3:], *(m.id for m in members if m.role == Role.GUARANTOR))
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    genesis = Genesis(
+        name=name,
+        chain_id="botc-" + os.urandom(6).hex(),
+        created=created,
+        members=tuple(members),
+        authorities=AuthoritySetup(initial=initial, candidates=candidates),
+        rating=RatingWeights(),
+        params=params or NetworkParams(),
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    keys = root / "keys"
+    if force and keys.exists():
+        for old in keys.glob("*.key"):
+            old.unlink()
+    keys.mkdir(mode=0o700, exist_ok=True)
+    for ident in identities:
+        _write_secret(keys / f"{ident.member_id}.key", ident.key_file_text())
+    _write_atomic(
+        root / GENESIS, _genesis_header(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
+    )
+    nats_dir = root / "nats"
+    nats_dir.mkdir(exist_ok=True)
+    _write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
+    _write_atomic(nats_dir / "server.conf", server_conf_text())
+    run_file = root / "run" / "nats.json"
+    if run_file.exists():
+        run_file.unlink()
+    return NetDir(root)
+
+
+def _genesis_header(genesis: Genesis) -> str:
+    return (
+        f"# B-OTC genesis for {genesis.name}: public, identical on every node.\n"
+        "# Members, the initial authority set, formula-1 rating weights and network parameters.\n\n"
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Create the file 0600 from the start, so the secret is never world-readable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
