@@ -114,8 +114,8 @@ class Bus:
                 # Bounded while first connecting, so bad credentials or a wrong URL fail fast;
                 # unlimited once connected (below), so a server restart is ridden out.
                 max_reconnect_attempts=self.initial_attempts,
-                reconnect_time_wait=0.25,
-                connect_timeout=self.connect_timeout,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # nats-py hints int
+                connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
                 ping_interval=5,
                 max_outstanding_pings=3,
                 error_cb=self._on_error,
@@ -271,7 +271,7 @@ class Bus:
             await self.nc.publish(msg.reply, self.outbox.encode(payload, seal_to=seal_to))
 
     async def flush(self, timeout: float = 2.0) -> None:
-        await self.nc.flush(timeout=timeout)
+        await self.nc.flush(timeout=timeout)  # type: ignore[arg-type]
 
     def stats(self) -> dict[str, Any]:
         return {

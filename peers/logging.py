@@ -17,6 +17,20 @@ import structlog
 LEVELS = ("debug", "info", "warning", "error")
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing, not at configuration:
+    ``botc`` called in-process (tests, the supervisor) must not keep a stale stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     level: str = "info",
     log_file: str | Path | None = None,
@@ -28,13 +42,13 @@ def configure_logging(
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
     numeric = getattr(logging, level.upper())
-    sink: TextIO
+    sink: TextIO | _CurrentStderr
     if log_file is not None:
         path = Path(log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         sink = path.open("a", encoding="utf-8", buffering=1)
     else:
-        sink = stream or sys.stderr
+        sink = stream or _CurrentStderr()
     use_json = json if json is not None else (log_file is not None or not sink.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -54,7 +68,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sink),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sink)
+    handler = logging.StreamHandler(sink)  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
