@@ -58,7 +58,6 @@ from rfq.errors import ValidationError
 
 SNAPSHOT_VERSION = 1
 _UNDERLYING_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_SENTINEL_DAY = 2**62  # the padding leg "fixed" every day
 
 
 class FixingSeries(msgspec.Struct, frozen=True):
@@ -180,7 +179,6 @@ class ContractBook:
         self._uidx: dict[str, int] = {"": 0}
         self._px: F64 = np.zeros(64, dtype=np.float64)
         self._last: I64 = np.full(64, NO_DATE, dtype=np.int64)
-        self._last[0] = _SENTINEL_DAY
         self._hist: dict[str, tuple[list[int], list[float]]] = {}
 
     # ----------------------------------------------------------------------------------------
@@ -348,18 +346,19 @@ class ContractBook:
                 continue
             hist = self._hist.get(px.underlying)
             if hist is not None and hist[0][-1] >= day:
-                if hist[0][-1] > day:
-                    raise ValidationError(
-                        f"{px.underlying} fixing for {event.date} arrives after the one for "
-                        f"{dt.date.fromordinal(hist[0][-1])} (fixings go in date order)",
-                        where=where,
-                    )
-                if hist[1][-1] != px.price:
-                    raise ValidationError(
-                        f"{px.underlying} already fixed at {hist[1][-1]} on {event.date}",
-                        where=where,
-                    )
-                continue  # the same fixing again: nothing to do
+                k = bisect.bisect_left(hist[0], day)
+                if hist[0][k] == day:
+                    if hist[1][k] != px.price:
+                        raise ValidationError(
+                            f"{px.underlying} already fixed at {hist[1][k]} on {event.date}",
+                            where=where,
+                        )
+                    continue  # the same fixing again: nothing to do
+                raise ValidationError(
+                    f"{px.underlying} fixing for {event.date} arrives after the one for "
+                    f"{dt.date.fromordinal(hist[0][-1])} (fixings go in date order)",
+                    where=where,
+                )
             fresh[px.underlying] = float(px.price)
         if not fresh:
             return []
@@ -381,7 +380,9 @@ class ContractBook:
             return []
         px = self._px
         levels = cols.levels(px)
-        cols.accumulate(levels, self._last[: len(self._uidx)] == day, day)
+        fixed_today = self._last[: len(self._uidx)] == day
+        fixed_today[0] = True  # the padding leg never holds an average back
+        cols.accumulate(levels, fixed_today, day)
         mark = cols.marks(levels, self._mark_ord)
         cols.mark[: cols.n] = mark
         cols.mtm[: cols.n] = cols.values(mark)  # same as cols.revalue, reusing the levels
