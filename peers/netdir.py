@@ -196,6 +196,8 @@ def permissions(member: Member) -> dict[str, Any]:
         allow_responses = True
     if member.role == Role.ORACLE:
         pub.append(subjects.PRICE_ALL)
+        sub.append(subjects.query(me))
+        allow_responses = True
     if member.role == Role.REGULATOR:
         sub = [">"]
         pub += [subjects.RISK_ALERTS, subjects.query(me), subjects.NOTIFY_ALL, "$JS.API.>"]

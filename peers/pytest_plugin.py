@@ -27,7 +27,7 @@ import pytest_asyncio
 from bus.client import Bus
 from bus.server import NatsCluster, NatsServer
 from peers.netdir import NetDir, create_network
-from rfq.identity import Directory
+from peers.runtime import open_bus
 
 BusFactory = Callable[..., Awaitable[Bus]]
 
@@ -59,15 +59,7 @@ def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
 
 
 async def _open_bus(network: NetDir, member_id: str, servers: Sequence[str] | None = None) -> Bus:
-    genesis = network.genesis()
-    bus = Bus(
-        network.identity(member_id),
-        Directory(genesis.members),
-        genesis.chain_id,
-        servers or network.server_urls(),
-        params=genesis.params,
-    )
-    return await bus.connect()
+    return await open_bus(network, member_id, servers=servers)
 
 
 @pytest_asyncio.fixture

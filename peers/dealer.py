@@ -1,0 +1,364 @@
+"""The headless dealer bot: prices RFQs asynchronously and answers with firm quotes or declines.
+
+Strategy protocol (pass your own with ``botc dealer --strategy module:Class``)::
+
+    class MyStrategy:
+        def price(self, rfq: Rfq, context: DealerContext) -> Quote | Decline:
+            fair = context.market.latest["RB2605"].price
+            return context.quote(rfq, price=fair + 5, initial_margin_rate=0.1)
+
+``context`` holds what the dealer knows: the market (latest prices, daily closes, GARCH vol
+models), the client's current rating score (0-100), this dealer's exposure to the client and
+its credit limit, its inventory per underlying, the time and the market date. Build answers
+with ``context.quote(...)`` and ``context.decline(...)``; call ``context.reserve(amount)`` to
+hold credit for a firm quote until it expires or trades (the default strategy reserves the
+trade's uncollateralised potential exposure).
+
+The default strategy is ``rfq.pricing.strategy.decide``: fair value from the oracle's prices
+(forwards, the mean of forwards for average-price swaps, Black-76 with a GARCH(1,1) volatility
+for options), a half-spread, inventory skew, a rating-adjusted CVA-style credit charge,
+initial margin and a credit line by grade, and per-client credit limits.
+
+Answers go only within the RFQ's deadline: an RFQ that arrives late, or whose pricing finishes
+late, gets no answer. A signed RFQ that is malformed or invalid gets a Decline with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from bus import subjects
+from bus.client import Bus
+from bus.envelope import Channel, Dropped, DropReason, Received
+from peers.errors import CliError, PeerError
+from peers.market import MarketData
+from rfq.errors import ValidationError
+from rfq.identity import Genesis, Role
+from rfq.instruments import Terms
+from rfq.messages import (
+    RFQ_ROLES,
+    Cancel,
+    Decline,
+    Quote,
+    Rfq,
+    RfqChannelMessage,
+    validate_rfq,
+)
+from rfq.pricing.strategy import DeclineDecision, PricingContext, QuoteParams, decide
+from rfq.rating import score_of
+
+log = structlog.get_logger(__name__)
+
+RFQ_CHANNEL: Channel[RfqChannelMessage] = Channel.of("rfqs", RfqChannelMessage, RFQ_ROLES)
+DEFAULT_CREDIT_LIMIT = 5.0e7
+
+
+@dataclass
+class DealerContext:
+    """What a strategy may use to price one RFQ."""
+
+    dealer: str
+    now_ms: int
+    today: dt.date
+    market: MarketData
+    client_rating: float
+    exposure: float
+    credit_limit: float
+    inventory: Mapping[str, float]
+    reserved: float = 0.0
+
+    def quote(
+        self,
+        rfq: Rfq,
+        *,
+        price: float,
+        initial_margin_rate: float = 0.0,
+        credit_line: float = 0.0,
+        ttl_s: float = 30.0,
+    ) -> Quote:
+        return Quote(
+            id=f"{rfq.id}-{self.dealer}",
+            rfq_id=rfq.id,
+            client=rfq.client,
+            dealer=self.dealer,
+            terms=rfq.terms,
+            price=price,
+            valid_until_ms=self.now_ms + int(ttl_s * 1000),
+            initial_margin_rate=initial_margin_rate,
+            credit_line=credit_line,
+        )
+
+    def decline(self, rfq: Rfq, code: str, text: str) -> Decline:
+        return Decline(rfq_id=rfq.id, client=rfq.client, dealer=self.dealer, code=code, text=text)
+
+    def reserve(self, amount: float) -> None:
+        """Hold ``amount`` of this client's credit limit for the quote being made."""
+        self.reserved = max(amount, 0.0)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    def price(self, rfq: Rfq, context: DealerContext) -> Quote | Decline: ...
+
+
+class DefaultStrategy:
+    """``rfq.pricing.strategy.decide`` over the dealer's context."""
+
+    def __init__(self, params: QuoteParams | None = None) -> None:
+        self.params = params or QuoteParams()
+
+    def price(self, rfq: Rfq, context: DealerContext) -> Quote | Decline:
+        decision = decide(
+            rfq.terms,
+            PricingContext(
+                today=context.today,
+                prices=context.market.prices(),
+                client_rating=context.client_rating,
+                credit_limit=context.credit_limit,
+                exposure=context.exposure,
+                fixings=context.market.closes,
+                vol_models=context.market.vol_models(),
+                inventory=context.inventory,
+                collateral=rfq.collateral,
+                guarantee=rfq.guarantee,
+                params=self.params,
+            ),
+        )
+        if isinstance(decision, DeclineDecision):
+            return context.decline(rfq, decision.code.value, decision.text)
+        context.reserve(decision.exposure)
+        return context.quote(
+            rfq,
+            price=decision.price,
+            initial_margin_rate=decision.initial_margin_rate,
+            credit_line=decision.credit_line,
+            ttl_s=decision.ttl_s,
+        )
+
+
+def load_strategy(spec: str) -> Strategy:
+    """``module:Class`` -> an instance; errors are one line (exit 2)."""
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise CliError(f"--strategy {spec!r}: expected module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"--strategy {spec!r}: cannot import {module_name} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise CliError(f"--strategy {spec!r}: {module_name} has no {class_name}")
+    instance = cls()
+    if not isinstance(instance, Strategy):
+        raise CliError(f"--strategy {spec!r}: {class_name} has no price(rfq, context) method")
+    return instance
+
+
+@dataclass
+class _Reservation:
+    client: str
+    amount: float
+    until_ms: int
+
+
+@dataclass
+class DealerBook:
+    """Exposure per client (trades plus credit held for live quotes) and inventory."""
+
+    trades: dict[str, float] = field(default_factory=dict)
+    inventory: dict[str, float] = field(default_factory=dict)
+    reservations: dict[str, _Reservation] = field(default_factory=dict)
+
+    def exposure(self, client: str, now_ms: int) -> float:
+        held = sum(
+            r.amount
+            for r in self.reservations.values()
+            if r.client == client and r.until_ms > now_ms
+        )
+        return self.trades.get(client, 0.0) + held
+
+    def expire(self, now_ms: int) -> None:
+        for qid in [q for q, r in self.reservations.items() if r.until_ms <= now_ms]:
+            del self.reservations[qid]
+
+    def record_trade(self, quote_id: str, client: str, terms: Terms, dealer_sign: float) -> None:
+        """A quote became a trade: its reservation becomes exposure; inventory moves."""
+        held = self.reservations.pop(quote_id, None)
+        self.trades[client] = self.trades.get(client, 0.0) + (held.amount if held else 0.0)
+        for leg in terms.legs:
+            units = terms.quantity * terms.multiplier * leg.weight * dealer_sign
+            self.inventory[leg.underlying] = self.inventory.get(leg.underlying, 0.0) + units
+
+
+class DealerBot:
+    """One dealer's RFQ responder."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        genesis: Genesis,
+        *,
+        strategy: Strategy | None = None,
+        market: MarketData | None = None,
+        credit_limit: float = DEFAULT_CREDIT_LIMIT,
+        credit_limits: Mapping[str, float] | None = None,
+        attach_market: bool = True,
+    ) -> None:
+        if bus.identity.role != Role.DEALER:
+            raise PeerError(f"{bus.member_id} is a {bus.identity.role}, not a dealer")
+        self.bus = bus
+        self.genesis = genesis
+        self.me = bus.member_id
+        self.strategy = strategy or DefaultStrategy()
+        self.market = market or MarketData()
+        self.attach_market = attach_market
+        self.credit_limit = credit_limit
+        self.credit_limits = dict(credit_limits or {})
+        self.book = DealerBook()
+        self.ratings: dict[str, float] = {
+            m.id: score_of(m.external_rating)
+            for m in genesis.members
+            if m.role == Role.CLIENT and m.external_rating
+        }
+        self.cancelled: set[str] = set()
+        self.stats: Counter[str] = Counter()
+        self.seen_rfqs: list[Rfq] = []
+
+    async def start(self) -> DealerBot:
+        if self.attach_market:
+            await self.market.attach(self.bus)
+        for asset in subjects.RFQ_ASSET_CLASSES:
+            await self.bus.subscribe(
+                subjects.rfq_public_all(asset), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
+            )
+        await self.bus.subscribe(
+            subjects.rfq_direct(self.me), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
+        )
+        await self.bus.flush()
+        log.info("dealer_ready", dealer=self.me, strategy=type(self.strategy).__name__)
+        return self
+
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    async def _on_rfq(self, received: Received[RfqChannelMessage], msg: Msg) -> None:
+        payload = received.payload
+        if payload.client != received.sender:
+            self.stats["impersonation"] += 1
+            log.warning("rfq_impersonation", sender=received.sender, claims=payload.client)
+            return
+        if isinstance(payload, Cancel):
+            self.cancelled.add(payload.rfq_id)
+            self.book.reservations.pop(f"{payload.rfq_id}-{self.me}", None)
+            self.stats["cancelled"] += 1
+            return
+        await self.handle_rfq(payload)
+
+    async def handle_rfq(self, rfq: Rfq) -> Quote | Decline | None:
+        """Price one RFQ and answer it within its deadline; returns what was sent."""
+        if rfq.is_direct and self.me not in rfq.dealers:
+            return None
+        self.stats["rfqs"] += 1
+        self.seen_rfqs.append(rfq)
+        now_ms = self._now_ms()
+        if now_ms >= rfq.deadline_ms:
+            self.stats["too_late"] += 1
+            return None
+        self.book.expire(now_ms)
+        context = DealerContext(
+            dealer=self.me,
+            now_ms=now_ms,
+            today=self.market.today,
+            market=self.market,
+            client_rating=self.ratings.get(rfq.client, score_of("BBB")),
+            exposure=self.book.exposure(rfq.client, now_ms),
+            credit_limit=self.credit_limits.get(rfq.client, self.credit_limit),
+            inventory=self.book.inventory,
+        )
+        answer: Quote | Decline
+        try:
+            validate_rfq(rfq, today=context.today, now_ms=now_ms)
+        except ValidationError as exc:
+            answer = context.decline(rfq, "bad_terms", str(exc))
+        else:
+            try:
+                answer = self.strategy.price(rfq, context)
+            except Exception as exc:
+                log.exception("strategy_failed", rfq=rfq.id)
+                answer = context.decline(rfq, "internal", f"pricing failed: {type(exc).__name__}")
+            answer = self._checked(rfq, answer, context)
+        if rfq.id in self.cancelled:
+            return None
+        if self._now_ms() >= rfq.deadline_ms:
+            self.stats["too_late"] += 1
+            log.info("rfq_deadline_missed", rfq=rfq.id)
+            return None
+        if isinstance(answer, Quote) and context.reserved:
+            self.book.reservations[answer.id] = _Reservation(
+                rfq.client, context.reserved, answer.valid_until_ms
+            )
+        await self.bus.publish(
+            subjects.quote(rfq.client, rfq.id),
+            answer,
+            seal_to=[rfq.client],
+            ttl_s=max((rfq.deadline_ms - now_ms) / 1000 + 5, 5),
+        )
+        self.stats["quotes" if isinstance(answer, Quote) else "declines"] += 1
+        return answer
+
+    def _checked(
+        self, rfq: Rfq, answer: Quote | Decline, context: DealerContext
+    ) -> Quote | Decline:
+        """A strategy cannot quote for another RFQ, client, dealer or other terms."""
+        same = (answer.rfq_id, answer.client, answer.dealer) == (rfq.id, rfq.client, self.me)
+        if isinstance(answer, Quote) and not (same and answer.terms == rfq.terms):
+            log.error("strategy_answer_inconsistent", rfq=rfq.id)
+            return context.decline(rfq, "internal", "strategy produced an inconsistent quote")
+        if isinstance(answer, Decline) and not same:
+            return context.decline(rfq, answer.code, answer.text)
+        return answer
+
+    async def _on_drop(self, dropped: Dropped, msg: Msg) -> None:
+        """A signed RFQ that does not decode still deserves an answer: a Decline."""
+        message = dropped.message
+        if dropped.reason != DropReason.BAD_PAYLOAD or message is None or message.kind != "rfq":
+            return
+        member = self.genesis.member(message.sender)
+        if member.role != Role.CLIENT:
+            return
+        rfq_id = _lenient_id(message.body) or f"nonce-{message.nonce}"
+        decline = Decline(
+            rfq_id=rfq_id,
+            client=message.sender,
+            dealer=self.me,
+            code="malformed",
+            text=f"RFQ does not decode: {dropped.detail}",
+        )
+        self.stats["malformed"] += 1
+        await self.bus.publish(
+            subjects.quote(message.sender, rfq_id), decline, seal_to=[message.sender]
+        )
+
+
+def _lenient_id(body: bytes) -> str | None:
+    try:
+        raw = msgspec.msgpack.decode(body)
+    except msgspec.DecodeError:
+        return None
+    candidate = raw.get("id") if isinstance(raw, dict) else None
+    if isinstance(candidate, str):
+        try:
+            return subjects.token(candidate)
+        except subjects.SubjectError:
+            return None
+    return None
