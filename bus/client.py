@@ -96,6 +96,7 @@ class Bus:
         self.handler_errors: Counter[str] = Counter()
         self.listeners: list[Callable[[BusStatus, str], None]] = []
         self._subs: list[Subscription] = []
+        self._closing = False
 
     @property
     def member_id(self) -> str:
@@ -137,6 +138,7 @@ class Bus:
     async def close(self) -> None:
         if self.status == BusStatus.CLOSED:
             return
+        self._closing = True
         try:
             if self.nc.is_connected:
                 await self.nc.drain()
@@ -171,7 +173,7 @@ class Bus:
         log.warning("nats_error", peer=self.member_id, error=text)
 
     async def _on_disconnected(self) -> None:
-        if self.status != BusStatus.CLOSED:
+        if not self._closing and self.status != BusStatus.CLOSED:
             log.warning("nats_disconnected", peer=self.member_id)
             self._set_status(BusStatus.DISCONNECTED, "")
 

@@ -26,6 +26,7 @@ late, gets no answer. A signed RFQ that is malformed or invalid gets a Decline w
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import importlib
 import time
 from collections import Counter
@@ -173,27 +174,44 @@ class _Reservation:
 
 @dataclass
 class DealerBook:
-    """Exposure per client (trades plus credit held for live quotes) and inventory."""
+    """Exposure per client (trades plus credit held for live quotes) and inventory.
+
+    Reservations are summed per client and expired from a heap, so pricing an RFQ costs the
+    same however many quotes are outstanding.
+    """
 
     trades: dict[str, float] = field(default_factory=dict)
     inventory: dict[str, float] = field(default_factory=dict)
     reservations: dict[str, _Reservation] = field(default_factory=dict)
+    held: dict[str, float] = field(default_factory=dict)
+    _expiry: list[tuple[int, str]] = field(default_factory=list)
+
+    def reserve(self, quote_id: str, client: str, amount: float, until_ms: int) -> None:
+        self.release(quote_id)
+        self.reservations[quote_id] = _Reservation(client, amount, until_ms)
+        self.held[client] = self.held.get(client, 0.0) + amount
+        heapq.heappush(self._expiry, (until_ms, quote_id))
+
+    def release(self, quote_id: str) -> _Reservation | None:
+        held = self.reservations.pop(quote_id, None)
+        if held is not None:
+            self.held[held.client] = max(self.held.get(held.client, 0.0) - held.amount, 0.0)
+        return held
 
     def exposure(self, client: str, now_ms: int) -> float:
-        held = sum(
-            r.amount
-            for r in self.reservations.values()
-            if r.client == client and r.until_ms > now_ms
-        )
-        return self.trades.get(client, 0.0) + held
+        self.expire(now_ms)
+        return self.trades.get(client, 0.0) + self.held.get(client, 0.0)
 
     def expire(self, now_ms: int) -> None:
-        for qid in [q for q, r in self.reservations.items() if r.until_ms <= now_ms]:
-            del self.reservations[qid]
+        while self._expiry and self._expiry[0][0] <= now_ms:
+            until_ms, quote_id = heapq.heappop(self._expiry)
+            current = self.reservations.get(quote_id)
+            if current is not None and current.until_ms == until_ms:
+                self.release(quote_id)
 
     def record_trade(self, quote_id: str, client: str, terms: Terms, dealer_sign: float) -> None:
         """A quote became a trade: its reservation becomes exposure; inventory moves."""
-        held = self.reservations.pop(quote_id, None)
+        held = self.release(quote_id)
         self.trades[client] = self.trades.get(client, 0.0) + (held.amount if held else 0.0)
         for leg in terms.legs:
             units = terms.quantity * terms.multiplier * leg.weight * dealer_sign
@@ -259,7 +277,7 @@ class DealerBot:
             return
         if isinstance(payload, Cancel):
             self.cancelled.add(payload.rfq_id)
-            self.book.reservations.pop(f"{payload.rfq_id}-{self.me}", None)
+            self.book.release(f"{payload.rfq_id}-{self.me}")
             self.stats["cancelled"] += 1
             return
         await self.handle_rfq(payload)
@@ -274,7 +292,6 @@ class DealerBot:
         if now_ms >= rfq.deadline_ms:
             self.stats["too_late"] += 1
             return None
-        self.book.expire(now_ms)
         context = DealerContext(
             dealer=self.me,
             now_ms=now_ms,
@@ -304,9 +321,7 @@ class DealerBot:
             log.info("rfq_deadline_missed", rfq=rfq.id)
             return None
         if isinstance(answer, Quote) and context.reserved:
-            self.book.reservations[answer.id] = _Reservation(
-                rfq.client, context.reserved, answer.valid_until_ms
-            )
+            self.book.reserve(answer.id, rfq.client, context.reserved, answer.valid_until_ms)
         await self.bus.publish(
             subjects.quote(rfq.client, rfq.id),
             answer,

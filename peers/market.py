@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
-from rfq.instruments import CATALOG
+from rfq.instruments import CATALOG, Leg
 from rfq.messages import (
     ORACLE_REPLY_ROLES,
     PRICE_ROLES,
@@ -19,12 +19,34 @@ from rfq.messages import (
     HistoryRequest,
     Price,
 )
+from rfq.pricing.fair_value import compute_basket_history
 from rfq.pricing.garch import VolModel, vol_model
 
 log = structlog.get_logger(__name__)
 
 PRICE_CHANNEL: Channel[Price] = Channel.of("prices", Price, PRICE_ROLES)
 HISTORY_REPLY: Channel[History] = Channel.of("oracle_reply", History, ORACLE_REPLY_ROLES)
+
+
+class Closes(dict[str, dict[dt.date, float]]):
+    """Daily closes by underlying, memoising basket histories until one of their legs closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._baskets: dict[tuple[Leg, ...], dict[dt.date, float]] = {}
+
+    def basket_history(self, legs: tuple[Leg, ...]) -> dict[dt.date, float]:
+        cached = self._baskets.get(legs)
+        if cached is None:
+            cached = self._baskets[legs] = compute_basket_history(legs, self)
+        return cached
+
+    def add(self, underlying: str, date: dt.date, price: float, *, replace: bool = True) -> None:
+        series = self.setdefault(underlying, {})
+        if replace or date not in series:
+            series[date] = price
+        for legs in [k for k in self._baskets if any(leg.underlying == underlying for leg in k)]:
+            del self._baskets[legs]
 
 
 class _LazyVolModels(Mapping[str, VolModel]):
@@ -61,7 +83,7 @@ class MarketData:
 
     def __init__(self, *, clock_today: Callable[[], dt.date] | None = None) -> None:
         self.latest: dict[str, Price] = {}
-        self.closes: dict[str, dict[dt.date, float]] = {}
+        self.closes = Closes()
         self._models = _LazyVolModels(self)
         self._clock_today = clock_today or (lambda: dt.datetime.now(dt.UTC).date())
         self.listeners: list[Callable[[Price], None]] = []
@@ -93,16 +115,15 @@ class MarketData:
         if current is None or (price.date, price.seq) >= (current.date, current.seq):
             self.latest[price.underlying] = price
         if price.close:
-            self.closes.setdefault(price.underlying, {})[price.date] = price.price
+            self.closes.add(price.underlying, price.date, price.price)
             self._models.fitted.pop(price.underlying, None)
         for listener in list(self.listeners):
             listener(price)
 
     def load_history(self, history: History) -> None:
         for underlying, series in history.series.items():
-            closes = self.closes.setdefault(underlying, {})
             for date, value in series:
-                closes.setdefault(date, value)
+                self.closes.add(underlying, date, value, replace=False)
             self._models.fitted.pop(underlying, None)
 
     async def attach(self, bus: Bus, *, oracle: str = "ORACLE", timeout: float = 3.0) -> None:

@@ -1,13 +1,336 @@
-"""`botc bench rfq` (not yet built)."""
+"""``botc bench rfq``: time from sending an RFQ to holding every dealer's answer.
+
+Both measurements run in the same layout: the client in this process, the responders spread
+over ``--workers`` processes (one per core by default), all through one nats-server with the
+network's nkey authentication and permissions.
+
+- **rfq**: the real thing. A client session sends a public RFQ (signed); each dealer bot
+  verifies it, prices it with the default strategy (forwards, Black-76 with GARCH vol, credit
+  charge), signs and seals a quote to the client; the session opens, verifies and checks each
+  quote. Terms rotate over a price swap, a spread swap and an option.
+- **baseline**: the floor. A plain nats-py client publishes a 200-byte payload with an Ed25519
+  signature on the same subject; each responder verifies it, signs a 200-byte reply and
+  publishes it; the client verifies every reply.
+
+Reported: p50 and p99 of each, and ``ratio_p50 = p50 / baseline_p50``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROUNDS = 300
+BENCH_UNDERLYING = "RB2605"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--net", metavar="NETDIR", help="a network whose NATS is running")
+    where.add_argument(
+        "--embedded", action="store_true", help="a temporary network and nats-server"
+    )
+    parser.add_argument("--dealers", type=int, default=10, help="dealers answering (default 10)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="measured RFQs")
+    parser.add_argument("--warmup", type=int, default=30, help="unmeasured RFQs first")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="responder processes"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# -- responders (worker processes) ------------------------------------------------------------
+
+
+def _worker(netdir: str, servers: list[str], members: list[str], mode: str, ready: Any) -> None:
+    """Entry point of a responder process: serve until SIGTERM."""
+    from peers.logging import configure_logging
+
+    configure_logging("warning")
+    asyncio.run(_serve(Path(netdir), servers, members, mode, ready))
+
+
+async def _serve(
+    netdir: Path, servers: list[str], members: list[str], mode: str, ready: Any
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    closers = []
+    if mode == "baseline":
+        for member in members:
+            closers.append(await _baseline_responder(netdir, servers, member))
+    else:
+        from peers.dealer import DealerBot, DefaultStrategy
+        from peers.market import MarketData
+        from peers.netdir import NetDir
+        from peers.runtime import open_bus
+
+        net = NetDir(netdir)
+        market = MarketData()
+        attached = False
+        for member in members:
+            bus = await open_bus(net, member, servers=servers)
+            bot = DealerBot(
+                bus,
+                net.genesis(),
+                strategy=DefaultStrategy(),
+                market=market,
+                credit_limit=1e18,
+                attach_market=not attached,
+            )
+            attached = True
+            await bot.start()
+            closers.append(bus.close)
+    ready.put(len(members))
+    await stop.wait()
+    for close in closers:
+        await close()
+
+
+async def _baseline_responder(netdir: Path, servers: list[str], member: str) -> Any:
+    import nats
+    from cryptography.exceptions import InvalidSignature
+
+    from bus import subjects
+    from peers.netdir import NetDir
+
+    net = NetDir(netdir)
+    identity = net.identity(member)
+    client_key = net.genesis().member("C1").verify_key
+    nc = await nats.connect(
+        servers=servers,
+        nkeys_seed_str=identity.nkey_seed,
+        inbox_prefix=subjects.inbox_prefix(member),
+    )
+    # 200 bytes naming the responder (as an envelope's sender field does), then the signature.
+    reply_payload = member.encode().ljust(16, b"\0") + os.urandom(184)
+
+    async def on_request(msg: Any) -> None:
+        payload, signature = msg.data[:-64], msg.data[-64:]
+        try:
+            client_key.verify(signature, payload)
+        except InvalidSignature:
+            return
+        await nc.publish(
+            subjects.quote("C1", "bench"), reply_payload + identity.sign(reply_payload)
+        )
+
+    await nc.subscribe(subjects.rfq_public("commodity", "BENCH"), cb=on_request)
+    await nc.flush()
+    return nc.close
+
+
+# -- the client (this process) ----------------------------------------------------------------
+
+
+async def _measure_baseline(
+    net: Any, servers: list[str], dealers: list[str], n: int
+) -> list[float]:
+    import nats
+
+    from bus import subjects
+
+    identity = net.identity("C1")
+    keys = {d.encode().ljust(16, b"\0"): net.genesis().member(d).verify_key for d in dealers}
+    nc = await nats.connect(
+        servers=servers, nkeys_seed_str=identity.nkey_seed, inbox_prefix=subjects.inbox_prefix("C1")
+    )
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_reply(msg: Any) -> None:
+        replies.put_nowait(msg.data)
+
+    await nc.subscribe(subjects.quote("C1", "bench"), cb=on_reply)
+    await nc.flush()
+    timings = []
+    for _ in range(n):
+        started = time.perf_counter()
+        payload = os.urandom(200)
+        await nc.publish(
+            subjects.rfq_public("commodity", "BENCH"), payload + identity.sign(payload)
+        )
+        verified = 0
+        while verified < len(dealers):
+            data = await asyncio.wait_for(replies.get(), 5)
+            body, signature = data[:-64], data[-64:]
+            keys[body[:16]].verify(signature, body)
+            verified += 1
+        timings.append((time.perf_counter() - started) * 1000)
+    await nc.close()
+    return timings
+
+
+def _bench_terms(today: dt.date) -> list[Any]:
+    from rfq.instruments import Leg, OptionTerms, Side, Template, Terms
+
+    maturity = today + dt.timedelta(days=120)
+    return [
+        Terms(Template.PRICE_SWAP, (Leg(BENCH_UNDERLYING),), Side.BUY, 1000, today, maturity),
+        Terms(
+            Template.SPREAD_SWAP,
+            (Leg("HC2605", 1.0), Leg("RB2605", -1.0)),
+            Side.SELL,
+            1000,
+            today,
+            maturity,
+        ),
+        Terms(
+            Template.EUROPEAN_OPTION,
+            (Leg("SC2605"),),
+            Side.BUY,
+            500,
+            today,
+            maturity,
+            option=OptionTerms("call", 540.0),
+        ),
+    ]
+
+
+async def _measure_rfq(net: Any, servers: list[str], dealers: list[str], n: int) -> list[float]:
+    from peers.counterparty import ClientSession
+    from peers.runtime import open_bus
+
+    bus = await open_bus(net, "C1", servers=servers)
+    session = await ClientSession(bus, net.genesis(), submit_accepts=False).start()
+    await session.market.attach(bus)
+    terms = _bench_terms(session.market.today)
+    timings = []
+    for i in range(n):
+        started = time.perf_counter()
+        handle = await session.send_rfq(terms[i % len(terms)], deadline_s=5)
+        answers = await handle.collect()
+        elapsed = (time.perf_counter() - started) * 1000
+        if len(answers) != len(dealers):
+            raise RuntimeError(f"RFQ {handle.id}: {len(answers)} of {len(dealers)} answers")
+        timings.append(elapsed)
+    await bus.close()
+    return timings
+
+
+async def _with_oracle(net: Any, servers: list[str], body: Any) -> Any:
+    """Run ``body`` while an oracle serves a simulated day's prices and the history."""
+    from peers.oracle import OracleService, Simulator
+    from peers.runtime import open_bus
+
+    oracle = OracleService(await open_bus(net, "ORACLE", servers=servers))
+    sim = Simulator(start=dt.date.today(), seed=1, ticks_per_day=2)
+    oracle.history = {k: list(v) for k, v in sim.history.items()}
+    await oracle.start()
+    for price in sim.ticks():
+        await oracle.publish(price)
+    try:
+        return await body()
+    finally:
+        await oracle.bus.close()
+
+
+def _start_workers(
+    netdir: Path, servers: list[str], dealers: list[str], workers: int, mode: str
+) -> list[Any]:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    shares = [dealers[i::workers] for i in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(str(netdir), servers, share, mode, ready), daemon=True)
+        for share in shares
+        if share
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=60)
+    return procs
+
+
+def _stop_workers(procs: list[Any]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(10)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("botc bench rfq: not yet built")
+    from bus.server import NatsServer
+    from peers.errors import CliError
+    from peers.netdir import NetDir, create_network
+
+    if args.dealers < 1 or args.rounds < 1 or args.workers < 1 or args.warmup < 0:
+        raise CliError("--dealers, --rounds and --workers must be >= 1, --warmup >= 0")
+    with ExitStack() as stack:
+        if args.embedded:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
+            net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1)
+            server = stack.enter_context(NatsServer(tmp / "nats", auth=net.auth_conf()))
+            servers = [server.url]
+        else:
+            net = NetDir(args.net)
+            servers = net.server_urls()
+        genesis = net.genesis()
+        dealers = [m.id for m in genesis.members if m.role == "dealer"][: args.dealers]
+        if len(dealers) < args.dealers:
+            raise CliError(f"{net.path} has {len(dealers)} dealers, --dealers asks {args.dealers}")
+        workers = min(args.workers, len(dealers))
+
+        procs = _start_workers(net.path, servers, dealers, workers, "baseline")
+        try:
+            base = asyncio.run(_measure_baseline(net, servers, dealers, args.warmup + args.rounds))[
+                args.warmup :
+            ]
+        finally:
+            _stop_workers(procs)
+
+        procs = _start_workers(net.path, servers, dealers, workers, "dealer")
+        try:
+            real = asyncio.run(
+                _with_oracle(
+                    net,
+                    servers,
+                    lambda: _measure_rfq(net, servers, dealers, args.warmup + args.rounds),
+                )
+            )[args.warmup :]
+        finally:
+            _stop_workers(procs)
+
+    result = {
+        "dealers": len(dealers),
+        "rounds": args.rounds,
+        "workers": workers,
+        "p50_ms": round(statistics.median(real), 3),
+        "p99_ms": round(percentile(real, 99), 3),
+        "baseline_p50_ms": round(statistics.median(base), 3),
+        "baseline_p99_ms": round(percentile(base, 99), 3),
+        "ratio_p50": round(statistics.median(real) / statistics.median(base), 3),
+        "target": {"ratio_p50": 1.5, "p99_ms": 20.0},
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"RFQ to {len(dealers)} dealers, {args.rounds} rounds, {workers} responder processes")
+        print(f"  rfq       p50 {result['p50_ms']:8.2f} ms   p99 {result['p99_ms']:8.2f} ms")
+        print(
+            f"  baseline  p50 {result['baseline_p50_ms']:8.2f} ms   "
+            f"p99 {result['baseline_p99_ms']:8.2f} ms"
+        )
+        print(f"  ratio p50 {result['ratio_p50']:.2f}  (target <= 1.5; p99 target < 20 ms)")
+    return 0

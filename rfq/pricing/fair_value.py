@@ -124,7 +124,21 @@ def fixing_dates(start: dt.date, end: dt.date, *, include_weekends: bool = False
 def basket_history(
     legs: Sequence[Leg], fixings: Mapping[str, FixingHistory]
 ) -> dict[dt.date, float]:
-    """The weighted sum of the legs' fixings on the dates all legs fixed."""
+    """The weighted sum of the legs' fixings on the dates all legs fixed.
+
+    A fixings store may memoise this (a peer's market cache knows when closes change): if it
+    has a ``basket_history(legs)`` method, that answers instead.
+    """
+    memo = getattr(fixings, "basket_history", None)
+    if memo is not None:
+        cached: dict[dt.date, float] = memo(tuple(legs))
+        return cached
+    return compute_basket_history(legs, fixings)
+
+
+def compute_basket_history(
+    legs: Sequence[Leg], fixings: Mapping[str, FixingHistory]
+) -> dict[dt.date, float]:
     histories = [fixings.get(leg.underlying, {}) for leg in legs]
     if not histories:
         return {}
