@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import math
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -66,10 +68,28 @@ class FixingSeries(msgspec.Struct, frozen=True):
     prices: tuple[float, ...]
 
 
-class ContractRecord(msgspec.Struct, frozen=True):
-    """One contract in the canonical state: its terms and whatever its life has changed."""
+class ContractRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One contract in the canonical state: its terms and whatever its life has changed.
+    Encoded as an array (a hundred thousand of these make up most of the state bytes)."""
 
     contract: Contract
+    ordinal: int
+    status: Status
+    vm_balance: float
+    avg_sum: float
+    avg_count: int
+    avg_last: dt.date | None
+    margin_call: MarginCall | None
+    defaulting_party: str | None
+    sequences: tuple[tuple[str, int], ...]
+    outcome: Outcome | None
+    ratings: tuple[RatingRecord, ...]
+
+
+class _WireRecord(msgspec.Struct, frozen=True, array_like=True):
+    """``ContractRecord`` with the (immutable) contract pre-encoded: same bytes."""
+
+    contract: msgspec.Raw
     ordinal: int
     status: Status
     vm_balance: float
@@ -97,6 +117,32 @@ class BookSnapshot(msgspec.Struct, frozen=True):
     seen: tuple[str, ...]
 
 
+class _WireSnapshot(msgspec.Struct, frozen=True):
+    """``BookSnapshot`` with its records pre-encoded: encodes to the same bytes."""
+
+    version: int
+    height: int
+    date: dt.date | None
+    mark_date: dt.date | None
+    next_ordinal: int
+    fixings: tuple[msgspec.Raw, ...]
+    contracts: tuple[msgspec.Raw, ...]
+    seen: tuple[str, ...]
+
+
+class _DigestWire(msgspec.Struct, frozen=True):
+    """What ``state_digest`` hashes: the header, the fixings, and digests of the rest."""
+
+    version: int
+    height: int
+    date: dt.date | None
+    mark_date: dt.date | None
+    next_ordinal: int
+    fixings: tuple[msgspec.Raw, ...]
+    contracts: bytes
+    seen: bytes
+
+
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
 _contract_decoder = msgspec.msgpack.Decoder(Contract)
@@ -113,14 +159,23 @@ def canonical_contract(contract: Contract) -> Contract:
 
 class _Entry:
     """The book's mutable record of one contract (its hot numbers live in the columns while
-    it is live, and are copied here when it ends)."""
+    it is live, and are copied here when it ends).
+
+    ``blob`` caches the encoded ``ContractRecord`` and ``digest`` its sha256; whatever
+    changes the record calls ``ContractBook._touch`` (or, in the vectorised pass, flags the
+    row dirty in the columns). The property tests check that the cached ``state_bytes``
+    always equal the snapshot encoded afresh.
+    """
 
     __slots__ = (
         "avg_count",
         "avg_last",
         "avg_sum",
+        "blob",
         "contract",
+        "contract_raw",
         "defaulting_party",
+        "digest",
         "initial_margin",
         "margin_call",
         "mark",
@@ -136,6 +191,7 @@ class _Entry:
 
     def __init__(self, contract: Contract, ordinal: int) -> None:
         self.contract = contract
+        self.contract_raw = msgspec.Raw(_snapshot_encoder.encode(contract))
         self.ordinal = ordinal
         self.status = Status.LIVE
         self.margin_call: MarginCall | None = None
@@ -152,6 +208,8 @@ class _Entry:
         self.avg_last = NO_DATE
         self.mark = math.nan
         self.mtm = math.nan
+        self.blob: msgspec.Raw | None = None
+        self.digest: bytes | None = None
 
     def next_seq(self, kind: str) -> int:
         n = self.seqs.get(kind, 0) + 1
@@ -180,6 +238,16 @@ class ContractBook:
         self._px: F64 = np.zeros(64, dtype=np.float64)
         self._last: I64 = np.full(64, NO_DATE, dtype=np.int64)
         self._hist: dict[str, tuple[list[int], list[float]]] = {}
+        # Caches for state_bytes (dropped on change): sorted ids and seen keys, each
+        # underlying's encoded fixing series (each contract's encoded record is on its entry).
+        self._sorted_ids: list[str] | None = None
+        self._pos: dict[str, int] = {}
+        self._blobs: list[msgspec.Raw] = []
+        self._digests: list[bytes] = []
+        self._dirty: set[str] = set()
+        self._seen_sorted: list[str] = []
+        self._seen_digest: bytes | None = None
+        self._series_blob: dict[str, msgspec.Raw] = {}
 
     # ----------------------------------------------------------------------------------------
     # queries
@@ -242,6 +310,12 @@ class ContractBook:
         if entry is None:
             raise ValidationError(f"no contract {contract_id!r}", where="contract_id")
         return entry
+
+    def _touch(self, entry: _Entry) -> None:
+        """The entry's record changed: drop its cached bytes."""
+        entry.blob = None
+        entry.digest = None
+        self._dirty.add(entry.contract.id)
 
     def _view(self, entry: _Entry) -> ContractView:
         slot = self._cols.slot.get(entry.contract.id)
@@ -368,6 +442,7 @@ class ContractBook:
             self._last[idx] = day
             dates, prices = self._hist.setdefault(name, ([], []))
             dates.append(day)
+            self._series_blob.pop(name, None)
             prices.append(price)
         self._mark_ord = max(self._mark_ord, day)
         return self._tick(day, event.date)
@@ -382,7 +457,7 @@ class ContractBook:
         levels = cols.levels(px)
         fixed_today = self._last[: len(self._uidx)] == day
         fixed_today[0] = True  # the padding leg never holds an average back
-        cols.accumulate(levels, fixed_today, day)
+        cols.accumulate(levels, fixed_today, day)  # flags the rows it changes as dirty
         mark = cols.marks(levels, self._mark_ord)
         cols.mark[: cols.n] = mark
         cols.mtm[: cols.n] = cols.values(mark)  # same as cols.revalue, reusing the levels
@@ -390,8 +465,18 @@ class ContractBook:
         for slot in cols.due(day).tolist():
             self._try_settle(slot, day, date, by_block=False, out=out)
         rows, deltas = cols.margin_deltas()
-        for slot, delta in zip(rows.tolist(), deltas.tolist(), strict=True):
-            self._call(slot, delta, date, out)
+        if rows.size:
+            deadlines = self._height + cols.deadline_blocks[rows]
+            cols.call_open[rows] = True
+            cols.deadline[rows] = deadlines
+            for slot, delta, deadline, mtm in zip(
+                rows.tolist(),
+                deltas.tolist(),
+                deadlines.tolist(),
+                cols.mtm[rows].tolist(),
+                strict=True,
+            ):
+                self._call(self._entries[cols.ids[slot]], delta, deadline, mtm, date, out)
         cols.compact()
         return out
 
@@ -416,6 +501,7 @@ class ContractBook:
         if self._mark_ord != NO_DATE:
             self._cols.revalue(self._px, self._mark_ord, np.array([slot], dtype=np.intp))
         self._entries[contract.id] = entry
+        self._sorted_ids = None
         for party in (contract.client, contract.dealer):
             self._by_party.setdefault(party, set()).add(contract.id)
         out: list[BookOutput] = [
@@ -477,6 +563,7 @@ class ContractBook:
     ) -> None:
         if not amount > 0:
             return
+        self._touch(entry)
         seq = entry.next_seq(kind.value)
         out.append(
             PaymentInstruction(
@@ -507,15 +594,21 @@ class ContractBook:
 
     # --- variation margin --------------------------------------------------------------------
 
-    def _call(self, slot: int, delta: float, date: dt.date, out: list[BookOutput]) -> None:
-        cols = self._cols
-        entry = self._entries[cols.ids[slot]]
+    def _call(
+        self,
+        entry: _Entry,
+        delta: float,
+        deadline: int,
+        client_mtm: float,
+        date: dt.date,
+        out: list[BookOutput],
+    ) -> None:
+        """Record a variation-margin call (the columns were updated in bulk by the tick)."""
         c = entry.contract
-        assert c.margin is not None
         payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
         amount = abs(delta)
+        self._touch(entry)
         seq = entry.next_seq("margin_call")
-        deadline = self._height + c.margin.call_deadline_blocks
         entry.margin_call = MarginCall(
             seq=seq,
             payer=payer,
@@ -527,8 +620,6 @@ class ContractBook:
             deadline_height=deadline,
         )
         entry.status = Status.MARGIN_CALL
-        cols.call_open[slot] = True
-        cols.deadline[slot] = deadline
         out.append(
             MarginCalled(
                 contract_id=c.id,
@@ -536,7 +627,7 @@ class ContractBook:
                 payer=payer,
                 payee=payee,
                 amount=amount,
-                client_mtm=float(cols.mtm[slot]),
+                client_mtm=client_mtm,
                 date=date,
                 deadline_height=deadline,
             )
@@ -565,6 +656,7 @@ class ContractBook:
         amount = float(event.amount)
         signed = amount if event.payer == c.dealer else -amount
         cols.vm[slot] = float(cols.vm[slot]) + signed
+        self._touch(entry)
         out: list[BookOutput] = []
         payee = c.client if event.payer == c.dealer else c.dealer
         self._pay(entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, amount, None, out)
@@ -578,7 +670,10 @@ class ContractBook:
                 out.append(MarginCallMet(contract_id=c.id, seq=call.seq))
             else:
                 entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
+        self._touch(entry)
         self._seen.add(key)
+        bisect.insort(self._seen_sorted, key)
+        self._seen_digest = None
         return out
 
     # --- the block clock ---------------------------------------------------------------------
@@ -600,6 +695,7 @@ class ContractBook:
             assert call is not None
             entry.status = Status.IN_DEFAULT
             entry.defaulting_party = call.payer
+            self._touch(entry)
             cols.call_open[slot] = False
             cols.in_default[slot] = True
             out.append(
@@ -679,6 +775,7 @@ class ContractBook:
         self, slot: int, entry: _Entry, outcome: Outcome, mark: float | None, value: float
     ) -> None:
         cols = self._cols
+        self._touch(entry)
         entry.status = outcome.status
         entry.outcome = outcome
         entry.margin_call = None
@@ -727,6 +824,7 @@ class ContractBook:
                 )
             )
         entry.ratings = tuple(records)
+        self._touch(entry)
         out.extend(records)
 
     def _close_out(self, event: CloseOut) -> list[BookOutput]:
@@ -794,6 +892,8 @@ class ContractBook:
         self._terminate(slot, entry, outcome, level, value)
         self._rate(entry, out)
         self._seen.add(key)
+        bisect.insort(self._seen_sorted, key)
+        self._seen_digest = None
         self._cols.compact()
         return out
 
@@ -863,6 +963,7 @@ class ContractBook:
                 )
             self._pay(entry, PaymentKind.CLOSE_OUT, other, party, due, today, out)
             entry.defaulting_party = party
+            self._touch(entry)
             outcome = Outcome(
                 status=Status.DEFAULTED,
                 date=today,
@@ -891,67 +992,146 @@ class ContractBook:
             )
         )
         self._seen.add(key)
+        bisect.insort(self._seen_sorted, key)
+        self._seen_digest = None
         cols.compact()
         return out
 
     # ----------------------------------------------------------------------------------------
     # canonical state
 
-    def snapshot(self) -> BookSnapshot:
-        cols = self._cols
-        records = []
-        for cid in sorted(self._entries):
-            entry = self._entries[cid]
-            slot = cols.slot.get(cid)
-            if slot is not None and not entry.status.terminal:
-                vm = float(cols.vm[slot])
-                avg_sum, avg_count = float(cols.avg_sum[slot]), int(cols.avg_count[slot])
-                avg_last = int(cols.avg_last[slot])
-            else:
-                vm, avg_sum, avg_count, avg_last = (
-                    entry.vm,
-                    entry.avg_sum,
-                    entry.avg_count,
-                    entry.avg_last,
-                )
-            records.append(
-                ContractRecord(
-                    contract=entry.contract,
-                    ordinal=entry.ordinal,
-                    status=entry.status,
-                    vm_balance=vm,
-                    avg_sum=avg_sum,
-                    avg_count=avg_count,
-                    avg_last=None if avg_last == NO_DATE else dt.date.fromordinal(avg_last),
-                    margin_call=entry.margin_call,
-                    defaulting_party=entry.defaulting_party,
-                    sequences=tuple(sorted(entry.seqs.items())),
-                    outcome=entry.outcome,
-                    ratings=entry.ratings,
-                )
+    def _record_fields(self, entry: _Entry) -> tuple[Any, ...]:
+        """A record's fields after ``contract``, in ``ContractRecord`` order."""
+        slot = self._cols.slot.get(entry.contract.id)
+        if slot is not None and not entry.status.terminal:
+            cols = self._cols
+            vm = float(cols.vm[slot])
+            avg_sum, avg_count = float(cols.avg_sum[slot]), int(cols.avg_count[slot])
+            avg_last = int(cols.avg_last[slot])
+        else:
+            vm, avg_sum, avg_count, avg_last = (
+                entry.vm,
+                entry.avg_sum,
+                entry.avg_count,
+                entry.avg_last,
             )
-        fixings = tuple(
-            FixingSeries(
-                underlying=name,
-                dates=tuple(dt.date.fromordinal(d) for d in dates),
-                prices=tuple(prices),
-            )
-            for name, (dates, prices) in sorted(self._hist.items())
+        return (
+            entry.ordinal,
+            entry.status,
+            vm,
+            avg_sum,
+            avg_count,
+            None if avg_last == NO_DATE else dt.date.fromordinal(avg_last),
+            entry.margin_call,
+            entry.defaulting_party,
+            tuple(sorted(entry.seqs.items())),
+            entry.outcome,
+            entry.ratings,
         )
+
+    def _record(self, entry: _Entry) -> ContractRecord:
+        return ContractRecord(entry.contract, *self._record_fields(entry))
+
+    def _series(self, name: str) -> FixingSeries:
+        dates, prices = self._hist[name]
+        return FixingSeries(
+            underlying=name,
+            dates=tuple(dt.date.fromordinal(d) for d in dates),
+            prices=tuple(prices),
+        )
+
+    def snapshot(self) -> BookSnapshot:
+        """The whole canonical state, built afresh (no caches)."""
         return BookSnapshot(
             version=SNAPSHOT_VERSION,
             height=self._height,
             date=self._date,
             mark_date=self.mark_date,
             next_ordinal=self._next_ordinal,
-            fixings=fixings,
-            contracts=tuple(records),
+            fixings=tuple(self._series(name) for name in sorted(self._hist)),
+            contracts=tuple(self._record(self._entries[cid]) for cid in sorted(self._entries)),
             seen=tuple(sorted(self._seen)),
         )
 
+    def record_bytes(self, contract_id: str) -> bytes:
+        """One contract's canonical record, as it sits inside ``state_bytes``."""
+        return bytes(self._record_blob(self._entry(contract_id)))
+
+    def _record_blob(self, entry: _Entry) -> msgspec.Raw:
+        blob = entry.blob
+        if blob is None:
+            wire = _WireRecord(entry.contract_raw, *self._record_fields(entry))
+            blob = msgspec.Raw(_snapshot_encoder.encode(wire))
+            entry.blob = blob
+            entry.digest = hashlib.sha256(blob).digest()
+        return blob
+
+    def _refresh(self) -> None:
+        """Bring the cached, id-ordered record bytes and digests up to date."""
+        cols = self._cols
+        rows = np.flatnonzero(cols.dirty[: cols.n])
+        if rows.size:
+            for slot in rows.tolist():
+                self._touch(self._entries[cols.ids[slot]])
+            cols.dirty[rows] = False
+        entries = self._entries
+        if self._sorted_ids is None:
+            ids = sorted(entries)
+            self._sorted_ids = ids
+            self._pos = {cid: k for k, cid in enumerate(ids)}
+            self._blobs = [self._record_blob(entries[cid]) for cid in ids]
+            self._digests = [entries[cid].digest or b"" for cid in ids]
+        else:
+            for cid in self._dirty:
+                k = self._pos[cid]
+                entry = entries[cid]
+                self._blobs[k] = self._record_blob(entry)
+                self._digests[k] = entry.digest or b""
+        self._dirty.clear()
+        for name in self._hist:
+            if name not in self._series_blob:
+                self._series_blob[name] = msgspec.Raw(_snapshot_encoder.encode(self._series(name)))
+
     def state_bytes(self) -> bytes:
-        """Canonical msgpack of the whole book, for the block's state root."""
-        return _snapshot_encoder.encode(self.snapshot())
+        """Canonical msgpack of the whole book (``BookSnapshot``: contracts by id, fixings by
+        underlying, seen keys sorted), for the block's state root.
+
+        Equal to encoding ``snapshot()``, but each contract's record is encoded once and kept
+        until it changes, so a block costs the records it touched plus one copy.
+        """
+        self._refresh()
+        wire = _WireSnapshot(
+            version=SNAPSHOT_VERSION,
+            height=self._height,
+            date=self._date,
+            mark_date=self.mark_date,
+            next_ordinal=self._next_ordinal,
+            fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
+            contracts=tuple(self._blobs),
+            seen=tuple(self._seen_sorted),
+        )
+        return _snapshot_encoder.encode(wire)
+
+    def state_digest(self) -> bytes:
+        """A 32-byte sha256 commitment to the same state as ``state_bytes``, far cheaper per
+        block: it hashes each record once when it changes, then only the list of record
+        digests. Two books have equal digests exactly when their state bytes are equal
+        (barring sha256 collisions); the ledger may root its blocks on either.
+        """
+        self._refresh()
+        if self._seen_digest is None:
+            self._seen_digest = hashlib.sha256("\n".join(self._seen_sorted).encode()).digest()
+        header = _DigestWire(
+            version=SNAPSHOT_VERSION,
+            height=self._height,
+            date=self._date,
+            mark_date=self.mark_date,
+            next_ordinal=self._next_ordinal,
+            fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
+            contracts=hashlib.sha256(b"".join(self._digests)).digest(),
+            seen=self._seen_digest,
+        )
+        return hashlib.sha256(_snapshot_encoder.encode(header)).digest()
 
     @classmethod
     def from_snapshot(cls, snap: BookSnapshot) -> ContractBook:
@@ -963,6 +1143,7 @@ class ContractBook:
         book._date = snap.date
         book._next_ordinal = snap.next_ordinal
         book._seen = set(snap.seen)
+        book._seen_sorted = sorted(snap.seen)
         for series in snap.fixings:
             idx = book._underlying(series.underlying)
             days = [d.toordinal() for d in series.dates]

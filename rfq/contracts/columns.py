@@ -36,8 +36,8 @@ _EPOCH = 719163
 
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
-_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline")
-_BOOLS = ("is_avg", "margined", "call_open", "in_default", "active")
+_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "deadline_blocks")
+_BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
 
 
 def _as_dt64(ordinals: I64) -> npt.NDArray[np.datetime64]:
@@ -63,11 +63,13 @@ class LiveColumns:
     avg_last: I64
     maturity: I64
     deadline: I64
+    deadline_blocks: I64
     is_avg: BOOL
     margined: BOOL
     call_open: BOOL
     in_default: BOOL
     active: BOOL
+    dirty: BOOL
     leg_u: I64
     leg_w: F64
 
@@ -149,10 +151,12 @@ class LiveColumns:
         self.margined[i] = margin is not None
         self.threshold[i] = margin.threshold if margin is not None else 0.0
         self.mta[i] = margin.minimum_transfer_amount if margin is not None else 0.0
+        self.deadline_blocks[i] = margin.call_deadline_blocks if margin is not None else 0
         self.call_open[i] = call_open
         self.deadline[i] = deadline
         self.in_default[i] = in_default
         self.active[i] = True
+        self.dirty[i] = False
         self.mark[i] = np.nan
         self.mtm[i] = np.nan
         self.leg_u[:, i] = 0
@@ -201,9 +205,10 @@ class LiveColumns:
             acc = acc + self.leg_w[k, sel] * px[self.leg_u[k, sel]]
         return acc
 
-    def accumulate(self, levels: F64, fixed_on: BOOL, day: int) -> None:
+    def accumulate(self, levels: F64, fixed_on: BOOL, day: int) -> npt.NDArray[np.intp]:
         """Add ``day``'s level to the running sums of the active average-price swaps whose
-        window holds ``day`` and whose legs all fixed on it (at most once per day)."""
+        window holds ``day`` and whose legs all fixed on it (at most once per day); flag and
+        return the rows that changed."""
         n = self.n
         rows = np.flatnonzero(
             self.is_avg[:n]
@@ -213,7 +218,7 @@ class LiveColumns:
             & (self.avg_last[:n] < day)
         )
         if rows.size == 0:
-            return
+            return rows
         legs_fixed = np.ones(rows.size, dtype=np.bool_)
         for k in range(self.width):
             legs_fixed &= fixed_on[self.leg_u[k, rows]]
@@ -221,6 +226,8 @@ class LiveColumns:
         self.avg_sum[rows] = self.avg_sum[rows] + levels[rows]
         self.avg_count[rows] = self.avg_count[rows] + 1.0
         self.avg_last[rows] = day
+        self.dirty[rows] = True
+        return rows
 
     def marks(self, levels: F64, as_of: int, rows: Rows | None = None) -> F64:
         """Settlement-price estimates: the level, or for average-price swaps the mean so far

@@ -411,3 +411,15 @@ def test_a_fixing_tick_with_several_underlyings_revalues_a_spread():
     b.apply(Fixing(D(2025, 11, 4), (Price("HC2601", 3700.0), Price("RB2601", 3800.0))))
     view = b.get("S1")
     assert (view.mark, view.client_mtm, view.dealer_mtm) == (-100.0, 51000.0, -51000.0)
+
+
+def test_the_state_digest_moves_with_the_state_and_only_with_it(book):
+    digest = book.state_digest()
+    assert len(digest) == 32
+    assert book.state_digest() == digest
+    book.apply(fix(6, 3070))
+    moved = book.state_digest()
+    assert moved != digest
+    book.apply(fix(6, 3070))
+    assert book.state_digest() == moved
+    assert ContractBook.from_state_bytes(book.state_bytes()).state_digest() == moved
