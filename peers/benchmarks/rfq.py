@@ -12,6 +12,8 @@ network's nkey authentication and permissions.
   signature on the same subject; each responder verifies it, signs a 200-byte reply and
   publishes it; the client verifies every reply.
 
+Both kinds of responder run side by side and the client alternates one baseline round with
+one RFQ round, so on a shared, noisy machine each pair of measurements sees the same load.
 Reported: p50 and p99 of each, and ``ratio_p50 = p50 / baseline_p50``.
 """
 
@@ -62,60 +64,44 @@ def percentile(values: Sequence[float], q: float) -> float:
 # -- responders (worker processes) ------------------------------------------------------------
 
 
-def _worker(netdir: str, servers: list[str], members: list[str], mode: str, ready: Any) -> None:
+def _worker(netdir: str, servers: list[str], members: list[str], ready: Any) -> None:
     """Entry point of a responder process: serve until SIGTERM."""
     from peers.logging import configure_logging
 
     configure_logging("warning")
-    asyncio.run(_serve(Path(netdir), servers, members, mode, ready))
+    asyncio.run(_serve(Path(netdir), servers, members, ready))
 
 
-async def _serve(
-    netdir: Path, servers: list[str], members: list[str], mode: str, ready: Any
-) -> None:
+async def _serve(netdir: Path, servers: list[str], members: list[str], ready: Any) -> None:
+    """A baseline responder and a dealer bot for each member (sharing one market cache)."""
+    from peers.dealer import DealerBot
+    from peers.market import MarketData
+    from peers.netdir import NetDir
+    from peers.runtime import open_bus
+
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    net = NetDir(netdir)
+    market = MarketData()
     closers = []
-    if mode == "baseline":
-        for member in members:
-            closers.append(await _baseline_responder(netdir, servers, member))
-    else:
-        from peers.dealer import DealerBot, DefaultStrategy
-        from peers.market import MarketData
-        from peers.netdir import NetDir
-        from peers.runtime import open_bus
-
-        net = NetDir(netdir)
-        market = MarketData()
-        attached = False
-        for member in members:
-            bus = await open_bus(net, member, servers=servers)
-            bot = DealerBot(
-                bus,
-                net.genesis(),
-                strategy=DefaultStrategy(),
-                market=market,
-                credit_limit=1e18,
-                attach_market=not attached,
-            )
-            attached = True
-            await bot.start()
-            closers.append(bus.close)
+    for i, member in enumerate(members):
+        closers.append(await _baseline_responder(net, servers, member))
+        bus = await open_bus(net, member, servers=servers)
+        bot = DealerBot(bus, net.genesis(), market=market, credit_limit=1e18, attach_market=i == 0)
+        await bot.start()
+        closers.append(bus.close)
     ready.put(len(members))
     await stop.wait()
     for close in closers:
         await close()
 
 
-async def _baseline_responder(netdir: Path, servers: list[str], member: str) -> Any:
+async def _baseline_responder(net: Any, servers: list[str], member: str) -> Any:
     import nats
     from cryptography.exceptions import InvalidSignature
 
     from bus import subjects
-    from peers.netdir import NetDir
 
-    net = NetDir(netdir)
     identity = net.identity(member)
     client_key = net.genesis().member("C1").verify_key
     nc = await nats.connect(
@@ -144,41 +130,82 @@ async def _baseline_responder(netdir: Path, servers: list[str], member: str) -> 
 # -- the client (this process) ----------------------------------------------------------------
 
 
-async def _measure_baseline(
-    net: Any, servers: list[str], dealers: list[str], n: int
-) -> list[float]:
-    import nats
+class _BaselineClient:
+    """Plain nats-py: publish a signed 200-byte payload, verify every signed reply."""
 
-    from bus import subjects
+    def __init__(self, net: Any, servers: list[str], dealers: list[str]) -> None:
+        self.net, self.servers, self.dealers = net, servers, dealers
+        self.identity = net.identity("C1")
+        self.keys = {
+            d.encode().ljust(16, b"\0"): net.genesis().member(d).verify_key for d in dealers
+        }
+        self.replies: asyncio.Queue[bytes] = asyncio.Queue()
 
-    identity = net.identity("C1")
-    keys = {d.encode().ljust(16, b"\0"): net.genesis().member(d).verify_key for d in dealers}
-    nc = await nats.connect(
-        servers=servers, nkeys_seed_str=identity.nkey_seed, inbox_prefix=subjects.inbox_prefix("C1")
-    )
-    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    async def open(self) -> None:
+        import nats
 
-    async def on_reply(msg: Any) -> None:
-        replies.put_nowait(msg.data)
+        from bus import subjects
 
-    await nc.subscribe(subjects.quote("C1", "bench"), cb=on_reply)
-    await nc.flush()
-    timings = []
-    for _ in range(n):
+        self.nc = await nats.connect(
+            servers=self.servers,
+            nkeys_seed_str=self.identity.nkey_seed,
+            inbox_prefix=subjects.inbox_prefix("C1"),
+        )
+
+        async def on_reply(msg: Any) -> None:
+            self.replies.put_nowait(msg.data)
+
+        await self.nc.subscribe(subjects.quote("C1", "bench"), cb=on_reply)
+        await self.nc.flush()
+
+    async def round(self) -> float:
+        from bus import subjects
+
         started = time.perf_counter()
         payload = os.urandom(200)
-        await nc.publish(
-            subjects.rfq_public("commodity", "BENCH"), payload + identity.sign(payload)
+        await self.nc.publish(
+            subjects.rfq_public("commodity", "BENCH"), payload + self.identity.sign(payload)
         )
-        verified = 0
-        while verified < len(dealers):
-            data = await asyncio.wait_for(replies.get(), 5)
+        for _ in self.dealers:
+            data = await asyncio.wait_for(self.replies.get(), 5)
             body, signature = data[:-64], data[-64:]
-            keys[body[:16]].verify(signature, body)
-            verified += 1
-        timings.append((time.perf_counter() - started) * 1000)
-    await nc.close()
-    return timings
+            self.keys[body[:16]].verify(signature, body)
+        return (time.perf_counter() - started) * 1000
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+class _RfqClient:
+    """A real client session: public RFQs, every dealer's sealed, signed answer."""
+
+    def __init__(self, net: Any, servers: list[str], dealers: list[str]) -> None:
+        self.net, self.servers, self.dealers = net, servers, dealers
+        self.rounds = 0
+
+    async def open(self) -> None:
+        from peers.counterparty import ClientSession
+        from peers.runtime import open_bus
+
+        self.bus = await open_bus(self.net, "C1", servers=self.servers)
+        self.session = ClientSession(self.bus, self.net.genesis(), submit_accepts=False)
+        await self.session.start()
+        await self.session.market.attach(self.bus)
+        self.terms = _bench_terms(self.session.market.today)
+
+    async def round(self) -> float:
+        terms = self.terms[self.rounds % len(self.terms)]
+        self.rounds += 1
+        started = time.perf_counter()
+        handle = await self.session.send_rfq(terms, deadline_s=5)
+        answers = await handle.collect()
+        elapsed = (time.perf_counter() - started) * 1000
+        if len(answers) != len(self.dealers):
+            raise RuntimeError(f"RFQ {handle.id}: {len(answers)} of {len(self.dealers)} answers")
+        return elapsed
+
+    async def close(self) -> None:
+        await self.bus.close()
 
 
 def _bench_terms(today: dt.date) -> list[Any]:
@@ -207,29 +234,10 @@ def _bench_terms(today: dt.date) -> list[Any]:
     ]
 
 
-async def _measure_rfq(net: Any, servers: list[str], dealers: list[str], n: int) -> list[float]:
-    from peers.counterparty import ClientSession
-    from peers.runtime import open_bus
-
-    bus = await open_bus(net, "C1", servers=servers)
-    session = await ClientSession(bus, net.genesis(), submit_accepts=False).start()
-    await session.market.attach(bus)
-    terms = _bench_terms(session.market.today)
-    timings = []
-    for i in range(n):
-        started = time.perf_counter()
-        handle = await session.send_rfq(terms[i % len(terms)], deadline_s=5)
-        answers = await handle.collect()
-        elapsed = (time.perf_counter() - started) * 1000
-        if len(answers) != len(dealers):
-            raise RuntimeError(f"RFQ {handle.id}: {len(answers)} of {len(dealers)} answers")
-        timings.append(elapsed)
-    await bus.close()
-    return timings
-
-
-async def _with_oracle(net: Any, servers: list[str], body: Any) -> Any:
-    """Run ``body`` while an oracle serves a simulated day's prices and the history."""
+async def _measure(
+    net: Any, servers: list[str], dealers: list[str], warmup: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """Alternate baseline and RFQ rounds while an oracle serves a simulated day."""
     from peers.oracle import OracleService, Simulator
     from peers.runtime import open_bus
 
@@ -239,20 +247,30 @@ async def _with_oracle(net: Any, servers: list[str], body: Any) -> Any:
     await oracle.start()
     for price in sim.ticks():
         await oracle.publish(price)
+    await oracle.bus.flush()
+    baseline, real = _BaselineClient(net, servers, dealers), _RfqClient(net, servers, dealers)
+    await baseline.open()
+    await real.open()
+    base_ms, real_ms = [], []
     try:
-        return await body()
+        for i in range(warmup + rounds):
+            b, r = await baseline.round(), await real.round()
+            if i >= warmup:
+                base_ms.append(b)
+                real_ms.append(r)
     finally:
+        await baseline.close()
+        await real.close()
         await oracle.bus.close()
+    return base_ms, real_ms
 
 
-def _start_workers(
-    netdir: Path, servers: list[str], dealers: list[str], workers: int, mode: str
-) -> list[Any]:
+def _start_workers(netdir: Path, servers: list[str], dealers: list[str], workers: int) -> list[Any]:
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()
     shares = [dealers[i::workers] for i in range(workers)]
     procs = [
-        ctx.Process(target=_worker, args=(str(netdir), servers, share, mode, ready), daemon=True)
+        ctx.Process(target=_worker, args=(str(netdir), servers, share, ready), daemon=True)
         for share in shares
         if share
     ]
@@ -291,24 +309,9 @@ def run(args: argparse.Namespace) -> int:
         if len(dealers) < args.dealers:
             raise CliError(f"{net.path} has {len(dealers)} dealers, --dealers asks {args.dealers}")
         workers = min(args.workers, len(dealers))
-
-        procs = _start_workers(net.path, servers, dealers, workers, "baseline")
+        procs = _start_workers(net.path, servers, dealers, workers)
         try:
-            base = asyncio.run(_measure_baseline(net, servers, dealers, args.warmup + args.rounds))[
-                args.warmup :
-            ]
-        finally:
-            _stop_workers(procs)
-
-        procs = _start_workers(net.path, servers, dealers, workers, "dealer")
-        try:
-            real = asyncio.run(
-                _with_oracle(
-                    net,
-                    servers,
-                    lambda: _measure_rfq(net, servers, dealers, args.warmup + args.rounds),
-                )
-            )[args.warmup :]
+            base, real = asyncio.run(_measure(net, servers, dealers, args.warmup, args.rounds))
         finally:
             _stop_workers(procs)
 
