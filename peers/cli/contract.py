@@ -31,10 +31,12 @@ fixing on its maturity date (average_price_swap: at least one fixing in its wind
 
 Output: {"contracts": [{"id", "template", "client_side", "settlement_price", "client_pnl",
 "dealer_pnl", "initial_margin", "status", "events": [...]}], "initial_margin_total",
-"credit_line", "cash_margin_due"}, cash_margin_due = max(0, initial_margin_total -
-credit_line). Events are the engine's records in order, each with a "type": contract_opened,
-fixing (date, prices, mark, client_mtm), margin_call, margin_call_met, settlement,
-close_out, payment_instruction, rating_record. Figures are rounded to 8 decimals.
+"credit_line", "cash_margin_due"}; initial_margin = initial_margin_rate x |fixed_price| x
+quantity x multiplier (an option without a fixed_price uses its strike), cash_margin_due =
+max(0, initial_margin_total - credit_line). Events are the engine's records in order, each
+with a "type": contract_opened, fixing (date, prices, mark, client_mtm), margin_call,
+margin_call_met, settlement, close_out, payment_instruction, rating_record. Figures are
+rounded to 8 decimals.
 Errors (unreadable file, bad JSON or CSV, unknown template, bad date, missing fixing) print
 one line naming the file, line or field, and exit with code 2.
 """

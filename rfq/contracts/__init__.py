@@ -4,8 +4,8 @@
 - ``payoff``: the eight templates' settlement price, value, P&L and initial margin, scalar.
 - ``ContractBook`` (``book``): every contract; apply ``BookEvent``s (``events``), get
   ``BookOutput``s (lifecycle records, ``PaymentInstruction``s, formula-3 ``RatingRecord``s),
-  canonical ``state_bytes()`` for the state root. Live contracts are revalued in numpy
-  columns (``columns``).
+  canonical ``state_bytes()`` (or the cheaper sha256 ``state_digest()``) for the state root.
+  Live contracts are revalued in numpy columns (``columns``).
 - ``waterfall`` (``credit``): collateral, then guarantors, then loss.
 - ``offline``: the ``botc contract run`` engine over a terms file and a fixings file.
 """
