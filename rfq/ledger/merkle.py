@@ -87,7 +87,9 @@ def proof(items: Sequence[bytes], index: int) -> MerkleProof:
 def verify_proof(root: bytes, item: bytes, inclusion: MerkleProof) -> bool:
     """True when ``inclusion`` proves ``item`` is leaf ``inclusion.index`` under ``root``.
 
-    RFC 9162 section 2.1.3.2, verbatim: never raises, whatever the proof holds.
+    RFC 9162 section 2.1.3.2, verbatim: never raises, whatever the proof holds. As in RFC
+    9162 the root does not commit to the tree size, so a caller that knows it (a block
+    header's ``tx_count``) should also check ``inclusion.size``.
     """
     index, size, path = inclusion.index, inclusion.size, inclusion.path
     if not (isinstance(index, int) and isinstance(size, int)) or not 0 <= index < size:

@@ -6,7 +6,7 @@ deferred messages, and (like a node reading the JetStream ``CHAIN`` stream) sync
 blocks it missed, checking them with ``check_block``. Messages travel through a ``Network``:
 
 - ``TimedNetwork``: a virtual clock and a heap of events; per-message latency from a seeded
-  RNG (or a ``route`` hook), so every run replays exactly.
+  RNG (or a ``route`` hook), so every run replays exactly; a sync takes ``sync_delay_ms``.
 - ``ManualNetwork``: nothing moves unless the test (or hypothesis) says which message to
   deliver, drop or which timer to fire.
 
@@ -21,6 +21,8 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import msgspec
 
 from rfq.identity import Directory, Identity, Role
 from rfq.ledger.block import Block, BlockHeader, build_block, check_block, genesis_block
@@ -124,15 +126,8 @@ class Node:
             authorities=self.net.names,
         )
         root = state_root if state_root is not None else self.state_after(draft)
-        return build_block(
-            parent.header,
-            proposer=self.name,
-            round=round,
-            timestamp_ms=draft.header.timestamp_ms,
-            txs=draft.txs,
-            state_root=root,
-            authorities=self.net.names,
-        )
+        # Executing the block gives the state root; the header is completed, not rebuilt.
+        return Block(msgspec.structs.replace(draft.header, state_root=root), draft.txs)
 
     def state_after(self, block: Block) -> bytes:
         return next_state_root(self.chain[-1].header.state_root, block)
@@ -187,7 +182,7 @@ class Node:
                 self.rejects.append(action)
             elif isinstance(action, Defer):
                 self.deferred[action.height].append(action.message)
-                self.sync()
+                self.net.request_sync(self.name)
 
     def decide(self, block: Block) -> None:
         height = block.header.height
@@ -307,6 +302,10 @@ class Network:
     def arm(self, name: str, height: int, round: int, delay_ms: int) -> None:
         raise NotImplementedError
 
+    def request_sync(self, name: str) -> None:
+        """A node saw a later height: it reads the CHAIN stream (at once, unless timed)."""
+        self.nodes[name].sync()
+
     def deliver(self, src: str, dst: str, message: SignedMessage) -> None:
         if not self.drop(src, dst, message):
             self.nodes[dst].receive(message)
@@ -339,9 +338,11 @@ class TimedNetwork(Network):
         seed: int = 0,
         min_latency: int = 1,
         max_latency: int = 20,
+        sync_delay_ms: int = 100,
         **kw: object,
     ) -> None:
         super().__init__(n, **kw)  # type: ignore[arg-type]
+        self.sync_delay_ms = sync_delay_ms
         self.rng = random.Random(seed)
         self.min_latency = min_latency
         self.max_latency = max_latency
@@ -371,6 +372,10 @@ class TimedNetwork(Network):
     def arm(self, name: str, height: int, round: int, delay_ms: int) -> None:
         node = self.nodes[name]
         self.at(self.now + delay_ms, lambda: node.timeout(height, round))
+
+    def request_sync(self, name: str) -> None:
+        """Reading the CHAIN stream takes ``sync_delay_ms``: slower than a commit in flight."""
+        self.at(self.now + self.sync_delay_ms, self.nodes[name].sync)
 
     def run(self, until: int, *, stop: Callable[[], bool] | None = None) -> None:
         """Process events in time order up to virtual time ``until`` (or until ``stop()``)."""
