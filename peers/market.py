@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 
@@ -9,7 +10,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from bus import subjects
-from bus.client import Bus, RequestError
+from bus.client import Bus, BusStatus, RequestError
 from bus.envelope import Channel, Received
 from rfq.instruments import CATALOG, Leg
 from rfq.messages import (
@@ -87,6 +88,7 @@ class MarketData:
         self._models = _LazyVolModels(self)
         self._clock_today = clock_today or (lambda: dt.datetime.now(dt.UTC).date())
         self.listeners: list[Callable[[Price], None]] = []
+        self._history_task: asyncio.Task[None] | None = None
 
     @property
     def today(self) -> dt.date:
@@ -126,18 +128,38 @@ class MarketData:
                 self.closes.add(underlying, date, value, replace=False)
             self._models.fitted.pop(underlying, None)
 
-    async def attach(self, bus: Bus, *, oracle: str = "ORACLE", timeout: float = 3.0) -> None:
-        """Follow the oracle's prices and load its history (a missing oracle is not fatal)."""
+    async def attach(
+        self, bus: Bus, *, oracle: str = "ORACLE", timeout: float = 3.0, retry_s: float = 1.0
+    ) -> None:
+        """Follow the oracle's prices and load its history.
+
+        An oracle that is not up yet is not fatal: the history is fetched in the background,
+        retrying every ``retry_s`` seconds, and pricing uses catalog volatilities meanwhile.
+        """
 
         async def on_price(received: Received[Price], msg: Msg) -> None:
             self.on_price(received.payload)
 
         await bus.subscribe(subjects.PRICE_ALL, PRICE_CHANNEL, on_price)
+        if not await self._fetch_history(bus, oracle, timeout):
+            log.warning("price_history_unavailable", oracle=oracle, retry_s=retry_s)
+            self._history_task = asyncio.create_task(
+                self._retry_history(bus, oracle, timeout, retry_s)
+            )
+
+    async def _fetch_history(self, bus: Bus, oracle: str, timeout: float) -> bool:
         try:
             reply = await bus.request(
                 subjects.query(oracle), HistoryRequest(), HISTORY_REPLY, timeout=timeout
             )
-        except RequestError as exc:
-            log.warning("price_history_unavailable", error=str(exc))
-            return
+        except RequestError:
+            return False
         self.load_history(reply.payload)
+        return True
+
+    async def _retry_history(self, bus: Bus, oracle: str, timeout: float, retry_s: float) -> None:
+        while bus.status != BusStatus.CLOSED:
+            await asyncio.sleep(retry_s)
+            if await self._fetch_history(bus, oracle, timeout):
+                log.info("price_history_loaded", oracle=oracle)
+                return

@@ -68,7 +68,7 @@ def _worker(netdir: str, servers: list[str], members: list[str], ready: Any) -> 
     """Entry point of a responder process: serve until SIGTERM."""
     from peers.logging import configure_logging
 
-    configure_logging("warning")
+    configure_logging("error")
     asyncio.run(_serve(Path(netdir), servers, members, ready))
 
 
@@ -98,9 +98,9 @@ async def _serve(netdir: Path, servers: list[str], members: list[str], ready: An
 
 async def _baseline_responder(net: Any, servers: list[str], member: str) -> Any:
     import nats
-    from cryptography.exceptions import InvalidSignature
 
     from bus import subjects
+    from rfq.identity import verify_signature
 
     identity = net.identity(member)
     client_key = net.genesis().member("C1").verify_key
@@ -114,9 +114,7 @@ async def _baseline_responder(net: Any, servers: list[str], member: str) -> Any:
 
     async def on_request(msg: Any) -> None:
         payload, signature = msg.data[:-64], msg.data[-64:]
-        try:
-            client_key.verify(signature, payload)
-        except InvalidSignature:
+        if not verify_signature(client_key, signature, payload):
             return
         await nc.publish(
             subjects.quote("C1", "bench"), reply_payload + identity.sign(reply_payload)
@@ -160,6 +158,7 @@ class _BaselineClient:
 
     async def round(self) -> float:
         from bus import subjects
+        from rfq.identity import verify_signature
 
         started = time.perf_counter()
         payload = os.urandom(200)
@@ -169,7 +168,8 @@ class _BaselineClient:
         for _ in self.dealers:
             data = await asyncio.wait_for(self.replies.get(), 5)
             body, signature = data[:-64], data[-64:]
-            self.keys[body[:16]].verify(signature, body)
+            if not verify_signature(self.keys[body[:16]], signature, body):
+                raise RuntimeError("a baseline reply does not verify")
         return (time.perf_counter() - started) * 1000
 
     async def close(self) -> None:
@@ -235,9 +235,10 @@ def _bench_terms(today: dt.date) -> list[Any]:
 
 
 async def _measure(
-    net: Any, servers: list[str], dealers: list[str], warmup: int, rounds: int
+    net: Any, servers: list[str], dealers: list[str], workers: int, warmup: int, rounds: int
 ) -> tuple[list[float], list[float]]:
-    """Alternate baseline and RFQ rounds while an oracle serves a simulated day."""
+    """Start an oracle (a year of history, one simulated day), then the responders, then
+    alternate baseline and RFQ rounds."""
     from peers.oracle import OracleService, Simulator
     from peers.runtime import open_bus
 
@@ -245,14 +246,15 @@ async def _measure(
     sim = Simulator(start=dt.date.today(), seed=1, ticks_per_day=2)
     oracle.history = {k: list(v) for k, v in sim.history.items()}
     await oracle.start()
+    procs = await asyncio.to_thread(_start_workers, net.path, servers, dealers, workers)
     for price in sim.ticks():
         await oracle.publish(price)
     await oracle.bus.flush()
     baseline, real = _BaselineClient(net, servers, dealers), _RfqClient(net, servers, dealers)
-    await baseline.open()
-    await real.open()
     base_ms, real_ms = [], []
     try:
+        await baseline.open()
+        await real.open()
         for i in range(warmup + rounds):
             b, r = await baseline.round(), await real.round()
             if i >= warmup:
@@ -262,6 +264,7 @@ async def _measure(
         await baseline.close()
         await real.close()
         await oracle.bus.close()
+        await asyncio.to_thread(_stop_workers, procs)
     return base_ms, real_ms
 
 
@@ -309,11 +312,7 @@ def run(args: argparse.Namespace) -> int:
         if len(dealers) < args.dealers:
             raise CliError(f"{net.path} has {len(dealers)} dealers, --dealers asks {args.dealers}")
         workers = min(args.workers, len(dealers))
-        procs = _start_workers(net.path, servers, dealers, workers)
-        try:
-            base, real = asyncio.run(_measure(net, servers, dealers, args.warmup, args.rounds))
-        finally:
-            _stop_workers(procs)
+        base, real = asyncio.run(_measure(net, servers, dealers, workers, args.warmup, args.rounds))
 
     result = {
         "dealers": len(dealers),
