@@ -310,7 +310,7 @@ def create_network(
         created=created,
         members=tuple(members),
         authorities=AuthoritySetup(initial=initial, candidates=candidates),
-        rating=RatingWeights(),
+        rating=RatingWeights(alpha=0.4, beta=0.6),
         params=params or NetworkParams(),
     )
     root.mkdir(parents=True, exist_ok=True)

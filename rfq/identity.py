@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from rfq.errors import ValidationError
+from rfq.rating import RatingWeights
 
 VerifyKey = nacl.signing.VerifyKey
 
@@ -96,13 +97,6 @@ class NetworkParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_mta: float = 0.0
 
 
-class RatingWeights(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Formula 1's weights: rating = alpha * external + beta * internal, alpha + beta = 1."""
-
-    alpha: float = 0.4
-    beta: float = 0.6
-
-
 class AuthoritySetup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     initial: tuple[str, ...]
     candidates: tuple[str, ...] = ()
@@ -116,7 +110,7 @@ class Genesis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     created: str
     members: tuple[Member, ...]
     authorities: AuthoritySetup
-    rating: RatingWeights = RatingWeights()
+    rating: RatingWeights = RatingWeights(alpha=0.4, beta=0.6)
     params: NetworkParams = NetworkParams()
 
     def member(self, member_id: str) -> Member:
@@ -138,32 +132,37 @@ class Genesis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return hashlib.sha256(msgspec.msgpack.encode(self)).digest()
 
 
+def validate_member(m: Member, where: str) -> None:
+    """A member record's id, keys and rating are well formed (``where`` prefixes errors)."""
+    if not _MEMBER_ID.match(m.id):
+        raise ValidationError(f"member id {m.id!r} is not a valid id", where=f"{where}.id")
+    try:
+        decode_public_nkey(m.sign_key)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, where=f"{where}.sign_key") from None
+    try:
+        raw = base64.b64decode(m.box_key, validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValidationError("not a base64 X25519 public key", where=f"{where}.box_key")
+    if m.external_rating is not None and m.external_rating not in GRADES:
+        raise ValidationError(
+            f"rating {m.external_rating!r} is not one of {', '.join(GRADES)}",
+            where=f"{where}.external_rating",
+        )
+    if m.capital < 0:
+        raise ValidationError("capital cannot be negative", where=f"{where}.capital")
+
+
 def _check_genesis(genesis: Genesis, where: str) -> None:
     seen: set[str] = set()
     for i, m in enumerate(genesis.members):
         field = f"{where}: members[{i}]"
-        if not _MEMBER_ID.match(m.id):
-            raise ValidationError(f"member id {m.id!r} is not a valid id", where=f"{field}.id")
+        validate_member(m, field)
         if m.id in seen:
             raise ValidationError(f"duplicate member id {m.id!r}", where=f"{field}.id")
         seen.add(m.id)
-        try:
-            decode_public_nkey(m.sign_key)
-        except ValidationError as exc:
-            raise ValidationError(exc.message, where=f"{field}.sign_key") from None
-        try:
-            raw = base64.b64decode(m.box_key, validate=True)
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise ValidationError("not a base64 X25519 public key", where=f"{field}.box_key")
-        if m.external_rating is not None and m.external_rating not in GRADES:
-            raise ValidationError(
-                f"rating {m.external_rating!r} is not one of {', '.join(GRADES)}",
-                where=f"{field}.external_rating",
-            )
-        if m.capital < 0:
-            raise ValidationError("capital cannot be negative", where=f"{field}.capital")
     regulators = [m for m in genesis.members if m.role == Role.REGULATOR]
     if len(regulators) != 1:
         raise ValidationError(
@@ -224,6 +223,8 @@ def parse_genesis(text: str, *, source: str = "genesis.toml") -> Genesis:
         genesis = msgspec.convert(raw, Genesis, strict=True)
     except msgspec.ValidationError as exc:
         raise ValidationError(str(exc), where=source) from None
+    except ValidationError as exc:
+        raise ValidationError(exc.message, where=f"{source}: {exc.where}") from None
     _check_genesis(genesis, source)
     return genesis
 

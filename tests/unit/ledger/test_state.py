@@ -1,0 +1,355 @@
+"""The ledger state machine, without a server: trades, money, guarantees, defaults, roots."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import pytest
+
+from rfq.contracts.model import Status
+from rfq.identity import Identity, Role
+from rfq.ledger.state import CUSTODY, LedgerState
+from rfq.ledger.tx import (
+    CloseOutRequest,
+    CreditEventTx,
+    GuaranteeGrant,
+    GuaranteeRevoke,
+    PaymentConfirmed,
+    PriceFixing,
+)
+from rfq.messages import Accept, Quote
+from rfq.signing import SignedMessage, sign_payload
+
+from .harness import CHAIN, T0, TODAY, Chain, make_net, swap_terms, trade_tx
+
+
+@pytest.fixture
+def net():
+    return make_net(margin_call_deadline_blocks=3)
+
+
+@pytest.fixture
+def chain(net):
+    return Chain(net)
+
+
+def asset(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def confirm_all(chain: Chain, kind: str | None = None) -> list:
+    pending = [
+        p
+        for p in chain.state.payments.values()
+        if p.status == "pending" and (kind is None or p.kind == kind)
+    ]
+    at = chain.head.timestamp_ms + 1000
+    txs = [
+        chain.net.tx("BANK", PaymentConfirmed(p.id, p.amount, f"ref-{p.id}"), at_ms=at)
+        for p in pending
+    ]
+    chain.block(*txs, at_ms=at)
+    return pending
+
+
+def test_client_c1_accepting_d1s_quote_opens_a_live_contract_with_cash_margin(net, chain):
+    result = chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.1))
+    [receipt] = result.receipts
+    assert receipt.ok, receipt.reason
+    assert receipt.refs == ("r1", "r1/initial_margin/1")
+    view = chain.state.book.get("r1")
+    assert view.status == Status.LIVE
+    assert (view.contract.client, view.contract.dealer) == ("C1", "D1")
+    margin = chain.state.payments["r1/initial_margin/1"]
+    assert (margin.payer, margin.payee, margin.amount) == ("C1", CUSTODY, 320_000.0)
+    assert chain.state.trades["r1"].cash_margin == 320_000.0
+
+
+def test_a_dealer_credit_line_reduces_the_cash_margin(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.1, credit_line=120_000))
+    assert chain.state.payments["r1/initial_margin/1"].amount == 200_000.0
+
+
+def test_a_second_accept_of_one_rfq_is_rejected_and_the_rest_of_the_block_commits(net, chain):
+    first = trade_tx(net, rfq_id="r1", dealer="D1")
+    second = trade_tx(net, rfq_id="r1", dealer="D2")
+    other = trade_tx(net, rfq_id="r2", client="C2", dealer="D3")
+    result = chain.block(first, second, other)
+    assert [r.ok for r in result.receipts] == [True, False, True]
+    assert "already traded" in result.receipts[1].reason
+    assert chain.state.trades["r1"].dealer == "D1"
+    assert "r2" in chain.state.trades
+
+
+def test_an_expired_quote_is_rejected(net, chain):
+    stale = trade_tx(net, rfq_id="r1", at_ms=T0, valid_ms=1000, accept_at_ms=T0 + 500)
+    result = chain.block(stale, at_ms=T0 + 10_000)
+    assert not result.receipts[0].ok
+    assert "expired" in result.receipts[0].reason
+    assert "r1" not in chain.state.trades
+
+
+def test_an_accept_signed_after_the_quote_lapsed_is_rejected(net, chain):
+    late = trade_tx(net, rfq_id="r1", valid_ms=1000, accept_at_ms=T0 + 2000)
+    result = chain.block(late, at_ms=T0 + 2500)
+    assert "after the quote's validity" in result.receipts[0].reason
+
+
+def test_a_bad_signature_an_unknown_sender_and_the_wrong_role_are_rejected(net, chain):
+    good = net.sign("ORACLE", PriceFixing(TODAY, (("RB2605", 3100.0),)), at_ms=T0)
+    tampered = msgspec.structs.replace(
+        good, body=msgspec.msgpack.encode(PriceFixing(TODAY, (("RB2605", 1.0),)))
+    )
+    stranger = Identity.generate("MALLORY", Role.ORACLE)
+    unknown = sign_payload(
+        stranger,
+        PriceFixing(TODAY, ()),
+        chain_id=CHAIN,
+        nonce=1,
+        timestamp_ms=T0,
+        expires_ms=T0 + 9_000_000,
+    )
+    wrong_role = net.sign("C1", PriceFixing(TODAY, (("RB2605", 1.0),)), at_ms=T0)
+    result = chain.block(
+        *(msgspec.msgpack.encode(m) for m in (tampered, unknown, wrong_role)), b"junk"
+    )
+    reasons = [r.reason for r in result.receipts]
+    assert reasons[0] == "bad signature"
+    assert reasons[1] == "unknown sender 'MALLORY'"
+    assert reasons[2] == "a client may not submit 'fixing_tx'"
+    assert reasons[3].startswith("malformed")
+    assert not any(r.ok for r in result.receipts)
+    assert chain.state.book.fixing("RB2605", TODAY) is None
+
+
+def test_a_quote_forged_in_another_dealers_name_is_rejected(net, chain):
+    quote = Quote("r1-D1", "r1", "C1", "D1", swap_terms(), 1.0, T0 + 30_000, 0.0, 0.0)
+    forged = net.sign("D2", quote, at_ms=T0)  # D2 signs a quote naming D1
+    accept = Accept("r1", "r1-D1", "C1", "D1", forged)
+    result = chain.block(net.tx("C1", accept, at_ms=T0 + 10))
+    assert "in the name of D1, signed by D2" in result.receipts[0].reason
+
+
+def test_client_c2_cannot_accept_a_quote_made_for_c1(net, chain):
+    tx = trade_tx(net, rfq_id="r1", client="C1")
+    signed = msgspec.msgpack.decode(tx, type=SignedMessage)
+    c1_accept = msgspec.msgpack.decode(signed.body, type=Accept)
+    stolen = msgspec.structs.replace(c1_accept, client="C2")
+    result = chain.block(net.tx("C2", stolen, at_ms=T0 + 10))
+    assert "addressed to C1, not C2" in result.receipts[0].reason
+
+
+def test_a_replayed_transaction_is_a_duplicate(net, chain):
+    tx = trade_tx(net, rfq_id="r1")
+    assert chain.block(tx).receipts[0].ok
+    again = chain.block(tx)
+    assert again.receipts[0].reason == "duplicate: already committed"
+
+
+def test_a_payment_confirmed_twice_is_refused_and_state_is_unchanged(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1"))
+    confirm = net.tx(
+        "BANK", PaymentConfirmed("r1/initial_margin/1", 320_000.0, "b1"), at_ms=T0 + 2000
+    )
+    assert chain.block(confirm).receipts[0].ok
+    assert chain.state.custody["C1"] == 320_000.0
+    root = chain.state.payments.digest()
+    replay = net.tx(
+        "BANK", PaymentConfirmed("r1/initial_margin/1", 320_000.0, "b2"), at_ms=T0 + 3000
+    )
+    result = chain.block(replay)
+    assert result.receipts[0].reason == "payment r1/initial_margin/1 is already confirmed"
+    assert chain.state.payments.digest() == root
+    assert chain.state.custody["C1"] == 320_000.0
+
+
+def test_a_confirmation_for_the_wrong_amount_is_refused(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1"))
+    wrong = net.tx("BANK", PaymentConfirmed("r1/initial_margin/1", 1.0, "b1"), at_ms=T0 + 2000)
+    assert "instructed" in chain.block(wrong).receipts[0].reason
+
+
+class TestGuarantees:
+    def grant(
+        self, net, gid, *, client="C1", line=1e6, name="warehouse-7", value=2e6, guarantor="G1"
+    ):
+        return net.tx(guarantor, GuaranteeGrant(gid, client, line, asset(name), value), at_ms=T0)
+
+    def test_a_line_covers_initial_margin_before_cash(self, net, chain):
+        assert chain.block(self.grant(net, "g1", line=300_000, value=600_000)).receipts[0].ok
+        chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.1))
+        trade = chain.state.trades["r1"]
+        assert trade.guarantee_cover == (("g1", 300_000.0),)
+        assert chain.state.payments["r1/initial_margin/1"].amount == 20_000.0
+        assert chain.state.guarantees["g1"].allocated == 300_000.0
+
+    def test_one_asset_cannot_back_two_live_guarantees(self, net, chain):
+        chain.block(self.grant(net, "g1"))
+        root = chain.state.state_root()
+        result = chain.block(self.grant(net, "g2", client="C2", guarantor="G2"))
+        assert "already pledged to guarantee g1" in result.receipts[0].reason
+        assert "g2" not in chain.state.guarantees
+        assert chain.state.guarantees.digest() != b"" and chain.state.pledges.digest()
+        assert root != chain.state.state_root()  # height moved; the guarantee maps did not
+        assert len(chain.state.guarantees) == 1
+
+    def test_a_line_above_the_asset_value_or_the_guarantors_capacity_is_refused(self, net, chain):
+        over_asset = self.grant(net, "g1", line=3e6, value=2e6)
+        over_capacity = self.grant(net, "g2", line=6e6, name="mine", value=9e6)
+        result = chain.block(over_asset, over_capacity)
+        assert "exceeds the pledged asset's value" in result.receipts[0].reason
+        assert "exceeds G1's free capacity" in result.receipts[1].reason
+        assert len(chain.state.guarantees) == 0
+
+    def test_a_revoked_guarantee_frees_its_asset(self, net, chain):
+        chain.block(self.grant(net, "g1"))
+        assert chain.block(net.tx("G1", GuaranteeRevoke("g1"), at_ms=T0)).receipts[0].ok
+        assert chain.block(self.grant(net, "g2", guarantor="G2")).receipts[0].ok
+
+    def test_a_line_in_use_cannot_be_revoked(self, net, chain):
+        chain.block(self.grant(net, "g1"))
+        chain.block(trade_tx(net, rfq_id="r1"))
+        result = chain.block(net.tx("G1", GuaranteeRevoke("g1"), at_ms=T0))
+        assert "covers margin of live trades" in result.receipts[0].reason
+
+
+def fixing(net, date, price, at_ms):
+    return net.tx("ORACLE", PriceFixing(date, (("RB2605", price),)), at_ms=at_ms)
+
+
+def test_a_fixing_marks_calls_margin_and_the_banks_confirmation_meets_the_call(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1", price=3200))
+    confirm_all(chain)
+    at = chain.head.timestamp_ms + 1000
+    chain.block(fixing(net, TODAY, 3100.0, at), at_ms=at)  # client bought at 3200: owes 100k
+    view = chain.state.book.get("r1")
+    assert view.status == Status.MARGIN_CALL
+    call = chain.state.payments["r1/margin_call/1"]
+    assert (call.payer, call.payee, call.amount) == ("C1", "D1", 100_000.0)
+    confirm_all(chain, "margin_call")
+    assert chain.state.book.get("r1").status == Status.LIVE
+    vm = [p for p in chain.state.payments.values() if p.kind == "variation_margin"]
+    assert [(p.status, p.bank_ref) for p in vm] == [("confirmed", "r1/margin_call/1")]
+
+
+def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guarantor_pay(net, chain):
+    g = TestGuarantees()
+    chain.block(g.grant(net, "g1", line=100_000, value=200_000))
+    chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.05))  # IM 160k: 100k line
+    confirm_all(chain)  # 60k cash margin into custody
+    rating_before = chain.state.rating("C1")
+    at = chain.head.timestamp_ms + 1000
+    chain.block(fixing(net, TODAY, 3000.0, at), at_ms=at)  # client owes 200k
+    for _ in range(5):  # the deadline (3 blocks) passes without payment
+        chain.block()
+    view = chain.state.book.get("r1")
+    assert view.status == Status.DEFAULTED
+    defaulted = [
+        o for r in chain.results for o in r.outputs if type(o).__name__ == "CreditEventResolved"
+    ]
+    [resolved] = defaulted
+    assert resolved.collateral_applied == pytest.approx(60_000.0)
+    assert resolved.guarantee_applied == pytest.approx(100_000.0)
+    assert resolved.unrecovered == pytest.approx(40_000.0)
+    payouts = {
+        p.kind: p for p in chain.state.payments.values() if p.kind in ("collateral", "guarantee")
+    }
+    assert payouts["collateral"].payer == CUSTODY and payouts["collateral"].payee == "D1"
+    assert payouts["guarantee"].payer == "G1" and payouts["guarantee"].amount == pytest.approx(
+        100_000.0
+    )
+    assert chain.state.guarantees["g1"].paid == pytest.approx(100_000.0)
+    assert chain.state.rating("C1") < rating_before
+    assert chain.state.ratings["C1"].history[-1].default
+
+
+def test_both_parties_asking_the_same_close_out_price_terminate_the_contract(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1", price=3200))
+    confirm_all(chain)
+    at = chain.head.timestamp_ms + 1000
+    ask = chain.block(net.tx("C1", CloseOutRequest("r1", 3250.0), at_ms=at), at_ms=at)
+    assert ask.receipts[0].refs == ("r1", "pending")
+    mismatch = chain.block(net.tx("D1", CloseOutRequest("r1", 3240.0), at_ms=at + 1))
+    assert mismatch.receipts[0].refs == ("r1", "pending")
+    agree = chain.block(net.tx("D1", CloseOutRequest("r1", 3250.0), at_ms=at + 2))
+    assert agree.receipts[0].refs == ("r1", "closed_out")
+    view = chain.state.book.get("r1")
+    assert view.status == Status.CLOSED_OUT
+    assert view.outcome.client_pnl == pytest.approx(50_000.0)
+    refund = chain.state.payments["r1/im_return/1"]
+    assert (refund.payer, refund.payee, refund.amount) == (CUSTODY, "C1", 320_000.0)
+    assert chain.state.custody["C1"] == 0.0
+    assert chain.state.rating("C1") >= chain.state.ratings["C1"].history[0].rt_prev
+
+
+def test_a_stranger_cannot_close_out_someone_elses_contract(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1"))
+    result = chain.block(net.tx("D2", CloseOutRequest("r1"), at_ms=T0 + 5000))
+    assert "not a party" in result.receipts[0].reason
+
+
+def test_a_credit_event_on_an_authority_evicts_it_and_a_candidate_joins(net, chain):
+    result = chain.block(net.tx("REG", CreditEventTx("D2", "bankruptcy"), at_ms=T0))
+    assert result.receipts[0].ok
+    assert chain.state.authorities == ("CCP", "D1", "D3", "G1")
+    assert [(e.action, e.member) for e in result.governance] == [("evict", "D2"), ("join", "G1")]
+
+
+def test_two_states_fed_the_same_blocks_have_the_same_root_and_a_different_tx_changes_it(net):
+    a, b, c = Chain(net), Chain(net), Chain(net)
+    txs = [trade_tx(net, rfq_id="r1"), trade_tx(net, rfq_id="r2", client="C2", dealer="D2")]
+    other = trade_tx(net, rfq_id="r2", client="C2", dealer="D3")
+    for chain in (a, b):
+        chain.block(*txs)
+    c.block(txs[0], other)
+    assert a.state.state_root() == b.state.state_root()
+    assert a.head.hash() == b.head.hash()
+    assert c.state.state_root() != a.state.state_root()
+
+
+def test_incremental_digests_equal_a_full_rehash(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1"), trade_tx(net, rfq_id="r2", client="C2"))
+    confirm_all(chain)
+    for component in (
+        chain.state.payments,
+        chain.state.trades,
+        chain.state.custody,
+        chain.state.committed,
+    ):
+        assert component.digest() == component.full_digest()
+
+
+def test_the_state_root_never_depends_on_the_round_that_decided_a_block(net):
+    a, b = Chain(net), Chain(net)
+    tx = trade_tx(net, rfq_id="r1")
+    a.block(tx, round=0)
+    b.block(tx, round=1)
+    assert a.state.state_root() == b.state.state_root()
+
+
+def test_a_ledger_state_of_a_fresh_genesis_knows_its_authorities(net):
+    state = LedgerState(net.genesis)
+    assert state.authorities == ("CCP", "D1", "D2", "D3")
+    assert state.rating("C1") == pytest.approx(65.0)  # BBB: the band 60-70 midpoint
+
+
+def test_a_restored_snapshot_has_the_same_root_and_carries_on_identically(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1"), trade_tx(net, rfq_id="r2", client="C2", dealer="D2"))
+    confirm_all(chain)
+    restored = LedgerState.restore(net.genesis, chain.state.snapshot())
+    assert restored.state_root() == chain.state.state_root()
+    twin = Chain(net)
+    twin.state, twin.head = restored, chain.head
+    at = chain.head.timestamp_ms + 1000
+    tx = fixing(net, TODAY, 3150.0, at)
+    for c in (chain, twin):
+        c.block(tx, at_ms=at)
+    assert twin.state.state_root() == chain.state.state_root()
+
+
+def test_garbage_is_not_a_snapshot(net):
+    from rfq.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="not a ledger snapshot"):
+        LedgerState.restore(net.genesis, b"\x92\x01\x02")
