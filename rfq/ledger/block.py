@@ -7,17 +7,22 @@ after them (``state_root``) and the authority set that must seal it (``authority
 
 Field meanings consensus relies on:
 
-- ``round`` is the round in which the block was decided. A block locked in round ``r`` and
-  re-proposed in round ``r' > r`` is the same block with only ``round`` replaced (see
-  ``with_round``), so the state transition must not depend on ``round`` (nor on the seals).
-- ``proposer`` is the authority that built the block: ``proposer_for(height, round)`` for a
-  fresh proposal, but a re-proposed locked block keeps its builder.
+- ``round`` is the round whose commit seals this copy of the block carries, and it is left
+  out of ``hash()`` (as Besu's QBFT leaves the round out of its on-chain block hash). A block
+  locked in round ``r`` is re-proposed in ``r' > r`` with only ``round`` replaced (see
+  ``with_round``), and a quorum may commit it in either round: honest authorities can hold
+  copies of one block (one hash) that differ in ``round`` and seals. So nothing agreed may
+  depend on ``round`` or the seals: not the state transition, not liveness accounting (use
+  ``proposer``, which is hashed).
+- ``proposer`` is the authority that built the block: ``proposer_for(height, r)`` for the
+  round ``r`` it was first proposed in; a re-proposed locked block keeps its builder.
 - ``authority_set_hash`` is the hash of the set that seals this block (the set running
   consensus at this height); ``verify_seals`` checks the ids it is given against it.
 - ``prev_hash`` of the genesis block (height 0) is the genesis file's hash.
 
-Seals sign ``commit_digest(header_hash, round)``: a domain-separated digest, so a commit
-seal can never be confused with any other signature made with the same member key.
+Seals sign ``commit_digest(header_hash, round)``: a domain-separated digest binding the block
+and the commit round, so a commit seal can never be confused with any other signature made
+with the same member key, nor moved to another round.
 """
 
 from __future__ import annotations
@@ -94,7 +99,8 @@ def authority_set_hash(ids: Iterable[str]) -> bytes:
 class BlockHeader(
     msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, dict=True
 ):
-    """What the authorities agree on. ``hash()`` is its identity (cached: headers are frozen)."""
+    """What the authorities agree on. ``hash()`` is its identity (cached: headers are frozen);
+    every field but ``round`` enters it."""
 
     chain_id: str
     height: int
@@ -108,12 +114,26 @@ class BlockHeader(
     tx_count: int
 
     def hash(self) -> bytes:
-        """SHA-256 of the canonical msgpack encoding, computed once per instance."""
+        """SHA-256 of the canonical msgpack encoding of the fields in order, ``round`` left
+        out (it is the commit round, bound by the seals instead); computed once per instance."""
         cached: bytes | None = self.__dict__.get("_hash")
         if cached is None:
-            cached = hashlib.sha256(_encoder.encode(self)).digest()
+            cached = hashlib.sha256(_encoder.encode(self.hashed_fields())).digest()
             self.__dict__["_hash"] = cached
         return cached
+
+    def hashed_fields(self) -> tuple[object, ...]:
+        return (
+            self.chain_id,
+            self.height,
+            self.prev_hash,
+            self.timestamp_ms,
+            self.proposer,
+            self.tx_root,
+            self.state_root,
+            self.authority_set_hash,
+            self.tx_count,
+        )
 
 
 class CommitSeal(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -201,10 +221,12 @@ def build_block(
 
 
 def with_round(block: Block, round: int) -> Block:
-    """The same unsealed block for another round: how a locked block is re-proposed."""
+    """The same unsealed block (same hash) for another round: how a locked block is
+    re-proposed, and how a block accepted in one round is decided with another's seals."""
     if block.header.round == round and not block.seals:
         return block
     header = msgspec.structs.replace(block.header, round=round)
+    header.__dict__["_hash"] = block.header.hash()
     out = Block(header=header, txs=block.txs)
     if "_tx_root" in block.__dict__:
         out.__dict__["_tx_root"] = block.__dict__["_tx_root"]

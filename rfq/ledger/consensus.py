@@ -11,7 +11,7 @@ The protocol (Moniz, "The Istanbul BFT Consensus Algorithm", 2020; ConsenSys QBF
    it is a fresh block; in round ``r > 0`` it carries a justification: a quorum of
    ``RoundChange``s for ``r`` and, if any of them reports a prepared block, the prepare
    certificate of the highest one, and the proposal must then be that block (re-proposed with
-   only ``header.round`` replaced, see ``block.with_round``).
+   only ``header.round`` replaced, see ``block.with_round``, which keeps its hash).
 2. A validator in round ``r`` that accepts the proposal (right proposer, parent link, tx root,
    authority set, justification, and the shell's ``validate_block``: the re-execution that
    catches a state-root mismatch) broadcasts ``Prepare``. A justified proposal for a higher
@@ -20,8 +20,11 @@ The protocol (Moniz, "The Istanbul BFT Consensus Algorithm", 2020; ConsenSys QBF
    validator locks (prepared round, block and certificate) and broadcasts ``Commit`` with its
    commit seal.
 4. On a quorum of ``Commit``s for one (round, block hash) with valid seals, in any round, and
-   the block known from an accepted proposal, it decides: ``Decide(block with those seals)``.
-   A decided instance ignores everything after (immediate finality).
+   the block known from a proposal it accepted (in any round: the hash leaves the round out),
+   it decides: ``Decide(block with that round and those seals)``. Two authorities may decide
+   copies of one block from different rounds (a late round-0 commit quorum, a round-1 one);
+   the copies share the hash, so the chain agrees. A decided instance ignores everything
+   after (immediate finality).
 5. On its round's timeout (``round_timeout_ms * 2**round``, capped), a validator moves to
    ``r + 1`` and broadcasts ``RoundChange`` with its prepared round, block and certificate.
    On ``f + 1`` valid round changes for rounds above its own it jumps to the lowest round at
@@ -601,7 +604,7 @@ class QbftInstance:
             raise _Invalid(
                 RejectReason.BAD_JUSTIFICATION, "certificate is not for the highest prepared block"
             )
-        if with_round(block, best).hash() != cert_hash:
+        if block.hash() != cert_hash:
             raise _Invalid(
                 RejectReason.BAD_JUSTIFICATION,
                 f"round {round} must re-propose the block prepared in round {best}",
@@ -718,7 +721,13 @@ class QbftInstance:
             raise _Invalid(RejectReason.BAD_CERTIFICATE, "prepared block is for another round")
         if self._verify_prepare_cert(rc.prepared, rc.prepared_round) != block.hash():
             raise _Invalid(RejectReason.BAD_CERTIFICATE, "certificate is for another block")
-        if verify_tx_root(block):
+        # The txs ride outside the header hash: check them, unless they are (byte for byte)
+        # those of the proposal this node accepted in that round, whose root it already knows.
+        known = self._accepted.get(rc.prepared_round)
+        same = (
+            known is not None and known.block_hash == block.hash() and known.block.txs == block.txs
+        )
+        if not same and verify_tx_root(block):
             raise _Invalid(RejectReason.BAD_CERTIFICATE, "prepared block's txs do not match")
 
     # ---------------------------------------------------------------- progress
@@ -747,12 +756,20 @@ class QbftInstance:
             for voted, count in counts.items():
                 if count < self.quorum:
                     continue
-                cand = self._accepted.get(r)
-                if cand is None or cand.block_hash != voted:
+                block = self._known_block(voted)
+                if block is None:
                     continue
                 seals = [CommitSeal(who, s) for who, (h, s) in votes.items() if h == voted]
-                self.decided = with_seals(cand.block, seals)
+                self.decided = with_seals(with_round(block, r), seals)
                 return Decide(self.decided)
+        return None
+
+    def _known_block(self, block_hash: bytes) -> Block | None:
+        """A block with this hash that this node accepted, in any round (the hash leaves the
+        round out, so the round-0 proposal of a block decided in round 1 will do)."""
+        for cand in self._accepted.values():
+            if cand.block_hash == block_hash:
+                return cand.block
         return None
 
     def _f_plus_one_round(self) -> int | None:

@@ -124,9 +124,10 @@ def test_a_commit_digest_binds_the_header_hash_and_the_round() -> None:
 # Structures
 
 
-def test_the_header_hash_is_sha256_of_its_msgpack_and_cached() -> None:
+def test_the_header_hash_is_sha256_of_its_msgpack_without_the_round_and_cached() -> None:
     header = block_one().header
-    assert header.hash() == hashlib.sha256(msgspec.msgpack.encode(header)).digest()
+    fields = [getattr(header, f) for f in BlockHeader.__struct_fields__ if f != "round"]
+    assert header.hash() == hashlib.sha256(msgspec.msgpack.encode(fields)).digest()
     assert header.hash() is header.hash()
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(header), type=BlockHeader)
     assert decoded == header and decoded.hash() == header.hash()
@@ -157,12 +158,26 @@ def test_the_genesis_block_has_no_txs_no_proposer_and_no_seals() -> None:
     assert verify_seals(forged, NAMES, DIRECTORY) == ["the genesis block carries seals"]
 
 
-def test_re_proposing_in_another_round_changes_only_the_round() -> None:
+def test_re_proposing_in_another_round_changes_only_the_round_not_the_block_hash() -> None:
     block = block_one(round=0)
     again = with_round(block, 2)
     assert again.header.round == 2 and again.txs == block.txs
     assert msgspec.structs.replace(again.header, round=0) == block.header
-    assert with_round(again, 0).hash() == block.hash()
+    assert again.hash() == block.hash()
+    fresh = BlockHeader(*[getattr(again.header, f) for f in BlockHeader.__struct_fields__])
+    assert fresh.hash() == block.hash()  # not just the copied cache
+
+
+def test_copies_of_one_block_sealed_in_different_rounds_share_its_hash_and_both_verify() -> None:
+    """A quorum may commit a locked block in round 0 while others decide it in round 1:
+    the copies differ in round and seals, never in identity, so the chain cannot fork."""
+    early = sealed(block_one(round=0))
+    late = sealed(with_round(block_one(round=0), 1), by=("bob", "carol", "dave"))
+    assert early.hash() == late.hash()
+    check_block(GENESIS.header, early, NAMES, DIRECTORY)
+    check_block(GENESIS.header, late, NAMES, DIRECTORY)
+    swapped = Block(late.header, late.txs, early.seals)  # round 0 seals on the round 1 copy
+    assert "0 valid seals, a quorum of 4 is 3" in verify_seals(swapped, NAMES, DIRECTORY)
 
 
 def test_seals_are_stored_sorted_by_authority() -> None:
@@ -202,7 +217,8 @@ def test_the_table_of_changes_covers_every_header_field() -> None:
 def test_tampering_with_any_header_field_breaks_every_seal(field: str, value: object) -> None:
     block = sealed(block_one())
     forged = reheader(block, **{field: value})
-    assert forged.hash() != block.hash()
+    if field != "round":  # the round is bound by the seals, not the hash
+        assert forged.hash() != block.hash()
     problems = verify_seals(forged, NAMES, DIRECTORY)
     assert "0 valid seals, a quorum of 4 is 3" in problems
     with pytest.raises(BlockError) as caught:

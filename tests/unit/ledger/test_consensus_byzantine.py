@@ -6,7 +6,6 @@ import hashlib
 
 import msgspec
 import pytest
-from test_consensus_harness import CHAIN, MALLORY, ManualNetwork, TimedNetwork
 
 from rfq.ledger.block import Block, make_seal
 from rfq.ledger.consensus import (
@@ -19,6 +18,8 @@ from rfq.ledger.consensus import (
     verify_evidence,
 )
 from rfq.signing import SignedMessage, sign_payload
+
+from .test_consensus_harness import CHAIN, MALLORY, ManualNetwork, TimedNetwork
 
 
 def two_blocks(net: TimedNetwork | ManualNetwork, name: str) -> tuple[Block, Block]:

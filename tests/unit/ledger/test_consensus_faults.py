@@ -3,10 +3,10 @@ a block the validator cannot reproduce."""
 
 from __future__ import annotations
 
-from test_consensus_harness import TimedNetwork
-
 from rfq.ledger.block import Block, proposer_for, verify_seals
 from rfq.ledger.consensus import Reject, RejectReason, decode_consensus
+
+from .test_consensus_harness import TimedNetwork
 
 
 def test_with_dave_crashed_the_other_three_still_decide_every_height() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_consensus_harness import ManualNetwork, TimedNetwork
 
 import rfq.ledger.block as block_module
 from rfq.ledger.block import check_block, proposer_for, quorum, verify_seals
 from rfq.ledger.consensus import Prepare, Proposal, decode_consensus
+
+from .test_consensus_harness import ManualNetwork, TimedNetwork
 
 
 def test_four_authorities_decide_the_same_blocks_at_heights_one_to_five() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import msgspec
-from test_consensus_harness import ManualNetwork, TimedNetwork
 
 from rfq.ledger.block import Block, with_round
 from rfq.ledger.consensus import (
@@ -15,6 +14,8 @@ from rfq.ledger.consensus import (
     decode_consensus,
 )
 from rfq.signing import SignedMessage
+
+from .test_consensus_harness import ManualNetwork, TimedNetwork
 
 
 def payloads(messages: list[SignedMessage], kind: str) -> list[object]:
