@@ -87,6 +87,20 @@ def proposer_for(height: int, round: int, authorities: Iterable[str]) -> str:
     return ordered[(height + round) % len(ordered)]
 
 
+def first_round_of(height: int, proposer: str, authorities: Iterable[str]) -> int | None:
+    """The first round (below ``n``) whose proposer is ``proposer``: the round a block built
+    by ``proposer`` was first proposed in, modulo ``n``. ``None`` for a non-member.
+
+    Agreed data for liveness accounting: ``header.proposer`` is hashed, ``header.round`` is
+    not (copies of one block may carry different rounds), so the proposers of rounds
+    ``0 .. first_round_of(...) - 1`` are the ones every node agrees missed their turn.
+    """
+    ordered = sorted_authorities(authorities)
+    if proposer not in ordered:
+        return None
+    return (ordered.index(proposer) - height) % len(ordered)
+
+
 def authority_set_hash(ids: Iterable[str]) -> bytes:
     """SHA-256 over the sorted, de-duplicated ids: any order of the same set hashes the same."""
     return hashlib.sha256(AUTHORITY_SET_DOMAIN + _encoder.encode(sorted_authorities(ids))).digest()

@@ -15,7 +15,8 @@ The protocol (Moniz, "The Istanbul BFT Consensus Algorithm", 2020; ConsenSys QBF
 2. A validator in round ``r`` that accepts the proposal (right proposer, parent link, tx root,
    authority set, justification, and the shell's ``validate_block``: the re-execution that
    catches a state-root mismatch) broadcasts ``Prepare``. A justified proposal for a higher
-   round moves the validator to that round first.
+   round moves the validator to that round first; a valid one for a past round is kept
+   without a prepare (its block may still be decided by commits of that round).
 3. On a quorum of matching ``Prepare``s for the accepted proposal of its current round, a
    validator locks (prepared round, block and certificate) and broadcasts ``Commit`` with its
    commit seal.
@@ -509,14 +510,16 @@ class QbftInstance:
         far = self._too_far(r)  # beyond the lookahead: judged, but not kept as evidence
         if not far and self._note(PROPOSAL_KIND, r, msg.sender, block_hash, msg) != "new":
             return []
-        if r < self.round or r in self._accepted:
+        if r in self._accepted:
             return []
         self._check_proposal(msg.sender, p)
         actions: list[Action] = []
         if r > self.round:
             actions += self._enter_round(r, announce=False)
+        # A late proposal of a past round is kept, unprepared: a quorum may have committed it.
         self._accepted[r] = _Candidate(p.block, block_hash, msg)
-        actions += self._send_prepare(r, block_hash)
+        if r == self.round:
+            actions += self._send_prepare(r, block_hash)
         actions += self._progress()
         return actions
 

@@ -19,6 +19,7 @@ from rfq.ledger.block import (
     build_block,
     check_block,
     commit_digest,
+    first_round_of,
     genesis_block,
     make_seal,
     max_faulty,
@@ -104,6 +105,14 @@ def test_the_proposer_rotates_round_robin_over_the_sorted_set() -> None:
     assert [proposer_for(1, r, shuffled) for r in range(4)] == ["bob", "carol", "dave", "alice"]
     with pytest.raises(ValueError, match="empty"):
         proposer_for(1, 0, ())
+
+
+def test_the_round_a_block_was_first_proposed_in_follows_from_its_builder() -> None:
+    for height in range(6):
+        for round in range(4):
+            builder = proposer_for(height, round, NAMES)
+            assert first_round_of(height, builder, NAMES) == round
+    assert first_round_of(1, "erin", NAMES) is None
 
 
 def test_the_authority_set_hash_ignores_order_and_repeats_but_not_membership() -> None:

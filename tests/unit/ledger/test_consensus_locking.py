@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from rfq.ledger.block import Block, with_round
+from rfq.ledger.block import Block, check_block, with_round
 from rfq.ledger.consensus import (
     Justification,
     Proposal,
@@ -135,3 +135,28 @@ def test_a_re_proposed_block_equals_the_locked_one_but_for_its_round() -> None:
     locked = bobs_round_zero_block(net)
     decided = net["dave"].chain[1]
     assert msgspec.structs.replace(decided.header, round=0) == locked.header
+
+
+def test_alice_deciding_in_round_zero_and_the_rest_in_round_one_hold_one_block() -> None:
+    """Round 0's commits reach only alice, and late; the others re-propose the lock and
+    decide it in round 1. Two copies of block 1 (round 0 with alice's seals, round 1 with the
+    others'), one hash: height 2 builds on it for everyone."""
+    net = TimedNetwork(4, seed=24, max_height=3)
+
+    def route(src: str, dst: str, m: SignedMessage) -> int | None:
+        p = decode_consensus(m)
+        late_commit = p.height == 1 and m.kind == "ibft_commit" and p.round == 0
+        if dst == "alice" and net.now < 3_000:
+            return 3_000 - net.now if late_commit else 3_500 - net.now  # round-0 commits first
+        return None if late_commit else 5
+
+    net.route = route
+    net.start()
+    net.run_until_height(3, within=600_000)
+    alice, carol = net["alice"].chain[1], net["carol"].chain[1]
+    assert (alice.header.round, carol.header.round) == (0, 1)
+    assert alice.hash() == carol.hash() and alice.seals != carol.seals
+    for node in net.nodes.values():
+        assert node.height == 4
+        check_block(net.genesis.header, node.chain[1], net.names, net.directory)
+    net.assert_safe()
