@@ -68,13 +68,22 @@ class Channel(Generic[T]):
     name: str
     decoder: msgspec.msgpack.Decoder[T]
     roles: Mapping[str, frozenset[Role]]
+    max_bytes: int | None = None  # overrides the verifier's limit (blocks are big)
 
     @classmethod
-    def of(cls, name: str, union: object, roles: Mapping[str, Iterable[Role]]) -> Channel[T]:
+    def of(
+        cls,
+        name: str,
+        union: object,
+        roles: Mapping[str, Iterable[Role]],
+        *,
+        max_bytes: int | None = None,
+    ) -> Channel[T]:
         return cls(
             name=name,
             decoder=msgspec.msgpack.Decoder(union),
             roles={k: frozenset(v) for k, v in roles.items()},
+            max_bytes=max_bytes,
         )
 
 
@@ -225,7 +234,7 @@ class Verifier:
 
     def _open(self, data: bytes, channel: Channel[T]) -> Received[T] | Dropped:
         name = channel.name
-        if len(data) > self.max_bytes:
+        if len(data) > (channel.max_bytes or self.max_bytes):
             return self._drop(DropReason.OVERSIZED, f"{len(data)} bytes", name)
         try:
             outer = _wire_decoder.decode(data)

@@ -90,7 +90,7 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: Sequence[int] = (),
         binary: str | None = None,
-        max_payload: int = 1024 * 1024,
+        max_payload: int = 8 * 1024 * 1024,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.name = name

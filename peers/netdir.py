@@ -224,6 +224,7 @@ def server_conf_text(port: int = 4222) -> str:
         "server_name: botc\n"
         "host: 127.0.0.1\n"
         f"port: {port}\n"
+        "max_payload: 8MB\n"
         'jetstream { store_dir: "data" }\n'
         'include "auth.conf"\n'
     )

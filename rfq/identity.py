@@ -95,6 +95,10 @@ class NetworkParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sender_burst: int = 4000
     default_threshold: float = 0.0
     default_mta: float = 0.0
+    idle_block_ms: int = 2000
+    snapshot_every: int = 100
+    max_block_bytes: int = 1_000_000
+    consensus_max_bytes: int = 8 * 1024 * 1024
 
 
 class AuthoritySetup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -69,7 +69,7 @@ from rfq.identity import (
     Role,
     validate_member,
 )
-from rfq.ledger.block import BlockHeader, proposer_for, sorted_authorities
+from rfq.ledger.block import BlockHeader, first_round_of, proposer_for, sorted_authorities
 from rfq.ledger.consensus import verify_evidence
 from rfq.ledger.digest import DigestMap
 from rfq.ledger.tx import (
@@ -215,7 +215,7 @@ class Snapshot(msgspec.Struct, frozen=True):
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 
 
-class Receipt(msgspec.Struct, frozen=True):
+class Receipt(msgspec.Struct, frozen=True, tag="receipt"):
     """What happened to one transaction; the submitter is notified with it."""
 
     tx_id: str
@@ -868,12 +868,19 @@ class LedgerState:
         return (offender,)
 
     def _account_liveness(self, parent: BlockHeader) -> None:
-        """The proposers of the rounds before the parent's deciding round missed their turn."""
+        """The proposers of the rounds before the parent was first proposed missed their turn.
+
+        Derived from ``parent.proposer``, which the block hash covers: copies of one block
+        decided in different rounds on different nodes carry different ``round`` fields.
+        """
         if parent.height == 0 or not self.gov.previous_set:
+            return
+        first = first_round_of(parent.height, parent.proposer, self.gov.previous_set)
+        if first is None:
             return
         streak = dict(self.gov.missed_streak)
         epoch = dict(self.gov.epoch_missed)
-        for r in range(min(parent.round, 64)):
+        for r in range(first):
             missed = proposer_for(parent.height, r, self.gov.previous_set)
             streak[missed] = streak.get(missed, 0) + 1
             epoch[missed] = epoch.get(missed, 0) + 1

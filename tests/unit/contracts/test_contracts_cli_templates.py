@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contracts_factory import DATA, fixings_csv, run_cli, write
+from .contracts_factory import DATA, fixings_csv, run_cli, write
 
 
 def run_one(capsys: Any, tmp_path: Path, terms: Any, rows: list[Any], *extra: str) -> Any:

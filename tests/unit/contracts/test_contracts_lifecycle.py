@@ -6,7 +6,7 @@ Alice is the client, Bob the dealer, Carol a second dealer, Gina a guarantor.
 from __future__ import annotations
 
 import pytest
-from contracts_factory import D, contract
+from .contracts_factory import D, contract
 
 from rfq.contracts import (
     BlockPassed,

@@ -1,0 +1,1 @@
+"""The PoA authority: mempool, QBFT committer/validator, SQLite chain, catch-up, queries."""

@@ -1,0 +1,766 @@
+"""An authority node: the I/O shell around the pure ledger and consensus rules.
+
+- Transactions arrive on ``otc.tx.*``, pass the envelope verifier (signature, role, rate) and
+  the ledger's admission checks, and wait in the mempool; refusals are sent to the submitter
+  at once on ``otc.note.<sender>``.
+- Heights: every authority starts height h+1 under the same conditions (a consensus message
+  for it arrives; the mempool holds transactions and ``block_time_ms`` has passed since the
+  last decision; ``idle_block_ms`` has passed), so idle validators do not time out on an idle
+  proposer. The QBFT instance (``rfq.ledger.consensus``) does the rest; its actions are
+  carried out here: broadcasts on ``otc.ibft.<height>``, timers, decisions, evidence.
+- Blocks are executed in place on the state. A proposal that is not the block finally decided
+  (a round change) is undone by reloading the state from the database.
+- A decided block is written with its receipts (and a state snapshot every
+  ``snapshot_every`` blocks) in one SQLite transaction, published to the JetStream stream
+  ``CHAIN``, and its receipts are sent to the submitters by the block's proposer.
+- Catch-up: on start, and whenever consensus messages show the network is ahead, blocks are
+  fetched from the ``CHAIN`` stream or from other authorities' query services, each checked
+  (link, transactions root, a quorum of valid commit seals of that height's authority set)
+  and re-executed (its state root must match) before it is stored.
+- Queries: ``otc.query.<id>`` answers members about their own records, the regulator about
+  everything (``rfq.queries``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from bus import subjects
+from bus.client import Bus, RequestError
+from bus.envelope import Channel, Received
+from peers.authority.mempool import Mempool, Pending
+from peers.authority.store import ChainStore
+from peers.errors import PeerError
+from rfq.contracts.model import ContractView
+from rfq.errors import RfqError
+from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
+from rfq.ledger.block import (
+    Block,
+    BlockError,
+    BlockHeader,
+    build_block,
+    check_block,
+    genesis_block,
+)
+from rfq.ledger.consensus import (
+    CONSENSUS_KINDS,
+    Broadcast,
+    ConsensusMessage,
+    Decide,
+    Defer,
+    Evidence,
+    QbftInstance,
+    Reject,
+    ScheduleTimeout,
+)
+from rfq.ledger.state import BlockResult, LedgerError, LedgerState, Receipt, business_date
+from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
+from rfq.queries import (
+    MAX_BLOCKS_PER_REPLY,
+    QUERY_ROLES,
+    BlocksQuery,
+    BlocksReply,
+    ContractsQuery,
+    ContractsReply,
+    GuaranteesQuery,
+    GuaranteesReply,
+    HeaderInfo,
+    HeadersQuery,
+    HeadersReply,
+    PaymentsQuery,
+    PaymentsReply,
+    Query,
+    QueryRefused,
+    RatingsQuery,
+    RatingsReply,
+    ReceiptsQuery,
+    ReceiptsReply,
+    Reply,
+    StatusQuery,
+    StatusReply,
+    TradesQuery,
+    TradesReply,
+    refusal,
+)
+from rfq.rating import grade_of
+from rfq.signing import SignedMessage
+
+log = structlog.get_logger(__name__)
+
+TX_CHANNEL: Channel[Transaction] = Channel.of("tx", Transaction, TX_ROLES)
+
+
+def consensus_channel(max_bytes: int) -> Channel[ConsensusMessage]:
+    return Channel.of(
+        "ibft",
+        ConsensusMessage,
+        {k: AUTHORITY_ELIGIBLE for k in CONSENSUS_KINDS},
+        max_bytes=max_bytes,
+    )
+
+
+QUERY_CHANNEL: Channel[Query] = Channel.of("query", Query, QUERY_ROLES)
+
+_encoder = msgspec.msgpack.Encoder()
+_block_decoder = msgspec.msgpack.Decoder(Block)
+FUTURE_TOLERANCE_MS = 5_000
+
+
+class NodeError(PeerError):
+    """The node cannot continue (its database disagrees with the chain)."""
+
+
+def genesis_header(genesis: Genesis, state: LedgerState) -> BlockHeader:
+    """Block 0 of a network: every node derives the same one from the genesis."""
+    created = int(_parse_iso_ms(genesis.created))
+    return genesis_block(
+        genesis.chain_id, genesis.hash(), state.authorities, state.state_root(), created
+    ).header
+
+
+def _parse_iso_ms(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text).timestamp() * 1000
+
+
+def _unrounded_key(header: BlockHeader) -> bytes:
+    """A block's identity apart from its round (a locked block is re-proposed with another)."""
+    return msgspec.structs.replace(header, round=0).hash()
+
+
+class AuthorityNode:
+    """One authority (or, when not in the set, an observer that follows the chain)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        genesis: Genesis,
+        data_dir: Path,
+    ) -> None:
+        if bus.identity.role not in AUTHORITY_ELIGIBLE:
+            raise PeerError(
+                f"{bus.member_id} is a {bus.identity.role}; authorities are "
+                "dealers, CCPs or guarantors"
+            )
+        self.bus = bus
+        self.genesis = genesis
+        self.params = genesis.params
+        self.me = bus.member_id
+        self.store = ChainStore(Path(data_dir) / "chain.db")
+        self.mempool = Mempool(self.params.mempool_max)
+        self.verified: set[bytes] = set()
+        self.stats: Counter[str] = Counter()
+        self.state = LedgerState(genesis)
+        self.genesis_header = genesis_header(genesis, self.state)
+        self.head = self.genesis_header
+        self.instance: QbftInstance | None = None
+        self.deferred: dict[int, list[tuple[SignedMessage, ConsensusMessage]]] = {}
+        self.timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
+        self._executed: bytes | None = None  # key of the candidate the state holds beyond head
+        self._executed_result: BlockResult | None = None
+        self._last_decided = time.monotonic()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[Any]] = set()
+        self._syncing = False
+        self._stopped = False
+        self.js = bus.nc.jetstream()
+        self.decided_listeners: list[Callable[[Block, BlockResult | None], None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it finishes."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.stats["background_failed"] += 1
+            log.error("background_task_failed", error=repr(task.exception()))
+
+    async def start(self) -> AuthorityNode:
+        self._load()
+        await self._ensure_stream()
+        await self.bus.subscribe(subjects.TX_ALL, TX_CHANNEL, self._on_tx)
+        await self.bus.subscribe(
+            subjects.CONSENSUS_ALL,
+            consensus_channel(self.params.consensus_max_bytes),
+            self._on_consensus,
+        )
+        await self.bus.subscribe(subjects.query(self.me), QUERY_CHANNEL, self._on_query)
+        await self.bus.flush()
+        await self.catch_up()
+        self._tasks.append(asyncio.create_task(self._heights(), name=f"{self.me}-heights"))
+        log.info("authority_started", height=self.head.height, authorities=self.state.authorities)
+        return self
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for handle in self.timers.values():
+            handle.cancel()
+        if self._executed is not None:
+            self._reload()
+        self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
+        self.store.close()
+
+    def _load(self) -> None:
+        """The newest snapshot, then re-execute the stored blocks after it."""
+        self.state, self.head = self._rebuild()
+        self._executed = None
+        log.info("chain_loaded", height=self.head.height)
+
+    def _rebuild(self) -> tuple[LedgerState, BlockHeader]:
+        snapshot = self.store.latest_snapshot()
+        state = LedgerState(self.genesis)
+        head = self.genesis_header
+        if snapshot is not None:
+            height, root, data = snapshot
+            stored = self.store.block(height)
+            restored = LedgerState.restore(self.genesis, data)
+            if stored is not None and restored.state_root() == root == stored.header.state_root:
+                state, head = restored, stored.header
+            else:
+                log.error("snapshot_rejected", height=height)
+        for block in self.store.blocks(head.height + 1):
+            state.execute(block.height, block.header.timestamp_ms, head, block.txs)
+            if state.state_root() != block.header.state_root:
+                raise NodeError(
+                    f"{self.store.path}: block {block.height} does not re-execute to its state "
+                    "root (run botc chain verify)"
+                )
+            head = block.header
+        return state, head
+
+    def _reload(self) -> None:
+        """Undo an executed proposal: back to the last final block."""
+        self.state, head = self._rebuild()
+        assert head.hash() == self.head.hash()
+        self._executed = None
+        self._executed_result = None
+        self.stats["reloads"] += 1
+
+    async def _ensure_stream(self) -> None:
+        try:
+            await self.js.stream_info(subjects.CHAIN_STREAM)
+            return
+        except NotFoundError:
+            pass
+        except Exception as exc:  # no JetStream: catch-up falls back to peers
+            log.warning("jetstream_unavailable", error=str(exc))
+            return
+        for replicas in (3, 1):
+            try:
+                await self.js.add_stream(
+                    StreamConfig(
+                        name=subjects.CHAIN_STREAM,
+                        subjects=[subjects.CHAIN_ALL],
+                        storage=StorageType.FILE,
+                        num_replicas=replicas,
+                        max_msgs_per_subject=1,
+                        duplicate_window=120.0,
+                    )
+                )
+                return
+            except Exception as exc:
+                last = exc
+        log.warning("chain_stream_not_created", error=str(last))
+
+    # -- transactions ----------------------------------------------------------------------
+
+    async def _on_tx(self, received: Received[Transaction], msg: Msg) -> None:
+        tx = msg.data
+        tx_id = hashlib.sha256(tx).digest()
+        self.verified.add(tx_id)  # the envelope verifier checked the signature
+        if tx_id in self.mempool:
+            return
+        try:
+            self.state.check_tx(tx, int(time.time() * 1000), verified=self.verified)
+        except LedgerError as exc:
+            self.stats["tx_refused"] += 1
+            await self._notify(
+                Receipt(
+                    tx_id.hex(),
+                    received.sender,
+                    received.message.kind,
+                    False,
+                    self.head.height,
+                    -1,
+                    exc.reason,
+                )
+            )
+            return
+        if received.message.kind == "accept":
+            quote = received.payload.quote  # type: ignore[union-attr]
+            self.verified.add(hashlib.sha256(_encoder.encode(quote)).digest())
+        if not self.mempool.add(Pending(tx_id, tx, received.sender, int(time.time() * 1000))):
+            if len(self.mempool) >= self.mempool.max_size:
+                await self._notify(
+                    Receipt(
+                        tx_id.hex(),
+                        received.sender,
+                        received.message.kind,
+                        False,
+                        self.head.height,
+                        -1,
+                        "mempool full, resubmit later",
+                    )
+                )
+            return
+        self.stats["tx_admitted"] += 1
+        self._wake.set()
+
+    async def _notify(self, receipt: Receipt) -> None:
+        if receipt.sender and receipt.sender in self.state.members:
+            await self.bus.publish(subjects.notify(receipt.sender), receipt)
+
+    # -- heights ---------------------------------------------------------------------------
+
+    async def _heights(self) -> None:
+        """Start each height when its start conditions hold."""
+        while not self._stopped:
+            if self.instance is None:
+                self._new_instance()
+            assert self.instance is not None
+            if not self.instance.started:
+                waited = (time.monotonic() - self._last_decided) * 1000
+                ready = (len(self.mempool) > 0 and waited >= self.params.block_time_ms) or (
+                    waited >= self.params.idle_block_ms
+                )
+                if ready:
+                    self._run(self.instance.start())
+                    continue
+                delay = (
+                    self.params.block_time_ms if len(self.mempool) else self.params.idle_block_ms
+                )
+                timeout = max(delay - waited, 1) / 1000
+            else:
+                timeout = 1.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _new_instance(self) -> None:
+        height = self.head.height + 1
+        identity = self.bus.identity if self.me in self.state.authorities else None
+        self.instance = QbftInstance(
+            height=height,
+            authorities=self.state.authorities,
+            directory=self.state.directory,
+            identity=identity,
+            parent=self.head,
+            validate_block=self._validate,
+            make_block=self._make_block,
+            sign=lambda payload: self.bus.outbox.sign(payload),
+            round_timeout_ms=self.params.round_timeout_ms,
+        )
+        for message, payload in self.deferred.pop(height, []):
+            self._run(self.instance.handle(message, payload))
+        for stale in [h for h in self.deferred if h <= self.head.height]:
+            del self.deferred[stale]
+
+    def _ensure_started(self) -> None:
+        if self.instance is not None and not self.instance.started:
+            self._run(self.instance.start())
+
+    async def _on_consensus(self, received: Received[ConsensusMessage], msg: Msg) -> None:
+        payload = received.payload
+        height = payload.height
+        if height <= self.head.height:
+            return
+        if self.instance is None:
+            self._new_instance()
+        assert self.instance is not None
+        if height > self.instance.height:
+            self.deferred.setdefault(height, []).append((received.message, payload))
+            if height > self.instance.height + 1 or len(self.deferred.get(height, [])) > 2:
+                self._spawn_sync()
+            return
+        self._ensure_started()
+        self._run(self.instance.handle(received.message, payload))
+
+    def _run(self, actions: Sequence[object]) -> None:
+        for action in actions:
+            match action:
+                case Broadcast(message=message):
+                    height = self.instance.height if self.instance else self.head.height + 1
+                    self._spawn(self.bus.publish_signed(subjects.consensus(height), message))
+                case ScheduleTimeout(height=height, round=round_, delay_ms=delay):
+                    self._schedule(height, round_, delay)
+                case Decide(block=block):
+                    self._decide(block)
+                case Evidence(msg_a=a, msg_b=b):
+                    self.stats["evidence"] += 1
+                    log.warning("equivocation_seen", offender=a.sender)
+                    self._spawn(self.bus.publish(subjects.tx(self.me), ByzantineEvidence(a, b)))
+                case Reject(reason=reason, message=message, detail=detail):
+                    self.stats[f"reject_{reason}"] += 1
+                    log.debug(
+                        "consensus_reject", reason=str(reason), sender=message.sender, detail=detail
+                    )
+                case Defer(message=message, height=height):
+                    payload = msgspec.msgpack.decode(message.body, type=ConsensusMessage)
+                    self.deferred.setdefault(height, []).append((message, payload))
+                case _:
+                    pass
+
+    def _schedule(self, height: int, round_: int, delay_ms: int) -> None:
+        key = (height, round_)
+        old = self.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            if self.instance is not None and self.instance.height == height:
+                self.stats["round_timeouts"] += 1
+                log.info("round_timeout", height=height, round=round_)
+                self._run(self.instance.on_timeout(round_))
+
+        self.timers[key] = loop.call_later(delay_ms / 1000, fire)
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    def _execute(self, block: Block) -> BlockResult:
+        """Run ``block`` on the state (undoing another executed candidate first)."""
+        key = _unrounded_key(block.header)
+        if self._executed == key and self._executed_result is not None:
+            return self._executed_result
+        if self._executed is not None:
+            self._reload()
+        result = self.state.execute(
+            block.height, block.header.timestamp_ms, self.head, block.txs, verified=self.verified
+        )
+        self._executed = key
+        self._executed_result = result
+        return result
+
+    def _validate(self, block: Block) -> str | None:
+        now_ms = int(time.time() * 1000)
+        if block.header.timestamp_ms > now_ms + FUTURE_TOLERANCE_MS:
+            return "timestamp is in the future"
+        try:
+            self._execute(block)
+        except RfqError as exc:
+            self._reload()
+            return f"does not execute: {exc}"
+        if self.state.state_root() != block.header.state_root:
+            self.stats["state_root_mismatch"] += 1
+            log.warning("state_root_mismatch", height=block.height, proposer=block.header.proposer)
+            self._reload()
+            return "state root differs from ours"
+        return None
+
+    def _make_block(self, round_: int) -> Block:
+        if self._executed is not None:
+            self._reload()
+        txs: list[bytes] = []
+        size = 0
+        for pending in self.mempool.take(self.params.max_block_txs):
+            if size + len(pending.data) > self.params.max_block_bytes and txs:
+                break
+            txs.append(pending.data)
+            size += len(pending.data)
+        timestamp = max(int(time.time() * 1000), self.head.timestamp_ms + 1)
+        height = self.head.height + 1
+        result = self.state.execute(height, timestamp, self.head, txs, verified=self.verified)
+        block = build_block(
+            self.head,
+            proposer=self.me,
+            round=round_,
+            timestamp_ms=timestamp,
+            txs=txs,
+            state_root=self.state.state_root(),
+            authorities=self.state.gov.previous_set,
+        )
+        self._executed = _unrounded_key(block.header)
+        self._executed_result = result
+        return block
+
+    def _decide(self, block: Block) -> None:
+        result = self._commit_state(block)
+        self._persist(block, result)
+        for handle in [h for k, h in self.timers.items() if k[0] <= block.height]:
+            handle.cancel()
+        self.timers = {k: h for k, h in self.timers.items() if k[0] > block.height}
+        self.instance = None
+        self._last_decided = time.monotonic()
+        self.stats["blocks"] += 1
+        if block.header.proposer == self.me and result is not None:
+            for receipt in result.receipts:
+                self._spawn(self._notify(receipt))
+        self._spawn(self._publish_block(block))
+        self._wake.set()
+
+    def _commit_state(self, block: Block) -> BlockResult | None:
+        """Bring the state to exactly ``block`` and check its root."""
+        key = _unrounded_key(block.header)
+        if self._executed != key:
+            if self._executed is not None:
+                self._reload()
+            self._executed_result = self.state.execute(
+                block.height,
+                block.header.timestamp_ms,
+                self.head,
+                block.txs,
+                verified=self.verified,
+            )
+        if self.state.state_root() != block.header.state_root:
+            raise NodeError(f"decided block {block.height} does not match our state root")
+        result = self._executed_result
+        self._executed = None
+        self._executed_result = None
+        return result
+
+    def _persist(self, block: Block, result: BlockResult | None) -> None:
+        snapshot = None
+        if block.height % self.params.snapshot_every == 0:
+            snapshot = self.state.snapshot()
+        self.store.append(
+            block,
+            receipts=result.receipts if result else (),
+            snapshot=snapshot,
+            state_root=self.state.state_root(),
+        )
+        self.head = block.header
+        self.mempool.remove(hashlib.sha256(tx).digest() for tx in block.txs)
+        self.verified.difference_update(hashlib.sha256(tx).digest() for tx in block.txs)
+        log.info(
+            "block_final",
+            height=block.height,
+            txs=len(block.txs),
+            round=block.header.round,
+            proposer=block.header.proposer,
+        )
+        for listener in list(self.decided_listeners):
+            listener(block, result)
+
+    async def _publish_block(self, block: Block) -> None:
+        try:
+            await self.js.publish(
+                subjects.chain_block(block.height),
+                _encoder.encode(block),
+                headers={"Nats-Msg-Id": block.hash().hex()},
+                timeout=2,
+            )
+        except Exception as exc:
+            self.stats["publish_failed"] += 1
+            log.debug("chain_publish_failed", height=block.height, error=str(exc))
+
+    # -- catch-up --------------------------------------------------------------------------
+
+    def _spawn_sync(self) -> None:
+        if not self._syncing:
+            self._tasks.append(asyncio.create_task(self.catch_up()))
+
+    async def catch_up(self) -> int:
+        """Fetch, check and apply blocks the network has and we do not; returns how many."""
+        if self._syncing:
+            return 0
+        self._syncing = True
+        applied = 0
+        try:
+            while True:
+                blocks = await self._fetch(self.head.height + 1)
+                if not blocks:
+                    break
+                for block in blocks:
+                    if block.height != self.head.height + 1:
+                        continue
+                    self._apply_synced(block)
+                    applied += 1
+        finally:
+            self._syncing = False
+        if applied:
+            log.info("caught_up", blocks=applied, height=self.head.height)
+            self.instance = None
+            self._wake.set()
+        return applied
+
+    def _apply_synced(self, block: Block) -> None:
+        if self._executed is not None:
+            self._reload()
+        try:
+            check_block(self.head, block, self.state.authorities, self.state.directory)
+        except BlockError as exc:
+            self.stats["sync_rejected"] += 1
+            raise NodeError(f"block {block.height} from the network fails checks: {exc}") from None
+        self.state.execute(block.height, block.header.timestamp_ms, self.head, block.txs)
+        if self.state.state_root() != block.header.state_root:
+            self._reload()
+            raise NodeError(f"block {block.height} re-executes to another state root")
+        self._persist(block, None)
+        self.instance = None
+
+    async def _fetch(self, start: int) -> list[Block]:
+        blocks = await self._fetch_stream(start)
+        if blocks:
+            return blocks
+        return await self._fetch_peers(start)
+
+    async def _fetch_stream(self, start: int) -> list[Block]:
+        out: list[Block] = []
+        for height in range(start, start + MAX_BLOCKS_PER_REPLY):
+            try:
+                msg = await self.js.get_last_msg(
+                    subjects.CHAIN_STREAM, subjects.chain_block(height)
+                )
+            except Exception:
+                break
+            try:
+                out.append(_block_decoder.decode(msg.data))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                break
+        return out
+
+    async def _fetch_peers(self, start: int) -> list[Block]:
+        from rfq.queries import REPLY_ROLES
+
+        reply_channel: Channel[Reply] = Channel.of("query_reply", Reply, REPLY_ROLES)
+        for peer in self.state.authorities:
+            if peer == self.me:
+                continue
+            try:
+                reply = await self.bus.request(
+                    subjects.query(peer),
+                    BlocksQuery(start, start + MAX_BLOCKS_PER_REPLY - 1),
+                    reply_channel,
+                    timeout=2.0,
+                )
+            except RequestError:
+                continue
+            if isinstance(reply.payload, BlocksReply) and reply.payload.blocks:
+                try:
+                    return [_block_decoder.decode(b) for b in reply.payload.blocks]
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue
+        return []
+
+    # -- queries ---------------------------------------------------------------------------
+
+    async def _on_query(self, received: Received[Query], msg: Msg) -> None:
+        member = self.state.members.get(received.sender)
+        if member is None:
+            return
+        query = received.payload
+        why = refusal(member, query)
+        reply: Reply = QueryRefused(why) if why else self.answer(member.id, member.role, query)
+        await self.bus.reply(msg, reply)
+
+    def answer(self, who: str, role: Role, query: Query) -> Reply:
+        state = self.state
+        everything = role == Role.REGULATOR
+        match query:
+            case StatusQuery():
+                return StatusReply(
+                    authority=self.me,
+                    height=self.head.height,
+                    last_hash=self.head.hash().hex(),
+                    last_block_ms=self.head.timestamp_ms,
+                    authorities=state.authorities,
+                    candidates=state.gov.candidates,
+                    governance=state.gov.log[-20:],
+                    mempool=len(self.mempool),
+                    is_authority=self.me in state.authorities,
+                    business_date=str(business_date(self.head.timestamp_ms, state.book)),
+                    open_contracts=state.book.open_count,
+                )
+            case HeadersQuery(limit=limit, before=before):
+                top = self.head.height if before <= 0 else min(before - 1, self.head.height)
+                infos = []
+                for height in range(top, max(top - min(limit, 200), 0), -1):
+                    block = self.store.block(height)
+                    if block is not None:
+                        h = block.header
+                        infos.append(
+                            HeaderInfo(
+                                h.height,
+                                h.hash().hex(),
+                                h.timestamp_ms,
+                                h.proposer,
+                                h.round,
+                                h.tx_count,
+                                h.state_root.hex(),
+                            )
+                        )
+                return HeadersReply(tuple(infos))
+            case ContractsQuery(party=party, open_only=open_only, ids=ids):
+                target = party or (None if everything else who)
+                views: list[ContractView]
+                if target is None:
+                    views = [state.book.get(cid) for cid in state.book.ids()]
+                    if open_only:
+                        views = [v for v in views if not v.status.terminal]
+                else:
+                    views = state.book.by_party(target, open_only=open_only)
+                if ids:
+                    views = [v for v in views if v.contract.id in ids]
+                return ContractsReply(self.head.height, tuple(views))
+            case TradesQuery(party=party, underlying=underlying, limit=limit):
+                target = party or (None if everything else who)
+                trades = [
+                    t
+                    for t in state.trades.values()
+                    if target is None or target in (t.client, t.dealer)
+                ]
+                if underlying:
+                    trades = [
+                        t
+                        for t in trades
+                        if underlying in state.book.get(t.contract_id).contract.terms.underlyings
+                    ]
+                trades.sort(key=lambda t: t.height, reverse=True)
+                return TradesReply(tuple(trades[: max(limit, 0)]))
+            case ReceiptsQuery(tx_ids=tx_ids):
+                receipts = self.store.receipts(tx_ids[:500])
+                if not everything:
+                    receipts = [r for r in receipts if r.sender == who]
+                return ReceiptsReply(tuple(receipts))
+            case PaymentsQuery(status=status, party=party):
+                scope = party if (everything or role == Role.BANK) else who
+                return PaymentsReply(tuple(state.payments_of(scope, status)))
+            case RatingsQuery(members=members):
+                wanted = members or tuple(state.ratings)
+                if role == Role.CLIENT:
+                    wanted = (who,)
+                scores = {m: state.rating(m) for m in wanted}
+                known = {m: s for m, s in scores.items() if s is not None}
+                return RatingsReply(known, {m: str(grade_of(s)) for m, s in known.items()})
+            case GuaranteesQuery(client=client):
+                target = client or (None if everything or role == Role.GUARANTOR else who)
+                guarantees = [
+                    g
+                    for g in state.guarantees.values()
+                    if (target is None or g.client == target)
+                    and (
+                        role != Role.GUARANTOR
+                        or everything
+                        or g.guarantor == who
+                        or client is not None
+                    )
+                ]
+                return GuaranteesReply(tuple(guarantees))
+            case BlocksQuery(start=start, end=end):
+                end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, self.head.height)
+                raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
+                return BlocksReply(tuple(b for b in raw if b is not None))
+        return QueryRefused("unknown query")

@@ -1,0 +1,169 @@
+"""An authority's own SQLite database (WAL): final blocks and state snapshots.
+
+Every final block is written in one transaction together with, every ``snapshot_every``
+blocks (and on shutdown), a snapshot of the state after it; the database is never half a
+block ahead. On start the newest snapshot is loaded and the blocks after it re-executed.
+``botc chain verify`` re-executes everything from the genesis and compares.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import msgspec
+
+from peers.errors import PeerError
+from rfq.ledger.block import Block
+from rfq.ledger.state import Receipt
+
+_block_decoder = msgspec.msgpack.Decoder(Block)
+_receipt_decoder = msgspec.msgpack.Decoder(Receipt)
+_encoder = msgspec.msgpack.Encoder()
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    height INTEGER PRIMARY KEY,
+    state_root BLOB NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    tx_id TEXT PRIMARY KEY,
+    height INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(PeerError):
+    """The database is unreadable or inconsistent; names the file and what is wrong."""
+
+
+class ChainStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable chain database ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def append(
+        self,
+        block: Block,
+        *,
+        receipts: Sequence[Receipt] = (),
+        snapshot: bytes | None = None,
+        state_root: bytes | None = None,
+    ) -> None:
+        """Persist a final block, its receipts (and optionally the state after it) atomically."""
+        data = _encoder.encode(block)
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?)", (block.height, block.hash(), data)
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)",
+                [(r.tx_id, r.height, r.sender, _encoder.encode(r)) for r in receipts],
+            )
+            if snapshot is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
+                    (block.height, state_root or block.header.state_root, snapshot),
+                )
+                self.db.execute(
+                    "DELETE FROM snapshots WHERE height < ? AND height NOT IN "
+                    "(SELECT height FROM snapshots ORDER BY height DESC LIMIT 3)",
+                    (block.height,),
+                )
+            self.db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            self.db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: block {block.height} is already stored") from None
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def receipts(self, tx_ids: Sequence[str]) -> list[Receipt]:
+        out = []
+        for tx_id in tx_ids:
+            row = self.db.execute("SELECT data FROM receipts WHERE tx_id = ?", (tx_id,)).fetchone()
+            if row is not None:
+                out.append(_receipt_decoder.decode(row[0]))
+        return out
+
+    def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, snapshot)
+        )
+
+    def height(self) -> int:
+        row = self.db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def block(self, height: int) -> Block | None:
+        row = self.db.execute("SELECT data FROM blocks WHERE height = ?", (height,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return _block_decoder.decode(row[0])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StoreError(f"{self.path}: block {height} does not decode ({exc})") from None
+
+    def raw_block(self, height: int) -> bytes | None:
+        row = self.db.execute("SELECT data FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def blocks(self, start: int, end: int | None = None) -> Iterator[Block]:
+        """Blocks ``start`` .. ``end`` inclusive, in order (decoded lazily)."""
+        query = "SELECT height FROM blocks WHERE height >= ?" + (
+            " AND height <= ?" if end is not None else ""
+        )
+        params = (start,) if end is None else (start, end)
+        heights = [int(r[0]) for r in self.db.execute(query + " ORDER BY height", params)]
+        for h in heights:
+            block = self.block(h)
+            if block is not None:
+                yield block
+
+    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes, bytes] | None:
+        query = "SELECT height, state_root, data FROM snapshots"
+        params: tuple[int, ...] = ()
+        if at_most is not None:
+            query += " WHERE height <= ?"
+            params = (at_most,)
+        row = self.db.execute(query + " ORDER BY height DESC LIMIT 1", params).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), bytes(row[1]), bytes(row[2])
+
+    def snapshots(self) -> list[tuple[int, bytes, bytes]]:
+        return [
+            (int(h), bytes(r), bytes(d))
+            for h, r, d in self.db.execute(
+                "SELECT height, state_root, data FROM snapshots ORDER BY height"
+            )
+        ]

@@ -1,0 +1,214 @@
+"""Queries members send an authority (``otc.query.<authority>``), replies, and who may ask what.
+
+Members never run nodes: they read the chain through an authority's query service. A member
+sees its own trades, contracts, payments and transaction receipts; the regulator sees
+everything (it is the trade repository); the bank sees every payment instruction; dealers and
+the regulator see every rating (dealers price with them); authorities fetch blocks from each
+other to catch up. Chain headers and the authority set are public.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from rfq.contracts.model import ContractView
+from rfq.identity import AUTHORITY_ELIGIBLE, Member, Role
+from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
+
+
+class StatusQuery(msgspec.Struct, frozen=True, tag="q_status"):
+    pass
+
+
+class HeadersQuery(msgspec.Struct, frozen=True, tag="q_headers"):
+    """The newest ``limit`` headers up to ``before`` (exclusive; 0 = the tip)."""
+
+    limit: int = 20
+    before: int = 0
+
+
+class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
+    party: str | None = None
+    open_only: bool = False
+    ids: tuple[str, ...] = ()
+
+
+class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
+    party: str | None = None
+    underlying: str | None = None
+    limit: int = 200
+
+
+class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
+    tx_ids: tuple[str, ...]
+
+
+class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
+    status: str | None = None
+    party: str | None = None
+
+
+class RatingsQuery(msgspec.Struct, frozen=True, tag="q_ratings"):
+    members: tuple[str, ...] = ()
+
+
+class GuaranteesQuery(msgspec.Struct, frozen=True, tag="q_guarantees"):
+    client: str | None = None
+
+
+class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
+    """Encoded final blocks ``start`` .. ``end`` inclusive (at most ``MAX_BLOCKS_PER_REPLY``)."""
+
+    start: int
+    end: int
+
+
+Query = (
+    StatusQuery
+    | HeadersQuery
+    | ContractsQuery
+    | TradesQuery
+    | ReceiptsQuery
+    | PaymentsQuery
+    | RatingsQuery
+    | GuaranteesQuery
+    | BlocksQuery
+)
+
+MAX_BLOCKS_PER_REPLY: Final = 64
+
+
+class HeaderInfo(msgspec.Struct, frozen=True):
+    height: int
+    hash: str
+    timestamp_ms: int
+    proposer: str
+    round: int
+    tx_count: int
+    state_root: str
+
+
+class StatusReply(msgspec.Struct, frozen=True, tag="r_status"):
+    authority: str
+    height: int
+    last_hash: str
+    last_block_ms: int
+    authorities: tuple[str, ...]
+    candidates: tuple[str, ...]
+    governance: tuple[GovernanceEvent, ...]
+    mempool: int
+    is_authority: bool
+    business_date: str = ""
+    open_contracts: int = 0
+
+
+class HeadersReply(msgspec.Struct, frozen=True, tag="r_headers"):
+    headers: tuple[HeaderInfo, ...]
+
+
+class ContractsReply(msgspec.Struct, frozen=True, tag="r_contracts"):
+    height: int
+    contracts: tuple[ContractView, ...]
+
+
+class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):
+    trades: tuple[Trade, ...]
+
+
+class ReceiptsReply(msgspec.Struct, frozen=True, tag="r_receipts"):
+    receipts: tuple[Receipt, ...]
+
+
+class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
+    payments: tuple[Payment, ...]
+
+
+class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
+    ratings: dict[str, float]
+    grades: dict[str, str]
+
+
+class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):
+    guarantees: tuple[Guarantee, ...]
+
+
+class BlocksReply(msgspec.Struct, frozen=True, tag="r_blocks"):
+    blocks: tuple[bytes, ...]
+
+
+class QueryRefused(msgspec.Struct, frozen=True, tag="r_refused"):
+    reason: str
+
+
+Reply = (
+    StatusReply
+    | HeadersReply
+    | ContractsReply
+    | TradesReply
+    | ReceiptsReply
+    | PaymentsReply
+    | RatingsReply
+    | GuaranteesReply
+    | BlocksReply
+    | QueryRefused
+)
+
+QUERY_ROLES: Final = {
+    tag: frozenset(Role)
+    for tag in (
+        "q_status",
+        "q_headers",
+        "q_contracts",
+        "q_trades",
+        "q_receipts",
+        "q_payments",
+        "q_ratings",
+        "q_guarantees",
+        "q_blocks",
+    )
+}
+REPLY_ROLES: Final = {
+    tag: frozenset(AUTHORITY_ELIGIBLE)
+    for tag in (
+        "r_status",
+        "r_headers",
+        "r_contracts",
+        "r_trades",
+        "r_receipts",
+        "r_payments",
+        "r_ratings",
+        "r_guarantees",
+        "r_blocks",
+        "r_refused",
+    )
+}
+
+
+def refusal(member: Member, query: Query) -> str | None:
+    """Why ``member`` may not ask ``query`` (None: it may). Scoping to the member's own
+    records happens when answering; this refuses asking for someone else's outright."""
+    if member.role == Role.REGULATOR:
+        return None
+    match query:
+        case ContractsQuery(party=party) | TradesQuery(party=party):
+            if party not in (None, member.id):
+                return f"{member.id} may only see its own trades and contracts"
+        case PaymentsQuery(party=party):
+            if member.role != Role.BANK and party not in (None, member.id):
+                return f"{member.id} may only see its own payments"
+        case RatingsQuery(members=members):
+            if member.role not in (Role.DEALER, Role.CCP, Role.GUARANTOR) and any(
+                m != member.id for m in members
+            ):
+                return f"{member.id} may only see its own rating"
+        case GuaranteesQuery(client=client):
+            if member.role not in (Role.GUARANTOR, Role.DEALER) and client not in (None, member.id):
+                return f"{member.id} may only see its own guarantees"
+        case BlocksQuery():
+            if member.role not in AUTHORITY_ELIGIBLE:
+                return "blocks are served to authorities and the regulator"
+        case _:
+            pass
+    return None
