@@ -21,6 +21,7 @@ signed accept is the trade transaction: it is submitted to the authorities on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import statistics
 import time
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
+import msgspec
 import structlog
 from nats.aio.msg import Msg
 
@@ -35,10 +37,12 @@ from bus import subjects
 from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.errors import PeerError
+from peers.ledger_client import LedgerClient
 from peers.market import MarketData
 from rfq.errors import ValidationError
 from rfq.identity import Genesis, Role
 from rfq.instruments import CATALOG, Side, Terms
+from rfq.ledger.state import Receipt
 from rfq.messages import (
     QUOTE_ROLES,
     Accept,
@@ -210,6 +214,7 @@ class ClientSession:
         self.genesis = genesis
         self.market = market or MarketData()
         self.submit_accepts = submit_accepts
+        self.ledger = LedgerClient(bus, genesis)
         self.me = bus.member_id
         self.dealers = frozenset(m.id for m in genesis.members if m.role == Role.DEALER)
         self.rfqs: dict[str, RfqHandle] = {}
@@ -219,6 +224,8 @@ class ClientSession:
 
     async def start(self) -> ClientSession:
         await self.bus.subscribe(subjects.quotes_for(self.me), QUOTE_CHANNEL, self._on_answer)
+        if self.submit_accepts:
+            await self.ledger.start()
         await self.bus.flush()
         return self
 
@@ -363,9 +370,14 @@ class ClientSession:
         self.accepted[quote.rfq_id] = signed
         self.scoreboard.traded(quote.dealer)
         if self.submit_accepts:
-            await self.bus.publish_signed(subjects.tx(self.me), signed)
+            await self.ledger.submit_signed(signed)
         log.info("quote_accepted", rfq=quote.rfq_id, dealer=quote.dealer, price=quote.price)
         return signed
+
+    async def committed(self, signed_accept: SignedMessage, *, timeout: float = 15.0) -> Receipt:
+        """The authorities' verdict on an accept: ``ok`` when the trade is final on chain."""
+        tx_id = hashlib.sha256(msgspec.msgpack.encode(signed_accept)).hexdigest()
+        return await self.ledger.wait(tx_id, timeout=timeout)
 
     async def cancel(self, rfq: RfqHandle | str) -> None:
         """Withdraw an RFQ: dealers drop it and the iterator ends."""

@@ -25,6 +25,7 @@ late, gets no answer. A signed RFQ that is malformed or invalid gets a Decline w
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import heapq
 import importlib
@@ -39,13 +40,14 @@ import structlog
 from nats.aio.msg import Msg
 
 from bus import subjects
-from bus.client import Bus
+from bus.client import Bus, BusStatus
 from bus.envelope import Channel, Dropped, DropReason, Received
 from peers.errors import CliError, PeerError
+from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.market import MarketData
 from rfq.errors import ValidationError
 from rfq.identity import Genesis, Role
-from rfq.instruments import Terms
+from rfq.instruments import Side, Terms
 from rfq.messages import (
     RFQ_ROLES,
     Cancel,
@@ -56,6 +58,7 @@ from rfq.messages import (
     validate_rfq,
 )
 from rfq.pricing.strategy import DeclineDecision, PricingContext, QuoteParams, decide
+from rfq.queries import RatingsQuery, RatingsReply, TradesQuery, TradesReply
 from rfq.rating import score_of
 
 log = structlog.get_logger(__name__)
@@ -249,12 +252,19 @@ class DealerBot:
             if m.role == Role.CLIENT and m.external_rating
         }
         self.cancelled: set[str] = set()
+        self.booked: set[str] = set()
+        self.ledger = LedgerClient(bus, genesis)
+        self._follower: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.seen_rfqs: list[Rfq] = []
 
-    async def start(self) -> DealerBot:
+    async def start(self, *, follow_chain: bool = False, every_s: float = 2.0) -> DealerBot:
+        """Subscribe to RFQs; with ``follow_chain`` also track this dealer's trades and the
+        clients' ratings from the authorities (exposure, inventory, rating-adjusted prices)."""
         if self.attach_market:
             await self.market.attach(self.bus)
+        if follow_chain:
+            self._follower = asyncio.create_task(self._follow_chain(every_s))
         for asset in subjects.RFQ_ASSET_CLASSES:
             await self.bus.subscribe(
                 subjects.rfq_public_all(asset), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
@@ -265,6 +275,35 @@ class DealerBot:
         await self.bus.flush()
         log.info("dealer_ready", dealer=self.me, strategy=type(self.strategy).__name__)
         return self
+
+    async def sync_from_chain(self) -> int:
+        """Fold new trades of this dealer into its book and refresh client ratings."""
+        trades = await self.ledger.query(TradesQuery(party=self.me, limit=10_000))
+        added = 0
+        if isinstance(trades, TradesReply):
+            for trade in trades.trades:
+                if trade.rfq_id in self.booked or trade.dealer != self.me:
+                    continue
+                self.booked.add(trade.rfq_id)
+                terms = next((r.terms for r in self.seen_rfqs if r.id == trade.rfq_id), None)
+                if terms is not None:
+                    dealer_sign = -1.0 if terms.client_side == Side.BUY else 1.0
+                    self.book.record_trade(
+                        f"{trade.rfq_id}-{self.me}", trade.client, terms, dealer_sign
+                    )
+                added += 1
+        ratings = await self.ledger.query(RatingsQuery())
+        if isinstance(ratings, RatingsReply):
+            self.ratings.update(ratings.ratings)
+        return added
+
+    async def _follow_chain(self, every_s: float) -> None:
+        while self.bus.status != BusStatus.CLOSED:
+            try:
+                await self.sync_from_chain()
+            except (LedgerUnavailable, QueryDenied) as exc:
+                log.debug("chain_unavailable", error=str(exc))
+            await asyncio.sleep(every_s)
 
     def _now_ms(self) -> int:
         return int(time.time() * 1000)

@@ -32,7 +32,9 @@ from bus import subjects
 from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.errors import CliError
+from peers.ledger_client import LedgerClient
 from rfq.instruments import CATALOG, Underlying
+from rfq.ledger.tx import PriceFixing
 from rfq.messages import (
     ORACLE_QUERY_ROLES,
     History,
@@ -180,12 +182,17 @@ def read_replay(path: Path) -> list[tuple[dt.date, list[tuple[str, float]]]]:
 
 
 class OracleService:
-    """Publishes signed prices and serves the daily history."""
+    """Publishes signed prices, serves the daily history and, when ``ledger`` is given, puts
+    each day's closes on chain as one ``PriceFixing`` transaction (contracts mark, margin and
+    settle on those)."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, *, ledger: LedgerClient | None = None) -> None:
         self.bus = bus
+        self.ledger = ledger
         self.history: dict[str, list[tuple[dt.date, float]]] = {}
         self.published = 0
+        self.fixings_submitted: list[str] = []
+        self._closes: dict[dt.date, list[tuple[str, float]]] = {}
 
     async def start(self) -> None:
         await self.bus.subscribe(
@@ -202,6 +209,17 @@ class OracleService:
         self.published += 1
         if price.close:
             self.history.setdefault(price.underlying, []).append((price.date, price.price))
+            self._closes.setdefault(price.date, []).append((price.underlying, price.price))
+
+    async def fix(self, date: dt.date) -> str | None:
+        """Submit the closes of ``date`` as one on-chain fixing (returns the transaction id)."""
+        prices = self._closes.pop(date, [])
+        if self.ledger is None or not prices:
+            return None
+        tx_id = await self.ledger.submit(PriceFixing(date=date, prices=tuple(sorted(prices))))
+        self.fixings_submitted.append(tx_id)
+        log.info("fixing_submitted", date=str(date), prices=len(prices), tx=tx_id[:12])
+        return tx_id
 
     async def run_simulation(
         self, sim: Simulator, *, day_seconds: float, stop: asyncio.Event
@@ -210,8 +228,12 @@ class OracleService:
         interval = day_seconds / sim.ticks_per_day
         log.info("oracle_simulating", start=str(sim.start), seed=sim.seed, interval_s=interval)
         while not stop.is_set():
-            for price in sim.ticks():
+            closing = sim.date
+            ticks = list(sim.ticks())
+            for price in ticks:
                 await self.publish(price)
+            if ticks and ticks[0].close:
+                await self.fix(closing)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
@@ -229,6 +251,7 @@ class OracleService:
                 await self.publish(
                     Price(underlying=underlying, price=value, date=date, seq=seq, close=True)
                 )
+            await self.fix(date)
             log.info("oracle_replayed_day", date=str(date), prices=len(prices))
             try:
                 await asyncio.wait_for(stop.wait(), interval)

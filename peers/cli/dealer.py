@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         bus = await open_bus(net, args.member, servers=servers, roles={Role.DEALER})
         bot = DealerBot(bus, net.genesis(), strategy=strategy, credit_limit=args.credit_limit)
-        await bot.start()
+        await bot.start(follow_chain=True)
         print(f"dealer {args.member} quoting (Ctrl-C to stop)", flush=True)
         await stop.wait()
         await bus.close()

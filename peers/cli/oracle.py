@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from peers.errors import CliError
+    from peers.ledger_client import LedgerClient
     from peers.netdir import NetDir
     from peers.oracle import OracleService, Simulator, read_replay
     from peers.runtime import open_bus, run_until_signal
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> int:
         bus = await open_bus(net, args.member, servers=servers, roles={Role.ORACLE})
-        oracle = OracleService(bus)
+        ledger = await LedgerClient(bus, net.genesis()).start()
+        oracle = OracleService(bus, ledger=ledger)
         await oracle.start()
         if days is not None:
             print(f"oracle replaying {len(days)} dates from {args.replay}", flush=True)

@@ -29,3 +29,41 @@ async def test_four_authorities_commit_a_thousand_transactions_identically(
     assert len({n.store.block(tip).header.state_root for n in nodes.values()}) == 1
     for node in nodes.values():
         await node.stop()
+
+
+async def test_client_c1_is_told_its_trade_is_final_and_sees_only_its_own_contracts(
+    nats_server, network, bus_factory
+):
+    from peers.ledger_client import LedgerClient, QueryDenied
+    from rfq.queries import ContractsQuery, ContractsReply, StatusQuery
+
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    genesis = network.genesis()
+    c1 = await LedgerClient(await bus_factory("C1"), genesis).start()
+    c2 = await LedgerClient(await bus_factory("C2"), genesis).start()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    mine = factory.trade("c1-trade", client="C1")
+    theirs = factory.trade("c2-trade", client="C2", dealer="D2")
+    await c2.bus.nc.publish("otc.tx.C2", theirs)
+    import hashlib
+
+    tx_id = hashlib.sha256(mine).hexdigest()
+    await c1.bus.nc.publish("otc.tx.C1", mine)
+    receipt = await c1.wait(tx_id, timeout=20)
+    assert receipt.ok, receipt.reason
+    assert receipt.refs[0] == "c1-trade"
+    replay = await c1.wait(hashlib.sha256(mine).hexdigest(), timeout=1)
+    assert replay.ok  # the same id: still the one final receipt
+    await wait_for(lambda: all("c2-trade" in n.state.trades for n in nodes.values()))
+    own = await c1.query(ContractsQuery())
+    assert isinstance(own, ContractsReply)
+    assert [v.contract.id for v in own.contracts] == ["c1-trade"]
+    with pytest.raises(QueryDenied, match="only see its own"):
+        await c1.query(ContractsQuery(party="C2"))
+    everything = await reg.query(ContractsQuery())
+    assert sorted(v.contract.id for v in everything.contracts) == ["c1-trade", "c2-trade"]
+    status = await c1.query(StatusQuery())
+    assert status.authorities == AUTHORITIES
+    for node in nodes.values():
+        await node.stop()

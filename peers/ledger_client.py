@@ -1,0 +1,185 @@
+"""A member's access to the chain: submit transactions, hear their receipts, query authorities.
+
+Members never run nodes (paper section II.1): they submit signed transactions on
+``otc.tx.<me>`` and read through the authorities' query services. ``submit`` returns at once
+with the transaction id; ``wait`` resolves when the receipt arrives on ``otc.note.<me>`` (sent
+by the block's proposer, or at admission when an authority refuses it) or, if that
+notification was lost, when a receipts query finds it. ``query`` asks the authorities in
+turn until one answers, so one authority being down is invisible to the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from bus import subjects
+from bus.client import Bus, RequestError
+from bus.envelope import Channel, Received
+from peers.errors import PeerError
+from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
+from rfq.ledger.state import Receipt
+from rfq.queries import (
+    REPLY_ROLES,
+    Query,
+    QueryRefused,
+    ReceiptsQuery,
+    ReceiptsReply,
+    Reply,
+    StatusQuery,
+    StatusReply,
+)
+from rfq.signing import SignedMessage
+
+log = structlog.get_logger(__name__)
+
+NOTE_CHANNEL: Channel[Receipt] = Channel.of("notes", Receipt, {"receipt": AUTHORITY_ELIGIBLE})
+REPLY_CHANNEL: Channel[Reply] = Channel.of("query_reply", Reply, REPLY_ROLES)
+_encoder = msgspec.msgpack.Encoder()
+
+
+class LedgerUnavailable(PeerError):
+    """No authority answered."""
+
+
+class QueryDenied(PeerError):
+    """The authority refused the query (e.g. someone else's records)."""
+
+
+class LedgerClient:
+    """Submit and query on behalf of one member."""
+
+    def __init__(self, bus: Bus, genesis: Genesis, *, authorities: Sequence[str] | None = None):
+        self.bus = bus
+        self.genesis = genesis
+        self.authorities = list(authorities or genesis.authorities.initial)
+        self._receipts: dict[str, Receipt] = {}
+        self._waiters: dict[str, list[asyncio.Future[Receipt]]] = {}
+        self.listeners: list[Callable[[Receipt], None]] = []
+        self._started = False
+
+    async def start(self) -> LedgerClient:
+        if not self._started:
+            await self.bus.subscribe(
+                subjects.notify(self.bus.member_id), NOTE_CHANNEL, self._on_note
+            )
+            await self.bus.flush()
+            self._started = True
+        return self
+
+    async def _on_note(self, received: Received[Receipt], msg: Msg) -> None:
+        receipt = received.payload
+        if receipt.sender and receipt.sender != self.bus.member_id:
+            return
+        self._record(receipt)
+
+    def _record(self, receipt: Receipt) -> None:
+        # A refusal at admission (index -1) may be followed by a commit elsewhere: keep the
+        # final word of a block over an admission refusal.
+        current = self._receipts.get(receipt.tx_id)
+        if current is not None and current.index >= 0 and receipt.index < 0:
+            return
+        self._receipts[receipt.tx_id] = receipt
+        for listener in list(self.listeners):
+            listener(receipt)
+        for future in self._waiters.pop(receipt.tx_id, []):
+            if not future.done():
+                future.set_result(receipt)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    async def submit(self, payload: msgspec.Struct, *, ttl_s: float | None = None) -> str:
+        """Sign and submit a transaction; returns its id (hex)."""
+        signed = self.bus.outbox.sign(payload, ttl_s=ttl_s)
+        return await self.submit_signed(signed)
+
+    async def submit_signed(self, signed: SignedMessage) -> str:
+        """Submit an already signed transaction (e.g. a client's accept, or a resubmission:
+        the same bytes are the same id, so it can never commit twice)."""
+        data = _encoder.encode(signed)
+        await self.bus.nc.publish(subjects.tx(self.bus.member_id), data)
+        return hashlib.sha256(data).hexdigest()
+
+    async def wait(self, tx_id: str, *, timeout: float = 10.0, poll_s: float = 1.0) -> Receipt:
+        """The transaction's receipt: committed (``ok``) or refused with a reason.
+
+        A refusal at admission by one authority is final only if no block commits the
+        transaction; waiting continues until the deadline for a block receipt.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._receipts.get(tx_id)
+            if found is not None and found.index >= 0:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if found is not None:
+                    return found
+                raise LedgerUnavailable(f"no receipt for {tx_id[:12]} within {timeout:.0f}s")
+            future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(tx_id, []).append(future)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), min(poll_s, remaining))
+            except TimeoutError:
+                await self._poll(tx_id)
+
+    async def _poll(self, tx_id: str) -> None:
+        try:
+            reply = await self.query(ReceiptsQuery((tx_id,)), timeout=1.0)
+        except (LedgerUnavailable, QueryDenied):
+            return
+        if isinstance(reply, ReceiptsReply):
+            for receipt in reply.receipts:
+                self._record(receipt)
+
+    async def submit_and_wait(self, payload: msgspec.Struct, *, timeout: float = 10.0) -> Receipt:
+        return await self.wait(await self.submit(payload), timeout=timeout)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    async def query(self, query: Query, *, timeout: float = 2.0) -> Reply:
+        """Ask the authorities in turn; the first answer wins (refusals raise)."""
+        errors = []
+        for authority in list(self.authorities):
+            try:
+                reply = await self.bus.request(
+                    subjects.query(authority), query, REPLY_CHANNEL, timeout=timeout
+                )
+            except RequestError as exc:
+                errors.append(f"{authority}: {exc}")
+                continue
+            # Prefer the authority that answered next time.
+            self.authorities.remove(authority)
+            self.authorities.insert(0, authority)
+            if isinstance(reply.payload, QueryRefused):
+                raise QueryDenied(reply.payload.reason)
+            return reply.payload
+        raise LedgerUnavailable("no authority answered: " + "; ".join(errors))
+
+    async def status(self) -> StatusReply:
+        reply = await self.query(StatusQuery())
+        if not isinstance(reply, StatusReply):
+            raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
+        return reply
+
+    async def ask_all(self, query: Query, *, timeout: float = 2.0) -> dict[str, Any]:
+        """Every authority's own answer (``botc status`` shows each); errors as strings."""
+
+        async def one(authority: str) -> tuple[str, Any]:
+            try:
+                reply = await self.bus.request(
+                    subjects.query(authority), query, REPLY_CHANNEL, timeout=timeout
+                )
+                return authority, reply.payload
+            except RequestError as exc:
+                return authority, str(exc)
+
+        results = await asyncio.gather(*(one(a) for a in self.authorities))
+        return dict(results)
