@@ -142,6 +142,66 @@ class QueryRefused(msgspec.Struct, frozen=True, tag="r_refused"):
     reason: str
 
 
+# --------------------------------------------------------------------------------------------
+# The regulator's risk monitor (served on ``otc.query.REG``; only the regulator answers)
+
+
+class RiskQuery(msgspec.Struct, frozen=True, tag="q_risk"):
+    """The CCR table per institution, recent alerts and the cascades they triggered."""
+
+
+class WhatIfQuery(msgspec.Struct, frozen=True, tag="q_whatif"):
+    """How far the default of ``institutions`` would spread through today's exposures."""
+
+    institutions: tuple[str, ...]
+    model: str = "cascade"  # cascade | debtrank | eisenberg-noe
+
+
+class CcrRow(msgspec.Struct, frozen=True):
+    """One institution's counterparty credit risk as the monitor computes it from the chain.
+
+    ``ead`` is SA-CCR (BCBS 279) summed over the bilateral netting sets in which the
+    institution is the debtor (what its counterparties would lose), ``el = pd x ead x lgd``.
+    """
+
+    institution: str
+    role: str
+    grade: str
+    pd: float
+    lgd: float
+    ead: float
+    el: float
+    threshold: float
+    netting_sets: int
+    open_contracts: int
+    alert: bool
+
+
+class RiskAlert(msgspec.Struct, frozen=True, tag="risk_alert"):
+    """Published on ``otc.risk.alert`` when an institution's CCR crosses its threshold."""
+
+    height: int
+    institution: str
+    ead: float
+    threshold: float
+    cascade_rounds: tuple[tuple[str, ...], ...]
+    cascade_defaulted: tuple[str, ...]
+
+
+class RiskReply(msgspec.Struct, frozen=True, tag="r_risk"):
+    height: int
+    rows: tuple[CcrRow, ...]
+    alerts: tuple[RiskAlert, ...]
+
+
+class WhatIfReply(msgspec.Struct, frozen=True, tag="r_whatif"):
+    model: str
+    shocked: tuple[str, ...]
+    rounds: tuple[tuple[str, ...], ...]
+    defaulted: tuple[str, ...]
+    losses: dict[str, float]
+
+
 Reply = (
     StatusReply
     | HeadersReply
@@ -212,3 +272,12 @@ def refusal(member: Member, query: Query) -> str | None:
         case _:
             pass
     return None
+
+
+RegulatorQuery = RiskQuery | WhatIfQuery
+RegulatorReply = RiskReply | WhatIfReply | QueryRefused
+REGULATOR_QUERY_ROLES: Final = {"q_risk": frozenset(Role), "q_whatif": frozenset(Role)}
+REGULATOR_REPLY_ROLES: Final = {
+    tag: frozenset({Role.REGULATOR}) for tag in ("r_risk", "r_whatif", "r_refused")
+}
+ALERT_ROLES: Final = {"risk_alert": frozenset({Role.REGULATOR})}
