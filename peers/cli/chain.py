@@ -1,4 +1,4 @@
-"""`botc chain` (not yet built)."""
+"""``botc chain verify --net NETDIR --id A1``: re-verify an authority's chain from the genesis."""
 
 from __future__ import annotations
 
@@ -7,5 +7,60 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("chain", help="(not yet built)")
-    parser.set_defaults(handler=lambda args: parser.error("not yet built"))
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "chain", help="inspect an authority's chain database", description=__doc__
+    )
+    inner = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = inner.add_parser(
+        "verify",
+        help="re-verify hashes, seals and state roots from the genesis",
+        description=(
+            "Re-verify NETDIR/data/ID/chain.db from the genesis: each block's hash, link, "
+            "transactions root and commit seals (a quorum of that height's authorities), then "
+            "re-execute it and compare the state root; check every stored state snapshot. "
+            "Prints the verified height (exit 0) or the first bad height and why (exit 1). "
+            "Safe while the authority runs (read only)."
+        ),
+    )
+    verify.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
+    verify.add_argument("--id", required=True, dest="member", help="the authority's member id")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.set_defaults(handler=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from peers.authority.store import ChainStore
+    from peers.authority.verify import verify_chain
+    from peers.errors import CliError
+    from peers.netdir import NetDir
+
+    net = NetDir(args.net)
+    genesis = net.genesis()
+    if args.member not in {m.id for m in genesis.members}:
+        raise CliError(f"{args.member!r} is not a member of {net.path}")
+    path = net.path / "data" / args.member / "chain.db"
+    if not path.is_file():
+        raise CliError(f"{path}: no chain database (has {args.member} run as an authority?)")
+    store = ChainStore(path)
+    try:
+        verdict = verify_chain(genesis, store)
+    finally:
+        store.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": verdict.ok,
+                    "height": verdict.height,
+                    "reason": verdict.reason,
+                    "state_root": verdict.state_root,
+                }
+            )
+        )
+    elif verdict.ok:
+        print(f"{args.member}: verified {verdict.height} blocks, state root {verdict.state_root}")
+    else:
+        print(f"{args.member}: first bad height {verdict.height}: {verdict.reason}")
+    return 0 if verdict.ok else 1

@@ -1,0 +1,73 @@
+"""Re-verify an authority's database from the genesis: ``botc chain verify``.
+
+Every stored block is decoded, its stored hash compared, then checked like a block from the
+network (link to its parent, transactions root, a quorum of valid commit seals from the
+authority set of its height) and re-executed: the state root must be the header's. Every
+stored state snapshot must restore to the state root of its height. The first height where
+anything fails is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from peers.authority.node import genesis_header
+from peers.authority.store import ChainStore
+from rfq.errors import RfqError
+from rfq.identity import Genesis
+from rfq.ledger.block import Block, BlockError, check_block
+from rfq.ledger.state import LedgerState
+
+_block_decoder = msgspec.msgpack.Decoder(Block)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    height: int
+    reason: str = ""
+    state_root: str = ""
+
+
+def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
+    """``ok`` with the verified height, or the first bad height and why."""
+    state = LedgerState(genesis)
+    head = genesis_header(genesis, state)
+    snapshots = {h: (root, data) for h, root, data in store.snapshots()}
+    tip = store.height()
+    for height in range(1, tip + 1):
+        row = store.db.execute("SELECT hash, data FROM blocks WHERE height = ?", (height,))
+        found = row.fetchone()
+        if found is None:
+            return Verdict(False, height, "block missing")
+        stored_hash, data = bytes(found[0]), bytes(found[1])
+        try:
+            block = _block_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Verdict(False, height, f"block does not decode ({exc})")
+        if block.height != height:
+            return Verdict(False, height, f"row holds block {block.height}")
+        if block.hash() != stored_hash:
+            return Verdict(False, height, "stored hash differs from the block's hash")
+        try:
+            check_block(head, block, state.authorities, state.directory)
+        except BlockError as exc:
+            return Verdict(False, height, exc.reason)
+        try:
+            state.execute(height, block.header.timestamp_ms, head, block.txs)
+        except RfqError as exc:
+            return Verdict(False, height, f"does not execute: {exc}")
+        if state.state_root() != block.header.state_root:
+            return Verdict(False, height, "state root differs from the header's")
+        if height in snapshots:
+            root, snap = snapshots[height]
+            try:
+                restored = LedgerState.restore(genesis, snap)
+            except RfqError as exc:
+                return Verdict(False, height, f"state snapshot does not decode: {exc}")
+            if root != block.header.state_root or restored.state_root() != root:
+                return Verdict(False, height, "state snapshot differs from the chain's state")
+        head = block.header
+    return Verdict(True, tip, state_root=head.state_root.hex())

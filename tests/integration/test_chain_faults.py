@@ -1,0 +1,131 @@
+"""Authorities crashing, returning and having their databases tampered with."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import msgspec
+import pytest
+
+from peers.authority.node import AuthorityNode
+from peers.cli import main
+from rfq.ledger.block import Block
+
+from .chainkit import AUTHORITIES, TxFactory, start_authorities, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def crash(node: AuthorityNode) -> None:
+    """Stop a node as a crash would: no goodbye to its peers."""
+    for task in node._tasks:
+        task.cancel()
+    for handle in node.timers.values():
+        handle.cancel()
+    node._stopped = True
+    await node.bus.nc.close()
+    node.store.close()
+
+
+async def restart(network, bus_factory, member: str) -> AuthorityNode:
+    bus = await bus_factory(member)
+    return await AuthorityNode(bus, network.genesis(), network.data_dir(member)).start()
+
+
+def same_chain(nodes) -> None:
+    tip = min(n.head.height for n in nodes)
+    for h in range(1, tip + 1):
+        assert len({n.store.block(h).hash() for n in nodes}) == 1, f"fork at height {h}"
+
+
+async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_resumes(
+    nats_server, network, bus_factory
+):
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    client = await bus_factory("C1")
+    await submit(client, [factory.trade(f"a{i}") for i in range(20)])
+    await wait_for(lambda: all(len(n.state.trades) == 20 for n in nodes.values()), what="warm-up")
+
+    await crash(nodes["D3"])
+    alive = [nodes[m] for m in ("CCP", "D1", "D2")]
+    await submit(client, [factory.trade(f"b{i}") for i in range(20)])
+    await wait_for(lambda: all(len(n.state.trades) == 40 for n in alive), timeout=60,
+                   what="three of four authorities commit")
+    same_chain(alive)
+
+    await crash(nodes["D2"])
+    two = [nodes["CCP"], nodes["D1"]]
+    halted_at = max(n.head.height for n in two)
+    await submit(client, [factory.trade(f"c{i}") for i in range(10)])
+    await asyncio.sleep(3)
+    assert max(n.head.height for n in two) == halted_at, "two of four must not finalise"
+    same_chain(two)
+
+    nodes["D2"] = await restart(network, bus_factory, "D2")
+    three = [nodes["CCP"], nodes["D1"], nodes["D2"]]
+    await wait_for(lambda: all(len(n.state.trades) == 50 for n in three), timeout=90,
+                   what="the chain resumes with three")
+    same_chain(three)
+
+    nodes["D3"] = await restart(network, bus_factory, "D3")
+    await wait_for(lambda: nodes["D3"].head.height >= min(n.head.height for n in three),
+                   timeout=30, what="D3 catches up")
+    same_chain(list(nodes.values()))
+    for node in nodes.values():
+        await node.stop()
+    for member in AUTHORITIES:
+        assert main(["chain", "verify", "--net", str(network.path), "--id", member]) == 0
+
+
+async def run_and_stop(network, bus_factory, trades: int = 30) -> dict[str, AuthorityNode]:
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    client = await bus_factory("C1")
+    await submit(client, [factory.trade(f"t{i}") for i in range(trades)])
+    await wait_for(lambda: all(len(n.state.trades) == trades for n in nodes.values()))
+    for node in nodes.values():
+        await node.stop()
+    return nodes
+
+
+async def test_an_edited_block_row_is_named_by_chain_verify(
+    nats_server, network, bus_factory, capsys
+):
+    await run_and_stop(network, bus_factory)
+    db = sqlite3.connect(network.path / "data" / "D1" / "chain.db")
+    heights = [h for (h,) in db.execute("SELECT height FROM blocks WHERE height > 0 ORDER BY 1")]
+    target = next(h for h in heights if msgspec.msgpack.decode(
+        db.execute("SELECT data FROM blocks WHERE height=?", (h,)).fetchone()[0], type=Block
+    ).txs)
+    data = db.execute("SELECT data FROM blocks WHERE height=?", (target,)).fetchone()[0]
+    block = msgspec.msgpack.decode(data, type=Block)
+    forged = msgspec.structs.replace(block, txs=block.txs[:-1] + (block.txs[-1][:-1] + b"\x00",))
+    db.execute("UPDATE blocks SET data=? WHERE height=?", (msgspec.msgpack.encode(forged), target))
+    db.commit()
+    db.close()
+    capsys.readouterr()
+    assert main(["chain", "verify", "--net", str(network.path), "--id", "D1"]) == 1
+    out = capsys.readouterr().out
+    assert f"first bad height {target}" in out
+    assert main(["chain", "verify", "--net", str(network.path), "--id", "D2"]) == 0
+
+
+async def test_an_edited_state_row_is_named_by_chain_verify(
+    nats_server, network, bus_factory, capsys
+):
+    await run_and_stop(network, bus_factory)
+    db = sqlite3.connect(network.path / "data" / "CCP" / "chain.db")
+    height, data = db.execute(
+        "SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1"
+    ).fetchone()
+    tampered = bytearray(data)
+    index = bytes(tampered).find(b"C1")
+    tampered[index : index + 2] = b"C9"
+    db.execute("UPDATE snapshots SET data=? WHERE height=?", (bytes(tampered), height))
+    db.commit()
+    db.close()
+    capsys.readouterr()
+    assert main(["chain", "verify", "--net", str(network.path), "--id", "CCP"]) == 1
+    assert f"first bad height {height}: state snapshot" in capsys.readouterr().out
