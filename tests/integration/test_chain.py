@@ -15,8 +15,12 @@ async def test_four_authorities_commit_a_thousand_transactions_identically(
     nodes = await start_authorities(network, bus_factory)
     factory = TxFactory(network)
     c1, c2 = await bus_factory("C1"), await bus_factory("C2")
-    await submit(c1, [factory.trade(f"r{i}", client="C1", dealer=f"D{i % 3 + 1}") for i in range(500)])
-    await submit(c2, [factory.trade(f"s{i}", client="C2", dealer=f"D{i % 3 + 1}") for i in range(500)])
+    await submit(
+        c1, [factory.trade(f"r{i}", client="C1", dealer=f"D{i % 3 + 1}") for i in range(500)]
+    )
+    await submit(
+        c2, [factory.trade(f"s{i}", client="C2", dealer=f"D{i % 3 + 1}") for i in range(500)]
+    )
     await wait_for(
         lambda: all(len(n.state.trades) == 1000 for n in nodes.values()),
         timeout=120,

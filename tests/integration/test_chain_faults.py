@@ -51,8 +51,11 @@ async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_r
     await crash(nodes["D3"])
     alive = [nodes[m] for m in ("CCP", "D1", "D2")]
     await submit(client, [factory.trade(f"b{i}") for i in range(20)])
-    await wait_for(lambda: all(len(n.state.trades) == 40 for n in alive), timeout=60,
-                   what="three of four authorities commit")
+    await wait_for(
+        lambda: all(len(n.state.trades) == 40 for n in alive),
+        timeout=60,
+        what="three of four authorities commit",
+    )
     same_chain(alive)
 
     await crash(nodes["D2"])
@@ -65,13 +68,19 @@ async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_r
 
     nodes["D2"] = await restart(network, bus_factory, "D2")
     three = [nodes["CCP"], nodes["D1"], nodes["D2"]]
-    await wait_for(lambda: all(len(n.state.trades) == 50 for n in three), timeout=90,
-                   what="the chain resumes with three")
+    await wait_for(
+        lambda: all(len(n.state.trades) == 50 for n in three),
+        timeout=90,
+        what="the chain resumes with three",
+    )
     same_chain(three)
 
     nodes["D3"] = await restart(network, bus_factory, "D3")
-    await wait_for(lambda: nodes["D3"].head.height >= min(n.head.height for n in three),
-                   timeout=30, what="D3 catches up")
+    await wait_for(
+        lambda: nodes["D3"].head.height >= min(n.head.height for n in three),
+        timeout=30,
+        what="D3 catches up",
+    )
     same_chain(list(nodes.values()))
     for node in nodes.values():
         await node.stop()
@@ -96,12 +105,16 @@ async def test_an_edited_block_row_is_named_by_chain_verify(
     await run_and_stop(network, bus_factory)
     db = sqlite3.connect(network.path / "data" / "D1" / "chain.db")
     heights = [h for (h,) in db.execute("SELECT height FROM blocks WHERE height > 0 ORDER BY 1")]
-    target = next(h for h in heights if msgspec.msgpack.decode(
-        db.execute("SELECT data FROM blocks WHERE height=?", (h,)).fetchone()[0], type=Block
-    ).txs)
+    target = next(
+        h
+        for h in heights
+        if msgspec.msgpack.decode(
+            db.execute("SELECT data FROM blocks WHERE height=?", (h,)).fetchone()[0], type=Block
+        ).txs
+    )
     data = db.execute("SELECT data FROM blocks WHERE height=?", (target,)).fetchone()[0]
     block = msgspec.msgpack.decode(data, type=Block)
-    forged = msgspec.structs.replace(block, txs=block.txs[:-1] + (block.txs[-1][:-1] + b"\x00",))
+    forged = msgspec.structs.replace(block, txs=(*block.txs[:-1], block.txs[-1][:-1] + b"\x00"))
     db.execute("UPDATE blocks SET data=? WHERE height=?", (msgspec.msgpack.encode(forged), target))
     db.commit()
     db.close()
