@@ -308,9 +308,6 @@ class AuthorityNode:
                 )
             )
             return
-        if received.message.kind == "accept":
-            quote = received.payload.quote  # type: ignore[union-attr]
-            self.verified.add(hashlib.sha256(_encoder.encode(quote)).digest())
         if not self.mempool.add(Pending(tx_id, tx, received.sender, int(time.time() * 1000))):
             if len(self.mempool) >= self.mempool.max_size:
                 await self._notify(

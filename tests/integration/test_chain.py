@@ -71,3 +71,30 @@ async def test_client_c1_is_told_its_trade_is_final_and_sees_only_its_own_contra
     assert status.authorities == AUTHORITIES
     for node in nodes.values():
         await node.stop()
+
+
+async def test_an_accept_carrying_a_forged_quote_never_commits(nats_server, network, bus_factory):
+    """C1 signs an accept around a 'quote' that D1 never signed (the signature is D2's over
+    other bytes): every authority refuses it at execution."""
+    import hashlib
+
+    import msgspec
+
+    from peers.ledger_client import LedgerClient
+    from rfq.messages import Accept
+    from rfq.signing import SignedMessage
+
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    genuine = msgspec.msgpack.decode(factory.trade("forged", dealer="D1"), type=SignedMessage)
+    accept = msgspec.msgpack.decode(genuine.body, type=Accept)
+    bad_quote = msgspec.structs.replace(accept.quote, signature=b"\x01" * 64)
+    forged = factory.sign("C1", msgspec.structs.replace(accept, quote=bad_quote))
+    c1 = await LedgerClient(await bus_factory("C1"), network.genesis()).start()
+    await c1.bus.nc.publish("otc.tx.C1", forged)
+    receipt = await c1.wait(hashlib.sha256(forged).hexdigest(), timeout=20)
+    assert not receipt.ok
+    assert receipt.reason == "the quote's signature does not verify"
+    assert all("forged" not in n.state.trades for n in nodes.values())
+    for node in nodes.values():
+        await node.stop()
