@@ -1,0 +1,615 @@
+"""The regulator's live CCR and systemic-risk monitor, pure: chain data in, CCR table, alerts and
+the exposure network out (paper section III.2-III.3).
+
+**Netting sets.** Every (client, dealer) pair with live contracts is one bilateral netting set
+(one CSA: the contracts' variation-margin terms). SA-CCR (``rfq.risk.saccr``) is run on it twice,
+once from each party's side: ``Exposure(creditor, debtor)`` is what the creditor stands to lose
+if the debtor defaults. Each contract becomes SA-CCR trades from the creditor's side:
+
+- one trade per leg, classified by ``rfq.instruments.CATALOG``: commodities in their hedging set
+  (metals, energy, agricultural) with the commodity type (steel, crude_oil, ...) as the risk
+  factor, equity underlyings quoted in points as an equity index; an underlying the catalog does
+  not know (or of an asset class the catalog does not use) goes to the conservative commodity
+  hedging set "other" under its own id;
+- adjusted notional ``|weight x price| x quantity x multiplier`` at the leg's current price
+  (see ``leg_prices``); delta +1 when the creditor is long the leg (the buying client, or the
+  dealer facing a selling client; a leg of negative weight flips it), -1 otherwise;
+- a European option is one trade with the supervisory delta of BCBS 279 (``option.price`` is
+  the current level of its legs, the forward; ``bought`` when the creditor is the buyer);
+- maturity and option expiry in years (actual/365) from the chain's business date;
+- ``mtm`` is the contract's value to the creditor: ``client_mtm`` for the client, its negation
+  for the dealer (0 while a leg has no price yet), carried on the contract's first trade.
+
+Collateral ``C`` = variation margin held + cash initial margin held. ``vm_balance`` is the net
+variation margin transferred dealer -> client: the client holds ``vm_balance``, the dealer
+``-vm_balance``. The client's cash initial margin sits in the bank's custody account and goes to
+the dealer on the client's default, so it is independent collateral the *dealer* holds (NICA);
+a client's posted, segregated margin is not netted against its exposure to the dealer (BCBS 279
+leaves bankruptcy-remote posted collateral out of NICA). Credit lines and guarantee cover are
+not collateral. A netting set whose contracts are all margined is margined with the contracts'
+threshold and MTA (the largest, if they differ) and an MPOR of ``MPOR_DAYS`` business days; its
+EAD is capped at the unmargined EAD (``compute_netting_set``).
+
+**Per institution** (the ``CcrRow`` convention in ``rfq.queries``): ``ead`` is the sum of SA-CCR
+EAD over the netting sets in which the institution is the *debtor*, i.e. what its counterparties
+would lose were it to default; ``el = pd x ead x lgd`` (formula 4). ``pd``: 1 for an institution
+that has defaulted on chain (observed), else ``rfq.rating.pd_of`` of its on-chain rating score
+(its external grade if the chain has no score, ``UNRATED_GRADE`` if it has neither). ``lgd = 1 -
+RR`` (formula 9): ``RR`` the mean recovery rate observed in the institution's own defaults on
+chain, else ``DEFAULT_RECOVERY_RATE``. An institution alerts while ``ead`` is above its genesis
+``ccr_threshold`` (0: never); ``crossings`` reports each crossing once.
+
+**Exposure network** (formulas 10-11): institutions with their genesis ``capital`` (also
+Eisenberg-Noe's external assets and DebtRank's weight); an edge creditor -> debtor for every
+positive EAD, losing the debtor's ``lgd``. A guarantor's live lines for a client (``line - paid``,
+in guarantee-id order, as the ledger's default waterfall uses them) take over that much of the
+dealers' exposures to the client, pro rata: the dealers' edges shrink and the guarantor gets an
+edge to the client for the cover (the pledged asset is off chain and not counted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from rfq.contracts.model import ContractView, Status
+from rfq.errors import ValidationError
+from rfq.identity import Member, Role
+from rfq.instruments import CATALOG, SINGLE_LEG, AssetClass, Side, Template
+from rfq.ledger.state import Guarantee
+from rfq.queries import CcrRow, RiskAlert, WhatIfReply
+from rfq.rating import grade_of, pd_of
+from rfq.risk.contagion import (
+    Exposure,
+    ExposureNetwork,
+    Institution,
+    build_network,
+    cascade,
+    debtrank,
+    eisenberg_noe,
+)
+from rfq.risk.loss import expected_loss
+from rfq.risk.saccr import NettingSet, NettingSetResult, OptionSpec, Trade, compute_netting_set
+
+DEFAULT_RECOVERY_RATE = 0.40
+"""RR when an institution has no default on chain: the market convention for senior unsecured
+claims (ISDA standard CDS model), so LGD = 60 %."""
+
+UNRATED_GRADE = "BB"
+"""The grade of an institution with neither an on-chain nor an external rating: speculative."""
+
+MPOR_DAYS = 10.0
+"""Margin period of risk of a margined netting set, in business days (BCBS 279, daily margin)."""
+
+DAYS_PER_YEAR = 365.0
+MIN_OPTION_EXPIRY_YEARS = 1.0 / DAYS_PER_YEAR
+
+INSTITUTION_ROLES = frozenset({Role.CLIENT, Role.DEALER, Role.CCP, Role.GUARANTOR})
+"""Members that carry credit risk: rows of the CCR table and nodes of the exposure network."""
+
+MODELS = ("cascade", "debtrank", "eisenberg-noe")
+OTHER_COMMODITIES = "other"
+
+
+# ---------------------------------------------------------------------------------------------
+# Input and output
+
+
+@dataclass(frozen=True)
+class MonitorInput:
+    """What the monitor reads from the chain at one height.
+
+    ``contracts``: views of live contracts (ended ones may be included: defaulted ones give
+    observed defaults and recovery rates, the rest are ignored). ``cash_margin``: per contract
+    id, the client's cash initial margin held in custody for it (confirmed, not yet returned).
+    ``ratings``: on-chain rating scores (0..100). ``prices``: latest price per underlying where
+    the caller knows it (``leg_prices`` fills in the rest).
+    """
+
+    height: int
+    as_of: dt.date
+    members: tuple[Member, ...]
+    contracts: tuple[ContractView, ...]
+    cash_margin: Mapping[str, float] = field(default_factory=dict)
+    ratings: Mapping[str, float] = field(default_factory=dict)
+    guarantees: tuple[Guarantee, ...] = ()
+    prices: Mapping[str, float] = field(default_factory=dict)
+    recovery_rate: float = DEFAULT_RECOVERY_RATE
+    mpor_days: float = MPOR_DAYS
+
+
+class DirectedExposure(msgspec.Struct, frozen=True):
+    """SA-CCR of one bilateral netting set from the creditor's side: the creditor would lose
+    ``result.ead`` if the debtor defaulted."""
+
+    netting_set: str
+    creditor: str
+    debtor: str
+    contracts: int
+    result: NettingSetResult
+
+    @property
+    def ead(self) -> float:
+        return self.result.ead
+
+
+@dataclass(frozen=True, eq=False)
+class Assessment:
+    """The monitor's picture at one height: the CCR table, the directed exposures behind it and
+    the exposure network contagion runs on."""
+
+    height: int
+    rows: tuple[CcrRow, ...]
+    exposures: tuple[DirectedExposure, ...]
+    network: ExposureNetwork
+
+    def row(self, institution: str) -> CcrRow | None:
+        for row in self.rows:
+            if row.institution == institution:
+                return row
+        return None
+
+    @property
+    def above(self) -> frozenset[str]:
+        """Institutions whose EAD is above their threshold now."""
+        return frozenset(r.institution for r in self.rows if r.alert)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prices
+
+
+def leg_prices(
+    views: Iterable[ContractView], known: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Latest price per underlying: ``known`` first, then what the contracts' marks imply.
+
+    A contract's ``mark`` is the weighted sum of its legs' latest fixings on chain (an
+    average-price swap's is a blend with past fixings, so it is not used): a contract with one
+    leg of unknown price gives that price, repeated until nothing new is learnt.
+    """
+    prices = dict(known or {})
+    marked = [
+        v
+        for v in views
+        if v.mark is not None
+        and math.isfinite(v.mark)
+        and v.contract.terms.template != Template.AVERAGE_PRICE_SWAP
+    ]
+    changed = True
+    while changed:
+        changed = False
+        for view in marked:
+            legs = view.contract.terms.legs
+            unknown = [leg for leg in legs if leg.underlying not in prices]
+            if len(unknown) != 1 or unknown[0].weight == 0:
+                continue
+            rest = math.fsum(
+                leg.weight * prices[leg.underlying] for leg in legs if leg is not unknown[0]
+            )
+            assert view.mark is not None
+            prices[unknown[0].underlying] = (view.mark - rest) / unknown[0].weight
+            changed = True
+    return prices
+
+
+def _leg_price(view: ContractView, underlying: str, prices: Mapping[str, float]) -> float:
+    """A leg's price: the latest known, else (one leg) the agreed price or strike, else the
+    catalog's reference price, else the contract's price level."""
+    if underlying in prices:
+        return prices[underlying]
+    contract = view.contract
+    option = contract.terms.option
+    agreed = contract.fixed_price if contract.fixed_price is not None else None
+    if agreed is None and option is not None:
+        agreed = option.strike
+    if contract.terms.template in SINGLE_LEG and agreed is not None:
+        return agreed
+    known = CATALOG.get(underlying)
+    if known is not None:
+        return known.start_price
+    return abs(agreed) if agreed is not None else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Contract terms -> SA-CCR trades
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an underlying sits in SA-CCR: asset class, hedging set and risk factor."""
+
+    asset_class: str
+    hedging_set: str | None
+    reference: str
+    is_index: bool = False
+
+
+def placement_of(underlying_id: str) -> Placement:
+    """Commodities by the catalog's hedging set and commodity type; equity underlyings quoted in
+    points are indices; anything else is the conservative commodity set "other"."""
+    u = CATALOG.get(underlying_id)
+    if u is not None and u.asset_class == AssetClass.COMMODITY:
+        return Placement("commodity", u.hedging_set, u.commodity_type or u.root)
+    if u is not None and u.asset_class == AssetClass.EQUITY:
+        return Placement("equity", None, u.root or u.id, is_index=u.unit == "points")
+    return Placement("commodity", OTHER_COMMODITIES, underlying_id)
+
+
+def _trade(
+    trade_id: str,
+    placement: Placement,
+    *,
+    notional: float,
+    mtm: float,
+    maturity: float,
+    delta: float | None = None,
+    option: OptionSpec | None = None,
+) -> Trade:
+    return Trade(
+        id=trade_id,
+        asset_class=placement.asset_class,
+        notional=notional,
+        mtm=mtm,
+        maturity=maturity,
+        hedging_set=placement.hedging_set,
+        reference=placement.reference,
+        is_index=placement.is_index,
+        delta=delta,
+        option=option,
+    )
+
+
+def contract_trades(
+    view: ContractView, *, creditor: str, as_of: dt.date, prices: Mapping[str, float]
+) -> tuple[Trade, ...]:
+    """One contract as SA-CCR trades from ``creditor``'s side (its client or its dealer)."""
+    contract = view.contract
+    if creditor not in (contract.client, contract.dealer):
+        raise ValidationError(f"{creditor!r} is not a party", where=f"contract {contract.id!r}")
+    terms = contract.terms
+    long = (terms.client_side == Side.BUY) == (creditor == contract.client)
+    sign = 1.0 if long else -1.0
+    size = terms.quantity * terms.multiplier
+    maturity = max((terms.maturity - as_of).days, 0) / DAYS_PER_YEAR
+    value = 0.0 if view.client_mtm is None else view.client_mtm
+    mtm = value if creditor == contract.client else -value
+    option = terms.option
+    if option is not None:
+        forward = math.fsum(
+            leg.weight * _leg_price(view, leg.underlying, prices) for leg in terms.legs
+        )
+        placement = placement_of(terms.legs[0].underlying)
+        notional = abs(forward) * size
+        if forward > 0:
+            spec = OptionSpec(
+                type=option.type,
+                bought=long,
+                price=forward,
+                strike=option.strike,
+                expiry=max(maturity, MIN_OPTION_EXPIRY_YEARS),
+            )
+            return (
+                _trade(
+                    contract.id,
+                    placement,
+                    notional=notional,
+                    mtm=mtm,
+                    maturity=maturity,
+                    option=spec,
+                ),
+            )
+        # A level at or below zero has no supervisory delta: count the option as deep in the
+        # money (delta of a call +-1, of a put -+1), the conservative side.
+        delta = sign if option.type == "call" else -sign
+        return (
+            _trade(
+                contract.id, placement, notional=notional, mtm=mtm, maturity=maturity, delta=delta
+            ),
+        )
+    trades = []
+    for k, leg in enumerate(terms.legs):
+        price = _leg_price(view, leg.underlying, prices)
+        trades.append(
+            _trade(
+                contract.id if len(terms.legs) == 1 else f"{contract.id}/{k}",
+                placement_of(leg.underlying),
+                notional=abs(leg.weight * price) * size,
+                mtm=mtm if k == 0 else 0.0,
+                maturity=maturity,
+                delta=sign if leg.weight > 0 else -sign,
+            )
+        )
+    return tuple(trades)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bilateral netting sets
+
+
+def netting_set_id(client: str, dealer: str, creditor: str) -> str:
+    """``client|dealer>creditor``: the pair's netting set seen from the creditor's side."""
+    return f"{client}|{dealer}>{creditor}"
+
+
+def bilateral_exposures(
+    inp: MonitorInput, prices: Mapping[str, float] | None = None
+) -> tuple[DirectedExposure, ...]:
+    """SA-CCR of every (client, dealer) netting set of live contracts, from both sides.
+
+    Ordered by (client, dealer), the dealer's exposure to the client first.
+    """
+    if prices is None:
+        prices = leg_prices(inp.contracts, inp.prices)
+    pairs: dict[tuple[str, str], list[ContractView]] = {}
+    for view in inp.contracts:
+        if not view.status.terminal:
+            pairs.setdefault((view.contract.client, view.contract.dealer), []).append(view)
+    out: list[DirectedExposure] = []
+    for (client, dealer), views in sorted(pairs.items()):
+        views.sort(key=lambda v: v.contract.id)
+        terms = [v.contract.margin for v in views]
+        margined = all(m is not None for m in terms)
+        threshold = max((m.threshold for m in terms if m is not None), default=0.0)
+        mta = max((m.minimum_transfer_amount for m in terms if m is not None), default=0.0)
+        vm_to_client = math.fsum(v.vm_balance for v in views)
+        cash_im = math.fsum(max(inp.cash_margin.get(v.contract.id, 0.0), 0.0) for v in views)
+        for creditor, debtor in ((dealer, client), (client, dealer)):
+            if creditor == dealer:
+                nica, held_vm = cash_im, -vm_to_client
+            else:
+                nica, held_vm = 0.0, vm_to_client
+            trades = tuple(
+                t
+                for v in views
+                for t in contract_trades(v, creditor=creditor, as_of=inp.as_of, prices=prices)
+            )
+            ns = NettingSet(
+                id=netting_set_id(client, dealer, creditor),
+                trades=trades,
+                margined=margined,
+                collateral=held_vm + nica,
+                threshold=threshold if margined else None,
+                mta=mta if margined else None,
+                nica=nica if margined else None,
+                mpor_days=inp.mpor_days if margined else None,
+            )
+            out.append(
+                DirectedExposure(
+                    netting_set=ns.id,
+                    creditor=creditor,
+                    debtor=debtor,
+                    contracts=len(views),
+                    result=compute_netting_set(ns),
+                )
+            )
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# PD, LGD and the CCR table
+
+
+def observed_defaults(views: Iterable[ContractView]) -> dict[str, tuple[float, ...]]:
+    """Institutions that defaulted on chain, each with the recovery rates of its defaulted
+    contracts (empty when none was recorded)."""
+    found: dict[str, list[float]] = {}
+    for view in views:
+        if view.status != Status.DEFAULTED:
+            continue
+        outcome = view.outcome
+        party = (outcome.defaulting_party if outcome else None) or view.defaulting_party
+        if party is None:
+            continue
+        rates = found.setdefault(party, [])
+        if outcome is not None and outcome.recovery_rate is not None:
+            rates.append(min(max(outcome.recovery_rate, 0.0), 1.0))
+    return {party: tuple(rates) for party, rates in found.items()}
+
+
+@dataclass(frozen=True)
+class Credit:
+    """An institution's grade, PD and LGD as the monitor uses them."""
+
+    grade: str
+    pd: float
+    lgd: float
+
+
+def credit_of(
+    member: Member,
+    ratings: Mapping[str, float],
+    defaults: Mapping[str, tuple[float, ...]],
+    recovery_rate: float = DEFAULT_RECOVERY_RATE,
+) -> Credit:
+    """PD: 1 after an observed default ("D"), else from the on-chain score, the external grade
+    or ``UNRATED_GRADE``. LGD: 1 - the mean observed recovery, else 1 - ``recovery_rate``."""
+    recoveries = defaults.get(member.id, ())
+    rr = math.fsum(recoveries) / len(recoveries) if recoveries else recovery_rate
+    if not 0.0 <= rr <= 1.0:
+        raise ValidationError(f"recovery rate must be in [0, 1], got {rr}", where=member.id)
+    lgd = 1.0 - rr
+    if member.id in defaults:
+        return Credit("D", 1.0, lgd)
+    score = ratings.get(member.id)
+    if score is not None and math.isfinite(score) and 0.0 <= score <= 100.0:
+        return Credit(str(grade_of(score)), pd_of(score), lgd)
+    grade = member.external_rating or UNRATED_GRADE
+    return Credit(grade, pd_of(grade), lgd)
+
+
+def assess(inp: MonitorInput) -> Assessment:
+    """The CCR table, the directed exposures and the exposure network at ``inp.height``."""
+    prices = leg_prices(inp.contracts, inp.prices)
+    exposures = bilateral_exposures(inp, prices)
+    defaults = observed_defaults(inp.contracts)
+    institutions = [m for m in inp.members if m.role in INSTITUTION_ROLES]
+    owed: dict[str, list[float]] = {}
+    counterparties: dict[str, set[str]] = {}
+    for x in exposures:
+        owed.setdefault(x.debtor, []).append(x.ead)
+        counterparties.setdefault(x.debtor, set()).add(x.creditor)
+    open_contracts: dict[str, int] = {}
+    for view in inp.contracts:
+        if not view.status.terminal:
+            for party in (view.contract.client, view.contract.dealer):
+                open_contracts[party] = open_contracts.get(party, 0) + 1
+    rows: list[CcrRow] = []
+    lgd: dict[str, float] = {}
+    for m in institutions:
+        credit = credit_of(m, inp.ratings, defaults, inp.recovery_rate)
+        lgd[m.id] = credit.lgd
+        ead = math.fsum(owed.get(m.id, ()))
+        rows.append(
+            CcrRow(
+                institution=m.id,
+                role=str(m.role),
+                grade=credit.grade,
+                pd=credit.pd,
+                lgd=credit.lgd,
+                ead=ead,
+                el=expected_loss(credit.pd, ead, credit.lgd, where=m.id),
+                threshold=m.ccr_threshold,
+                netting_sets=len(counterparties.get(m.id, ())),
+                open_contracts=open_contracts.get(m.id, 0),
+                alert=m.ccr_threshold > 0 and ead > m.ccr_threshold,
+            )
+        )
+    network = exposure_network(institutions, exposures, lgd, inp.guarantees)
+    return Assessment(inp.height, tuple(rows), exposures, network)
+
+
+# ---------------------------------------------------------------------------------------------
+# The exposure network
+
+
+def exposure_network(
+    institutions: Sequence[Member],
+    exposures: Iterable[DirectedExposure],
+    lgd: Mapping[str, float],
+    guarantees: Iterable[Guarantee] = (),
+) -> ExposureNetwork:
+    """Nodes with their genesis capital; an edge creditor -> debtor per positive EAD losing the
+    debtor's LGD; guarantors' live lines take over part of the dealers' exposures to a client.
+    """
+    ids = {m.id for m in institutions}
+    nodes = [
+        Institution(id=m.id, capital=m.capital, external_assets=m.capital, weight=m.capital)
+        for m in institutions
+    ]
+    claims: dict[str, list[tuple[str, float]]] = {}
+    for x in exposures:
+        if x.ead > 0 and x.creditor in ids and x.debtor in ids:
+            claims.setdefault(x.debtor, []).append((x.creditor, x.ead))
+    lines: dict[str, list[Guarantee]] = {}
+    for g in sorted(guarantees, key=lambda g: g.id):
+        if g.status == "live" and g.line - g.paid > 0 and g.guarantor in ids:
+            lines.setdefault(g.client, []).append(g)
+    edges: list[Exposure] = []
+    for debtor, owed in claims.items():
+        loss = lgd.get(debtor, 1.0 - DEFAULT_RECOVERY_RATE)
+        total = math.fsum(amount for _, amount in owed)
+        remaining = total
+        cover: dict[str, float] = {}
+        for g in lines.get(debtor, ()):
+            if g.guarantor == debtor or remaining <= 0:
+                continue
+            take = min(g.line - g.paid, remaining)
+            cover[g.guarantor] = cover.get(g.guarantor, 0.0) + take
+            remaining -= take
+        scale = remaining / total if total > 0 else 1.0
+        for creditor, amount in owed:
+            if amount * scale > 0:
+                edges.append(Exposure(creditor, debtor, amount * scale, loss))
+        for guarantor, amount in cover.items():
+            edges.append(Exposure(guarantor, debtor, amount, loss))
+    return build_network(nodes, edges)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts and what-if
+
+
+def crossings(
+    previous: Collection[str], rows: Iterable[CcrRow]
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(institutions above their threshold now, those that crossed since ``previous``).
+
+    An institution alerts once per crossing: it must fall back to its threshold or below before
+    it can alert again.
+    """
+    rows = list(rows)
+    above = frozenset(r.institution for r in rows if r.alert)
+    crossed = tuple(r.institution for r in rows if r.alert and r.institution not in previous)
+    return above, crossed
+
+
+def alert_for(assessment: Assessment, institution: str) -> RiskAlert:
+    """The alert for ``institution`` with the cascade its default would start (formulas 10-11)."""
+    row = assessment.row(institution)
+    if row is None:
+        raise ValidationError(f"unknown institution {institution!r}", where="alert")
+    result = cascade(assessment.network, (institution,))
+    return RiskAlert(
+        height=assessment.height,
+        institution=institution,
+        ead=row.ead,
+        threshold=row.threshold,
+        cascade_rounds=result.rounds,
+        cascade_defaulted=result.defaulted,
+    )
+
+
+def what_if(
+    network: ExposureNetwork, shocked: Sequence[str], model: str = "cascade"
+) -> WhatIfReply:
+    """How far the default of ``shocked`` spreads under ``model`` (cascade, debtrank or
+    eisenberg-noe); ``losses`` is what each institution loses.
+
+    cascade: ``amount x lgd`` from each defaulted debtor. debtrank: final stress x capital.
+    eisenberg-noe: the shocked institutions' external assets are wiped out and the clearing
+    vector found; a creditor loses the unpaid share of what its debtors owe it.
+    """
+    if model not in MODELS:
+        raise ValidationError(f"unknown model {model!r} (expected one of {', '.join(MODELS)})")
+    if not shocked:
+        raise ValidationError("name at least one institution to default", where="institutions")
+    for name in shocked:
+        network.index_of(name, where="institutions")
+    shocked = tuple(dict.fromkeys(shocked))
+    if model == "cascade":
+        result = cascade(network, shocked)
+        return WhatIfReply(model, shocked, result.rounds, result.defaulted, result.losses)
+    if model == "debtrank":
+        ranked = debtrank(network, shocked)
+        losses = {
+            name: ranked.stress[name] * float(network.capital[i])
+            for i, name in enumerate(network.ids)
+        }
+        return WhatIfReply(model, shocked, ranked.rounds, ranked.defaulted, losses)
+    external = network.external_assets.copy()
+    index = [network.index_of(name) for name in shocked]
+    external[index] = 0.0
+    hit = dataclasses.replace(network, external_assets=external)
+    cleared = eisenberg_noe(hit)
+    p_bar = hit.owed()
+    paid = np.array([cleared.payments[name] for name in hit.ids])
+    unpaid = np.divide(p_bar - paid, p_bar, out=np.zeros(hit.size), where=p_bar > 0)
+    lost = np.bincount(
+        hit.creditor, weights=hit.amount * unpaid[hit.debtor], minlength=hit.size
+    ).astype(np.float64)
+    first = tuple(name for name in network.ids if name in shocked)
+    rounds = [first]
+    for step in cleared.rounds:
+        new = tuple(name for name in step if name not in shocked)
+        if new:
+            rounds.append(new)
+    defaulted = tuple(name for name in network.ids if name in shocked or name in cleared.defaulted)
+    losses = {name: float(lost[i]) for i, name in enumerate(network.ids)}
+    return WhatIfReply(model, shocked, tuple(rounds), defaulted, losses)
