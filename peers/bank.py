@@ -1,0 +1,957 @@
+"""The settlement bank: executes the payment instructions contracts emit, confirms them on chain.
+
+The bank runs no node (paper section II.1). It keeps its own books in SQLite
+(``NETDIR/data/BANK/bank.db``, WAL): an account per member plus ``CUSTODY`` (where cash
+initial margin is held), a journal of executed instructions keyed by instruction id (unique),
+and an outbox of the transactions it signed. Money is held in integer micro-units, so sums
+are exact: the books always balance (the sum of all accounts equals what was paid in when
+accounts were opened or adjusted).
+
+The loop, every ``poll_s`` seconds:
+
+1. Ask an authority for pending and failed payment instructions (``PaymentsQuery``: the
+   bank sees them all).
+2. Execute each one not yet in the journal, exactly once: debit the payer, credit the payee,
+   write the journal row *and* the signed ``PaymentConfirmed`` in one SQLite transaction.
+   An instruction already in the journal is never executed again, whatever happens.
+3. Submit that confirmation and keep resubmitting the *same signed bytes* until its receipt
+   is final: committed, or refused because the instruction is already confirmed. Only a
+   confirmation that expired unconfirmed is signed afresh (the ledger confirms an instruction
+   at most once whatever the bytes, so that is safe too).
+4. A payer without the funds: submit ``PaymentFailed`` with the reason, once; the
+   instruction stays unexecuted and is executed later if the balance allows. A margin call
+   is not paid once its deadline is too close to be met: the contract defaults instead.
+
+A restart in the middle loses nothing: the journal says what was executed, the outbox holds
+the bytes to resubmit.
+
+```python
+async with BankService(bus, genesis, BankBooks(path)) as bank:
+    ...
+    bank.balances(), bank.counts()
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import hashlib
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+import structlog
+
+from bus.client import Bus
+from peers.errors import PeerError
+from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
+from rfq.ledger.state import CUSTODY, Payment, Receipt
+from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
+from rfq.queries import PaymentsQuery, PaymentsReply, ReceiptsQuery, ReceiptsReply
+
+log = structlog.get_logger(__name__)
+
+MICROS = 1_000_000
+"""Money is stored in integer millionths of a currency unit (the chain rounds to 6 places)."""
+
+DEFAULT_CLIENT_BALANCE = 5.0e7
+DEFAULT_INSTITUTION_BALANCE = 5.0e9
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def to_micros(amount: float) -> int:
+    return round(amount * MICROS)
+
+
+def from_micros(micros: int) -> float:
+    return micros / MICROS
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class BankError(PeerError):
+    """Root of the bank's errors."""
+
+
+class UnknownAccount(BankError):
+    def __init__(self, member: str) -> None:
+        self.member = member
+        super().__init__(f"no account for {member!r}")
+
+
+class InsufficientFunds(BankError):
+    """The payer's balance does not cover the instruction; nothing was moved."""
+
+    def __init__(self, instruction_id: str, payer: str, balance: float, amount: float) -> None:
+        self.instruction_id = instruction_id
+        self.payer = payer
+        self.balance = balance
+        self.amount = amount
+        super().__init__(
+            f"insufficient funds: {payer} holds {balance:.2f}, instruction "
+            f"{instruction_id} needs {amount:.2f}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """What the bank is told to do: move ``amount`` from ``payer`` to ``payee``."""
+
+    id: str
+    contract_id: str
+    kind: str
+    payer: str
+    payee: str
+    amount: float
+
+    @classmethod
+    def of(cls, payment: Payment) -> Instruction:
+        return cls(
+            payment.id,
+            payment.contract_id,
+            payment.kind,
+            payment.payer,
+            payment.payee,
+            payment.amount,
+        )
+
+
+class JournalState(enum.StrEnum):
+    EXECUTED = "executed"  # money moved, confirmation not yet final
+    CONFIRMED = "confirmed"  # the chain holds the confirmation
+    REFUSED = "refused"  # the chain refused the confirmation (needs reconciliation)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    seq: int
+    instruction_id: str
+    contract_id: str
+    kind: str
+    payer: str
+    payee: str
+    amount: float
+    bank_ref: str
+    executed_ms: int
+    state: JournalState
+    height: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The outcome of ``BankBooks.execute``: ``fresh`` is False when the journal already held
+    the instruction (and nothing moved)."""
+
+    entry: JournalEntry
+    fresh: bool
+
+
+class Purpose(enum.StrEnum):
+    CONFIRM = "confirm"
+    FAIL = "fail"
+
+
+class OutState(enum.StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class OutTx:
+    """A transaction the bank signed and must see to a final receipt."""
+
+    instruction_id: str
+    purpose: Purpose
+    tx: bytes
+    tx_id: str
+    expires_ms: int
+    submits: int
+    state: OutState
+    reason: str
+    height: int | None
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    member TEXT PRIMARY KEY,
+    balance INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS funding (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    member TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    instruction_id TEXT NOT NULL UNIQUE,
+    contract_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    payee TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    bank_ref TEXT NOT NULL DEFAULT '',
+    executed_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    height INTEGER,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    instruction_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    tx BLOB NOT NULL,
+    tx_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    submits INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    height INTEGER,
+    PRIMARY KEY (instruction_id, purpose)
+);
+"""
+
+Signer = Callable[[str], bytes]
+"""Given the bank reference, the signed confirmation's bytes (stored with the execution)."""
+
+
+class BankBooks:
+    """The bank's ledger of accounts, executions and its own outgoing transactions.
+
+    Synchronous SQLite; every method is one transaction. ``path`` may be ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path, *, bank_id: str = "BANK") -> None:
+        self.path = path if path == ":memory:" else Path(path)
+        self.bank_id = bank_id
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise BankError(f"{self.path}: not a usable bank database ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def open_account(self, member: str, balance: float = 0.0) -> bool:
+        """Open ``member``'s account with ``balance`` paid in; False if it exists (unchanged)."""
+        micros = to_micros(balance)
+        if micros < 0:
+            raise BankError(f"{member}: an opening balance cannot be negative")
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM accounts WHERE member = ?", (member,)).fetchone():
+                return False
+            db.execute("INSERT INTO accounts VALUES (?, ?)", (member, micros))
+            db.execute(
+                "INSERT INTO funding (member, amount, reason, at_ms) VALUES (?, ?, 'opening', ?)",
+                (member, micros, _now_ms()),
+            )
+        log.debug("account_opened", member=member, balance=balance)
+        return True
+
+    def set_balance(self, member: str, balance: float) -> float:
+        """Set ``member``'s balance (an adjustment: cash paid in or taken out, recorded so the
+        books still balance); opens the account if needed. Returns the adjustment."""
+        micros = to_micros(balance)
+        if micros < 0:
+            raise BankError(f"{member}: a balance cannot be negative")
+        with self._transaction() as db:
+            row = db.execute("SELECT balance FROM accounts WHERE member = ?", (member,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO accounts VALUES (?, ?)", (member, micros))
+                delta, reason = micros, "opening"
+            else:
+                delta, reason = micros - int(row[0]), "adjustment"
+                db.execute("UPDATE accounts SET balance = ? WHERE member = ?", (micros, member))
+            if delta:
+                db.execute(
+                    "INSERT INTO funding (member, amount, reason, at_ms) VALUES (?, ?, ?, ?)",
+                    (member, delta, reason, _now_ms()),
+                )
+        log.info("balance_set", member=member, balance=balance, adjustment=from_micros(delta))
+        return from_micros(delta)
+
+    def has_account(self, member: str) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM accounts WHERE member = ?", (member,)).fetchone()
+            is not None
+        )
+
+    def balance(self, member: str) -> float:
+        row = self.db.execute("SELECT balance FROM accounts WHERE member = ?", (member,)).fetchone()
+        if row is None:
+            raise UnknownAccount(member)
+        return from_micros(int(row[0]))
+
+    def balances(self) -> dict[str, float]:
+        rows = self.db.execute("SELECT member, balance FROM accounts ORDER BY member")
+        return {str(m): from_micros(int(b)) for m, b in rows}
+
+    def total_micros(self) -> int:
+        row = self.db.execute("SELECT COALESCE(SUM(balance), 0) FROM accounts").fetchone()
+        return int(row[0])
+
+    def funded_micros(self) -> int:
+        """What was paid into the books from outside: openings and adjustments."""
+        row = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM funding").fetchone()
+        return int(row[0])
+
+    def total(self) -> float:
+        return from_micros(self.total_micros())
+
+    def balanced(self) -> bool:
+        """The books' invariant: executions move money, they never create or destroy it."""
+        return self.total_micros() == self.funded_micros()
+
+    # -- executions ----------------------------------------------------------------------
+
+    def execute(self, instruction: Instruction, *, sign: Signer | None = None) -> Execution:
+        """Execute ``instruction`` exactly once.
+
+        In one transaction: the journal row (unique by instruction id), the debit, the credit
+        and, with ``sign``, the signed confirmation for the outbox. An instruction already in
+        the journal returns its entry with ``fresh=False`` and moves nothing. Raises
+        ``InsufficientFunds`` or ``UnknownAccount`` (nothing moved).
+        """
+        amount = to_micros(instruction.amount)
+        if amount <= 0:
+            raise BankError(f"instruction {instruction.id}: amount must be positive")
+        if instruction.payer == instruction.payee:
+            raise BankError(f"instruction {instruction.id}: payer and payee are the same")
+        with self._transaction() as db:
+            done = self._entry(instruction.id)
+            if done is not None:
+                return Execution(done, fresh=False)
+            balances = {}
+            for member in (instruction.payer, instruction.payee):
+                row = db.execute(
+                    "SELECT balance FROM accounts WHERE member = ?", (member,)
+                ).fetchone()
+                if row is None:
+                    raise UnknownAccount(member)
+                balances[member] = int(row[0])
+            if balances[instruction.payer] < amount:
+                raise InsufficientFunds(
+                    instruction.id,
+                    instruction.payer,
+                    from_micros(balances[instruction.payer]),
+                    instruction.amount,
+                )
+            cursor = db.execute(
+                "INSERT INTO journal (instruction_id, contract_id, kind, payer, payee, amount, "
+                "executed_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    instruction.id,
+                    instruction.contract_id,
+                    instruction.kind,
+                    instruction.payer,
+                    instruction.payee,
+                    amount,
+                    _now_ms(),
+                    JournalState.EXECUTED.value,
+                ),
+            )
+            seq = int(cursor.lastrowid or 0)
+            bank_ref = f"{self.bank_id}-{seq:010d}"
+            db.execute("UPDATE journal SET bank_ref = ? WHERE seq = ?", (bank_ref, seq))
+            db.execute(
+                "UPDATE accounts SET balance = balance - ? WHERE member = ?",
+                (amount, instruction.payer),
+            )
+            db.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE member = ?",
+                (amount, instruction.payee),
+            )
+            if sign is not None:
+                self._put_tx(db, instruction.id, Purpose.CONFIRM, sign(bank_ref))
+            entry = self._entry(instruction.id)
+        assert entry is not None
+        return Execution(entry, fresh=True)
+
+    def _entry(self, instruction_id: str) -> JournalEntry | None:
+        row = self.db.execute(
+            "SELECT seq, instruction_id, contract_id, kind, payer, payee, amount, bank_ref, "
+            "executed_ms, state, height, reason FROM journal WHERE instruction_id = ?",
+            (instruction_id,),
+        ).fetchone()
+        return None if row is None else _journal_entry(row)
+
+    def entry(self, instruction_id: str) -> JournalEntry | None:
+        return self._entry(instruction_id)
+
+    def journal(self, state: JournalState | None = None) -> list[JournalEntry]:
+        query = (
+            "SELECT seq, instruction_id, contract_id, kind, payer, payee, amount, bank_ref, "
+            "executed_ms, state, height, reason FROM journal"
+        )
+        params: tuple[str, ...] = ()
+        if state is not None:
+            query += " WHERE state = ?"
+            params = (state.value,)
+        return [_journal_entry(r) for r in self.db.execute(query + " ORDER BY seq", params)]
+
+    def summary(self) -> dict[str, int]:
+        """Instructions executed, and where their confirmations stand (confirmed, still
+        unconfirmed, refused by the chain); ``failed``: failure notices sent."""
+        by_state = {state: 0 for state in JournalState}
+        for state, n in self.db.execute("SELECT state, COUNT(*) FROM journal GROUP BY state"):
+            by_state[JournalState(str(state))] = int(n)
+        return {
+            "executed": sum(by_state.values()),
+            "confirmed": by_state[JournalState.CONFIRMED],
+            "unconfirmed": by_state[JournalState.EXECUTED],
+            "refused": by_state[JournalState.REFUSED],
+            "failed": self.count_txs(Purpose.FAIL),
+        }
+
+    def settle(
+        self, instruction_id: str, state: JournalState, *, height: int | None, reason: str = ""
+    ) -> bool:
+        """Record the chain's final word on an executed instruction (idempotent)."""
+        cursor = self.db.execute(
+            "UPDATE journal SET state = ?, height = ?, reason = ? "
+            "WHERE instruction_id = ? AND state = ?",
+            (state.value, height, reason[:300], instruction_id, JournalState.EXECUTED.value),
+        )
+        return cursor.rowcount > 0
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    @staticmethod
+    def _put_tx(db: sqlite3.Connection, instruction_id: str, purpose: Purpose, tx: bytes) -> None:
+        signed = signed_decoder.decode(tx)
+        db.execute(
+            "INSERT OR REPLACE INTO outbox (instruction_id, purpose, tx, tx_id, expires_ms, "
+            "submits, state) VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (
+                instruction_id,
+                purpose.value,
+                tx,
+                hashlib.sha256(tx).hexdigest(),
+                signed.expires_ms,
+                OutState.OPEN.value,
+            ),
+        )
+
+    def put_tx(self, instruction_id: str, purpose: Purpose, tx: bytes) -> OutTx:
+        """Store a signed transaction to see through (replacing an expired one)."""
+        with self._transaction() as db:
+            self._put_tx(db, instruction_id, purpose, tx)
+        out = self.out_tx(instruction_id, purpose)
+        assert out is not None
+        return out
+
+    def out_tx(self, instruction_id: str, purpose: Purpose) -> OutTx | None:
+        row = self.db.execute(
+            "SELECT instruction_id, purpose, tx, tx_id, expires_ms, submits, state, reason, "
+            "height FROM outbox WHERE instruction_id = ? AND purpose = ?",
+            (instruction_id, purpose.value),
+        ).fetchone()
+        return None if row is None else _out_tx(row)
+
+    def open_txs(self) -> list[OutTx]:
+        rows = self.db.execute(
+            "SELECT instruction_id, purpose, tx, tx_id, expires_ms, submits, state, reason, "
+            "height FROM outbox WHERE state = ? ORDER BY rowid",
+            (OutState.OPEN.value,),
+        )
+        return [_out_tx(r) for r in rows]
+
+    def count_txs(self, purpose: Purpose) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE purpose = ?", (purpose.value,)
+        ).fetchone()
+        return int(row[0])
+
+    def submitted(self, instruction_id: str, purpose: Purpose) -> None:
+        self.db.execute(
+            "UPDATE outbox SET submits = submits + 1 WHERE instruction_id = ? AND purpose = ?",
+            (instruction_id, purpose.value),
+        )
+
+    def finish_tx(
+        self,
+        instruction_id: str,
+        purpose: Purpose,
+        state: OutState,
+        *,
+        reason: str = "",
+        height: int | None = None,
+    ) -> None:
+        self.db.execute(
+            "UPDATE outbox SET state = ?, reason = ?, height = ? "
+            "WHERE instruction_id = ? AND purpose = ?",
+            (state.value, reason[:300], height, instruction_id, purpose.value),
+        )
+
+    def drop_tx(self, instruction_id: str, purpose: Purpose) -> None:
+        self.db.execute(
+            "DELETE FROM outbox WHERE instruction_id = ? AND purpose = ?",
+            (instruction_id, purpose.value),
+        )
+
+
+def _journal_entry(row: tuple[object, ...]) -> JournalEntry:
+    seq, iid, cid, kind, payer, payee, amount, ref, at, state, height, reason = row
+    return JournalEntry(
+        seq=int(seq),  # type: ignore[call-overload]
+        instruction_id=str(iid),
+        contract_id=str(cid),
+        kind=str(kind),
+        payer=str(payer),
+        payee=str(payee),
+        amount=from_micros(int(amount)),  # type: ignore[call-overload]
+        bank_ref=str(ref),
+        executed_ms=int(at),  # type: ignore[call-overload]
+        state=JournalState(str(state)),
+        height=None if height is None else int(height),  # type: ignore[call-overload]
+        reason=str(reason),
+    )
+
+
+def _out_tx(row: tuple[object, ...]) -> OutTx:
+    iid, purpose, tx, tx_id, expires, submits, state, reason, height = row
+    return OutTx(
+        instruction_id=str(iid),
+        purpose=Purpose(str(purpose)),
+        tx=bytes(tx),  # type: ignore[arg-type]
+        tx_id=str(tx_id),
+        expires_ms=int(expires),  # type: ignore[call-overload]
+        submits=int(submits),  # type: ignore[call-overload]
+        state=OutState(str(state)),
+        reason=str(reason),
+        height=None if height is None else int(height),  # type: ignore[call-overload]
+    )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------------------------
+# The service
+
+
+class ServiceStatus(enum.StrEnum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    """Opening balances and timing.
+
+    ``balances`` overrides the opening balance of single members (e.g. a client that cannot
+    pay); it applies when an account is opened, so a restart never resets a balance.
+    """
+
+    client_balance: float = DEFAULT_CLIENT_BALANCE
+    institution_balance: float = DEFAULT_INSTITUTION_BALANCE
+    balances: Mapping[str, float] = field(default_factory=dict)
+    poll_s: float = 1.0
+    resubmit_s: float = 2.0
+    tx_ttl_s: float | None = None
+    expiry_grace_s: float = 2.0
+    margin_call_safety_blocks: int = 2
+
+    def opening_balance(self, member: str, role: Role | None) -> float:
+        if member in self.balances:
+            return self.balances[member]
+        if role == Role.CLIENT or role is None:
+            return self.client_balance
+        if role in AUTHORITY_ELIGIBLE:
+            return self.institution_balance
+        return 0.0
+
+
+AfterExecute = Callable[[Execution], Awaitable[None]]
+
+
+class BankService:
+    """The bank adapter peer: an async context manager around the polling loop."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        genesis: Genesis,
+        books: BankBooks,
+        *,
+        config: BankConfig | None = None,
+        ledger: LedgerClient | None = None,
+        after_execute: AfterExecute | None = None,
+    ) -> None:
+        if bus.identity.role != Role.BANK:
+            raise PeerError(f"{bus.member_id} is a {bus.identity.role}, not the bank")
+        self.bus = bus
+        self.genesis = genesis
+        self.books = books
+        self.config = config or BankConfig()
+        self.ledger = ledger or LedgerClient(bus, genesis)
+        self.after_execute = after_execute
+        self.me = bus.member_id
+        self.status = ServiceStatus.NEW
+        self.stats: Counter[str] = Counter()
+        self.log = log.bind(peer=self.me)
+        self._roles = {m.id: m.role for m in genesis.members}
+        self._notes: dict[str, Receipt] = {}
+        self._last_submit: dict[str, float] = {}
+        self._late_logged: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._ttl_s = self.config.tx_ttl_s or genesis.params.message_ttl_s
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> BankService:
+        if self.status != ServiceStatus.NEW:
+            return self
+        self.open_accounts()
+        await self.ledger.start()
+        self.ledger.listeners.append(self._on_receipt)
+        self._task = asyncio.create_task(self._run(), name=f"{self.me}-bank")
+        self.status = ServiceStatus.RUNNING
+        self.log.info(
+            "bank_started",
+            accounts=len(self.books.balances()),
+            executed=len(self.books.journal()),
+            open_txs=len(self.books.open_txs()),
+        )
+        return self
+
+    async def close(self) -> None:
+        """Stop the loop (mid-instruction is safe: the books are transactional)."""
+        if self.status in (ServiceStatus.CLOSED, ServiceStatus.STOPPING):
+            return
+        self.status = ServiceStatus.STOPPING
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(ValueError):
+            self.ledger.listeners.remove(self._on_receipt)
+        self.status = ServiceStatus.CLOSED
+        self.log.info("bank_stopped", **self.counts())
+
+    async def __aenter__(self) -> BankService:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def wake(self) -> None:
+        """Poll now instead of at the next interval."""
+        self._wake.set()
+
+    # -- views -----------------------------------------------------------------------------
+
+    def open_accounts(self) -> int:
+        """An account for every member and ``CUSTODY`` (existing ones are left alone)."""
+        opened = 0
+        for member in self.genesis.members:
+            balance = self.config.opening_balance(member.id, member.role)
+            opened += self.books.open_account(member.id, balance)
+        opened += self.books.open_account(CUSTODY, self.config.balances.get(CUSTODY, 0.0))
+        return opened
+
+    def balances(self) -> dict[str, float]:
+        return self.books.balances()
+
+    def set_balance(self, member: str, balance: float) -> float:
+        return self.books.set_balance(member, balance)
+
+    def counts(self) -> dict[str, int]:
+        """Executed, confirmed, unconfirmed, refused and failure notices from the books (all
+        time); retries, re-signed and late margin calls skipped in this run."""
+        return {
+            **self.books.summary(),
+            "retries": self.stats["retries"],
+            "resigned": self.stats["resigned"],
+            "late_margin_calls": self.stats["late_margin_calls"],
+        }
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except (LedgerUnavailable, QueryDenied) as exc:
+                self.stats["poll_errors"] += 1
+                self.log.warning("bank_poll_failed", error=str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats["poll_errors"] += 1
+                self.log.exception("bank_poll_crashed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_s)
+
+    async def poll(self) -> None:
+        """One pass: settle receipts, execute what is due, (re)submit what is open."""
+        pending = await self._payments("pending")
+        failed = await self._payments("failed")
+        await self._settle_receipts()
+        due = sorted([*pending, *failed], key=lambda p: (p.created_height, p.id))
+        tip: int | None = None
+        for payment in due:
+            if self.books.entry(payment.id) is not None:
+                continue
+            if payment.kind == "margin_call":
+                if tip is None:
+                    tip = (await self.ledger.status()).height
+                if self._too_late(payment, tip):
+                    continue
+            await self._handle(payment)
+        await self._resubmit()
+
+    async def _payments(self, status: str) -> list[Payment]:
+        reply = await self.ledger.query(PaymentsQuery(status=status))
+        if not isinstance(reply, PaymentsReply):
+            raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
+        return list(reply.payments)
+
+    def _too_late(self, payment: Payment, tip: int) -> bool:
+        """A margin call that can no longer be met by its deadline is left unpaid."""
+        deadline = payment.created_height + self.genesis.params.margin_call_deadline_blocks
+        late = tip + self.config.margin_call_safety_blocks > deadline
+        if late and payment.id not in self._late_logged:
+            self._late_logged.add(payment.id)
+            self.stats["late_margin_calls"] += 1
+            self.log.info(
+                "margin_call_too_late", instruction=payment.id, deadline=deadline, height=tip
+            )
+        return late
+
+    async def _handle(self, payment: Payment) -> None:
+        instruction = Instruction.of(payment)
+        ilog = self.log.bind(instruction=payment.id, contract=payment.contract_id)
+        for member in (instruction.payer, instruction.payee):
+            if not self.books.has_account(member):
+                role = self._roles.get(member)
+                self.books.open_account(member, self.config.opening_balance(member, role))
+        try:
+            execution = self.books.execute(instruction, sign=self._signer(instruction))
+        except InsufficientFunds as exc:
+            await self._report_failure(payment, exc, ilog)
+            return
+        except BankError as exc:
+            self.stats["unexecutable"] += 1
+            ilog.error("instruction_unexecutable", error=str(exc))
+            return
+        if not execution.fresh:
+            return
+        self.stats["executed"] += 1
+        ilog.info(
+            "payment_executed",
+            kind=payment.kind,
+            payer=payment.payer,
+            payee=payment.payee,
+            amount=payment.amount,
+            bank_ref=execution.entry.bank_ref,
+        )
+        if self.after_execute is not None:
+            await self.after_execute(execution)
+        out = self.books.out_tx(payment.id, Purpose.CONFIRM)
+        if out is not None:
+            await self._submit(out)
+
+    def _signer(self, instruction: Instruction) -> Signer:
+        def sign(bank_ref: str) -> bytes:
+            confirmation = PaymentConfirmed(instruction.id, instruction.amount, bank_ref)
+            return _encoder.encode(self.bus.outbox.sign(confirmation, ttl_s=self._ttl_s))
+
+        return sign
+
+    async def _report_failure(
+        self, payment: Payment, exc: InsufficientFunds, ilog: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        """Tell the chain once; a failed instruction waits for the balance to allow it."""
+        if payment.status != "pending" or self.books.out_tx(payment.id, Purpose.FAIL):
+            return
+        tx = _encoder.encode(self.bus.outbox.sign(PaymentFailed(payment.id, str(exc))))
+        out = self.books.put_tx(payment.id, Purpose.FAIL, tx)
+        ilog.warning("payment_failed", reason=str(exc))
+        await self._submit(out)
+
+    # -- confirmations ---------------------------------------------------------------------
+
+    def _on_receipt(self, receipt: Receipt) -> None:
+        self._notes[receipt.tx_id] = receipt
+        self._wake.set()
+
+    async def _settle_receipts(self) -> None:
+        """Final receipts (from notifications or a receipts query) close outbox entries."""
+        open_txs = self.books.open_txs()
+        if not open_txs:
+            return
+        missing = [o.tx_id for o in open_txs if not _final(self._notes.get(o.tx_id))]
+        if missing:
+            reply = await self.ledger.query(ReceiptsQuery(tuple(missing[:500])))
+            if isinstance(reply, ReceiptsReply):
+                for receipt in reply.receipts:
+                    self._notes[receipt.tx_id] = receipt
+        for out in open_txs:
+            receipt = self._notes.get(out.tx_id)
+            if receipt is not None:
+                await self._apply_receipt(out, receipt)
+        still_open = {o.tx_id for o in self.books.open_txs()}
+        self._notes = {k: r for k, r in self._notes.items() if k in still_open}
+
+    async def _apply_receipt(self, out: OutTx, receipt: Receipt) -> None:
+        ilog = self.log.bind(instruction=out.instruction_id, purpose=out.purpose.value)
+        reason = receipt.reason
+        if receipt.index < 0:  # refused at admission: only some refusals are final
+            if reason.startswith("duplicate"):  # these very bytes were committed (ok)
+                self._finish(out, OutState.DONE, "", receipt.height, ilog)
+            elif "expired" in reason:
+                await self._resign(out, ilog)
+            return
+        if receipt.ok:
+            self._finish(out, OutState.DONE, "", receipt.height, ilog)
+        elif "already confirmed" in reason:
+            self._finish(out, OutState.DONE, reason, receipt.height, ilog)
+        elif "expired" in reason:
+            await self._resign(out, ilog)
+        else:
+            self._finish(out, OutState.REFUSED, reason, receipt.height, ilog)
+
+    def _finish(
+        self,
+        out: OutTx,
+        state: OutState,
+        reason: str,
+        height: int,
+        ilog: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.books.finish_tx(out.instruction_id, out.purpose, state, reason=reason, height=height)
+        self._last_submit.pop(out.tx_id, None)
+        if out.purpose == Purpose.CONFIRM:
+            final = JournalState.CONFIRMED if state == OutState.DONE else JournalState.REFUSED
+            if self.books.settle(out.instruction_id, final, height=height, reason=reason):
+                self.stats[final.value] += 1
+                if final == JournalState.CONFIRMED:
+                    ilog.info("payment_confirmed", height=height, note=reason or None)
+                else:
+                    # Money moved in the books but the chain refused it: reconcile by hand.
+                    ilog.error("confirmation_refused", height=height, reason=reason)
+        elif state == OutState.DONE:
+            ilog.info("failure_recorded", height=height)
+        else:
+            ilog.warning("failure_notice_refused", reason=reason)
+
+    async def _resign(self, out: OutTx, ilog: structlog.typing.FilteringBoundLogger) -> None:
+        """The stored bytes expired before they were committed: sign the same statement anew.
+        A failure notice is dropped instead (the next pass decides again)."""
+        self._last_submit.pop(out.tx_id, None)
+        if out.purpose == Purpose.FAIL:
+            self.books.drop_tx(out.instruction_id, out.purpose)
+            return
+        old = signed_decoder.decode(out.tx)
+        payload = msgspec.msgpack.decode(old.body, type=PaymentConfirmed)
+        tx = _encoder.encode(self.bus.outbox.sign(payload, ttl_s=self._ttl_s))
+        fresh = self.books.put_tx(out.instruction_id, out.purpose, tx)
+        self.stats["resigned"] += 1
+        self.stats["retries"] += 1
+        ilog.info("confirmation_resigned", old=out.tx_id[:12], new=fresh.tx_id[:12])
+        await self._submit(fresh)
+
+    async def _resubmit(self) -> None:
+        now = time.time()
+        for out in self.books.open_txs():
+            last = self._last_submit.get(out.tx_id)
+            if last is not None and now - last < self.config.resubmit_s:
+                continue
+            if now * 1000 > out.expires_ms + self.config.expiry_grace_s * 1000:
+                await self._resign(out, self.log.bind(instruction=out.instruction_id))
+                continue
+            if last is not None or out.submits > 0:
+                self.stats["retries"] += 1
+            await self._submit(out)
+
+    async def _submit(self, out: OutTx) -> None:
+        signed = signed_decoder.decode(out.tx)
+        await self.ledger.submit_signed(signed)
+        self.books.submitted(out.instruction_id, out.purpose)
+        self._last_submit[out.tx_id] = time.time()
+
+
+def _final(receipt: Receipt | None) -> bool:
+    return receipt is not None and receipt.index >= 0
+
+
+def parse_balances(items: Iterable[str]) -> dict[str, float]:
+    """``MEMBER=AMOUNT`` pairs (the CLI's ``--balance``); raises ``ValueError`` naming one."""
+    out: dict[str, float] = {}
+    for item in items:
+        member, sep, raw = item.partition("=")
+        if not sep or not member.strip():
+            raise ValueError(f"{item!r} is not MEMBER=AMOUNT")
+        try:
+            amount = float(raw)
+        except ValueError:
+            raise ValueError(f"{item!r}: {raw!r} is not a number") from None
+        if not (amount >= 0 and amount != float("inf")):
+            raise ValueError(f"{item!r}: the amount must be a finite number >= 0")
+        out[member.strip()] = amount
+    return out
+
+
+__all__ = [
+    "CUSTODY",
+    "BankBooks",
+    "BankConfig",
+    "BankError",
+    "BankService",
+    "Execution",
+    "Instruction",
+    "InsufficientFunds",
+    "JournalEntry",
+    "JournalState",
+    "OutState",
+    "OutTx",
+    "Purpose",
+    "ServiceStatus",
+    "UnknownAccount",
+    "parse_balances",
+]
