@@ -25,7 +25,7 @@ from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
 from peers.errors import PeerError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
-from rfq.ledger.state import Receipt
+from rfq.ledger.state import Receipt, Receipts
 from rfq.queries import (
     REPLY_ROLES,
     Query,
@@ -40,7 +40,9 @@ from rfq.signing import SignedMessage
 
 log = structlog.get_logger(__name__)
 
-NOTE_CHANNEL: Channel[Receipt] = Channel.of("notes", Receipt, {"receipt": AUTHORITY_ELIGIBLE})
+NOTE_CHANNEL: Channel[Receipt | Receipts] = Channel.of(
+    "notes", Receipt | Receipts, {"receipt": AUTHORITY_ELIGIBLE, "receipts": AUTHORITY_ELIGIBLE}
+)
 REPLY_CHANNEL: Channel[Reply] = Channel.of("query_reply", Reply, REPLY_ROLES)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -74,11 +76,12 @@ class LedgerClient:
             self._started = True
         return self
 
-    async def _on_note(self, received: Received[Receipt], msg: Msg) -> None:
-        receipt = received.payload
-        if receipt.sender and receipt.sender != self.bus.member_id:
-            return
-        self._record(receipt)
+    async def _on_note(self, received: Received[Receipt | Receipts], msg: Msg) -> None:
+        note = received.payload
+        for receipt in note.receipts if isinstance(note, Receipts) else (note,):
+            if receipt.sender and receipt.sender != self.bus.member_id:
+                continue
+            self._record(receipt)
 
     def _record(self, receipt: Receipt) -> None:
         # A refusal at admission (index -1) may be followed by a commit elsewhere: keep the

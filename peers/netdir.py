@@ -270,12 +270,19 @@ def create_network(
     name: str = "botc-local",
     force: bool = False,
     params: NetworkParams | None = None,
+    authorities: int = 4,
 ) -> NetDir:
-    """Write a fresh network; refuse to overwrite one unless ``force``."""
+    """Write a fresh network; refuse to overwrite one unless ``force``.
+
+    The initial authorities are the first ``authorities - 1`` dealers and the CCP.
+    """
     root = Path(path)
-    if dealers < 3:
+    if authorities < 4:
+        raise NetDirError("a BFT network needs at least 4 authorities")
+    if dealers < authorities - 1:
         raise NetDirError(
-            "--dealers must be at least 3 (three dealers and a CCP make four authorities)"
+            f"--dealers must be at least {authorities - 1} "
+            f"({authorities - 1} dealers and a CCP make {authorities} authorities)"
         )
     if clients < 1:
         raise NetDirError("--clients must be at least 1")
@@ -302,8 +309,11 @@ def create_network(
             extra["ccr_threshold"] = 5.0e7
         members.append(ident.member(label, **extra))
     dealer_ids = [m.id for m in members if m.role == Role.DEALER]
-    initial = (*dealer_ids[:3], "CCP")
-    candidates = (*dealer_ids[3:], *(m.id for m in members if m.role == Role.GUARANTOR))
+    initial = (*dealer_ids[: authorities - 1], "CCP")
+    candidates = (
+        *dealer_ids[authorities - 1 :],
+        *(m.id for m in members if m.role == Role.GUARANTOR),
+    )
     created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     genesis = Genesis(
         name=name,

@@ -66,8 +66,16 @@ from rfq.ledger.consensus import (
     Reject,
     ScheduleTimeout,
 )
-from rfq.ledger.state import BlockResult, LedgerError, LedgerState, Receipt, business_date
+from rfq.ledger.state import (
+    BlockResult,
+    LedgerError,
+    LedgerState,
+    Receipt,
+    Receipts,
+    business_date,
+)
 from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
+from rfq.messages import Accept
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     QUERY_ROLES,
@@ -96,7 +104,7 @@ from rfq.queries import (
     refusal,
 )
 from rfq.rating import grade_of
-from rfq.signing import SignedMessage
+from rfq.signing import SignedMessage, signature_valid
 
 log = structlog.get_logger(__name__)
 
@@ -294,6 +302,13 @@ class AuthorityNode:
             return
         try:
             self.state.check_tx(tx, int(time.time() * 1000), verified=self.verified)
+            if isinstance(received.payload, Accept):
+                # Verify the dealer's quote now, off the block's critical path; execution then
+                # finds it cached (a pure check: caching never changes a result).
+                quote = received.payload.quote
+                if not signature_valid(quote, self.state.directory):
+                    raise LedgerError("the quote's signature does not verify")
+                self.verified.add(hashlib.sha256(_encoder.encode(quote)).digest())
         except LedgerError as exc:
             self.stats["tx_refused"] += 1
             await self._notify(
@@ -503,8 +518,13 @@ class AuthorityNode:
         self._last_decided = time.monotonic()
         self.stats["blocks"] += 1
         if block.header.proposer == self.me and result is not None:
+            by_sender: dict[str, list[Receipt]] = {}
             for receipt in result.receipts:
-                self._spawn(self._notify(receipt))
+                by_sender.setdefault(receipt.sender, []).append(receipt)
+            for sender, receipts in by_sender.items():
+                if sender in self.state.members:
+                    note = Receipts(block.height, tuple(receipts))
+                    self._spawn(self.bus.publish(subjects.notify(sender), note))
         self._spawn(self._publish_block(block))
         self._wake.set()
 

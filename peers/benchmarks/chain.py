@@ -1,13 +1,287 @@
-"""`botc bench chain` (not yet built)."""
+"""``botc bench chain``: committed transactions per second and finality latency.
+
+A temporary network and nats-server; ``--authorities`` authority nodes, each in its own
+process (the deployment shape: one node per institution); pre-signed trade transactions (a
+client's accept carrying a dealer's signed quote: two signatures to verify, a contract to
+open, initial margin to book) submitted as fast as the network accepts them, keeping at most
+``--window`` in flight. Reported:
+
+- ``tps``: committed transactions / seconds from the first submission to the last commit;
+- ``finality_p50_ms`` / ``finality_p99_ms``: submission to the receipt of the final block;
+- ``verify_per_s``: single-core Ed25519 verifications per second in this process (libsodium),
+  the same-run reference: every authority verifies each trade's two signatures, so
+  ``tps / verify_per_s`` shows how close the chain runs to its cryptographic floor.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from peers.benchmarks.rfq import percentile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--authorities", type=int, default=4, help="authority nodes (>= 4)")
+    parser.add_argument("--tx", type=int, default=20_000, help="transactions (default 20000)")
+    parser.add_argument("--window", type=int, default=600, help="most in flight (default 600)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--profile", metavar="DIR", default=None, help="write a cProfile dump per authority"
+    )
+
+
+def _authority(
+    netdir: str, servers: list[str], member: str, ready: Any, profile: str | None
+) -> None:
+    from peers.logging import configure_logging
+
+    configure_logging("error")
+    if profile is None:
+        asyncio.run(_serve(Path(netdir), servers, member, ready))
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(_serve(Path(netdir), servers, member, ready))
+    finally:
+        profiler.disable()
+        Path(profile).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(str(Path(profile) / f"{member}.prof"))
+
+
+async def _serve(netdir: Path, servers: list[str], member: str, ready: Any) -> None:
+    from peers.authority.node import AuthorityNode
+    from peers.netdir import NetDir
+    from peers.runtime import open_bus
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    net = NetDir(netdir)
+    bus = await open_bus(net, member, servers=servers)
+    node = await AuthorityNode(bus, net.genesis(), net.data_dir(member)).start()
+    ready.put(member)
+    await stop.wait()
+    await node.stop()
+    await bus.close()
+
+
+def verify_rate(seconds: float = 1.0) -> float:
+    """Single-core Ed25519 verifications per second (libsodium, 300-byte messages)."""
+    from rfq.identity import Identity, Role, verify_signature
+
+    identity = Identity.generate("X", Role.CLIENT)
+    key = identity.sign_key.verify_key
+    message = os.urandom(300)
+    signature = identity.sign(message)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            verify_signature(key, signature, message)
+        count += 200
+    return count / (time.perf_counter() - started)
+
+
+def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
+    """(client, transaction) pairs: trades spread over the clients and dealers."""
+    import datetime as dt
+
+    import msgspec
+
+    from rfq.instruments import Leg, Side, Template, Terms
+    from rfq.messages import Accept, Quote
+    from rfq.signing import sign_payload
+
+    genesis = net.genesis()
+    clients = [m.id for m in genesis.members if m.role == "client"]
+    dealers = [m.id for m in genesis.members if m.role == "dealer"]
+    keys = {m: net.identity(m) for m in clients + dealers}
+    today = dt.datetime.now(dt.UTC).date()
+    terms = Terms(
+        Template.PRICE_SWAP,
+        (Leg("RB2605"),),
+        Side.BUY,
+        100,
+        today,
+        today + dt.timedelta(days=90),
+    )
+    now = int(time.time() * 1000)
+    ttl = 15 * 60 * 1000
+    out = []
+    for i in range(count):
+        client, dealer = clients[i % len(clients)], dealers[i % len(dealers)]
+        rfq_id = f"bench-{i}"
+        quote = Quote(
+            f"{rfq_id}-{dealer}",
+            rfq_id,
+            client,
+            dealer,
+            terms,
+            3200.0 + i % 50,
+            now + ttl,
+            0.0,
+            0.0,
+        )
+        signed_quote = sign_payload(
+            keys[dealer],
+            quote,
+            chain_id=genesis.chain_id,
+            nonce=now * 1000 + i,
+            timestamp_ms=now,
+            expires_ms=now + ttl,
+        )
+        accept = Accept(rfq_id, quote.id, client, dealer, signed_quote)
+        signed = sign_payload(
+            keys[client],
+            accept,
+            chain_id=genesis.chain_id,
+            nonce=now * 1000 + i,
+            timestamp_ms=now,
+            expires_ms=now + ttl,
+        )
+        out.append((client, msgspec.msgpack.encode(signed)))
+    return out
+
+
+async def _drive(
+    net: Any, servers: list[str], txs: list[tuple[str, bytes]], window: int
+) -> dict[str, Any]:
+    from bus import subjects
+    from peers.ledger_client import LedgerClient
+    from peers.runtime import open_bus
+
+    genesis = net.genesis()
+    clients = sorted({c for c, _ in txs})
+    ledgers = {}
+    for client in clients:
+        ledgers[client] = await LedgerClient(
+            await open_bus(net, client, servers=servers), genesis
+        ).start()
+    submitted: dict[str, float] = {}
+    finality: list[float] = []
+    refused: dict[str, int] = {}
+    done = asyncio.Event()
+    in_flight = asyncio.Semaphore(window)
+    last_commit = [0.0]
+
+    def on_receipt(receipt: Any) -> None:
+        started = submitted.pop(receipt.tx_id, None)
+        if started is None:
+            return
+        in_flight.release()
+        if receipt.ok:
+            finality.append((time.perf_counter() - started) * 1000)
+            last_commit[0] = time.perf_counter()
+        else:
+            refused[receipt.reason] = refused.get(receipt.reason, 0) + 1
+        if len(finality) + sum(refused.values()) == len(txs):
+            done.set()
+
+    for ledger in ledgers.values():
+        ledger.listeners.append(on_receipt)
+    first = time.perf_counter()
+    for client, data in txs:
+        await in_flight.acquire()
+        submitted[hashlib.sha256(data).hexdigest()] = time.perf_counter()
+        await ledgers[client].bus.nc.publish(subjects.tx(client), data)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), timeout=max(120.0, len(txs) / 100))
+    elapsed = (last_commit[0] or time.perf_counter()) - first
+    for ledger in ledgers.values():
+        await ledger.bus.close()
+    return {
+        "committed": len(finality),
+        "refused": refused,
+        "lost": len(submitted),
+        "seconds": elapsed,
+        "finality": finality,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("botc bench chain: not yet built")
+    from bus.server import NatsServer
+    from peers.errors import CliError
+    from peers.netdir import create_network
+    from rfq.identity import NetworkParams
+
+    if args.authorities < 4 or args.tx < 1 or args.window < 1:
+        raise CliError("--authorities must be >= 4, --tx and --window >= 1")
+    with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp:
+        net = create_network(
+            Path(tmp) / "net",
+            dealers=args.authorities - 1,
+            clients=5,
+            authorities=args.authorities,
+            params=NetworkParams(block_time_ms=30, idle_block_ms=1000, mempool_max=200_000),
+        )
+        with NatsServer(Path(tmp) / "nats", auth=net.auth_conf()) as server:
+            servers = [server.url]
+            txs = _presign(net, args.tx)
+            ctx = mp.get_context("spawn")
+            ready = ctx.Queue()
+            members = list(net.genesis().authorities.initial)
+            procs = [
+                ctx.Process(
+                    target=_authority,
+                    args=(str(net.path), servers, m, ready, args.profile),
+                    daemon=True,
+                )
+                for m in members
+            ]
+            for p in procs:
+                p.start()
+            try:
+                for _ in procs:
+                    ready.get(timeout=60)
+                outcome = asyncio.run(_drive(net, servers, txs, args.window))
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.join(15)
+    rate = verify_rate()
+    finality = outcome["finality"]
+    tps = outcome["committed"] / outcome["seconds"] if outcome["seconds"] > 0 else 0.0
+    result = {
+        "authorities": args.authorities,
+        "tx": args.tx,
+        "committed": outcome["committed"],
+        "refused": outcome["refused"],
+        "lost": outcome["lost"],
+        "tps": round(tps, 1),
+        "finality_p50_ms": round(statistics.median(finality), 1) if finality else None,
+        "finality_p99_ms": round(percentile(finality, 99), 1) if finality else None,
+        "verify_per_s": round(rate, 1),
+        "tps_per_verify_rate": round(tps / rate, 4),
+        "target": {"tps": 1500, "finality_p50_ms": 250},
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{args.authorities} authorities, {outcome['committed']} of {args.tx} committed "
+            f"in {outcome['seconds']:.1f} s"
+        )
+        print(f"  tps              {result['tps']:10.1f}   (target >= 1500)")
+        print(f"  finality p50     {result['finality_p50_ms']} ms   (target < 250)")
+        print(f"  finality p99     {result['finality_p99_ms']} ms")
+        print(
+            f"  verify/s (1 core){result['verify_per_s']:10.1f}   tps/verify "
+            f"{result['tps_per_verify_rate']:.3f}"
+        )
+        if outcome["refused"] or outcome["lost"]:
+            print(f"  refused {outcome['refused']}  no receipt {outcome['lost']}")
+    return 0

@@ -228,6 +228,13 @@ class Receipt(msgspec.Struct, frozen=True, tag="receipt"):
     refs: tuple[str, ...] = ()
 
 
+class Receipts(msgspec.Struct, frozen=True, tag="receipts"):
+    """One block's receipts for one submitter: a single notification instead of one each."""
+
+    height: int
+    receipts: tuple[Receipt, ...]
+
+
 @dataclass
 class BlockResult:
     height: int
@@ -293,6 +300,7 @@ class LedgerState:
                 )
         self.committed: DigestMap[int] = DigestMap("committed")
         self._result: BlockResult | None = None
+        self._date = business_date(0, self.book)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -447,9 +455,8 @@ class LedgerState:
         # The set deciding this block: the parent's check at the next height needs it.
         self.gov = msgspec.structs.replace(self.gov, previous_set=self.gov.authorities)
         self._prune_committed()
-        outputs = self.book.apply(
-            BlockPassed(height=height, date=business_date(self.timestamp_ms, self.book))
-        )
+        self._date = business_date(self.timestamp_ms, self.book)
+        outputs = self.book.apply(BlockPassed(height=height, date=self._date))
         self._absorb(outputs)
 
     def apply_tx(
@@ -594,7 +601,7 @@ class LedgerState:
                 call_deadline_blocks=self.params.margin_call_deadline_blocks,
             ),
         )
-        if terms.maturity <= business_date(self.timestamp_ms, self.book):
+        if terms.maturity <= self._date:
             raise LedgerError(f"maturity {terms.maturity} has passed")
         outputs = self._book(OpenContract(contract), tx.tx_id.hex())
         opened = next((o for o in outputs if isinstance(o, ContractOpened)), None)
