@@ -1,0 +1,166 @@
+"""The settlement bank against four authorities over a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from peers.bank import BankBooks, BankConfig, BankService, JournalState, Purpose
+from peers.cli import main
+from peers.ledger_client import LedgerClient
+from rfq.ledger.state import CUSTODY
+from rfq.queries import PaymentsQuery
+
+from .chainkit import TxFactory, start_authorities, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def payment(reg: LedgerClient, instruction_id: str):
+    reply = await reg.query(PaymentsQuery())
+    return next((p for p in reply.payments if p.id == instruction_id), None)
+
+
+async def stop_all(nodes) -> None:
+    for node in nodes.values():
+        await node.stop()
+
+
+async def test_the_bank_executes_client_c1s_initial_margin_once_and_confirms_it_on_chain(
+    network, nats_server, bus_factory
+):
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    await submit(await bus_factory("C1"), [TxFactory(network).trade("r1", client="C1")])
+    books = BankBooks(network.data_dir("BANK") / "bank.db")
+    assert books.balances() == {}  # accounts open when the bank starts
+    async with BankService(
+        await bus_factory("BANK"), genesis, books, config=BankConfig(poll_s=0.2)
+    ) as bank:
+        funded = books.total()
+        await wait_for(
+            lambda: bank.counts()["confirmed"] == 1, timeout=20, what="the margin confirmed"
+        )
+        on_chain = await payment(reg, "r1/initial_margin/1")
+        [entry] = books.journal()
+        assert on_chain.status == "confirmed"
+        assert on_chain.bank_ref == entry.bank_ref
+        assert on_chain.confirmed_height == entry.height
+        assert (entry.payer, entry.payee, entry.amount) == ("C1", CUSTODY, on_chain.amount)
+        balances = bank.balances()
+        assert balances["C1"] == 5.0e7 - on_chain.amount
+        assert balances[CUSTODY] == on_chain.amount
+        assert balances["D1"] == 5.0e9 and balances["REG"] == 0.0
+        await asyncio.sleep(0.6)  # more polls change nothing
+        assert bank.counts()["executed"] == 1
+        assert books.total() == funded and books.balanced()
+    books.close()
+    await stop_all(nodes)
+
+
+async def test_client_c3_without_funds_is_reported_once_and_paid_once_it_is_funded(
+    network, nats_server, bus_factory
+):
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    await submit(await bus_factory("C3"), [TxFactory(network).trade("r3", client="C3")])
+    books = BankBooks(network.data_dir("BANK") / "bank.db")
+    config = BankConfig(poll_s=0.2, balances={"C3": 0.0})
+    async with BankService(await bus_factory("BANK"), genesis, books, config=config) as bank:
+        failed = None
+
+        async def told() -> bool:
+            nonlocal failed
+            failed = await payment(reg, "r3/initial_margin/1")
+            return failed is not None and failed.status == "failed"
+
+        for _ in range(100):
+            if await told():
+                break
+            await asyncio.sleep(0.2)
+        assert failed.status == "failed"
+        assert failed.failure.startswith("insufficient funds: C3 holds 0.00")
+        await asyncio.sleep(1.0)  # still short: no second notice, nothing executed
+        assert bank.counts()["failed"] == 1
+        assert books.journal() == []
+        assert bank.balances()["C3"] == 0.0
+
+        bank.set_balance("C3", 1.0e6)
+        bank.wake()
+        await wait_for(lambda: bank.counts()["confirmed"] == 1, timeout=20, what="paid")
+        paid = await payment(reg, "r3/initial_margin/1")
+        assert paid.status == "confirmed"
+        assert bank.balances()["C3"] == pytest.approx(1.0e6 - paid.amount)
+        assert books.balanced()
+        assert books.out_tx("r3/initial_margin/1", Purpose.FAIL).state == "done"
+    books.close()
+    await stop_all(nodes)
+
+
+async def test_botc_bank_settles_as_a_process_stops_on_sigterm_and_shows_its_books(
+    network, nats_server, bus_factory, capsys
+):
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    await submit(await bus_factory("C2"), [TxFactory(network).trade("r2", client="C2")])
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "peers.cli", "bank", "--net", str(network.path)),
+        *("--poll-s", "0.2"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for _ in range(150):
+            found = await payment(reg, "r2/initial_margin/1")
+            if found is not None and found.status == "confirmed":
+                break
+            await asyncio.sleep(0.2)
+        assert found.status == "confirmed"
+        assert found.bank_ref == "BANK-0000000001"
+        proc.send_signal(signal.SIGTERM)
+        raw, _ = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    out = raw.decode()
+    assert proc.returncode == 0
+    first, *_, last = out.strip().splitlines()
+    assert first.startswith("bank BANK settling from")
+    assert json.loads(last)["confirmed"] == 1
+
+    capsys.readouterr()  # the in-process peers' logs so far
+    assert main(["bank", "--net", str(network.path), "--show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["balances"]["C2"] == 5.0e7 - found.amount
+    assert shown["balances"][CUSTODY] == found.amount
+    assert shown["balanced"] and shown["executed"] == shown["confirmed"] == 1
+    books = BankBooks(network.data_dir("BANK") / "bank.db")
+    assert books.entry("r2/initial_margin/1").state == JournalState.CONFIRMED
+    books.close()
+    await stop_all(nodes)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--balance", "C1=lots"], "'lots' is not a number"),
+        (["--id", "C1"], "C1 is a client"),
+        (["--id", "NOBODY"], "no member 'NOBODY'"),
+        (["--opening-balance", "-5"], "--opening-balance must be"),
+        (["--poll-s", "0"], "--poll-s must be positive"),
+    ],
+)
+def test_botc_bank_refuses_bad_input_in_one_line(network, capsys, argv, message):
+    assert main(["bank", "--net", str(network.path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -1,0 +1,120 @@
+"""The guarantor peer and ``botc guarantor`` against four authorities over a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import pytest
+
+from peers.cli import main
+from peers.guarantor import GuarantorError, GuarantorService, asset_id
+from peers.ledger_client import LedgerClient
+from rfq.queries import GuaranteesQuery
+
+from .chainkit import TxFactory, start_authorities, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+RECEIPT = "warehouse receipt WR-2026-118"
+
+
+def botc(*argv: str):
+    return asyncio.to_thread(main, list(argv))
+
+
+async def test_guarantor_g1_grants_client_c1_a_line_with_botc_and_the_same_asset_twice_is_refused(
+    network, nats_server, bus_factory, capsys
+):
+    nodes = await start_authorities(network, bus_factory)
+    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
+    net = str(network.path)
+    grant = ("guarantor", "--net", net, "--id", "G1", "grant", "--client", "C1")
+    pledge = ("--line", "1e6", "--asset", RECEIPT, "--asset-value", "2e6")
+    capsys.readouterr()
+
+    assert await botc(*grant, *pledge, "--id", "g1") == 0
+    assert capsys.readouterr().out.startswith("ok: guarantee g1 for C1, line 1e+06 against asset")
+    [g1] = (await reg.query(GuaranteesQuery())).guarantees
+    assert (g1.id, g1.guarantor, g1.client, g1.line, g1.asset_value) == ("g1", "G1", "C1", 1e6, 2e6)
+    assert g1.asset_id == hashlib.sha256(RECEIPT.encode()).hexdigest() == asset_id(RECEIPT)
+
+    assert await botc(*grant, *pledge, "--id", "g2") == 1
+    assert capsys.readouterr().out.strip() == "refused: asset already pledged to guarantee g1"
+
+    assert await botc("guarantor", "--net", net, "--id", "G1", "revoke", "--guarantee", "g1") == 0
+    assert capsys.readouterr().out.startswith("ok: guarantee g1 revoked")
+    again = ("guarantor", "--net", net, "--id", "G1", "revoke", "--guarantee", "g1", "--json")
+    assert await botc(*again) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["ok"] is False and refused["reason"] == "guarantee g1 is already revoked"
+
+    assert await botc(*grant, *pledge, "--id", "g2") == 0  # the asset is free again
+    capsys.readouterr()
+    assert await botc("guarantor", "--net", net, "--id", "G1", "lines", "--json") == 0
+    lines = json.loads(capsys.readouterr().out)
+    assert {g["id"]: g["status"] for g in lines["lines"]} == {"g1": "revoked", "g2": "live"}
+    assert lines["exposure"]["outstanding"] == 1e6
+    assert lines["exposure"]["free_capacity"] == 3e8 - 1e6
+    for node in nodes.values():
+        await node.stop()
+
+
+async def test_guarantor_g1s_monitor_sees_its_line_cover_client_c1s_initial_margin(
+    network, nats_server, bus_factory
+):
+    nodes = await start_authorities(network, bus_factory)
+    async with GuarantorService(
+        await bus_factory("G1"), network.genesis(), poll_s=0.2
+    ) as guarantor:
+        receipt = await guarantor.grant(
+            "C1", line=10_000.0, asset=RECEIPT, asset_value=20_000.0, guarantee_id="g1"
+        )
+        assert receipt.ok, receipt.reason
+        await submit(await bus_factory("C1"), [TxFactory(network).trade("r1", client="C1")])
+        await wait_for(
+            lambda: "g1" in guarantor.lines and guarantor.lines["g1"].allocated > 0,
+            timeout=20,
+            what="the line allocated to r1's initial margin",
+        )
+        line = guarantor.lines["g1"]
+        assert line.allocated == 10_000.0 and line.available == 0.0 and line.paid == 0.0
+        exposure = guarantor.exposure()
+        assert (exposure.outstanding, exposure.allocated, exposure.live_lines) == (1e4, 1e4, 1)
+        revoke = await guarantor.revoke("g1")
+        assert not revoke.ok
+        assert revoke.reason == "guarantee g1 covers margin of live trades (10000.0)"
+    assert guarantor.status == "closed"
+    for node in nodes.values():
+        await node.stop()
+
+
+async def test_guarantor_input_is_checked_before_anything_is_submitted(
+    network, nats_server, bus_factory
+):
+    g1 = GuarantorService(await bus_factory("G1"), network.genesis())
+    for bad in (
+        {"line": -5.0, "asset": RECEIPT, "asset_value": 1.0},
+        {"line": 5.0, "asset": "  ", "asset_value": 1.0},
+        {"line": 5.0, "asset": RECEIPT, "asset_value": float("nan")},
+    ):
+        with pytest.raises(GuarantorError):
+            await g1.grant("C1", **bad)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--id", "G1", "grant", "--client", "C1", "--line", "-1", *("--asset", "x")], "line"),
+        (["--id", "G1", "grant", "--client", "D1", "--line", "1", *("--asset", "x")], "D1 is a"),
+        (["--id", "C1", "revoke", "--guarantee", "g1"], "C1 is a client, not a guarantor"),
+        (["--id", "G9", "lines"], "no member 'G9'"),
+    ],
+)
+def test_botc_guarantor_refuses_bad_input_in_one_line(network, capsys, argv, message):
+    if "grant" in argv:
+        argv = [*argv, "--asset-value", "10"]
+    assert main(["guarantor", "--net", str(network.path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
