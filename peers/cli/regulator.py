@@ -1,11 +1,161 @@
-"""`botc regulator` (not yet built)."""
+"""``botc regulator --net NETDIR [ACTION ...]``: the regulator peer and its governance actions.
+
+Without an action it runs the risk monitor and consensus watch until Ctrl-C. With one it signs
+one governance transaction, waits for its receipt and prints it as JSON: exit 0 when the chain
+applied it, 1 when the chain refused it (the reason is in the receipt), 2 on bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+DESCRIPTION = """\
+Run the regulator (no ACTION): follow the chain through the authorities' query services,
+recompute SA-CCR exposure per bilateral netting set and EL = PD x EAD x LGD per institution at
+every new final height, publish a RiskAlert with the cascade of its default on otc.risk.alert
+when an institution's EAD crosses its genesis ccr_threshold (once per crossing), answer
+RiskQuery and WhatIfQuery on otc.query.REG, and report an authority that signs two conflicting
+consensus messages with ByzantineEvidence.
+
+Or run one governance action and print its receipt
+({"action", "member", "tx_id", "ok", "height", "reason", "refs"}):
+
+  nominate MEMBER                 make a dealer, CCP or guarantor a candidate authority
+  veto MEMBER                     strike a candidate from the pool
+  evict MEMBER --reason TEXT      remove an authority; the next candidate takes its place
+  credit-event MEMBER --reason T  declare a member's default (its contracts run the waterfall;
+                                  an authority is evicted)
+  rating MEMBER GRADE             record an external agency grade (AAA AA A BBB BB B CCC)
+
+Exit codes: 0 applied, 1 refused by the chain, 2 bad input or no authority reachable.
+"""
+
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("regulator", help="(not yet built)")
-    parser.set_defaults(handler=lambda args: parser.error("not yet built"))
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "regulator",
+        help="run the risk monitor, or a governance action (nominate, veto, evict, ...)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
+    parser.add_argument("--id", dest="member", default=None, help="regulator id (default: genesis)")
+    parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
+    parser.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between chain polls (default 0.5)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for a receipt (default 30)"
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    for name, text in (
+        ("nominate", "make MEMBER a candidate authority"),
+        ("veto", "strike MEMBER from the candidates"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        sub.add_argument("target", metavar="MEMBER")
+    for name, text in (
+        ("evict", "remove authority MEMBER"),
+        ("credit-event", "declare MEMBER's default"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        sub.add_argument("target", metavar="MEMBER")
+        sub.add_argument("--reason", required=True, help="recorded on chain")
+    sub = actions.add_parser("rating", help="record an external grade for MEMBER")
+    sub.add_argument("target", metavar="MEMBER")
+    sub.add_argument("grade", metavar="GRADE")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from peers.errors import CliError
+    from peers.netdir import NetDir
+
+    if args.poll <= 0 or args.timeout <= 0:
+        raise CliError("--poll and --timeout must be positive")
+    net = NetDir(args.net)
+    genesis = net.genesis()
+    member = args.member or genesis.regulator.id
+    servers = args.servers.split(",") if args.servers else None
+    if args.action is None:
+        return _serve(net, member, servers, args.poll)
+    return _one_shot(net, member, servers, args)
+
+
+def _serve(net: Any, member: str, servers: list[str] | None, poll: float) -> int:
+    import asyncio
+
+    from peers.regulator import RegulatorService
+    from peers.runtime import open_bus, run_until_signal
+    from rfq.identity import Role
+    from rfq.queries import RiskAlert
+
+    def show(alert: RiskAlert) -> None:
+        spread = " -> ".join("+".join(r) for r in alert.cascade_rounds)
+        print(
+            f"ALERT height {alert.height}: {alert.institution} EAD {alert.ead:,.0f} > "
+            f"threshold {alert.threshold:,.0f}; cascade {spread}",
+            flush=True,
+        )
+
+    async def main(stop: asyncio.Event) -> int:
+        bus = await open_bus(net, member, servers=servers, roles={Role.REGULATOR})
+        service = RegulatorService(bus, net.genesis(), poll_s=poll)
+        service.alert_listeners.append(show)
+        await service.start()
+        print(f"regulator {member} monitoring (Ctrl-C to stop)", flush=True)
+        await stop.wait()
+        await service.close()
+        await bus.close()
+        return 0
+
+    return run_until_signal(main)
+
+
+def _one_shot(net: Any, member: str, servers: list[str] | None, args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import sys
+
+    from peers.ledger_client import LedgerClient
+    from peers.regulator import governance_payload
+    from peers.runtime import open_bus
+    from rfq.identity import Role
+
+    genesis = net.genesis()
+    payload = governance_payload(
+        genesis,
+        args.action,
+        args.target,
+        reason=getattr(args, "reason", "") or "",
+        grade=getattr(args, "grade", "") or "",
+    )
+
+    async def main() -> int:
+        bus = await open_bus(net, member, servers=servers, roles={Role.REGULATOR})
+        try:
+            ledger = await LedgerClient(bus, genesis).start()
+            receipt = await ledger.submit_and_wait(payload, timeout=args.timeout)
+        finally:
+            await bus.close()
+        print(
+            json.dumps(
+                {
+                    "action": args.action,
+                    "member": args.target,
+                    "tx_id": receipt.tx_id,
+                    "ok": receipt.ok,
+                    "height": receipt.height,
+                    "reason": receipt.reason,
+                    "refs": list(receipt.refs),
+                }
+            ),
+            flush=True,
+        )
+        if not receipt.ok:
+            print(f"botc regulator: refused: {receipt.reason}", file=sys.stderr)
+            return 1
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,509 @@
+"""The regulator peer: the live CCR / systemic-risk monitor and the authority-management actions.
+
+The regulator runs no node and never trades (paper section II.1). ``RegulatorService``:
+
+- **follows the chain**: polls an authority's ``StatusQuery``; on each new final height it
+  re-reads the open contracts, the trades behind them (cash initial margin), the payments still
+  pending or failed (margin not yet in custody), ratings and guarantees, and recomputes the CCR
+  table with the pure monitor (``rfq.risk.monitor.assess``, run off the event loop);
+- **alerts**: when an institution's EAD crosses its genesis ``ccr_threshold`` it publishes a
+  ``RiskAlert`` with the cascade its default would start on ``otc.risk.alert`` and keeps it;
+  once per crossing (the EAD must fall back to the threshold before it can alert again);
+- **answers** ``RiskQuery`` and ``WhatIfQuery`` on ``otc.query.<regulator>``. The market-wide
+  table and what-if runs are for the regulator and the authority-eligible institutions (who
+  carry the market's credit risk and sit in the exposure network); any other member sees its
+  own row and the alerts about itself;
+- **watches consensus** on ``otc.ibft.*``: an authority that signs two proposals, prepares or
+  commits naming different blocks for one height and round is reported with
+  ``ByzantineEvidence`` (once per offender); the ledger evicts it and a candidate joins.
+
+Governance actions (nominate, veto, evict, credit event, external rating) are one-shot
+transactions: ``governance_payload`` builds them and ``LedgerClient.submit_and_wait`` sends them
+(``botc regulator --net NETDIR nominate G2``).
+
+Whole-market queries can be large, so replies are read on a channel allowing
+``consensus_max_bytes`` (the default member channel stops at ``max_message_bytes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from bus import subjects
+from bus.client import Bus, RequestError
+from bus.envelope import Channel, Received
+from peers.authority.node import consensus_channel
+from peers.errors import CliError
+from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from rfq.contracts.model import ContractView, Status
+from rfq.errors import RfqError, ValidationError
+from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
+from rfq.ledger.consensus import (
+    EQUIVOCATION_KINDS,
+    Commit,
+    ConsensusMessage,
+    Prepare,
+    Proposal,
+    verify_evidence,
+)
+from rfq.ledger.state import Receipt
+from rfq.ledger.state import Trade as LedgerTrade
+from rfq.ledger.tx import ByzantineEvidence, CreditEventTx, Evict, ExternalRating, Nominate, Veto
+from rfq.queries import (
+    REGULATOR_QUERY_ROLES,
+    REPLY_ROLES,
+    ContractsQuery,
+    ContractsReply,
+    GuaranteesQuery,
+    GuaranteesReply,
+    PaymentsQuery,
+    PaymentsReply,
+    Query,
+    QueryRefused,
+    RatingsQuery,
+    RatingsReply,
+    RegulatorQuery,
+    RegulatorReply,
+    Reply,
+    RiskAlert,
+    RiskQuery,
+    RiskReply,
+    StatusQuery,
+    StatusReply,
+    TradesQuery,
+    TradesReply,
+)
+from rfq.risk.monitor import (
+    DEFAULT_RECOVERY_RATE,
+    Assessment,
+    MonitorInput,
+    alert_for,
+    assess,
+    crossings,
+    what_if,
+)
+from rfq.signing import SignedMessage
+
+log = structlog.get_logger(__name__)
+
+REGULATOR_QUERY_CHANNEL: Channel[RegulatorQuery] = Channel.of(
+    "regulator_query", RegulatorQuery, REGULATOR_QUERY_ROLES
+)
+FULL_VIEW_ROLES = frozenset({Role.REGULATOR, *AUTHORITY_ELIGIBLE})
+"""Who sees the whole CCR table and may run what-if contagion."""
+
+MAX_ALERTS_KEPT = 200
+VOTE_WINDOW_HEIGHTS = 512
+"""Consensus votes are remembered this many heights below the newest seen."""
+
+
+class ServiceStatus(enum.StrEnum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class EvidenceReport:
+    """Equivocation the regulator reported: the offender, the transaction and its receipt."""
+
+    offender: str
+    height: int
+    round: int
+    kind: str
+    tx_id: str
+    receipt: Receipt | None
+
+
+# --------------------------------------------------------------------------------------------
+# Governance transactions
+
+
+GOVERNANCE_ACTIONS = ("nominate", "veto", "evict", "credit-event", "rating")
+
+
+def governance_payload(
+    genesis: Genesis, action: str, member: str, *, reason: str = "", grade: str = ""
+) -> msgspec.Struct:
+    """The transaction for one governance action; ``CliError`` (exit 2) on bad input.
+
+    The member must be in the genesis; an eviction and a credit event need a reason, a rating
+    a grade of the scale. Whether the ledger accepts it (a candidate that is already one, an
+    authority that is not) is the chain's answer, in the receipt.
+    """
+    if action not in GOVERNANCE_ACTIONS:
+        raise CliError(f"unknown action {action!r} (expected {', '.join(GOVERNANCE_ACTIONS)})")
+    try:
+        genesis.member(member)
+    except ValidationError:
+        raise CliError(f"no member {member!r} in the network's genesis") from None
+    if action == "nominate":
+        return Nominate(member)
+    if action == "veto":
+        return Veto(member)
+    if action == "rating":
+        if grade not in GRADES:
+            raise CliError(f"grade {grade!r} is not one of {', '.join(GRADES)}")
+        return ExternalRating(member, grade)
+    if not reason.strip():
+        raise CliError(f"{action} needs --reason")
+    if action == "evict":
+        return Evict(member, reason.strip())
+    return CreditEventTx(member, reason.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# The service
+
+
+class RegulatorService:
+    """The regulator's monitor and consensus watch. ``async with RegulatorService(...)``."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        genesis: Genesis,
+        *,
+        ledger: LedgerClient | None = None,
+        poll_s: float = 0.5,
+        query_timeout_s: float = 2.0,
+        recovery_rate: float = DEFAULT_RECOVERY_RATE,
+        watch_consensus: bool = True,
+    ) -> None:
+        if bus.identity.role != Role.REGULATOR:
+            raise CliError(f"{bus.member_id} is a {bus.identity.role}, not the regulator")
+        self.bus = bus
+        self.genesis = genesis
+        self.ledger = ledger or LedgerClient(bus, genesis)
+        self.poll_s = poll_s
+        self.query_timeout_s = query_timeout_s
+        self.recovery_rate = recovery_rate
+        self.watch_consensus = watch_consensus
+        self.status = ServiceStatus.NEW
+        self.stats: Counter[str] = Counter()
+        self.height = 0
+        self.assessment: Assessment | None = None
+        self.above: frozenset[str] = frozenset()
+        self.alerts: deque[RiskAlert] = deque(maxlen=MAX_ALERTS_KEPT)
+        self.alert_listeners: list[Callable[[RiskAlert], None]] = []
+        self.evidence: list[EvidenceReport] = []
+        self._members = {m.id: m for m in genesis.members}
+        self._reply_channel: Channel[Reply] = Channel.of(
+            "query_reply", Reply, REPLY_ROLES, max_bytes=genesis.params.consensus_max_bytes
+        )
+        self._trades: dict[str, LedgerTrade] = {}
+        self._open_ids: set[str] = set()
+        self._defaulted: dict[str, ContractView] = {}
+        self._history_read = False
+        self._votes: dict[tuple[str, int, int, str], tuple[bytes, SignedMessage]] = {}
+        self._newest_vote_height = 0
+        self._accused: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._refreshing = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> RegulatorService:
+        if self.status != ServiceStatus.NEW:
+            return self
+        await self.ledger.start()
+        await self.bus.subscribe(
+            subjects.query(self.bus.member_id), REGULATOR_QUERY_CHANNEL, self._on_query
+        )
+        if self.watch_consensus:
+            await self.bus.subscribe(
+                subjects.CONSENSUS_ALL,
+                consensus_channel(self.genesis.params.consensus_max_bytes),
+                self._on_consensus,
+            )
+        await self.bus.flush()
+        self.status = ServiceStatus.RUNNING
+        self._task = asyncio.create_task(self._follow(), name="regulator-follow")
+        log.info("regulator_started", member=self.bus.member_id)
+        return self
+
+    async def close(self) -> None:
+        if self.status == ServiceStatus.CLOSED:
+            return
+        self.status = ServiceStatus.CLOSED
+        tasks = [t for t in (self._task, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        log.info("regulator_closed", height=self.height, alerts=len(self.alerts))
+
+    async def __aenter__(self) -> RegulatorService:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- following the chain ---------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        while self.status == ServiceStatus.RUNNING:
+            try:
+                await self.refresh()
+            except (LedgerUnavailable, QueryDenied, RfqError) as exc:
+                self.stats["refresh_failed"] += 1
+                log.warning("regulator_refresh_failed", error=str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let one bad refresh stop the monitor
+                self.stats["refresh_crashed"] += 1
+                log.exception("regulator_refresh_crashed", error=repr(exc))
+            await asyncio.sleep(self.poll_s)
+
+    async def _query(self, query: Query) -> Reply:
+        """Ask the authorities in turn (the last one that answered first)."""
+        errors = []
+        for authority in list(self.ledger.authorities):
+            try:
+                reply = await self.bus.request(
+                    subjects.query(authority),
+                    query,
+                    self._reply_channel,
+                    timeout=self.query_timeout_s,
+                )
+            except RequestError as exc:
+                errors.append(f"{authority}: {exc}")
+                continue
+            if self.ledger.authorities[0] != authority:
+                self.ledger.authorities.remove(authority)
+                self.ledger.authorities.insert(0, authority)
+            if isinstance(reply.payload, QueryRefused):
+                raise QueryDenied(reply.payload.reason)
+            return reply.payload
+        raise LedgerUnavailable("no authority answered: " + "; ".join(errors))
+
+    async def _ask(self, query: Query, kind: type[Any]) -> Any:
+        reply = await self._query(query)
+        if not isinstance(reply, kind):
+            raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
+        return reply
+
+    async def refresh(self) -> bool:
+        """Re-read the chain and recompute if a new height is final; True if it recomputed."""
+        async with self._refreshing:
+            status: StatusReply = await self._ask(StatusQuery(), StatusReply)
+            for authority in status.authorities:
+                if authority not in self.ledger.authorities:
+                    self.ledger.authorities.append(authority)
+            if status.height <= self.height and self.assessment is not None:
+                return False
+            started = time.perf_counter()
+            inp = await self._read_inputs(status)
+            assessment = await asyncio.to_thread(assess, inp)
+            self.assessment = assessment
+            self.height = assessment.height
+            self.stats["refreshes"] += 1
+            await self._raise_alerts(assessment)
+            log.debug(
+                "regulator_assessed",
+                height=assessment.height,
+                exposures=len(assessment.exposures),
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return True
+
+    async def _read_inputs(self, status: StatusReply) -> MonitorInput:
+        contracts: ContractsReply = await self._ask(ContractsQuery(open_only=True), ContractsReply)
+        live = [v for v in contracts.contracts if not v.status.terminal]
+        ids = {v.contract.id for v in live}
+        if not self._history_read:
+            everything: ContractsReply = await self._ask(ContractsQuery(), ContractsReply)
+            self._remember_defaults(everything.contracts)
+            self._history_read = True
+        else:
+            ended = tuple(sorted(self._open_ids - ids))
+            if ended:
+                closed: ContractsReply = await self._ask(ContractsQuery(ids=ended), ContractsReply)
+                self._remember_defaults(closed.contracts)
+        self._open_ids = ids
+        await self._read_trades(ids)
+        pending: PaymentsReply = await self._ask(PaymentsQuery(status="pending"), PaymentsReply)
+        failed: PaymentsReply = await self._ask(PaymentsQuery(status="failed"), PaymentsReply)
+        not_held = {p.id for p in (*pending.payments, *failed.payments)}
+        cash_margin = {
+            cid: trade.cash_margin
+            for cid in ids
+            if (trade := self._trades.get(cid)) is not None
+            and trade.cash_margin > 0
+            and f"{cid}/initial_margin/1" not in not_held
+        }
+        ratings: RatingsReply = await self._ask(RatingsQuery(), RatingsReply)
+        guarantees: GuaranteesReply = await self._ask(GuaranteesQuery(), GuaranteesReply)
+        try:
+            as_of = dt.date.fromisoformat(status.business_date)
+        except ValueError:
+            as_of = dt.datetime.now(dt.UTC).date()
+        return MonitorInput(
+            height=max(contracts.height, status.height),
+            as_of=as_of,
+            members=tuple(self._members.values()),
+            contracts=(*live, *self._defaulted.values()),
+            cash_margin=cash_margin,
+            ratings=ratings.ratings,
+            guarantees=guarantees.guarantees,
+            recovery_rate=self.recovery_rate,
+        )
+
+    def _remember_defaults(self, views: tuple[ContractView, ...]) -> None:
+        for view in views:
+            if view.status == Status.DEFAULTED:
+                self._defaulted[view.contract.id] = view
+
+    async def _read_trades(self, ids: set[str]) -> None:
+        """Trades are immutable: fetch the newest few for new contracts, all only if needed."""
+        missing = ids - self._trades.keys()
+        if not missing:
+            return
+        for limit in (len(missing) + 32, 1 << 30):
+            reply: TradesReply = await self._ask(TradesQuery(limit=limit), TradesReply)
+            for trade in reply.trades:
+                self._trades[trade.contract_id] = trade
+            missing -= self._trades.keys()
+            if not missing or len(reply.trades) < limit:
+                return
+
+    async def _raise_alerts(self, assessment: Assessment) -> None:
+        self.above, crossed = crossings(self.above, assessment.rows)
+        for institution in crossed:
+            alert = alert_for(assessment, institution)
+            self.alerts.append(alert)
+            self.stats["alerts"] += 1
+            log.warning(
+                "risk_alert",
+                institution=institution,
+                height=alert.height,
+                ead=round(alert.ead, 2),
+                threshold=alert.threshold,
+                cascade=alert.cascade_defaulted,
+            )
+            await self.bus.publish(subjects.RISK_ALERTS, alert)
+            for listener in list(self.alert_listeners):
+                try:
+                    listener(alert)
+                except Exception:
+                    log.exception("alert_listener_failed")
+
+    # -- queries ---------------------------------------------------------------------------
+
+    async def _on_query(self, received: Received[RegulatorQuery], msg: Msg) -> None:
+        self.stats["queries"] += 1
+        await self.bus.reply(msg, self.answer(received.sender, received.payload))
+
+    def answer(self, who: str, query: RegulatorQuery) -> RegulatorReply:
+        """The reply to ``who``'s query (pure over the last assessment)."""
+        member = self._members.get(who)
+        full = member is not None and member.role in FULL_VIEW_ROLES
+        assessment = self.assessment
+        if isinstance(query, RiskQuery):
+            alerts = tuple(self.alerts)
+            if assessment is None:
+                return RiskReply(self.height, (), alerts if full else ())
+            rows = assessment.rows
+            if not full:
+                rows = tuple(r for r in rows if r.institution == who)
+                alerts = tuple(a for a in alerts if a.institution == who)
+            return RiskReply(assessment.height, rows, alerts)
+        if not full:
+            return QueryRefused("what-if runs are for the regulator and the authorities")
+        if assessment is None:
+            return QueryRefused("the monitor has not read the chain yet")
+        try:
+            return what_if(assessment.network, query.institutions, query.model)
+        except ValidationError as exc:
+            return QueryRefused(str(exc))
+
+    # -- consensus watch -------------------------------------------------------------------
+
+    async def _on_consensus(self, received: Received[ConsensusMessage], msg: Msg) -> None:
+        message = received.message
+        if message.kind not in EQUIVOCATION_KINDS:
+            return
+        payload = received.payload
+        if isinstance(payload, Proposal):
+            voted = payload.block.hash()
+        elif isinstance(payload, Prepare | Commit):
+            voted = payload.block_hash
+        else:
+            return
+        key = (message.sender, payload.height, payload.round, message.kind)
+        seen = self._votes.get(key)
+        if seen is None:
+            self._votes[key] = (voted, message)
+            self._prune_votes(payload.height)
+            return
+        if seen[0] == voted or message.sender in self._accused:
+            return
+        problem = verify_evidence(seen[1], message, self.bus.directory)
+        if problem is not None:
+            self.stats["evidence_not_valid"] += 1
+            log.warning("evidence_not_valid", sender=message.sender, problem=problem)
+            return
+        self._accused.add(message.sender)
+        self.stats["equivocations"] += 1
+        log.warning(
+            "equivocation_seen",
+            offender=message.sender,
+            height=payload.height,
+            round=payload.round,
+            kind=message.kind,
+        )
+        self._spawn(self._report(seen[1], message, payload.height, payload.round))
+
+    def _prune_votes(self, height: int) -> None:
+        if height <= self._newest_vote_height:
+            return
+        self._newest_vote_height = height
+        if height % 64:
+            return
+        cutoff = height - VOTE_WINDOW_HEIGHTS
+        for key in [k for k in self._votes if k[1] < cutoff]:
+            del self._votes[key]
+
+    async def _report(
+        self, first: SignedMessage, second: SignedMessage, height: int, round_: int
+    ) -> None:
+        offender = first.sender
+        receipt: Receipt | None = None
+        tx_id = ""
+        try:
+            tx_id = await self.ledger.submit(ByzantineEvidence(first, second))
+            self.stats["evidence_submitted"] += 1
+            receipt = await self.ledger.wait(tx_id, timeout=30.0)
+        except (LedgerUnavailable, RfqError) as exc:
+            log.error("evidence_not_committed", offender=offender, error=str(exc))
+        if receipt is not None and not receipt.ok:
+            # Another observer's evidence may have evicted it first: the outcome is the same.
+            log.info("evidence_refused", offender=offender, reason=receipt.reason)
+        elif receipt is not None:
+            log.warning("authority_evicted", offender=offender, height=receipt.height)
+        self.evidence.append(EvidenceReport(offender, height, round_, first.kind, tx_id, receipt))
