@@ -1,4 +1,4 @@
-"""`botc load` (not yet built)."""
+"""``botc load --net NETDIR --clients N --rfqs M [--json]``: simulated clients."""
 
 from __future__ import annotations
 
@@ -7,5 +7,74 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("load", help="(not yet built)")
-    parser.set_defaults(handler=lambda args: parser.error("not yet built"))
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "load",
+        help="run simulated clients against a running network",
+        description=(
+            "Simulated clients (C1..CN of the network) send RFQs with varied terms to every "
+            "dealer, take the best quote (or walk away now and then) and wait for the trade to "
+            "be final. Prints a final summary: RFQs sent, quotes, declines, accepts, committed "
+            "trades, failures by reason."
+        ),
+    )
+    parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
+    parser.add_argument("--clients", type=int, default=2, help="simulated clients (default 2)")
+    parser.add_argument("--rfqs", type=int, default=None, help="RFQs in total (default: no cap)")
+    parser.add_argument("--rate", type=float, default=None, help="RFQs per second over all")
+    parser.add_argument("--duration", type=float, default=None, help="seconds to run")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--stats-file", default=None, help="write live stats JSON here")
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="ID", help="a client not to simulate"
+    )
+    parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from peers.errors import CliError
+    from peers.load import run_load
+    from peers.netdir import NetDir
+    from peers.runtime import run_until_signal
+    from rfq.identity import Role
+
+    if args.clients < 1:
+        raise CliError("--clients must be at least 1")
+    if args.rfqs is None and args.duration is None:
+        raise CliError("give --rfqs or --duration (or both)")
+    if (args.rfqs is not None and args.rfqs < 1) or (args.rate is not None and args.rate <= 0):
+        raise CliError("--rfqs and --rate must be positive")
+    net = NetDir(args.net)
+    clients = [
+        m.id for m in net.genesis().members if m.role == Role.CLIENT and m.id not in args.exclude
+    ]
+    if args.clients > len(clients):
+        raise CliError(f"{net.path} has {len(clients)} clients, --clients asks {args.clients}")
+    servers = args.servers.split(",") if args.servers else None
+
+    async def main(stop: asyncio.Event) -> int:
+        stats = await run_load(
+            net,
+            clients[: args.clients],
+            rfqs=args.rfqs,
+            rate=args.rate,
+            duration=args.duration,
+            servers=servers,
+            seed=args.seed,
+            stats_file=Path(args.stats_file) if args.stats_file else None,
+            stop=stop,
+        )
+        summary = stats.summary()
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            for key, value in summary.items():
+                print(f"{key:12} {value}")
+        return 0 if stats.committed or not stats.accepts else 1
+
+    return run_until_signal(main)

@@ -1,4 +1,4 @@
-"""`botc up` (not yet built)."""
+"""``botc up``: the whole marketplace, then the trading terminal (or a headless summary)."""
 
 from __future__ import annotations
 
@@ -7,5 +7,133 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("up", help="(not yet built)")
-    parser.set_defaults(handler=lambda args: parser.error("not yet built"))
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "up",
+        help="run the whole marketplace and open the trading terminal",
+        description=(
+            "Start the embedded NATS (JetStream), the authorities (three dealers and a CCP; "
+            "other eligible members follow as observers), the guarantors, the regulator, the "
+            "simulated oracle, the settlement bank, the dealer bots and simulated clients, each "
+            "as its own process under a supervisor (restart with backoff, clean shutdown on "
+            "Ctrl-C; logs in NETDIR/logs). Then open the terminal as the first client, or with "
+            "--headless print one live summary line and a final JSON summary. Without --net a "
+            "network is created on first use under the user's data directory."
+        ),
+    )
+    parser.add_argument("--net", default=None, metavar="NETDIR", help="network directory")
+    parser.add_argument("--headless", action="store_true", help="no terminal: a summary line")
+    parser.add_argument("--clients", type=int, default=2, help="simulated clients (default 2)")
+    parser.add_argument("--rate", type=float, default=2.0, help="their RFQs per second (default 2)")
+    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    parser.add_argument("--as", dest="member", default="C1", help="terminal member (default C1)")
+    parser.add_argument("--port", type=int, default=0, help="NATS client port (0: any)")
+    parser.add_argument(
+        "--day-seconds", type=float, default=30.0, help="simulated business day length"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    from peers.errors import CliError
+    from peers.logging import configure_logging
+    from peers.marketplace import (
+        Marketplace,
+        chain_numbers,
+        chain_view,
+        ensure_network,
+        print_progress,
+        summary_line,
+    )
+
+    if args.clients < 0 or (args.rate is not None and args.rate <= 0):
+        raise CliError("--clients must be >= 0 and --rate > 0")
+    if args.duration is not None and args.duration <= 0:
+        raise CliError("--duration must be positive")
+    net, created = ensure_network(Path(args.net) if args.net else None)
+    if args.log_file is None:  # logs go to a file, never over the progress or the terminal
+        configure_logging(args.log_level, net.path / "logs" / "up.log")
+    if args.member not in {m.id for m in net.genesis().members}:
+        raise CliError(f"--as {args.member}: no such member in {net.path}")
+    if created:
+        print(f"created a network in {net.path}")
+    started = time.monotonic()
+    print(f"starting the marketplace of {net.path} ...", flush=True)
+    market = Marketplace(
+        net,
+        clients=args.clients,
+        rate=args.rate,
+        duration=args.duration,
+        human=None if args.headless else args.member,
+        port=args.port,
+        day_seconds=args.day_seconds,
+        on_event=print_progress,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        missing = market.start(timeout=90)
+        if missing:
+            names = ", ".join(s.name for s in missing)
+            print(f"not ready after 90s: {names} (see {net.path / 'logs'})", file=sys.stderr)
+        print(
+            f"marketplace ready in {time.monotonic() - started:.1f}s; logs in {net.path / 'logs'}",
+            flush=True,
+        )
+        if not args.headless:
+            from tui.app import BotcApp
+
+            BotcApp(net, args.member, log_file=net.path / "logs" / "tui.log").run()
+            return 0
+
+        async def headless() -> dict[str, object]:
+            ledger = await chain_view(net)
+            deadline = None if args.duration is None else time.monotonic() + args.duration
+            chain: dict[str, object] = {}
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    chain = await chain_numbers(ledger)
+                    line = summary_line(market.load_stats(), chain, time.monotonic() - started)
+                    end = "\r" if sys.stdout.isatty() else "\n"
+                    print(line, end=end, flush=True)
+                    await asyncio.sleep(1.0)
+                await asyncio.sleep(3.0)  # let the last trades become final
+                chain = await chain_numbers(ledger)
+            finally:
+                await ledger.bus.close()
+            return chain
+
+        try:
+            chain = asyncio.run(headless())
+        except KeyboardInterrupt:
+            chain = {}
+        stats = market.load_stats()
+        summary = {
+            "seconds": round(time.monotonic() - started, 1),
+            "rfqs": stats.get("rfqs", 0),
+            "quotes": stats.get("quotes", 0),
+            "accepts": stats.get("accepts", 0),
+            "trades": stats.get("committed", 0),
+            "failures": stats.get("failures", {}),
+            "height": chain.get("height"),
+            "tx_per_s": chain.get("tx_per_s"),
+            "restarts": {s.name: s.restarts for s in market.supervisor.services if s.restarts},
+        }
+        print()
+        print(json.dumps(summary))
+        return 0 if (args.clients == 0 or summary["trades"]) else 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        print("stopping ...", file=sys.stderr, flush=True)
+        market.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops ``botc up`` like Ctrl-C: the children are stopped in ``finally``."""
+    raise KeyboardInterrupt

@@ -1,0 +1,237 @@
+"""Simulated clients: real client sessions asking for quotes and taking the best one.
+
+Each client loops: pick terms (a swap, spread, calendar spread, average-price swap, forward or
+option on the catalog's underlyings, either side), send an RFQ to every dealer, take the best
+quote (usually; sometimes it walks away), then wait for the trade to be final. Counts go to a
+``LoadStats``; failures are counted by reason, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from peers.counterparty import AcceptRefused, ClientSession
+from peers.ledger_client import LedgerUnavailable
+from peers.market import MarketData
+from peers.netdir import NetDir
+from peers.runtime import open_bus
+from rfq.errors import RfqError
+from rfq.instruments import CATALOG, Averaging, Leg, OptionTerms, Side, Template, Terms
+from rfq.messages import Quote
+
+log = structlog.get_logger(__name__)
+
+FUTURES_ROOTS = ("RB", "HC", "PP", "Y", "C", "SC")
+MONTHS = ("2601", "2605", "2609")
+
+
+@dataclass
+class LoadStats:
+    rfqs: int = 0
+    quotes: int = 0
+    declines: int = 0
+    accepts: int = 0
+    committed: int = 0
+    walked_away: int = 0
+    started: float = field(default_factory=time.time)
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, object]:
+        elapsed = max(time.time() - self.started, 1e-9)
+        return {
+            "rfqs": self.rfqs,
+            "quotes": self.quotes,
+            "declines": self.declines,
+            "accepts": self.accepts,
+            "committed": self.committed,
+            "walked_away": self.walked_away,
+            "failures": dict(self.failures),
+            "seconds": round(elapsed, 1),
+            "trades_per_s": round(self.committed / elapsed, 2),
+        }
+
+
+def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Terms:
+    """Plausible terms on the catalog's underlyings, maturities 1-6 months."""
+    maturity = today + dt.timedelta(days=rng.choice((30, 60, 90, 120, 180)))
+    root = rng.choice(FUTURES_ROOTS)
+    month = rng.choice(MONTHS)
+    underlying = f"{root}{month}"
+    side = rng.choice((Side.BUY, Side.SELL))
+    quantity = rng.choice((100, 200, 500, 1000, 2000))
+    template = rng.choices(list(Template), weights=(30, 10, 10, 10, 8, 8, 12, 12), k=1)[0]
+    if template == Template.SPOT_SWAP:
+        return Terms(template, (Leg("TSBILLET"),), side, quantity, today, maturity)
+    if template == Template.INDEX_SWAP:
+        return Terms(
+            template,
+            (Leg("CSI300"),),
+            side,
+            rng.choice((1, 2, 5)),
+            today,
+            maturity,
+            multiplier=300.0,
+        )
+    if template == Template.SPREAD_SWAP:
+        return Terms(
+            template,
+            (Leg(f"HC{month}", 1.0), Leg(f"RB{month}", -1.0)),
+            side,
+            quantity,
+            today,
+            maturity,
+        )
+    if template == Template.CALENDAR_SPREAD:
+        near, far = MONTHS[1], MONTHS[2]
+        return Terms(
+            template,
+            (Leg(f"{root}{near}", 1.0), Leg(f"{root}{far}", -1.0)),
+            side,
+            quantity,
+            today,
+            maturity,
+        )
+    if template == Template.AVERAGE_PRICE_SWAP:
+        start = maturity - dt.timedelta(days=20)
+        return Terms(
+            template,
+            (Leg(underlying),),
+            side,
+            quantity,
+            today,
+            maturity,
+            averaging=Averaging(start, maturity),
+        )
+    if template == Template.EUROPEAN_OPTION:
+        latest = market.latest.get(underlying)
+        spot = latest.price if latest else CATALOG[underlying].start_price
+        tick = CATALOG[underlying].tick
+        strike = round(spot * rng.choice((0.95, 1.0, 1.05)) / tick) * tick
+        return Terms(
+            template,
+            (Leg(underlying),),
+            side,
+            quantity,
+            today,
+            maturity,
+            option=OptionTerms(rng.choice(("call", "put")), strike),
+        )
+    return Terms(template, (Leg(underlying),), side, quantity, today, maturity)
+
+
+class SimulatedClient:
+    def __init__(self, session: ClientSession, stats: LoadStats, rng: random.Random) -> None:
+        self.session = session
+        self.stats = stats
+        self.rng = rng
+
+    async def one_round(self, *, deadline_s: float = 3.0, take: float = 0.85) -> None:
+        market = self.session.market
+        try:
+            terms = random_terms(self.rng, market.today, market)
+            handle = await self.session.send_rfq(terms, deadline_s=deadline_s)
+        except RfqError as exc:
+            self.stats.failures[f"rfq refused: {type(exc).__name__}"] += 1
+            return
+        self.stats.rfqs += 1
+        answers = await handle.collect()
+        self.stats.quotes += sum(isinstance(a, Quote) for a in answers)
+        self.stats.declines += sum(not isinstance(a, Quote) for a in answers)
+        best = handle.best()
+        if best is None:
+            self.stats.failures["no quote"] += 1
+            return
+        if self.rng.random() > take:
+            self.stats.walked_away += 1
+            return
+        try:
+            signed = await self.session.accept(best)
+        except AcceptRefused as exc:
+            self.stats.failures[f"accept refused: {exc.reason}"] += 1
+            return
+        self.stats.accepts += 1
+        try:
+            receipt = await self.session.committed(signed, timeout=30)
+        except LedgerUnavailable:
+            self.stats.failures["no receipt"] += 1
+            return
+        if receipt.ok:
+            self.stats.committed += 1
+        else:
+            self.stats.failures[f"trade refused: {receipt.reason[:60]}"] += 1
+
+
+async def run_load(
+    net: NetDir,
+    clients: list[str],
+    *,
+    rfqs: int | None = None,
+    rate: float | None = None,
+    duration: float | None = None,
+    servers: list[str] | None = None,
+    seed: int = 0,
+    stats_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+) -> LoadStats:
+    """Run ``clients`` until ``rfqs`` RFQs in total were sent, or ``duration`` seconds passed,
+    or ``stop`` is set. ``rate`` caps RFQs per second over all clients."""
+    genesis = net.genesis()
+    stats = LoadStats()
+    stop = stop or asyncio.Event()
+    sims = []
+    market = MarketData()
+    for i, client in enumerate(clients):
+        bus = await open_bus(net, client, servers=servers)
+        session = ClientSession(bus, genesis, market=market)
+        await session.start()
+        if i == 0:
+            await market.attach(bus)
+        sims.append(SimulatedClient(session, stats, random.Random(seed * 1000 + i)))
+    print(f"simulating {len(clients)} clients: {', '.join(clients)}", flush=True)
+    interval = len(clients) / rate if rate else 0.0
+    end = time.monotonic() + duration if duration else None
+    budget = [rfqs if rfqs is not None else 10**12]
+
+    async def writer() -> None:
+        while not stop.is_set():
+            if stats_file is not None:
+                await asyncio.to_thread(write_stats, stats_file, stats)
+            await asyncio.sleep(1.0)
+
+    async def worker(sim: SimulatedClient) -> None:
+        while not stop.is_set() and budget[0] > 0 and (end is None or time.monotonic() < end):
+            budget[0] -= 1
+            started = time.monotonic()
+            try:
+                await sim.one_round()
+            except Exception as exc:  # a bug in one round must not stop the load
+                stats.failures[f"error: {type(exc).__name__}"] += 1
+                log.exception("load_round_failed")
+            if interval:
+                await asyncio.sleep(max(interval - (time.monotonic() - started), 0))
+
+    writer_task = asyncio.create_task(writer())
+    await asyncio.gather(*(worker(s) for s in sims))
+    stop.set()
+    await writer_task
+    if stats_file is not None:
+        await asyncio.to_thread(write_stats, stats_file, stats)
+    for sim in sims:
+        await sim.session.bus.close()
+    return stats
+
+
+def write_stats(path: Path, stats: LoadStats) -> None:
+    """Atomically replace ``path`` with the current summary (``botc up`` reads it)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats.summary()))
+    tmp.replace(path)

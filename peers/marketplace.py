@@ -1,0 +1,187 @@
+"""``botc up``: the whole marketplace on one machine, each peer its own process.
+
+The embedded nats-server (JetStream), the initial authorities and every other authority-
+eligible member as an observer node (so an elected candidate is already in sync), the
+simulated oracle, the settlement bank, each guarantor, the regulator, a dealer bot per dealer
+and, if asked, simulated clients (``botc load``) — all under the supervisor.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from bus.server import NatsServer
+from peers.netdir import NetDir, create_network
+from peers.supervisor import Service, Supervisor
+from rfq.identity import AUTHORITY_ELIGIBLE, NetworkParams, Role
+
+
+def default_netdir() -> Path:
+    return Path(platformdirs.user_data_dir("botc")) / "network"
+
+
+def ensure_network(path: Path | None) -> tuple[NetDir, bool]:
+    """The given network, or the default one (created on first use); ``True`` if created."""
+    if path is not None:
+        net = NetDir(path)
+        net.genesis()
+        return net, False
+    target = default_netdir()
+    if (target / "genesis.toml").exists():
+        return NetDir(target), False
+    return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
+
+
+def service_list(
+    net: NetDir,
+    *,
+    clients: int,
+    rate: float | None,
+    duration: float | None,
+    human: str | None,
+    day_seconds: float,
+) -> list[Service]:
+    genesis = net.genesis()
+    path = str(net.path)
+    services: list[Service] = []
+    for member in genesis.members:
+        if member.role in AUTHORITY_ELIGIBLE:
+            services.append(
+                Service(f"authority-{member.id}", ("authority", "--net", path, "--id", member.id))
+            )
+    services.append(
+        Service(
+            "oracle",
+            ("oracle", "--net", path, "--simulate", "--day-seconds", str(day_seconds)),
+        )
+    )
+    services.append(Service("bank", ("bank", "--net", path)))
+    for member in genesis.by_role(Role.GUARANTOR):
+        services.append(
+            Service(f"guarantor-{member.id}", ("guarantor", "--net", path, "--id", member.id))
+        )
+    services.append(Service("regulator", ("regulator", "--net", path)))
+    for member in genesis.by_role(Role.DEALER):
+        services.append(
+            Service(f"dealer-{member.id}", ("dealer", "--net", path, "--id", member.id))
+        )
+    available = [m.id for m in genesis.by_role(Role.CLIENT) if m.id != human]
+    if clients > 0:
+        args = ["load", "--net", path, "--clients", str(min(clients, len(available)))]
+        for client in [m.id for m in genesis.by_role(Role.CLIENT)]:
+            if client == human:
+                args += ["--exclude", client]
+        if rate:
+            args += ["--rate", str(rate)]
+        args += ["--duration", str(duration if duration else 10**9)]
+        args += ["--stats-file", str(net.path / "run" / "load.json")]
+        services.append(Service("clients", tuple(args), oneshot=True))
+    return services
+
+
+class Marketplace:
+    """NATS plus the supervised peers of one network."""
+
+    def __init__(
+        self,
+        net: NetDir,
+        *,
+        clients: int = 2,
+        rate: float | None = 2.0,
+        duration: float | None = None,
+        human: str | None = "C1",
+        port: int = 0,
+        day_seconds: float = 30.0,
+        on_event: Callable[[Service, str], None] | None = None,
+    ) -> None:
+        self.net = net
+        self.port = port
+        self.server: NatsServer | None = None
+        self.started_at = time.monotonic()
+        self.supervisor = Supervisor(
+            service_list(
+                net,
+                clients=clients,
+                rate=rate,
+                duration=duration,
+                human=human,
+                day_seconds=day_seconds,
+            ),
+            net.path / "logs",
+            on_event=on_event,
+        )
+
+    def start(self, timeout: float = 60.0) -> list[Service]:
+        """Start everything; returns the services not ready within ``timeout``."""
+        stats = self.net.path / "run" / "load.json"
+        stats.unlink(missing_ok=True)
+        self.server = NatsServer(
+            self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
+        ).start()
+        self.net.write_run_file([self.server.url])
+        self.supervisor.start()
+        return self.supervisor.wait_ready(timeout)
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+        if self.server is not None:
+            self.server.stop()
+        self.net.run_file.unlink(missing_ok=True)
+
+    def load_stats(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.net.path / "run" / "load.json").read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+
+async def chain_view(net: NetDir) -> Any:
+    """A connection the headless summary reads the chain through (as the regulator)."""
+    from peers.ledger_client import LedgerClient
+    from peers.runtime import open_bus
+
+    bus = await open_bus(net, net.genesis().regulator.id)
+    return LedgerClient(bus, net.genesis())
+
+
+async def chain_numbers(ledger: Any, window_s: float = 10.0) -> dict[str, Any]:
+    """Height and committed transactions per second over the recent blocks."""
+    from peers.ledger_client import LedgerUnavailable
+    from rfq.queries import HeadersQuery, HeadersReply
+
+    try:
+        reply = await ledger.query(HeadersQuery(limit=100), timeout=1.0)
+    except LedgerUnavailable:
+        return {"height": None, "tx_per_s": None}
+    if not isinstance(reply, HeadersReply) or not reply.headers:
+        return {"height": 0, "tx_per_s": 0.0}
+    newest = reply.headers[0]
+    recent = [h for h in reply.headers if newest.timestamp_ms - h.timestamp_ms <= window_s * 1000]
+    span = max((newest.timestamp_ms - recent[-1].timestamp_ms) / 1000, 1.0)
+    return {
+        "height": newest.height,
+        "tx_per_s": round(sum(h.tx_count for h in recent) / span, 1),
+    }
+
+
+def summary_line(stats: dict[str, Any], chain: dict[str, Any], elapsed: float) -> str:
+    return (
+        f"[{elapsed:6.1f}s] RFQs {stats.get('rfqs', 0):5}  quotes {stats.get('quotes', 0):6}  "
+        f"trades {stats.get('committed', 0):5}  height {chain.get('height') or '-':>6}  "
+        f"tx/s {chain.get('tx_per_s') if chain.get('tx_per_s') is not None else '-'}"
+    )
+
+
+def print_progress(service: Service, event: str) -> None:
+    if event == "ready":
+        print(f"  ready    {service.name:22} {service.ready_after_s or 0:5.1f}s", flush=True)
+    elif event.startswith("exited"):
+        print(f"  {service.name} {event}", file=sys.stderr, flush=True)
