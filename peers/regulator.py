@@ -337,9 +337,15 @@ class RegulatorService:
         live = [v for v in contracts.contracts if not v.status.terminal]
         ids = {v.contract.id for v in live}
         if not self._history_read:
-            everything: ContractsReply = await self._ask(ContractsQuery(), ContractsReply)
-            self._remember_defaults(everything.contracts)
+            # Past defaults (PD 1, observed recovery rates) come from the whole book, once; a
+            # book too large for one reply is skipped rather than stopping the monitor.
             self._history_read = True
+            try:
+                everything: ContractsReply = await self._ask(ContractsQuery(), ContractsReply)
+                self._remember_defaults(everything.contracts)
+            except LedgerUnavailable as exc:
+                self.stats["history_unread"] += 1
+                log.warning("regulator_history_unread", error=str(exc))
         else:
             ended = tuple(sorted(self._open_ids - ids))
             if ended:

@@ -10,6 +10,8 @@ import math
 
 import pytest
 
+from rfq.contracts.book import ContractBook
+from rfq.contracts.events import Fixing, MarginCalled, MarginPosted, OpenContract, Price
 from rfq.contracts.model import Contract, ContractView, MarginTerms, Outcome, Status
 from rfq.errors import ValidationError
 from rfq.identity import Member, Role
@@ -317,6 +319,23 @@ def test_a_margined_commodity_swap_netting_set_gives_the_hand_checked_ead_both_w
     assert (client_side.creditor, client_side.debtor) == ("C1", "D1")
     assert client_side.result.rc == 0.0
     assert client_side.result.multiplier == 1.0
+    assert client_side.ead == pytest.approx(24_948.0)
+
+
+def test_views_from_the_contract_engine_give_the_same_hand_checked_netting_set() -> None:
+    """The same trade run through the real engine: open, fix at 3300, D1 meets its call."""
+    book = ContractBook()
+    contract = view("r1").contract
+    book.apply(OpenContract(contract))
+    [call] = book.apply(Fixing(date=AS_OF, prices=(Price("RB2605", 3300.0),)))
+    assert isinstance(call, MarginCalled) and (call.payer, call.amount) == ("D1", 10_000.0)
+    book.apply(MarginPosted(id="p1", contract_id="r1", payer="D1", amount=10_000.0))
+    engine_view = book.get("r1")
+    assert (engine_view.client_mtm, engine_view.vm_balance) == (10_000.0, 10_000.0)
+    dealer_side, client_side = bilateral_exposures(
+        market(engine_view, cash_margin={"r1": 32_000.0})
+    )
+    assert dealer_side.ead == pytest.approx(10_458.199, rel=1e-6)
     assert client_side.ead == pytest.approx(24_948.0)
 
 
