@@ -218,6 +218,24 @@ def auth_conf_text(genesis: Genesis) -> str:
     )
 
 
+def cluster_conf_text() -> str:
+    """A JetStream cluster node for docker-compose: ``NODE`` names it, the routes name the
+    three services ``nats1``..``nats3`` (nats-server expands ``$NODE`` from the environment)."""
+    return (
+        "# One node of a three-node JetStream cluster (docker-compose.yml): NODE=n1|n2|n3\n"
+        "server_name: $NODE\n"
+        "port: 4222\n"
+        "max_payload: 8MB\n"
+        'jetstream { store_dir: "/data" }\n'
+        "cluster {\n"
+        "  name: botc\n"
+        "  port: 6222\n"
+        "  routes: [nats-route://nats1:6222, nats-route://nats2:6222, nats-route://nats3:6222]\n"
+        "}\n"
+        'include "auth.conf"\n'
+    )
+
+
 def server_conf_text(port: int = 4222) -> str:
     return (
         "# A single-node server for this network: nats-server -c server.conf\n"
@@ -339,6 +357,7 @@ def create_network(
     nats_dir.mkdir(exist_ok=True)
     _write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
     _write_atomic(nats_dir / "server.conf", server_conf_text())
+    _write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
     run_file = root / "run" / "nats.json"
     if run_file.exists():
         run_file.unlink()
