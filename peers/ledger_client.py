@@ -25,6 +25,7 @@ from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
 from peers.errors import PeerError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
+from rfq.ledger.block import max_faulty
 from rfq.ledger.state import Receipt, Receipts
 from rfq.queries import (
     REPLY_ROLES,
@@ -43,7 +44,13 @@ log = structlog.get_logger(__name__)
 NOTE_CHANNEL: Channel[Receipt | Receipts] = Channel.of(
     "notes", Receipt | Receipts, {"receipt": AUTHORITY_ELIGIBLE, "receipts": AUTHORITY_ELIGIBLE}
 )
-REPLY_CHANNEL: Channel[Reply] = Channel.of("query_reply", Reply, REPLY_ROLES)
+
+
+def reply_channel(max_bytes: int) -> Channel[Reply]:
+    """Replies can be large (the regulator reads the whole market): up to ``max_bytes``."""
+    return Channel.of("query_reply", Reply, REPLY_ROLES, max_bytes=max_bytes)
+
+
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -64,8 +71,12 @@ class LedgerClient:
         self.authorities = list(authorities or genesis.authorities.initial)
         self._receipts: dict[str, Receipt] = {}
         self._waiters: dict[str, list[asyncio.Future[Receipt]]] = {}
+        self._refusals: dict[str, set[str]] = {}
+        self.authorities_in_force = tuple(genesis.authorities.initial)
         self.listeners: list[Callable[[Receipt], None]] = []
         self._started = False
+        self.replies = reply_channel(genesis.params.consensus_max_bytes)
+        self.eligible = [m.id for m in genesis.members if m.role in AUTHORITY_ELIGIBLE]
 
     async def start(self) -> LedgerClient:
         if not self._started:
@@ -81,11 +92,21 @@ class LedgerClient:
         for receipt in note.receipts if isinstance(note, Receipts) else (note,):
             if receipt.sender and receipt.sender != self.bus.member_id:
                 continue
+            if receipt.index < 0:
+                self._refused_by(receipt, received.sender)
+            else:
+                self._record(receipt)
+
+    def _refused_by(self, receipt: Receipt, authority: str) -> None:
+        """An authority refused the transaction at admission. One authority may lie; f+1
+        distinct ones include an honest one, so their refusal is final."""
+        refusers = self._refusals.setdefault(receipt.tx_id, set())
+        refusers.add(authority)
+        if len(refusers) > max_faulty(len(self.authorities_in_force)):
             self._record(receipt)
 
     def _record(self, receipt: Receipt) -> None:
-        # A refusal at admission (index -1) may be followed by a commit elsewhere: keep the
-        # final word of a block over an admission refusal.
+        # A block's receipt is the final word; an admission refusal never replaces it.
         current = self._receipts.get(receipt.tx_id)
         if current is not None and current.index >= 0 and receipt.index < 0:
             return
@@ -113,18 +134,16 @@ class LedgerClient:
     async def wait(self, tx_id: str, *, timeout: float = 10.0, poll_s: float = 1.0) -> Receipt:
         """The transaction's receipt: committed (``ok``) or refused with a reason.
 
-        A refusal at admission by one authority is final only if no block commits the
-        transaction; waiting continues until the deadline for a block receipt.
+        A block's receipt is final; so is a refusal at admission by f+1 authorities. Anything
+        less keeps waiting (and polling the receipts) until the deadline.
         """
         deadline = time.monotonic() + timeout
         while True:
             found = self._receipts.get(tx_id)
-            if found is not None and found.index >= 0:
+            if found is not None:
                 return found
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if found is not None:
-                    return found
                 raise LedgerUnavailable(f"no receipt for {tx_id[:12]} within {timeout:.0f}s")
             future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(tx_id, []).append(future)
@@ -153,7 +172,7 @@ class LedgerClient:
         for authority in list(self.authorities):
             try:
                 reply = await self.bus.request(
-                    subjects.query(authority), query, REPLY_CHANNEL, timeout=timeout
+                    subjects.query(authority), query, self.replies, timeout=timeout
                 )
             except RequestError as exc:
                 errors.append(f"{authority}: {exc}")
@@ -163,8 +182,16 @@ class LedgerClient:
             self.authorities.insert(0, authority)
             if isinstance(reply.payload, QueryRefused):
                 raise QueryDenied(reply.payload.reason)
+            if isinstance(reply.payload, StatusReply):
+                self._follow_set(reply.payload.authorities)
             return reply.payload
         raise LedgerUnavailable("no authority answered: " + "; ".join(errors))
+
+    def _follow_set(self, authorities: Sequence[str]) -> None:
+        """Ask the current authorities first (a by-elected one included), then the others."""
+        self.authorities_in_force = tuple(authorities)
+        current = [a for a in authorities if a in self.eligible]
+        self.authorities = current + [a for a in self.authorities if a not in current]
 
     async def status(self) -> StatusReply:
         reply = await self.query(StatusQuery())
@@ -178,7 +205,7 @@ class LedgerClient:
         async def one(authority: str) -> tuple[str, Any]:
             try:
                 reply = await self.bus.request(
-                    subjects.query(authority), query, REPLY_CHANNEL, timeout=timeout
+                    subjects.query(authority), query, self.replies, timeout=timeout
                 )
                 return authority, reply.payload
             except RequestError as exc:

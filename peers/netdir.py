@@ -192,6 +192,7 @@ def permissions(member: Member) -> dict[str, Any]:
             subjects.query(me),
             subjects.SYNC_ALL,
             subjects.CHAIN_ALL,
+            subjects.RISK_ALERTS,
         ]
         allow_responses = True
     if member.role == Role.ORACLE:

@@ -44,6 +44,7 @@ from bus.envelope import Channel, Received
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.store import ChainStore
 from peers.errors import PeerError
+from peers.ledger_client import reply_channel
 from rfq.contracts.model import ContractView
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
@@ -108,7 +109,10 @@ from rfq.signing import SignedMessage, signature_valid
 
 log = structlog.get_logger(__name__)
 
-TX_CHANNEL: Channel[Transaction] = Channel.of("tx", Transaction, TX_ROLES)
+
+def tx_channel(max_block_bytes: int) -> Channel[Transaction]:
+    """Transactions: evidence of equivocation carries two proposals, so two blocks' worth."""
+    return Channel.of("tx", Transaction, TX_ROLES, max_bytes=2 * max_block_bytes + 65_536)
 
 
 def consensus_channel(max_bytes: int) -> Channel[ConsensusMessage]:
@@ -206,7 +210,9 @@ class AuthorityNode:
     async def start(self) -> AuthorityNode:
         self._load()
         await self._ensure_stream()
-        await self.bus.subscribe(subjects.TX_ALL, TX_CHANNEL, self._on_tx)
+        await self.bus.subscribe(
+            subjects.TX_ALL, tx_channel(self.params.max_block_bytes), self._on_tx
+        )
         await self.bus.subscribe(
             subjects.CONSENSUS_ALL,
             consensus_channel(self.params.consensus_max_bytes),
@@ -650,9 +656,7 @@ class AuthorityNode:
         return out
 
     async def _fetch_peers(self, start: int) -> list[Block]:
-        from rfq.queries import REPLY_ROLES
-
-        reply_channel: Channel[Reply] = Channel.of("query_reply", Reply, REPLY_ROLES)
+        replies = reply_channel(self.params.consensus_max_bytes)
         for peer in self.state.authorities:
             if peer == self.me:
                 continue
@@ -660,7 +664,7 @@ class AuthorityNode:
                 reply = await self.bus.request(
                     subjects.query(peer),
                     BlocksQuery(start, start + MAX_BLOCKS_PER_REPLY - 1),
-                    reply_channel,
+                    replies,
                     timeout=2.0,
                 )
             except RequestError:
