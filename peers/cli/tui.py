@@ -1,4 +1,4 @@
-"""`botc tui` (not yet built)."""
+"""``botc tui --net NETDIR --as ID``: the Textual trading terminal, in the member's role."""
 
 from __future__ import annotations
 
@@ -7,5 +7,52 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("tui", help="(not yet built)")
-    parser.set_defaults(handler=lambda args: parser.error("not yet built"))
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "tui",
+        help="the trading terminal (client, dealer or regulator mode)",
+        description=(
+            "A terminal UI whose mode follows the member's role. Client: market watch, RFQ "
+            "ticket, live quotes (accept / cancel), blotter, credit and chain panels. Dealer: "
+            "incoming RFQs quoted by an embedded dealer bot, automatically or by hand, with "
+            "positions and exposure per client. Regulator: authorities and governance, CCR "
+            "per institution with alerts, contagion what-ifs, the trade repository. "
+            "Ctrl+P opens the command palette; Ctrl+Q quits. Logs go to a file, never to "
+            "the screen (default NETDIR/data/ID/tui.log)."
+        ),
+    )
+    parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
+    parser.add_argument(
+        "--as", required=True, dest="member", metavar="ID", help="member id, e.g. C1, D1, REG"
+    )
+    parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
+    parser.add_argument(
+        "--log-file", dest="tui_log_file", default=None, metavar="PATH", help="log file"
+    )
+    parser.add_argument(
+        "--manual",
+        action="store_true",
+        help="dealer mode: start with auto-quote off (RFQs wait for a manual quote)",
+    )
+    parser.add_argument(
+        "--poll", type=float, default=2.0, metavar="SECONDS", help="chain poll period (2)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from peers.errors import CliError
+    from peers.logging import configure_logging
+    from peers.netdir import NetDir
+    from tui.app import BotcApp
+
+    if args.poll <= 0:
+        raise CliError("--poll must be positive")
+    net = NetDir(args.net)
+    servers = [s for s in args.servers.split(",") if s] if args.servers else None
+    app = BotcApp(net, args.member, servers, poll_s=args.poll, auto_quote=not args.manual)
+    log_file = args.tui_log_file or getattr(args, "log_file", None)
+    if log_file is None:
+        log_file = net.data_dir(args.member) / "tui.log"
+    configure_logging(getattr(args, "log_level", "info"), log_file)
+    result = app.run()
+    return int(result or 0)

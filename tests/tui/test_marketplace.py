@@ -1,0 +1,189 @@
+"""The three terminals against a real local marketplace (nats-server, authorities, dealers).
+
+Every terminal opens its own bus, as ``botc tui`` does; the tests drive them with Pilot and
+read what the screens show.
+"""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Select
+
+from peers.counterparty import ClientSession
+from peers.regulator import RegulatorService
+from rfq.messages import Decline, Quote
+from tests.integration.test_pretrade import rebar_swap
+from tui.app import BotcApp
+from tui.widgets import Table
+
+from .conftest import record_notifications, type_into, wait_until
+
+pytestmark = pytest.mark.integration
+
+SIZE = (150, 46)
+
+
+def cell_text(table: Table, row: str, column: str) -> str:
+    value = table.get_cell(row, column)
+    return getattr(value, "plain", str(value))
+
+
+async def test_client_c1_trades_from_the_ticket_while_dealer_d1_and_the_regulator_watch(
+    open_marketplace, network, bus_factory
+):
+    market = await open_marketplace(dealers=("D2", "D3"))
+    monitor = await RegulatorService(
+        await bus_factory("REG"), network.genesis(), poll_s=1.0, watch_consensus=False
+    ).start()
+    client_app = BotcApp(network, "C1", poll_s=1.0)
+    dealer_app = BotcApp(network, "D1", poll_s=1.0)
+    regulator_app = BotcApp(network, "REG", poll_s=1.0)
+    async with (
+        client_app.run_test(size=SIZE, notifications=True) as client,
+        dealer_app.run_test(size=SIZE) as dealer,
+        regulator_app.run_test(size=SIZE) as regulator,
+    ):
+        told = record_notifications(client_app)
+        c1, d1, reg = client_app.main_screen, dealer_app.main_screen, regulator_app.main_screen
+        await wait_until(client, lambda: c1.session is not None and d1.bot is not None)
+        await market.tick()
+        await wait_until(client, lambda: "RB2605" in c1.session.market.latest, what="prices")
+        assert c1.query_one("#market", Table).get_row("RB2605")
+
+        # C1 fills the ticket and sends it.
+        await type_into(client, "#legs", "RB2605")
+        await type_into(client, "#quantity", "200")
+        await type_into(client, "#maturity", "6m")
+        await type_into(client, "#deadline", "4")
+        assert not c1.query_one("#send").disabled
+        await client.press("ctrl+s")
+        await wait_until(client, lambda: len(c1.quotes.quotes) >= 2, what="two quotes")
+        rfq_id = c1.quotes.rfq.id
+        assert {q.dealer for q in c1.quotes.quotes} <= {"D1", "D2", "D3"}
+        best = c1.quotes.best()
+        assert cell_text(c1.quotes.table, best.dealer, "status") == "★ best"
+        assert cell_text(c1.quotes.table, best.dealer, "valid").endswith("s")
+
+        # D1's terminal saw that RFQ and the model quoted it.
+        await wait_until(dealer, lambda: rfq_id in d1.lines, what="D1 sees the RFQ")
+        await wait_until(dealer, lambda: d1.lines[rfq_id].state == "quoted")
+        assert "quoted" in cell_text(d1.query_one("#rfqs", Table), rfq_id, "answer")
+
+        # C1 accepts the best quote; the trade is final and lands in the blotter.
+        await client.press("b")
+        await wait_until(client, lambda: any("Trade final at height" in n for n in told))
+        await client.press("f3")
+        await wait_until(client, lambda: rfq_id in c1.contracts, what="contract in blotter")
+        blotter = c1.query_one("#contracts", Table)
+        assert cell_text(blotter, rfq_id, "status") == "live"
+        assert cell_text(blotter, rfq_id, "dealer") == best.dealer
+        await client.press("f5")
+        await wait_until(
+            client,
+            lambda: any(
+                "final at height" in cell_text(c1.query_one("#transactions", Table), k, "finality")
+                for k in c1.transactions
+            ),
+            what="the accept's receipt in the chain panel",
+        )
+
+        # The regulator's trade repository shows the trade, and its monitor a CCR row.
+        await regulator.press("f5")
+        repository = reg.query_one("#repository", Table)
+        await wait_until(regulator, lambda: rfq_id in repository.rows, what="trade repository")
+        assert cell_text(repository, rfq_id, "client") == "C1"
+        assert cell_text(repository, rfq_id, "product") == "swap RB2605"
+        await regulator.press("f3")
+        ccr = reg.query_one("#ccr", Table)
+        await wait_until(regulator, lambda: ccr.row_count > 0, what="a CCR row")
+        assert {"C1", best.dealer} & {str(key.value) for key in ccr.rows}
+        await regulator.press("f2")
+        await wait_until(regulator, lambda: reg.query_one("#authorities", Table).row_count >= 4)
+        assert cell_text(reg.query_one("#authorities", Table), "CCP", "status") == "authority"
+    await monitor.close()
+
+
+async def test_dealer_d1_quotes_declines_and_lets_lapse_rfqs_by_hand(
+    open_marketplace, network, bus_factory
+):
+    market = await open_marketplace(dealers=("D2", "D3"))
+    session = await ClientSession(await bus_factory("C1"), network.genesis()).start()
+    await session.market.attach(session.bus)
+    app = BotcApp(network, "D1", poll_s=1.0, auto_quote=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        desk = app.main_screen
+        await wait_until(pilot, lambda: desk.bot is not None, what="the dealer bot")
+        await market.tick()
+        await wait_until(pilot, lambda: "RB2605" in desk.bot.market.latest, what="prices")
+
+        # An RFQ waits; the model's price is pre-filled; D1 overrides it.
+        rfq = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=10)
+        await wait_until(
+            pilot, lambda: rfq.id in desk.lines and desk.lines[rfq.id].state == "waiting"
+        )
+        model = desk.lines[rfq.id].suggestion
+        assert isinstance(model, Quote)
+        await wait_until(pilot, lambda: desk.query_one("#manual-price", Input).value != "")
+        assert float(desk.query_one("#manual-price", Input).value) == model.price
+        await type_into(pilot, "#manual-price", f"{model.price - 7:g}")
+        await pilot.press("enter")
+        [answer] = await rfq.collect()
+        assert isinstance(answer, Quote)
+        assert answer.price == model.price - 7
+        await wait_until(pilot, lambda: desk.lines[rfq.id].state == "quoted")
+        assert "(manual)" in cell_text(desk.query_one("#rfqs", Table), rfq.id, "answer")
+
+        # The next one D1 declines with a key.
+        second = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=10)
+        await wait_until(pilot, lambda: second.id in desk.lines)
+        await pilot.click("#rfqs")
+        desk.query_one("#rfqs", Table).move_cursor(row=0)
+        await pilot.press("d")
+        [declined] = await second.collect()
+        assert isinstance(declined, Decline)
+        assert declined.code == "dealer_declined"
+
+        # A third lapses unanswered: nothing is sent after its deadline.
+        third = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=0.8)
+        assert await third.collect() == []
+        await wait_until(pilot, lambda: desk.lines.get(third.id) is not None)
+        await wait_until(pilot, lambda: desk.lines[third.id].state == "lapsed")
+        assert "lapsed" in cell_text(desk.query_one("#rfqs", Table), third.id, "answer")
+
+        # Auto-quote back on: the model answers at once.
+        await pilot.press("ctrl+t")
+        assert desk.bot.auto_quote
+        fourth = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=5)
+        [auto] = await fourth.collect()
+        assert isinstance(auto, Quote)
+
+
+async def test_the_regulator_runs_a_contagion_what_if_on_the_live_exposures(
+    open_marketplace, network, bus_factory
+):
+    market = await open_marketplace()
+    monitor = await RegulatorService(
+        await bus_factory("REG"), network.genesis(), poll_s=1.0, watch_consensus=False
+    ).start()
+    session = await ClientSession(await bus_factory("C1"), network.genesis()).start()
+    await session.market.attach(session.bus)
+    await market.tick()
+    rfq = await session.send_rfq(rebar_swap(market.today), deadline_s=3)
+    await rfq.collect()
+    receipt = await session.committed(await session.accept(rfq.best()))
+    assert receipt.ok, receipt.reason
+    app = BotcApp(network, "REG", poll_s=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        reg = app.main_screen
+        await wait_until(pilot, lambda: reg.query_one("#ccr", Table).row_count > 0, what="CCR")
+        await pilot.press("f4")
+        reg.query_one("#whatif-institution", Select).value = rfq.best().dealer
+        await pilot.click("#whatif-run")
+        await wait_until(
+            pilot,
+            lambda: reg.query_one("#whatif-losses", Table).row_count > 0,
+            what="what-if losses",
+        )
+        cascade = reg.query_one("#whatif-cascade").render()
+        assert f"Default of {rfq.best().dealer}" in str(cascade)
+    await monitor.close()

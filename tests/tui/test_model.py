@@ -1,0 +1,155 @@
+"""The ticket's pure model and the terminal's formatting, without Textual or a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from peers.market import MarketData
+from rfq.instruments import Leg, Side, Template
+from rfq.messages import Price
+from tui import format as fmt
+from tui.model import (
+    TicketDraft,
+    TicketError,
+    build_request,
+    market_rows,
+    parse_date,
+    parse_legs,
+)
+
+TODAY = dt.date(2026, 3, 2)
+NOW_MS = int(dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC).timestamp() * 1000)
+DEALERS = frozenset({"D1", "D2", "D3"})
+
+
+def request(**fields: object):
+    return build_request(
+        TicketDraft(**fields),  # type: ignore[arg-type]
+        client="C1",
+        today=TODAY,
+        now_ms=NOW_MS,
+        dealers=DEALERS,
+    )
+
+
+def error_of(**fields: object) -> TicketError:
+    with pytest.raises(TicketError) as caught:
+        request(**fields)
+    return caught.value
+
+
+def test_the_default_ticket_asks_every_dealer_for_a_three_month_rebar_swap():
+    sent = request()
+    assert sent.dealers is None
+    assert sent.deadline_s == 5
+    assert sent.terms.template == Template.PRICE_SWAP
+    assert sent.terms.legs == (Leg("RB2605"),)
+    assert sent.terms.client_side == Side.BUY
+    assert sent.terms.quantity == 1000
+    assert sent.terms.maturity == dt.date(2026, 6, 2)
+
+
+def test_legs_read_as_a_trader_writes_them():
+    assert parse_legs("hc2605 - rb2605") == (Leg("HC2605", 1.0), Leg("RB2605", -1.0))
+    assert parse_legs("0.6*RB2605 + HC2605*0.4") == (Leg("RB2605", 0.6), Leg("HC2605", 0.4))
+    assert parse_legs(" CSI300 ") == (Leg("CSI300"),)
+
+
+@pytest.mark.parametrize("text", ["", "RB2605 HC2605", "RB2605 - ", "3*", "RB2605 / HC2605"])
+def test_unreadable_legs_are_refused_naming_the_legs_field(text):
+    with pytest.raises(TicketError) as caught:
+        parse_legs(text)
+    assert caught.value.field == "legs"
+
+
+def test_maturities_are_dates_or_tenors_from_today():
+    assert parse_date("90d", TODAY, field="maturity") == dt.date(2026, 5, 31)
+    assert parse_date("2w", TODAY, field="maturity") == dt.date(2026, 3, 16)
+    assert parse_date("1y", TODAY, field="maturity") == dt.date(2027, 3, 2)
+    assert parse_date("2026-12-31", TODAY, field="maturity") == dt.date(2026, 12, 31)
+    assert parse_date("1m", dt.date(2026, 1, 31), field="maturity") == dt.date(2026, 2, 28)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"quantity": "abc"}, "quantity", "not a number"),
+        ({"quantity": "0"}, "quantity", "positive"),
+        ({"legs": "XX9999"}, "legs", "unknown underlying"),
+        ({"maturity": "2026-01-01"}, "maturity", "not after"),
+        ({"maturity": "soon"}, "maturity", "not a date"),
+        ({"template": "spread_swap", "legs": "RB2605"}, "legs", "two legs"),
+        ({"template": "calendar_spread", "legs": "RB2609 - HC2605"}, "legs", "one future"),
+        ({"template": "average_price_swap"}, "avg_start", "enter a date"),
+        (
+            {"template": "average_price_swap", "avg_start": "1m", "avg_end": "4m"},
+            "avg_start",
+            "after maturity",
+        ),
+        ({"template": "european_option", "strike": ""}, "strike", "enter the strike"),
+        ({"template": "european_option", "strike": "-5"}, "strike", "positive"),
+        ({"all_dealers": False}, "dealers", "at least one dealer"),
+        ({"all_dealers": False, "dealers": ("D1", "C2")}, "dealers", "not dealers: C2"),
+        ({"deadline": "0"}, "deadline", "1 to 300"),
+        ({"multiplier": "-1"}, "multiplier", "positive"),
+    ],
+)
+def test_each_bad_field_is_named_with_the_rule_it_breaks(fields, field, words):
+    error = error_of(**fields)
+    assert error.field == field
+    assert words in error.message
+
+
+def test_an_option_an_average_swap_and_a_pick_list_build_the_terms_dealers_expect():
+    option = request(template="european_option", option_type="put", strike="3100")
+    assert option.terms.option is not None
+    assert (option.terms.option.type, option.terms.option.strike) == ("put", 3100.0)
+    average = request(template="average_price_swap", avg_start="2m", avg_end="3m")
+    assert average.terms.averaging is not None
+    assert average.terms.averaging.end == average.terms.maturity
+    chosen = request(all_dealers=False, dealers=("D2", "D3"))
+    assert chosen.dealers == ("D2", "D3")
+    assert "from D2, D3" in chosen.summary
+
+
+@given(
+    st.sampled_from(["legs", "quantity", "maturity", "deadline", "multiplier"]),
+    st.text(max_size=40),
+)
+def test_any_text_in_a_field_either_builds_terms_or_names_that_field(name, text):
+    outcome: object
+    try:
+        outcome = request(**{name: text})
+    except TicketError as exc:
+        outcome = exc.field
+    assert outcome == name or hasattr(outcome, "terms")
+
+
+def test_market_rows_show_the_change_against_the_previous_close():
+    market = MarketData()
+    for day, close in ((1, 3100.0), (2, 3150.0)):
+        market.on_price(Price("RB2605", close, dt.date(2026, 3, day), day, close=True))
+    market.on_price(Price("RB2605", 3181.5, dt.date(2026, 3, 3), 3))
+    [row] = [r for r in market_rows(market) if r.underlying == "RB2605"]
+    assert row.last == 3181.5
+    assert row.previous_close == 3150.0
+    assert row.change == pytest.approx(31.5)
+    assert row.change_pct == pytest.approx(0.01)
+    assert row.closes == (3100.0, 3150.0)
+
+
+def test_formatting_keeps_numbers_short_and_signed():
+    assert fmt.money(1_234_567) == "1.23m"
+    assert fmt.money(-45_000) == "-45.0k"
+    assert fmt.price(3166.0) == "3,166"
+    assert fmt.price(524.3) == "524.30"
+    assert fmt.countdown(4.2) == "5s"
+    assert fmt.countdown(125) == "2m05s"
+    assert fmt.countdown(0) == "expired"
+    assert fmt.signed(92_000).plain == "+92.0k"
+    assert fmt.spark([1, 2, 3], width=3).plain == "▁▅█"
+    assert fmt.legs_text((Leg("HC2605"), Leg("RB2605", -1.0))) == "HC2605 - RB2605"

@@ -1,0 +1,112 @@
+"""Snapshots of each mode's screens, fed fixed data with the clock frozen (no network).
+
+Regenerate after an intended change with ``pytest tests/tui --snapshot-update`` and look at
+the SVGs under ``tests/tui/__snapshots__/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tui.app import BotcApp
+
+from . import scenes
+
+
+def terminal(network, member: str, **kwargs: object) -> BotcApp:
+    return BotcApp(network, member, connect=False, clock=scenes.clock, **kwargs)  # type: ignore[arg-type]
+
+
+def feeding(messages: Callable[[], Iterable[object]], *, tab: str = "", after=None):
+    """A ``run_before`` that posts fixed messages to the role screen, as the workers would."""
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        app.post_message(scenes.connected())
+        app.chain_height = 48
+        app.business_date = "2026-03-02"
+        for message in messages():
+            app.main_screen.post_message(message)
+        await pilot.pause()
+        if after is not None:
+            after(app.main_screen)
+        if tab:
+            await pilot.press(tab)
+        await pilot.pause()
+        app.clear_notifications()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked(
+    network, snap_compare
+):
+    def show_market(screen) -> None:
+        screen.show_market(scenes.market_rows())
+
+    assert snap_compare(
+        terminal(network, "C1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(scenes.client_trade_messages, after=show_market),
+    )
+
+
+def test_client_blotter_shows_contracts_margin_and_pnl(network, snap_compare):
+    assert snap_compare(
+        terminal(network, "C1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(scenes.client_ledger_messages, tab="f3"),
+    )
+
+
+def test_client_credit_and_chain_panels(network, snap_compare):
+    assert snap_compare(
+        terminal(network, "C1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(scenes.client_ledger_messages, tab="f4"),
+    )
+    assert snap_compare(
+        terminal(network, "C1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(scenes.client_ledger_messages, tab="f5"),
+    )
+
+
+def test_dealer_screen_shows_incoming_rfqs_and_the_manual_quote(network, snap_compare):
+    assert snap_compare(
+        terminal(network, "D1", auto_quote=False),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(scenes.dealer_messages),
+    )
+
+
+def test_dealer_positions_show_exposure_per_client(network, snap_compare):
+    assert snap_compare(
+        terminal(network, "D1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [scenes.book_message()], tab="f3"),
+    )
+
+
+def test_regulator_screen_shows_authorities_and_governance(network, snap_compare):
+    assert snap_compare(
+        terminal(network, "REG"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [scenes.status_message()]),
+    )
+
+
+def test_regulator_ccr_what_if_and_trade_repository(network, snap_compare):
+    messages = lambda: [  # noqa: E731
+        scenes.status_message(),
+        scenes.risk_message(),
+        scenes.whatif_message(),
+        scenes.trades_message(),
+    ]
+    for tab in ("f3", "f4", "f5"):
+        assert snap_compare(
+            terminal(network, "REG"),
+            terminal_size=scenes.SIZE,
+            run_before=feeding(messages, tab=tab),
+        )

@@ -1,0 +1,685 @@
+"""Client mode: market watch, RFQ ticket, live quotes, blotter, credit and chain panels.
+
+Workers own every network call (``ClientSession`` for RFQs and accepts, its ``LedgerClient``
+for queries) and report through messages; the handlers only redraw widgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+import structlog
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Sparkline, Static, TabbedContent, TabPane
+
+from bus.errors import BusError
+from peers.counterparty import AcceptRefused, ClientSession, RfqHandle
+from peers.errors import PeerError
+from peers.ledger_client import LedgerUnavailable, QueryDenied
+from rfq.errors import RfqError
+from rfq.identity import Role
+from rfq.instruments import Template
+from rfq.ledger.state import Receipt
+from rfq.messages import Price, Quote
+from rfq.queries import (
+    ContractsQuery,
+    ContractsReply,
+    GuaranteesQuery,
+    GuaranteesReply,
+    HeadersQuery,
+    HeadersReply,
+    RatingsQuery,
+    RatingsReply,
+    StatusQuery,
+    StatusReply,
+    TradesQuery,
+    TradesReply,
+)
+from tui import format as fmt
+from tui.messages import (
+    AnswerArrived,
+    BusReady,
+    ChainUnavailable,
+    ContractsLoaded,
+    CreditLoaded,
+    CreditView,
+    HeadersLoaded,
+    MarketChanged,
+    QuoteAccepted,
+    ReceiptArrived,
+    RfqClosed,
+    RfqOpened,
+    StatusLoaded,
+    TxSubmitted,
+)
+from tui.model import MarketRow, market_rows
+from tui.ticket import RfqTicket
+from tui.timing import sleep_or_wake
+from tui.widgets import (
+    CONTRACT_COLUMNS,
+    MarketWatch,
+    PnlBars,
+    QuotesBoard,
+    StatusBar,
+    Table,
+    contract_cells,
+    contract_pnl,
+)
+
+log = structlog.get_logger(__name__)
+
+TABS = ("trade", "blotter", "credit", "chain")
+
+
+def tx_id_of(signed: msgspec.Struct) -> str:
+    """The id the authorities give a transaction: sha256 of its msgpack bytes."""
+    return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
+
+
+class ClientScreen(Screen[None]):
+    """A client's trading terminal."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "show_tab('trade')", "Trade"),
+        Binding("f3", "show_tab('blotter')", "Blotter"),
+        Binding("f4", "show_tab('credit')", "Credit"),
+        Binding("f5", "show_tab('chain')", "Chain"),
+        Binding("ctrl+s", "send", "Send RFQ", priority=True),
+        Binding("a", "accept", "Accept quote"),
+        Binding("b", "accept_best", "Accept best"),
+        Binding("x", "cancel", "Cancel RFQ"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="client")
+        self.session: ClientSession | None = None
+        self.handle: RfqHandle | None = None
+        self.contracts: dict[str, Any] = {}
+        self.mtm_history: list[float] = []
+        self.rating_history: list[float] = []
+        self.transactions: dict[str, tuple[str, str, Receipt | None]] = {}
+        self._market_pending = False
+        self._wake = asyncio.Event()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    @property
+    def terminal(self) -> Any:
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        app = self.terminal
+        genesis = app.genesis
+        dealers = [m.id for m in genesis.members if m.role == Role.DEALER]
+        yield StatusBar(app.member_id, app.member.name, "client")
+        with TabbedContent(initial="trade", id="tabs"):
+            with TabPane("Trade", id="trade"):
+                with Horizontal(id="trade-top"):
+                    with Vertical(id="market-panel", classes="panel") as market:
+                        market.border_title = "Market watch"
+                        yield MarketWatch(id="market")
+                        yield Static("", id="chart-caption")
+                        yield Sparkline([], id="chart")
+                    ticket = RfqTicket(
+                        client=app.member_id,
+                        dealers=dealers,
+                        clock=app.clock,
+                        today=self.today,
+                        spot=self.spot,
+                        id="ticket",
+                        classes="panel",
+                    )
+                    ticket.border_title = "RFQ ticket"
+                    yield ticket
+                quotes = QuotesBoard(app.clock, id="quotes", classes="panel")
+                quotes.border_title = "Quotes"
+                quotes.border_subtitle = "a accept · b accept best · x cancel"
+                yield quotes
+            with TabPane("Blotter", id="blotter"):
+                contracts = Table(CONTRACT_COLUMNS, id="contracts", classes="panel")
+                contracts.border_title = "My contracts"
+                yield contracts
+                yield Static("", id="blotter-summary")
+                with Horizontal(id="pnl-row"):
+                    bars = PnlBars(id="pnl-bars", classes="panel")
+                    bars.border_title = "P&L by contract"
+                    yield bars
+                    with Vertical(id="mtm-panel", classes="panel") as mtm:
+                        mtm.border_title = "Portfolio MTM"
+                        yield Static("", id="mtm-caption")
+                        yield Sparkline([], id="mtm-chart")
+            with TabPane("Credit", id="credit"):
+                with Horizontal(id="credit-top"):
+                    card = Static("", id="rating-card", classes="panel")
+                    card.border_title = "Rating"
+                    yield card
+                    with Vertical(id="rating-panel", classes="panel") as history:
+                        history.border_title = "Rating history (score)"
+                        yield Static("", id="rating-caption")
+                        yield Sparkline([], id="rating-chart")
+                guarantees = Table(
+                    [
+                        ("Guarantee", "id"),
+                        ("Guarantor", "guarantor"),
+                        ("Line", "line"),
+                        ("Allocated", "allocated"),
+                        ("Available", "available"),
+                        ("Paid", "paid"),
+                        ("Pledged asset", "asset"),
+                        ("Status", "status"),
+                    ],
+                    id="guarantees",
+                    classes="panel",
+                )
+                guarantees.border_title = "Guarantor credit lines"
+                yield guarantees
+                lines = Table(
+                    [
+                        ("Dealer", "dealer"),
+                        ("Trades", "trades"),
+                        ("Dealer credit line", "line"),
+                        ("Guarantee cover", "cover"),
+                        ("Cash margin", "cash"),
+                        ("Initial margin", "im"),
+                    ],
+                    id="dealer-lines",
+                    classes="panel",
+                )
+                lines.border_title = "Credit used per dealer"
+                yield lines
+            with TabPane("Chain", id="chain"):
+                headers = Table(
+                    [
+                        ("Height", "height"),
+                        ("Hash", "hash"),
+                        ("Time (UTC)", "time"),
+                        ("Proposer", "proposer"),
+                        ("Round", "round"),
+                        ("Txs", "txs"),
+                        ("State root", "root"),
+                    ],
+                    id="headers",
+                    classes="panel",
+                )
+                headers.border_title = "Latest final blocks"
+                yield headers
+                txs = Table(
+                    [
+                        ("Transaction", "tx"),
+                        ("Kind", "kind"),
+                        ("What", "what"),
+                        ("Finality", "finality"),
+                    ],
+                    id="transactions",
+                    classes="panel",
+                )
+                txs.border_title = "My transactions"
+                yield txs
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self._tick)
+
+    # -- helpers the widgets use -----------------------------------------------------------
+
+    def today(self) -> dt.date:
+        """The business date: the later of the market's (newest price) and the chain's
+        (a maturity on or before the chain's date would be refused at commit)."""
+        if self.session is not None and self.session.market.latest:
+            today = self.session.market.today
+        else:
+            now: Callable[[], float] = self.terminal.clock
+            today = dt.datetime.fromtimestamp(now(), dt.UTC).date()
+        chain = self.terminal.business_date
+        if chain:
+            with contextlib.suppress(ValueError):
+                today = max(today, dt.date.fromisoformat(chain))
+        return today
+
+    def spot(self, underlying: str) -> float | None:
+        if self.session is None:
+            return None
+        latest = self.session.market.latest.get(underlying)
+        return latest.price if latest else None
+
+    @property
+    def ticket(self) -> RfqTicket:
+        return self.query_one(RfqTicket)
+
+    @property
+    def quotes(self) -> QuotesBoard:
+        return self.query_one(QuotesBoard)
+
+    def _tick(self) -> None:
+        board = self.quotes
+        if board.rfq is not None and (board.quotes or board.closed is None):
+            board.redraw()
+
+    # -- starting up -----------------------------------------------------------------------
+
+    def on_bus_ready(self, event: BusReady) -> None:
+        self.start_session(event.bus)
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def start_session(self, bus: Any) -> None:
+        app = self.terminal
+        session = ClientSession(bus, app.genesis)
+        try:
+            await session.start()
+            session.market.listeners.append(self._on_price)
+            session.ledger.listeners.append(self._on_receipt)
+            await session.market.attach(bus)
+        except (BusError, PeerError, RfqError) as exc:
+            self.notify(str(exc), title="Client session failed", severity="error")
+            return
+        self.session = session
+        self.post_message(MarketChanged())
+        self.poll_chain()
+
+    def _on_price(self, price: Price) -> None:
+        if not self._market_pending:
+            self._market_pending = True
+            self.post_message(MarketChanged())
+
+    def _on_receipt(self, receipt: Receipt) -> None:
+        self.post_message(ReceiptArrived(receipt))
+
+    # -- polling the chain -----------------------------------------------------------------
+
+    @work(group="poll", exclusive=True, exit_on_error=False)
+    async def poll_chain(self) -> None:
+        app = self.terminal
+        while self.session is not None:
+            try:
+                await self._poll_once(self.session)
+            except (LedgerUnavailable, QueryDenied, BusError) as exc:
+                self.post_message(ChainUnavailable(str(exc)))
+            except Exception as exc:  # a poll must never take the terminal down
+                log.exception("client_poll_failed")
+                self.post_message(ChainUnavailable(repr(exc)))
+            await sleep_or_wake(self._wake, app.poll_s)
+
+    async def _poll_once(self, session: ClientSession) -> None:
+        me = session.me
+        ledger = session.ledger
+        status = await ledger.query(StatusQuery())
+        if isinstance(status, StatusReply):
+            self.post_message(StatusLoaded(status, {}))
+        headers = await ledger.query(HeadersQuery(limit=15))
+        if isinstance(headers, HeadersReply):
+            self.post_message(HeadersLoaded(headers.headers))
+        contracts = await ledger.query(ContractsQuery(party=me))
+        if isinstance(contracts, ContractsReply):
+            self.post_message(ContractsLoaded(contracts.height, contracts.contracts))
+        ratings = await ledger.query(RatingsQuery(members=(me,)))
+        guarantees = await ledger.query(GuaranteesQuery(client=me))
+        trades = await ledger.query(TradesQuery(party=me))
+        credit = CreditView(
+            member=me,
+            external=self.terminal.member.external_rating or "",
+            score=ratings.ratings.get(me) if isinstance(ratings, RatingsReply) else None,
+            grade=ratings.grades.get(me) if isinstance(ratings, RatingsReply) else None,
+            guarantees=guarantees.guarantees if isinstance(guarantees, GuaranteesReply) else (),
+            trades=trades.trades if isinstance(trades, TradesReply) else (),
+        )
+        height = contracts.height if isinstance(contracts, ContractsReply) else 0
+        self.post_message(CreditLoaded(credit, height))
+
+    def action_refresh(self) -> None:
+        self._wake.set()
+
+    # -- market ----------------------------------------------------------------------------
+
+    def on_market_changed(self, _: MarketChanged) -> None:
+        self._market_pending = False
+        if self.session is not None:
+            self.show_market(market_rows(self.session.market))
+
+    def show_market(self, rows: list[MarketRow]) -> None:
+        watch = self.query_one(MarketWatch)
+        watch.show(rows)
+        self._show_chart(watch.selected_key or (rows[0].underlying if rows else None))
+
+    def _show_chart(self, underlying: str | None) -> None:
+        row = self.query_one(MarketWatch).market.get(underlying or "")
+        caption = self.query_one("#chart-caption", Static)
+        chart = self.query_one("#chart", Sparkline)
+        if row is None or not row.closes:
+            caption.update(Text("No closes yet.", style="dim"))
+            chart.data = []
+            return
+        caption.update(
+            Text.assemble(
+                (f"{row.underlying} ", "bold"),
+                f"{row.name}, last {len(row.closes)} closes  ",
+                (f"low {fmt.price(min(row.closes))}  high {fmt.price(max(row.closes))}", "dim"),
+            )
+        )
+        chart.data = list(row.closes)
+
+    @on(DataTable.RowHighlighted, "#market")
+    def _market_row(self, event: DataTable.RowHighlighted) -> None:
+        self._show_chart(event.row_key.value)
+
+    @on(MarketWatch.Picked)
+    def _market_picked(self, event: MarketWatch.Picked) -> None:
+        template = self.ticket.draft().template
+        if template in (Template.SPREAD_SWAP, Template.CALENDAR_SPREAD):
+            return
+        self.ticket.set_field("legs", event.underlying)
+        self.ticket.query_one("#quantity").focus()
+
+    # -- RFQs ------------------------------------------------------------------------------
+
+    def action_send(self) -> None:
+        self.ticket.submit()
+
+    def on_rfq_ticket_submitted(self, event: RfqTicket.Submitted) -> None:
+        if self.session is None:
+            self.notify("Not connected yet: nothing was sent.", severity="warning")
+            return
+        self.send_rfq(event.request)
+
+    @work(group="rfq", exit_on_error=False)
+    async def send_rfq(self, request: Any) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            handle = await session.send_rfq(
+                request.terms, dealers=request.dealers, deadline_s=request.deadline_s
+            )
+        except (RfqError, BusError, PeerError) as exc:
+            self.notify(str(exc), title="RFQ not sent", severity="error")
+            return
+        self.handle = handle
+        self.post_message(RfqOpened(handle.rfq, tuple(sorted(handle.addressed))))
+        async for answer in handle:
+            self.post_message(AnswerArrived(answer))
+        reason = "cancelled" if handle.cancelled else "answered" if handle.complete else "deadline"
+        self.post_message(RfqClosed(handle.id, reason))
+
+    def on_rfq_opened(self, event: RfqOpened) -> None:
+        self.quotes.open(event.rfq, event.addressed)
+        self.quotes.table.focus()
+        self.notify(f"{event.rfq.id} to {', '.join(event.addressed)}", title="RFQ sent", timeout=3)
+
+    def on_answer_arrived(self, event: AnswerArrived) -> None:
+        self.quotes.add(event.answer)
+
+    def on_rfq_closed(self, event: RfqClosed) -> None:
+        self.quotes.close(event.rfq_id, event.reason)
+        if event.reason == "deadline" and not self.quotes.quotes:
+            self.notify("No quote arrived before the deadline.", severity="warning")
+
+    def action_accept(self) -> None:
+        self._accept(self.quotes.selected_quote())
+
+    def action_accept_best(self) -> None:
+        self._accept(self.quotes.best())
+
+    def _accept(self, quote: Quote | None) -> None:
+        if quote is None:
+            self.notify("No live quote to accept.", severity="warning")
+            return
+        self.accept_quote(quote)
+
+    @work(group="accept", exclusive=True, exit_on_error=False)
+    async def accept_quote(self, quote: Quote) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            signed = await session.accept(quote)
+        except AcceptRefused as exc:
+            self.notify(str(exc), title=f"Accept refused: {exc.reason}", severity="error")
+            return
+        except (RfqError, BusError, PeerError) as exc:
+            self.notify(str(exc), title="Accept failed", severity="error")
+            return
+        tx_id = tx_id_of(signed)
+        self.post_message(QuoteAccepted(quote, tx_id))
+        self.post_message(TxSubmitted(tx_id, "accept", f"{quote.rfq_id} @ {quote.price:g}"))
+        try:
+            receipt = await session.committed(signed)
+        except (LedgerUnavailable, BusError) as exc:
+            self.notify(str(exc), title="No receipt yet", severity="warning")
+            return
+        if receipt.ok:
+            self.notify(
+                f"{quote.dealer} {fmt.price(quote.price)} on {quote.rfq_id}",
+                title=f"Trade final at height {receipt.height}",
+            )
+        else:
+            self.notify(receipt.reason, title="Trade refused", severity="error")
+        self._wake.set()
+
+    def on_quote_accepted(self, event: QuoteAccepted) -> None:
+        self.quotes.mark_accepted(event.quote)
+
+    def action_cancel(self) -> None:
+        if self.handle is None or self.handle.cancelled:
+            self.notify("No RFQ to cancel.", severity="warning")
+            return
+        self.cancel_rfq(self.handle)
+
+    @work(group="rfq-cancel", exit_on_error=False)
+    async def cancel_rfq(self, handle: RfqHandle) -> None:
+        if self.session is None:
+            return
+        try:
+            await self.session.cancel(handle)
+        except (RfqError, BusError, PeerError) as exc:
+            self.notify(str(exc), title="Cancel failed", severity="error")
+            return
+        self.notify(f"{handle.id} withdrawn.", title="RFQ cancelled")
+
+    # -- blotter ---------------------------------------------------------------------------
+
+    def on_contracts_loaded(self, event: ContractsLoaded) -> None:
+        views = sorted(event.contracts, key=lambda v: v.ordinal, reverse=True)
+        self.contracts = {v.id: v for v in views}
+        self.query_one("#contracts", Table).refill((v.id, contract_cells(v)) for v in views)
+        self.query_one(PnlBars).items = tuple((v.id, contract_pnl(v)) for v in views[:12])
+        live = [v for v in views if not v.status.terminal]
+        mtm = sum(v.client_mtm or 0.0 for v in live)
+        pnl = sum(contract_pnl(v) or 0.0 for v in views)
+        margin = sum(v.initial_margin for v in live)
+        vm = sum(v.vm_balance for v in live)
+        calls = sum(1 for v in live if v.margin_call is not None)
+        summary = Text.assemble(
+            (f" {len(views)} contracts", "bold"),
+            f" · {len(live)} open · MTM ",
+            fmt.signed(mtm),
+            f" · IM {fmt.money(margin)} · VM received ",
+            fmt.signed(vm),
+            " · P&L ",
+            fmt.signed(pnl),
+            (f" · {calls} margin call(s)" if calls else "", "bold yellow"),
+            (f"   as of height {event.height}", "dim"),
+        )
+        self.query_one("#blotter-summary", Static).update(summary)
+        if views and (not self.mtm_history or self.mtm_history[-1] != pnl):
+            self.mtm_history = [*self.mtm_history, pnl][-120:]
+        self.query_one("#mtm-chart", Sparkline).data = self.mtm_history
+        caption = Text.assemble("P&L now ", fmt.signed(pnl))
+        if self.mtm_history:
+            caption.append(
+                f"  ({len(self.mtm_history)} marks, low {fmt.money(min(self.mtm_history))},"
+                f" high {fmt.money(max(self.mtm_history))})",
+                style="dim",
+            )
+        self.query_one("#mtm-caption", Static).update(caption)
+        self._note_height(event.height)
+
+    # -- credit ----------------------------------------------------------------------------
+
+    def on_credit_loaded(self, event: CreditLoaded) -> None:
+        credit = event.credit
+        if credit.score is not None and (
+            not self.rating_history or self.rating_history[-1] != credit.score
+        ):
+            self.rating_history = [*self.rating_history, credit.score][-120:]
+        card = Text()
+        card.append(f"{credit.grade or '—'}\n", style="bold cyan")
+        card.append("score ", style="dim")
+        card.append(f"{fmt.number(credit.score, 1)}\n", style="bold")
+        card.append("external ", style="dim")
+        card.append(f"{credit.external or '—'}\n")
+        card.append("settled/terminated trades count toward it (formula 1)", style="dim")
+        self.query_one("#rating-card", Static).update(card)
+        self.query_one("#rating-chart", Sparkline).data = self.rating_history
+        self.query_one("#rating-caption", Static).update(
+            Text(
+                f"{len(self.rating_history)} change(s) seen this session"
+                if self.rating_history
+                else "No rating on chain yet.",
+                style="dim",
+            )
+        )
+        self.query_one("#guarantees", Table).refill(
+            (
+                g.id,
+                [
+                    g.id,
+                    g.guarantor,
+                    Text(fmt.money(g.line), justify="right"),
+                    Text(fmt.money(g.allocated), justify="right"),
+                    Text(fmt.money(g.line - g.allocated - g.paid), justify="right"),
+                    Text(fmt.money(g.paid), justify="right"),
+                    f"{g.asset_id} ({fmt.money(g.asset_value)})",
+                    Text(g.status, style="green" if g.status == "live" else "dim"),
+                ],
+            )
+            for g in credit.guarantees
+        )
+        per_dealer: dict[str, list[float]] = {}
+        for trade in credit.trades:
+            row = per_dealer.setdefault(trade.dealer, [0, 0.0, 0.0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += trade.dealer_line
+            row[2] += sum(amount for _, amount in trade.guarantee_cover)
+            row[3] += trade.cash_margin
+            row[4] += trade.initial_margin
+        self.query_one("#dealer-lines", Table).refill(
+            (
+                dealer,
+                [
+                    dealer,
+                    Text(f"{int(row[0])}", justify="right"),
+                    Text(fmt.money(row[1]), justify="right"),
+                    Text(fmt.money(row[2]), justify="right"),
+                    Text(fmt.money(row[3]), justify="right"),
+                    Text(fmt.money(row[4]), justify="right"),
+                ],
+            )
+            for dealer, row in sorted(per_dealer.items())
+        )
+
+    # -- chain -----------------------------------------------------------------------------
+
+    def on_status_loaded(self, event: StatusLoaded) -> None:
+        self.terminal.business_date = event.status.business_date
+        self._note_height(event.status.height)
+        self.ticket.validate()
+
+    def on_headers_loaded(self, event: HeadersLoaded) -> None:
+        self.query_one("#headers", Table).refill(
+            (
+                str(h.height),
+                [
+                    Text(str(h.height), style="bold", justify="right"),
+                    fmt.short_hash(h.hash, 16),
+                    fmt.timestamp(h.timestamp_ms),
+                    h.proposer,
+                    Text(str(h.round), justify="right"),
+                    Text(str(h.tx_count), justify="right", style="bold" if h.tx_count else "dim"),
+                    fmt.short_hash(h.state_root, 16),
+                ],
+            )
+            for h in event.headers
+        )
+        if event.headers:
+            self._note_height(max(h.height for h in event.headers))
+        self.terminal.chain_ok = True
+
+    def _note_height(self, height: int) -> None:
+        if height > self.terminal.chain_height:
+            self.terminal.chain_height = height
+
+    def on_chain_unavailable(self, event: ChainUnavailable) -> None:
+        if self.terminal.chain_ok:
+            self.terminal.chain_ok = False
+            self.notify(event.error, title="Chain unavailable", severity="warning")
+
+    def on_tx_submitted(self, event: TxSubmitted) -> None:
+        current = self.transactions.get(event.tx_id)
+        receipt = current[2] if current else None
+        self.transactions[event.tx_id] = (event.kind, event.label, receipt)
+        self._show_transactions()
+
+    def on_receipt_arrived(self, event: ReceiptArrived) -> None:
+        receipt = event.receipt
+        kind, label, _ = self.transactions.get(receipt.tx_id, (receipt.kind, "", None))
+        if not label and receipt.refs:
+            label = receipt.refs[0]
+        self.transactions[receipt.tx_id] = (kind, label, receipt)
+        self._show_transactions()
+        if receipt.ok and receipt.height:
+            self._note_height(receipt.height)
+
+    def _show_transactions(self) -> None:
+        rows = []
+        for tx_id, (kind, label, receipt) in reversed(self.transactions.items()):
+            if receipt is None:
+                finality = Text("pending…", style="yellow")
+            elif receipt.ok:
+                finality = Text(f"final at height {receipt.height}", style="green")
+            elif receipt.index < 0:
+                finality = Text(f"refused at admission: {receipt.reason}", style="red")
+            else:
+                finality = Text(f"refused in block {receipt.height}: {receipt.reason}", style="red")
+            rows.append((tx_id, [fmt.short_hash(tx_id, 16), kind, label, finality]))
+        self.query_one("#transactions", Table).refill(rows)
+
+    # -- navigation and palette ------------------------------------------------------------
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        commands: list[tuple[str, str, Callable[[], object]]] = [
+            ("Send RFQ", "send the ticket to the dealers", self.action_send),
+            ("Accept best quote", "take the best live quote", self.action_accept_best),
+            ("Cancel RFQ", "withdraw the RFQ in flight", self.action_cancel),
+            ("Refresh chain", "poll the authorities now", self.action_refresh),
+        ]
+        for tab in TABS:
+            commands.append(
+                (f"Show {tab}", f"switch to the {tab} tab", lambda t=tab: self.action_show_tab(t))
+            )
+        for template in Template:
+            commands.append(
+                (
+                    f"Ticket: {fmt.TEMPLATE_LABELS[template]}",
+                    "set the ticket's template",
+                    lambda t=template: self._set_template(t),
+                )
+            )
+        return commands
+
+    def _set_template(self, template: Template) -> None:
+        self.action_show_tab("trade")
+        self.ticket.set_field("template", template.value)

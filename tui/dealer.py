@@ -1,0 +1,794 @@
+"""Dealer mode: incoming RFQs answered by an embedded ``DealerBot``, automatically or by hand.
+
+``TerminalDealerBot`` is a ``DealerBot`` whose strategy is a desk wrapper around the default
+model: with auto-quote on, every RFQ gets the model's answer (moved by the desk's skew in
+basis points); with it off, RFQs wait in the table until the user types a quote (the model's
+price pre-filled, overridable) or declines, within the RFQ's deadline. Either way the bot
+signs, checks and sends the answer exactly as the headless ``botc dealer`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgspec
+import structlog
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    Static,
+    Switch,
+    TabbedContent,
+    TabPane,
+)
+
+from bus.client import Bus
+from bus.errors import BusError
+from peers.dealer import DealerBot, DealerContext, DefaultStrategy, Strategy
+from peers.errors import PeerError
+from peers.ledger_client import LedgerUnavailable, QueryDenied
+from rfq.errors import RfqError
+from rfq.identity import Genesis
+from rfq.instruments import CATALOG, Side
+from rfq.messages import Decline, Quote, Rfq
+from rfq.queries import StatusQuery, StatusReply, TradesQuery, TradesReply
+from rfq.rating import grade_of, score_of
+from tui import format as fmt
+from tui.messages import (
+    BookLoaded,
+    BookView,
+    BusReady,
+    ChainUnavailable,
+    ExposureRow,
+    RfqAnswered,
+    RfqArrived,
+    RfqCancelled,
+)
+from tui.timing import sleep_or_wake
+from tui.widgets import StatusBar, Table
+
+log = structlog.get_logger(__name__)
+
+ArrivalCallback = Callable[[Rfq, int, Quote | Decline | None, bool], None]
+AnswerCallback = Callable[[str, Quote | Decline | None, bool], None]
+
+
+@dataclass(frozen=True)
+class ManualAnswer:
+    """What the dealer typed: a quote (price, margin rate, credit line, validity) or a decline."""
+
+    price: float | None = None
+    initial_margin_rate: float = 0.0
+    credit_line: float = 0.0
+    ttl_s: float = 30.0
+    decline: str | None = None
+
+
+class DeskStrategy:
+    """The model's answer, skewed by the desk; a manual answer for an RFQ replaces it."""
+
+    def __init__(self, model: Strategy | None = None, *, skew_bps: float = 0.0) -> None:
+        self.model = model or DefaultStrategy()
+        self.skew_bps = skew_bps
+        self.manual: dict[str, ManualAnswer] = {}
+
+    def price(self, rfq: Rfq, context: DealerContext) -> Quote | Decline:
+        model = self.model.price(rfq, context)
+        manual = self.manual.pop(rfq.id, None)
+        if manual is None:
+            return self.skewed(rfq, model)
+        if manual.decline is not None or manual.price is None:
+            context.reserved = 0.0
+            return context.decline(rfq, "dealer_declined", manual.decline or "declined by the desk")
+        return context.quote(
+            rfq,
+            price=manual.price,
+            initial_margin_rate=manual.initial_margin_rate,
+            credit_line=manual.credit_line,
+            ttl_s=manual.ttl_s,
+        )
+
+    def skewed(self, rfq: Rfq, answer: Quote | Decline) -> Quote | Decline:
+        """Widen (positive skew) or tighten the model's price for the client's side."""
+        if not isinstance(answer, Quote) or not self.skew_bps:
+            return answer
+        sign = 1.0 if rfq.terms.client_side == Side.BUY else -1.0
+        moved = answer.price + sign * abs(answer.price) * self.skew_bps / 1e4
+        return msgspec.structs.replace(answer, price=round(moved, 4))
+
+
+class TerminalDealerBot(DealerBot):
+    """A ``DealerBot`` that reports each RFQ to the terminal and can hold RFQs for the user."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        genesis: Genesis,
+        *,
+        auto_quote: bool = True,
+        on_arrival: ArrivalCallback | None = None,
+        on_answer: AnswerCallback | None = None,
+        model: Strategy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.desk = DeskStrategy(model)
+        super().__init__(bus, genesis, strategy=self.desk, **kwargs)
+        self.auto_quote = auto_quote
+        self.waiting: dict[str, Rfq] = {}
+        self.on_arrival = on_arrival or (lambda rfq, arrived_ms, suggestion, waits: None)
+        self.on_answer = on_answer or (lambda rfq_id, answer, manual: None)
+
+    def context_for(self, rfq: Rfq) -> DealerContext:
+        """The context ``DealerBot.handle_rfq`` would price ``rfq`` with, right now."""
+        now_ms = self._now_ms()
+        return DealerContext(
+            dealer=self.me,
+            now_ms=now_ms,
+            today=self.market.today,
+            market=self.market,
+            client_rating=self.ratings.get(rfq.client, score_of("BBB")),
+            exposure=self.book.exposure(rfq.client, now_ms),
+            credit_limit=self.credit_limits.get(rfq.client, self.credit_limit),
+            inventory=self.book.inventory,
+        )
+
+    def suggest(self, rfq: Rfq) -> Quote | Decline | None:
+        """The model's answer (for the manual ticket); None if the model fails."""
+        try:
+            return self.desk.skewed(rfq, self.desk.model.price(rfq, self.context_for(rfq)))
+        except Exception:
+            log.exception("suggestion_failed", rfq=rfq.id)
+            return None
+
+    async def handle_rfq(self, rfq: Rfq) -> Quote | Decline | None:
+        if rfq.is_direct and self.me not in rfq.dealers:
+            return None
+        arrived_ms = self._now_ms()
+        if self.auto_quote:
+            self.on_arrival(rfq, arrived_ms, None, False)
+            answer = await super().handle_rfq(rfq)
+            self.on_answer(rfq.id, answer, False)
+            return answer
+        self.waiting[rfq.id] = rfq
+        self.stats["waiting"] += 1
+        self.on_arrival(rfq, arrived_ms, self.suggest(rfq), True)
+        return None
+
+    async def answer(self, rfq_id: str, manual: ManualAnswer) -> Quote | Decline | None:
+        """Send the user's answer to a waiting RFQ (None: too late, nothing was sent)."""
+        rfq = self.waiting.pop(rfq_id, None)
+        if rfq is None:
+            raise PeerError(f"{rfq_id} is not waiting for an answer")
+        if rfq.id in self.cancelled:
+            raise PeerError(f"{rfq_id} was cancelled by {rfq.client}")
+        if self._now_ms() >= rfq.deadline_ms:
+            raise PeerError(f"{rfq_id}: the RFQ's deadline has passed")
+        self.desk.manual[rfq.id] = manual
+        try:
+            answer = await super().handle_rfq(rfq)
+        finally:
+            self.desk.manual.pop(rfq.id, None)
+        self.on_answer(rfq.id, answer, True)
+        return answer
+
+    async def answer_waiting_with_model(self) -> int:
+        """Auto-quote switched on: the model answers every RFQ still within its deadline."""
+        answered = 0
+        for rfq_id in list(self.waiting):
+            rfq = self.waiting.pop(rfq_id)
+            if rfq.id in self.cancelled or self._now_ms() >= rfq.deadline_ms:
+                continue
+            answer = await super().handle_rfq(rfq)
+            self.on_answer(rfq.id, answer, False)
+            answered += 1
+        return answered
+
+    def book_view(self) -> BookView:
+        now_ms = self._now_ms()
+        clients = sorted(set(self.book.trades) | set(self.book.held))
+        rows = tuple(
+            ExposureRow(
+                client=client,
+                rating=self.ratings.get(client),
+                exposure=self.book.trades.get(client, 0.0),
+                held=self.book.held.get(client, 0.0),
+                limit=self.credit_limits.get(client, self.credit_limit),
+                trades=0,
+            )
+            for client in clients
+            if self.book.exposure(client, now_ms) or client in self.book.trades
+        )
+        inventory = tuple(sorted((u, v) for u, v in self.book.inventory.items() if v))
+        return BookView(exposures=rows, inventory=inventory)
+
+
+@dataclass
+class RfqLine:
+    """One RFQ in the dealer's table and what became of it."""
+
+    rfq: Rfq
+    arrived_ms: int
+    rating: float | None
+    suggestion: Quote | Decline | None = None
+    answer: Quote | Decline | None = None
+    state: str = "pricing"  # pricing | waiting | quoted | declined | lapsed | cancelled
+    manual: bool = False
+
+
+class DealerScreen(Screen[None]):
+    """A dealer's desk: incoming RFQs, auto/manual quoting, positions and exposure."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "show_tab('rfqs')", "RFQs"),
+        Binding("f3", "show_tab('positions')", "Positions"),
+        Binding("ctrl+t", "toggle_auto", "Auto-quote on/off", priority=True),
+        Binding("q", "quote", "Quote"),
+        Binding("d", "decline", "Decline"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self, *, auto_quote: bool = True) -> None:
+        super().__init__(id="dealer")
+        self.auto_quote = auto_quote
+        self.bot: TerminalDealerBot | None = None
+        self.lines: dict[str, RfqLine] = {}
+        self._wake = asyncio.Event()
+
+    @property
+    def terminal(self) -> Any:
+        return self.app
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        app = self.terminal
+        yield StatusBar(app.member_id, app.member.name, "dealer")
+        with TabbedContent(initial="rfqs-tab", id="tabs"):
+            with TabPane("RFQs", id="rfqs-tab"):
+                with Horizontal(id="dealer-controls"):
+                    yield Label("Auto-quote")
+                    yield Switch(self.auto_quote, id="auto")
+                    yield Label("Skew bps")
+                    yield Input("0", id="skew", compact=True)
+                    yield Static("", id="dealer-stats")
+                rfqs = Table(
+                    [
+                        ("Arrived", "time"),
+                        ("RFQ", "rfq"),
+                        ("Client", "client"),
+                        ("Grade", "grade"),
+                        ("Product", "product"),
+                        ("Side", "side"),
+                        ("Qty", "qty"),
+                        ("Maturity", "maturity"),
+                        ("Deadline", "deadline"),
+                        ("Model", "model"),
+                        ("Answer", "answer"),
+                    ],
+                    id="rfqs",
+                    classes="panel",
+                )
+                rfqs.border_title = "Incoming RFQs"
+                yield rfqs
+                with Vertical(id="manual", classes="panel") as manual:
+                    manual.border_title = "Manual quote"
+                    manual.border_subtitle = "q quote · d decline · ^T auto-quote"
+                    yield Static("", id="manual-summary")
+                    with Horizontal(classes="manual-row"):
+                        yield Label("Price")
+                        yield Input("", id="manual-price", compact=True)
+                        yield Label("IM rate")
+                        yield Input("", id="manual-im", compact=True)
+                    with Horizontal(classes="manual-row"):
+                        yield Label("Credit line")
+                        yield Input("", id="manual-line", compact=True)
+                        yield Label("Valid for s")
+                        yield Input("30", id="manual-ttl", compact=True)
+                        yield Button("Quote", variant="success", id="manual-quote", compact=True)
+                        yield Button("Decline", variant="error", id="manual-decline", compact=True)
+            with TabPane("Positions", id="positions"):
+                with Horizontal(id="positions-top"):
+                    exposures = Table(
+                        [
+                            ("Client", "client"),
+                            ("Grade", "grade"),
+                            ("Trades", "trades"),
+                            ("Exposure", "exposure"),
+                            ("Held for quotes", "held"),
+                            ("Limit", "limit"),
+                            ("Usage", "usage"),
+                        ],
+                        id="exposures",
+                        classes="panel",
+                    )
+                    exposures.border_title = "Exposure per client"
+                    yield exposures
+                    inventory = Table(
+                        [("Underlying", "id"), ("Units", "units"), ("Last", "last")],
+                        id="inventory",
+                        classes="panel",
+                    )
+                    inventory.border_title = "Inventory"
+                    yield inventory
+                trades = Table(
+                    [
+                        ("Height", "height"),
+                        ("RFQ / contract", "rfq"),
+                        ("Client", "client"),
+                        ("Price", "price"),
+                        ("Initial margin", "im"),
+                        ("Dealer line", "line"),
+                        ("Guarantee", "guarantee"),
+                        ("Cash margin", "cash"),
+                    ],
+                    id="dealer-trades",
+                    classes="panel",
+                )
+                trades.border_title = "My trades on chain"
+                yield trades
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self._tick)
+        self._show_stats()
+
+    # -- the bot ---------------------------------------------------------------------------
+
+    def on_bus_ready(self, event: BusReady) -> None:
+        self.start_bot(event.bus)
+
+    @work(group="bot", exclusive=True, exit_on_error=False)
+    async def start_bot(self, bus: Bus) -> None:
+        app = self.terminal
+        bot = TerminalDealerBot(
+            bus,
+            app.genesis,
+            auto_quote=self.auto_quote,
+            on_arrival=self._on_arrival,
+            on_answer=self._on_answer,
+        )
+        bot.desk.skew_bps = self._skew()
+        try:
+            await bot.start(follow_chain=True, every_s=app.poll_s)
+        except (BusError, PeerError, RfqError) as exc:
+            self.notify(str(exc), title="Dealer bot failed", severity="error")
+            return
+        self.bot = bot
+        self.notify(
+            f"Quoting as {bot.me} ({'auto' if self.auto_quote else 'manual'}).", title="Ready"
+        )
+        self.poll_book()
+
+    def _on_arrival(
+        self, rfq: Rfq, arrived_ms: int, suggestion: Quote | Decline | None, waits: bool
+    ) -> None:
+        rating = self.bot.ratings.get(rfq.client) if self.bot else None
+        self.post_message(
+            RfqArrived(
+                rfq, rating=rating, arrived_ms=arrived_ms, suggestion=suggestion, waits=waits
+            )
+        )
+
+    def _on_answer(self, rfq_id: str, answer: Quote | Decline | None, manual: bool) -> None:
+        self.post_message(RfqAnswered(rfq_id, answer, manual=manual))
+
+    @work(group="book", exclusive=True, exit_on_error=False)
+    async def poll_book(self) -> None:
+        app = self.terminal
+        warned = False
+        while self.bot is not None:
+            bot = self.bot
+            try:
+                status = await bot.ledger.query(StatusQuery())
+                if isinstance(status, StatusReply):
+                    self.terminal.business_date = status.business_date
+                    self.terminal.chain_height = max(self.terminal.chain_height, status.height)
+                reply = await bot.ledger.query(TradesQuery(party=bot.me, limit=200))
+                trades = reply.trades if isinstance(reply, TradesReply) else ()
+                self.post_message(BookLoaded(bot.book_view(), trades))
+                warned = False
+            except (LedgerUnavailable, QueryDenied, BusError) as exc:
+                if not warned:
+                    self.post_message(ChainUnavailable(str(exc)))
+                    warned = True
+            except Exception as exc:
+                log.exception("dealer_poll_failed")
+                self.post_message(ChainUnavailable(repr(exc)))
+            await sleep_or_wake(self._wake, app.poll_s)
+
+    # -- RFQ table -------------------------------------------------------------------------
+
+    def on_rfq_arrived(self, event: RfqArrived) -> None:
+        rfq = event.rfq
+        line = self.lines.get(rfq.id)
+        if line is None:
+            line = self.lines[rfq.id] = RfqLine(rfq, event.arrived_ms, event.rating)
+        line.suggestion = event.suggestion
+        if line.state == "pricing" and event.waits:
+            line.state = "waiting"
+        self._redraw()
+        if line.state == "waiting":
+            self.notify(
+                f"{rfq.client}: {rfq.terms.quantity:g} × {fmt.product(rfq.terms)}",
+                title=f"RFQ {rfq.id} waits for your quote",
+            )
+            table = self.query_one("#rfqs", Table)
+            if table.selected_key not in self.lines or self._selected_line() is None:
+                table.move_cursor(row=table.get_row_index(rfq.id), animate=False)
+            self._fill_manual()
+
+    def on_rfq_answered(self, event: RfqAnswered) -> None:
+        line = self.lines.get(event.rfq_id)
+        if line is None:
+            return
+        line.answer = event.answer
+        line.manual = event.manual
+        if event.answer is None:
+            line.state = "cancelled" if event.rfq_id in self._cancelled() else "lapsed"
+        else:
+            line.state = "quoted" if isinstance(event.answer, Quote) else "declined"
+        self._redraw()
+        if event.manual:
+            what = (
+                f"quoted {fmt.price(event.answer.price)}"
+                if isinstance(event.answer, Quote)
+                else "declined"
+                if event.answer is not None
+                else "not sent: too late"
+            )
+            self.notify(what, title=f"{event.rfq_id}")
+        self._fill_manual()
+
+    def on_rfq_cancelled(self, event: RfqCancelled) -> None:
+        line = self.lines.get(event.rfq_id)
+        if line is not None and line.state in ("waiting", "pricing"):
+            line.state = "cancelled"
+            self._redraw()
+
+    def _cancelled(self) -> set[str]:
+        return self.bot.cancelled if self.bot else set()
+
+    def _tick(self) -> None:
+        now_ms = int(self.terminal.clock() * 1000)
+        changed = False
+        cancelled = self._cancelled()
+        for line in self.lines.values():
+            if line.state == "waiting":
+                if line.rfq.id in cancelled:
+                    line.state = "cancelled"
+                    changed = True
+                elif now_ms >= line.rfq.deadline_ms:
+                    line.state = "lapsed"
+                    if self.bot is not None:
+                        self.bot.waiting.pop(line.rfq.id, None)
+                    changed = True
+        if changed or any(line.state in ("waiting", "pricing") for line in self.lines.values()):
+            self._redraw()
+
+    def _redraw(self) -> None:
+        now_ms = int(self.terminal.clock() * 1000)
+        lines = sorted(self.lines.values(), key=lambda x: (x.arrived_ms, x.rfq.id), reverse=True)
+        self.query_one("#rfqs", Table).refill(
+            (line.rfq.id, self._cells(line, now_ms)) for line in lines[:500]
+        )
+        self._show_stats()
+
+    def _cells(self, line: RfqLine, now_ms: int) -> list[Any]:
+        rfq = line.rfq
+        terms = rfq.terms
+        grade = str(grade_of(line.rating)) if line.rating is not None else "—"
+        remaining = (rfq.deadline_ms - now_ms) / 1000
+        open_ = line.state in ("waiting", "pricing")
+        deadline = (
+            Text(fmt.countdown(remaining), style="bold yellow" if remaining < 3 else "yellow")
+            if open_
+            else Text("closed", style="dim")
+        )
+        return [
+            fmt.timestamp(line.arrived_ms),
+            Text(rfq.id, style="bold"),
+            rfq.client,
+            grade,
+            fmt.product(terms),
+            fmt.side_text(terms),
+            Text(f"{terms.quantity:g}", justify="right"),
+            str(terms.maturity),
+            deadline,
+            self._model_text(line.suggestion),
+            self._answer_text(line),
+        ]
+
+    @staticmethod
+    def _model_text(suggestion: Quote | Decline | None) -> Text:
+        if isinstance(suggestion, Quote):
+            return Text(fmt.price(suggestion.price), justify="right")
+        if isinstance(suggestion, Decline):
+            return Text(f"decline: {suggestion.code}", style="dim")
+        return Text("")
+
+    @staticmethod
+    def _answer_text(line: RfqLine) -> Text:
+        by = " (manual)" if line.manual else ""
+        if line.state == "quoted" and isinstance(line.answer, Quote):
+            return Text(f"quoted {fmt.price(line.answer.price)}{by}", style="green")
+        if line.state == "declined" and isinstance(line.answer, Decline):
+            return Text(f"declined: {line.answer.code}{by}", style="red")
+        if line.state == "waiting":
+            return Text("● waiting for you", style="bold yellow")
+        if line.state == "pricing":
+            return Text("pricing…", style="dim")
+        if line.state == "cancelled":
+            return Text("cancelled by client", style="dim")
+        return Text("lapsed (no answer)", style="dim")
+
+    def _show_stats(self) -> None:
+        states = [line.state for line in self.lines.values()]
+        text = Text()
+        text.append(f"{len(states)} RFQs", style="bold")
+        text.append(f" · {states.count('quoted')} quoted · {states.count('declined')} declined")
+        waiting = states.count("waiting")
+        text.append(f" · {waiting} waiting", style="bold yellow" if waiting else "")
+        text.append(f" · {states.count('lapsed')} lapsed")
+        self.query_one("#dealer-stats", Static).update(text)
+
+    # -- manual quoting --------------------------------------------------------------------
+
+    def _selected_line(self) -> RfqLine | None:
+        key = self.query_one("#rfqs", Table).selected_key
+        line = self.lines.get(key) if key else None
+        return line if line is not None and line.state == "waiting" else None
+
+    @on(DataTable.RowHighlighted, "#rfqs")
+    def _rfq_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._fill_manual()
+
+    def _fill_manual(self) -> None:
+        line = self._selected_line()
+        summary = self.query_one("#manual-summary", Static)
+        if line is None:
+            waiting = sum(1 for x in self.lines.values() if x.state == "waiting")
+            summary.update(
+                Text(
+                    f"{waiting} RFQ(s) waiting: select one to quote."
+                    if waiting
+                    else "Auto-quote is on: the model answers every RFQ."
+                    if self.auto_quote
+                    else "No RFQ waiting. Turn auto-quote off to answer RFQs by hand.",
+                    style="dim",
+                )
+            )
+            return
+        rfq, suggestion = line.rfq, line.suggestion
+        text = Text.assemble(
+            (f"{rfq.id} ", "bold"),
+            f"{rfq.client} ",
+            fmt.side_text(rfq.terms),
+            f" {rfq.terms.quantity:g} × {fmt.product(rfq.terms)} to {rfq.terms.maturity}\n",
+        )
+        if isinstance(suggestion, Quote):
+            text.append(
+                f"model {fmt.price(suggestion.price)}, IM {suggestion.initial_margin_rate:.1%}, "
+                f"line {fmt.money(suggestion.credit_line)}",
+                style="dim",
+            )
+            self._set_manual(
+                suggestion.price, suggestion.initial_margin_rate, suggestion.credit_line
+            )
+        elif isinstance(suggestion, Decline):
+            text.append(f"model declines: {suggestion.text}", style="red")
+            self._set_manual(None, 0.1, 0.0)
+        self.query_one("#manual-summary", Static).update(text)
+
+    def _set_manual(self, price: float | None, im_rate: float, line: float) -> None:
+        values = {
+            "#manual-price": "" if price is None else f"{price:g}",
+            "#manual-im": f"{im_rate:g}",
+            "#manual-line": f"{line:g}",
+        }
+        for selector, value in values.items():
+            widget = self.query_one(selector, Input)
+            if not widget.has_focus:
+                widget.value = value
+
+    def _manual_answer(self) -> ManualAnswer:
+        def number(selector: str, label: str) -> float:
+            raw = self.query_one(selector, Input).value.strip().replace(",", "")
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"{label} {raw!r} is not a number") from None
+
+        price = number("#manual-price", "price")
+        im_rate = number("#manual-im", "IM rate")
+        line = number("#manual-line", "credit line")
+        ttl = number("#manual-ttl", "validity")
+        if im_rate < 0 or line < 0 or ttl <= 0:
+            raise ValueError("IM rate and credit line must be >= 0, validity > 0")
+        return ManualAnswer(price=price, initial_margin_rate=im_rate, credit_line=line, ttl_s=ttl)
+
+    def action_quote(self) -> None:
+        line = self._selected_line()
+        if line is None:
+            self.notify("Select an RFQ that waits for an answer.", severity="warning")
+            return
+        price = self.query_one("#manual-price", Input)
+        if not price.has_focus:
+            price.focus()
+            return
+        self._send_manual()
+
+    @on(Button.Pressed, "#manual-quote")
+    @on(Input.Submitted, "#manual-price, #manual-im, #manual-line, #manual-ttl")
+    def _send_manual(self) -> None:
+        line = self._selected_line()
+        if line is None:
+            self.notify("Select an RFQ that waits for an answer.", severity="warning")
+            return
+        try:
+            answer = self._manual_answer()
+        except ValueError as exc:
+            self.notify(str(exc), title="Quote not sent", severity="warning")
+            return
+        self.send_answer(line.rfq.id, answer)
+
+    @on(Button.Pressed, "#manual-decline")
+    def action_decline(self) -> None:
+        line = self._selected_line()
+        if line is None:
+            self.notify("Select an RFQ that waits for an answer.", severity="warning")
+            return
+        self.send_answer(line.rfq.id, ManualAnswer(decline="declined by the desk"))
+
+    @work(group="answer", exit_on_error=False)
+    async def send_answer(self, rfq_id: str, answer: ManualAnswer) -> None:
+        if self.bot is None:
+            self.notify("The dealer bot is not running yet.", severity="warning")
+            return
+        try:
+            await self.bot.answer(rfq_id, answer)
+        except (PeerError, BusError, RfqError) as exc:
+            self.notify(str(exc), title="Answer not sent", severity="error")
+            self._tick()
+
+    # -- controls --------------------------------------------------------------------------
+
+    def _skew(self) -> float:
+        try:
+            value = float(self.query_one("#skew", Input).value or 0)
+        except ValueError:
+            return 0.0
+        return value if abs(value) <= 1000 else 0.0
+
+    @on(Input.Changed, "#skew")
+    def _skew_changed(self) -> None:
+        if self.bot is not None:
+            self.bot.desk.skew_bps = self._skew()
+
+    def action_toggle_auto(self) -> None:
+        switch = self.query_one("#auto", Switch)
+        switch.value = not switch.value
+
+    @on(Switch.Changed, "#auto")
+    def _auto_changed(self, event: Switch.Changed) -> None:
+        self.auto_quote = event.value
+        if self.bot is not None:
+            self.bot.auto_quote = event.value
+            if event.value and self.bot.waiting:
+                self.answer_waiting()
+        self.notify(
+            "The model answers every RFQ." if event.value else "RFQs wait for your quote.",
+            title=f"Auto-quote {'on' if event.value else 'off'}",
+            timeout=3,
+        )
+        self._fill_manual()
+
+    @work(group="answer", exit_on_error=False)
+    async def answer_waiting(self) -> None:
+        if self.bot is not None:
+            try:
+                await self.bot.answer_waiting_with_model()
+            except (PeerError, BusError, RfqError) as exc:
+                self.notify(str(exc), title="Auto-quote failed", severity="error")
+
+    def action_refresh(self) -> None:
+        self._wake.set()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = "rfqs-tab" if tab == "rfqs" else tab
+
+    # -- positions -------------------------------------------------------------------------
+
+    def on_book_loaded(self, event: BookLoaded) -> None:
+        counts: dict[str, int] = {}
+        for trade in event.trades:
+            counts[trade.client] = counts.get(trade.client, 0) + 1
+        rows = []
+        clients = {row.client: row for row in event.book.exposures}
+        for client in sorted(set(clients) | set(counts)):
+            row = clients.get(client) or ExposureRow(client, None, 0.0, 0.0, 0.0, 0)
+            grade = str(grade_of(row.rating)) if row.rating is not None else "—"
+            used = row.exposure + row.held
+            rows.append(
+                (
+                    client,
+                    [
+                        Text(client, style="bold"),
+                        grade,
+                        Text(str(counts.get(client, 0)), justify="right"),
+                        Text(fmt.money(row.exposure), justify="right"),
+                        Text(fmt.money(row.held), justify="right"),
+                        Text(fmt.money(row.limit) if row.limit else "—", justify="right"),
+                        fmt.bar(used / row.limit if row.limit else 0.0),
+                    ],
+                )
+            )
+        self.query_one("#exposures", Table).refill(rows)
+        market = self.bot.market if self.bot else None
+        self.query_one("#inventory", Table).refill(
+            (
+                underlying,
+                [
+                    Text(underlying, style="bold"),
+                    fmt.signed(units, fmt.number(units, 0)),
+                    Text(
+                        fmt.price(market.latest[underlying].price)
+                        if market and underlying in market.latest
+                        else fmt.DASH,
+                        justify="right",
+                    ),
+                ],
+            )
+            for underlying, units in event.book.inventory
+            if underlying in CATALOG or units
+        )
+        self.query_one("#dealer-trades", Table).refill(
+            (
+                trade.rfq_id,
+                [
+                    Text(str(trade.height), justify="right"),
+                    trade.contract_id,
+                    trade.client,
+                    Text(fmt.price(trade.price), justify="right"),
+                    Text(fmt.money(trade.initial_margin), justify="right"),
+                    Text(fmt.money(trade.dealer_line), justify="right"),
+                    Text(
+                        fmt.money(sum(a for _, a in trade.guarantee_cover)),
+                        justify="right",
+                    ),
+                    Text(fmt.money(trade.cash_margin), justify="right"),
+                ],
+            )
+            for trade in event.trades
+        )
+        if event.trades:
+            top = max(t.height for t in event.trades)
+            if top > self.terminal.chain_height:
+                self.terminal.chain_height = top
+        self.terminal.chain_ok = True
+
+    def on_chain_unavailable(self, event: ChainUnavailable) -> None:
+        if self.terminal.chain_ok:
+            self.terminal.chain_ok = False
+            self.notify(event.error, title="Chain unavailable", severity="warning")
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        return [
+            ("Toggle auto-quote", "quote with the model, or by hand", self.action_toggle_auto),
+            ("Quote selected RFQ", "send the manual quote", self.action_quote),
+            ("Decline selected RFQ", "decline the selected RFQ", self.action_decline),
+            ("Show RFQs", "incoming RFQs", lambda: self.action_show_tab("rfqs")),
+            ("Show positions", "exposure and inventory", lambda: self.action_show_tab("positions")),
+            ("Refresh positions", "poll the chain now", self.action_refresh),
+        ]

@@ -1,0 +1,150 @@
+"""Text formatting shared by the terminal's tables and panels (pure, no Textual)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from rfq.instruments import Leg, Template, Terms
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+DASH = "—"
+
+TEMPLATE_LABELS: dict[Template, str] = {
+    Template.PRICE_SWAP: "Price swap",
+    Template.SPOT_SWAP: "Spot swap",
+    Template.AVERAGE_PRICE_SWAP: "Average-price swap",
+    Template.SPREAD_SWAP: "Spread swap",
+    Template.CALENDAR_SPREAD: "Calendar spread",
+    Template.INDEX_SWAP: "Index swap",
+    Template.FORWARD: "Forward",
+    Template.EUROPEAN_OPTION: "European option",
+}
+
+TEMPLATE_SHORT: dict[Template, str] = {
+    Template.PRICE_SWAP: "swap",
+    Template.SPOT_SWAP: "spot",
+    Template.AVERAGE_PRICE_SWAP: "avg",
+    Template.SPREAD_SWAP: "spread",
+    Template.CALENDAR_SPREAD: "calendar",
+    Template.INDEX_SWAP: "index",
+    Template.FORWARD: "fwd",
+    Template.EUROPEAN_OPTION: "option",
+}
+
+
+def number(value: float | None, decimals: int = 2) -> str:
+    """``1234.5`` -> ``1,234.50``; None -> a dash."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    return f"{value:,.{decimals}f}"
+
+
+def price(value: float | None) -> str:
+    """A price with as many decimals as it needs (ticks are 0.1 to 10)."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    if abs(value - round(value)) < 1e-9:
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
+
+
+def money(value: float | None) -> str:
+    """Compact money: ``1.25m``, ``320k``, ``950``."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    size = abs(value)
+    if size >= 1e9:
+        return f"{value / 1e9:,.2f}bn"
+    if size >= 1e6:
+        return f"{value / 1e6:,.2f}m"
+    if size >= 1e4:
+        return f"{value / 1e3:,.1f}k"
+    return f"{value:,.0f}"
+
+
+def signed(value: float | None, text: str | None = None) -> Text:
+    """``text`` (default: the money form of ``value``) green when positive, red when negative."""
+    shown = text if text is not None else money(value)
+    if value is None or not math.isfinite(value) or value == 0:
+        return Text(shown, style="dim" if value is None else "")
+    if value > 0 and not shown.startswith("+"):
+        shown = "+" + shown
+    return Text(shown, style="green" if value > 0 else "red")
+
+
+def percent(value: float | None, decimals: int = 2) -> str:
+    if value is None or not math.isfinite(value):
+        return DASH
+    return f"{value * 100:+.{decimals}f}%"
+
+
+def spark(values: Sequence[float], width: int = 16) -> Text:
+    """A one-line sparkline of the last ``width`` values, green if the series rose, red if not."""
+    tail = [v for v in values if math.isfinite(v)][-width:]
+    if not tail:
+        return Text(DASH, style="dim")
+    low, high = min(tail), max(tail)
+    span = high - low
+    top = len(SPARK_BLOCKS) - 1
+    chars = "".join(
+        SPARK_BLOCKS[top // 2 if span == 0 else round((v - low) / span * top)] for v in tail
+    )
+    style = "green" if tail[-1] >= tail[0] else "red"
+    return Text(chars.rjust(width), style=style)
+
+
+def countdown(seconds: float) -> str:
+    """Remaining time as ``12s`` / ``2m05s``; ``expired`` once it has passed."""
+    if seconds <= 0:
+        return "expired"
+    whole = math.ceil(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    return f"{whole // 60}m{whole % 60:02d}s"
+
+
+def legs_text(legs: Sequence[Leg]) -> str:
+    """``HC2605 - RB2605``, ``0.6*RB2605 + 0.4*HC2605``, ``RB2605``."""
+    parts: list[str] = []
+    for i, leg in enumerate(legs):
+        weight = abs(leg.weight)
+        name = leg.underlying if weight == 1 else f"{weight:g}*{leg.underlying}"
+        if i == 0:
+            parts.append(name if leg.weight > 0 else f"-{name}")
+        else:
+            parts.append(f"{'+' if leg.weight > 0 else '-'} {name}")
+    return " ".join(parts)
+
+
+def product(terms: Terms) -> str:
+    """One line naming what is traded: ``swap RB2605``, ``call 3200 RB2605``."""
+    what = legs_text(terms.legs)
+    if terms.option is not None:
+        return f"{terms.option.type} {price(terms.option.strike)} {what}"
+    return f"{TEMPLATE_SHORT[terms.template]} {what}"
+
+
+def side_text(terms: Terms) -> Text:
+    side = str(terms.client_side)
+    return Text(side.upper(), style="bold green" if side == "buy" else "bold red")
+
+
+def short_hash(value: str, length: int = 10) -> str:
+    return value[:length]
+
+
+def timestamp(ms: int) -> str:
+    """UTC ``HH:MM:SS`` of a block or message timestamp."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%H:%M:%S")
+
+
+def bar(fraction: float, width: int = 10) -> Text:
+    """A usage bar: green under 75 %, yellow under 100 %, red beyond."""
+    fraction = max(fraction, 0.0) if math.isfinite(fraction) else 0.0
+    filled = min(round(fraction * width), width)
+    style = "green" if fraction < 0.75 else "yellow" if fraction < 1.0 else "bold red"
+    return Text("█" * filled + "░" * (width - filled), style=style)

@@ -1,0 +1,329 @@
+"""The terminal's pure models: the RFQ ticket as typed, and rows built from market data.
+
+``TicketDraft`` holds the ticket's fields exactly as the user typed them. ``build_request``
+turns a draft into the ``Terms`` an RFQ carries, checking them with the same rules a dealer
+applies (``validate_terms`` through ``validate_rfq``), and raises ``TicketError`` naming the
+ticket field at fault, so the form can show the message beside that field.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from peers.market import MarketData
+from rfq.errors import ValidationError
+from rfq.instruments import (
+    CATALOG,
+    SINGLE_LEG,
+    Averaging,
+    Leg,
+    OptionTerms,
+    Side,
+    Template,
+    Terms,
+    Underlying,
+)
+from rfq.messages import Rfq, validate_rfq
+from tui.format import product
+
+TICKET_FIELDS = (
+    "template",
+    "legs",
+    "side",
+    "quantity",
+    "multiplier",
+    "maturity",
+    "avg_start",
+    "avg_end",
+    "option_type",
+    "strike",
+    "dealers",
+    "deadline",
+)
+
+MAX_DEADLINE_S = 300.0
+
+
+class TicketError(Exception):
+    """A ticket that cannot be sent; ``field`` is the ticket field to mark."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class TicketDraft:
+    """The RFQ ticket's fields as text, the way the form holds them."""
+
+    template: str = Template.PRICE_SWAP.value
+    legs: str = "RB2605"
+    side: str = Side.BUY.value
+    quantity: str = "1000"
+    multiplier: str = "1"
+    maturity: str = "3m"
+    avg_start: str = ""
+    avg_end: str = ""
+    option_type: str = "call"
+    strike: str = ""
+    all_dealers: bool = True
+    dealers: tuple[str, ...] = ()
+    deadline: str = "5"
+
+
+@dataclass(frozen=True)
+class RfqRequest:
+    """What the ticket asks the session to send."""
+
+    terms: Terms
+    dealers: tuple[str, ...] | None
+    deadline_s: float
+
+    @property
+    def summary(self) -> str:
+        who = "all dealers" if self.dealers is None else ", ".join(self.dealers)
+        side = "buys" if self.terms.client_side == Side.BUY else "sells"
+        return (
+            f"client {side} {self.terms.quantity:g} x {product(self.terms)} "
+            f"to {self.terms.maturity} from {who}"
+        )
+
+
+_TERM = re.compile(
+    r"\s*(?P<sign>[+-])?\s*(?:(?P<pre>\d+(?:\.\d+)?)\s*\*\s*)?(?P<id>[A-Za-z][A-Za-z0-9_]*)"
+    r"(?:\s*\*\s*(?P<post>\d+(?:\.\d+)?))?\s*"
+)
+_TENOR = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$", re.IGNORECASE)
+
+
+def parse_legs(text: str) -> tuple[Leg, ...]:
+    """``RB2605``, ``HC2605 - RB2605``, ``0.6*RB2605 + 0.4*HC2605`` -> legs (ids upper-cased)."""
+    source = text.strip()
+    if not source:
+        raise TicketError("legs", "enter an underlying, e.g. RB2605 (or HC2605 - RB2605)")
+    legs: list[Leg] = []
+    position = 0
+    while position < len(source):
+        match = _TERM.match(source, position)
+        if match is None or match.end() == position:
+            raise TicketError("legs", f"cannot read {source[position:]!r} (try HC2605 - RB2605)")
+        if legs and match.group("sign") is None:
+            raise TicketError("legs", "join legs with + or -")
+        weight = float(match.group("pre") or match.group("post") or 1.0)
+        if match.group("sign") == "-":
+            weight = -weight
+        legs.append(Leg(match.group("id").upper(), weight))
+        position = match.end()
+    return tuple(legs)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def parse_date(text: str, today: dt.date, *, field: str) -> dt.date:
+    """An ISO date, or a tenor from ``today``: ``90d``, ``6w``, ``3m``, ``1y``."""
+    source = text.strip()
+    if not source:
+        raise TicketError(field, "enter a date (YYYY-MM-DD) or a tenor such as 3m")
+    tenor = _TENOR.match(source)
+    if tenor:
+        count, unit = int(tenor.group(1)), tenor.group(2).lower()
+        if unit == "d":
+            return today + dt.timedelta(days=count)
+        if unit == "w":
+            return today + dt.timedelta(weeks=count)
+        return add_months(today, count * (12 if unit == "y" else 1))
+    try:
+        return dt.date.fromisoformat(source)
+    except ValueError:
+        raise TicketError(field, f"{source!r} is not a date (YYYY-MM-DD) or tenor (3m)") from None
+
+
+def parse_number(text: str, *, field: str, label: str) -> float:
+    source = text.strip().replace(",", "").replace("_", "")
+    if not source:
+        raise TicketError(field, f"enter the {label}")
+    try:
+        value = float(source)
+    except ValueError:
+        raise TicketError(field, f"{text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TicketError(field, f"the {label} must be a finite number")
+    return value
+
+
+# ValidationError.where (from validate_terms / validate_rfq) -> the ticket field to mark.
+_WHERE_FIELD = {
+    "legs": "legs",
+    "quantity": "quantity",
+    "multiplier": "multiplier",
+    "maturity": "maturity",
+    "averaging": "avg_start",
+    "option": "strike",
+    "option.strike": "strike",
+    "option.premium": "strike",
+    "dealers": "dealers",
+    "deadline": "deadline",
+}
+
+
+def field_of(where: str | None) -> str:
+    if where is None:
+        return "ticket"
+    if where.startswith("legs"):
+        return "legs"
+    return _WHERE_FIELD.get(where, "ticket")
+
+
+def build_terms(draft: TicketDraft, today: dt.date) -> Terms:
+    """The draft's terms, parsed but not yet checked against the contract rules."""
+    try:
+        template = Template(draft.template)
+    except ValueError:
+        raise TicketError("template", f"unknown template {draft.template!r}") from None
+    try:
+        side = Side(draft.side)
+    except ValueError:
+        raise TicketError("side", "choose buy or sell") from None
+    legs = parse_legs(draft.legs)
+    quantity = parse_number(draft.quantity, field="quantity", label="quantity")
+    multiplier = parse_number(draft.multiplier, field="multiplier", label="multiplier")
+    maturity = parse_date(draft.maturity, today, field="maturity")
+    averaging = None
+    if template == Template.AVERAGE_PRICE_SWAP:
+        averaging = Averaging(
+            start=parse_date(draft.avg_start, today, field="avg_start"),
+            end=parse_date(draft.avg_end, today, field="avg_end"),
+        )
+    option = None
+    if template == Template.EUROPEAN_OPTION:
+        if draft.option_type not in ("call", "put"):
+            raise TicketError("option_type", "choose call or put")
+        option = OptionTerms(
+            type="call" if draft.option_type == "call" else "put",
+            strike=parse_number(draft.strike, field="strike", label="strike"),
+        )
+    return Terms(
+        template=template,
+        legs=legs,
+        client_side=side,
+        quantity=quantity,
+        trade_date=today,
+        maturity=maturity,
+        multiplier=multiplier,
+        averaging=averaging,
+        option=option,
+    )
+
+
+def build_request(
+    draft: TicketDraft,
+    *,
+    client: str,
+    today: dt.date,
+    now_ms: int,
+    dealers: frozenset[str],
+    catalog: dict[str, Underlying] = CATALOG,
+) -> RfqRequest:
+    """Check the draft as a dealer would; raises ``TicketError`` naming the field at fault."""
+    terms = build_terms(draft, today)
+    deadline_s = parse_number(draft.deadline, field="deadline", label="deadline (seconds)")
+    if not 0 < deadline_s <= MAX_DEADLINE_S:
+        raise TicketError("deadline", f"the deadline must be 1 to {MAX_DEADLINE_S:.0f} seconds")
+    chosen: tuple[str, ...] | None = None
+    if not draft.all_dealers:
+        if not draft.dealers:
+            raise TicketError("dealers", "pick at least one dealer (or ask all dealers)")
+        chosen = tuple(draft.dealers)
+    draft_rfq = Rfq(
+        id=f"{client}-draft",
+        client=client,
+        terms=terms,
+        deadline_ms=now_ms + int(deadline_s * 1000),
+        dealers=chosen or (),
+    )
+    try:
+        validate_rfq(draft_rfq, today=today, now_ms=now_ms, dealers=dealers, catalog=catalog)
+    except ValidationError as exc:
+        raise TicketError(field_of(exc.where), exc.message) from None
+    return RfqRequest(terms=terms, dealers=chosen, deadline_s=deadline_s)
+
+
+def default_strike(template: str, legs: Iterable[Leg], market: MarketData) -> float | None:
+    """An at-the-money strike for an option ticket, from the latest prices."""
+    if template != Template.EUROPEAN_OPTION:
+        return None
+    total = 0.0
+    for leg in legs:
+        latest = market.latest.get(leg.underlying)
+        if latest is None:
+            return None
+        total += leg.weight * latest.price
+    return round(total) if total > 0 else None
+
+
+def is_single_leg(template: str) -> bool:
+    try:
+        return Template(template) in SINGLE_LEG
+    except ValueError:
+        return True
+
+
+# --------------------------------------------------------------------------------------------
+# Market watch rows
+
+
+@dataclass(frozen=True)
+class MarketRow:
+    """One underlying in the market watch."""
+
+    underlying: str
+    name: str
+    unit: str
+    last: float | None
+    previous_close: float | None
+    closes: tuple[float, ...] = field(default=())
+
+    @property
+    def change(self) -> float | None:
+        if self.last is None or self.previous_close is None:
+            return None
+        return self.last - self.previous_close
+
+    @property
+    def change_pct(self) -> float | None:
+        change = self.change
+        if change is None or not self.previous_close:
+            return None
+        return change / self.previous_close
+
+
+def market_rows(
+    market: MarketData, *, catalog: dict[str, Underlying] = CATALOG, history: int = 20
+) -> list[MarketRow]:
+    """A row per catalogued underlying: last price, change on the previous close, closes."""
+    rows = []
+    for underlying in catalog.values():
+        latest = market.latest.get(underlying.id)
+        series = market.closes.get(underlying.id, {})
+        closes = tuple(series[d] for d in sorted(series)[-history:])
+        rows.append(
+            MarketRow(
+                underlying=underlying.id,
+                name=underlying.name,
+                unit=underlying.unit,
+                last=latest.price if latest else None,
+                previous_close=market.previous_close(underlying.id),
+                closes=closes,
+            )
+        )
+    return rows

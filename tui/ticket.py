@@ -1,0 +1,303 @@
+"""The RFQ ticket: a form checked as you type, whose Send button stays off while it is invalid."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from rfq.instruments import Template
+from tui.format import TEMPLATE_LABELS
+from tui.model import (
+    TICKET_FIELDS,
+    RfqRequest,
+    TicketDraft,
+    TicketError,
+    build_request,
+    parse_legs,
+)
+
+TEMPLATE_DEFAULT_LEGS: dict[Template, str] = {
+    Template.SPREAD_SWAP: "HC2605 - RB2605",
+    Template.CALENDAR_SPREAD: "RB2609 - RB2605",
+    Template.INDEX_SWAP: "CSI300",
+    Template.SPOT_SWAP: "TSBILLET",
+}
+
+
+class RfqTicket(Vertical):
+    """Template, legs, side, quantity, maturity, averaging or option terms, dealers, deadline."""
+
+    class Submitted(Message):
+        """A valid ticket the user sent: the screen sends the RFQ."""
+
+        def __init__(self, request: RfqRequest) -> None:
+            self.request = request
+            super().__init__()
+
+    def __init__(
+        self,
+        *,
+        client: str,
+        dealers: Sequence[str],
+        clock: Callable[[], float],
+        today: Callable[[], dt.date],
+        spot: Callable[[str], float | None] = lambda _: None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+        self.dealers = tuple(dealers)
+        self.clock = clock
+        self.today = today
+        self.spot = spot
+        self.error: TicketError | None = None
+        self.request: RfqRequest | None = None
+        self._shown_error: tuple[str, str] | bool | None = False  # False: nothing drawn yet
+        self._shown_summary: str | None = None
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        draft = TicketDraft()
+        yield self._row(
+            "Template",
+            Select(
+                [(label, template.value) for template, label in TEMPLATE_LABELS.items()],
+                value=draft.template,
+                allow_blank=False,
+                compact=True,
+                id="template",
+            ),
+        )
+        yield self._error("template")
+        yield self._row(
+            "Legs",
+            Input(draft.legs, placeholder="RB2605, HC2605 - RB2605", compact=True, id="legs"),
+        )
+        yield self._error("legs")
+        yield self._row(
+            "Side",
+            Select(
+                [("Client buys (pays fixed)", "buy"), ("Client sells (receives fixed)", "sell")],
+                value=draft.side,
+                allow_blank=False,
+                compact=True,
+                id="side",
+            ),
+        )
+        yield self._error("side")
+        yield self._row("Quantity", Input(draft.quantity, compact=True, id="quantity"))
+        yield self._error("quantity")
+        yield self._row("Multiplier", Input(draft.multiplier, compact=True, id="multiplier"))
+        yield self._error("multiplier")
+        yield self._row(
+            "Maturity",
+            Input(draft.maturity, placeholder="2026-06-30 or 3m", compact=True, id="maturity"),
+        )
+        yield self._error("maturity")
+        yield self._row(
+            "Averaging",
+            Input("", placeholder="start", compact=True, id="avg_start"),
+            Input("", placeholder="end", compact=True, id="avg_end"),
+            classes="ticket-row averaging",
+        )
+        yield self._error("avg_start", classes="averaging")
+        yield self._error("avg_end", classes="averaging")
+        yield self._row(
+            "Option",
+            Select(
+                [("Call", "call"), ("Put", "put")],
+                value="call",
+                allow_blank=False,
+                compact=True,
+                id="option_type",
+            ),
+            Input("", placeholder="strike", compact=True, id="strike"),
+            classes="ticket-row option",
+        )
+        yield self._error("option_type", classes="option")
+        yield self._error("strike", classes="option")
+        yield self._row(
+            "Dealers",
+            Checkbox("All", True, compact=True, id="all-dealers"),
+            *(
+                Checkbox(dealer, False, compact=True, id=f"dealer-{dealer}", disabled=True)
+                for dealer in self.dealers
+            ),
+            classes="ticket-row dealers",
+        )
+        yield self._error("dealers")
+        yield self._row("Deadline s", Input(draft.deadline, compact=True, id="deadline"))
+        yield self._error("deadline")
+        yield self._error("ticket")
+        yield Static("", id="ticket-summary")
+        yield Button("Send RFQ  ^S", variant="success", id="send", disabled=True)
+
+    @staticmethod
+    def _row(label: str, *fields: Any, classes: str = "ticket-row") -> Horizontal:
+        return Horizontal(Label(label, classes="ticket-label"), *fields, classes=classes)
+
+    @staticmethod
+    def _error(name: str, classes: str = "") -> Static:
+        return Static("", id=f"err-{name}", classes=f"field-error {classes}".strip())
+
+    def on_mount(self) -> None:
+        self._show_template_rows(TicketDraft().template)
+        self.validate()
+
+    # -- reading the form ------------------------------------------------------------------
+
+    def _value(self, field: str) -> str:
+        widget = self.query_one(f"#{field}")
+        if isinstance(widget, Select):
+            value = widget.value
+            return "" if value is Select.BLANK else str(value)
+        assert isinstance(widget, Input)
+        return widget.value
+
+    def draft(self) -> TicketDraft:
+        chosen = tuple(
+            dealer for dealer in self.dealers if self.query_one(f"#dealer-{dealer}", Checkbox).value
+        )
+        return TicketDraft(
+            template=self._value("template"),
+            legs=self._value("legs"),
+            side=self._value("side"),
+            quantity=self._value("quantity"),
+            multiplier=self._value("multiplier"),
+            maturity=self._value("maturity"),
+            avg_start=self._value("avg_start"),
+            avg_end=self._value("avg_end"),
+            option_type=self._value("option_type"),
+            strike=self._value("strike"),
+            all_dealers=self.query_one("#all-dealers", Checkbox).value,
+            dealers=chosen,
+            deadline=self._value("deadline"),
+        )
+
+    def set_field(self, field: str, value: str) -> None:
+        """Fill one field (the palette and the market watch use this)."""
+        widget = self.query_one(f"#{field}")
+        if isinstance(widget, Select | Input):
+            widget.value = value
+        self.validate()
+
+    # -- checking as you type --------------------------------------------------------------
+
+    def validate(self) -> RfqRequest | None:
+        """Check the ticket; show the first error beside its field; Send only when valid."""
+        try:
+            request = build_request(
+                self.draft(),
+                client=self.client,
+                today=self.today(),
+                now_ms=int(self.clock() * 1000),
+                dealers=frozenset(self.dealers),
+            )
+        except TicketError as exc:
+            self.error, self.request = exc, None
+        else:
+            self.error, self.request = None, request
+        self._show_errors()
+        return self.request
+
+    def _show_errors(self) -> None:
+        """Mark the field at fault and show its message; touch only what changed."""
+        shown = (self.error.field, self.error.message) if self.error else None
+        if shown == self._shown_error and self._shown_error is not False:
+            return
+        previous = self._shown_error if isinstance(self._shown_error, tuple) else None
+        for state, visible in ((previous, False), (shown, True)):
+            if state is None:
+                continue
+            name, message = state
+            label = self.query_one(f"#err-{name}", Static)
+            label.update(f"↳ {message}" if visible else "")
+            label.set_class(visible, "-shown")
+            if name in TICKET_FIELDS and name != "dealers":
+                self.query_one(f"#{name}").set_class(visible, "-bad")
+        self._shown_error = shown
+        self.query_one("#send", Button).disabled = self.request is None
+        summary = self.request.summary if self.request else ""
+        if summary != self._shown_summary:
+            self._shown_summary = summary
+            self.query_one("#ticket-summary", Static).update(summary)
+
+    def _show_template_rows(self, template: str) -> None:
+        for name, wanted in (
+            ("averaging", template == Template.AVERAGE_PRICE_SWAP),
+            ("option", template == Template.EUROPEAN_OPTION),
+        ):
+            for widget in self.query(f".{name}"):
+                widget.display = wanted
+
+    @on(Select.Changed, "#template")
+    def _template_changed(self, event: Select.Changed) -> None:
+        template = str(event.value)
+        self._show_template_rows(template)
+        legs = self.query_one("#legs", Input)
+        default = TEMPLATE_DEFAULT_LEGS.get(Template(template), "RB2605")
+        if legs.value in (*TEMPLATE_DEFAULT_LEGS.values(), "RB2605", ""):
+            legs.value = default
+        if template == Template.AVERAGE_PRICE_SWAP:
+            start, end = self.query_one("#avg_start", Input), self.query_one("#avg_end", Input)
+            if not start.value and not end.value:
+                maturity = self._value("maturity").strip()
+                start.value, end.value = ("1m", maturity) if maturity else ("1m", "3m")
+        if template == Template.EUROPEAN_OPTION:
+            strike = self.query_one("#strike", Input)
+            if not strike.value:
+                strike.value = self._atm_strike()
+        self.validate()
+
+    def _atm_strike(self) -> str:
+        try:
+            legs = parse_legs(self._value("legs"))
+        except TicketError:
+            return ""
+        total = 0.0
+        for leg in legs:
+            level = self.spot(leg.underlying)
+            if level is None:
+                return ""
+            total += leg.weight * level
+        return f"{round(total):g}" if total > 0 else ""
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _field_changed(self, event: Message) -> None:
+        if isinstance(event, Select.Changed) and event.select.id == "template":
+            return
+        self.validate()
+
+    @on(Checkbox.Changed)
+    def _dealers_changed(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.id == "all-dealers":
+            for dealer in self.dealers:
+                self.query_one(f"#dealer-{dealer}", Checkbox).disabled = event.value
+        self.validate()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#send")
+    def submit(self) -> None:
+        """Send when valid; otherwise point at the field at fault and send nothing."""
+        request = self.validate()
+        if request is None:
+            assert self.error is not None
+            self.app.bell()
+            self.notify(
+                f"{self.error.field}: {self.error.message}",
+                title="RFQ not sent",
+                severity="warning",
+            )
+            return
+        self.post_message(self.Submitted(request))
