@@ -659,9 +659,7 @@ class BankService:
             return
         self.status = ServiceStatus.STOPPING
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         with contextlib.suppress(ValueError):
             self.ledger.listeners.remove(self._on_receipt)
         self.status = ServiceStatus.CLOSED
@@ -712,7 +710,7 @@ class BankService:
     # -- the loop --------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while self.status != ServiceStatus.STOPPING:
             try:
                 await self.poll()
             except (LedgerUnavailable, QueryDenied) as exc:
@@ -725,7 +723,8 @@ class BankService:
                 self.log.exception("bank_poll_crashed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_s)
+                async with asyncio.timeout(self.config.poll_s):
+                    await self._wake.wait()
 
     async def poll(self) -> None:
         """One pass: settle receipts, execute what is due, (re)submit what is open."""
@@ -914,6 +913,17 @@ class BankService:
         await self.ledger.submit_signed(signed)
         self.books.submitted(out.instruction_id, out.purpose)
         self._last_submit[out.tx_id] = time.time()
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` until it has ended. Python 3.11's ``asyncio.wait_for`` (used by
+    libraries under the loop) can swallow a cancellation that races its inner future, so
+    one ``cancel()`` is not always enough."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 def _final(receipt: Receipt | None) -> bool:

@@ -23,7 +23,6 @@ allocated, paid, revoked), so the guarantor sees its exposure move.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hashlib
 import math
@@ -34,6 +33,7 @@ from types import TracebackType
 import structlog
 
 from bus.client import Bus
+from peers.bank import cancel_and_wait
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from rfq.identity import Genesis, Role
@@ -152,9 +152,7 @@ class GuarantorService:
             return
         self.status = ServiceStatus.STOPPING
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self.status = ServiceStatus.CLOSED
 
     async def __aenter__(self) -> GuarantorService:
@@ -261,7 +259,7 @@ class GuarantorService:
         )
 
     async def _monitor(self) -> None:
-        while True:
+        while self.status != ServiceStatus.STOPPING:
             try:
                 await self.refresh()
             except (LedgerUnavailable, QueryDenied) as exc:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 
 import pytest
@@ -24,6 +25,20 @@ pytestmark = pytest.mark.integration
 async def payment(reg: LedgerClient, instruction_id: str):
     reply = await reg.query(PaymentsQuery())
     return next((p for p in reply.payments if p.id == instruction_id), None)
+
+
+def journal_states(network) -> list[str]:
+    """The bank process's journal, read from its database (read-only, beside the writer)."""
+    path = network.data_dir("BANK") / "bank.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in db.execute("SELECT state FROM journal ORDER BY seq")]
+    except sqlite3.OperationalError:  # not created yet
+        return []
+    finally:
+        db.close()
 
 
 async def stop_all(nodes) -> None:
@@ -126,6 +141,10 @@ async def test_botc_bank_settles_as_a_process_stops_on_sigterm_and_shows_its_boo
             await asyncio.sleep(0.2)
         assert found.status == "confirmed"
         assert found.bank_ref == "BANK-0000000001"
+        for _ in range(100):  # the process has taken note of the receipt in its books
+            if journal_states(network) == ["confirmed"]:
+                break
+            await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         raw, _ = await asyncio.wait_for(proc.communicate(), 20)
     finally:
