@@ -228,7 +228,14 @@ class GuarantorService:
             before = self.lines.get(gid)
             glog = self.log.bind(guarantee=gid, client=g.client)
             if before is None:
-                glog.info("line_seen", line=g.line, status=g.status, available=g.available)
+                glog.info(
+                    "line_seen",
+                    line=g.line,
+                    status=g.status,
+                    available=g.available,
+                    allocated=g.allocated,
+                    paid=g.paid,
+                )
                 continue
             if g.allocated != before.allocated:
                 glog.info(

@@ -119,6 +119,39 @@ async def test_client_c3_without_funds_is_reported_once_and_paid_once_it_is_fund
     await stop_all(nodes)
 
 
+async def test_a_confirmation_that_expired_unsent_is_signed_anew_and_confirms_once(
+    network, nats_server, bus_factory
+):
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    await submit(await bus_factory("C1"), [TxFactory(network).trade("r1", client="C1")])
+    books = BankBooks(network.data_dir("BANK") / "bank.db")
+    signed_first: list[str] = []
+
+    async def stall_past_the_ttl(execution) -> None:
+        signed_first.append(books.out_tx(execution.entry.instruction_id, Purpose.CONFIRM).tx_id)
+        await asyncio.sleep(1.5)  # the confirmation (valid 1 s) expires before it is sent
+
+    config = BankConfig(poll_s=0.2, resubmit_s=0.3, tx_ttl_s=1.0, expiry_grace_s=0.2)
+    async with BankService(
+        await bus_factory("BANK"), genesis, books, config=config, after_execute=stall_past_the_ttl
+    ) as bank:
+        await wait_for(lambda: bank.counts()["confirmed"] == 1, timeout=20, what="confirmed")
+        assert bank.counts()["resigned"] == 1
+    [entry] = books.journal()
+    on_chain = await payment(reg, "r1/initial_margin/1")
+    assert on_chain.status == "confirmed" and on_chain.bank_ref == entry.bank_ref
+    final = books.out_tx("r1/initial_margin/1", Purpose.CONFIRM)
+    assert final.tx_id != signed_first[0]  # new bytes, the same statement
+    receipts = [r for n in nodes.values() for r in n.store.receipts([final.tx_id])]
+    assert receipts and receipts[0].ok and receipts[0].height == entry.height
+    assert not [r for n in nodes.values() for r in n.store.receipts(signed_first)]
+    assert bank.balances()["C1"] == 5.0e7 - on_chain.amount
+    books.close()
+    await stop_all(nodes)
+
+
 async def test_botc_bank_settles_as_a_process_stops_on_sigterm_and_shows_its_books(
     network, nats_server, bus_factory, capsys
 ):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
+import sys
 
 import pytest
 
@@ -86,6 +89,61 @@ async def test_guarantor_g1s_monitor_sees_its_line_cover_client_c1s_initial_marg
         assert not revoke.ok
         assert revoke.reason == "guarantee g1 covers margin of live trades (10000.0)"
     assert guarantor.status == "closed"
+    for node in nodes.values():
+        await node.stop()
+
+
+async def test_botc_guarantor_with_its_node_follows_the_chain_and_logs_its_new_line(
+    network, nats_server, bus_factory, capsys
+):
+    nodes = await start_authorities(network, bus_factory)
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "peers.cli", "guarantor", "--net", str(network.path)),
+        *("--id", "G1", "--node", "--poll-s", "0.2"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        banner = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert banner.decode().startswith("guarantor G1 following its lines (capacity 3e+08")
+        capsys.readouterr()
+        grant = ("guarantor", "--net", str(network.path), "--id", "G1", "grant")
+        assert (
+            await botc(
+                *grant,
+                "--client",
+                "C2",
+                *("--line", "5e5", "--asset", RECEIPT),
+                *("--asset-value", "1e6", "--id", "g-c2"),
+            )
+            == 0
+        )
+        seen = None
+        for _ in range(100):
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            event = json.loads(line) if line.startswith(b"{") else {}
+            if event.get("event") == "line_seen" and event.get("guarantee") == "g-c2":
+                seen = event
+                break
+        assert seen is not None
+        assert (seen["line"], seen["available"], seen["allocated"], seen["paid"]) == (
+            5e5,
+            5e5,
+            0.0,
+            0.0,
+        )
+        g1 = LedgerClient(await bus_factory("REG"), network.genesis(), authorities=["G1"])
+        status = await g1.status()  # G1's own node answers: an observer at the chain's tip
+        assert status.authority == "G1" and not status.is_authority
+        assert status.height >= nodes["CCP"].head.height - 1
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 20)  # drain the pipes while it stops
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
     for node in nodes.values():
         await node.stop()
 
