@@ -357,7 +357,7 @@ class ClientScreen(Screen[None]):
         caption = self.query_one("#chart-caption", Static)
         chart = self.query_one("#chart", Sparkline)
         if row is None or not row.closes:
-            caption.update(Text("No closes yet.", style="dim"))
+            caption.update(Text("No closes yet.", style="dim"), layout=False)
             chart.data = []
             return
         caption.update(
@@ -365,7 +365,8 @@ class ClientScreen(Screen[None]):
                 (f"{row.underlying} ", "bold"),
                 f"{row.name}, last {len(row.closes)} closes  ",
                 (f"low {fmt.price(min(row.closes))}  high {fmt.price(max(row.closes))}", "dim"),
-            )
+            ),
+            layout=False,
         )
         chart.data = list(row.closes)
 
@@ -510,7 +511,7 @@ class ClientScreen(Screen[None]):
             (f" · {calls} margin call(s)" if calls else "", "bold yellow"),
             (f"   as of height {event.height}", "dim"),
         )
-        self.query_one("#blotter-summary", Static).update(summary)
+        self.query_one("#blotter-summary", Static).update(summary, layout=False)
         if views and (not self.mtm_history or self.mtm_history[-1] != pnl):
             self.mtm_history = [*self.mtm_history, pnl][-120:]
         self.query_one("#mtm-chart", Sparkline).data = self.mtm_history
@@ -521,7 +522,7 @@ class ClientScreen(Screen[None]):
                 f" high {fmt.money(max(self.mtm_history))})",
                 style="dim",
             )
-        self.query_one("#mtm-caption", Static).update(caption)
+        self.query_one("#mtm-caption", Static).update(caption, layout=False)
         self._note_height(event.height)
 
     # -- credit ----------------------------------------------------------------------------
@@ -539,7 +540,7 @@ class ClientScreen(Screen[None]):
         card.append("external ", style="dim")
         card.append(f"{credit.external or '—'}\n")
         card.append("settled/terminated trades count toward it (formula 1)", style="dim")
-        self.query_one("#rating-card", Static).update(card)
+        self.query_one("#rating-card", Static).update(card, layout=False)
         self.query_one("#rating-chart", Sparkline).data = self.rating_history
         self.query_one("#rating-caption", Static).update(
             Text(
@@ -547,7 +548,8 @@ class ClientScreen(Screen[None]):
                 if self.rating_history
                 else "No rating on chain yet.",
                 style="dim",
-            )
+            ),
+            layout=False,
         )
         self.query_one("#guarantees", Table).refill(
             (

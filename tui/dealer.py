@@ -541,7 +541,7 @@ class DealerScreen(Screen[None]):
         waiting = states.count("waiting")
         text.append(f" · {waiting} waiting", style="bold yellow" if waiting else "")
         text.append(f" · {states.count('lapsed')} lapsed")
-        self.query_one("#dealer-stats", Static).update(text)
+        self.query_one("#dealer-stats", Static).update(text, layout=False)
 
     # -- manual quoting --------------------------------------------------------------------
 
@@ -559,16 +559,13 @@ class DealerScreen(Screen[None]):
         summary = self.query_one("#manual-summary", Static)
         if line is None:
             waiting = sum(1 for x in self.lines.values() if x.state == "waiting")
-            summary.update(
-                Text(
-                    f"{waiting} RFQ(s) waiting: select one to quote."
-                    if waiting
-                    else "Auto-quote is on: the model answers every RFQ."
-                    if self.auto_quote
-                    else "No RFQ waiting. Turn auto-quote off to answer RFQs by hand.",
-                    style="dim",
-                )
-            )
+            if waiting:
+                hint = f"{waiting} RFQ(s) waiting: select one to quote or decline."
+            elif self.auto_quote:
+                hint = "Auto-quote is on: the model answers every RFQ (^T to quote by hand)."
+            else:
+                hint = "No RFQ waiting. New RFQs wait here for your quote until their deadline."
+            summary.update(Text(hint, style="dim"), layout=False)
             return
         rfq, suggestion = line.rfq, line.suggestion
         text = Text.assemble(
@@ -589,7 +586,7 @@ class DealerScreen(Screen[None]):
         elif isinstance(suggestion, Decline):
             text.append(f"model declines: {suggestion.text}", style="red")
             self._set_manual(None, 0.1, 0.0)
-        self.query_one("#manual-summary", Static).update(text)
+        self.query_one("#manual-summary", Static).update(text, layout=False)
 
     def _set_manual(self, price: float | None, im_rate: float, line: float) -> None:
         values = {

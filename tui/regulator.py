@@ -333,7 +333,7 @@ class RegulatorScreen(Screen[None]):
         summary.append(f"  authorities {len(status.authorities)}")
         n = len(status.authorities)
         summary.append(f" (tolerates {(n - 1) // 3} faulty)", style="dim")
-        self.query_one("#chain-summary", Static).update(summary)
+        self.query_one("#chain-summary", Static).update(summary, layout=False)
         genesis: Genesis = app.genesis
         members = [m for m in genesis.members if m.role in AUTHORITY_ELIGIBLE]
         rows = []

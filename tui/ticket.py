@@ -228,7 +228,7 @@ class RfqTicket(Vertical):
         summary = self.request.summary if self.request else ""
         if summary != self._shown_summary:
             self._shown_summary = summary
-            self.query_one("#ticket-summary", Static).update(summary)
+            self.query_one("#ticket-summary", Static).update(summary, layout=False)
 
     def _show_template_rows(self, template: str) -> None:
         for name, wanted in (

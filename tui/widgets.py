@@ -115,7 +115,7 @@ class StatusBar(Static):
             text.append(f"  │  business date {app.business_date}")
         if text != self._shown:
             self._shown = text
-            self.update(text)
+            self.update(text, layout=False)
 
     @property
     def indicator(self) -> str:
@@ -300,7 +300,7 @@ class QuotesBoard(Vertical):
         follow = self.accepted or not self.table.pinned or not isinstance(selected, Quote)
         if focus is not None and follow:
             self.table.move_cursor(row=self.table.get_row_index(focus), animate=False)
-        self.query_one("#quotes-header", Static).update(self._header(now_ms))
+        self.query_one("#quotes-header", Static).update(self._header(now_ms), layout=False)
 
     def _header(self, now_ms: int) -> Text:
         assert self.rfq is not None

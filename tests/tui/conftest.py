@@ -21,6 +21,7 @@ from peers.ledger_client import LedgerClient
 from peers.netdir import NetDir
 from peers.oracle import OracleService, Simulator
 from tests.integration.chainkit import start_authorities
+from tui.app import BotcApp
 
 DAY_TICKS = 4
 
@@ -89,6 +90,13 @@ async def open_marketplace(network, nats_server, bus_factory):
     for market in started:
         for node in market.authorities.values():
             await node.stop()
+
+
+def terminal(network: NetDir, member: str, **kwargs) -> BotcApp:
+    """``BotcApp`` as ``botc tui`` builds it, without animations (Pilot waits them out)."""
+    app = BotcApp(network, member, **kwargs)
+    app.animation_level = "none"
+    return app
 
 
 async def wait_until(

@@ -13,10 +13,9 @@ from peers.counterparty import ClientSession
 from peers.regulator import RegulatorService
 from rfq.messages import Decline, Quote
 from tests.integration.test_pretrade import rebar_swap
-from tui.app import BotcApp
 from tui.widgets import Table
 
-from .conftest import record_notifications, type_into, wait_until
+from .conftest import record_notifications, terminal, type_into, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +34,9 @@ async def test_client_c1_trades_from_the_ticket_while_dealer_d1_and_the_regulato
     monitor = await RegulatorService(
         await bus_factory("REG"), network.genesis(), poll_s=1.0, watch_consensus=False
     ).start()
-    client_app = BotcApp(network, "C1", poll_s=1.0)
-    dealer_app = BotcApp(network, "D1", poll_s=1.0)
-    regulator_app = BotcApp(network, "REG", poll_s=1.0)
+    client_app = terminal(network, "C1", poll_s=1.0)
+    dealer_app = terminal(network, "D1", poll_s=1.0)
+    regulator_app = terminal(network, "REG", poll_s=1.0)
     async with (
         client_app.run_test(size=SIZE, notifications=True) as client,
         dealer_app.run_test(size=SIZE) as dealer,
@@ -109,7 +108,7 @@ async def test_dealer_d1_quotes_declines_and_lets_lapse_rfqs_by_hand(
     market = await open_marketplace(dealers=("D2", "D3"))
     session = await ClientSession(await bus_factory("C1"), network.genesis()).start()
     await session.market.attach(session.bus)
-    app = BotcApp(network, "D1", poll_s=1.0, auto_quote=False)
+    app = terminal(network, "D1", poll_s=1.0, auto_quote=False)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         desk = app.main_screen
         await wait_until(pilot, lambda: desk.bot is not None, what="the dealer bot")
@@ -172,7 +171,7 @@ async def test_the_regulator_runs_a_contagion_what_if_on_the_live_exposures(
     await rfq.collect()
     receipt = await session.committed(await session.accept(rfq.best()))
     assert receipt.ok, receipt.reason
-    app = BotcApp(network, "REG", poll_s=1.0)
+    app = terminal(network, "REG", poll_s=1.0)
     async with app.run_test(size=SIZE) as pilot:
         reg = app.main_screen
         await wait_until(pilot, lambda: reg.query_one("#ccr", Table).row_count > 0, what="CCR")

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable
 from tui.app import BotcApp
 
 from . import scenes
+from .conftest import terminal
 
 
-def terminal(network, member: str, **kwargs: object) -> BotcApp:
-    return BotcApp(network, member, connect=False, clock=scenes.clock, **kwargs)  # type: ignore[arg-type]
+def offline(network, member: str, **kwargs: object) -> BotcApp:
+    """A terminal that never connects, its clock frozen: the snapshot's data is all fed."""
+    return terminal(network, member, connect=False, clock=scenes.clock, **kwargs)
 
 
 def feeding(messages: Callable[[], Iterable[object]], *, tab: str = "", after=None):
@@ -46,7 +48,7 @@ def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked
         screen.show_market(scenes.market_rows())
 
     assert snap_compare(
-        terminal(network, "C1"),
+        offline(network, "C1"),
         terminal_size=scenes.SIZE,
         run_before=feeding(scenes.client_trade_messages, after=show_market),
     )
@@ -54,7 +56,7 @@ def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked
 
 def test_client_blotter_shows_contracts_margin_and_pnl(network, snap_compare):
     assert snap_compare(
-        terminal(network, "C1"),
+        offline(network, "C1"),
         terminal_size=scenes.SIZE,
         run_before=feeding(scenes.client_ledger_messages, tab="f3"),
     )
@@ -62,12 +64,12 @@ def test_client_blotter_shows_contracts_margin_and_pnl(network, snap_compare):
 
 def test_client_credit_and_chain_panels(network, snap_compare):
     assert snap_compare(
-        terminal(network, "C1"),
+        offline(network, "C1"),
         terminal_size=scenes.SIZE,
         run_before=feeding(scenes.client_ledger_messages, tab="f4"),
     )
     assert snap_compare(
-        terminal(network, "C1"),
+        offline(network, "C1"),
         terminal_size=scenes.SIZE,
         run_before=feeding(scenes.client_ledger_messages, tab="f5"),
     )
@@ -75,7 +77,7 @@ def test_client_credit_and_chain_panels(network, snap_compare):
 
 def test_dealer_screen_shows_incoming_rfqs_and_the_manual_quote(network, snap_compare):
     assert snap_compare(
-        terminal(network, "D1", auto_quote=False),
+        offline(network, "D1", auto_quote=False),
         terminal_size=scenes.SIZE,
         run_before=feeding(scenes.dealer_messages),
     )
@@ -83,7 +85,7 @@ def test_dealer_screen_shows_incoming_rfqs_and_the_manual_quote(network, snap_co
 
 def test_dealer_positions_show_exposure_per_client(network, snap_compare):
     assert snap_compare(
-        terminal(network, "D1"),
+        offline(network, "D1"),
         terminal_size=scenes.SIZE,
         run_before=feeding(lambda: [scenes.book_message()], tab="f3"),
     )
@@ -91,7 +93,7 @@ def test_dealer_positions_show_exposure_per_client(network, snap_compare):
 
 def test_regulator_screen_shows_authorities_and_governance(network, snap_compare):
     assert snap_compare(
-        terminal(network, "REG"),
+        offline(network, "REG"),
         terminal_size=scenes.SIZE,
         run_before=feeding(lambda: [scenes.status_message()]),
     )
@@ -106,7 +108,7 @@ def test_regulator_ccr_what_if_and_trade_repository(network, snap_compare):
     ]
     for tab in ("f3", "f4", "f5"):
         assert snap_compare(
-            terminal(network, "REG"),
+            offline(network, "REG"),
             terminal_size=scenes.SIZE,
             run_before=feeding(messages, tab=tab),
         )

@@ -1,0 +1,145 @@
+"""The terminal's behaviour around the market: bad tickets, a lost bus, the palette, quitting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from textual.widgets import Button, Static, TabbedContent
+
+from bus import subjects
+from tui.ticket import RfqTicket
+
+from . import scenes
+from .conftest import record_notifications, terminal, type_into, wait_until
+
+SIZE = (120, 40)
+
+
+def error_shown(ticket: RfqTicket, field: str) -> str:
+    label = ticket.query_one(f"#err-{field}", Static)
+    return str(label.render()) if label.has_class("-shown") else ""
+
+
+@pytest.mark.integration
+async def test_bad_input_in_the_ticket_is_shown_beside_its_field_and_nothing_is_sent(
+    network, nats_server, bus_factory
+):
+    regulator = await bus_factory("REG")  # the regulator reads every RFQ subject
+    seen: list[bytes] = []
+
+    async def spy(msg) -> None:
+        seen.append(msg.data)
+
+    await regulator.nc.subscribe("otc.rfq.>", cb=spy)
+    await regulator.flush()
+    app = terminal(network, "C1", poll_s=5.0)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        c1 = app.main_screen
+        await wait_until(pilot, lambda: c1.session is not None, what="the client session")
+        ticket, send = c1.ticket, c1.query_one("#send", Button)
+
+        await type_into(pilot, "#quantity", "12x")
+        assert "'12x' is not a number" in error_shown(ticket, "quantity")
+        assert c1.query_one("#quantity").has_class("-bad")
+        assert send.disabled
+        await pilot.press("ctrl+s")
+        await pilot.click("#send")
+        assert any("RFQ not sent" in n and "quantity" in n for n in told)
+
+        await type_into(pilot, "#quantity", "100")
+        assert error_shown(ticket, "quantity") == ""
+        assert not c1.query_one("#quantity").has_class("-bad")
+        assert not send.disabled
+
+        await type_into(pilot, "#legs", "XX9999")
+        assert "unknown underlying 'XX9999'" in error_shown(ticket, "legs")
+        await type_into(pilot, "#legs", "RB2605")
+        await pilot.click("#all-dealers")
+        assert "pick at least one dealer" in error_shown(ticket, "dealers")
+        assert send.disabled
+        await pilot.press("ctrl+s")
+
+        await asyncio.sleep(0.2)
+        assert c1.session.rfqs == {}
+        assert seen == []
+        await pilot.click("#dealer-D2")
+        assert error_shown(ticket, "dealers") == ""
+        assert ticket.request is not None and ticket.request.dealers == ("D2",)
+
+
+@pytest.mark.integration
+async def test_a_lost_bus_turns_the_indicator_red_and_reconnection_clears_it(network, nats_server):
+    app = terminal(network, "C1", poll_s=5.0)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        await wait_until(pilot, lambda: app.bus_status == "connected", what="connected")
+        bar = app.main_screen.query_one("#status-bar", Static)
+        assert "● connected" in str(bar.render())
+
+        await asyncio.to_thread(nats_server.stop)
+        await wait_until(pilot, lambda: app.bus_status == "disconnected", what="disconnect")
+        await pilot.pause()
+        assert "DISCONNECTED" in str(bar.render())
+        assert any(n.startswith("Disconnected:") for n in told)
+
+        await asyncio.to_thread(nats_server.start)
+        await wait_until(pilot, lambda: app.bus_status == "connected", timeout=20)
+        await pilot.pause()
+        assert "● connected" in str(bar.render())
+        assert any(n.startswith("Reconnected:") for n in told)
+        assert not any(n.title == "Disconnected" for n in app._notifications)
+
+
+async def test_an_unreachable_bus_is_a_notification_and_the_terminal_keeps_trying(network):
+    app = terminal(network, "C1", servers=["nats://127.0.0.1:9"], retry_s=0.2)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        await wait_until(pilot, lambda: any("Cannot reach the bus" in n for n in told))
+        assert app.bus_status in ("offline", "connecting")
+        assert app.is_running
+        bar = app.main_screen.query_one("#status-bar", Static)
+        assert "offline" in str(bar.render()) or "connecting" in str(bar.render())
+
+
+async def test_the_command_palette_switches_tabs_and_sets_the_ticket_template(network):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"blotter")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.main_screen.query_one(TabbedContent).active == "blotter"
+        await pilot.press("ctrl+p")
+        await pilot.press(*"spread")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause()
+        ticket = app.main_screen.ticket
+        assert app.main_screen.query_one(TabbedContent).active == "trade"
+        assert ticket.draft().template == "spread_swap"
+        assert ticket.draft().legs == "HC2605 - RB2605"
+
+
+async def test_function_keys_and_clicks_move_between_tabs(network):
+    app = terminal(network, "REG", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        tabs = app.main_screen.query_one(TabbedContent)
+        for key, pane in (("f3", "ccr-tab"), ("f4", "whatif-tab"), ("f5", "trades-tab")):
+            await pilot.press(key)
+            assert tabs.active == pane
+        await pilot.click("Tab#--content-tab-authorities-tab")
+        assert tabs.active == "authorities-tab"
+
+
+@pytest.mark.integration
+async def test_quitting_closes_the_members_bus(network, nats_server):
+    app = terminal(network, "D1", poll_s=5.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.main_screen.bot is not None, what="the dealer bot")
+        bus = app.bus
+        await pilot.press("ctrl+q")
+    assert bus is not None and bus.status.value == "closed"
+    assert subjects.rfq_direct("D1") == "otc.rfq.to.D1"
