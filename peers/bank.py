@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import structlog
@@ -524,36 +525,36 @@ class BankBooks:
         )
 
 
-def _journal_entry(row: tuple[object, ...]) -> JournalEntry:
+def _journal_entry(row: Any) -> JournalEntry:
     seq, iid, cid, kind, payer, payee, amount, ref, at, state, height, reason = row
     return JournalEntry(
-        seq=int(seq),  # type: ignore[call-overload]
+        seq=int(seq),
         instruction_id=str(iid),
         contract_id=str(cid),
         kind=str(kind),
         payer=str(payer),
         payee=str(payee),
-        amount=from_micros(int(amount)),  # type: ignore[call-overload]
+        amount=from_micros(int(amount)),
         bank_ref=str(ref),
-        executed_ms=int(at),  # type: ignore[call-overload]
+        executed_ms=int(at),
         state=JournalState(str(state)),
-        height=None if height is None else int(height),  # type: ignore[call-overload]
+        height=None if height is None else int(height),
         reason=str(reason),
     )
 
 
-def _out_tx(row: tuple[object, ...]) -> OutTx:
+def _out_tx(row: Any) -> OutTx:
     iid, purpose, tx, tx_id, expires, submits, state, reason, height = row
     return OutTx(
         instruction_id=str(iid),
         purpose=Purpose(str(purpose)),
-        tx=bytes(tx),  # type: ignore[arg-type]
+        tx=bytes(tx),
         tx_id=str(tx_id),
-        expires_ms=int(expires),  # type: ignore[call-overload]
-        submits=int(submits),  # type: ignore[call-overload]
+        expires_ms=int(expires),
+        submits=int(submits),
         state=OutState(str(state)),
         reason=str(reason),
-        height=None if height is None else int(height),  # type: ignore[call-overload]
+        height=None if height is None else int(height),
     )
 
 
@@ -831,9 +832,9 @@ class BankService:
                 for receipt in reply.receipts:
                     self._notes[receipt.tx_id] = receipt
         for out in open_txs:
-            receipt = self._notes.get(out.tx_id)
-            if receipt is not None:
-                await self._apply_receipt(out, receipt)
+            note = self._notes.get(out.tx_id)
+            if note is not None:
+                await self._apply_receipt(out, note)
         still_open = {o.tx_id for o in self.books.open_txs()}
         self._notes = {k: r for k, r in self._notes.items() if k in still_open}
 

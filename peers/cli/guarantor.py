@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import json
     import math
+    import sys
 
     import msgspec
 
@@ -135,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
                     assert grant_tx is not None
                     receipt = await service.submit_grant(grant_tx, timeout=args.timeout)
                     what = (
-                        f"guarantee {grant_tx.id} for {grant_tx.client}, line {grant_tx.line:g} "
-                        f"against asset {grant_tx.asset_id[:16]}… worth {grant_tx.asset_value:g}"
+                        f"guarantee {grant_tx.id} for {grant_tx.client}, line {grant_tx.line:,.2f} "
+                        f"against asset {grant_tx.asset_id[:16]}… worth {grant_tx.asset_value:,.2f}"
                     )
                     return show(receipt, what)
                 if args.action == "revoke":
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 await service.close()
         except LedgerUnavailable as exc:
-            print(f"botc guarantor: no receipt: {exc}")
+            print(f"botc guarantor: ledger unavailable: {exc}", file=sys.stderr)
             return 1
         finally:
             await bus.close()

@@ -38,7 +38,9 @@ async def test_guarantor_g1_grants_client_c1_a_line_with_botc_and_the_same_asset
     capsys.readouterr()
 
     assert await botc(*grant, *pledge, "--id", "g1") == 0
-    assert capsys.readouterr().out.startswith("ok: guarantee g1 for C1, line 1e+06 against asset")
+    assert capsys.readouterr().out.startswith(
+        "ok: guarantee g1 for C1, line 1,000,000.00 against asset"
+    )
     [g1] = (await reg.query(GuaranteesQuery())).guarantees
     assert (g1.id, g1.guarantor, g1.client, g1.line, g1.asset_value) == ("g1", "G1", "C1", 1e6, 2e6)
     assert g1.asset_id == hashlib.sha256(RECEIPT.encode()).hexdigest() == asset_id(RECEIPT)
