@@ -178,20 +178,25 @@ class RfqHandle:
 
     async def _iterate(self) -> AsyncIterator[Answer]:
         yielded = 0
-        while True:
-            if yielded == len(self.addressed) or self.cancelled:
-                return
-            remaining = self.rfq.deadline_ms / 1000 - time.time()
-            if remaining <= 0 and self._queue.empty():
-                return
-            try:
-                answer = await asyncio.wait_for(self._queue.get(), max(remaining, 0.001))
-            except TimeoutError:
-                return
-            if answer is None:
-                return
-            yielded += 1
-            yield answer
+        try:
+            while True:
+                if yielded == len(self.addressed) or self.cancelled:
+                    return
+                remaining = self.rfq.deadline_ms / 1000 - time.time()
+                if remaining <= 0 and self._queue.empty():
+                    return
+                try:
+                    answer = await asyncio.wait_for(self._queue.get(), max(remaining, 0.001))
+                except TimeoutError:
+                    return
+                if answer is None:
+                    return
+                yielded += 1
+                yield answer
+        finally:
+            missing = sorted(self.addressed - set(self.answers))
+            if missing and not self.cancelled:
+                log.warning("rfq_unanswered", rfq=self.rfq.id, missing=missing)
 
     async def collect(self) -> list[Answer]:
         return [answer async for answer in self]

@@ -17,7 +17,7 @@ from typing import Any
 
 import platformdirs
 
-from bus.server import NatsServer
+from bus.server import NatsCluster, NatsServer
 from peers.netdir import NetDir, create_network
 from peers.supervisor import Service, Supervisor
 from rfq.identity import AUTHORITY_ELIGIBLE, NetworkParams, Role
@@ -99,11 +99,14 @@ class Marketplace:
         human: str | None = "C1",
         port: int = 0,
         day_seconds: float = 30.0,
+        cluster: int = 1,
         on_event: Callable[[Service, str], None] | None = None,
     ) -> None:
         self.net = net
         self.port = port
+        self.cluster_size = cluster
         self.server: NatsServer | None = None
+        self.cluster: NatsCluster | None = None
         self.started_at = time.monotonic()
         self.supervisor = Supervisor(
             service_list(
@@ -122,10 +125,16 @@ class Marketplace:
         """Start everything; returns the services not ready within ``timeout``."""
         stats = self.net.path / "run" / "load.json"
         stats.unlink(missing_ok=True)
-        self.server = NatsServer(
-            self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
-        ).start()
-        self.net.write_run_file([self.server.url])
+        if self.cluster_size > 1:
+            self.cluster = NatsCluster(
+                self.net.data_dir("nats"), self.cluster_size, auth=self.net.auth_conf()
+            ).start()
+            self.net.write_run_file(self.cluster.urls)
+        else:
+            self.server = NatsServer(
+                self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
+            ).start()
+            self.net.write_run_file([self.server.url])
         self.supervisor.start()
         return self.supervisor.wait_ready(timeout)
 
@@ -133,6 +142,8 @@ class Marketplace:
         self.supervisor.stop()
         if self.server is not None:
             self.server.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         self.net.run_file.unlink(missing_ok=True)
 
     def load_stats(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class Service:
     restarts: int = 0
     backoff_s: float = MIN_BACKOFF_S
     restart_at: float | None = None
+    held: bool = False
     last_exit: int | None = None
     last_line: str = ""
 
@@ -128,6 +129,8 @@ class Supervisor:
                 with self._lock:
                     process = service.process
                     if process is None:
+                        if service.held:
+                            continue
                         if service.restart_at is not None and now >= service.restart_at:
                             service.restart_at = None
                             service.restarts += 1
@@ -162,6 +165,36 @@ class Supervisor:
         for service in self.services:
             if service.name == name and service.process is not None:
                 service.process.send_signal(sig)
+
+    def hold(self, name: str, timeout: float = 8.0) -> None:
+        """Stop a service and keep it down (an outage) until ``release``."""
+        with self._lock:
+            service = self._named(name)
+            service.held = True
+            process, service.process = service.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self.on_event(service, "held down")
+
+    def release(self, name: str) -> None:
+        """Bring a held service back."""
+        with self._lock:
+            service = self._named(name)
+            service.held = False
+            service.restart_at = None
+            service.restarts += 1
+            self._spawn(service)
+
+    def _named(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
 
     def stop(self, timeout: float = 8.0) -> None:
         self._stopping.set()
