@@ -169,6 +169,54 @@ def _network(seed: int, institutions: int, exposures: int) -> tuple[Any, Any, li
     return nodes, edges, shocked
 
 
+def _cascade_python(nodes: list[Any], edges: list[Any], shocked: list[str]) -> set[str]:
+    """The same cascade in plain Python dicts: the same-run baseline (and a cross-check)."""
+    capital = {n.id: n.capital for n in nodes}
+    owes: dict[str, float] = dict.fromkeys(capital, 0.0)
+    lenders: dict[str, list[tuple[str, float]]] = {i: [] for i in capital}
+    for e in edges:
+        owes[e.debtor] += e.amount
+        lenders[e.debtor].append((e.creditor, e.amount * (1.0 if e.lgd is None else e.lgd)))
+    losses: dict[str, float] = dict.fromkeys(capital, 0.0)
+    defaulted, frontier = set(shocked), list(shocked)
+    while frontier:
+        for debtor in frontier:
+            for creditor, loss in lenders[debtor]:
+                losses[creditor] += loss
+        frontier = [i for i in capital if i not in defaulted and capital[i] - losses[i] < owes[i]]
+        defaulted.update(frontier)
+    return defaulted
+
+
+def _debtrank_python(nodes: list[Any], edges: list[Any], shocked: list[str]) -> float:
+    """DebtRank (each node propagates once) in plain Python: the same-run baseline."""
+    capital = {n.id: n.capital for n in nodes}
+    total = sum(n.weight for n in nodes)
+    value = {n.id: n.weight / total for n in nodes}
+    exposure: dict[tuple[str, str], float] = {}  # (debtor, creditor): k's total loss on i
+    for e in edges:
+        key = (e.debtor, e.creditor)
+        exposure[key] = exposure.get(key, 0.0) + e.amount * (1.0 if e.lgd is None else e.lgd)
+    impacts: dict[str, list[tuple[str, float]]] = {i: [] for i in capital}
+    for (debtor, creditor), loss in exposure.items():
+        impacts[debtor].append((creditor, min(1.0, loss / capital[creditor])))
+    h = dict.fromkeys(capital, 0.0)
+    for i in shocked:
+        h[i] = 1.0
+    distressed, inactive = set(shocked), set()
+    while distressed:
+        new_h = dict(h)
+        for j in distressed:
+            for k, w in impacts[j]:
+                new_h[k] += w * h[j]  # inactive nodes still take losses; they do not pass them on
+        inactive |= distressed
+        for k in new_h:
+            new_h[k] = min(1.0, new_h[k])
+        distressed = {k for k in capital if k not in inactive and new_h[k] > 0}
+        h = new_h
+    return sum(h[i] * value[i] for i in capital) - sum(value[i] for i in shocked)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import msgspec
 
@@ -194,6 +242,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "build_network_ms": _median_ms(lambda: build_network(nodes, edges), repeats),
         "eisenberg_noe_ms": _median_ms(lambda: eisenberg_noe(network), repeats),
+        "baseline_saccr_decode_ms": _median_ms(lambda: decode_saccr_input(raw), repeats),
+        "baseline_cascade_ms": _median_ms(lambda: _cascade_python(nodes, edges, shocked), 3),
+        "baseline_debtrank_ms": _median_ms(lambda: _debtrank_python(nodes, edges, shocked), 3),
+    }
+    if _cascade_python(nodes, edges, shocked) != set(cascade_result.defaulted):
+        raise RuntimeError("the cascade disagrees with its plain-Python reference")
+    reference = _debtrank_python(nodes, edges, shocked)
+    if abs(reference - debtrank_result.additional_stress) > 1e-9:
+        raise RuntimeError(
+            f"DebtRank {debtrank_result.additional_stress} differs from its plain-Python "
+            f"reference {reference}"
+        )
+    figures["ratios"] = {
+        "saccr_vs_decode": round(figures["saccr_ms"] / figures["baseline_saccr_decode_ms"], 2),
+        "cascade_vs_python": round(figures["cascade_ms"] / figures["baseline_cascade_ms"], 4),
+        "debtrank_vs_python": round(figures["debtrank_ms"] / figures["baseline_debtrank_ms"], 4),
     }
     figures["targets_ms"] = TARGETS_MS
     figures["met"] = {key: figures[key] < target for key, target in TARGETS_MS.items()}
@@ -235,12 +299,20 @@ def run(args: argparse.Namespace) -> int:
         ("saccr_decode_and_compute_ms", "SA-CCR incl. JSON decode"),
         ("build_network_ms", "build exposure network"),
         ("eisenberg_noe_ms", "Eisenberg-Noe clearing"),
+        ("baseline_saccr_decode_ms", "baseline: decode the trades"),
+        ("baseline_cascade_ms", "baseline: cascade, plain Python"),
+        ("baseline_debtrank_ms", "baseline: DebtRank, plain Python"),
     ]
     for key, label in rows:
         target = TARGETS_MS.get(key)
         target_text = f"< {target:,.0f} ms" if target is not None else "-"
         verdict = "" if target is None else ("ok" if figures[key] < target else "MISSED")
         print(f"{label:<30} {figures[key]:>9.1f} ms {target_text:>12}  {verdict}")
+    ratios = figures["ratios"]
+    print(
+        f"ratios: SA-CCR / decode {ratios['saccr_vs_decode']}, cascade / plain Python "
+        f"{ratios['cascade_vs_python']}, DebtRank / plain Python {ratios['debtrank_vs_python']}"
+    )
     print(
         f"cascade: {outcomes['cascade_defaults']} defaults in {outcomes['cascade_rounds']} rounds; "
         f"DebtRank: R = {outcomes['debtrank_additional_stress']:.4f}, "
