@@ -20,7 +20,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static, TabbedContent, TabPane
 
 from bus.errors import BusError
@@ -64,6 +63,7 @@ from tui.messages import (
     TxSubmitted,
 )
 from tui.model import MarketRow, market_rows
+from tui.screen import RoleScreen
 from tui.ticket import RfqTicket
 from tui.timing import sleep_or_wake
 from tui.widgets import (
@@ -87,7 +87,7 @@ def tx_id_of(signed: msgspec.Struct) -> str:
     return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
 
 
-class ClientScreen(Screen[None]):
+class ClientScreen(RoleScreen):
     """A client's trading terminal."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -114,10 +114,6 @@ class ClientScreen(Screen[None]):
         self._wake = asyncio.Event()
 
     # -- layout ----------------------------------------------------------------------------
-
-    @property
-    def terminal(self) -> Any:
-        return self.app
 
     def compose(self) -> ComposeResult:
         app = self.terminal
@@ -523,7 +519,7 @@ class ClientScreen(Screen[None]):
                 style="dim",
             )
         self.query_one("#mtm-caption", Static).update(caption, layout=False)
-        self._note_height(event.height)
+        self.note_height(event.height)
 
     # -- credit ----------------------------------------------------------------------------
 
@@ -594,7 +590,7 @@ class ClientScreen(Screen[None]):
 
     def on_status_loaded(self, event: StatusLoaded) -> None:
         self.terminal.business_date = event.status.business_date
-        self._note_height(event.status.height)
+        self.note_height(event.status.height)
         self.ticket.validate()
 
     def on_headers_loaded(self, event: HeadersLoaded) -> None:
@@ -614,17 +610,8 @@ class ClientScreen(Screen[None]):
             for h in event.headers
         )
         if event.headers:
-            self._note_height(max(h.height for h in event.headers))
+            self.note_height(max(h.height for h in event.headers))
         self.terminal.chain_ok = True
-
-    def _note_height(self, height: int) -> None:
-        if height > self.terminal.chain_height:
-            self.terminal.chain_height = height
-
-    def on_chain_unavailable(self, event: ChainUnavailable) -> None:
-        if self.terminal.chain_ok:
-            self.terminal.chain_ok = False
-            self.notify(event.error, title="Chain unavailable", severity="warning")
 
     def on_tx_submitted(self, event: TxSubmitted) -> None:
         current = self.transactions.get(event.tx_id)
@@ -640,7 +627,7 @@ class ClientScreen(Screen[None]):
         self.transactions[receipt.tx_id] = (kind, label, receipt)
         self._show_transactions()
         if receipt.ok and receipt.height:
-            self._note_height(receipt.height)
+            self.note_height(receipt.height)
 
     def _show_transactions(self) -> None:
         rows = []

@@ -21,7 +21,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
@@ -56,6 +55,7 @@ from tui.messages import (
     RfqArrived,
     RfqCancelled,
 )
+from tui.screen import RoleScreen
 from tui.timing import sleep_or_wake
 from tui.widgets import StatusBar, Table
 
@@ -227,7 +227,7 @@ class RfqLine:
     manual: bool = False
 
 
-class DealerScreen(Screen[None]):
+class DealerScreen(RoleScreen):
     """A dealer's desk: incoming RFQs, auto/manual quoting, positions and exposure."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -245,10 +245,6 @@ class DealerScreen(Screen[None]):
         self.bot: TerminalDealerBot | None = None
         self.lines: dict[str, RfqLine] = {}
         self._wake = asyncio.Event()
-
-    @property
-    def terminal(self) -> Any:
-        return self.app
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -774,11 +770,6 @@ class DealerScreen(Screen[None]):
             if top > self.terminal.chain_height:
                 self.terminal.chain_height = top
         self.terminal.chain_ok = True
-
-    def on_chain_unavailable(self, event: ChainUnavailable) -> None:
-        if self.terminal.chain_ok:
-            self.terminal.chain_ok = False
-            self.notify(event.error, title="Chain unavailable", severity="warning")
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         return [

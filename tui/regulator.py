@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import structlog
 from rich.text import Text
@@ -18,7 +18,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static, TabbedContent, TabPane
 
 from bus import subjects
@@ -56,6 +55,7 @@ from tui.messages import (
     TradesFound,
     WhatIfLoaded,
 )
+from tui.screen import RoleScreen
 from tui.timing import sleep_or_wake
 from tui.widgets import StatusBar, Table
 
@@ -129,7 +129,7 @@ class RegulatorDesk:
         return trades, contracts
 
 
-class RegulatorScreen(Screen[None]):
+class RegulatorScreen(RoleScreen):
     """The regulator's console."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -146,10 +146,6 @@ class RegulatorScreen(Screen[None]):
         self.search: tuple[str | None, str | None] = (None, None)
         self.monitor_ok = True
         self._wake = asyncio.Event()
-
-    @property
-    def terminal(self) -> Any:
-        return self.app
 
     def compose(self) -> ComposeResult:
         app = self.terminal
@@ -382,11 +378,6 @@ class RegulatorScreen(Screen[None]):
             )
             for i, event in enumerate(reversed(status.governance))
         )
-
-    def on_chain_unavailable(self, event: ChainUnavailable) -> None:
-        if self.terminal.chain_ok:
-            self.terminal.chain_ok = False
-            self.notify(event.error, title="Chain unavailable", severity="warning")
 
     # -- CCR -------------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Button, DataTable, Static
 
 from rfq.contracts.model import ContractView
 from rfq.instruments import Side
@@ -225,7 +225,11 @@ class QuotesBoard(Vertical):
         self.accepted: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("No RFQ yet: fill the ticket and press Ctrl+S.", id="quotes-header")
+        with Horizontal(id="quotes-bar"):
+            yield Static("No RFQ yet: fill the ticket and press Ctrl+S.", id="quotes-header")
+            yield Button("Accept", id="quote-accept", compact=True, action="screen.accept")
+            yield Button("Accept best", id="quote-best", compact=True, action="screen.accept_best")
+            yield Button("Cancel RFQ", id="quote-cancel", compact=True, action="screen.cancel")
         yield QuotesTable(
             [
                 ("Dealer", "dealer"),
@@ -469,8 +473,8 @@ class PnlBars(Widget):
                 lines.append("█" * cells, style="green")
                 lines.append(" " * (half - cells))
             shown = fmt.money(value) if value <= 0 else "+" + fmt.money(value)
-            lines.append(" ")
-            lines.append_text(fmt.signed(value, shown.rjust(value_width - 1)))
+            colour = "green" if value > 0 else "red" if value < 0 else ""
+            lines.append(" " + shown.rjust(value_width - 1), style=colour)
         return lines
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:

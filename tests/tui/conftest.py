@@ -111,9 +111,10 @@ async def wait_until(
 
 
 async def type_into(pilot, selector: str, text: str) -> None:
-    """Click a field, clear it and type ``text``, as a user would."""
-    await pilot.click(selector)
-    await pilot.press("end", "ctrl+u", *text)
+    """Click at the end of a field, clear it and type ``text``, as a user would."""
+    widget = pilot.app.screen.query_one(selector)
+    await pilot.click(selector, offset=(widget.size.width - 1, 0))
+    await pilot.press("ctrl+u", *text)
 
 
 def record_notifications(app) -> list[str]:

@@ -49,8 +49,7 @@ async def test_client_c1_trades_from_the_ticket_while_dealer_d1_and_the_regulato
         await wait_until(client, lambda: "RB2605" in c1.session.market.latest, what="prices")
         assert c1.query_one("#market", Table).get_row("RB2605")
 
-        # C1 fills the ticket and sends it.
-        await type_into(client, "#legs", "RB2605")
+        # C1 fills the ticket (legs RB2605 by default) and sends it.
         await type_into(client, "#quantity", "200")
         await type_into(client, "#maturity", "6m")
         await type_into(client, "#deadline", "4")
@@ -68,14 +67,19 @@ async def test_client_c1_trades_from_the_ticket_while_dealer_d1_and_the_regulato
         await wait_until(dealer, lambda: d1.lines[rfq_id].state == "quoted")
         assert "quoted" in cell_text(d1.query_one("#rfqs", Table), rfq_id, "answer")
 
-        # C1 accepts the best quote; the trade is final and lands in the blotter.
-        await client.press("b")
+        # C1 accepts the quote under the cursor (the best); final, it lands in the blotter.
+        assert c1.quotes.selected_quote() == best
+        await client.press("a")
         await wait_until(client, lambda: any("Trade final at height" in n for n in told))
         await client.press("f3")
         await wait_until(client, lambda: rfq_id in c1.contracts, what="contract in blotter")
         blotter = c1.query_one("#contracts", Table)
         assert cell_text(blotter, rfq_id, "status") == "live"
         assert cell_text(blotter, rfq_id, "dealer") == best.dealer
+        await client.press("f4")
+        card = c1.query_one("#rating-card")
+        await wait_until(client, lambda: "score" in str(card.render()), what="C1's rating")
+        assert c1.query_one("#dealer-lines", Table).row_count == 1
         await client.press("f5")
         await wait_until(
             client,
@@ -132,12 +136,11 @@ async def test_dealer_d1_quotes_declines_and_lets_lapse_rfqs_by_hand(
         await wait_until(pilot, lambda: desk.lines[rfq.id].state == "quoted")
         assert "(manual)" in cell_text(desk.query_one("#rfqs", Table), rfq.id, "answer")
 
-        # The next one D1 declines with a key.
+        # The next one D1 declines with the mouse.
         second = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=10)
         await wait_until(pilot, lambda: second.id in desk.lines)
-        await pilot.click("#rfqs")
         desk.query_one("#rfqs", Table).move_cursor(row=0)
-        await pilot.press("d")
+        await pilot.click("#manual-decline")
         [declined] = await second.collect()
         assert isinstance(declined, Decline)
         assert declined.code == "dealer_declined"

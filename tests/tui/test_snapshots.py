@@ -62,19 +62,6 @@ def test_client_blotter_shows_contracts_margin_and_pnl(network, snap_compare):
     )
 
 
-def test_client_credit_and_chain_panels(network, snap_compare):
-    assert snap_compare(
-        offline(network, "C1"),
-        terminal_size=scenes.SIZE,
-        run_before=feeding(scenes.client_ledger_messages, tab="f4"),
-    )
-    assert snap_compare(
-        offline(network, "C1"),
-        terminal_size=scenes.SIZE,
-        run_before=feeding(scenes.client_ledger_messages, tab="f5"),
-    )
-
-
 def test_dealer_screen_shows_incoming_rfqs_and_the_manual_quote(network, snap_compare):
     assert snap_compare(
         offline(network, "D1", auto_quote=False),
@@ -99,16 +86,9 @@ def test_regulator_screen_shows_authorities_and_governance(network, snap_compare
     )
 
 
-def test_regulator_ccr_what_if_and_trade_repository(network, snap_compare):
-    messages = lambda: [  # noqa: E731
-        scenes.status_message(),
-        scenes.risk_message(),
-        scenes.whatif_message(),
-        scenes.trades_message(),
-    ]
-    for tab in ("f3", "f4", "f5"):
-        assert snap_compare(
-            offline(network, "REG"),
-            terminal_size=scenes.SIZE,
-            run_before=feeding(messages, tab=tab),
-        )
+def test_regulator_ccr_table_flags_the_institution_over_its_threshold(network, snap_compare):
+    assert snap_compare(
+        offline(network, "REG"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [scenes.status_message(), scenes.risk_message()], tab="f3"),
+    )

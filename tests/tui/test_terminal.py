@@ -53,9 +53,6 @@ async def test_bad_input_in_the_ticket_is_shown_beside_its_field_and_nothing_is_
         assert not c1.query_one("#quantity").has_class("-bad")
         assert not send.disabled
 
-        await type_into(pilot, "#legs", "XX9999")
-        assert "unknown underlying 'XX9999'" in error_shown(ticket, "legs")
-        await type_into(pilot, "#legs", "RB2605")
         await pilot.click("#all-dealers")
         assert "pick at least one dealer" in error_shown(ticket, "dealers")
         assert send.disabled
@@ -67,6 +64,27 @@ async def test_bad_input_in_the_ticket_is_shown_beside_its_field_and_nothing_is_
         await pilot.click("#dealer-D2")
         assert error_shown(ticket, "dealers") == ""
         assert ticket.request is not None and ticket.request.dealers == ("D2",)
+
+
+@pytest.mark.integration
+async def test_an_rfq_nobody_answers_waits_on_the_board_and_x_cancels_it(network, nats_server):
+    app = terminal(network, "C1", poll_s=5.0)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        c1 = app.main_screen
+        await wait_until(pilot, lambda: c1.session is not None, what="the client session")
+        await type_into(pilot, "#deadline", "30")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: c1.quotes.rfq is not None, what="the RFQ on the board")
+        board = c1.quotes
+        assert [board.table.get_cell(d, "status").plain for d in ("D1", "D2", "D3")] == [
+            "waiting…"
+        ] * 3
+        await pilot.press("x")
+        await wait_until(pilot, lambda: board.closed == "cancelled", what="cancelled")
+        assert c1.session.rfqs[board.rfq.id].cancelled
+        assert any(n.startswith("RFQ cancelled") for n in told)
+        assert "CANCELLED" in str(board.query_one("#quotes-header").render())
 
 
 @pytest.mark.integration
@@ -143,3 +161,17 @@ async def test_quitting_closes_the_members_bus(network, nats_server):
         await pilot.press("ctrl+q")
     assert bus is not None and bus.status.value == "closed"
     assert subjects.rfq_direct("D1") == "otc.rfq.to.D1"
+
+
+async def test_an_unexpected_error_in_a_background_task_is_a_notification_not_a_crash(network):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+
+        async def broken() -> None:
+            raise RuntimeError("the feed sent nonsense")
+
+        app.main_screen.run_worker(broken(), name="poll_chain", exit_on_error=False)
+        await wait_until(pilot, lambda: any("the feed sent nonsense" in n for n in told))
+        assert app.is_running
+        assert any(n.startswith("poll_chain failed") for n in told)

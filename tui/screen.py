@@ -1,0 +1,43 @@
+"""What the three role screens share: the app's state, worker failures, chain outages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from tui.messages import ChainUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+class RoleScreen(Screen[None]):
+    """Base of the client, dealer and regulator screens."""
+
+    @property
+    def terminal(self) -> Any:
+        """The ``BotcApp`` (typed loosely: screens read its genesis, clock and state)."""
+        return self.app
+
+    def note_height(self, height: int) -> None:
+        if height > self.terminal.chain_height:
+            self.terminal.chain_height = height
+
+    def on_chain_unavailable(self, event: ChainUnavailable) -> None:
+        """Say it once; the status bar keeps showing it until an authority answers again."""
+        if self.terminal.chain_ok:
+            self.terminal.chain_ok = False
+            self.notify(event.error, title="Chain unavailable", severity="warning")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that died of an unexpected error: log it, tell the user, keep running."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            log.error("tui_worker_failed", worker=event.worker.name, error=repr(error))
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title=f"{event.worker.name or 'A background task'} failed",
+                severity="error",
+            )
