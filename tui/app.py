@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import structlog
@@ -28,6 +29,7 @@ from textual.screen import Screen
 from bus.client import Bus, BusStatus
 from bus.errors import BusError
 from peers.errors import CliError, PeerError
+from peers.logging import configure_logging
 from peers.netdir import NetDir
 from peers.runtime import open_bus
 from rfq.identity import Role
@@ -66,9 +68,15 @@ class BotcApp(App[int]):
         poll_s: float = 2.0,
         retry_s: float = 2.0,
         auto_quote: bool = True,
+        log_file: str | Path | None = None,
+        log_level: str = "info",
     ) -> None:
         """Check the member before anything runs: an unknown id or a bad NETDIR raises
-        ``NetDirError``, a member whose role has no terminal mode ``CliError``."""
+        ``NetDirError``, a member whose role has no terminal mode ``CliError``.
+
+        ``log_file``: send the process's logs there (never over the screen); without it the
+        logging set up by the caller stays as it is.
+        """
         self.net = net
         self.genesis = net.genesis()
         self.identity = net.identity(member_id)
@@ -89,6 +97,8 @@ class BotcApp(App[int]):
         self.auto_quote = auto_quote
         self.bus: Bus | None = None
         self.sub_title = f"{member_id} · {self.member.name} · {self.mode}"
+        if log_file is not None:
+            configure_logging(log_level, log_file)
 
     # -- screens ---------------------------------------------------------------------------
 

@@ -211,19 +211,18 @@ class RfqTicket(Vertical):
     def _show_errors(self) -> None:
         """Mark the field at fault and show its message; touch only what changed."""
         shown = (self.error.field, self.error.message) if self.error else None
-        if shown == self._shown_error and self._shown_error is not False:
-            return
-        previous = self._shown_error if isinstance(self._shown_error, tuple) else None
-        for state, visible in ((previous, False), (shown, True)):
-            if state is None:
-                continue
-            name, message = state
-            label = self.query_one(f"#err-{name}", Static)
-            label.update(f"↳ {message}" if visible else "")
-            label.set_class(visible, "-shown")
-            if name in TICKET_FIELDS and name != "dealers":
-                self.query_one(f"#{name}").set_class(visible, "-bad")
-        self._shown_error = shown
+        if shown != self._shown_error:
+            previous = self._shown_error if isinstance(self._shown_error, tuple) else None
+            for state, visible in ((previous, False), (shown, True)):
+                if state is None:
+                    continue
+                name, message = state
+                label = self.query_one(f"#err-{name}", Static)
+                label.update(f"↳ {message}" if visible else "")
+                label.set_class(visible, "-shown")
+                if name in TICKET_FIELDS and name != "dealers":
+                    self.query_one(f"#{name}").set_class(visible, "-bad")
+            self._shown_error = shown
         self.query_one("#send", Button).disabled = self.request is None
         summary = self.request.summary if self.request else ""
         if summary != self._shown_summary:

@@ -41,18 +41,23 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from peers.errors import CliError
-    from peers.logging import configure_logging
     from peers.netdir import NetDir
     from tui.app import BotcApp
 
     if args.poll <= 0:
         raise CliError("--poll must be positive")
     net = NetDir(args.net)
+    net.identity(args.member)  # an unknown member or a bad NETDIR: one line, exit 2
     servers = [s for s in args.servers.split(",") if s] if args.servers else None
-    app = BotcApp(net, args.member, servers, poll_s=args.poll, auto_quote=not args.manual)
     log_file = args.tui_log_file or getattr(args, "log_file", None)
-    if log_file is None:
-        log_file = net.data_dir(args.member) / "tui.log"
-    configure_logging(getattr(args, "log_level", "info"), log_file)
+    app = BotcApp(
+        net,
+        args.member,
+        servers,
+        poll_s=args.poll,
+        auto_quote=not args.manual,
+        log_file=log_file or net.data_dir(args.member) / "tui.log",
+        log_level=getattr(args, "log_level", "info"),
+    )
     result = app.run()
     return int(result or 0)

@@ -50,6 +50,7 @@ async def test_bad_input_in_the_ticket_is_shown_beside_its_field_and_nothing_is_
 
         await type_into(pilot, "#quantity", "100")
         assert error_shown(ticket, "quantity") == ""
+        assert "client buys 100 x swap RB2605" in str(c1.query_one("#ticket-summary").render())
         assert not c1.query_one("#quantity").has_class("-bad")
         assert not send.disabled
 
