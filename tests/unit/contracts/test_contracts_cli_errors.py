@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from .contracts_factory import DATA, fixings_csv, run_cli, write
 
 SPREAD = json.loads((DATA / "spread_swap_hc_rb.json").read_text())

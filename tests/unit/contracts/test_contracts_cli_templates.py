@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from .contracts_factory import DATA, fixings_csv, run_cli, write
 
 

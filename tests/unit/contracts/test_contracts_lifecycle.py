@@ -6,7 +6,6 @@ Alice is the client, Bob the dealer, Carol a second dealer, Gina a guarantor.
 from __future__ import annotations
 
 import pytest
-from .contracts_factory import D, contract
 
 from rfq.contracts import (
     BlockPassed,
@@ -32,6 +31,8 @@ from rfq.contracts import (
 )
 from rfq.errors import ValidationError
 from rfq.instruments import Side, Template
+
+from .contracts_factory import D, contract
 
 MARGIN = MarginTerms(threshold=5000.0, minimum_transfer_amount=1000.0, call_deadline_blocks=3)
 
