@@ -20,7 +20,8 @@ The loop, every ``poll_s`` seconds:
    at most once whatever the bytes, so that is safe too).
 4. A payer without the funds: submit ``PaymentFailed`` with the reason, once; the
    instruction stays unexecuted and is executed later if the balance allows. A margin call
-   is not paid once its deadline is too close to be met: the contract defaults instead.
+   is not paid once its deadline is too close to be met (the contract defaults instead): it
+   is reported failed with that reason.
 
 A restart in the middle loses nothing: the journal says what was executed, the outbox holds
 the bytes to resubmit.
@@ -740,7 +741,9 @@ class BankService:
             if payment.kind == "margin_call":
                 if tip is None:
                     tip = (await self.ledger.status()).height
-                if self._too_late(payment, tip):
+                late = self._too_late(payment, tip)
+                if late is not None:
+                    await self._report_failure(payment, late)
                     continue
             await self._handle(payment)
         await self._resubmit()
@@ -751,17 +754,19 @@ class BankService:
             raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
         return list(reply.payments)
 
-    def _too_late(self, payment: Payment, tip: int) -> bool:
-        """A margin call that can no longer be met by its deadline is left unpaid."""
+    def _too_late(self, payment: Payment, tip: int) -> str | None:
+        """Why a margin call can no longer be met by its deadline (None: it still can). The
+        bank does not pay it: the contract defaults and its waterfall runs instead."""
         deadline = payment.created_height + self.genesis.params.margin_call_deadline_blocks
-        late = tip + self.config.margin_call_safety_blocks > deadline
-        if late and payment.id not in self._late_logged:
+        if tip + self.config.margin_call_safety_blocks <= deadline:
+            return None
+        if payment.id not in self._late_logged:
             self._late_logged.add(payment.id)
             self.stats["late_margin_calls"] += 1
             self.log.info(
                 "margin_call_too_late", instruction=payment.id, deadline=deadline, height=tip
             )
-        return late
+        return f"not paid: the margin call's deadline (block {deadline}) is too close at {tip}"
 
     async def _handle(self, payment: Payment) -> None:
         instruction = Instruction.of(payment)
@@ -773,7 +778,7 @@ class BankService:
         try:
             execution = self.books.execute(instruction, sign=self._signer(instruction))
         except InsufficientFunds as exc:
-            await self._report_failure(payment, exc, ilog)
+            await self._report_failure(payment, str(exc))
             return
         except BankError as exc:
             self.stats["unexecutable"] += 1
@@ -803,15 +808,15 @@ class BankService:
 
         return sign
 
-    async def _report_failure(
-        self, payment: Payment, exc: InsufficientFunds, ilog: structlog.typing.FilteringBoundLogger
-    ) -> None:
+    async def _report_failure(self, payment: Payment, reason: str) -> None:
         """Tell the chain once; a failed instruction waits for the balance to allow it."""
         if payment.status != "pending" or self.books.out_tx(payment.id, Purpose.FAIL):
             return
-        tx = _encoder.encode(self.bus.outbox.sign(PaymentFailed(payment.id, str(exc))))
+        tx = _encoder.encode(self.bus.outbox.sign(PaymentFailed(payment.id, reason)))
         out = self.books.put_tx(payment.id, Purpose.FAIL, tx)
-        ilog.warning("payment_failed", reason=str(exc))
+        self.log.warning(
+            "payment_failed", instruction=payment.id, contract=payment.contract_id, reason=reason
+        )
         await self._submit(out)
 
     # -- confirmations ---------------------------------------------------------------------
