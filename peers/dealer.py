@@ -321,17 +321,10 @@ class DealerBot:
             return
         await self.handle_rfq(payload)
 
-    async def handle_rfq(self, rfq: Rfq) -> Quote | Decline | None:
-        """Price one RFQ and answer it within its deadline; returns what was sent."""
-        if rfq.is_direct and self.me not in rfq.dealers:
-            return None
-        self.stats["rfqs"] += 1
-        self.seen_rfqs.append(rfq)
+    def context_for(self, rfq: Rfq) -> DealerContext:
+        """What this dealer knows right now for pricing ``rfq``."""
         now_ms = self._now_ms()
-        if now_ms >= rfq.deadline_ms:
-            self.stats["too_late"] += 1
-            return None
-        context = DealerContext(
+        return DealerContext(
             dealer=self.me,
             now_ms=now_ms,
             today=self.market.today,
@@ -341,6 +334,18 @@ class DealerBot:
             credit_limit=self.credit_limits.get(rfq.client, self.credit_limit),
             inventory=self.book.inventory,
         )
+
+    async def handle_rfq(self, rfq: Rfq) -> Quote | Decline | None:
+        """Price one RFQ and answer it within its deadline; returns what was sent."""
+        if rfq.is_direct and self.me not in rfq.dealers:
+            return None
+        self.stats["rfqs"] += 1
+        self.seen_rfqs.append(rfq)
+        context = self.context_for(rfq)
+        now_ms = context.now_ms
+        if now_ms >= rfq.deadline_ms:
+            self.stats["too_late"] += 1
+            return None
         answer: Quote | Decline
         try:
             validate_rfq(rfq, today=context.today, now_ms=now_ms)

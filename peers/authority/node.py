@@ -317,34 +317,28 @@ class AuthorityNode:
                 self.verified.add(hashlib.sha256(_encoder.encode(quote)).digest())
         except LedgerError as exc:
             self.stats["tx_refused"] += 1
-            await self._notify(
-                Receipt(
-                    tx_id.hex(),
-                    received.sender,
-                    received.message.kind,
-                    False,
-                    self.head.height,
-                    -1,
-                    exc.reason,
-                )
-            )
+            await self._refuse(received, tx_id, exc.reason)
             return
         if not self.mempool.add(Pending(tx_id, tx, received.sender, int(time.time() * 1000))):
             if len(self.mempool) >= self.mempool.max_size:
-                await self._notify(
-                    Receipt(
-                        tx_id.hex(),
-                        received.sender,
-                        received.message.kind,
-                        False,
-                        self.head.height,
-                        -1,
-                        "mempool full, resubmit later",
-                    )
-                )
+                await self._refuse(received, tx_id, "mempool full, resubmit later")
             return
         self.stats["tx_admitted"] += 1
         self._wake.set()
+
+    async def _refuse(self, received: Received[Transaction], tx_id: bytes, reason: str) -> None:
+        """Tell the submitter at once why its transaction was not admitted."""
+        await self._notify(
+            Receipt(
+                tx_id.hex(),
+                received.sender,
+                received.message.kind,
+                False,
+                self.head.height,
+                -1,
+                reason,
+            )
+        )
 
     async def _notify(self, receipt: Receipt) -> None:
         if receipt.sender and receipt.sender in self.state.members:
