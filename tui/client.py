@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import msgspec
@@ -657,14 +658,14 @@ class ClientScreen(RoleScreen):
         ]
         for tab in TABS:
             commands.append(
-                (f"Show {tab}", f"switch to the {tab} tab", lambda t=tab: self.action_show_tab(t))
+                (f"Show {tab}", f"switch to the {tab} tab", partial(self.action_show_tab, tab))
             )
         for template in Template:
             commands.append(
                 (
                     f"Ticket: {fmt.TEMPLATE_LABELS[template]}",
                     "set the ticket's template",
-                    lambda t=template: self._set_template(t),
+                    partial(self._set_template, template),
                 )
             )
         return commands

@@ -53,7 +53,6 @@ from tui.messages import (
     ExposureRow,
     RfqAnswered,
     RfqArrived,
-    RfqCancelled,
 )
 from tui.screen import RoleScreen
 from tui.timing import sleep_or_wake
@@ -205,7 +204,6 @@ class TerminalDealerBot(DealerBot):
                 exposure=self.book.trades.get(client, 0.0),
                 held=self.book.held.get(client, 0.0),
                 limit=self.credit_limits.get(client, self.credit_limit),
-                trades=0,
             )
             for client in clients
             if self.book.exposure(client, now_ms) or client in self.book.trades
@@ -446,12 +444,6 @@ class DealerScreen(RoleScreen):
             )
             self.notify(what, title=f"{event.rfq_id}")
         self._fill_manual()
-
-    def on_rfq_cancelled(self, event: RfqCancelled) -> None:
-        line = self.lines.get(event.rfq_id)
-        if line is not None and line.state in ("waiting", "pricing"):
-            line.state = "cancelled"
-            self._redraw()
 
     def _cancelled(self) -> set[str]:
         return self.bot.cancelled if self.bot else set()
@@ -710,7 +702,7 @@ class DealerScreen(RoleScreen):
         rows = []
         clients = {row.client: row for row in event.book.exposures}
         for client in sorted(set(clients) | set(counts)):
-            row = clients.get(client) or ExposureRow(client, None, 0.0, 0.0, 0.0, 0)
+            row = clients.get(client) or ExposureRow(client, None, 0.0, 0.0, 0.0)
             grade = str(grade_of(row.rating)) if row.rating is not None else "—"
             used = row.exposure + row.held
             rows.append(

@@ -162,12 +162,6 @@ class RfqAnswered(Message):
         super().__init__()
 
 
-class RfqCancelled(Message):
-    def __init__(self, rfq_id: str) -> None:
-        self.rfq_id = rfq_id
-        super().__init__()
-
-
 @dataclass(frozen=True)
 class ExposureRow:
     client: str
@@ -175,7 +169,6 @@ class ExposureRow:
     exposure: float
     held: float
     limit: float
-    trades: int
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,12 @@ import calendar
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from peers.market import MarketData
 from rfq.errors import ValidationError
 from rfq.instruments import (
     CATALOG,
-    SINGLE_LEG,
     Averaging,
     Leg,
     OptionTerms,
@@ -256,26 +254,6 @@ def build_request(
     except ValidationError as exc:
         raise TicketError(field_of(exc.where), exc.message) from None
     return RfqRequest(terms=terms, dealers=chosen, deadline_s=deadline_s)
-
-
-def default_strike(template: str, legs: Iterable[Leg], market: MarketData) -> float | None:
-    """An at-the-money strike for an option ticket, from the latest prices."""
-    if template != Template.EUROPEAN_OPTION:
-        return None
-    total = 0.0
-    for leg in legs:
-        latest = market.latest.get(leg.underlying)
-        if latest is None:
-            return None
-        total += leg.weight * latest.price
-    return round(total) if total > 0 else None
-
-
-def is_single_leg(template: str) -> bool:
-    try:
-        return Template(template) in SINGLE_LEG
-    except ValueError:
-        return True
 
 
 # --------------------------------------------------------------------------------------------

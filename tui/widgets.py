@@ -117,11 +117,6 @@ class StatusBar(Static):
             self._shown = text
             self.update(text, layout=False)
 
-    @property
-    def indicator(self) -> str:
-        """The connection state shown (for tests and the palette)."""
-        return str(getattr(self.app, "bus_status", ""))
-
 
 # -- market ------------------------------------------------------------------------------------
 

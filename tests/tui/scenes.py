@@ -332,9 +332,9 @@ def dealer_messages() -> list[object]:
 def book_message() -> BookLoaded:
     book = BookView(
         exposures=(
-            ExposureRow("C1", 74.2, 1_250_000, 180_000, 50_000_000, 0),
-            ExposureRow("C2", 64.0, 42_800_000, 0, 50_000_000, 0),
-            ExposureRow("C5", 44.0, 3_100_000, 0, 5_000_000, 0),
+            ExposureRow("C1", 74.2, 1_250_000, 180_000, 50_000_000),
+            ExposureRow("C2", 64.0, 42_800_000, 0, 50_000_000),
+            ExposureRow("C5", 44.0, 3_100_000, 0, 5_000_000),
         ),
         inventory=(("HC2605", -1000.0), ("RB2605", -500.0)),
     )
