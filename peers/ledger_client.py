@@ -72,6 +72,7 @@ class LedgerClient:
         self._receipts: dict[str, Receipt] = {}
         self._waiters: dict[str, list[asyncio.Future[Receipt]]] = {}
         self._refusals: dict[str, set[str]] = {}
+        self.remember = 50_000
         self.authorities_in_force = tuple(genesis.authorities.initial)
         self.listeners: list[Callable[[Receipt], None]] = []
         self._started = False
@@ -111,6 +112,11 @@ class LedgerClient:
         if current is not None and current.index >= 0 and receipt.index < 0:
             return
         self._receipts[receipt.tx_id] = receipt
+        self._refusals.pop(receipt.tx_id, None)
+        while len(self._receipts) > self.remember:  # a long-running peer keeps the newest
+            self._receipts.pop(next(iter(self._receipts)))
+        while len(self._refusals) > self.remember:
+            self._refusals.pop(next(iter(self._refusals)))
         for listener in list(self.listeners):
             listener(receipt)
         for future in self._waiters.pop(receipt.tx_id, []):

@@ -38,7 +38,6 @@ async def open_bus(
         params=genesis.params,
     )
     await bus.connect()
-    structlog.contextvars.bind_contextvars(peer=member_id)
     return bus
 
 

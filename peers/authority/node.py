@@ -227,10 +227,13 @@ class AuthorityNode:
 
     async def stop(self) -> None:
         self._stopped = True
-        for task in self._tasks:
-            task.cancel()
         for handle in self.timers.values():
             handle.cancel()
+        for task in self._tasks:
+            # On Python 3.11 a wait_for inside the task can swallow one cancellation: repeat.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.5)
         if self._executed is not None:
             self._reload()
         self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())

@@ -36,6 +36,21 @@ class DigestMap(Generic[V]):
         self._items: dict[str, V] = {}
         self._hashes: dict[str, int] = {}
         self._sum = 0
+        self.journal: list[tuple[str, bool, V | None]] | None = None
+        """While a transaction runs: (key, existed, old value) per write, for ``undo``."""
+
+    def _record(self, key: str) -> None:
+        if self.journal is not None:
+            self.journal.append((key, key in self._items, self._items.get(key)))
+
+    def undo(self) -> None:
+        """Put back every entry the journal recorded (a refused transaction changes nothing)."""
+        entries, self.journal = self.journal or [], None
+        for key, existed, old in reversed(entries):
+            if existed:
+                self[key] = old  # type: ignore[assignment]
+            elif key in self._items:
+                del self[key]
 
     def __getitem__(self, key: str) -> V:
         return self._items[key]
@@ -59,6 +74,7 @@ class DigestMap(Generic[V]):
         return iter(self._items.values())
 
     def __setitem__(self, key: str, value: V) -> None:
+        self._record(key)
         new = entry_hash(self.name, key, value)
         old = self._hashes.get(key, 0)
         self._sum = (self._sum - old + new) % _MOD
@@ -66,6 +82,7 @@ class DigestMap(Generic[V]):
         self._items[key] = value
 
     def __delitem__(self, key: str) -> None:
+        self._record(key)
         old = self._hashes.pop(key)
         del self._items[key]
         self._sum = (self._sum - old) % _MOD

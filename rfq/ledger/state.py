@@ -128,7 +128,7 @@ class Payment(msgspec.Struct, frozen=True):
     amount: float
     created_height: int
     date: dt.date | None = None
-    status: str = "pending"  # pending | confirmed | failed
+    status: str = "pending"  # pending | confirmed | failed | lapsed (its contract ended first)
     confirmed_height: int | None = None
     bank_ref: str | None = None
     failure: str | None = None
@@ -462,17 +462,31 @@ class LedgerState:
     def apply_tx(
         self, tx: bytes, index: int, *, verified: Container[bytes] = frozenset()
     ) -> Receipt:
+        """Apply one transaction, all or nothing: a refusal undoes every write it made to the
+        ledger's maps and governance (the contract book refuses atomically, and each handler
+        applies its contract event as its last step that can fail)."""
         result = self._current()
         sender, kind, tx_hex = "", "", tx_id_of(tx).hex()
+        maps = [getattr(self, name) for name in self._MAPS]
+        for m in maps:
+            m.journal = []
+        gov, lengths = self.gov, (len(result.outputs), len(result.governance), len(result.payments))
         try:
             checked = self.check_tx(tx, self.timestamp_ms, verified=verified)
             sender, kind = checked.signed.sender, checked.signed.kind
             refs = self._apply(checked, verified)
-        except LedgerError as exc:
-            receipt = Receipt(tx_hex, sender, kind, False, self.height, index, exc.reason)
-        except ValidationError as exc:
-            receipt = Receipt(tx_hex, sender, kind, False, self.height, index, str(exc))
+        except (LedgerError, ValidationError) as exc:
+            for m in maps:
+                m.undo()
+            self.gov = gov
+            del result.outputs[lengths[0] :]
+            del result.governance[lengths[1] :]
+            del result.payments[lengths[2] :]
+            reason = exc.reason if isinstance(exc, LedgerError) else str(exc)
+            receipt = Receipt(tx_hex, sender, kind, False, self.height, index, reason)
         else:
+            for m in maps:
+                m.journal = None
             self.committed[tx_hex] = checked.signed.expires_ms
             receipt = Receipt(tx_hex, sender, kind, True, self.height, index, "", refs)
         result.receipts.append(receipt)
@@ -690,14 +704,11 @@ class LedgerState:
             raise LedgerError(f"no payment instruction {conf.instruction_id!r}")
         if payment.status == "confirmed":
             raise LedgerError(f"payment {conf.instruction_id} is already confirmed")
+        if payment.status == "lapsed":
+            raise LedgerError(f"payment {conf.instruction_id} lapsed: its contract has ended")
         if abs(conf.amount - payment.amount) > 1e-6:
             raise LedgerError(f"confirmed {conf.amount}, instructed {payment.amount}")
-        self.payments[payment.id] = msgspec.structs.replace(
-            payment, status="confirmed", confirmed_height=self.height, bank_ref=conf.bank_ref
-        )
-        if payment.kind == "initial_margin":
-            self.custody[payment.payer] = (self.custody.get(payment.payer) or 0.0) + payment.amount
-        elif payment.kind == "margin_call":
+        if payment.kind == "margin_call":  # the contract's event first: it may refuse
             posted = MarginPosted(
                 id=payment.id,
                 contract_id=payment.contract_id,
@@ -705,6 +716,15 @@ class LedgerState:
                 amount=payment.amount,
             )
             self._book(posted, tx_hex, settled_by=payment.id)
+        self.payments[payment.id] = msgspec.structs.replace(
+            payment,
+            status="confirmed",
+            confirmed_height=self.height,
+            bank_ref=conf.bank_ref,
+            failure=None,
+        )
+        if payment.kind == "initial_margin":
+            self.custody[payment.payer] = (self.custody.get(payment.payer) or 0.0) + payment.amount
         return (payment.id,)
 
     def _fail(self, failed: PaymentFailed) -> tuple[str, ...]:
@@ -1031,6 +1051,11 @@ class LedgerState:
         trade = self.trades.get(contract_id)
         if contract_id in self.close_requests:
             del self.close_requests[contract_id]
+        seq = 1  # margin-call ids are <contract>/margin_call/<n>, n = 1, 2, ...
+        while (call := self.payments.get(f"{contract_id}/margin_call/{seq}")) is not None:
+            if call.status in ("pending", "failed"):
+                self.payments[call.id] = msgspec.structs.replace(call, status="lapsed")
+            seq += 1
         if trade is None:
             return
         for gid, amount in trade.guarantee_cover:

@@ -353,3 +353,38 @@ def test_garbage_is_not_a_snapshot(net):
 
     with pytest.raises(ValidationError, match="not a ledger snapshot"):
         LedgerState.restore(net.genesis, b"\x92\x01\x02")
+
+
+def test_a_refused_transaction_changes_nothing_even_after_it_started_writing(net, chain):
+    """Confirming the margin call of a contract that has already defaulted is refused by the
+    contract after the payment was found: the whole transaction is undone."""
+    chain.block(trade_tx(net, rfq_id="r1", price=3200))
+    confirm_all(chain)
+    at = chain.head.timestamp_ms + 1000
+    chain.block(fixing(net, TODAY, 3000.0, at), at_ms=at)
+    call = chain.state.payments["r1/margin_call/1"]
+    for _ in range(5):
+        chain.block()
+    assert chain.state.book.get("r1").status == Status.DEFAULTED
+    assert chain.state.payments["r1/margin_call/1"].status == "lapsed"
+    before = (chain.state.payments.digest(), chain.state.custody.digest())
+    late = net.tx("BANK", PaymentConfirmed(call.id, call.amount, "late"), at_ms=at + 9000)
+    result = chain.block(late)
+    assert not result.receipts[0].ok
+    assert "lapsed" in result.receipts[0].reason
+    assert (chain.state.payments.digest(), chain.state.custody.digest()) == before
+    assert chain.state.payments["r1/margin_call/1"].bank_ref is None
+
+
+def test_the_journal_puts_every_written_entry_back():
+    from rfq.ledger.digest import DigestMap
+
+    m: DigestMap[int] = DigestMap("t")
+    m["a"], m["b"] = 1, 2
+    digest = m.digest()
+    m.journal = []
+    m["a"], m["c"] = 10, 3
+    del m["b"]
+    m.undo()
+    assert m.to_dict() == {"a": 1, "b": 2}
+    assert m.digest() == digest == m.full_digest()
