@@ -691,7 +691,7 @@ class DealerScreen(RoleScreen):
         self._wake.set()
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = "rfqs-tab" if tab == "rfqs" else tab
+        self.show_pane("rfqs-tab" if tab == "rfqs" else tab)
 
     # -- positions -------------------------------------------------------------------------
 

@@ -544,7 +544,7 @@ class RegulatorScreen(RoleScreen):
     # -- navigation ------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = f"{tab}-tab"
+        self.show_pane(f"{tab}-tab")
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         return [

@@ -6,6 +6,8 @@ from typing import Any
 
 import structlog
 from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import TabbedContent
 from textual.worker import Worker, WorkerState
 
 from tui.messages import ChainUnavailable
@@ -20,6 +22,20 @@ class RoleScreen(Screen[None]):
     def terminal(self) -> Any:
         """The ``BotcApp`` (typed loosely: screens read its genesis, clock and state)."""
         return self.app
+
+    def show_pane(self, pane_id: str) -> None:
+        """Switch tabs and move the focus into the new pane (a focused widget left behind
+        in a hidden pane would pull the tabs back to it)."""
+        tabs = self.query_one(TabbedContent)
+        self.set_focus(None)
+        tabs.active = pane_id
+        pane = tabs.get_pane(pane_id)
+        self.call_after_refresh(self._focus_first, pane)
+
+    def _focus_first(self, pane: Widget) -> None:
+        target = next((w for w in pane.query("*") if w.focusable), None)
+        if target is not None:
+            target.focus(scroll_visible=False)
 
     def note_height(self, height: int) -> None:
         if height > self.terminal.chain_height:

@@ -113,6 +113,8 @@ async def wait_until(
 async def type_into(pilot, selector: str, text: str) -> None:
     """Click at the end of a field, clear it and type ``text``, as a user would."""
     widget = pilot.app.screen.query_one(selector)
+    if not widget.size.width:  # just shown (a tab switch): let the layout place it
+        await pilot.pause()
     await pilot.click(selector, offset=(widget.size.width - 1, 0))
     await pilot.press("ctrl+u", *text)
 

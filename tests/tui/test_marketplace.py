@@ -6,18 +6,33 @@ read what the screens show.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from textual.widgets import Input, Select
 
 from peers.counterparty import ClientSession
 from peers.regulator import RegulatorService
+from rfq.instruments import Leg, Side, Template, Terms
 from rfq.messages import Decline, Quote
-from tests.integration.test_pretrade import rebar_swap
 from tui.widgets import Table
 
 from .conftest import record_notifications, terminal, type_into, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+def rebar_swap(today: dt.date) -> Terms:
+    """What a scripted client asks for: buy 1000 t of the May rebar swap for four months."""
+    return Terms(
+        template=Template.PRICE_SWAP,
+        legs=(Leg("RB2605"),),
+        client_side=Side.BUY,
+        quantity=1000,
+        trade_date=today,
+        maturity=today + dt.timedelta(days=120),
+    )
+
 
 SIZE = (150, 46)
 
@@ -188,4 +203,16 @@ async def test_the_regulator_runs_a_contagion_what_if_on_the_live_exposures(
         )
         cascade = reg.query_one("#whatif-cascade").render()
         assert f"Default of {rfq.best().dealer}" in str(cascade)
+
+        # The trade repository searched by party and underlying.
+        await pilot.press("f5")
+        repository = reg.query_one("#repository", Table)
+        await type_into(pilot, "#search-party", "C2")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "0 trade(s) · party C2" in repository.border_title)
+        await type_into(pilot, "#search-party", "C1")
+        await type_into(pilot, "#search-underlying", "rb2605")
+        await pilot.click("#search-run")
+        await wait_until(pilot, lambda: rfq.id in repository.rows, what="C1's RB2605 trade")
+        assert "party C1 · underlying RB2605" in repository.border_title
     await monitor.close()
