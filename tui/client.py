@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import msgspec
 import structlog
+from nats.errors import Error as NatsError
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -278,8 +279,10 @@ class ClientScreen(RoleScreen):
             session.market.listeners.append(self._on_price)
             session.ledger.listeners.append(self._on_receipt)
             await session.market.attach(bus)
-        except (BusError, PeerError, RfqError) as exc:
-            self.notify(str(exc), title="Client session failed", severity="error")
+        except (BusError, PeerError, RfqError, NatsError) as exc:
+            if self.terminal.bus is bus:  # not the app closing under the worker
+                what = str(exc) or type(exc).__name__
+                self.notify(what, title="Client session failed", severity="error")
             return
         self.session = session
         self.post_message(MarketChanged())

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import msgspec
 import structlog
+from nats.errors import Error as NatsError
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -356,8 +357,10 @@ class DealerScreen(RoleScreen):
         bot.desk.skew_bps = self._skew()
         try:
             await bot.start(follow_chain=True, every_s=app.poll_s)
-        except (BusError, PeerError, RfqError) as exc:
-            self.notify(str(exc), title="Dealer bot failed", severity="error")
+        except (BusError, PeerError, RfqError, NatsError) as exc:
+            if self.terminal.bus is bus:  # not the app closing under the worker
+                what = str(exc) or type(exc).__name__
+                self.notify(what, title="Dealer bot failed", severity="error")
             return
         self.bot = bot
         self.notify(
