@@ -44,7 +44,7 @@ from rfq.identity import Genesis
 from rfq.instruments import CATALOG, Side
 from rfq.messages import Decline, Quote, Rfq
 from rfq.queries import StatusQuery, StatusReply, TradesQuery, TradesReply
-from rfq.rating import grade_of, score_of
+from rfq.rating import grade_of
 from tui import format as fmt
 from tui.messages import (
     BookLoaded,
@@ -129,20 +129,6 @@ class TerminalDealerBot(DealerBot):
         self.waiting: dict[str, Rfq] = {}
         self.on_arrival = on_arrival or (lambda rfq, arrived_ms, suggestion, waits: None)
         self.on_answer = on_answer or (lambda rfq_id, answer, manual: None)
-
-    def context_for(self, rfq: Rfq) -> DealerContext:
-        """The context ``DealerBot.handle_rfq`` would price ``rfq`` with, right now."""
-        now_ms = self._now_ms()
-        return DealerContext(
-            dealer=self.me,
-            now_ms=now_ms,
-            today=self.market.today,
-            market=self.market,
-            client_rating=self.ratings.get(rfq.client, score_of("BBB")),
-            exposure=self.book.exposure(rfq.client, now_ms),
-            credit_limit=self.credit_limits.get(rfq.client, self.credit_limit),
-            inventory=self.book.inventory,
-        )
 
     def suggest(self, rfq: Rfq) -> Quote | Decline | None:
         """The model's answer (for the manual ticket); None if the model fails."""
