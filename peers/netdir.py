@@ -352,7 +352,7 @@ def create_network(
     for ident in identities:
         _write_secret(keys / f"{ident.member_id}.key", ident.key_file_text())
     _write_atomic(
-        root / GENESIS, _genesis_header(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
+        root / GENESIS, _genesis_comment(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
     )
     nats_dir = root / "nats"
     nats_dir.mkdir(exist_ok=True)
@@ -365,7 +365,7 @@ def create_network(
     return NetDir(root)
 
 
-def _genesis_header(genesis: Genesis) -> str:
+def _genesis_comment(genesis: Genesis) -> str:
     return (
         f"# B-OTC genesis for {genesis.name}: public, identical on every node.\n"
         "# Members, the initial authority set, formula-1 rating weights and network parameters.\n\n"

@@ -13,6 +13,7 @@ reading files, their permissions and writing them lives in ``peers.netdir``.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import enum
 import hashlib
 import os
@@ -160,6 +161,12 @@ def validate_member(m: Member, where: str) -> None:
 
 
 def _check_genesis(genesis: Genesis, where: str) -> None:
+    try:
+        created = dt.datetime.fromisoformat(genesis.created)
+    except ValueError:
+        raise ValidationError("not an ISO date and time", where=f"{where}: created") from None
+    if created.tzinfo is None:
+        raise ValidationError("needs a time zone (e.g. +00:00)", where=f"{where}: created")
     seen: set[str] = set()
     for i, m in enumerate(genesis.members):
         field = f"{where}: members[{i}]"

@@ -54,7 +54,6 @@ from rfq.ledger.block import (
     BlockHeader,
     build_block,
     check_block,
-    genesis_block,
 )
 from rfq.ledger.consensus import (
     CONSENSUS_KINDS,
@@ -74,6 +73,7 @@ from rfq.ledger.state import (
     Receipt,
     Receipts,
     business_date,
+    genesis_header,
 )
 from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
 from rfq.messages import Accept
@@ -135,20 +135,6 @@ class NodeError(PeerError):
     """The node cannot continue (its database disagrees with the chain)."""
 
 
-def genesis_header(genesis: Genesis, state: LedgerState) -> BlockHeader:
-    """Block 0 of a network: every node derives the same one from the genesis."""
-    created = int(_parse_iso_ms(genesis.created))
-    return genesis_block(
-        genesis.chain_id, genesis.hash(), state.authorities, state.state_root(), created
-    ).header
-
-
-def _parse_iso_ms(text: str) -> float:
-    import datetime as dt
-
-    return dt.datetime.fromisoformat(text).timestamp() * 1000
-
-
 def _unrounded_key(header: BlockHeader) -> bytes:
     """A block's identity apart from its round (a locked block is re-proposed with another)."""
     return msgspec.structs.replace(header, round=0).hash()
@@ -177,7 +163,7 @@ class AuthorityNode:
         self.verified: set[bytes] = set()
         self.stats: Counter[str] = Counter()
         self.state = LedgerState(genesis)
-        self.genesis_header = genesis_header(genesis, self.state)
+        self.genesis_header = genesis_header(genesis)
         self.head = self.genesis_header
         self.instance: QbftInstance | None = None
         self.deferred: dict[int, list[tuple[SignedMessage, ConsensusMessage]]] = {}

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from peers.authority.node import genesis_header
 from peers.authority.store import ChainStore
 from rfq.errors import RfqError
 from rfq.identity import Genesis
 from rfq.ledger.block import Block, BlockError, check_block
-from rfq.ledger.state import LedgerState
+from rfq.ledger.state import LedgerState, genesis_header
 
 _block_decoder = msgspec.msgpack.Decoder(Block)
 
@@ -34,7 +33,7 @@ class Verdict:
 def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
     """``ok`` with the verified height, or the first bad height and why."""
     state = LedgerState(genesis)
-    head = genesis_header(genesis, state)
+    head = genesis_header(genesis)
     snapshots = {h: (root, data) for h, root, data in store.snapshots()}
     tip = store.height()
     for height in range(1, tip + 1):

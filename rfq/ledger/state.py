@@ -69,7 +69,13 @@ from rfq.identity import (
     Role,
     validate_member,
 )
-from rfq.ledger.block import BlockHeader, first_round_of, proposer_for, sorted_authorities
+from rfq.ledger.block import (
+    BlockHeader,
+    first_round_of,
+    genesis_block,
+    proposer_for,
+    sorted_authorities,
+)
 from rfq.ledger.consensus import verify_evidence
 from rfq.ledger.digest import DigestMap
 from rfq.ledger.tx import (
@@ -254,6 +260,16 @@ class CheckedTx:
 def tx_id_of(tx: bytes) -> bytes:
     """A transaction's id: the SHA-256 of its encoded signed message."""
     return hashlib.sha256(tx).digest()
+
+
+def genesis_header(genesis: Genesis) -> BlockHeader:
+    """Block 0 of a network: every node derives the same one from the genesis (its hash, the
+    initial authority set, the initial state's root, the creation time)."""
+    state = LedgerState(genesis)
+    created_ms = int(dt.datetime.fromisoformat(genesis.created).timestamp() * 1000)
+    return genesis_block(
+        genesis.chain_id, genesis.hash(), state.authorities, state.state_root(), created_ms
+    ).header
 
 
 def business_date(timestamp_ms: int, book: ContractBook) -> dt.date:

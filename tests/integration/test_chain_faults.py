@@ -114,7 +114,9 @@ async def test_an_edited_block_row_is_named_by_chain_verify(
     )
     data = db.execute("SELECT data FROM blocks WHERE height=?", (target,)).fetchone()[0]
     block = msgspec.msgpack.decode(data, type=Block)
-    forged = msgspec.structs.replace(block, txs=(*block.txs[:-1], block.txs[-1][:-1] + b"\x00"))
+    last = block.txs[-1]
+    flipped = last[:-1] + bytes([last[-1] ^ 0xFF])  # always a different byte
+    forged = msgspec.structs.replace(block, txs=(*block.txs[:-1], flipped))
     db.execute("UPDATE blocks SET data=? WHERE height=?", (msgspec.msgpack.encode(forged), target))
     db.commit()
     db.close()

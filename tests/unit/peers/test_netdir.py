@@ -143,3 +143,12 @@ def test_clients_may_only_read_their_own_quotes_and_only_the_oracle_prices(net):
     ]
     assert all(genesis.member(i).role in {Role.DEALER, Role.CCP, Role.GUARANTOR} for i in consensus)
     assert permissions(genesis.member("REG"))["subscribe"]["allow"] == [">"]
+
+
+def test_a_genesis_creation_time_that_is_not_an_iso_timestamp_is_named(net, capsys):
+    text = net.genesis_path.read_text()
+    created = next(line for line in text.splitlines() if line.startswith("created = "))
+    net.genesis_path.write_text(text.replace(created, 'created = "yesterday"'))
+    code, _, err = run(capsys, "nats", "--net", str(net.path))
+    assert code == 2
+    assert "created: not an ISO date and time" in one_line_error(err)
