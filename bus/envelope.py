@@ -28,6 +28,7 @@ import msgspec
 import structlog
 
 from bus.seal import Sealed, Sealer, SealError
+from rfq.errors import DECODE_ERRORS
 from rfq.identity import Directory, Identity, Role
 from rfq.signing import SignedMessage, kind_of, sign_payload, signature_valid
 
@@ -238,7 +239,7 @@ class Verifier:
             return self._drop(DropReason.OVERSIZED, f"{len(data)} bytes", name)
         try:
             outer = _wire_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             return self._drop(DropReason.MALFORMED, str(exc)[:120], name)
         sealed = isinstance(outer, Sealed)
         if isinstance(outer, Sealed):
@@ -250,7 +251,7 @@ class Verifier:
                 inner = _signed_decoder.decode(self.sealer.open(outer))
             except SealError as exc:
                 return self._drop(DropReason.UNDECRYPTABLE, str(exc), name, outer.sender)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except DECODE_ERRORS as exc:
                 return self._drop(DropReason.MALFORMED, str(exc)[:120], name, outer.sender)
             if inner.sender != outer.sender:
                 return self._drop(
@@ -301,7 +302,7 @@ class Verifier:
         state.tokens -= 1.0
         try:
             payload = channel.decoder.decode(message.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             return self._drop(DropReason.BAD_PAYLOAD, str(exc)[:160], name, sender, message)
         if not isinstance(payload, msgspec.Struct) or kind_of(payload) != message.kind:
             return self._drop(

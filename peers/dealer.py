@@ -45,7 +45,7 @@ from bus.envelope import Channel, Dropped, DropReason, Received
 from peers.errors import CliError, PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.market import MarketData
-from rfq.errors import ValidationError
+from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.identity import Genesis, Role
 from rfq.instruments import Side, Terms
 from rfq.messages import (
@@ -412,7 +412,7 @@ class DealerBot:
 def _lenient_id(body: bytes) -> str | None:
     try:
         raw = msgspec.msgpack.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     candidate = raw.get("id") if isinstance(raw, dict) else None
     if isinstance(candidate, str):

@@ -22,6 +22,9 @@ from peers.netdir import NetDir, create_network
 from peers.supervisor import Service, Supervisor
 from rfq.identity import AUTHORITY_ELIGIBLE, NetworkParams, Role
 
+CLIENTS = "clients"
+"""The supervised simulated-clients job (``botc load``)."""
+
 
 def default_netdir() -> Path:
     return Path(platformdirs.user_data_dir("botc")) / "network"
@@ -82,7 +85,7 @@ def service_list(
             args += ["--rate", str(rate)]
         args += ["--duration", str(duration if duration else 10**9)]
         args += ["--stats-file", str(net.path / "run" / "load.json")]
-        services.append(Service("clients", tuple(args), oneshot=True))
+        services.append(Service(CLIENTS, tuple(args), oneshot=True))
     return services
 
 
@@ -135,8 +138,15 @@ class Marketplace:
                 self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
             ).start()
             self.net.write_run_file([self.server.url])
-        self.supervisor.start()
-        return self.supervisor.wait_ready(timeout)
+        # The market first; simulated clients once there are dealers to answer them.
+        names = [s.name for s in self.supervisor.services]
+        market = [n for n in names if n != CLIENTS]
+        self.supervisor.start(market)
+        missing = self.supervisor.wait_ready(timeout, market)
+        if CLIENTS in names:
+            self.supervisor.start([CLIENTS])
+            missing += self.supervisor.wait_ready(timeout, [CLIENTS])
+        return missing
 
     def stop(self) -> None:
         self.supervisor.stop()

@@ -109,18 +109,24 @@ class Supervisor:
                 self.on_event(service, "ready")
         out.close()  # type: ignore[attr-defined]
 
-    def start(self) -> None:
-        for service in self.services:
-            self._spawn(service)
-        self._monitor = threading.Thread(target=self._watch, daemon=True, name="supervisor")
-        self._monitor.start()
+    def start(self, names: Sequence[str] | None = None) -> None:
+        """Start the named services (all by default); the watcher starts with the first."""
+        with self._lock:
+            for service in self.services:
+                if (names is None or service.name in names) and service.process is None:
+                    self._spawn(service)
+        if self._monitor is None:
+            self._monitor = threading.Thread(target=self._watch, daemon=True, name="supervisor")
+            self._monitor.start()
 
-    def wait_ready(self, timeout: float) -> list[Service]:
-        """Block until every service is ready or ``timeout``; returns those that are not."""
+    def wait_ready(self, timeout: float, names: Sequence[str] | None = None) -> list[Service]:
+        """Block until the named services (all by default) are ready or ``timeout``; returns
+        those that are not."""
         deadline = time.monotonic() + timeout
-        for service in self.services:
+        chosen = [s for s in self.services if names is None or s.name in names]
+        for service in chosen:
             service.ready.wait(max(deadline - time.monotonic(), 0))
-        return [s for s in self.services if not s.ready.is_set()]
+        return [s for s in chosen if not s.ready.is_set()]
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):

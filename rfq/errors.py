@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
+
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+"""What decoding untrusted bytes can raise: msgspec reports invalid UTF-8 inside a string as
+``UnicodeDecodeError``, not as its own ``DecodeError`` (``ValidationError`` is a subclass)."""
+
 
 class RfqError(Exception):
     """Root of every error the pure core raises."""

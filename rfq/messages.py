@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from rfq.errors import ValidationError
+from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.identity import Role
 from rfq.instruments import CATALOG, Terms, Underlying, validate_terms
 from rfq.signing import SignedMessage
@@ -119,7 +119,7 @@ def decode_quote(signed: SignedMessage) -> Quote:
         raise ValidationError(f"expected a quote, got {signed.kind!r}", where="quote")
     try:
         return _quote_decoder.decode(signed.body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise ValidationError(f"quote does not decode: {exc}", where="quote") from None
 
 

@@ -46,7 +46,7 @@ from peers.authority.store import ChainStore
 from peers.errors import PeerError
 from peers.ledger_client import reply_channel
 from rfq.contracts.model import ContractView
-from rfq.errors import RfqError
+from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
 from rfq.ledger.block import (
     Block,
@@ -634,7 +634,7 @@ class AuthorityNode:
                 break
             try:
                 out.append(_block_decoder.decode(msg.data))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_ERRORS:
                 break
         return out
 
@@ -655,7 +655,7 @@ class AuthorityNode:
             if isinstance(reply.payload, BlocksReply) and reply.payload.blocks:
                 try:
                     return [_block_decoder.decode(b) for b in reply.payload.blocks]
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except DECODE_ERRORS:
                     continue
         return []
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from peers.errors import PeerError
+from rfq.errors import DECODE_ERRORS
 from rfq.ledger.block import Block
 from rfq.ledger.state import Receipt
 
@@ -130,7 +131,7 @@ class ChainStore:
             return None
         try:
             return _block_decoder.decode(row[0])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise StoreError(f"{self.path}: block {height} does not decode ({exc})") from None
 
     def raw_block(self, height: int) -> bytes | None:

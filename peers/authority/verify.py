@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import msgspec
 
 from peers.authority.store import ChainStore
-from rfq.errors import RfqError
+from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Genesis
 from rfq.ledger.block import Block, BlockError, check_block
 from rfq.ledger.state import LedgerState, genesis_header
@@ -44,7 +44,7 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
         stored_hash, data = bytes(found[0]), bytes(found[1])
         try:
             block = _block_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             return Verdict(False, height, f"block does not decode ({exc})")
         if block.height != height:
             return Verdict(False, height, f"row holds block {block.height}")

@@ -38,7 +38,7 @@ from rfq.contracts.events import (
     Price,
 )
 from rfq.contracts.model import Contract, MarginTerms, Status, validate_contract
-from rfq.errors import ValidationError
+from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.instruments import Averaging, Leg, OptionTerms, Side, Template, Terms
 
 HEADER = ("date", "underlying", "price")
@@ -171,7 +171,7 @@ def parse_terms(data: bytes, name: str) -> TermsFile:
     ``{"credit_line": X, "contracts": [...]}``."""
     try:
         doc = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise ValidationError(f"not valid JSON ({exc})", where=name) from None
     credit_line = 0.0
     if isinstance(doc, dict) and "contracts" in doc:

@@ -59,7 +59,7 @@ from rfq.contracts.events import (
 )
 from rfq.contracts.events import Price as FixingPrice
 from rfq.contracts.model import Contract, MarginTerms, PaymentKind
-from rfq.errors import RfqError, ValidationError
+from rfq.errors import DECODE_ERRORS, RfqError, ValidationError
 from rfq.identity import (
     AUTHORITY_ELIGIBLE,
     GRADES,
@@ -387,7 +387,7 @@ class LedgerState:
         try:
             snap = _snapshot_decoder.decode(data)
             book = ContractBook.from_state_bytes(snap.book)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise ValidationError(f"not a ledger snapshot: {exc}", where="snapshot") from None
         state = cls(genesis)
         state.height, state.timestamp_ms, state.gov, state.book = (
@@ -415,7 +415,7 @@ class LedgerState:
         """
         try:
             signed = signed_decoder.decode(tx)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             raise LedgerError("malformed: not a signed message") from None
         tx_id = tx_id_of(tx)
         if signed.chain_id != self.genesis.chain_id:
@@ -438,7 +438,7 @@ class LedgerState:
             raise LedgerError("valid for more than an hour")
         try:
             payload = tx_decoder.decode(signed.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise LedgerError(f"malformed payload: {exc}") from None
         if kind_of(payload) != signed.kind:
             raise LedgerError("payload kind differs from the envelope")

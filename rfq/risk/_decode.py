@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from rfq.errors import ValidationError
+from rfq.errors import DECODE_ERRORS, ValidationError
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.DOTALL)
 _SEGMENT = re.compile(r"\.(?P<key>[A-Za-z_][A-Za-z0-9_]*)|\[(?P<index>\d+)\]")
@@ -30,7 +30,7 @@ def decode(raw: bytes, kind: type[T], namer: Namer) -> T:
     except msgspec.ValidationError as exc:
         message, where = _split(str(exc))
         raise ValidationError(message, where=_locate(raw, where, namer)) from None
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise ValidationError(f"invalid JSON: {exc}") from None
 
 
