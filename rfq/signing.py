@@ -11,13 +11,11 @@ Stateful checks (clock, replays, counting) live in ``bus.envelope``.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
 from rfq.identity import Directory, Identity, verify_signature
-
-T = TypeVar("T")
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -93,8 +91,3 @@ def signature_valid(message: SignedMessage, directory: Directory) -> bool:
 
 def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
-
-
-def decode_body(message: SignedMessage, decoder: msgspec.msgpack.Decoder[T]) -> T:
-    """Decode the payload; raises ``msgspec.DecodeError``/``ValidationError`` on bad bytes."""
-    return decoder.decode(message.body)

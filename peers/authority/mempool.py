@@ -12,6 +12,7 @@ class Pending:
     data: bytes
     sender: str
     received_ms: int
+    expires_ms: int
 
 
 class Mempool:
@@ -49,8 +50,9 @@ class Mempool:
         for tx_id in tx_ids:  # type: ignore[attr-defined]
             self._txs.pop(tx_id, None)
 
-    def drop_older_than(self, cutoff_ms: int) -> int:
-        stale = [k for k, p in self._txs.items() if p.received_ms < cutoff_ms]
-        for key in stale:
-            del self._txs[key]
-        return len(stale)
+    def drop_expired(self, now_ms: int) -> list[Pending]:
+        """Remove transactions whose signed expiry has passed (a block would refuse them)."""
+        expired = [p for p in self._txs.values() if p.expires_ms < now_ms]
+        for pending in expired:
+            del self._txs[pending.tx_id]
+        return expired

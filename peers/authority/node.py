@@ -308,7 +308,10 @@ class AuthorityNode:
             self.stats["tx_refused"] += 1
             await self._refuse(received, tx_id, exc.reason)
             return
-        if not self.mempool.add(Pending(tx_id, tx, received.sender, int(time.time() * 1000))):
+        pending = Pending(
+            tx_id, tx, received.sender, int(time.time() * 1000), received.message.expires_ms
+        )
+        if not self.mempool.add(pending):
             if len(self.mempool) >= self.mempool.max_size:
                 await self._refuse(received, tx_id, "mempool full, resubmit later")
             return
@@ -361,6 +364,19 @@ class AuthorityNode:
 
     def _new_instance(self) -> None:
         height = self.head.height + 1
+        for stale in self.mempool.drop_expired(int(time.time() * 1000)):
+            self.stats["tx_expired"] += 1
+            self.verified.discard(stale.tx_id)
+            receipt = Receipt(
+                stale.tx_id.hex(),
+                stale.sender,
+                "",
+                False,
+                self.head.height,
+                -1,
+                "expired before it was committed",
+            )
+            self._spawn(self._notify(receipt))
         identity = self.bus.identity if self.me in self.state.authorities else None
         self.instance = QbftInstance(
             height=height,
@@ -474,6 +490,7 @@ class AuthorityNode:
     def _make_block(self, round_: int) -> Block:
         if self._executed is not None:
             self._reload()
+
         txs: list[bytes] = []
         size = 0
         for pending in self.mempool.take(self.params.max_block_txs):

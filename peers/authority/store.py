@@ -40,7 +40,6 @@ CREATE TABLE IF NOT EXISTS receipts (
     sender TEXT NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -62,13 +61,6 @@ class ChainStore:
 
     def close(self) -> None:
         self.db.close()
-
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def append(
         self,
