@@ -20,7 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nacl.exceptions
@@ -34,6 +34,7 @@ from rfq.errors import ValidationError
 from rfq.rating import RatingWeights
 
 VerifyKey = nacl.signing.VerifyKey
+T = TypeVar("T")
 
 
 class Role(enum.StrEnum):
@@ -224,18 +225,23 @@ def _check_genesis(genesis: Genesis, where: str) -> None:
         raise ValidationError("ttl and rate must be positive", where=f"{where}: params")
 
 
-def parse_genesis(text: str, *, source: str = "genesis.toml") -> Genesis:
-    """Parse and check a genesis; errors name ``source`` and the field."""
+def _toml_as(text: str, cls: type[T], *, source: str, what: str) -> T:
+    """TOML text as a typed struct; errors name ``source`` (and the field where known)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"not valid TOML ({exc})", where=source) from None
+        raise ValidationError(f"not {what} ({exc})", where=source) from None
     try:
-        genesis = msgspec.convert(raw, Genesis, strict=True)
+        return msgspec.convert(raw, cls, strict=True)
     except msgspec.ValidationError as exc:
         raise ValidationError(str(exc), where=source) from None
     except ValidationError as exc:
         raise ValidationError(exc.message, where=f"{source}: {exc.where}") from None
+
+
+def parse_genesis(text: str, *, source: str = "genesis.toml") -> Genesis:
+    """Parse and check a genesis; errors name ``source`` and the field."""
+    genesis = _toml_as(text, Genesis, source=source, what="valid TOML")
     _check_genesis(genesis, source)
     return genesis
 
@@ -356,14 +362,7 @@ class _KeyFile(msgspec.Struct, forbid_unknown_fields=True):
 
 def parse_key_file(text: str, *, source: str) -> Identity:
     """Parse a key file written by ``botc init``; errors name ``source`` and the field."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"not a key file ({exc})", where=source) from None
-    try:
-        parsed = msgspec.convert(raw, _KeyFile, strict=True)
-    except msgspec.ValidationError as exc:
-        raise ValidationError(str(exc), where=source) from None
+    parsed = _toml_as(text, _KeyFile, source=source, what="a key file")
     try:
         prefix, seed = nkeys.decode_seed(bytearray(parsed.seed.encode()))
     except Exception:
