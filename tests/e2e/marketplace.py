@@ -278,7 +278,9 @@ class Marketplace:
     def confirmations_on_chain(self, instruction_id: str) -> list[tuple[int, str, bool]]:
         """Every ``payment_confirmed`` for ``instruction_id`` in the chain's blocks:
         (height, transaction id, committed ok)."""
-        node = self.nodes["CCP"]
+        # The node furthest ahead: a receipt comes from the block's proposer, which may have
+        # committed the block before the others.
+        node = max(self.nodes.values(), key=lambda n: n.head.height)
         found = []
         for block in node.store.blocks(1):
             for tx in block.txs:

@@ -146,6 +146,10 @@ def test_a_dealer_keeps_serving_through_any_garbage_on_its_subject(nats_server, 
             subject = "otc.rfq.commodity.PP2605"
             await d1.subscribe(subject, GREETINGS, inbox)
             await d1.flush()
+            # The subscription is live before the garbage starts (see the probe's note below).
+            await c1.publish(subject, Hello("probe"))
+            await inbox.wait_for(1)
+            inbox.received.clear()
             for i, blob in enumerate(garbage):
                 await c1.nc.publish(subject, blob)
                 if i % 10 == 0:
