@@ -64,6 +64,7 @@ from rfq.ledger.state import Trade as LedgerTrade
 from rfq.ledger.tx import ByzantineEvidence, CreditEventTx, Evict, ExternalRating, Nominate, Veto
 from rfq.queries import (
     REGULATOR_QUERY_ROLES,
+    REGULATOR_REPLY_ROLES,
     REPLY_ROLES,
     ContractsQuery,
     ContractsReply,
@@ -102,6 +103,13 @@ log = structlog.get_logger(__name__)
 REGULATOR_QUERY_CHANNEL: Channel[RegulatorQuery] = Channel.of(
     "regulator_query", RegulatorQuery, REGULATOR_QUERY_ROLES
 )
+
+
+def regulator_reply_channel(max_bytes: int) -> Channel[RegulatorReply]:
+    """What askers of ``otc.query.REG`` accept back (the CCR table grows with the market)."""
+    return Channel.of("regulator_reply", RegulatorReply, REGULATOR_REPLY_ROLES, max_bytes=max_bytes)
+
+
 FULL_VIEW_ROLES = frozenset({Role.REGULATOR, *AUTHORITY_ELIGIBLE})
 """Who sees the whole CCR table and may run what-if contagion."""
 

@@ -22,16 +22,15 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static, Tabbed
 
 from bus import subjects
 from bus.client import Bus, RequestError
-from bus.envelope import Channel
 from bus.errors import BusError
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from peers.regulator import regulator_reply_channel
 from rfq.contracts.model import ContractView
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
 from rfq.ledger.state import Trade
 from rfq.queries import (
-    REGULATOR_REPLY_ROLES,
     ContractsQuery,
     ContractsReply,
     QueryRefused,
@@ -61,9 +60,7 @@ from tui.widgets import StatusBar, Table
 
 log = structlog.get_logger(__name__)
 
-REGULATOR_REPLY: Channel[RegulatorReply] = Channel.of(
-    "regulator_reply", RegulatorReply, REGULATOR_REPLY_ROLES, max_bytes=8 * 1024 * 1024
-)
+
 CONTAGION_MODELS = ("cascade", "debtrank", "eisenberg-noe")
 
 
@@ -79,13 +76,12 @@ class RegulatorDesk:
         self.genesis = genesis
         self.ledger = LedgerClient(bus, genesis)
         self.monitor = subjects.query(genesis.regulator.id)
+        self.replies = regulator_reply_channel(genesis.params.consensus_max_bytes)
         self.timeout = timeout
 
     async def _ask_monitor(self, query: RiskQuery | WhatIfQuery) -> RegulatorReply:
         try:
-            reply = await self.bus.request(
-                self.monitor, query, REGULATOR_REPLY, timeout=self.timeout
-            )
+            reply = await self.bus.request(self.monitor, query, self.replies, timeout=self.timeout)
         except RequestError as exc:
             raise RiskMonitorUnavailable(f"risk monitor: {exc}") from None
         if isinstance(reply.payload, QueryRefused):

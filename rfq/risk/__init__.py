@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from rfq.instruments import AssetClass
 from rfq.risk.contagion import (
     CascadeResult,
     ClearingResult,
@@ -35,7 +36,6 @@ from rfq.risk.loss import (
 )
 from rfq.risk.saccr import (
     AddOns,
-    AssetClass,
     NettingSet,
     NettingSetResult,
     OptionSpec,

@@ -28,7 +28,6 @@ regulator's monitor calls per bilateral netting set.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -38,6 +37,7 @@ from typing import Any, Literal
 import msgspec
 
 from rfq.errors import ValidationError
+from rfq.instruments import AssetClass
 from rfq.risk._decode import decode
 
 ALPHA = 1.4
@@ -45,14 +45,6 @@ MULTIPLIER_FLOOR = 0.05
 BUSINESS_DAYS_PER_YEAR = 250.0
 MIN_MATURITY_YEARS = 10.0 / BUSINESS_DAYS_PER_YEAR
 SUPERVISORY_DURATION_RATE = 0.05
-
-
-class AssetClass(enum.StrEnum):
-    INTEREST_RATE = "interest_rate"
-    FX = "fx"
-    CREDIT = "credit"
-    EQUITY = "equity"
-    COMMODITY = "commodity"
 
 
 # BCBS 279 Table 2: supervisory factors, correlations and option volatilities.
