@@ -18,6 +18,7 @@ async def test_my_strategy_quotes(network, nats_server, bus_factory):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+        _report_server_trouble(server)
 
 
 @pytest.fixture
@@ -56,6 +58,16 @@ def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
         yield cluster
     finally:
         cluster.stop()
+        _report_server_trouble(*cluster.nodes)
+
+
+def _report_server_trouble(*servers: NatsServer) -> None:
+    """Echo the servers' warnings and errors to stderr: pytest shows them beside a failure."""
+    for server in servers:
+        if server.log_path.exists():
+            for line in server.log_path.read_text(errors="replace").splitlines():
+                if "[WRN]" in line or "[ERR]" in line:
+                    print(f"{server.name}: {line}", file=sys.stderr)
 
 
 async def _open_bus(network: NetDir, member_id: str, servers: Sequence[str] | None = None) -> Bus:
