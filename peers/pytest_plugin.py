@@ -18,15 +18,19 @@ async def test_my_strategy_quotes(network, nats_server, bus_factory):
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from nats.aio.msg import Msg
 
+from bus import subjects
 from bus.client import Bus
-from bus.server import NatsCluster, NatsServer
+from bus.server import NatsCluster, NatsServer, ServerError
 from peers.netdir import NetDir, create_network
 from peers.runtime import open_bus
 
@@ -43,6 +47,7 @@ def network(tmp_path: Path) -> NetDir:
 def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats", auth=network.auth_conf()).start()
     network.write_run_file([server.url])
+    _prove_round_trip(network, server.url, server.url)
     try:
         yield server
     finally:
@@ -54,11 +59,49 @@ def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
 def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
     cluster = NatsCluster(tmp_path / "cluster", 3, auth=network.auth_conf()).start()
     network.write_run_file(cluster.urls)
+    _prove_round_trip(network, cluster.urls[0], cluster.urls[-1])
     try:
         yield cluster
     finally:
         cluster.stop()
         _report_server_trouble(*cluster.nodes)
+
+
+def _prove_round_trip(network: NetDir, subscribe_at: str, publish_at: str) -> None:
+    """Hand a test a bus that carries messages, not one that has merely said it is ready.
+
+    A freshly started server has twice lost the first messages after a subscription that
+    flush() had confirmed, and a cluster spreads interest between nodes in the background.
+    The regulator (who may read everything) publishes to its own query subject, which nothing
+    stores, until it hears itself; in a separate thread, so no test's event loop is touched.
+    """
+
+    async def round_trip() -> None:
+        listener = await _open_bus(network, "REG", [subscribe_at])
+        speaker = await _open_bus(network, "REG", [publish_at])
+        try:
+            heard = asyncio.Event()
+
+            async def on_message(msg: Msg) -> None:
+                heard.set()
+
+            subject = subjects.query("REG")
+            await listener.nc.subscribe(subject, cb=on_message)
+            await listener.flush()
+            for _ in range(40):
+                await speaker.nc.publish(subject, b"round trip")
+                try:
+                    await asyncio.wait_for(heard.wait(), 0.25)
+                    return
+                except TimeoutError:
+                    continue
+            raise ServerError(f"no message crossed {publish_at} -> {subscribe_at} within 10 s")
+        finally:
+            await listener.close()
+            await speaker.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, round_trip()).result()
 
 
 def _report_server_trouble(*servers: NatsServer) -> None:
