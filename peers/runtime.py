@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -41,14 +43,50 @@ async def open_bus(
     return bus
 
 
+SUPERVISOR_PID_ENV = "BOTC_SUPERVISOR_PID"
+"""Set by ``botc up``'s supervisor for its children: the process whose death stops them."""
+
+
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """Run ``main(stop)`` in a fresh event loop; SIGINT/SIGTERM set ``stop``."""
+    """Run ``main(stop)`` in a fresh event loop; SIGINT/SIGTERM set ``stop``, and so does the
+    death of the supervisor named in ``BOTC_SUPERVISOR_PID`` (a ``botc up`` killed with
+    SIGKILL would otherwise leave its peers trading on without anyone to stop them)."""
 
     async def runner() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await main(stop)
+        supervisor = _supervisor_pid()
+        watch = None
+        if supervisor is not None:
+            watch = asyncio.create_task(_stop_when_orphaned(supervisor, stop))
+        try:
+            return await main(stop)
+        finally:
+            if watch is not None:
+                watch.cancel()
 
     return asyncio.run(runner())
+
+
+def _supervisor_pid() -> int | None:
+    text = os.environ.get(SUPERVISOR_PID_ENV, "")
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        log.warning("bad_supervisor_pid", variable=SUPERVISOR_PID_ENV, value=text[:40])
+        return None
+
+
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event, every_s: float = 1.0) -> None:
+    """Set ``stop`` once this process is no longer the supervisor's child."""
+    while not stop.is_set():
+        if os.getppid() != supervisor:
+            log.warning("supervisor_gone", supervisor=supervisor)
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)

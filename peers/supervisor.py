@@ -4,7 +4,8 @@ Services start in parallel; a service is ready when it prints its ready line on 
 ``botc`` service prints one line once it serves). Output goes to ``NETDIR/logs/<name>.log``.
 A service that exits while the supervisor runs is restarted after a backoff that doubles from
 0.5 s to 30 s and resets once it has stayed up for a minute. ``stop`` sends SIGTERM to every
-child, waits, then SIGKILLs stragglers.
+child, waits, then SIGKILLs stragglers. Children stop by themselves if the supervisor dies
+(``peers.runtime.run_until_signal`` watches it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+
+from peers.runtime import SUPERVISOR_PID_ENV
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +83,7 @@ class Supervisor:
     def _spawn(self, service: Service) -> None:
         log_path = self.log_dir / f"{service.name}.log"
         out = (self.log_dir / f"{service.name}.out").open("a", buffering=1)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", SUPERVISOR_PID_ENV: str(os.getpid())}
         service.ready.clear()
         service.started_at = time.monotonic()
         service.process = subprocess.Popen(
