@@ -66,6 +66,15 @@ def reserve_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(") ", 1)[1][:1] != "Z"
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -105,6 +114,7 @@ class NatsServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = self.store_dir / f"{name}.conf"
         self.log_path = self.store_dir / f"{name}.log"
+        self.pid_path = self.store_dir / f"{name}.pid"
 
     @property
     def url(self) -> str:
@@ -123,6 +133,7 @@ class NatsServer:
             f"port: {self.port or -1}",
             f"max_payload: {self.max_payload}",
             f"jetstream {{ store_dir: {_quote(str(self.store_dir / 'js'))} }}",
+            f"pid_file: {_quote(str(self.pid_path.resolve()))}",
         ]
         if self.cluster_name is not None:
             if self.cluster_port is None:
@@ -141,12 +152,13 @@ class NatsServer:
             return self
         binary = find_binary(self.binary)
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_stale()
         self.config_path.write_text(self.config_text())
         self.log_path.write_text("")
         log_file = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
-                [binary, "-c", str(self.config_path)],
+                [binary, "-c", str(self.config_path.resolve())],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -157,6 +169,28 @@ class NatsServer:
         self._await_ready(timeout)
         log.info("nats_started", server=self.name, url=self.url)
         return self
+
+    def _stop_stale(self, timeout: float = 5.0) -> None:
+        """Stop a server that an earlier launcher left running on this store (it was killed
+        before it could stop its child): two servers on one JetStream store corrupt it.
+
+        Only a process whose command line names this store's config file is touched.
+        """
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return  # no pid file, or that process is gone
+        if str(self.config_path.resolve()).encode() not in argv:
+            return
+        log.warning("stale_nats_server_stopped", server=self.name, pid=pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _running(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.05)
 
     def _await_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -173,7 +207,7 @@ class NatsServer:
             if self.process.poll() is not None:
                 raise ServerError(
                     f"nats-server {self.name} exited with code {self.process.returncode} "
-                    f"on start ({self._diagnosis(text)})",
+                    f"on start ({self._diagnosis(text)}; config {self.config_path})",
                     log_tail=_tail(text),
                 )
             time.sleep(0.02)
