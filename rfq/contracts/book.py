@@ -241,7 +241,7 @@ class ContractBook:
         # Caches for state_bytes (dropped on change): sorted ids and seen keys, each
         # underlying's encoded fixing series (each contract's encoded record is on its entry).
         self._sorted_ids: list[str] | None = None
-        self._pos: dict[str, int] = {}
+        self._new_ids: list[str] = []
         self._blobs: list[msgspec.Raw] = []
         self._digests: list[bytes] = []
         self._dirty: set[str] = set()
@@ -501,7 +501,7 @@ class ContractBook:
         if self._mark_ord != NO_DATE:
             self._cols.revalue(self._px, self._mark_ord, np.array([slot], dtype=np.intp))
         self._entries[contract.id] = entry
-        self._sorted_ids = None
+        self._new_ids.append(contract.id)
         for party in (contract.client, contract.dealer):
             self._by_party.setdefault(party, set()).add(contract.id)
         out: list[BookOutput] = [
@@ -1075,18 +1075,25 @@ class ContractBook:
                 self._touch(self._entries[cols.ids[slot]])
             cols.dirty[rows] = False
         entries = self._entries
-        if self._sorted_ids is None:
-            ids = sorted(entries)
-            self._sorted_ids = ids
-            self._pos = {cid: k for k, cid in enumerate(ids)}
+        ids = self._sorted_ids
+        if ids is None:
+            ids = self._sorted_ids = sorted(entries)
             self._blobs = [self._record_blob(entries[cid]) for cid in ids]
             self._digests = [entries[cid].digest or b"" for cid in ids]
         else:
+            # New contracts slot into the id order: a block costs what it opened or changed,
+            # not a pass over every contract ever opened.
+            for cid in self._new_ids:
+                k = bisect.bisect_left(ids, cid)
+                ids.insert(k, cid)
+                self._blobs.insert(k, self._record_blob(entries[cid]))
+                self._digests.insert(k, entries[cid].digest or b"")
             for cid in self._dirty:
-                k = self._pos[cid]
+                k = bisect.bisect_left(ids, cid)
                 entry = entries[cid]
                 self._blobs[k] = self._record_blob(entry)
                 self._digests[k] = entry.digest or b""
+        self._new_ids.clear()
         self._dirty.clear()
         for name in self._hist:
             if name not in self._series_blob:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import heapq
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -315,6 +316,7 @@ class LedgerState:
                     external=m.external_rating, score=score_of(m.external_rating)
                 )
         self.committed: DigestMap[int] = DigestMap("committed")
+        self._expiries: list[tuple[int, str]] | None = None
         self._result: BlockResult | None = None
         self._date = business_date(0, self.book)
 
@@ -504,6 +506,8 @@ class LedgerState:
             for m in maps:
                 m.journal = None
             self.committed[tx_hex] = checked.signed.expires_ms
+            if self._expiries is not None:
+                heapq.heappush(self._expiries, (checked.signed.expires_ms, tx_hex))
             receipt = Receipt(tx_hex, sender, kind, True, self.height, index, "", refs)
         result.receipts.append(receipt)
         return receipt
@@ -521,9 +525,19 @@ class LedgerState:
         return self._result
 
     def _prune_committed(self) -> None:
-        stale = [k for k, expires in self.committed.items() if expires < self.timestamp_ms]
-        for key in stale:
-            del self.committed[key]
+        """Forget committed ids past their expiry (a replay would be refused as expired).
+
+        A heap by expiry, built from the map when first needed, keeps this to what expires
+        rather than a pass over every id of the last hour at every block.
+        """
+        heap = self._expiries
+        if heap is None:
+            heap = self._expiries = [(expires, key) for key, expires in self.committed.items()]
+            heapq.heapify(heap)
+        while heap and heap[0][0] < self.timestamp_ms:
+            expires, key = heapq.heappop(heap)
+            if self.committed.get(key) == expires:
+                del self.committed[key]
 
     # -- transactions ----------------------------------------------------------------------
 

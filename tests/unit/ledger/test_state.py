@@ -9,7 +9,7 @@ import pytest
 
 from rfq.contracts.model import Status
 from rfq.identity import Identity, Role
-from rfq.ledger.state import CUSTODY, LedgerState
+from rfq.ledger.state import CUSTODY, LedgerState, tx_id_of
 from rfq.ledger.tx import (
     CloseOutRequest,
     CreditEventTx,
@@ -388,3 +388,20 @@ def test_the_journal_puts_every_written_entry_back():
     m.undo()
     assert m.to_dict() == {"a": 1, "b": 2}
     assert m.digest() == digest == m.full_digest()
+
+
+def test_committed_ids_are_forgotten_exactly_at_expiry_also_after_a_restore(net, chain):
+    early = trade_tx(net, rfq_id="r1")  # its accept expires at T0 + 100 + 60 s
+    late = trade_tx(net, rfq_id="r2", client="C2", at_ms=T0 + 20_000)
+    chain.block(early, at_ms=T0 + 1_000)
+    chain.block(late, at_ms=T0 + 21_000)
+    assert len(chain.state.committed) == 2
+    chain.block(at_ms=T0 + 60_100)  # not yet past the early one's expiry
+    assert len(chain.state.committed) == 2
+    chain.block(at_ms=T0 + 60_101)
+    assert list(chain.state.committed) == [tx_id_of(late).hex()]
+    restored = LedgerState.restore(chain.state.genesis, chain.state.snapshot())
+    for state in (chain.state, restored):
+        state.execute(chain.head.height + 1, T0 + 90_000, chain.head, [])
+        assert len(state.committed) == 0
+    assert restored.state_root() == chain.state.state_root()
