@@ -66,8 +66,8 @@ def reserve_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+def pid_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for its new parent to reap it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -186,7 +186,7 @@ class NatsServer:
         log.warning("stale_nats_server_stopped", server=self.name, pid=pid)
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _running(pid):
+        while pid_running(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 deadline = float("inf")

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from bus.server import pid_running
 from peers.runtime import SUPERVISOR_PID_ENV
 
 # A stand-in service: runs until stopped, then says how.
@@ -59,28 +60,18 @@ def _start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int, Path]
     return supervisor, service_pid, out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too (its parent, the killed supervisor, cannot reap it yet).
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[1][0] != "Z"
-
-
 def test_a_service_stops_cleanly_when_its_supervisor_is_killed_with_sigkill(tmp_path):
     supervisor, service_pid, out = _start(tmp_path, "watched")
     supervisor.kill()
     supervisor.wait()
     deadline = time.monotonic() + 10
-    while _alive(service_pid) and time.monotonic() < deadline:
+    while pid_running(service_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
-        assert not _alive(service_pid)
+        assert not pid_running(service_pid)
         assert "stopped cleanly" in out.read_text()
     finally:
-        if _alive(service_pid):
+        if pid_running(service_pid):
             os.kill(service_pid, signal.SIGKILL)
 
 
@@ -90,10 +81,10 @@ def test_a_service_run_by_hand_does_not_watch_its_parent(tmp_path):
         supervisor.kill()
         supervisor.wait()
         time.sleep(2.5)  # more than two of the watcher's polls
-        assert _alive(service_pid)
+        assert pid_running(service_pid)
     finally:
         os.kill(service_pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while _alive(service_pid) and time.monotonic() < deadline:
+    while pid_running(service_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "stopped cleanly" in out.read_text()
