@@ -18,7 +18,9 @@
   (link, transactions root, a quorum of valid commit seals of that height's authority set)
   and re-executed (its state root must match) before it is stored.
 - Queries: ``otc.query.<id>`` answers members about their own records, the regulator about
-  everything (``rfq.queries``).
+  everything (``rfq.queries``). Answers only ever show final blocks: a query that reads the
+  state waits while the state holds an executed proposal, up to ``QUERY_SETTLE_S`` (a stuck
+  round), after which the proposal is undone and the final state answers.
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ QUERY_CHANNEL: Channel[Query] = Channel.of("query", Query, QUERY_ROLES)
 _encoder = msgspec.msgpack.Encoder()
 _block_decoder = msgspec.msgpack.Decoder(Block)
 FUTURE_TOLERANCE_MS = 5_000
+QUERY_SETTLE_S = 2.0
+# Queries answered from the database alone, which only ever holds final blocks.
+_STORE_QUERIES = (HeadersQuery, ReceiptsQuery, BlocksQuery)
 
 
 class NodeError(PeerError):
@@ -170,6 +175,8 @@ class AuthorityNode:
         self.timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self._executed: bytes | None = None  # key of the candidate the state holds beyond head
         self._executed_result: BlockResult | None = None
+        self._settled = asyncio.Event()  # set while the state is exactly the final head's
+        self._settled.set()
         self._last_decided = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -178,6 +185,21 @@ class AuthorityNode:
         self._stopped = False
         self.js = bus.nc.jetstream()
         self.decided_listeners: list[Callable[[Block, BlockResult | None], None]] = []
+
+    @property
+    def speculating(self) -> bool:
+        """The state holds an executed proposal beyond the final head (not yet final)."""
+        return self._executed is not None
+
+    def _speculate(self, block: Block, result: BlockResult) -> None:
+        self._executed = _unrounded_key(block.header)
+        self._executed_result = result
+        self._settled.clear()
+
+    def _settle(self) -> None:
+        self._executed = None
+        self._executed_result = None
+        self._settled.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -228,7 +250,7 @@ class AuthorityNode:
     def _load(self) -> None:
         """The newest snapshot, then re-execute the stored blocks after it."""
         self.state, self.head = self._rebuild()
-        self._executed = None
+        self._settle()
         log.info("chain_loaded", height=self.head.height)
 
     def _rebuild(self) -> tuple[LedgerState, BlockHeader]:
@@ -257,8 +279,7 @@ class AuthorityNode:
         """Undo an executed proposal: back to the last final block."""
         self.state, head = self._rebuild()
         assert head.hash() == self.head.hash()
-        self._executed = None
-        self._executed_result = None
+        self._settle()
         self.stats["reloads"] += 1
 
     async def _ensure_stream(self) -> None:
@@ -467,8 +488,7 @@ class AuthorityNode:
         result = self.state.execute(
             block.height, block.header.timestamp_ms, self.head, block.txs, verified=self.verified
         )
-        self._executed = key
-        self._executed_result = result
+        self._speculate(block, result)
         return result
 
     def _validate(self, block: Block) -> str | None:
@@ -510,8 +530,7 @@ class AuthorityNode:
             state_root=self.state.state_root(),
             authorities=self.state.gov.previous_set,
         )
-        self._executed = _unrounded_key(block.header)
-        self._executed_result = result
+        self._speculate(block, result)
         return block
 
     def _decide(self, block: Block) -> None:
@@ -537,10 +556,11 @@ class AuthorityNode:
     def _commit_state(self, block: Block) -> BlockResult | None:
         """Bring the state to exactly ``block`` and check its root."""
         key = _unrounded_key(block.header)
+        result = self._executed_result
         if self._executed != key:
             if self._executed is not None:
                 self._reload()
-            self._executed_result = self.state.execute(
+            result = self.state.execute(
                 block.height,
                 block.header.timestamp_ms,
                 self.head,
@@ -549,9 +569,7 @@ class AuthorityNode:
             )
         if self.state.state_root() != block.header.state_root:
             raise NodeError(f"decided block {block.height} does not match our state root")
-        result = self._executed_result
-        self._executed = None
-        self._executed_result = None
+        self._settle()
         return result
 
     def _persist(self, block: Block, result: BlockResult | None) -> None:
@@ -684,8 +702,20 @@ class AuthorityNode:
             return
         query = received.payload
         why = refusal(member, query)
+        if not why and not isinstance(query, _STORE_QUERIES):
+            await self._final_state()
         reply: Reply = QueryRefused(why) if why else self.answer(member.id, member.role, query)
         await self.bus.reply(msg, reply)
+
+    async def _final_state(self) -> None:
+        """Return when the state is the final head's, so no answer shows a proposal."""
+        try:
+            async with asyncio.timeout(QUERY_SETTLE_S):
+                while self.speculating:
+                    await self._settled.wait()
+        except TimeoutError:
+            self.stats["query_undid_proposal"] += 1
+            self._reload()
 
     def answer(self, who: str, role: Role, query: Query) -> Reply:
         state = self.state

@@ -3,8 +3,9 @@
 Every stored block is decoded, its stored hash compared, then checked like a block from the
 network (link to its parent, transactions root, a quorum of valid commit seals from the
 authority set of its height) and re-executed: the state root must be the header's. Every
-stored state snapshot must restore to the state root of its height. The first height where
-anything fails is reported.
+stored state snapshot (the genesis state's at height 0) must restore to the state root of its
+height, and none may be of a height beyond the stored blocks. The first height where anything
+fails is reported.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
     head = genesis_header(genesis)
     snapshots = {h: (root, data) for h, root, data in store.snapshots()}
     tip = store.height()
+    if 0 in snapshots and (fault := _snapshot_fault(genesis, snapshots[0], head.state_root)):
+        return Verdict(False, 0, fault)
     for height in range(1, tip + 1):
         row = store.db.execute("SELECT hash, data FROM blocks WHERE height = ?", (height,))
         found = row.fetchone()
@@ -60,13 +63,24 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
             return Verdict(False, height, f"does not execute: {exc}")
         if state.state_root() != block.header.state_root:
             return Verdict(False, height, "state root differs from the header's")
-        if height in snapshots:
-            root, snap = snapshots[height]
-            try:
-                restored = LedgerState.restore(genesis, snap)
-            except RfqError as exc:
-                return Verdict(False, height, f"state snapshot does not decode: {exc}")
-            if root != block.header.state_root or restored.state_root() != root:
-                return Verdict(False, height, "state snapshot differs from the chain's state")
+        if height in snapshots and (
+            fault := _snapshot_fault(genesis, snapshots[height], block.header.state_root)
+        ):
+            return Verdict(False, height, fault)
         head = block.header
+    beyond = [h for h in snapshots if h > tip]
+    if beyond:
+        return Verdict(False, min(beyond), "state snapshot of a block that is not stored")
     return Verdict(True, tip, state_root=head.state_root.hex())
+
+
+def _snapshot_fault(genesis: Genesis, snapshot: tuple[bytes, bytes], state_root: bytes) -> str:
+    """Why a stored snapshot is not the state with ``state_root``, or "" when it is."""
+    root, data = snapshot
+    try:
+        restored = LedgerState.restore(genesis, data)
+    except RfqError as exc:
+        return f"state snapshot does not decode: {exc}"
+    if root != state_root or restored.state_root() != root:
+        return "state snapshot differs from the chain's state"
+    return ""

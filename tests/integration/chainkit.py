@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -90,6 +90,12 @@ async def start_authorities(
         bus: Bus = await bus_factory(member)  # type: ignore[misc]
         nodes[member] = await AuthorityNode(bus, genesis, network.data_dir(member)).start()
     return nodes
+
+
+def committed(nodes: Iterable[AuthorityNode], trades: int) -> Callable[[], bool]:
+    """Every node holds ``trades`` trades in final blocks, not in a proposal still in flight."""
+    group = list(nodes)
+    return lambda: all(not n.speculating and len(n.state.trades) == trades for n in group)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .chainkit import AUTHORITIES, TxFactory, start_authorities, submit, wait_for
+from .chainkit import AUTHORITIES, TxFactory, committed, start_authorities, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ async def test_four_authorities_commit_a_thousand_transactions_identically(
         c2, [factory.trade(f"s{i}", client="C2", dealer=f"D{i % 3 + 1}") for i in range(500)]
     )
     await wait_for(
-        lambda: all(len(n.state.trades) == 1000 for n in nodes.values()),
+        committed(nodes.values(), 1000),
         timeout=120,
         what="1000 trades on every authority",
     )
@@ -98,3 +98,30 @@ async def test_an_accept_carrying_a_forged_quote_never_commits(nats_server, netw
     assert all("forged" not in n.state.trades for n in nodes.values())
     for node in nodes.values():
         await node.stop()
+
+
+async def test_a_query_never_sees_a_block_that_is_not_final(
+    nats_server, network, bus_factory, monkeypatch
+):
+    """The proposer of height 1 runs alone, so its block executes and can never be final:
+    the regulator's query waits for it to settle, then is answered from the final state."""
+    from peers.authority import node as node_module
+    from peers.ledger_client import LedgerClient
+    from rfq.ledger.block import proposer_for
+    from rfq.queries import ContractsQuery, TradesQuery
+
+    monkeypatch.setattr(node_module, "QUERY_SETTLE_S", 0.5)
+    first = proposer_for(1, 0, network.genesis().authorities.initial)
+    nodes = await start_authorities(network, bus_factory, ids=(first,))
+    alone = nodes[first]
+    client = await bus_factory("C1")
+    await submit(client, [TxFactory(network).trade("not-final")])
+    await wait_for(lambda: alone.speculating, what="the lone proposer executes its block")
+    assert "not-final" in alone.state.trades
+    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
+    contracts = await reg.query(ContractsQuery())
+    assert contracts.height == 0
+    assert contracts.contracts == ()
+    assert (await reg.query(TradesQuery())).trades == ()
+    assert alone.stats["query_undid_proposal"] >= 1
+    await alone.stop()

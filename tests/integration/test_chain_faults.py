@@ -12,7 +12,7 @@ from peers.authority.node import AuthorityNode
 from peers.cli import main
 from rfq.ledger.block import Block
 
-from .chainkit import AUTHORITIES, TxFactory, start_authorities, submit, wait_for
+from .chainkit import AUTHORITIES, TxFactory, committed, start_authorities, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +46,13 @@ async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_r
     factory = TxFactory(network)
     client = await bus_factory("C1")
     await submit(client, [factory.trade(f"a{i}") for i in range(20)])
-    await wait_for(lambda: all(len(n.state.trades) == 20 for n in nodes.values()), what="warm-up")
+    await wait_for(committed(nodes.values(), 20), what="warm-up")
 
     await crash(nodes["D3"])
     alive = [nodes[m] for m in ("CCP", "D1", "D2")]
     await submit(client, [factory.trade(f"b{i}") for i in range(20)])
     await wait_for(
-        lambda: all(len(n.state.trades) == 40 for n in alive),
+        committed(alive, 40),
         timeout=60,
         what="three of four authorities commit",
     )
@@ -70,7 +70,7 @@ async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_r
     nodes["D2"] = await restart(network, bus_factory, "D2")
     three = [nodes["CCP"], nodes["D1"], nodes["D2"]]
     await wait_for(
-        lambda: all(len(n.state.trades) == 50 for n in three),
+        committed(three, 50),
         timeout=90,
         what="the chain resumes with three",
     )
@@ -94,7 +94,7 @@ async def run_and_stop(network, bus_factory, trades: int = 30) -> dict[str, Auth
     factory = TxFactory(network)
     client = await bus_factory("C1")
     await submit(client, [factory.trade(f"t{i}") for i in range(trades)])
-    await wait_for(lambda: all(len(n.state.trades) == trades for n in nodes.values()))
+    await wait_for(committed(nodes.values(), trades), what=f"{trades} trades final everywhere")
     for node in nodes.values():
         await node.stop()
     return nodes
@@ -145,3 +145,27 @@ async def test_an_edited_state_row_is_named_by_chain_verify(
     capsys.readouterr()
     assert main(["chain", "verify", "--net", str(network.path), "--id", "CCP"]) == 1
     assert f"first bad height {height}: state snapshot" in capsys.readouterr().out
+
+
+async def test_a_snapshot_row_of_genesis_or_beyond_the_tip_is_checked_too(
+    nats_server, network, bus_factory, capsys
+):
+    await run_and_stop(network, bus_factory, trades=5)
+    path = network.path / "data" / "D2" / "chain.db"
+    db = sqlite3.connect(path)
+    tip = db.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
+    _, root, data = db.execute("SELECT * FROM snapshots ORDER BY height DESC LIMIT 1").fetchone()
+    args = ["chain", "verify", "--net", str(network.path), "--id", "D2"]
+
+    db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", (tip + 5, root, data))
+    db.commit()
+    capsys.readouterr()
+    assert main(args) == 1
+    assert f"first bad height {tip + 5}: state snapshot of a block" in capsys.readouterr().out
+
+    db.execute("DELETE FROM snapshots WHERE height > ?", (tip,))
+    db.execute("INSERT OR REPLACE INTO snapshots VALUES (0, ?, ?)", (root, data))
+    db.commit()
+    db.close()
+    assert main(args) == 1
+    assert "first bad height 0: state snapshot differs" in capsys.readouterr().out
