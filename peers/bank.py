@@ -45,8 +45,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 import structlog
@@ -54,6 +53,7 @@ import structlog
 from bus.client import Bus
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
 from rfq.ledger.state import CUSTODY, Payment, Receipt
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
@@ -567,13 +567,6 @@ def _now_ms() -> int:
 # The service
 
 
-class ServiceStatus(enum.StrEnum):
-    NEW = "new"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    CLOSED = "closed"
-
-
 @dataclass(frozen=True)
 class BankConfig:
     """Opening balances and timing.
@@ -604,7 +597,7 @@ class BankConfig:
 AfterExecute = Callable[[Execution], Awaitable[None]]
 
 
-class BankService:
+class BankService(Service):
     """The bank adapter peer: an async context manager around the polling loop."""
 
     def __init__(
@@ -626,7 +619,6 @@ class BankService:
         self.ledger = ledger or LedgerClient(bus, genesis)
         self.after_execute = after_execute
         self.me = bus.member_id
-        self.status = ServiceStatus.NEW
         self.stats: Counter[str] = Counter()
         self.log = log.bind(peer=self.me)
         self._roles = {m.id: m.role for m in genesis.members}
@@ -639,7 +631,7 @@ class BankService:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> BankService:
+    async def start(self) -> Self:
         if self.status != ServiceStatus.NEW:
             return self
         self.open_accounts()
@@ -655,28 +647,13 @@ class BankService:
         )
         return self
 
-    async def close(self) -> None:
+    async def _shutdown(self) -> None:
         """Stop the loop (mid-instruction is safe: the books are transactional)."""
-        if self.status in (ServiceStatus.CLOSED, ServiceStatus.STOPPING):
-            return
-        self.status = ServiceStatus.STOPPING
         if self._task is not None:
             await cancel_and_wait(self._task)
         with contextlib.suppress(ValueError):
             self.ledger.listeners.remove(self._on_receipt)
-        self.status = ServiceStatus.CLOSED
         self.log.info("bank_stopped", **self.counts())
-
-    async def __aenter__(self) -> BankService:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def wake(self) -> None:
         """Poll now instead of at the next interval."""
@@ -919,17 +896,6 @@ class BankService:
         await self.ledger.submit_signed(signed)
         self.books.submitted(out.instruction_id, out.purpose)
         self._last_submit[out.tx_id] = time.time()
-
-
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` until it has ended. Python 3.11's ``asyncio.wait_for`` (used by
-    libraries under the loop) can swallow a cancellation that races its inner future, so
-    one ``cancel()`` is not always enough."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 def _final(receipt: Receipt | None) -> bool:

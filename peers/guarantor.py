@@ -23,19 +23,18 @@ allocated, paid, revoked), so the guarantor sees its exposure move.
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass
-from types import TracebackType
+from typing import Self
 
 import structlog
 
 from bus.client import Bus
-from peers.bank import cancel_and_wait
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.identity import Genesis, Role
 from rfq.ledger.state import Guarantee, Receipt
 from rfq.ledger.tx import GuaranteeGrant, GuaranteeRevoke
@@ -89,13 +88,6 @@ def make_grant(
     )
 
 
-class ServiceStatus(enum.StrEnum):
-    NEW = "new"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    CLOSED = "closed"
-
-
 @dataclass(frozen=True)
 class Exposure:
     """The guarantor's book: capacity (its capital), what its live lines promise, what
@@ -110,7 +102,7 @@ class Exposure:
     live_lines: int
 
 
-class GuarantorService:
+class GuarantorService(Service):
     """One guarantor's grants, revocations and the monitor of its lines."""
 
     def __init__(
@@ -129,7 +121,6 @@ class GuarantorService:
         self.ledger = ledger or LedgerClient(bus, genesis)
         self.poll_s = poll_s
         self.capacity = genesis.member(self.me).capital
-        self.status = ServiceStatus.NEW
         self.lines: dict[str, Guarantee] = {}
         self.stats: Counter[str] = Counter()
         self.log = log.bind(peer=self.me)
@@ -137,7 +128,7 @@ class GuarantorService:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, *, monitor: bool = True) -> GuarantorService:
+    async def start(self, *, monitor: bool = True) -> Self:
         """Connect to the ledger; with ``monitor``, poll the lines every ``poll_s``."""
         if self.status != ServiceStatus.NEW:
             return self
@@ -147,24 +138,9 @@ class GuarantorService:
         self.status = ServiceStatus.RUNNING
         return self
 
-    async def close(self) -> None:
-        if self.status in (ServiceStatus.STOPPING, ServiceStatus.CLOSED):
-            return
-        self.status = ServiceStatus.STOPPING
+    async def _shutdown(self) -> None:
         if self._task is not None:
             await cancel_and_wait(self._task)
-        self.status = ServiceStatus.CLOSED
-
-    async def __aenter__(self) -> GuarantorService:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- grants ----------------------------------------------------------------------------
 

@@ -32,12 +32,12 @@ from rfq.identity import (
     Identity,
     Member,
     NetworkParams,
-    RatingWeights,
     Role,
     genesis_to_dict,
     parse_genesis,
     parse_key_file,
 )
+from rfq.rating import RatingWeights
 
 GENESIS = "genesis.toml"
 DEFAULT_URL = "nats://127.0.0.1:4222"

@@ -28,15 +28,12 @@ Whole-market queries can be large, so replies are read on a channel allowing
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import enum
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 import structlog
@@ -48,6 +45,7 @@ from bus.envelope import Channel, Received
 from peers.authority.node import consensus_channel
 from peers.errors import CliError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.contracts.model import ContractView, Status
 from rfq.errors import RfqError, ValidationError
 from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
@@ -118,12 +116,6 @@ VOTE_WINDOW_HEIGHTS = 512
 """Consensus votes are remembered this many heights below the newest seen."""
 
 
-class ServiceStatus(enum.StrEnum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
 @dataclass(frozen=True)
 class EvidenceReport:
     """Equivocation the regulator reported: the offender, the transaction and its receipt."""
@@ -177,7 +169,7 @@ def governance_payload(
 # The service
 
 
-class RegulatorService:
+class RegulatorService(Service):
     """The regulator's monitor and consensus watch. ``async with RegulatorService(...)``."""
 
     def __init__(
@@ -200,7 +192,6 @@ class RegulatorService:
         self.query_timeout_s = query_timeout_s
         self.recovery_rate = recovery_rate
         self.watch_consensus = watch_consensus
-        self.status = ServiceStatus.NEW
         self.stats: Counter[str] = Counter()
         self.height = 0
         self.assessment: Assessment | None = None
@@ -225,7 +216,7 @@ class RegulatorService:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> RegulatorService:
+    async def start(self) -> Self:
         if self.status != ServiceStatus.NEW:
             return self
         await self.ledger.start()
@@ -244,28 +235,10 @@ class RegulatorService:
         log.info("regulator_started", member=self.bus.member_id)
         return self
 
-    async def close(self) -> None:
-        if self.status == ServiceStatus.CLOSED:
-            return
-        self.status = ServiceStatus.CLOSED
-        tasks = [t for t in (self._task, *self._background) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _shutdown(self) -> None:
+        for task in [t for t in (self._task, *self._background) if t is not None]:
+            await cancel_and_wait(task)
         log.info("regulator_closed", height=self.height, alerts=len(self.alerts))
-
-    async def __aenter__(self) -> RegulatorService:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

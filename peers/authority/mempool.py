@@ -39,7 +39,7 @@ class Mempool:
 
     def take(self, limit: int) -> list[Pending]:
         """The oldest ``limit`` transactions (they stay until ``remove``)."""
-        out = []
+        out: list[Pending] = []
         for pending in self._txs.values():
             if len(out) >= limit:
                 break

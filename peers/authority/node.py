@@ -47,6 +47,7 @@ from peers.authority.mempool import Mempool, Pending
 from peers.authority.store import ChainStore
 from peers.errors import PeerError
 from peers.ledger_client import reply_channel
+from peers.service import cancel_and_wait
 from rfq.contracts.model import ContractView
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
@@ -179,7 +180,7 @@ class AuthorityNode:
         self._settled.set()
         self._last_decided = time.monotonic()
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Future[Any]] = set()
         self._syncing = False
         self._stopped = False
@@ -238,10 +239,7 @@ class AuthorityNode:
         for handle in self.timers.values():
             handle.cancel()
         for task in self._tasks:
-            # On Python 3.11 a wait_for inside the task can swallow one cancellation: repeat.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=0.5)
+            await cancel_and_wait(task)
         if self._executed is not None:
             self._reload()
         self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
@@ -412,8 +410,8 @@ class AuthorityNode:
         )
         for message, payload in self.deferred.pop(height, []):
             self._run(self.instance.handle(message, payload))
-        for stale in [h for h in self.deferred if h <= self.head.height]:
-            del self.deferred[stale]
+        for passed in [h for h in self.deferred if h <= self.head.height]:
+            del self.deferred[passed]
 
     def _ensure_started(self) -> None:
         if self.instance is not None and not self.instance.started:
@@ -668,7 +666,7 @@ class AuthorityNode:
             except Exception:
                 break
             try:
-                out.append(_block_decoder.decode(msg.data))
+                out.append(_block_decoder.decode(msg.data or b""))
             except DECODE_ERRORS:
                 break
         return out

@@ -214,7 +214,7 @@ def _debtrank_python(nodes: list[Any], edges: list[Any], shocked: list[str]) -> 
             new_h[k] = min(1.0, new_h[k])
         distressed = {k for k in capital if k not in inactive and new_h[k] > 0}
         h = new_h
-    return sum(h[i] * value[i] for i in capital) - sum(value[i] for i in shocked)
+    return float(sum(h[i] * value[i] for i in capital) - sum(value[i] for i in shocked))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
