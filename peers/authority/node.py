@@ -19,8 +19,9 @@
   and re-executed (its state root must match) before it is stored.
 - Queries: ``otc.query.<id>`` answers members about their own records, the regulator about
   everything (``rfq.queries``). Answers only ever show final blocks: a query that reads the
-  state waits while the state holds an executed proposal, up to ``QUERY_SETTLE_S`` (a stuck
-  round), after which the proposal is undone and the final state answers.
+  state while it holds an executed proposal is held, and answered as soon as a block is
+  final (or the proposal undone). If no block has been final for ``QUERY_SETTLE_S`` (a stuck
+  round), the proposal is undone so that the final state can answer.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from peers.ledger_client import reply_channel
 from peers.service import cancel_and_wait
 from rfq.contracts.model import ContractView
 from rfq.errors import DECODE_ERRORS, RfqError
-from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
+from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
 from rfq.ledger.block import (
     Block,
     BlockError,
@@ -132,7 +133,8 @@ QUERY_CHANNEL: Channel[Query] = Channel.of("query", Query, QUERY_ROLES)
 _encoder = msgspec.msgpack.Encoder()
 _block_decoder = msgspec.msgpack.Decoder(Block)
 FUTURE_TOLERANCE_MS = 5_000
-QUERY_SETTLE_S = 2.0
+QUERY_SETTLE_S = 1.0
+MAX_HELD_QUERIES = 1_000
 # Queries answered from the database alone, which only ever holds final blocks.
 _STORE_QUERIES = (HeadersQuery, ReceiptsQuery, BlocksQuery)
 
@@ -176,8 +178,8 @@ class AuthorityNode:
         self.timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self._executed: bytes | None = None  # key of the candidate the state holds beyond head
         self._executed_result: BlockResult | None = None
-        self._settled = asyncio.Event()  # set while the state is exactly the final head's
-        self._settled.set()
+        self._held: list[tuple[Member, Query, Msg]] = []  # queries awaiting a final state
+        self._held_timer: asyncio.TimerHandle | None = None
         self._last_decided = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -195,12 +197,10 @@ class AuthorityNode:
     def _speculate(self, block: Block, result: BlockResult) -> None:
         self._executed = _unrounded_key(block.header)
         self._executed_result = result
-        self._settled.clear()
 
     def _settle(self) -> None:
         self._executed = None
         self._executed_result = None
-        self._settled.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +238,8 @@ class AuthorityNode:
         self._stopped = True
         for handle in self.timers.values():
             handle.cancel()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
         for task in self._tasks:
             await cancel_and_wait(task)
         if self._executed is not None:
@@ -279,6 +281,7 @@ class AuthorityNode:
         assert head.hash() == self.head.hash()
         self._settle()
         self.stats["reloads"] += 1
+        self._answer_held()
 
     async def _ensure_stream(self) -> None:
         try:
@@ -592,6 +595,7 @@ class AuthorityNode:
         )
         for listener in list(self.decided_listeners):
             listener(block, result)
+        self._answer_held()
 
     async def _publish_block(self, block: Block) -> None:
         try:
@@ -700,20 +704,46 @@ class AuthorityNode:
             return
         query = received.payload
         why = refusal(member, query)
-        if not why and not isinstance(query, _STORE_QUERIES):
-            await self._final_state()
-        reply: Reply = QueryRefused(why) if why else self.answer(member.id, member.role, query)
-        await self.bus.reply(msg, reply)
+        if why:
+            await self.bus.reply(msg, QueryRefused(why))
+        elif self.speculating and not isinstance(query, _STORE_QUERIES):
+            self._hold(member, query, msg)
+        else:
+            await self.bus.reply(msg, self.answer(member.id, member.role, query))
 
-    async def _final_state(self) -> None:
-        """Return when the state is the final head's, so no answer shows a proposal."""
-        try:
-            async with asyncio.timeout(QUERY_SETTLE_S):
-                while self.speculating:
-                    await self._settled.wait()
-        except TimeoutError:
-            self.stats["query_undid_proposal"] += 1
+    def _hold(self, member: Member, query: Query, msg: Msg) -> None:
+        """Keep a query until the state is final again (the asker retries elsewhere if full)."""
+        if len(self._held) >= MAX_HELD_QUERIES:
+            self.stats["queries_dropped_held_full"] += 1
+            return
+        self._held.append((member, query, msg))
+        self.stats["queries_held"] += 1
+        if self._held_timer is None:
+            loop = asyncio.get_running_loop()
+            self._held_timer = loop.call_later(QUERY_SETTLE_S, self._held_overdue)
+
+    def _answer_held(self) -> None:
+        """Answer the held queries: called where the state is the final head's."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        held, self._held = self._held, []
+        for member, query, msg in held:
+            self._spawn(self.bus.reply(msg, self.answer(member.id, member.role, query)))
+
+    def _held_overdue(self) -> None:
+        """No block final for ``QUERY_SETTLE_S``: undo the stuck proposal so the final state
+        can answer. While blocks are still being decided, the next one answers instead."""
+        self._held_timer = None
+        if not self.speculating:
+            self._answer_held()
+        elif time.monotonic() - self._last_decided >= QUERY_SETTLE_S:
+            self.stats["stuck_proposal_undone"] += 1
             self._reload()
+        else:
+            self._held_timer = asyncio.get_running_loop().call_later(
+                QUERY_SETTLE_S, self._held_overdue
+            )
 
     def answer(self, who: str, role: Role, query: Query) -> Reply:
         state = self.state

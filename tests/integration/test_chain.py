@@ -123,5 +123,54 @@ async def test_a_query_never_sees_a_block_that_is_not_final(
     assert contracts.height == 0
     assert contracts.contracts == ()
     assert (await reg.query(TradesQuery())).trades == ()
-    assert alone.stats["query_undid_proposal"] >= 1
+    assert alone.stats["stuck_proposal_undone"] >= 1
     await alone.stop()
+
+
+async def test_every_contracts_reply_is_the_chain_at_the_height_it_names(
+    nats_server, network, bus_factory
+):
+    """The regulator queries while trades are being decided: each reply holds exactly the
+    contracts of the blocks up to its height, never those of a proposal in flight."""
+    import asyncio
+
+    import msgspec
+
+    from peers.ledger_client import LedgerClient
+    from rfq.ledger.tx import Transaction
+    from rfq.messages import Accept
+    from rfq.queries import ContractsQuery
+    from rfq.signing import SignedMessage
+
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    client = await bus_factory("C1")
+    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
+
+    async def trade_in_bursts() -> None:
+        for burst in range(15):
+            await submit(client, [factory.trade(f"q{burst}-{i}") for i in range(10)])
+            await asyncio.sleep(0.15)
+
+    feeder = asyncio.create_task(trade_in_bursts())
+    all_final = committed(nodes.values(), 150)
+    replies = []
+    while not (feeder.done() and all_final()):
+        replies.append(await reg.query(ContractsQuery()))
+    await feeder
+
+    opened_at: dict[str, int] = {}
+    for block in nodes["CCP"].store.blocks(1):
+        for raw in block.txs:
+            signed = msgspec.msgpack.decode(raw, type=SignedMessage)
+            tx = msgspec.msgpack.decode(signed.body, type=Transaction)
+            if isinstance(tx, Accept):
+                opened_at[tx.rfq_id] = block.height
+    assert len(opened_at) == 150
+    for reply in replies:
+        expected = {cid for cid, height in opened_at.items() if height <= reply.height}
+        assert {v.contract.id for v in reply.contracts} == expected, f"at {reply.height}"
+    assert len({r.height for r in replies}) > 3, "the queries did not race the blocks"
+    assert sum(n.stats["queries_held"] for n in nodes.values()) > 0
+    for node in nodes.values():
+        await node.stop()
