@@ -729,7 +729,13 @@ class AuthorityNode:
             self._held_timer = None
         held, self._held = self._held, []
         for member, query, msg in held:
-            self._spawn(self.bus.reply(msg, self.answer(member.id, member.role, query)))
+            try:
+                reply = self.answer(member.id, member.role, query)
+            except Exception as exc:  # this runs inside a decision: a query must not stop it
+                self.stats["query_failed"] += 1
+                log.error("query_failed", query=type(query).__name__, error=repr(exc))
+                continue
+            self._spawn(self.bus.reply(msg, reply))
 
     def _held_overdue(self) -> None:
         """No block final for ``QUERY_SETTLE_S``: undo the stuck proposal so the final state
