@@ -240,6 +240,7 @@ class AuthorityNode:
             handle.cancel()
         if self._held_timer is not None:
             self._held_timer.cancel()
+        self._held.clear()  # their askers time out and ask another authority
         for task in self._tasks:
             await cancel_and_wait(task)
         if self._executed is not None:
