@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -42,6 +43,7 @@ class LoadStats:
     accepts: int = 0
     committed: int = 0
     walked_away: int = 0
+    unconfirmed_at_stop: int = 0  # accepted, but stopped before the receipt arrived
     started: float = field(default_factory=time.time)
     failures: Counter[str] = field(default_factory=Counter)
 
@@ -54,6 +56,7 @@ class LoadStats:
             "accepts": self.accepts,
             "committed": self.committed,
             "walked_away": self.walked_away,
+            "unconfirmed_at_stop": self.unconfirmed_at_stop,
             "failures": dict(self.failures),
             "seconds": round(elapsed, 1),
             "trades_per_s": round(self.committed / elapsed, 2),
@@ -164,6 +167,9 @@ class SimulatedClient:
         except LedgerUnavailable:
             self.stats.failures["no receipt"] += 1
             return
+        except asyncio.CancelledError:
+            self.stats.unconfirmed_at_stop += 1
+            raise
         if receipt.ok:
             self.stats.committed += 1
         else:
@@ -220,8 +226,18 @@ async def run_load(
                 await asyncio.sleep(max(interval - (time.monotonic() - started), 0))
 
     writer_task = asyncio.create_task(writer())
-    await asyncio.gather(*(worker(s) for s in sims))
+    workers = [asyncio.create_task(worker(s)) for s in sims]
+    finished = asyncio.gather(*workers, return_exceptions=True)
+    stopped = asyncio.create_task(stop.wait())
+    either: list[asyncio.Future[Any]] = [stopped, finished]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    # Stopped from outside: abandon rounds in flight (an accepted trade still commits on chain;
+    # the summary counts it as unconfirmed) instead of waiting up to a receipt timeout.
+    for task in workers:
+        task.cancel()
+    await finished
     stop.set()
+    stopped.cancel()
     await writer_task
     if stats_file is not None:
         await asyncio.to_thread(write_stats, stats_file, stats)
