@@ -14,7 +14,8 @@ def register(subparsers: Any) -> None:
             "Simulated clients (C1..CN of the network) send RFQs with varied terms to every "
             "dealer, take the best quote (or walk away now and then) and wait for the trade to "
             "be final. Prints a final summary: RFQs sent, quotes, declines, accepts, committed "
-            "trades, failures by reason."
+            "trades, accepts still unconfirmed when it was stopped (SIGINT/SIGTERM stop it at "
+            "once), failures by reason. Exits 1 when trades were accepted and none committed."
         ),
     )
     parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
