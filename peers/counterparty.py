@@ -27,7 +27,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
+from typing import Self
 
 import msgspec
 import structlog
@@ -39,6 +39,7 @@ from bus.envelope import Channel, Received
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient
 from peers.market import MarketData
+from peers.service import Service, ServiceStatus
 from rfq.errors import ValidationError
 from rfq.identity import Genesis, Role
 from rfq.instruments import CATALOG, Side, Terms
@@ -202,7 +203,7 @@ class RfqHandle:
         return [answer async for answer in self]
 
 
-class ClientSession:
+class ClientSession(Service):
     """A client's RFQ session over its bus connection."""
 
     def __init__(
@@ -227,23 +228,16 @@ class ClientSession:
         self.scoreboard = Scoreboard()
         self.dropped_quotes = 0
 
-    async def start(self) -> ClientSession:
+    async def start(self) -> Self:
+        """Subscribe to this client's quotes (once; the bus stays the caller's to close)."""
+        if self.status != ServiceStatus.NEW:
+            return self
         await self.bus.subscribe(subjects.quotes_for(self.me), QUOTE_CHANNEL, self._on_answer)
         if self.submit_accepts:
             await self.ledger.start()
         await self.bus.flush()
+        self.status = ServiceStatus.RUNNING
         return self
-
-    async def __aenter__(self) -> ClientSession:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     # -- asking ----------------------------------------------------------------------------
 
