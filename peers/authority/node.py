@@ -719,6 +719,9 @@ class AuthorityNode:
             return
         self._held.append((member, query, msg))
         self.stats["queries_held"] += 1
+        self._arm_held_timer()
+
+    def _arm_held_timer(self) -> None:
         if self._held_timer is None:
             loop = asyncio.get_running_loop()
             self._held_timer = loop.call_later(QUERY_SETTLE_S, self._held_overdue)
@@ -748,9 +751,7 @@ class AuthorityNode:
             self.stats["stuck_proposal_undone"] += 1
             self._reload()
         else:
-            self._held_timer = asyncio.get_running_loop().call_later(
-                QUERY_SETTLE_S, self._held_overdue
-            )
+            self._arm_held_timer()
 
     def answer(self, who: str, role: Role, query: Query) -> Reply:
         state = self.state
