@@ -7,13 +7,19 @@ deterministic. The known weakness of additive multiset hashes (an adversary choo
 entries can search for a collision, Wagner's generalised birthday attack) needs control over
 entry contents at a scale the ledger's validation rules do not give; the block's transactions
 are also committed by a Merkle root, and ``rfq.ledger.state`` keeps a full re-hash for audit.
+
+Values are stored in their canonical form, as they decode from the wire: msgspec encodes a
+Python ``int`` in a ``float`` field as an integer, so a value built with ``0`` and the same
+value restored from a snapshot (``0.0``) would hash differently. ``__setitem__`` round-trips
+every value through the map's typed decoder, so a live node and one restored from a snapshot
+always hold, hash and later derive from the same values.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -29,10 +35,13 @@ def entry_hash(name: bytes, key: str, value: object) -> int:
 
 
 class DigestMap(Generic[V]):
-    """A dict of msgspec-encodable values with a running digest."""
+    """A dict of msgspec-encodable values of one type with a running digest."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, value_type: Any) -> None:
         self.name = name.encode()
+        self.value_type = value_type
+        # str and int values are canonical as they are; anything else is round-tripped.
+        self._decoder = None if value_type in (str, int) else msgspec.msgpack.Decoder(value_type)
         self._items: dict[str, V] = {}
         self._hashes: dict[str, int] = {}
         self._sum = 0
@@ -75,6 +84,8 @@ class DigestMap(Generic[V]):
 
     def __setitem__(self, key: str, value: V) -> None:
         self._record(key)
+        if self._decoder is not None:
+            value = self._decoder.decode(_encoder.encode(value))
         new = entry_hash(self.name, key, value)
         old = self._hashes.get(key, 0)
         self._sum = (self._sum - old + new) % _MOD
@@ -101,3 +112,12 @@ class DigestMap(Generic[V]):
     def load(self, items: dict[str, V]) -> None:
         for key, value in items.items():
             self[key] = value
+
+    def encode(self) -> bytes:
+        """The entries as bytes, sorted by key (``decode_into`` reads them back)."""
+        return _encoder.encode(dict(sorted(self._items.items())))
+
+    def decode_into(self, data: bytes) -> None:
+        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes."""
+        items = msgspec.msgpack.decode(data, type=dict[str, self.value_type])  # type: ignore[name-defined]
+        self.load(items)

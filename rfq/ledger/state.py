@@ -34,6 +34,7 @@ import hashlib
 import heapq
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -201,22 +202,30 @@ class Governance(msgspec.Struct, frozen=True):
     log: tuple[GovernanceEvent, ...] = ()
 
 
+MAP_TYPES: dict[str, Any] = {
+    "members": Member,
+    "trades": Trade,
+    "payments": Payment,
+    "guarantees": Guarantee,
+    "pledges": str,
+    "custody": float,
+    "close_requests": tuple[tuple[str, float | None], ...],
+    "ratings": RatingState,
+    "committed": int,
+}
+"""The ledger's maps and their value types: the state root, the snapshot and the restore are
+all derived from this one table, so a new map cannot be left out of any of them."""
+
+
 class Snapshot(msgspec.Struct, frozen=True):
-    """Everything in a ``LedgerState`` as plain data (the book as its own state bytes)."""
+    """Everything in a ``LedgerState`` as bytes: each map encoded by ``DigestMap.encode``,
+    the book as its own state bytes."""
 
     height: int
     timestamp_ms: int
-    members: dict[str, Member]
     gov: Governance
     book: bytes
-    trades: dict[str, Trade]
-    payments: dict[str, Payment]
-    guarantees: dict[str, Guarantee]
-    pledges: dict[str, str]
-    custody: dict[str, float]
-    close_requests: dict[str, tuple[tuple[str, float | None], ...]]
-    ratings: dict[str, RatingState]
-    committed: dict[str, int]
+    maps: dict[str, bytes]
 
 
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
@@ -291,9 +300,23 @@ class LedgerState:
         self.params = genesis.params
         self.height = 0
         self.timestamp_ms = 0
-        self.members: DigestMap[Member] = DigestMap("members")
+        self.members: DigestMap[Member] = DigestMap("members", Member)
+        self.trades: DigestMap[Trade] = DigestMap("trades", Trade)
+        self.payments: DigestMap[Payment] = DigestMap("payments", Payment)
+        self.guarantees: DigestMap[Guarantee] = DigestMap("guarantees", Guarantee)
+        self.pledges: DigestMap[str] = DigestMap("pledges", str)
+        self.custody: DigestMap[float] = DigestMap("custody", float)
+        self.close_requests: DigestMap[tuple[tuple[str, float | None], ...]] = DigestMap(
+            "close_requests", MAP_TYPES["close_requests"]
+        )
+        self.ratings: DigestMap[RatingState] = DigestMap("ratings", RatingState)
+        self.committed: DigestMap[int] = DigestMap("committed", int)
         for m in genesis.members:
             self.members[m.id] = m
+            if m.external_rating:
+                self.ratings[m.id] = RatingState(
+                    external=m.external_rating, score=score_of(m.external_rating)
+                )
         self.directory = Directory(genesis.members)
         self.gov = Governance(
             authorities=sorted_authorities(genesis.authorities.initial),
@@ -301,21 +324,6 @@ class LedgerState:
             previous_set=sorted_authorities(genesis.authorities.initial),
         )
         self.book = ContractBook()
-        self.trades: DigestMap[Trade] = DigestMap("trades")
-        self.payments: DigestMap[Payment] = DigestMap("payments")
-        self.guarantees: DigestMap[Guarantee] = DigestMap("guarantees")
-        self.pledges: DigestMap[str] = DigestMap("pledges")
-        self.custody: DigestMap[float] = DigestMap("custody")
-        self.close_requests: DigestMap[tuple[tuple[str, float | None], ...]] = DigestMap(
-            "close_requests"
-        )
-        self.ratings: DigestMap[RatingState] = DigestMap("ratings")
-        for m in genesis.members:
-            if m.external_rating:
-                self.ratings[m.id] = RatingState(
-                    external=m.external_rating, score=score_of(m.external_rating)
-                )
-        self.committed: DigestMap[int] = DigestMap("committed")
         self._expiries: list[tuple[int, str]] | None = None
         self._result: BlockResult | None = None
         self._date = business_date(0, self.book)
@@ -339,70 +347,58 @@ class LedgerState:
             and (status is None or p.status == status)
         ]
 
+    def maps(self) -> list[DigestMap[Any]]:
+        """The ledger's maps, in ``MAP_TYPES`` order."""
+        return [getattr(self, name) for name in MAP_TYPES]
+
     def state_root(self) -> bytes:
         parts = [
             self.height.to_bytes(8, "big"),
             self.timestamp_ms.to_bytes(8, "big"),
             hashlib.sha256(_encoder.encode(self.gov)).digest(),
-            self.members.digest(),
             self.book.state_digest(),
-            self.trades.digest(),
-            self.payments.digest(),
-            self.guarantees.digest(),
-            self.pledges.digest(),
-            self.custody.digest(),
-            self.close_requests.digest(),
-            self.ratings.digest(),
-            self.committed.digest(),
+            *(m.digest() for m in self.maps()),
         ]
         return hashlib.sha256(b"botc-state\x00" + b"".join(parts)).digest()
 
     # -- persistence -----------------------------------------------------------------------
 
-    _MAPS = (
-        "members",
-        "trades",
-        "payments",
-        "guarantees",
-        "pledges",
-        "custody",
-        "close_requests",
-        "ratings",
-        "committed",
-    )
-
     def snapshot(self) -> bytes:
         """The whole state as bytes; ``restore`` rebuilds an identical state (same root)."""
-        maps = {name: getattr(self, name).to_dict() for name in self._MAPS}
         snap = Snapshot(
             height=self.height,
             timestamp_ms=self.timestamp_ms,
             gov=self.gov,
             book=self.book.state_bytes(),
-            **maps,
+            maps={name: getattr(self, name).encode() for name in MAP_TYPES},
         )
         return _encoder.encode(snap)
 
     @classmethod
     def restore(cls, genesis: Genesis, data: bytes) -> LedgerState:
         """Raises ``ValidationError`` when the bytes are not a snapshot of this network."""
+        state = cls(genesis)
         try:
             snap = _snapshot_decoder.decode(data)
             book = ContractBook.from_state_bytes(snap.book)
+            missing = set(MAP_TYPES) - set(snap.maps)
+            if missing:
+                raise ValidationError(f"maps missing: {', '.join(sorted(missing))}", where="maps")
+            for name, value_type in MAP_TYPES.items():
+                target: DigestMap[Any] = DigestMap(name, value_type)
+                target.decode_into(snap.maps[name])
+                setattr(state, name, target)
         except DECODE_ERRORS as exc:
             raise ValidationError(f"not a ledger snapshot: {exc}", where="snapshot") from None
-        state = cls(genesis)
+        except ValidationError as exc:
+            raise ValidationError(f"not a ledger snapshot: {exc}", where="snapshot") from None
         state.height, state.timestamp_ms, state.gov, state.book = (
             snap.height,
             snap.timestamp_ms,
             snap.gov,
             book,
         )
-        for name in cls._MAPS:
-            target: DigestMap[object] = DigestMap(name)
-            target.load(getattr(snap, name))
-            setattr(state, name, target)
-        state.directory = Directory(snap.members.values())
+        state.directory = Directory(state.members.values())
         return state
 
     # -- admission -------------------------------------------------------------------------
@@ -485,7 +481,7 @@ class LedgerState:
         applies its contract event as its last step that can fail)."""
         result = self._current()
         sender, kind, tx_hex = "", "", tx_id_of(tx).hex()
-        maps = [getattr(self, name) for name in self._MAPS]
+        maps = self.maps()
         for m in maps:
             m.journal = []
         gov, lengths = self.gov, (len(result.outputs), len(result.governance), len(result.payments))

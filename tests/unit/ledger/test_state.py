@@ -379,7 +379,7 @@ def test_a_refused_transaction_changes_nothing_even_after_it_started_writing(net
 def test_the_journal_puts_every_written_entry_back():
     from rfq.ledger.digest import DigestMap
 
-    m: DigestMap[int] = DigestMap("t")
+    m: DigestMap[int] = DigestMap("t", int)
     m["a"], m["b"] = 1, 2
     digest = m.digest()
     m.journal = []
@@ -405,3 +405,15 @@ def test_committed_ids_are_forgotten_exactly_at_expiry_also_after_a_restore(net,
         state.execute(chain.head.height + 1, T0 + 90_000, chain.head, [])
         assert len(state.committed) == 0
     assert restored.state_root() == chain.state.state_root()
+
+
+def test_a_map_holds_an_int_given_for_a_float_as_the_float_a_restore_would_give():
+    from rfq.ledger.digest import DigestMap
+    from rfq.rating import RatingTuple
+
+    live: DigestMap[RatingTuple] = DigestMap("t", RatingTuple)
+    live["C1"] = RatingTuple(65.0, 1e6, 90, 0.0, False, 0, False)  # guarantee: int 0
+    restored: DigestMap[RatingTuple] = DigestMap("t", RatingTuple)
+    restored.decode_into(live.encode())
+    assert isinstance(live["C1"].guarantee, float)
+    assert restored.digest() == live.digest()
