@@ -57,25 +57,15 @@ from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
 from rfq.ledger.state import CUSTODY, Payment, Receipt
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
+from rfq.money import from_micros, to_micros
 from rfq.queries import PaymentsQuery, PaymentsReply, ReceiptsQuery, ReceiptsReply
 
 log = structlog.get_logger(__name__)
-
-MICROS = 1_000_000
-"""Money is stored in integer millionths of a currency unit (the chain rounds to 6 places)."""
 
 DEFAULT_CLIENT_BALANCE = 5.0e7
 DEFAULT_INSTITUTION_BALANCE = 5.0e9
 
 _encoder = msgspec.msgpack.Encoder()
-
-
-def to_micros(amount: float) -> int:
-    return round(amount * MICROS)
-
-
-def from_micros(micros: int) -> float:
-    return micros / MICROS
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +126,7 @@ class Instruction:
 class JournalState(enum.StrEnum):
     EXECUTED = "executed"  # money moved, confirmation not yet final
     CONFIRMED = "confirmed"  # the chain holds the confirmation
-    REFUSED = "refused"  # the chain refused the confirmation (needs reconciliation)
+    REFUSED = "refused"  # the chain refused the confirmation: the movement was reversed
 
 
 @dataclass(frozen=True)
@@ -442,13 +432,29 @@ class BankBooks:
     def settle(
         self, instruction_id: str, state: JournalState, *, height: int | None, reason: str = ""
     ) -> bool:
-        """Record the chain's final word on an executed instruction (idempotent)."""
-        cursor = self.db.execute(
-            "UPDATE journal SET state = ?, height = ?, reason = ? "
-            "WHERE instruction_id = ? AND state = ?",
-            (state.value, height, reason[:300], instruction_id, JournalState.EXECUTED.value),
-        )
-        return cursor.rowcount > 0
+        """Record the chain's final word on an executed instruction (idempotent). A refused
+        confirmation reverses the movement in the same transaction: the chain's word is final,
+        so the books keep matching its confirmed payments one for one."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE journal SET state = ?, height = ?, reason = ? "
+                "WHERE instruction_id = ? AND state = ?",
+                (state.value, height, reason[:300], instruction_id, JournalState.EXECUTED.value),
+            )
+            if cursor.rowcount == 0:
+                return False
+            if state == JournalState.REFUSED:
+                payer, payee, amount = db.execute(
+                    "SELECT payer, payee, amount FROM journal WHERE instruction_id = ?",
+                    (instruction_id,),
+                ).fetchone()
+                db.execute(
+                    "UPDATE accounts SET balance = balance + ? WHERE member = ?", (amount, payer)
+                )
+                db.execute(
+                    "UPDATE accounts SET balance = balance - ? WHERE member = ?", (amount, payee)
+                )
+        return True
 
     # -- the outbox ----------------------------------------------------------------------
 
@@ -582,7 +588,6 @@ class BankConfig:
     resubmit_s: float = 2.0
     tx_ttl_s: float | None = None
     expiry_grace_s: float = 2.0
-    margin_call_safety_blocks: int = 2
 
     def opening_balance(self, member: str, role: Role | None) -> float:
         if member in self.balances:
@@ -624,7 +629,6 @@ class BankService(Service):
         self._roles = {m.id: m.role for m in genesis.members}
         self._notes: dict[str, Receipt] = {}
         self._last_submit: dict[str, float] = {}
-        self._late_logged: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._ttl_s = self.config.tx_ttl_s or genesis.params.message_ttl_s
@@ -678,12 +682,11 @@ class BankService(Service):
 
     def counts(self) -> dict[str, int]:
         """Executed, confirmed, unconfirmed, refused and failure notices from the books (all
-        time); retries, re-signed and late margin calls skipped in this run."""
+        time); retries and re-signed confirmations in this run."""
         return {
             **self.books.summary(),
             "retries": self.stats["retries"],
             "resigned": self.stats["resigned"],
-            "late_margin_calls": self.stats["late_margin_calls"],
         }
 
     # -- the loop --------------------------------------------------------------------------
@@ -708,20 +711,11 @@ class BankService(Service):
     async def poll(self) -> None:
         """One pass: settle receipts, execute what is due, (re)submit what is open."""
         pending = await self._payments("pending")
-        failed = await self._payments("failed")
+        failed = [p for p in await self._payments("failed") if _retryable(p)]
         await self._settle_receipts()
-        due = sorted([*pending, *failed], key=lambda p: (p.created_height, p.id))
-        tip: int | None = None
-        for payment in due:
+        for payment in sorted([*pending, *failed], key=_payment_order):
             if self.books.entry(payment.id) is not None:
                 continue
-            if payment.kind == "margin_call":
-                if tip is None:
-                    tip = (await self.ledger.status()).height
-                late = self._too_late(payment, tip)
-                if late is not None:
-                    await self._report_failure(payment, late)
-                    continue
             await self._handle(payment)
         await self._resubmit()
 
@@ -730,20 +724,6 @@ class BankService(Service):
         if not isinstance(reply, PaymentsReply):
             raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
         return list(reply.payments)
-
-    def _too_late(self, payment: Payment, tip: int) -> str | None:
-        """Why a margin call can no longer be met by its deadline (None: it still can). The
-        bank does not pay it: the contract defaults and its waterfall runs instead."""
-        deadline = payment.created_height + self.genesis.params.margin_call_deadline_blocks
-        if tip + self.config.margin_call_safety_blocks <= deadline:
-            return None
-        if payment.id not in self._late_logged:
-            self._late_logged.add(payment.id)
-            self.stats["late_margin_calls"] += 1
-            self.log.info(
-                "margin_call_too_late", instruction=payment.id, deadline=deadline, height=tip
-            )
-        return f"not paid: the margin call's deadline (block {deadline}) is too close at {tip}"
 
     async def _handle(self, payment: Payment) -> None:
         instruction = Instruction.of(payment)
@@ -757,9 +737,10 @@ class BankService(Service):
         except InsufficientFunds as exc:
             await self._report_failure(payment, str(exc))
             return
-        except BankError as exc:
+        except BankError as exc:  # failed on chain once, with its reason, never retried
             self.stats["unexecutable"] += 1
-            ilog.error("instruction_unexecutable", error=str(exc))
+            ilog.warning("instruction_unexecutable", error=str(exc))
+            await self._report_failure(payment, f"{UNEXECUTABLE}{exc}")
             return
         if not execution.fresh:
             return
@@ -854,9 +835,8 @@ class BankService(Service):
                 self.stats[final.value] += 1
                 if final == JournalState.CONFIRMED:
                     ilog.info("payment_confirmed", height=height, note=reason or None)
-                else:
-                    # Money moved in the books but the chain refused it: reconcile by hand.
-                    ilog.error("confirmation_refused", height=height, reason=reason)
+                else:  # the books reversed the movement
+                    ilog.warning("confirmation_refused_reversed", height=height, reason=reason)
         elif state == OutState.DONE:
             ilog.info("failure_recorded", height=height)
         else:
@@ -896,6 +876,23 @@ class BankService(Service):
         await self.ledger.submit_signed(signed)
         self.books.submitted(out.instruction_id, out.purpose)
         self._last_submit[out.tx_id] = time.time()
+
+
+UNEXECUTABLE = "unexecutable: "
+"""Prefix of the failure reason of an instruction the bank can never execute (not retried)."""
+
+
+def _retryable(payment: Payment) -> bool:
+    """A failed instruction is tried again (the payer may have been funded since) unless the
+    bank found it unexecutable."""
+    return not (payment.failure or "").startswith(UNEXECUTABLE)
+
+
+def _payment_order(payment: Payment) -> tuple[str, int, str]:
+    """Due instructions in order: by due date (margin calls; others are due at once, on the
+    date they were made), then as the chain created them."""
+    due = payment.due or payment.date
+    return (due.isoformat() if due is not None else "", payment.created_height, payment.id)
 
 
 def _final(receipt: Receipt | None) -> bool:

@@ -90,7 +90,8 @@ class NetworkParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     round_timeout_ms: int = 2000
     epoch_blocks: int = 10_000
     liveness_missed_rounds: int = 5
-    margin_call_deadline_blocks: int = 50
+    margin_cure_days: int = 1
+    """A margin call made on business day D is due by the end of day D + this (>= 0)."""
     message_ttl_s: float = 30.0
     max_message_bytes: int = 256 * 1024
     sender_rate_per_s: float = 2000.0
@@ -215,12 +216,13 @@ def _check_genesis(genesis: Genesis, where: str) -> None:
         "round_timeout_ms",
         "epoch_blocks",
         "liveness_missed_rounds",
-        "margin_call_deadline_blocks",
         "max_message_bytes",
         "sender_burst",
     ):
         if getattr(p, name) <= 0:
             raise ValidationError("must be positive", where=f"{where}: params.{name}")
+    if not 0 <= p.margin_cure_days <= 30:
+        raise ValidationError("must be 0 to 30 days", where=f"{where}: params.margin_cure_days")
     if p.message_ttl_s <= 0 or p.sender_rate_per_s <= 0:
         raise ValidationError("ttl and rate must be positive", where=f"{where}: params")
 

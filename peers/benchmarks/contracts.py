@@ -90,7 +90,7 @@ def build_contracts(n: int, seed: int, trade_date: dt.date) -> list[Any]:
             MarginTerms(
                 threshold=round(0.03 * exposure, 2),
                 minimum_transfer_amount=round(0.005 * exposure, 2),
-                call_deadline_blocks=10,
+                cure_days=1,
             )
             if rng.random() < 0.8
             else None

@@ -22,7 +22,7 @@ calendar_spread, index_swap, forward, european_option); legs [{"underlying", "we
 multiplier (default 1); trade_date and maturity (YYYY-MM-DD); averaging {"start", "end"}
 (average_price_swap); option {"type": "call"|"put", "strike", "premium"} (european_option,
 premium per unit paid by the buyer); initial_margin_rate (default 0). Optional: id, client,
-dealer, margin {"threshold", "minimum_transfer_amount", "call_deadline_blocks"} (without it
+dealer, margin {"threshold", "minimum_transfer_amount", "cure_days"} (without it
 the contract is not margined; margin calls are met at once offline).
 
 FIXINGS.csv has the header date,underlying,price. A contract that settles needs each leg's

@@ -43,6 +43,7 @@ from rfq.contracts.events import (
     MarginCalled,
     MarginCallMet,
     MarginPosted,
+    MarginShort,
     OpenContract,
     PaymentInstruction,
     RatingRecord,
@@ -57,6 +58,7 @@ from rfq.contracts.model import (
     validate_contract,
 )
 from rfq.errors import ValidationError
+from rfq.money import is_payable, on_grid
 
 SNAPSHOT_VERSION = 1
 _UNDERLYING_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -371,6 +373,8 @@ class ContractBook:
             return self._open(event.contract)
         if isinstance(event, MarginPosted):
             return self._margin_posted(event)
+        if isinstance(event, MarginShort):
+            return self._margin_short(event)
         if isinstance(event, CloseOut):
             return self._close_out(event)
         if isinstance(event, CreditEvent):
@@ -466,17 +470,18 @@ class ContractBook:
             self._try_settle(slot, day, date, by_block=False, out=out)
         rows, deltas = cols.margin_deltas()
         if rows.size:
-            deadlines = self._height + cols.deadline_blocks[rows]
+            dues = day + cols.cure_days[rows]
             cols.call_open[rows] = True
-            cols.deadline[rows] = deadlines
-            for slot, delta, deadline, mtm in zip(
+            cols.deadline[rows] = dues
+            for slot, delta, due, mtm in zip(
                 rows.tolist(),
                 deltas.tolist(),
-                deadlines.tolist(),
+                dues.tolist(),
                 cols.mtm[rows].tolist(),
                 strict=True,
             ):
-                self._call(self._entries[cols.ids[slot]], delta, deadline, mtm, date, out)
+                due_date = dt.date.fromordinal(due)
+                self._call(self._entries[cols.ids[slot]], delta, due_date, mtm, date, out)
         cols.compact()
         return out
 
@@ -561,8 +566,9 @@ class ContractBook:
         date: dt.date | None,
         out: list[BookOutput],
     ) -> None:
-        if not amount > 0:
+        if not is_payable(amount):  # less than the money grid's step is never an instruction
             return
+        amount = on_grid(amount)
         self._touch(entry)
         seq = entry.next_seq(kind.value)
         out.append(
@@ -598,15 +604,16 @@ class ContractBook:
         self,
         entry: _Entry,
         delta: float,
-        deadline: int,
+        due: dt.date,
         client_mtm: float,
         date: dt.date,
         out: list[BookOutput],
     ) -> None:
-        """Record a variation-margin call (the columns were updated in bulk by the tick)."""
+        """Record a variation-margin call (the columns were updated in bulk by the tick); its
+        amount is on the money grid, so paying exactly it leaves nothing outstanding."""
         c = entry.contract
         payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
-        amount = abs(delta)
+        amount = on_grid(abs(delta))
         self._touch(entry)
         seq = entry.next_seq("margin_call")
         entry.margin_call = MarginCall(
@@ -617,7 +624,7 @@ class ContractBook:
             outstanding=amount,
             date=date,
             height=self._height,
-            deadline_height=deadline,
+            due=due,
         )
         entry.status = Status.MARGIN_CALL
         out.append(
@@ -629,7 +636,7 @@ class ContractBook:
                 amount=amount,
                 client_mtm=client_mtm,
                 date=date,
-                deadline_height=deadline,
+                due=due,
             )
         )
 
@@ -662,7 +669,7 @@ class ContractBook:
         self._pay(entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, amount, None, out)
         call = entry.margin_call
         if call is not None and call.payer == event.payer:
-            outstanding = call.outstanding - amount
+            outstanding = on_grid(call.outstanding - amount)
             if outstanding <= 0:
                 entry.margin_call = None
                 entry.status = Status.LIVE
@@ -689,28 +696,55 @@ class ContractBook:
         self._date = event.date
         cols = self._cols
         out: list[BookOutput] = []
-        for slot in cols.missed(event.height).tolist():
+        day = event.date.toordinal()
+        for slot in cols.overdue(day).tolist():
             entry = self._entries[cols.ids[slot]]
             call = entry.margin_call
             assert call is not None
-            entry.status = Status.IN_DEFAULT
-            entry.defaulting_party = call.payer
-            self._touch(entry)
-            cols.call_open[slot] = False
-            cols.in_default[slot] = True
-            out.append(
-                DefaultTriggered(
-                    contract_id=entry.contract.id,
-                    party=call.payer,
-                    reason=f"margin call {call.seq} unmet by block {call.deadline_height}",
-                    height=event.height,
-                )
-            )
-        day = event.date.toordinal()
+            if call.short:  # unreported or still in the bank's hands: the call waits
+                self._default_on_call(slot, entry, call, out)
         for slot in cols.due(day).tolist():
             self._try_settle(slot, day, event.date, by_block=True, out=out)
         cols.compact()
         return out
+
+    def _margin_short(self, event: MarginShort) -> list[BookOutput]:
+        """The bank reported the payer of call ``seq`` short: past the due date that is a
+        default now; before it, the payer may still pay until the call is due."""
+        entry, slot = self._open_entry(event.contract_id, "margin short notice")
+        call = entry.margin_call
+        if call is None or call.seq != event.seq:
+            raise ValidationError(
+                f"contract {event.contract_id} has no open margin call {event.seq}", where="seq"
+            )
+        out: list[BookOutput] = []
+        if not call.short:
+            call = msgspec.structs.replace(call, short=True)
+            entry.margin_call = call
+            self._touch(entry)
+        if self._date is not None and self._date > call.due:
+            self._default_on_call(slot, entry, call, out)
+        return out
+
+    def _default_on_call(
+        self, slot: int, entry: _Entry, call: MarginCall, out: list[BookOutput]
+    ) -> None:
+        entry.status = Status.IN_DEFAULT
+        entry.defaulting_party = call.payer
+        self._touch(entry)
+        self._cols.call_open[slot] = False
+        self._cols.in_default[slot] = True
+        out.append(
+            DefaultTriggered(
+                contract_id=entry.contract.id,
+                party=call.payer,
+                reason=(
+                    f"short at the deadline: margin call {call.seq} of {call.amount:,.2f} "
+                    f"due {call.due} unpaid"
+                ),
+                height=self._height,
+            )
+        )
 
     # --- endings -----------------------------------------------------------------------------
 
@@ -1193,7 +1227,7 @@ class ContractBook:
                 avg_count=rec.avg_count,
                 avg_last=avg_last,
                 call_open=call is not None,
-                deadline=call.deadline_height if call is not None else NO_DATE,
+                deadline=call.due.toordinal() if call is not None else NO_DATE,
                 in_default=rec.status == Status.IN_DEFAULT,
             )
         if book._mark_ord != NO_DATE:

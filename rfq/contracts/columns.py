@@ -23,6 +23,7 @@ import numpy.typing as npt
 from rfq.contracts import payoff
 from rfq.contracts.model import Contract
 from rfq.instruments import Template
+from rfq.money import MICROS
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -36,7 +37,7 @@ _EPOCH = 719163
 
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
-_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "deadline_blocks")
+_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
 _BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
 
 
@@ -62,8 +63,8 @@ class LiveColumns:
     avg_end: I64
     avg_last: I64
     maturity: I64
-    deadline: I64
-    deadline_blocks: I64
+    deadline: I64  # an open margin call's due date (ordinal)
+    cure_days: I64
     is_avg: BOOL
     margined: BOOL
     call_open: BOOL
@@ -151,7 +152,7 @@ class LiveColumns:
         self.margined[i] = margin is not None
         self.threshold[i] = margin.threshold if margin is not None else 0.0
         self.mta[i] = margin.minimum_transfer_amount if margin is not None else 0.0
-        self.deadline_blocks[i] = margin.call_deadline_blocks if margin is not None else 0
+        self.cure_days[i] = margin.cure_days if margin is not None else 0
         self.call_open[i] = call_open
         self.deadline[i] = deadline
         self.in_default[i] = in_default
@@ -284,8 +285,7 @@ class LiveColumns:
                 & ~self.call_open[:n]
                 & ~self.in_default[:n]
                 & np.isfinite(delta)
-                & (delta != 0.0)
-                & (np.abs(delta) >= self.mta[:n])
+                & (np.abs(delta) >= np.maximum(self.mta[:n], 1.0 / MICROS))
             )
         rows = np.flatnonzero(need)
         return rows, delta[rows]
@@ -295,10 +295,10 @@ class LiveColumns:
         n = self.n
         return np.flatnonzero(self.active[:n] & ~self.in_default[:n] & (self.maturity[:n] <= day))
 
-    def missed(self, height: int) -> npt.NDArray[np.intp]:
-        """Active rows whose open margin call's deadline is below ``height``."""
+    def overdue(self, day: int) -> npt.NDArray[np.intp]:
+        """Active rows whose open margin call was due before ``day`` (a date ordinal)."""
         n = self.n
-        return np.flatnonzero(self.active[:n] & self.call_open[:n] & (self.deadline[:n] < height))
+        return np.flatnonzero(self.active[:n] & self.call_open[:n] & (self.deadline[:n] < day))
 
 
 def ordinal(day: dt.date | None) -> int:

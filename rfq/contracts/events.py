@@ -61,13 +61,22 @@ class MarginPosted(_Event, frozen=True, tag="margin_posted"):
 class BlockPassed(_Event, frozen=True, tag="block_passed"):
     """The chain's clock: apply at the start of each block, before its transactions.
 
-    Missed margin-call deadlines (``deadline_height < height``) put the called party in
+    A margin call past its due date whose payer was reported short puts the called party in
     default; contracts whose maturity is on or before ``date`` settle if their fixings are in.
     A height at or below the book's is a no-op.
     """
 
     height: int
     date: dt.date
+
+
+class MarginShort(_Event, frozen=True, tag="margin_short"):
+    """The bank could not move the money of margin call ``seq``: the payer is short. Past the
+    call's due date this defaults the payer (at once, or when the due date passes)."""
+
+    contract_id: str
+    seq: int
+    reason: str = ""
 
 
 class CloseOut(_Event, frozen=True, tag="close_out"):
@@ -98,7 +107,9 @@ class CreditEvent(_Event, frozen=True, tag="credit_event"):
     guarantees: tuple[GuaranteeLine, ...] = ()
 
 
-BookEvent = Fixing | OpenContract | MarginPosted | BlockPassed | CloseOut | CreditEvent
+BookEvent = (
+    Fixing | OpenContract | MarginPosted | MarginShort | BlockPassed | CloseOut | CreditEvent
+)
 
 # --------------------------------------------------------------------------------------------
 # Outputs
@@ -137,7 +148,7 @@ class MarginCalled(_Output, frozen=True, tag="margin_call"):
     amount: float
     client_mtm: float
     date: dt.date
-    deadline_height: int
+    due: dt.date
 
 
 class MarginCallMet(_Output, frozen=True, tag="margin_call_met"):

@@ -58,12 +58,14 @@ class MarginTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     The party out of the money must have transferred ``|MTM| - threshold`` to the other;
     a call is made only when the difference from what is held reaches the minimum transfer
-    amount, and must be met within ``call_deadline_blocks`` blocks.
+    amount. A call made on business day D is due by the end of business day D + ``cure_days``
+    (business time, never a count of blocks); past that, a payer the bank has reported short
+    is in default. A call still unpaid because nobody has acted (the bank is down) waits.
     """
 
     threshold: float = 0.0
     minimum_transfer_amount: float = 0.0
-    call_deadline_blocks: int = 10
+    cure_days: int = 1
 
 
 class Contract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -125,12 +127,13 @@ def validate_contract(contract: Contract) -> None:
         _finite(
             contract.margin.minimum_transfer_amount, "margin.minimum_transfer_amount", nonneg=True
         )
-        if contract.margin.call_deadline_blocks < 0:
-            raise ValidationError("cannot be negative", where="margin.call_deadline_blocks")
+        if not 0 <= contract.margin.cure_days <= 30:
+            raise ValidationError("must be 0 to 30 days", where="margin.cure_days")
 
 
 class MarginCall(msgspec.Struct, frozen=True):
-    """An open variation-margin call: ``payer`` owes ``outstanding`` by ``deadline_height``."""
+    """An open variation-margin call: ``payer`` owes ``outstanding`` by the end of ``due``;
+    ``short`` once the bank has reported the payer cannot pay it (``MarginShort``)."""
 
     seq: int
     payer: str
@@ -139,7 +142,8 @@ class MarginCall(msgspec.Struct, frozen=True):
     outstanding: float
     date: dt.date
     height: int
-    deadline_height: int
+    due: dt.date
+    short: bool = False
 
 
 class Outcome(msgspec.Struct, frozen=True):

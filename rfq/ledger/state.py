@@ -55,6 +55,7 @@ from rfq.contracts.events import (
     GuaranteeLine,
     MarginCalled,
     MarginPosted,
+    MarginShort,
     OpenContract,
     PaymentInstruction,
     RatingRecord,
@@ -100,6 +101,7 @@ from rfq.ledger.tx import (
     tx_decoder,
 )
 from rfq.messages import Accept, Quote, decode_quote
+from rfq.money import is_payable, on_grid
 from rfq.rating import RatingTuple, append_settled, combined_rating, score_of
 from rfq.signing import SignedMessage, kind_of, signature_valid
 
@@ -140,6 +142,8 @@ class Payment(msgspec.Struct, frozen=True):
     confirmed_height: int | None = None
     bank_ref: str | None = None
     failure: str | None = None
+    due: dt.date | None = None
+    """The business date by whose end the payment is due (margin calls); None: at once."""
 
 
 class Guarantee(msgspec.Struct, frozen=True):
@@ -638,7 +642,7 @@ class LedgerState:
             margin=MarginTerms(
                 threshold=self.params.default_threshold,
                 minimum_transfer_amount=self.params.default_mta,
-                call_deadline_blocks=self.params.margin_call_deadline_blocks,
+                cure_days=self.params.margin_cure_days,
             ),
         )
         if terms.maturity <= self._date:
@@ -657,20 +661,19 @@ class LedgerState:
                 self.guarantees[g.id] = msgspec.structs.replace(g, allocated=g.allocated + take)
                 cover.append((g.id, take))
                 rest -= take
-        cash = max(rest, 0.0)
+        cash = on_grid(max(rest, 0.0))
         refs = [contract.id]
-        if cash > 1e-9:
-            refs.append(
-                self._instruct(
-                    f"{contract.id}/initial_margin/1",
-                    contract.id,
-                    "initial_margin",
-                    quote.client,
-                    CUSTODY,
-                    cash,
-                    None,
-                )
-            )
+        margin_id = self._instruct(
+            f"{contract.id}/initial_margin/1",
+            contract.id,
+            "initial_margin",
+            quote.client,
+            CUSTODY,
+            cash,
+            None,
+        )
+        if margin_id is not None:
+            refs.append(margin_id)
         self.trades[quote.rfq_id] = Trade(
             rfq_id=quote.rfq_id,
             contract_id=contract.id,
@@ -750,7 +753,8 @@ class LedgerState:
             failure=None,
         )
         if payment.kind == "initial_margin":
-            self.custody[payment.payer] = (self.custody.get(payment.payer) or 0.0) + payment.amount
+            held = self.custody.get(payment.payer) or 0.0
+            self.custody[payment.payer] = on_grid(held + payment.amount)
         return (payment.id,)
 
     def _fail(self, failed: PaymentFailed) -> tuple[str, ...]:
@@ -759,9 +763,17 @@ class LedgerState:
             raise LedgerError(f"no payment instruction {failed.instruction_id!r}")
         if payment.status == "confirmed":
             raise LedgerError(f"payment {failed.instruction_id} is already confirmed")
+        if payment.status == "lapsed":
+            raise LedgerError(f"payment {failed.instruction_id} lapsed: its contract has ended")
         self.payments[payment.id] = msgspec.structs.replace(
             payment, status="failed", failure=failed.reason[:200]
         )
+        if payment.kind == "margin_call":  # the payer is short: past the due date, a default
+            seq = int(payment.id.rsplit("/", 1)[1])
+            view = self.book.find(payment.contract_id)
+            call = view.margin_call if view is not None else None
+            if call is not None and call.seq == seq and not call.short:
+                self._book(MarginShort(payment.contract_id, seq, failed.reason[:200]), payment.id)
         return (payment.id,)
 
     def _live_guarantees(self, client: str) -> list[Guarantee]:
@@ -983,21 +995,27 @@ class LedgerState:
         *,
         status: str = "pending",
         bank_ref: str | None = None,
-    ) -> str:
+        due: dt.date | None = None,
+    ) -> str | None:
+        """Record a payment instruction (its id), or nothing for less than one money grid
+        step: a zero or negative movement is never an instruction."""
         if payment_id in self.payments:
             return payment_id
+        if not is_payable(amount):
+            return None
         payment = Payment(
             id=payment_id,
             contract_id=contract_id,
             kind=kind,
             payer=payer,
             payee=payee,
-            amount=round(amount, 6),
+            amount=on_grid(amount),
             created_height=self.height,
             date=date,
             status=status,
             confirmed_height=self.height if status == "confirmed" else None,
             bank_ref=bank_ref,
+            due=due,
         )
         self.payments[payment_id] = payment
         self._current().payments.append(payment)
@@ -1029,6 +1047,7 @@ class LedgerState:
                     out.payee,
                     out.amount,
                     out.date,
+                    due=out.due,
                 )
         for out in outputs:
             match out:
@@ -1050,7 +1069,8 @@ class LedgerState:
         if out.kind == PaymentKind.COLLATERAL:
             # The defaulter's collateral is cash margin held in custody: earmark it now.
             payer = CUSTODY
-            self.custody[out.payer] = max((self.custody.get(out.payer) or 0.0) - out.amount, 0.0)
+            held = self.custody.get(out.payer) or 0.0
+            self.custody[out.payer] = max(on_grid(held - out.amount), 0.0)
         settled = out.kind == PaymentKind.VARIATION_MARGIN and settled_by is not None
         self._instruct(
             out.id,
@@ -1095,8 +1115,8 @@ class LedgerState:
             return
         held = self.custody.get(trade.client) or 0.0
         refund = min(margin.amount, held)
-        if refund > 1e-6:
-            self.custody[trade.client] = held - refund
+        if is_payable(refund):
+            self.custody[trade.client] = on_grid(held - refund)
             self._instruct(
                 f"{contract_id}/im_return/1",
                 contract_id,

@@ -26,7 +26,6 @@ def net_params() -> NetworkParams:
         block_time_ms=50,
         idle_block_ms=300,
         round_timeout_ms=1000,
-        margin_call_deadline_blocks=20,
     )
 
 

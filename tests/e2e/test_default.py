@@ -15,9 +15,9 @@ RECEIPT = "warehouse receipt WR-2026-118"
 
 @pytest.fixture
 def net_params() -> NetworkParams:
-    """A margin call must be met within 8 blocks; idle blocks keep coming every 300 ms."""
+    """A margin call is due by the end of its own business day; idle blocks every 300 ms."""
     return NetworkParams(
-        block_time_ms=50, idle_block_ms=300, round_timeout_ms=1000, margin_call_deadline_blocks=8
+        block_time_ms=50, idle_block_ms=300, round_timeout_ms=1000, margin_cure_days=0
     )
 
 
@@ -55,19 +55,21 @@ async def test_c1_misses_a_margin_call_and_collateral_then_guarantor_g1_cover_de
 
     # the next close costs C1 its collateral plus half the line: a margin call it cannot meet
     loss = cash + line / 2
-    await market.fix(market.next_day(), price - loss / 1000)
+    call_day = market.next_day()
+    await market.fix(call_day, price - loss / 1000)
     call_id = f"{cid}/margin_call/1"
     await market.until(
         lambda: _status(market, call_id, "failed"), what="the bank reporting the call unpaid"
     )
     call = await market.payment(call_id)
     assert call.payer == "C1" and call.amount == pytest.approx(loss)
-    # (a bank slower than the deadline would report it too late to pay instead)
-    assert call.failure.startswith(
-        ("insufficient funds: C1 holds 0.00", "not paid: the margin call's deadline")
-    )
+    assert call.failure.startswith("insufficient funds: C1 holds 0.00")
+    assert call.due == call_day
+    assert (await market.contract(cid)).status == Status.MARGIN_CALL  # short, but not yet due
 
-    # the deadline passes: the contract defaults, the waterfall runs
+    # the next business day's close: the call's due date has passed, the payer is short, the
+    # contract defaults and the waterfall runs
+    await market.fix(market.next_day(call_day), price - loss / 1000)
     await market.until(
         lambda: _contract_status(market, cid, Status.DEFAULTED), what="the default", timeout=30
     )

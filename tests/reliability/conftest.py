@@ -21,7 +21,6 @@ import pytest
 
 from peers.authority.store import ChainStore
 from peers.authority.verify import verify_chain
-from peers.bank import to_micros
 from peers.counterparty import ClientSession
 from peers.ledger_client import LedgerClient, LedgerUnavailable
 from peers.marketplace import Marketplace
@@ -29,6 +28,7 @@ from peers.netdir import NetDir, create_network
 from peers.runtime import open_bus
 from rfq.identity import NetworkParams
 from rfq.instruments import Leg, Side, Template, Terms
+from rfq.money import to_micros
 from rfq.queries import ContractsQuery, ContractsReply, PaymentsQuery, PaymentsReply, TradesQuery
 
 FAST = NetworkParams(block_time_ms=50, idle_block_ms=500, round_timeout_ms=1000)

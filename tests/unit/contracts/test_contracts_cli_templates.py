@@ -341,7 +341,7 @@ def test_a_margined_contract_shows_its_calls_and_postings_in_the_events(capsys, 
         "buy",
         3000,
         100,
-        margin={"threshold": 5000, "minimum_transfer_amount": 1000, "call_deadline_blocks": 2},
+        margin={"threshold": 5000, "minimum_transfer_amount": 1000, "cure_days": 1},
     )
     rows = [
         ("2025-11-03", "RB2601", 3000),

@@ -23,6 +23,7 @@ from rfq.contracts import (
     MarginCalled,
     MarginCallMet,
     MarginPosted,
+    MarginShort,
     MarginTerms,
     PaymentInstruction,
     Price,
@@ -34,7 +35,7 @@ from rfq.instruments import Side, Template
 
 from .contracts_factory import D, contract
 
-MARGIN = MarginTerms(threshold=5000.0, minimum_transfer_amount=1000.0, call_deadline_blocks=3)
+MARGIN = MarginTerms(threshold=5000.0, minimum_transfer_amount=1000.0, cure_days=1)
 
 
 def fix(day: int, price: float, underlying: str = "RB2601") -> Fixing:
@@ -72,7 +73,7 @@ def test_variation_margin_waits_for_the_threshold_and_the_minimum_transfer_amoun
         2000.0,
         7000.0,
     )
-    assert call.deadline_height == 1 + 3
+    assert call.due == D(2025, 11, 7)  # made on the 6th, one business day of cure
     assert book.get("C1").status == Status.MARGIN_CALL
 
 
@@ -115,11 +116,52 @@ def test_margin_flows_back_when_the_market_turns(book):
     assert (call.payer, call.payee, call.amount) == ("alice", "bob", 2000.0)
 
 
-def test_a_missed_margin_call_deadline_puts_the_called_party_in_default(book):
-    book.apply(fix(6, 3070))  # call on Bob at height 1, deadline 4
-    assert book.apply(BlockPassed(4, D(2025, 11, 7))) == []
-    (trigger,) = book.apply(BlockPassed(5, D(2025, 11, 7)))
-    assert trigger == DefaultTriggered("C1", "bob", "margin call 1 unmet by block 4", 5)
+def test_a_call_unpaid_because_nobody_acted_waits_past_its_due_date(book):
+    """Blocks alone never default anyone: without the bank's word that the payer is short,
+    an overdue call stays open (the bank may be down) and is met when the money moves."""
+    book.apply(fix(6, 3070))  # due by the end of the 7th
+    for height in range(2, 200):
+        assert book.apply(BlockPassed(height, D(2025, 11, 9))) == []
+    assert book.get("C1").status == Status.MARGIN_CALL
+    out = book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
+
+
+def test_a_payer_reported_short_may_still_pay_until_the_call_is_due(book):
+    book.apply(fix(6, 3070))
+    assert book.apply(MarginShort("C1", 1, "insufficient funds")) == []
+    assert book.apply(BlockPassed(2, D(2025, 11, 7))) == []  # the due date itself: still in time
+    out = book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
+    assert book.apply(BlockPassed(3, D(2025, 11, 8))) == []
+
+
+def test_a_short_notice_after_the_due_date_defaults_at_once(book):
+    book.apply(fix(6, 3070))
+    book.apply(BlockPassed(2, D(2025, 11, 8)))
+    (trigger,) = book.apply(MarginShort("C1", 1, "insufficient funds"))
+    assert isinstance(trigger, DefaultTriggered) and trigger.party == "bob"
+    assert "short at the deadline" in trigger.reason
+
+
+def test_a_call_paid_to_the_last_grid_step_leaves_nothing_outstanding(book):
+    """The traced residue: a call of 1,234.5678901 paid as the chain rounds it (1,234.567890)
+    left 1e-7 outstanding and defaulted a payer who paid in full."""
+    book.apply(fix(6, 3070.012345678901))
+    call = book.get("C1").margin_call
+    assert call is not None and call.amount == round(call.amount, 6)
+    book.apply(MarginPosted("tx1", "C1", "bob", call.amount))
+    assert book.get("C1").margin_call is None
+
+
+def test_a_short_payer_past_the_due_date_is_put_in_default(book):
+    book.apply(fix(6, 3070))  # call on Bob, due by the end of the 7th
+    assert book.apply(MarginShort("C1", 1, "insufficient funds")) == []
+    assert book.apply(BlockPassed(2, D(2025, 11, 7))) == []
+    (trigger,) = book.apply(BlockPassed(3, D(2025, 11, 8)))
+    assert trigger == DefaultTriggered(
+        "C1", "bob", "short at the deadline: margin call 1 of 2,000.00 due 2025-11-07 unpaid", 3
+    )
     assert book.get("C1").status == Status.IN_DEFAULT
     # No more calls, no more postings; the ledger now applies the credit event.
     assert book.apply(fix(10, 3200)) == []

@@ -83,7 +83,7 @@ def contracts(draw: Any, cid: str) -> Contract:
             MarginTerms,
             threshold=st.sampled_from([0.0, 1000.0, 50_000.0]),
             minimum_transfer_amount=st.sampled_from([0.0, 100.0, 5000.0]),
-            call_deadline_blocks=st.integers(0, 3),
+            cure_days=st.integers(0, 3),
         )
     )
     return Contract(

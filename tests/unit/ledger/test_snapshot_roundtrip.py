@@ -22,7 +22,7 @@ from rfq.ledger.tx import (
 
 from .harness import TODAY, Chain, make_net, swap_terms, trade_tx
 
-NET = make_net(margin_call_deadline_blocks=2)
+NET = make_net(margin_cure_days=1)
 
 _op = st.one_of(
     st.tuples(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import msgspec
@@ -16,6 +17,7 @@ from rfq.ledger.tx import (
     GuaranteeGrant,
     GuaranteeRevoke,
     PaymentConfirmed,
+    PaymentFailed,
     PriceFixing,
 )
 from rfq.messages import Accept, Quote
@@ -26,7 +28,7 @@ from .harness import CHAIN, T0, TODAY, Chain, make_net, swap_terms, trade_tx
 
 @pytest.fixture
 def net():
-    return make_net(margin_call_deadline_blocks=3)
+    return make_net(margin_cure_days=1)
 
 
 @pytest.fixture
@@ -218,6 +220,17 @@ def fixing(net, date, price, at_ms):
     return net.tx("ORACLE", PriceFixing(date, (("RB2605", price),)), at_ms=at_ms)
 
 
+DAY_MS = 86_400_000
+
+
+def miss(chain: Chain, call_id: str) -> None:
+    """The bank reports the payer short, then the call's cure period (one business day)
+    passes: the first block dated after its due date defaults the payer."""
+    at = chain.head.timestamp_ms + 1000
+    chain.block(chain.net.tx("BANK", PaymentFailed(call_id, "insufficient funds"), at_ms=at))
+    chain.block(at_ms=chain.head.timestamp_ms + 2 * DAY_MS)
+
+
 def test_a_fixing_marks_calls_margin_and_the_banks_confirmation_meets_the_call(net, chain):
     chain.block(trade_tx(net, rfq_id="r1", price=3200))
     confirm_all(chain)
@@ -241,8 +254,10 @@ def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guaran
     rating_before = chain.state.rating("C1")
     at = chain.head.timestamp_ms + 1000
     chain.block(fixing(net, TODAY, 3000.0, at), at_ms=at)  # client owes 200k
-    for _ in range(5):  # the deadline (3 blocks) passes without payment
+    for _ in range(5):  # blocks alone default nobody
         chain.block()
+    assert chain.state.book.get("r1").status == Status.MARGIN_CALL
+    miss(chain, "r1/margin_call/1")
     view = chain.state.book.get("r1")
     assert view.status == Status.DEFAULTED
     defaulted = [
@@ -363,12 +378,13 @@ def test_a_refused_transaction_changes_nothing_even_after_it_started_writing(net
     at = chain.head.timestamp_ms + 1000
     chain.block(fixing(net, TODAY, 3000.0, at), at_ms=at)
     call = chain.state.payments["r1/margin_call/1"]
-    for _ in range(5):
-        chain.block()
+    miss(chain, call.id)
     assert chain.state.book.get("r1").status == Status.DEFAULTED
     assert chain.state.payments["r1/margin_call/1"].status == "lapsed"
     before = (chain.state.payments.digest(), chain.state.custody.digest())
-    late = net.tx("BANK", PaymentConfirmed(call.id, call.amount, "late"), at_ms=at + 9000)
+    late = net.tx(
+        "BANK", PaymentConfirmed(call.id, call.amount, "late"), at_ms=chain.head.timestamp_ms
+    )
     result = chain.block(late)
     assert not result.receipts[0].ok
     assert "lapsed" in result.receipts[0].reason
@@ -417,3 +433,41 @@ def test_a_map_holds_an_int_given_for_a_float_as_the_float_a_restore_would_give(
     restored.decode_into(live.encode())
     assert isinstance(live["C1"].guarantee, float)
     assert restored.digest() == live.digest()
+
+
+def test_a_margin_call_paid_in_full_never_defaults_the_payer_however_long_the_chain_runs(
+    net, chain
+):
+    chain.block(trade_tx(net, rfq_id="r1", price=3200.123457))
+    confirm_all(chain)
+    at = chain.head.timestamp_ms + 1000
+    chain.block(fixing(net, TODAY, 3187.654321, at), at_ms=at)
+    [call] = confirm_all(chain, "margin_call")
+    assert call.amount == round(call.amount, 6)
+    for day in range(1, 10):
+        chain.block(at_ms=chain.head.timestamp_ms + day * DAY_MS)
+    assert chain.state.book.get("r1").status == Status.LIVE
+    assert not any(r.history and r.history[-1].default for r in chain.state.ratings.values())
+
+
+def test_an_unanswered_margin_call_waits_on_chain_past_its_due_date(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1", price=3200))
+    confirm_all(chain)
+    at = chain.head.timestamp_ms + 1000
+    chain.block(fixing(net, TODAY, 3000.0, at), at_ms=at)
+    for _ in range(3):
+        chain.block(at_ms=chain.head.timestamp_ms + 2 * DAY_MS)
+    assert chain.state.book.get("r1").status == Status.MARGIN_CALL
+    assert chain.state.payments["r1/margin_call/1"].status == "pending"
+    assert chain.state.payments["r1/margin_call/1"].due == TODAY + dt.timedelta(days=1)
+
+
+def test_no_instruction_is_ever_made_for_less_than_one_money_grid_step(net, chain):
+    chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.0))
+    at = chain.head.timestamp_ms + 1000
+    chain.block(fixing(net, TODAY, 3200.000000001, at), at_ms=at)  # MTM 1e-6 of a unit
+    chain.block(net.tx("C1", CloseOutRequest("r1", 3200.0), at_ms=at + 1))
+    chain.block(net.tx("D1", CloseOutRequest("r1", 3200.0), at_ms=at + 2))
+    assert chain.state.book.get("r1").status == Status.CLOSED_OUT
+    assert [p for p in chain.state.payments.values() if not p.amount > 0] == []
+    assert "r1/initial_margin/1" not in chain.state.payments

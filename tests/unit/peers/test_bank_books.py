@@ -228,3 +228,15 @@ def test_executions_never_create_or_destroy_money_and_never_overdraw(opening, sc
     assert all(v >= 0 for v in books.balances().values())
     assert sorted(e.instruction_id for e in books.journal()) == sorted(executed)
     books.close()
+
+
+def test_a_confirmation_the_chain_refuses_reverses_the_movement_and_money_is_conserved(books):
+    total = books.total_micros()
+    books.execute(margin(amount=1000.0), sign=signer(margin(amount=1000.0)))
+    assert books.balances()["C1"] == 999_000.0
+    assert books.settle("r1/initial_margin/1", JournalState.REFUSED, height=9, reason="lapsed")
+    assert (books.balances()["C1"], books.balances()[CUSTODY]) == (1_000_000.0, 0.0)
+    assert books.total_micros() == total
+    # The chain's word is recorded once: a second refusal moves nothing.
+    assert not books.settle("r1/initial_margin/1", JournalState.REFUSED, height=9, reason="x")
+    assert books.balances()["C1"] == 1_000_000.0
