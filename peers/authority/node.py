@@ -831,7 +831,11 @@ class AuthorityNode:
                     wanted = (who,)
                 scores = {m: state.rating(m) for m in wanted}
                 known = {m: s for m, s in scores.items() if s is not None}
-                return RatingsReply(known, {m: str(grade_of(s)) for m, s in known.items()})
+                return RatingsReply(
+                    known,
+                    {m: str(grade_of(s)) for m, s in known.items()},
+                    {m: s.status for m, s in state.standing.items()},
+                )
             case GuaranteesQuery(client=client):
                 target = client or (None if everything or role == Role.GUARANTOR else who)
                 guarantees = [

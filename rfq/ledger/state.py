@@ -38,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from rfq.contracts.book import ContractBook
+from rfq.contracts.book import ContractBook, canonical_contract
 from rfq.contracts.events import (
     BlockPassed,
     BookEvent,
@@ -46,7 +46,6 @@ from rfq.contracts.events import (
     CloseOut,
     ContractClosedOut,
     ContractDefaulted,
-    ContractOpened,
     ContractSettled,
     CreditEvent,
     CreditEventResolved,
@@ -61,7 +60,8 @@ from rfq.contracts.events import (
     RatingRecord,
 )
 from rfq.contracts.events import Price as FixingPrice
-from rfq.contracts.model import Contract, MarginTerms, PaymentKind
+from rfq.contracts.model import Contract, MarginTerms, PaymentKind, validate_contract
+from rfq.contracts.payoff import initial_margin
 from rfq.errors import DECODE_ERRORS, RfqError, ValidationError
 from rfq.identity import (
     AUTHORITY_ELIGIBLE,
@@ -187,6 +187,15 @@ class RatingState(msgspec.Struct, frozen=True):
     score: float = 0.0
 
 
+class Standing(msgspec.Struct, frozen=True):
+    """A member that may no longer trade: ``status`` is ``defaulted`` (a credit event) or
+    ``suspended``; members in good standing have no entry."""
+
+    status: str
+    reason: str
+    height: int
+
+
 class GovernanceEvent(msgspec.Struct, frozen=True):
     height: int
     action: str  # nominate | veto | evict | join | reelect
@@ -216,6 +225,8 @@ MAP_TYPES: dict[str, Any] = {
     "close_requests": tuple[tuple[str, float | None], ...],
     "ratings": RatingState,
     "committed": int,
+    "standing": Standing,
+    "margin_in_use": float,
 }
 """The ledger's maps and their value types: the state root, the snapshot and the restore are
 all derived from this one table, so a new map cannot be left out of any of them."""
@@ -315,6 +326,9 @@ class LedgerState:
         )
         self.ratings: DigestMap[RatingState] = DigestMap("ratings", RatingState)
         self.committed: DigestMap[int] = DigestMap("committed", int)
+        self.standing: DigestMap[Standing] = DigestMap("standing", Standing)
+        self.margin_in_use: DigestMap[float] = DigestMap("margin_in_use", float)
+        """Per client: the cash initial margin its live contracts require."""
         for m in genesis.members:
             self.members[m.id] = m
             if m.external_rating:
@@ -613,6 +627,13 @@ class LedgerState:
             )
         if quote.client != accept.client:
             raise LedgerError(f"the quote is addressed to {quote.client}, not {accept.client}")
+        for role, party in (("client", quote.client), ("dealer", quote.dealer)):
+            standing = self.standing.get(party)
+            if standing is not None:
+                raise LedgerError(
+                    f"{role} {party} is {standing.status} (height {standing.height}: "
+                    f"{standing.reason}) and cannot trade"
+                )
         if (quote.id, quote.rfq_id, quote.dealer) != (
             accept.quote_id,
             accept.rfq_id,
@@ -647,21 +668,38 @@ class LedgerState:
         )
         if terms.maturity <= self._date:
             raise LedgerError(f"maturity {terms.maturity} has passed")
-        outputs = self._book(OpenContract(contract), tx.tx_id.hex())
-        opened = next((o for o in outputs if isinstance(o, ContractOpened)), None)
-        margin = opened.initial_margin if opened else 0.0
+        try:
+            contract = canonical_contract(contract)
+            validate_contract(contract)
+        except ValidationError as exc:
+            raise LedgerError(f"refused by the contract: {exc}") from None
+        # Initial margin: the dealer's line, then the guarantors' lines, then cash. A trade
+        # whose cash part the client's capital cannot carry never becomes a live contract.
+        margin = initial_margin(contract)
         dealer_line = min(max(quote.credit_line, 0.0), margin)
         rest = margin - dealer_line
-        cover: list[tuple[str, float]] = []
+        cover: list[tuple[Guarantee, float]] = []
         for g in sorted(self._live_guarantees(quote.client), key=lambda g: g.id):
             if rest <= 0:
                 break
             take = min(g.available, rest)
             if take > 0:
-                self.guarantees[g.id] = msgspec.structs.replace(g, allocated=g.allocated + take)
-                cover.append((g.id, take))
+                cover.append((g, take))
                 rest -= take
         cash = on_grid(max(rest, 0.0))
+        in_use = self.margin_in_use.get(quote.client) or 0.0
+        capital = self.members[quote.client].capital
+        if cash > 0 and in_use + cash > capital:
+            raise LedgerError(
+                f"initial margin {margin:,.2f} exceeds {quote.client}'s credit lines "
+                f"({margin - cash:,.2f}) and the capital the chain knows of "
+                f"({capital - in_use:,.2f} free of {capital:,.2f})"
+            )
+        self._book(OpenContract(contract), tx.tx_id.hex())
+        for g, take in cover:
+            self.guarantees[g.id] = msgspec.structs.replace(g, allocated=g.allocated + take)
+        if cash > 0:
+            self.margin_in_use[quote.client] = on_grid(in_use + cash)
         refs = [contract.id]
         margin_id = self._instruct(
             f"{contract.id}/initial_margin/1",
@@ -685,7 +723,7 @@ class LedgerState:
             height=self.height,
             initial_margin=margin,
             dealer_line=dealer_line,
-            guarantee_cover=tuple(cover),
+            guarantee_cover=tuple((g.id, take) for g, take in cover),
             cash_margin=cash,
         )
         return tuple(refs)
@@ -713,6 +751,8 @@ class LedgerState:
         return (req.contract_id, "closed_out")
 
     def _credit_event(self, party: str, event_id: str, reason: str) -> tuple[str, ...]:
+        if party not in self.standing:
+            self.standing[party] = Standing("defaulted", reason[:200], self.height)
         collateral = self.custody.get(party) or 0.0
         lines = tuple(
             GuaranteeLine(g.guarantor, g.line - g.paid)
@@ -1104,6 +1144,13 @@ class LedgerState:
             seq += 1
         if trade is None:
             return
+        in_use = self.margin_in_use.get(trade.client)
+        if in_use is not None and trade.cash_margin > 0:
+            left = on_grid(in_use - trade.cash_margin)
+            if left > 0:
+                self.margin_in_use[trade.client] = left
+            else:
+                del self.margin_in_use[trade.client]
         for gid, amount in trade.guarantee_cover:
             g = self.guarantees.get(gid)
             if g is not None:

@@ -471,3 +471,45 @@ def test_no_instruction_is_ever_made_for_less_than_one_money_grid_step(net, chai
     assert chain.state.book.get("r1").status == Status.CLOSED_OUT
     assert [p for p in chain.state.payments.values() if not p.amount > 0] == []
     assert "r1/initial_margin/1" not in chain.state.payments
+
+
+def test_a_defaulted_client_or_dealer_cannot_trade_and_the_refusal_says_why(net, chain):
+    chain.block(net.tx("REG", CreditEventTx("C2", "missed coupon elsewhere"), at_ms=T0))
+    chain.block(net.tx("REG", CreditEventTx("D3", "insolvency"), at_ms=T0 + 1))
+    result = chain.block(
+        trade_tx(net, rfq_id="r1", client="C2", dealer="D1", at_ms=T0 + 1500),
+        trade_tx(net, rfq_id="r2", client="C1", dealer="D3", at_ms=T0 + 1500),
+        trade_tx(net, rfq_id="r3", client="C1", dealer="D1", at_ms=T0 + 1500),
+    )
+    reasons = [r.reason for r in result.receipts]
+    assert reasons[0].startswith("client C2 is defaulted")
+    assert "missed coupon elsewhere" in reasons[0]
+    assert reasons[1].startswith("dealer D3 is defaulted")
+    assert result.receipts[2].ok
+    assert set(chain.state.trades) == {"r3"}
+
+
+def test_an_accept_whose_initial_margin_the_client_cannot_carry_is_refused_and_changes_nothing(
+    net, chain
+):
+    """C1 has 20M of capital: a trade whose cash margin exceeds it would open a contract that
+    defaults C1 at once (the 1e12 option that was quoted firm)."""
+    g = TestGuarantees()
+    chain.block(g.grant(net, "g1", line=100_000, value=200_000))
+    result = chain.block(trade_tx(net, rfq_id="r1", terms=swap_terms(quantity=1e9)))
+    [receipt] = result.receipts
+    assert not receipt.ok
+    assert "exceeds C1's credit lines (100,000.00)" in receipt.reason
+    assert "r1" not in chain.state.book and "r1" not in chain.state.trades
+    assert chain.state.guarantees["g1"].allocated == 0.0
+    # 12.8M of cash margin fits; a second one does not while the first is live.
+    first = chain.block(trade_tx(net, rfq_id="r2", terms=swap_terms(quantity=40_000)))
+    assert first.receipts[0].ok, first.receipts[0].reason
+    second = chain.block(trade_tx(net, rfq_id="r3", terms=swap_terms(quantity=40_000)))
+    assert "capital the chain knows of" in second.receipts[0].reason
+    at = chain.head.timestamp_ms + 1000
+    chain.block(net.tx("C1", CloseOutRequest("r2", 3200.0), at_ms=at))
+    chain.block(net.tx("D1", CloseOutRequest("r2", 3200.0), at_ms=at + 1))
+    assert chain.state.margin_in_use.get("C1") is None
+    third = chain.block(trade_tx(net, rfq_id="r4", terms=swap_terms(quantity=40_000), at_ms=at + 2))
+    assert third.receipts[0].ok, third.receipts[0].reason
