@@ -720,9 +720,7 @@ class BankService(Service):
         await self._resubmit()
 
     async def _payments(self, status: str) -> list[Payment]:
-        reply = await self.ledger.query(PaymentsQuery(status=status))
-        if not isinstance(reply, PaymentsReply):
-            raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
+        reply = await self.ledger.query_all(PaymentsQuery(status=status), PaymentsReply)
         return list(reply.payments)
 
     async def _handle(self, payment: Payment) -> None:

@@ -57,7 +57,13 @@ from rfq.messages import (
     RfqChannelMessage,
     validate_rfq,
 )
-from rfq.pricing.strategy import DeclineDecision, PricingContext, QuoteParams, decide
+from rfq.pricing.strategy import (
+    DeclineCode,
+    DeclineDecision,
+    PricingContext,
+    QuoteParams,
+    decide,
+)
 from rfq.queries import RatingsQuery, RatingsReply, TradesQuery, TradesReply
 from rfq.rating import score_of
 
@@ -251,6 +257,8 @@ class DealerBot:
             for m in genesis.members
             if m.role == Role.CLIENT and m.external_rating
         }
+        self.standing: dict[str, str] = {}
+        """Members the chain says may not trade (defaulted, suspended)."""
         self.cancelled: set[str] = set()
         self.booked: set[str] = set()
         self.ledger = LedgerClient(bus, genesis)
@@ -278,7 +286,7 @@ class DealerBot:
 
     async def sync_from_chain(self) -> int:
         """Fold new trades of this dealer into its book and refresh client ratings."""
-        trades = await self.ledger.query(TradesQuery(party=self.me, limit=10_000))
+        trades = await self.ledger.query_all(TradesQuery(party=self.me), TradesReply)
         added = 0
         if isinstance(trades, TradesReply):
             for trade in trades.trades:
@@ -295,6 +303,7 @@ class DealerBot:
         ratings = await self.ledger.query(RatingsQuery())
         if isinstance(ratings, RatingsReply):
             self.ratings.update(ratings.ratings)
+            self.standing = dict(ratings.standing)
         return added
 
     async def _follow_chain(self, every_s: float) -> None:
@@ -347,17 +356,16 @@ class DealerBot:
             self.stats["too_late"] += 1
             return None
         answer: Quote | Decline
+        unable = self._not_in_standing(rfq)
         try:
             validate_rfq(rfq, today=context.today, now_ms=now_ms)
         except ValidationError as exc:
-            answer = context.decline(rfq, "bad_terms", str(exc))
+            answer = context.decline(rfq, DeclineCode.BAD_TERMS, str(exc))
         else:
-            try:
-                answer = self.strategy.price(rfq, context)
-            except Exception as exc:
-                log.exception("strategy_failed", rfq=rfq.id)
-                answer = context.decline(rfq, "internal", f"pricing failed: {type(exc).__name__}")
-            answer = self._checked(rfq, answer, context)
+            if unable is not None:
+                answer = context.decline(rfq, DeclineCode.DEFAULTED, unable)
+            else:
+                answer = self._priced(rfq, context)
         if rfq.id in self.cancelled:
             return None
         if self._now_ms() >= rfq.deadline_ms:
@@ -374,6 +382,23 @@ class DealerBot:
         )
         self.stats["quotes" if isinstance(answer, Quote) else "declines"] += 1
         return answer
+
+    def _not_in_standing(self, rfq: Rfq) -> str | None:
+        """Why this dealer must not trade with the client now (None: it may): the chain says
+        the client, or this dealer itself, is defaulted or suspended."""
+        for who, what in ((rfq.client, "the client"), (self.me, "this dealer")):
+            status = self.standing.get(who)
+            if status is not None:
+                return f"{what} ({who}) is {status} on chain"
+        return None
+
+    def _priced(self, rfq: Rfq, context: DealerContext) -> Quote | Decline:
+        try:
+            answer = self.strategy.price(rfq, context)
+        except Exception as exc:
+            log.exception("strategy_failed", rfq=rfq.id)
+            answer = context.decline(rfq, "internal", f"pricing failed: {type(exc).__name__}")
+        return self._checked(rfq, answer, context)
 
     def _checked(
         self, rfq: Rfq, answer: Quote | Decline, context: DealerContext

@@ -196,9 +196,7 @@ class GuarantorService(Service):
 
     async def refresh(self) -> dict[str, Guarantee]:
         """This guarantor's lines from the chain; logs what changed since the last look."""
-        reply = await self.ledger.query(GuaranteesQuery())
-        if not isinstance(reply, GuaranteesReply):
-            raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
+        reply = await self.ledger.query_all(GuaranteesQuery(), GuaranteesReply)
         fresh = {g.id: g for g in reply.guarantees if g.guarantor == self.me}
         for gid, g in sorted(fresh.items()):
             before = self.lines.get(gid)

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -29,6 +29,12 @@ from rfq.ledger.block import max_faulty
 from rfq.ledger.state import Receipt, Receipts
 from rfq.queries import (
     REPLY_ROLES,
+    ContractsQuery,
+    ContractsReply,
+    GuaranteesQuery,
+    GuaranteesReply,
+    PaymentsQuery,
+    PaymentsReply,
     Query,
     QueryRefused,
     ReceiptsQuery,
@@ -36,6 +42,8 @@ from rfq.queries import (
     Reply,
     StatusQuery,
     StatusReply,
+    TradesQuery,
+    TradesReply,
 )
 from rfq.signing import SignedMessage
 
@@ -60,6 +68,17 @@ class LedgerUnavailable(PeerError):
 
 class QueryDenied(PeerError):
     """The authority refused the query (e.g. someone else's records)."""
+
+
+PagedQuery = ContractsQuery | TradesQuery | PaymentsQuery | GuaranteesQuery
+PagedReply = ContractsReply | TradesReply | PaymentsReply | GuaranteesReply
+R = TypeVar("R", ContractsReply, TradesReply, PaymentsReply, GuaranteesReply)
+PAGE_ROWS: dict[type[Any], str] = {
+    ContractsReply: "contracts",
+    TradesReply: "trades",
+    PaymentsReply: "payments",
+    GuaranteesReply: "guarantees",
+}
 
 
 class LedgerClient:
@@ -198,6 +217,25 @@ class LedgerClient:
         self.authorities_in_force = tuple(authorities)
         current = [a for a in authorities if a in self.eligible]
         self.authorities = current + [a for a in self.authorities if a not in current]
+
+    async def query_all(
+        self, query: PagedQuery, kind: type[R], *, timeout: float = 2.0, max_rows: int = 10**7
+    ) -> R:
+        """Every row of a paged query, page after page: one reply of ``kind`` holding all rows
+        (``total`` from the last page). Pages are read by cursor, so a row committed between
+        two pages is either in a later page or counted in the next read."""
+        rows: list[Any] = []
+        cursor = ""
+        while True:
+            reply = await self.query(msgspec.structs.replace(query, cursor=cursor), timeout=timeout)
+            if not isinstance(reply, kind):
+                raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
+            rows.extend(getattr(reply, PAGE_ROWS[kind]))
+            if not reply.next_cursor or len(rows) >= max_rows:
+                return msgspec.structs.replace(
+                    reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor=""
+                )
+            cursor = reply.next_cursor
 
     async def status(self) -> StatusReply:
         reply = await self.query(StatusQuery())

@@ -44,7 +44,13 @@ from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
 from peers.authority.node import consensus_channel
 from peers.errors import CliError
-from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from peers.ledger_client import (
+    PAGE_ROWS,
+    LedgerClient,
+    LedgerUnavailable,
+    PagedQuery,
+    QueryDenied,
+)
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.contracts.model import ContractView, Status
 from rfq.errors import RfqError, ValidationError
@@ -289,6 +295,18 @@ class RegulatorService(Service):
             raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
         return reply
 
+    async def _ask_all(self, query: PagedQuery, kind: type[Any], *, stop: int = 0) -> Any:
+        """Every page of a paged query, as one reply of ``kind`` (``stop``: enough rows)."""
+        rows: list[Any] = []
+        field = PAGE_ROWS[kind]
+        cursor = ""
+        while True:
+            reply = await self._ask(msgspec.structs.replace(query, cursor=cursor), kind)
+            rows.extend(getattr(reply, field))
+            if not reply.next_cursor or (stop and len(rows) >= stop):
+                return msgspec.structs.replace(reply, **{field: tuple(rows)}, next_cursor="")
+            cursor = reply.next_cursor
+
     async def refresh(self) -> bool:
         """Re-read the chain and recompute if a new height is final; True if it recomputed."""
         async with self._refreshing:
@@ -314,7 +332,9 @@ class RegulatorService(Service):
             return True
 
     async def _read_inputs(self, status: StatusReply) -> MonitorInput:
-        contracts: ContractsReply = await self._ask(ContractsQuery(open_only=True), ContractsReply)
+        contracts: ContractsReply = await self._ask_all(
+            ContractsQuery(open_only=True), ContractsReply
+        )
         live = [v for v in contracts.contracts if not v.status.terminal]
         ids = {v.contract.id for v in live}
         if not self._history_read:
@@ -322,7 +342,7 @@ class RegulatorService(Service):
             # book too large for one reply is skipped rather than stopping the monitor.
             self._history_read = True
             try:
-                everything: ContractsReply = await self._ask(ContractsQuery(), ContractsReply)
+                everything: ContractsReply = await self._ask_all(ContractsQuery(), ContractsReply)
                 self._remember_defaults(everything.contracts)
             except LedgerUnavailable as exc:
                 self.stats["history_unread"] += 1
@@ -330,12 +350,14 @@ class RegulatorService(Service):
         else:
             ended = tuple(sorted(self._open_ids - ids))
             if ended:
-                closed: ContractsReply = await self._ask(ContractsQuery(ids=ended), ContractsReply)
+                closed: ContractsReply = await self._ask_all(
+                    ContractsQuery(ids=ended), ContractsReply
+                )
                 self._remember_defaults(closed.contracts)
         self._open_ids = ids
         await self._read_trades(ids)
-        pending: PaymentsReply = await self._ask(PaymentsQuery(status="pending"), PaymentsReply)
-        failed: PaymentsReply = await self._ask(PaymentsQuery(status="failed"), PaymentsReply)
+        pending: PaymentsReply = await self._ask_all(PaymentsQuery(status="pending"), PaymentsReply)
+        failed: PaymentsReply = await self._ask_all(PaymentsQuery(status="failed"), PaymentsReply)
         not_held = {p.id for p in (*pending.payments, *failed.payments)}
         cash_margin = {
             cid: trade.cash_margin
@@ -345,7 +367,7 @@ class RegulatorService(Service):
             and f"{cid}/initial_margin/1" not in not_held
         }
         ratings: RatingsReply = await self._ask(RatingsQuery(), RatingsReply)
-        guarantees: GuaranteesReply = await self._ask(GuaranteesQuery(), GuaranteesReply)
+        guarantees: GuaranteesReply = await self._ask_all(GuaranteesQuery(), GuaranteesReply)
         try:
             as_of = dt.date.fromisoformat(status.business_date)
         except ValueError:
@@ -367,17 +389,17 @@ class RegulatorService(Service):
                 self._defaulted[view.contract.id] = view
 
     async def _read_trades(self, ids: set[str]) -> None:
-        """Trades are immutable: fetch the newest few for new contracts, all only if needed."""
+        """Trades are immutable: read pages, newest first, until every new contract's is in."""
         missing = ids - self._trades.keys()
-        if not missing:
-            return
-        for limit in (len(missing) + 32, 1 << 30):
-            reply: TradesReply = await self._ask(TradesQuery(limit=limit), TradesReply)
+        cursor = ""
+        while missing:
+            reply: TradesReply = await self._ask(TradesQuery(cursor=cursor), TradesReply)
             for trade in reply.trades:
                 self._trades[trade.contract_id] = trade
             missing -= self._trades.keys()
-            if not missing or len(reply.trades) < limit:
+            if not reply.next_cursor:
                 return
+            cursor = reply.next_cursor
 
     async def _raise_alerts(self, assessment: Assessment) -> None:
         self.above, crossed = crossings(self.above, assessment.rows)

@@ -9,7 +9,9 @@ other to catch up. Chain headers and the authority set are public.
 
 from __future__ import annotations
 
-from typing import Final
+import bisect
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -29,16 +31,29 @@ class HeadersQuery(msgspec.Struct, frozen=True, tag="q_headers"):
     before: int = 0
 
 
+PAGE_LIMIT: Final = 1000
+"""Rows per page at most (a page of contracts stays near 0.5 MB, far under max payload)."""
+MAX_RECEIPTS: Final = 500
+"""Transaction ids one ``ReceiptsQuery`` may name."""
+
+
 class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
+    """Contracts by id, one page: ``cursor`` is the previous reply's ``next_cursor``."""
+
     party: str | None = None
     open_only: bool = False
     ids: tuple[str, ...] = ()
+    cursor: str = ""
+    limit: int = PAGE_LIMIT
 
 
 class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
+    """Trades, newest first, one page."""
+
     party: str | None = None
     underlying: str | None = None
-    limit: int = 200
+    limit: int = PAGE_LIMIT
+    cursor: str = ""
 
 
 class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
@@ -46,8 +61,12 @@ class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
 
 
 class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
+    """Payment instructions by id, one page."""
+
     status: str | None = None
     party: str | None = None
+    cursor: str = ""
+    limit: int = PAGE_LIMIT
 
 
 class RatingsQuery(msgspec.Struct, frozen=True, tag="q_ratings"):
@@ -56,6 +75,8 @@ class RatingsQuery(msgspec.Struct, frozen=True, tag="q_ratings"):
 
 class GuaranteesQuery(msgspec.Struct, frozen=True, tag="q_guarantees"):
     client: str | None = None
+    cursor: str = ""
+    limit: int = PAGE_LIMIT
 
 
 class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
@@ -109,12 +130,19 @@ class HeadersReply(msgspec.Struct, frozen=True, tag="r_headers"):
 
 
 class ContractsReply(msgspec.Struct, frozen=True, tag="r_contracts"):
+    """One page; ``total`` counts every match, ``next_cursor`` is empty on the last page."""
+
     height: int
     contracts: tuple[ContractView, ...]
+    total: int = 0
+    next_cursor: str = ""
 
 
 class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):
     trades: tuple[Trade, ...]
+    total: int = 0
+    next_cursor: str = ""
+    height: int = 0
 
 
 class ReceiptsReply(msgspec.Struct, frozen=True, tag="r_receipts"):
@@ -123,6 +151,9 @@ class ReceiptsReply(msgspec.Struct, frozen=True, tag="r_receipts"):
 
 class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
     payments: tuple[Payment, ...]
+    total: int = 0
+    next_cursor: str = ""
+    height: int = 0
 
 
 class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
@@ -137,6 +168,8 @@ class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
 
 class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):
     guarantees: tuple[Guarantee, ...]
+    total: int = 0
+    next_cursor: str = ""
 
 
 class BlocksReply(msgspec.Struct, frozen=True, tag="r_blocks"):
@@ -254,6 +287,11 @@ REPLY_ROLES: Final = {
 def refusal(member: Member, query: Query) -> str | None:
     """Why ``member`` may not ask ``query`` (None: it may). Scoping to the member's own
     records happens when answering; this refuses asking for someone else's outright."""
+    limit = getattr(query, "limit", 1)
+    if not isinstance(limit, int) or limit < 1:
+        return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
+    if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
+        return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
     if member.role == Role.REGULATOR:
         return None
     match query:
@@ -286,3 +324,29 @@ REGULATOR_REPLY_ROLES: Final = {
     tag: frozenset({Role.REGULATOR}) for tag in ("r_risk", "r_whatif", "r_refused")
 }
 ALERT_ROLES: Final = {"risk_alert": frozenset({Role.REGULATOR})}
+
+
+# --------------------------------------------------------------------------------------------
+# Pages
+
+T = TypeVar("T")
+
+
+def page(
+    rows: Sequence[T], key: Callable[[T], str], cursor: str, limit: int
+) -> tuple[list[T], str, int]:
+    """One page of ``rows`` (sorted ascending by ``key``, keys unique): the rows after
+    ``cursor``, at most ``min(limit, PAGE_LIMIT)``; the cursor of the next page ("" after the
+    last one); the total number of rows. A cursor is the key of the last row of the previous
+    page, so pages stay consistent while rows are added (keyset paging, no server state)."""
+    keys = [key(r) for r in rows]
+    start = bisect.bisect_right(keys, cursor) if cursor else 0
+    size = max(1, min(limit, PAGE_LIMIT))
+    chunk = list(rows[start : start + size])
+    more = start + size < len(rows)
+    return chunk, (keys[start + size - 1] if more else ""), len(rows)
+
+
+def newest_first_key(height: int, ident: str) -> str:
+    """A key that sorts newer heights first (for trades, newest first)."""
+    return f"{10**12 - height:013d}:{ident}"

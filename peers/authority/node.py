@@ -76,6 +76,7 @@ from rfq.ledger.state import (
     LedgerState,
     Receipt,
     Receipts,
+    Trade,
     business_date,
     genesis_header,
 )
@@ -83,6 +84,7 @@ from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
 from rfq.messages import Accept
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
+    MAX_RECEIPTS,
     QUERY_ROLES,
     BlocksQuery,
     BlocksReply,
@@ -106,6 +108,8 @@ from rfq.queries import (
     StatusReply,
     TradesQuery,
     TradesReply,
+    newest_first_key,
+    page,
     refusal,
 )
 from rfq.rating import grade_of
@@ -141,6 +145,10 @@ _STORE_QUERIES = (HeadersQuery, ReceiptsQuery, BlocksQuery)
 
 class NodeError(PeerError):
     """The node cannot continue (its database disagrees with the chain)."""
+
+
+def _trade_key(trade: Trade) -> str:
+    return newest_first_key(trade.height, trade.rfq_id)
 
 
 def _unrounded_key(header: BlockHeader) -> bytes:
@@ -790,7 +798,9 @@ class AuthorityNode:
                             )
                         )
                 return HeadersReply(tuple(infos))
-            case ContractsQuery(party=party, open_only=open_only, ids=ids):
+            case ContractsQuery(
+                party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
+            ):
                 target = party or (None if everything else who)
                 views: list[ContractView]
                 if target is None:
@@ -801,8 +811,9 @@ class AuthorityNode:
                     views = state.book.by_party(target, open_only=open_only)
                 if ids:
                     views = [v for v in views if v.contract.id in ids]
-                return ContractsReply(self.head.height, tuple(views))
-            case TradesQuery(party=party, underlying=underlying, limit=limit):
+                rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
+                return ContractsReply(self.head.height, tuple(rows), total, next_cursor)
+            case TradesQuery(party=party, underlying=underlying, limit=limit, cursor=cursor):
                 target = party or (None if everything else who)
                 trades = [
                     t
@@ -815,16 +826,19 @@ class AuthorityNode:
                         for t in trades
                         if underlying in state.book.get(t.contract_id).contract.terms.underlyings
                     ]
-                trades.sort(key=lambda t: t.height, reverse=True)
-                return TradesReply(tuple(trades[: max(limit, 0)]))
+                trades.sort(key=_trade_key)
+                rows_t, next_cursor, total = page(trades, _trade_key, cursor, limit)
+                return TradesReply(tuple(rows_t), total, next_cursor, self.head.height)
             case ReceiptsQuery(tx_ids=tx_ids):
-                receipts = self.store.receipts(tx_ids[:500])
+                receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
                 if not everything:
                     receipts = [r for r in receipts if r.sender == who]
                 return ReceiptsReply(tuple(receipts))
-            case PaymentsQuery(status=status, party=party):
+            case PaymentsQuery(status=status, party=party, cursor=cursor, limit=limit):
                 scope = party if (everything or role == Role.BANK) else who
-                return PaymentsReply(tuple(state.payments_of(scope, status)))
+                payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
+                rows_p, next_cursor, total = page(payments, lambda p: p.id, cursor, limit)
+                return PaymentsReply(tuple(rows_p), total, next_cursor, self.head.height)
             case RatingsQuery(members=members):
                 wanted = members or tuple(state.ratings)
                 if role == Role.CLIENT:
@@ -836,7 +850,7 @@ class AuthorityNode:
                     {m: str(grade_of(s)) for m, s in known.items()},
                     {m: s.status for m, s in state.standing.items()},
                 )
-            case GuaranteesQuery(client=client):
+            case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
                 target = client or (None if everything or role == Role.GUARANTOR else who)
                 guarantees = [
                     g
@@ -849,7 +863,9 @@ class AuthorityNode:
                         or client is not None
                     )
                 ]
-                return GuaranteesReply(tuple(guarantees))
+                guarantees.sort(key=lambda g: g.id)
+                rows_g, next_cursor, total = page(guarantees, lambda g: g.id, cursor, limit)
+                return GuaranteesReply(tuple(rows_g), total, next_cursor)
             case BlocksQuery(start=start, end=end):
                 end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, self.head.height)
                 raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]

@@ -133,6 +133,7 @@ class DeclineCode(enum.StrEnum):
     NO_PRICE = "no_price"
     RATING = "rating"
     CREDIT_LIMIT = "credit_limit"
+    DEFAULTED = "defaulted"  # the client, or this dealer, is not in good standing on chain
 
 
 class QuoteDecision(msgspec.Struct, frozen=True, tag="quote"):

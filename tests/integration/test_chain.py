@@ -174,3 +174,30 @@ async def test_every_contracts_reply_is_the_chain_at_the_height_it_names(
     assert sum(n.stats["queries_held"] for n in nodes.values()) > 0
     for node in nodes.values():
         await node.stop()
+
+
+async def test_queries_come_in_pages_with_a_total_and_query_all_reads_every_row(
+    nats_server, network, bus_factory
+):
+    from peers.ledger_client import LedgerClient
+    from rfq.queries import ContractsQuery, ContractsReply, TradesQuery, TradesReply
+
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
+    c1 = await bus_factory("C1")
+    ids = [f"paged-{i}" for i in range(7)]
+    for rfq_id in ids:
+        await c1.nc.publish("otc.tx.C1", factory.trade(rfq_id, client="C1"))
+    await wait_for(lambda: all(len(n.state.trades) == 7 for n in nodes.values()))
+    first = await reg.query(ContractsQuery(limit=3))
+    assert isinstance(first, ContractsReply)
+    assert (len(first.contracts), first.total) == (3, 7) and first.next_cursor
+    every = await reg.query_all(ContractsQuery(limit=3), ContractsReply)
+    assert [v.contract.id for v in every.contracts] == sorted(ids)
+    trades = await reg.query_all(TradesQuery(limit=2), TradesReply)
+    assert sorted(t.rfq_id for t in trades.trades) == sorted(ids) and trades.total == 7
+    heights = [t.height for t in trades.trades]
+    assert heights == sorted(heights, reverse=True)  # newest first
+    for node in nodes.values():
+        await node.stop()
