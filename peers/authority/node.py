@@ -258,23 +258,34 @@ class AuthorityNode:
 
     def _load(self) -> None:
         """The newest snapshot, then re-execute the stored blocks after it."""
-        self.state, self.head = self._rebuild()
+        self.state, self.head = self.rebuild_from_store()
         self._settle()
         log.info("chain_loaded", height=self.head.height)
 
-    def _rebuild(self) -> tuple[LedgerState, BlockHeader]:
+    def rebuild_from_store(self) -> tuple[LedgerState, BlockHeader]:
         snapshot = self.store.latest_snapshot()
         state = LedgerState(self.genesis)
         head = self.genesis_header
         if snapshot is not None:
             height, root, data = snapshot
             stored = self.store.block(height)
-            restored = LedgerState.restore(self.genesis, data)
-            if stored is not None and restored.state_root() == root == stored.header.state_root:
-                state, head = restored, stored.header
-            else:
-                log.error("snapshot_rejected", height=height)
+            why = "no stored block at its height"
+            if stored is not None:
+                try:
+                    restored = LedgerState.restore(self.genesis, data)
+                except RfqError as exc:
+                    why = str(exc)
+                else:
+                    if restored.state_root() == root == stored.header.state_root:
+                        state, head, why = restored, stored.header, ""
+                    else:
+                        why = "it does not restore to its block's state root"
+            if why:  # rebuild from the blocks instead: slower, never wrong
+                self.stats["snapshot_rejected"] += 1
+                log.error("snapshot_rejected", height=height, reason=why)
+        replayed = 0
         for block in self.store.blocks(head.height + 1):
+            replayed += 1
             state.execute(block.height, block.header.timestamp_ms, head, block.txs)
             if state.state_root() != block.header.state_root:
                 raise NodeError(
@@ -282,11 +293,12 @@ class AuthorityNode:
                     "root (run botc chain verify)"
                 )
             head = block.header
+        self.stats["replayed_blocks"] += replayed
         return state, head
 
     def _reload(self) -> None:
         """Undo an executed proposal: back to the last final block."""
-        self.state, head = self._rebuild()
+        self.state, head = self.rebuild_from_store()
         assert head.hash() == self.head.hash()
         self._settle()
         self.stats["reloads"] += 1
