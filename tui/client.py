@@ -432,6 +432,14 @@ class ClientScreen(RoleScreen):
         self._accept(self.quotes.best())
 
     def _accept(self, quote: Quote | None) -> None:
+        board = self.quotes
+        if board.cancelled and board.rfq is not None:
+            self.notify(
+                f"{board.rfq.id} was cancelled: its quotes can no longer be accepted.",
+                title="Not accepted",
+                severity="warning",
+            )
+            return
         if quote is None:
             self.notify("No live quote to accept.", severity="warning")
             return
@@ -474,6 +482,13 @@ class ClientScreen(RoleScreen):
         if self.handle is None or self.handle.cancelled:
             self.notify("No RFQ to cancel.", severity="warning")
             return
+        if self.session is not None and self.handle.id in self.session.accepted:
+            self.notify(
+                f"{self.handle.id} already has an accepted quote: the trade stands.",
+                title="Not cancelled",
+                severity="warning",
+            )
+            return
         self.cancel_rfq(self.handle)
 
     @work(group="rfq-cancel", exit_on_error=False)
@@ -485,7 +500,10 @@ class ClientScreen(RoleScreen):
         except (RfqError, BusError, PeerError) as exc:
             self.notify(str(exc), title="Cancel failed", severity="error")
             return
-        self.notify(f"{handle.id} withdrawn.", title="RFQ cancelled")
+        self.post_message(RfqClosed(handle.id, "cancelled"))
+        self.notify(
+            f"{handle.id} withdrawn: its quotes can no longer be accepted.", title="RFQ cancelled"
+        )
 
     # -- blotter ---------------------------------------------------------------------------
 

@@ -246,8 +246,13 @@ class QuotesBoard(Vertical):
     def quotes(self) -> list[Quote]:
         return [a for a in self.answers.values() if isinstance(a, Quote)]
 
+    @property
+    def cancelled(self) -> bool:
+        return self.closed == "cancelled"
+
     def best(self) -> Quote | None:
-        if self.rfq is None:
+        """The best live quote; none once the RFQ is cancelled (its quotes are not tradable)."""
+        if self.rfq is None or self.cancelled:
             return None
         return best_quote(self.rfq, self.quotes, int(self.clock() * 1000))
 
@@ -273,8 +278,11 @@ class QuotesBoard(Vertical):
         self.redraw()
 
     def close(self, rfq_id: str, reason: str) -> None:
+        """The RFQ stopped collecting answers; a cancel overrides an earlier reason (an RFQ
+        every dealer answered can still be cancelled, and then none of its quotes trades)."""
         if self.rfq is not None and rfq_id == self.rfq.id:
-            self.closed = reason
+            if self.closed != "cancelled":
+                self.closed = reason
             self.redraw()
 
     def mark_accepted(self, quote: Quote) -> None:
@@ -342,7 +350,7 @@ class QuotesBoard(Vertical):
         style = "bold black on green" if is_best else ""
         if self.accepted == answer.id:
             style = "bold green"
-        elif remaining <= 0 or self.accepted is not None:
+        elif remaining <= 0 or self.accepted is not None or self.cancelled:
             style = "dim"
         diff = ""
         if best is not None and not is_best:
@@ -352,6 +360,8 @@ class QuotesBoard(Vertical):
             status = Text("✔ accepted", style="bold green")
         elif self.accepted is not None:
             status = Text("not taken", style="dim")
+        elif self.cancelled:
+            status = Text("cancelled", style="dim")
         elif remaining <= 0:
             status = Text("expired", style="dim")
         elif is_best:
@@ -365,7 +375,7 @@ class QuotesBoard(Vertical):
             f"{answer.initial_margin_rate:.1%}",
             Text(fmt.money(answer.credit_line), justify="right"),
             Text(
-                fmt.countdown(remaining) if self.accepted is None else "",
+                fmt.countdown(remaining) if self.accepted is None and not self.cancelled else "",
                 style="yellow" if 0 < remaining < 5 else "",
             ),
             status,

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 from textual.widgets import Button, Static, TabbedContent
 
 from bus import subjects
+from peers.dealer import DealerBot
+from peers.oracle import OracleService, Simulator
 from tui.ticket import RfqTicket
 
 from . import scenes
 from .conftest import record_notifications, terminal, type_into, wait_until
 
 SIZE = (120, 40)
+
+
+def cell_text(table, row: str, column: str) -> str:
+    value = table.get_cell(row, column)
+    return getattr(value, "plain", str(value))
 
 
 def error_shown(ticket: RfqTicket, field: str) -> str:
@@ -86,6 +94,57 @@ async def test_an_rfq_nobody_answers_waits_on_the_board_and_x_cancels_it(network
         assert c1.session.rfqs[board.rfq.id].cancelled
         assert any(n.startswith("RFQ cancelled") for n in told)
         assert "CANCELLED" in str(board.query_one("#quotes-header").render())
+
+
+@pytest.fixture
+async def quoting_dealers(network, nats_server, bus_factory):
+    """Dealers D1-D3 quoting (no chain: nothing trades); ``await tick()`` publishes prices."""
+    genesis = network.genesis()
+    oracle = OracleService(await bus_factory("ORACLE"))
+    sim = Simulator(start=dt.date.today(), seed=7, ticks_per_day=2)
+    oracle.history = {k: list(v) for k, v in sim.history.items()}
+    await oracle.start()
+    for dealer in ("D1", "D2", "D3"):
+        await DealerBot(await bus_factory(dealer), genesis).start()
+
+    async def tick() -> None:
+        for price in sim.ticks():
+            await oracle.publish(price)
+        await oracle.bus.flush()
+
+    return tick
+
+
+@pytest.mark.integration
+async def test_after_x_the_quotes_read_cancelled_and_a_or_b_accept_nothing(
+    network, quoting_dealers
+):
+    app = terminal(network, "C1", poll_s=5.0)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        c1 = app.main_screen
+        await wait_until(pilot, lambda: c1.session is not None, what="the client session")
+        await quoting_dealers()
+        await wait_until(pilot, lambda: "RB2605" in c1.session.market.latest, what="prices")
+        await type_into(pilot, "#deadline", "30")
+        await pilot.press("ctrl+s")
+        board = c1.quotes
+        await wait_until(pilot, lambda: board.closed == "answered", what="three answers")
+        assert cell_text(board.table, board.best().dealer, "status") == "★ best"
+
+        await pilot.press("x")
+        await wait_until(pilot, lambda: board.closed == "cancelled", what="cancelled")
+        await pilot.pause()
+        assert {cell_text(board.table, d, "status") for d in ("D1", "D2", "D3")} == {"cancelled"}
+        assert "CANCELLED" in str(board.query_one("#quotes-header").render())
+
+        await pilot.press("b")
+        await pilot.press("a")
+        await pilot.pause()
+        refusals = [n for n in told if n.startswith("Not accepted")]
+        assert len(refusals) == 2 and "cancelled" in refusals[0]
+        assert c1.session.accepted == {}
+        assert not any("Trade final" in n for n in told)
 
 
 @pytest.mark.integration
