@@ -64,7 +64,7 @@ from tui.messages import (
     StatusLoaded,
     TxSubmitted,
 )
-from tui.model import MarketRow, market_rows
+from tui.model import MarketRow, contract_pnl, market_rows
 from tui.screen import RoleScreen
 from tui.ticket import RfqTicket
 from tui.timing import sleep_or_wake
@@ -76,7 +76,6 @@ from tui.widgets import (
     StatusBar,
     Table,
     contract_cells,
-    contract_pnl,
 )
 
 log = structlog.get_logger(__name__)

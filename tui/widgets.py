@@ -18,7 +18,7 @@ from rfq.contracts.model import ContractView
 from rfq.instruments import Side
 from rfq.messages import Decline, Quote, Rfq
 from tui import format as fmt
-from tui.model import MarketRow
+from tui.model import MarketRow, contract_pnl
 
 Row = tuple[str, Sequence[Any]]
 
@@ -383,13 +383,6 @@ class QuotesBoard(Vertical):
 
 
 # -- contracts -------------------------------------------------------------------------------
-
-
-def contract_pnl(view: ContractView) -> float | None:
-    """The client's P&L: the outcome's when the contract ended, else its mark-to-market."""
-    if view.outcome is not None:
-        return view.outcome.client_pnl
-    return view.client_mtm
 
 
 def contract_cells(view: ContractView) -> list[Any]:
