@@ -76,6 +76,11 @@ def signed(value: float | None, text: str | None = None) -> Text:
     return Text(shown, style="green" if value > 0 else "red")
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 contract``, ``2 contracts``, ``0 contracts``; ``plural`` for irregular words."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def percent(value: float | None, decimals: int = 2) -> str:
     if value is None or not math.isfinite(value):
         return DASH

@@ -92,3 +92,13 @@ def test_regulator_ccr_table_flags_the_institution_over_its_threshold(network, s
         terminal_size=scenes.SIZE,
         run_before=feeding(lambda: [scenes.status_message(), scenes.risk_message()], tab="f3"),
     )
+
+
+def test_regulator_what_if_shows_the_cascade_and_only_the_institutions_that_lose(
+    network, snap_compare
+):
+    assert snap_compare(
+        offline(network, "REG"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [scenes.status_message(), scenes.whatif_message()], tab="f4"),
+    )

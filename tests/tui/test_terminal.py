@@ -235,3 +235,26 @@ async def test_an_unexpected_error_in_a_background_task_is_a_notification_not_a_
         await wait_until(pilot, lambda: any("the feed sent nonsense" in n for n in told))
         assert app.is_running
         assert any(n.startswith("poll_chain failed") for n in told)
+
+
+async def test_the_what_if_counts_and_lists_only_institutions_that_lose(network):
+    app = terminal(network, "REG", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        reg = app.main_screen
+        await pilot.press("f4")
+        cascade, losses = reg.query_one("#whatif-cascade"), reg.query_one("#whatif-losses")
+
+        reg.post_message(scenes.whatif_message())  # C2 and D1 default, D2 loses 420k
+        await pilot.pause()
+        said = str(cascade.render())
+        assert "2 defaults in total; 1 other institution loses but survives" in said
+        assert "(s)" not in said
+        assert [key.value for key in losses.rows] == ["D1", "D2"]
+        assert losses.border_title == "Losses: 2 institutions would lose"
+
+        reg.post_message(scenes.whatif_without_losses_message())
+        await pilot.pause()
+        said = str(cascade.render())
+        assert "1 default in total; no other institution loses anything" in said
+        assert losses.row_count == 0
+        assert losses.border_title == "Losses: none"
