@@ -518,14 +518,14 @@ class ClientScreen(RoleScreen):
         vm = sum(v.vm_balance for v in live)
         calls = sum(1 for v in live if v.margin_call is not None)
         summary = Text.assemble(
-            (f" {len(views)} contracts", "bold"),
+            (f" {fmt.count(len(views), 'contract')}", "bold"),
             f" · {len(live)} open · MTM ",
             fmt.signed(mtm),
             f" · IM {fmt.money(margin)} · VM received ",
             fmt.signed(vm),
             " · P&L ",
             fmt.signed(pnl),
-            (f" · {calls} margin call(s)" if calls else "", "bold yellow"),
+            (f" · {fmt.count(calls, 'margin call')}" if calls else "", "bold yellow"),
             (f"   as of height {event.height}", "dim"),
         )
         self.query_one("#blotter-summary", Static).update(summary, layout=False)
@@ -535,7 +535,8 @@ class ClientScreen(RoleScreen):
         caption = Text.assemble("P&L now ", fmt.signed(pnl))
         if self.mtm_history:
             caption.append(
-                f"  ({len(self.mtm_history)} marks, low {fmt.money(min(self.mtm_history))},"
+                f"  ({fmt.count(len(self.mtm_history), 'mark')},"
+                f" low {fmt.money(min(self.mtm_history))},"
                 f" high {fmt.money(max(self.mtm_history))})",
                 style="dim",
             )
@@ -561,7 +562,7 @@ class ClientScreen(RoleScreen):
         self.query_one("#rating-chart", Sparkline).data = self.rating_history
         self.query_one("#rating-caption", Static).update(
             Text(
-                f"{len(self.rating_history)} change(s) seen this session"
+                f"{fmt.count(len(self.rating_history), 'change')} seen this session"
                 if self.rating_history
                 else "No rating on chain yet.",
                 style="dim",
@@ -579,7 +580,7 @@ class ClientScreen(RoleScreen):
                     Text(fmt.money(g.line - g.allocated - g.paid), justify="right"),
                     Text(fmt.money(g.paid), justify="right"),
                     f"{g.asset_id} ({fmt.money(g.asset_value)})",
-                    Text(g.status, style="green" if g.status == "live" else "dim"),
+                    Text(fmt.words(g.status), style="green" if g.status == "live" else "dim"),
                 ],
             )
             for g in credit.guarantees
@@ -661,7 +662,7 @@ class ClientScreen(RoleScreen):
                 finality = Text(f"refused at admission: {receipt.reason}", style="red")
             else:
                 finality = Text(f"refused in block {receipt.height}: {receipt.reason}", style="red")
-            rows.append((tx_id, [fmt.short_hash(tx_id, 16), kind, label, finality]))
+            rows.append((tx_id, [fmt.short_hash(tx_id, 16), fmt.words(kind), label, finality]))
         self.query_one("#transactions", Table).refill(rows)
 
     # -- navigation and palette ------------------------------------------------------------

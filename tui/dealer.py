@@ -492,7 +492,7 @@ class DealerScreen(RoleScreen):
         if isinstance(suggestion, Quote):
             return Text(fmt.price(suggestion.price), justify="right")
         if isinstance(suggestion, Decline):
-            return Text(f"decline: {suggestion.code}", style="dim")
+            return Text(f"decline: {fmt.words(suggestion.code)}", style="dim")
         return Text("")
 
     @staticmethod
@@ -501,7 +501,7 @@ class DealerScreen(RoleScreen):
         if line.state == "quoted" and isinstance(line.answer, Quote):
             return Text(f"quoted {fmt.price(line.answer.price)}{by}", style="green")
         if line.state == "declined" and isinstance(line.answer, Decline):
-            return Text(f"declined: {line.answer.code}{by}", style="red")
+            return Text(f"declined: {fmt.words(line.answer.code)}{by}", style="red")
         if line.state == "waiting":
             return Text("● waiting for you", style="bold yellow")
         if line.state == "pricing":
@@ -513,7 +513,7 @@ class DealerScreen(RoleScreen):
     def _show_stats(self) -> None:
         states = [line.state for line in self.lines.values()]
         text = Text()
-        text.append(f"{len(states)} RFQs", style="bold")
+        text.append(fmt.count(len(states), "RFQ"), style="bold")
         text.append(f" · {states.count('quoted')} quoted · {states.count('declined')} declined")
         waiting = states.count("waiting")
         text.append(f" · {waiting} waiting", style="bold yellow" if waiting else "")
@@ -537,7 +537,10 @@ class DealerScreen(RoleScreen):
         if line is None:
             waiting = sum(1 for x in self.lines.values() if x.state == "waiting")
             if waiting:
-                hint = f"{waiting} RFQ(s) waiting: select one to quote or decline."
+                hint = (
+                    f"{fmt.count(waiting, 'RFQ')} waiting: select "
+                    f"{'it' if waiting == 1 else 'one'} to quote or decline."
+                )
             elif self.auto_quote:
                 hint = "Auto-quote is on: the model answers every RFQ (^T to quote by hand)."
             else:

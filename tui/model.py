@@ -89,11 +89,14 @@ class RfqRequest:
     @property
     def summary(self) -> str:
         who = "all dealers" if self.dealers is None else ", ".join(self.dealers)
-        side = "buys" if self.terms.client_side == Side.BUY else "sells"
-        return (
-            f"client {side} {self.terms.quantity:g} x {product(self.terms)} "
-            f"to {self.terms.maturity} from {who}"
+        buys = self.terms.client_side == Side.BUY
+        text = (
+            f"client {'buys' if buys else 'sells'} {self.terms.quantity:g} x "
+            f"{product(self.terms)} to {self.terms.maturity} from {who}"
         )
+        if self.terms.option is not None:
+            text += f", {'paying' if buys else 'receiving'} the premium"
+        return text
 
 
 _TERM = re.compile(

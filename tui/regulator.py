@@ -366,7 +366,7 @@ class RegulatorScreen(RoleScreen):
                 f"{event.height}-{i}",
                 [
                     Text(str(event.height), justify="right"),
-                    Text(event.action, style="bold"),
+                    Text(fmt.words(event.action), style="bold"),
                     event.member,
                     event.reason,
                     Text(str(event.effective_height), justify="right"),
@@ -534,7 +534,7 @@ class RegulatorScreen(RoleScreen):
                         Text(fmt.money(trade.initial_margin), justify="right"),
                         Text(fmt.money(trade.dealer_line), justify="right"),
                         Text(fmt.money(sum(a for _, a in trade.guarantee_cover)), justify="right"),
-                        str(view.status) if view else "",
+                        fmt.words(view.status) if view else "",
                     ],
                 )
             )
@@ -549,7 +549,7 @@ class RegulatorScreen(RoleScreen):
             if part
         )
         table.border_title = (
-            f"Trade repository: {len(rows)} trade(s){' · ' + scope if scope else ''}"
+            f"Trade repository: {fmt.count(len(rows), 'trade')}{' · ' + scope if scope else ''}"
         )
 
     # -- navigation ------------------------------------------------------------------------

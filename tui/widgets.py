@@ -343,7 +343,7 @@ class QuotesBoard(Vertical):
                 "",
                 "",
                 "",
-                Text(f"declined: {answer.code}", style="red"),
+                Text(f"declined: {fmt.words(answer.code)}", style="red"),
             ]
         is_best = best is not None and answer.id == best.id and self.accepted is None
         remaining = (answer.valid_until_ms - now_ms) / 1000
@@ -417,7 +417,7 @@ def contract_cells(view: ContractView) -> list[Any]:
         Text(margin, justify="right"),
         _right(fmt.signed(view.vm_balance)),
         _right(fmt.signed(contract_pnl(view))),
-        Text(str(view.status), style=status_style),
+        Text(fmt.words(view.status), style=status_style),
     ]
 
 

@@ -209,7 +209,7 @@ async def test_the_regulator_runs_a_contagion_what_if_on_the_live_exposures(
         repository = reg.query_one("#repository", Table)
         await type_into(pilot, "#search-party", "C2")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: "0 trade(s) · party C2" in repository.border_title)
+        await wait_until(pilot, lambda: "0 trades · party C2" in repository.border_title)
         await type_into(pilot, "#search-party", "C1")
         await type_into(pilot, "#search-underlying", "rb2605")
         await pilot.click("#search-run")

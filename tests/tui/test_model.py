@@ -200,3 +200,22 @@ def test_an_unpriced_contract_has_no_pnl_and_an_ended_one_its_outcomes():
     assert contract_pnl(call_view(Side.BUY, premium=12.5, mtm=None)) is None
     ended = Outcome(Status.SETTLED, TODAY, 30, 552.0, 6_000, -250, 250)
     assert contract_pnl(call_view(Side.BUY, premium=12.5, mtm=6_000, outcome=ended)) == -250
+
+
+def test_codes_read_as_words_and_counts_agree_with_their_nouns():
+    assert fmt.words("margin_call") == "margin call"
+    assert fmt.words("closed_out") == "closed out"
+    assert fmt.words("credit_limit") == "credit limit reached"
+    assert fmt.words("some_new_code") == "some new code"
+    assert fmt.count(1, "contract") == "1 contract"
+    assert fmt.count(0, "contract") == "0 contracts"
+    assert fmt.count(3, "margin call") == "3 margin calls"
+
+
+def test_an_option_tickets_summary_says_who_pays_the_premium():
+    bought = request(template="european_option", strike="3200", legs="RB2605")
+    assert bought.summary.endswith("from all dealers, paying the premium")
+    sold = request(template="european_option", strike="3200", side="sell")
+    assert "client sells 1000 x call 3,200 RB2605" in sold.summary
+    assert sold.summary.endswith("receiving the premium")
+    assert "premium" not in request().summary

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 
 import pytest
-from textual.widgets import Button, Static, TabbedContent
+from textual.widgets import Button, Label, Select, Static, TabbedContent
 
 from bus import subjects
 from peers.dealer import DealerBot
@@ -258,3 +258,45 @@ async def test_the_what_if_counts_and_lists_only_institutions_that_lose(network)
         assert "1 default in total; no other institution loses anything" in said
         assert losses.row_count == 0
         assert losses.border_title == "Losses: none"
+
+
+def labels_in_row_of(ticket: RfqTicket, field: str) -> list[str]:
+    row = ticket.query_one(f"#{field}").parent
+    return [str(label.render()) for label in row.query(Label)]
+
+
+def side_words(ticket: RfqTicket) -> list[str]:
+    """The side's choices; the one shown first (what the closed select reads)."""
+    side = ticket.query_one("#side", Select)
+    shown = str(side.query_one("SelectCurrent #label").render())
+    choices = [str(prompt) for prompt, _ in side._options]
+    return [shown, *(c for c in choices if c != shown)]
+
+
+async def test_the_ticket_labels_the_averaging_window_and_the_strike_and_words_option_sides(
+    network,
+):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        ticket = app.main_screen.ticket
+        assert side_words(ticket) == ["Client buys (pays fixed)", "Client sells (receives fixed)"]
+
+        ticket.set_field("template", "average_price_swap")
+        await pilot.pause()
+        assert labels_in_row_of(ticket, "avg_start") == ["Averaging", "from", "to"]
+
+        ticket.set_field("template", "european_option")
+        await pilot.pause()
+        assert labels_in_row_of(ticket, "strike") == ["Option", "strike"]
+        assert side_words(ticket) == [
+            "Client buys option (pays premium)",
+            "Client sells option (gets premium)",
+        ]
+        ticket.set_field("side", "sell")
+        await pilot.pause()
+        assert side_words(ticket)[0] == "Client sells option (gets premium)"
+
+        ticket.set_field("template", "price_swap")
+        await pilot.pause()
+        assert side_words(ticket)[0] == "Client sells (receives fixed)"
+        assert ticket.draft().side == "sell"  # rewording keeps the side chosen
