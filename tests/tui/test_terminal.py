@@ -201,6 +201,31 @@ async def test_the_command_palette_switches_tabs_and_sets_the_ticket_template(ne
         assert ticket.draft().legs == "HC2605 - RB2605"
 
 
+async def test_the_palettes_screenshot_lands_in_the_networks_logs_and_says_where(
+    network, tmp_path, monkeypatch
+):
+    home = tmp_path / "home"  # a home without ~/Downloads, like a fresh server account
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for variable in ("XDG_DOWNLOAD_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    logs = network.path / "logs"
+    assert not logs.exists()
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"screenshot")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(n.startswith("Screenshot:") for n in told))
+    [saved] = list(logs.glob("*.svg"))
+    assert saved.read_text().startswith("<svg")
+    [said] = [n for n in told if n.startswith("Screenshot:")]
+    assert str(saved) in said
+    assert "Failed" not in said
+
+
 async def test_function_keys_and_clicks_move_between_tabs(network):
     app = terminal(network, "REG", connect=False, clock=scenes.clock)
     async with app.run_test(size=SIZE) as pilot:
