@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 
 import pytest
-from textual.widgets import Button, Label, Select, Static, TabbedContent
+from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 
 from bus import subjects
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
+from tui.messages import RfqArrived
 from tui.ticket import RfqTicket
 
 from . import scenes
@@ -325,3 +326,69 @@ async def test_the_ticket_labels_the_averaging_window_and_the_strike_and_words_o
         await pilot.pause()
         assert side_words(ticket)[0] == "Client sells (receives fixed)"
         assert ticket.draft().side == "sell"  # rewording keeps the side chosen
+
+
+def waiting_rfq(rfq_id: str, quantity: float, model_price: float) -> RfqArrived:
+    """An RFQ that waits for D1's manual quote, the model's price beside it."""
+    rfq = scenes.dealer_rfq(rfq_id, "C1", scenes.rebar_terms(quantity), 60)
+    return RfqArrived(
+        rfq,
+        rating=74.2,
+        arrived_ms=scenes.NOW_MS - 60_000 + int(quantity),
+        suggestion=scenes.dealer_quote(rfq, model_price),
+        waits=True,
+    )
+
+
+async def test_manual_quoting_stays_on_the_dealers_rfq_while_new_ones_stream_in(network):
+    app = terminal(network, "D1", connect=False, clock=scenes.clock, auto_quote=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        desk = app.main_screen
+        sent: list[tuple[str, object]] = []
+        desk.send_answer = lambda rfq_id, answer: sent.append((rfq_id, answer))
+        price, im = desk.query_one("#manual-price", Input), desk.query_one("#manual-im", Input)
+        table = desk.query_one("#rfqs")
+
+        def summary() -> str:
+            return str(desk.query_one("#manual-summary").render())
+
+        desk.post_message(waiting_rfq("C1-aaaa01", 100, 3101))
+        desk.post_message(waiting_rfq("C1-bbbb02", 200, 3102))
+        await pilot.pause()
+        assert summary().startswith("C1-aaaa01")  # the first waiting RFQ, picked for D1
+        assert price.value == "3101"
+
+        table.focus()
+        await pilot.press("up")  # D1 moves to the newer RFQ
+        assert summary().startswith("C1-bbbb02")
+        assert price.value == "3102"
+        await pilot.press("q")  # from the table, q goes to the price field, typing nothing
+        assert price.has_focus and price.value == "3102"
+        await pilot.press("ctrl+u", *"3111", "tab", "ctrl+u", *"0.2")
+        assert im.has_focus
+
+        for n, quantity in enumerate((300, 400, 500, 600)):  # the simulated flow goes on
+            desk.post_message(waiting_rfq(f"C1-cccc0{n}", quantity, 3200 + n))
+            await pilot.pause()
+        assert table.selected_key == "C1-bbbb02"
+        assert summary().startswith("C1-bbbb02")
+        assert (price.value, im.value) == ("3111", "0.2")
+
+        await pilot.press("q")  # in a field, letters type...
+        assert im.value == "0.2q"
+        await pilot.press("backspace", "f6")  # ...and F6 quotes from the field
+        [(rfq_id, answer)] = sent
+        assert rfq_id == "C1-bbbb02"
+        assert (answer.price, answer.initial_margin_rate) == (3111, 0.2)
+
+        await pilot.press("escape")  # Escape leaves the field for the table
+        assert table.has_focus
+        await pilot.press("d")
+        assert sent[-1][0] == "C1-bbbb02" and sent[-1][1].decline
+
+        # No toast per RFQ over the table: one status line says what came last.
+        assert not any("waits for your quote" in n for n in told)
+        assert len(app._notifications) <= 1
+        news = str(desk.query_one("#desk-news").render())
+        assert "C1-cccc03 waits for your quote" in news
