@@ -13,8 +13,9 @@ sealed to each of them (and the regulator) on their direct subjects. Quotes arri
 this client only. A quote is taken only if the dealer signed it in its own name, for this
 client, for an RFQ this client sent, on the same terms, before the RFQ's deadline; late
 quotes are counted and ignored. ``accept`` is refused locally once the quote's validity has
-passed, for a second accept of one RFQ, and for a quote not addressed to this client. The
-signed accept is the trade transaction: it is submitted to the authorities on
+passed, for a second accept of one RFQ, for a quote of an RFQ the client cancelled (answers
+that arrive after the cancel are ignored), and for a quote not addressed to this client.
+The signed accept is the trade transaction: it is submitted to the authorities on
 ``otc.tx.<client>``.
 """
 
@@ -322,6 +323,9 @@ class ClientSession(Service):
             self.dropped_quotes += 1
             log.warning("answer_ignored", rfq=answer.rfq_id, dealer=received.sender, why=problem)
             return
+        if handle.cancelled:  # a dealer that answered before it saw the cancel
+            log.info("answer_after_cancel", rfq=answer.rfq_id, dealer=answer.dealer)
+            return
         if received.message.timestamp_ms > handle.rfq.deadline_ms or time.time() * 1000 > (
             handle.rfq.deadline_ms
         ):
@@ -351,6 +355,12 @@ class ClientSession(Service):
             raise AcceptRefused(
                 "already_accepted", f"RFQ {quote.rfq_id} already has an accepted quote"
             )
+        handle = self.rfqs.get(quote.rfq_id)
+        if handle is not None and handle.cancelled:
+            raise AcceptRefused(
+                "cancelled",
+                f"RFQ {quote.rfq_id} was cancelled: its quotes can no longer be accepted",
+            )
         now_ms = int(time.time() * 1000)
         if now_ms > quote.valid_until_ms:
             raise AcceptRefused(
@@ -379,7 +389,8 @@ class ClientSession(Service):
         return await self.ledger.wait(tx_id, timeout=timeout)
 
     async def cancel(self, rfq: RfqHandle | str) -> None:
-        """Withdraw an RFQ: dealers drop it and the iterator ends."""
+        """Withdraw an RFQ: dealers drop it, the iterator ends, and its quotes can no longer
+        be accepted (``accept`` refuses them with reason ``cancelled``)."""
         handle = self.rfqs.get(rfq if isinstance(rfq, str) else rfq.id)
         if handle is None:
             raise ValidationError("no such RFQ", where="rfq")

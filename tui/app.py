@@ -14,6 +14,7 @@ queries, the embedded dealer bot) belongs to the role screens.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -123,6 +124,32 @@ class BotcApp(App[int]):
         self.push_screen(self.make_main_screen())
         if self.connect_on_mount:
             self.connect_bus()
+
+    # -- screenshots (the command palette's "Screenshot") -----------------------------------
+
+    def screenshot_dir(self) -> Path:
+        """Where screenshots go: the network's logs directory (created if needed), else the
+        current directory. Textual's default, ~/Downloads, often does not exist on a server
+        and the save fails."""
+        for candidate in (self.net.path / "logs", Path.cwd()):
+            try:
+                candidate.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.warning("tui_screenshot_dir_unusable", path=str(candidate), error=str(exc))
+                continue
+            if os.access(candidate, os.W_OK):
+                return candidate
+        return Path.cwd()
+
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        """Save the screen as SVG into ``screenshot_dir()``; Textual notifies the path."""
+        where = path or str(self.screenshot_dir())
+        return super().deliver_screenshot(filename, where, time_format)
 
     # -- the bus ---------------------------------------------------------------------------
 

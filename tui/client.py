@@ -64,7 +64,7 @@ from tui.messages import (
     StatusLoaded,
     TxSubmitted,
 )
-from tui.model import MarketRow, market_rows
+from tui.model import MarketRow, contract_pnl, market_rows
 from tui.screen import RoleScreen
 from tui.ticket import RfqTicket
 from tui.timing import sleep_or_wake
@@ -76,7 +76,6 @@ from tui.widgets import (
     StatusBar,
     Table,
     contract_cells,
-    contract_pnl,
 )
 
 log = structlog.get_logger(__name__)
@@ -432,6 +431,14 @@ class ClientScreen(RoleScreen):
         self._accept(self.quotes.best())
 
     def _accept(self, quote: Quote | None) -> None:
+        board = self.quotes
+        if board.cancelled and board.rfq is not None:
+            self.notify(
+                f"{board.rfq.id} was cancelled: its quotes can no longer be accepted.",
+                title="Not accepted",
+                severity="warning",
+            )
+            return
         if quote is None:
             self.notify("No live quote to accept.", severity="warning")
             return
@@ -474,6 +481,13 @@ class ClientScreen(RoleScreen):
         if self.handle is None or self.handle.cancelled:
             self.notify("No RFQ to cancel.", severity="warning")
             return
+        if self.session is not None and self.handle.id in self.session.accepted:
+            self.notify(
+                f"{self.handle.id} already has an accepted quote: the trade stands.",
+                title="Not cancelled",
+                severity="warning",
+            )
+            return
         self.cancel_rfq(self.handle)
 
     @work(group="rfq-cancel", exit_on_error=False)
@@ -485,7 +499,10 @@ class ClientScreen(RoleScreen):
         except (RfqError, BusError, PeerError) as exc:
             self.notify(str(exc), title="Cancel failed", severity="error")
             return
-        self.notify(f"{handle.id} withdrawn.", title="RFQ cancelled")
+        self.post_message(RfqClosed(handle.id, "cancelled"))
+        self.notify(
+            f"{handle.id} withdrawn: its quotes can no longer be accepted.", title="RFQ cancelled"
+        )
 
     # -- blotter ---------------------------------------------------------------------------
 
@@ -501,14 +518,14 @@ class ClientScreen(RoleScreen):
         vm = sum(v.vm_balance for v in live)
         calls = sum(1 for v in live if v.margin_call is not None)
         summary = Text.assemble(
-            (f" {len(views)} contracts", "bold"),
+            (f" {fmt.count(len(views), 'contract')}", "bold"),
             f" · {len(live)} open · MTM ",
             fmt.signed(mtm),
             f" · IM {fmt.money(margin)} · VM received ",
             fmt.signed(vm),
             " · P&L ",
             fmt.signed(pnl),
-            (f" · {calls} margin call(s)" if calls else "", "bold yellow"),
+            (f" · {fmt.count(calls, 'margin call')}" if calls else "", "bold yellow"),
             (f"   as of height {event.height}", "dim"),
         )
         self.query_one("#blotter-summary", Static).update(summary, layout=False)
@@ -518,7 +535,8 @@ class ClientScreen(RoleScreen):
         caption = Text.assemble("P&L now ", fmt.signed(pnl))
         if self.mtm_history:
             caption.append(
-                f"  ({len(self.mtm_history)} marks, low {fmt.money(min(self.mtm_history))},"
+                f"  ({fmt.count(len(self.mtm_history), 'mark')},"
+                f" low {fmt.money(min(self.mtm_history))},"
                 f" high {fmt.money(max(self.mtm_history))})",
                 style="dim",
             )
@@ -544,7 +562,7 @@ class ClientScreen(RoleScreen):
         self.query_one("#rating-chart", Sparkline).data = self.rating_history
         self.query_one("#rating-caption", Static).update(
             Text(
-                f"{len(self.rating_history)} change(s) seen this session"
+                f"{fmt.count(len(self.rating_history), 'change')} seen this session"
                 if self.rating_history
                 else "No rating on chain yet.",
                 style="dim",
@@ -562,7 +580,7 @@ class ClientScreen(RoleScreen):
                     Text(fmt.money(g.line - g.allocated - g.paid), justify="right"),
                     Text(fmt.money(g.paid), justify="right"),
                     f"{g.asset_id} ({fmt.money(g.asset_value)})",
-                    Text(g.status, style="green" if g.status == "live" else "dim"),
+                    Text(fmt.words(g.status), style="green" if g.status == "live" else "dim"),
                 ],
             )
             for g in credit.guarantees
@@ -644,7 +662,7 @@ class ClientScreen(RoleScreen):
                 finality = Text(f"refused at admission: {receipt.reason}", style="red")
             else:
                 finality = Text(f"refused in block {receipt.height}: {receipt.reason}", style="red")
-            rows.append((tx_id, [fmt.short_hash(tx_id, 16), kind, label, finality]))
+            rows.append((tx_id, [fmt.short_hash(tx_id, 16), fmt.words(kind), label, finality]))
         self.query_one("#transactions", Table).refill(rows)
 
     # -- navigation and palette ------------------------------------------------------------

@@ -61,6 +61,8 @@ from tui.widgets import StatusBar, Table
 
 log = structlog.get_logger(__name__)
 
+MANUAL_FIELDS = ("manual-price", "manual-im", "manual-line", "manual-ttl")
+
 ArrivalCallback = Callable[[Rfq, int, Quote | Decline | None, bool], None]
 AnswerCallback = Callable[[str, Quote | Decline | None, bool], None]
 
@@ -215,12 +217,17 @@ class RfqLine:
 class DealerScreen(RoleScreen):
     """A dealer's desk: incoming RFQs, auto/manual quoting, positions and exposure."""
 
+    # Letters act only while no field has focus (in a field they type); F6/F7 and Enter act
+    # from the fields too, and Escape leaves a field for the RFQ table.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "show_tab('rfqs')", "RFQs"),
         Binding("f3", "show_tab('positions')", "Positions"),
         Binding("ctrl+t", "toggle_auto", "Auto-quote on/off", priority=True),
-        Binding("q", "quote", "Quote"),
-        Binding("d", "decline", "Decline"),
+        Binding("q", "quote", "Quote", show=False),
+        Binding("d", "decline", "Decline", show=False),
+        Binding("f6", "quote", "Quote"),
+        Binding("f7", "decline", "Decline"),
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("r", "refresh", "Refresh"),
     ]
 
@@ -229,6 +236,11 @@ class DealerScreen(RoleScreen):
         self.auto_quote = auto_quote
         self.bot: TerminalDealerBot | None = None
         self.lines: dict[str, RfqLine] = {}
+        # The RFQ the manual panel is for. Once the dealer picks one (cursor or click) it
+        # stays there until the dealer moves; the newest waiting RFQ is picked only while
+        # the dealer has not picked (or the automatic pick stopped waiting).
+        self.manual_rfq: str | None = None
+        self.manual_picked = False
         self._wake = asyncio.Event()
 
     # -- layout ----------------------------------------------------------------------------
@@ -263,9 +275,12 @@ class DealerScreen(RoleScreen):
                 )
                 rfqs.border_title = "Incoming RFQs"
                 yield rfqs
+                yield Static("", id="desk-news")
                 with Vertical(id="manual", classes="panel") as manual:
                     manual.border_title = "Manual quote"
-                    manual.border_subtitle = "q quote · d decline · ^T auto-quote"
+                    manual.border_subtitle = (
+                        "q/F6 quote · d/F7 decline · Enter sends · Esc leaves a field"
+                    )
                     yield Static("", id="manual-summary")
                     with Horizontal(classes="manual-row"):
                         yield Label("Price")
@@ -324,6 +339,7 @@ class DealerScreen(RoleScreen):
     def on_mount(self) -> None:
         self.set_interval(0.5, self._tick)
         self._show_stats()
+        self._show_manual()
 
     # -- the bot ---------------------------------------------------------------------------
 
@@ -403,14 +419,15 @@ class DealerScreen(RoleScreen):
             line.state = "waiting"
         self._redraw()
         if line.state == "waiting":
-            self.notify(
-                f"{rfq.client}: {rfq.terms.quantity:g} × {fmt.product(rfq.terms)}",
-                title=f"RFQ {rfq.id} waits for your quote",
+            self._news(
+                f"RFQ {rfq.id} waits for your quote: {rfq.client} "
+                f"{rfq.terms.quantity:g} × {fmt.product(rfq.terms)}"
             )
-            table = self.query_one("#rfqs", Table)
-            if table.selected_key not in self.lines or self._selected_line() is None:
+            if self._may_pick_for_the_dealer():
+                self._pick(rfq.id, by_dealer=False)
+                table = self.query_one("#rfqs", Table)
                 table.move_cursor(row=table.get_row_index(rfq.id), animate=False)
-            self._fill_manual()
+        self._show_manual()
 
     def on_rfq_answered(self, event: RfqAnswered) -> None:
         line = self.lines.get(event.rfq_id)
@@ -431,8 +448,10 @@ class DealerScreen(RoleScreen):
                 if event.answer is not None
                 else "not sent: too late"
             )
-            self.notify(what, title=f"{event.rfq_id}")
-        self._fill_manual()
+            self._news(f"{event.rfq_id}: {what}")
+            if event.rfq_id == self.manual_rfq and self._typing():
+                self.query_one("#rfqs", Table).focus()  # done: back to the table to pick
+        self._show_manual()
 
     def _cancelled(self) -> set[str]:
         return self.bot.cancelled if self.bot else set()
@@ -453,6 +472,8 @@ class DealerScreen(RoleScreen):
                     changed = True
         if changed or any(line.state in ("waiting", "pricing") for line in self.lines.values()):
             self._redraw()
+        if changed:
+            self._show_manual()
 
     def _redraw(self) -> None:
         now_ms = int(self.terminal.clock() * 1000)
@@ -492,7 +513,7 @@ class DealerScreen(RoleScreen):
         if isinstance(suggestion, Quote):
             return Text(fmt.price(suggestion.price), justify="right")
         if isinstance(suggestion, Decline):
-            return Text(f"decline: {suggestion.code}", style="dim")
+            return Text(f"decline: {fmt.words(suggestion.code)}", style="dim")
         return Text("")
 
     @staticmethod
@@ -501,7 +522,7 @@ class DealerScreen(RoleScreen):
         if line.state == "quoted" and isinstance(line.answer, Quote):
             return Text(f"quoted {fmt.price(line.answer.price)}{by}", style="green")
         if line.state == "declined" and isinstance(line.answer, Decline):
-            return Text(f"declined: {line.answer.code}{by}", style="red")
+            return Text(f"declined: {fmt.words(line.answer.code)}{by}", style="red")
         if line.state == "waiting":
             return Text("● waiting for you", style="bold yellow")
         if line.state == "pricing":
@@ -513,7 +534,7 @@ class DealerScreen(RoleScreen):
     def _show_stats(self) -> None:
         states = [line.state for line in self.lines.values()]
         text = Text()
-        text.append(f"{len(states)} RFQs", style="bold")
+        text.append(fmt.count(len(states), "RFQ"), style="bold")
         text.append(f" · {states.count('quoted')} quoted · {states.count('declined')} declined")
         waiting = states.count("waiting")
         text.append(f" · {waiting} waiting", style="bold yellow" if waiting else "")
@@ -522,22 +543,64 @@ class DealerScreen(RoleScreen):
 
     # -- manual quoting --------------------------------------------------------------------
 
+    def _news(self, text: str) -> None:
+        """One status line for what happened last (toasts per RFQ would pile up over the
+        table when RFQs stream in)."""
+        now_ms = int(self.terminal.clock() * 1000)
+        news = Text.assemble((fmt.timestamp(now_ms), "dim"), "  ", text)
+        self.query_one("#desk-news", Static).update(news, layout=False)
+
     def _selected_line(self) -> RfqLine | None:
-        key = self.query_one("#rfqs", Table).selected_key
-        line = self.lines.get(key) if key else None
+        """The manual panel's RFQ, while it waits for an answer."""
+        line = self.lines.get(self.manual_rfq) if self.manual_rfq else None
         return line if line is not None and line.state == "waiting" else None
 
-    @on(DataTable.RowHighlighted, "#rfqs")
-    def _rfq_highlighted(self, _: DataTable.RowHighlighted) -> None:
-        self._fill_manual()
+    def _typing(self) -> bool:
+        focused = self.focused
+        return isinstance(focused, Input) and focused.id in MANUAL_FIELDS
 
-    def _fill_manual(self) -> None:
-        line = self._selected_line()
-        summary = self.query_one("#manual-summary", Static)
+    def _may_pick_for_the_dealer(self) -> bool:
+        """Pick the newest waiting RFQ only if the dealer has not picked one and is not
+        typing, and the panel's RFQ (if any) no longer waits."""
+        return not self.manual_picked and not self._typing() and self._selected_line() is None
+
+    def _pick(self, rfq_id: str, *, by_dealer: bool) -> None:
+        """Show ``rfq_id`` in the manual panel, its fields pre-filled with the model's answer."""
+        self.manual_picked = by_dealer
+        if rfq_id == self.manual_rfq:
+            return
+        self.manual_rfq = rfq_id
+        line = self.lines.get(rfq_id)
         if line is None:
-            waiting = sum(1 for x in self.lines.values() if x.state == "waiting")
+            return
+        suggestion = line.suggestion
+        if isinstance(suggestion, Quote):
+            self._set_manual(
+                suggestion.price, suggestion.initial_margin_rate, suggestion.credit_line
+            )
+        elif isinstance(suggestion, Decline):
+            self._set_manual(None, 0.1, 0.0)
+
+    @on(DataTable.RowHighlighted, "#rfqs")
+    def _rfq_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The dealer moved the cursor: the panel follows. Highlights left behind by a
+        refill (the cursor has moved on since) or by our own pick change nothing."""
+        key = event.row_key.value
+        table = self.query_one("#rfqs", Table)
+        if key is None or key != table.selected_key or key not in self.lines:
+            return
+        if key != self.manual_rfq:
+            self._pick(key, by_dealer=True)
+            self._show_manual()
+
+    def _show_manual(self) -> None:
+        """The panel's summary: its RFQ and the model's answer, or what became of it."""
+        summary = self.query_one("#manual-summary", Static)
+        line = self.lines.get(self.manual_rfq) if self.manual_rfq else None
+        waiting = sum(1 for x in self.lines.values() if x.state == "waiting")
+        if line is None:
             if waiting:
-                hint = f"{waiting} RFQ(s) waiting: select one to quote or decline."
+                hint = f"{fmt.count(waiting, 'RFQ')} waiting: select one to quote or decline."
             elif self.auto_quote:
                 hint = "Auto-quote is on: the model answers every RFQ (^T to quote by hand)."
             else:
@@ -551,19 +614,19 @@ class DealerScreen(RoleScreen):
             fmt.side_text(rfq.terms),
             f" {rfq.terms.quantity:g} × {fmt.product(rfq.terms)} to {rfq.terms.maturity}\n",
         )
-        if isinstance(suggestion, Quote):
+        if line.state != "waiting":
+            others = f"{fmt.count(waiting, 'other RFQ')} waiting" if waiting else "none waiting"
+            text.append_text(self._answer_text(line))
+            text.append(f" · select another RFQ ({others})", style="dim")
+        elif isinstance(suggestion, Quote):
             text.append(
                 f"model {fmt.price(suggestion.price)}, IM {suggestion.initial_margin_rate:.1%}, "
                 f"line {fmt.money(suggestion.credit_line)}",
                 style="dim",
             )
-            self._set_manual(
-                suggestion.price, suggestion.initial_margin_rate, suggestion.credit_line
-            )
         elif isinstance(suggestion, Decline):
             text.append(f"model declines: {suggestion.text}", style="red")
-            self._set_manual(None, 0.1, 0.0)
-        self.query_one("#manual-summary", Static).update(text, layout=False)
+        summary.update(text, layout=False)
 
     def _set_manual(self, price: float | None, im_rate: float, line: float) -> None:
         values = {
@@ -572,9 +635,7 @@ class DealerScreen(RoleScreen):
             "#manual-line": f"{line:g}",
         }
         for selector, value in values.items():
-            widget = self.query_one(selector, Input)
-            if not widget.has_focus:
-                widget.value = value
+            self.query_one(selector, Input).value = value
 
     def _manual_answer(self) -> ManualAnswer:
         def number(selector: str, label: str) -> float:
@@ -593,15 +654,19 @@ class DealerScreen(RoleScreen):
         return ManualAnswer(price=price, initial_margin_rate=im_rate, credit_line=line, ttl_s=ttl)
 
     def action_quote(self) -> None:
+        """From the table: go to the price field; from a manual field: send the quote."""
         line = self._selected_line()
         if line is None:
             self.notify("Select an RFQ that waits for an answer.", severity="warning")
             return
-        price = self.query_one("#manual-price", Input)
-        if not price.has_focus:
-            price.focus()
+        if not self._typing():
+            self.query_one("#manual-price", Input).focus()
             return
         self._send_manual()
+
+    def action_leave_field(self) -> None:
+        if isinstance(self.focused, Input):
+            self.query_one("#rfqs", Table).focus()
 
     @on(Button.Pressed, "#manual-quote")
     @on(Input.Submitted, "#manual-price, #manual-im, #manual-line, #manual-ttl")
@@ -666,7 +731,7 @@ class DealerScreen(RoleScreen):
             title=f"Auto-quote {'on' if event.value else 'off'}",
             timeout=3,
         )
-        self._fill_manual()
+        self._show_manual()
 
     @work(group="answer", exit_on_error=False)
     async def answer_waiting(self) -> None:

@@ -76,6 +76,45 @@ def signed(value: float | None, text: str | None = None) -> Text:
     return Text(shown, style="green" if value > 0 else "red")
 
 
+# Codes the chain and the dealers use, in the words a person reads (the rest: "_" -> " ").
+WORDS: dict[str, str] = {
+    # contract statuses
+    "margin_call": "margin call",
+    "in_default": "in default",
+    "closed_out": "closed out",
+    # transaction kinds
+    "close_out": "close-out request",
+    "fixing_tx": "price fixing",
+    "guarantee_grant": "guarantee granted",
+    "guarantee_revoke": "guarantee revoked",
+    "rating_update": "rating update",
+    "register_member": "member registered",
+    "gov_nominate": "nomination",
+    "gov_veto": "veto",
+    "gov_evict": "eviction",
+    "evidence": "misbehaviour evidence",
+    # decline codes
+    "bad_terms": "bad terms",
+    "unsupported": "product not offered",
+    "no_price": "no price",
+    "rating": "rating too low",
+    "credit_limit": "credit limit reached",
+    "dealer_declined": "declined by the desk",
+    "malformed": "malformed RFQ",
+}
+
+
+def words(code: object) -> str:
+    """A machine code (``margin_call``, ``credit_limit``, a transaction kind) in words."""
+    text = str(code)
+    return WORDS.get(text, text.replace("_", " "))
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 contract``, ``2 contracts``, ``0 contracts``; ``plural`` for irregular words."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def percent(value: float | None, decimals: int = 2) -> str:
     if value is None or not math.isfinite(value):
         return DASH

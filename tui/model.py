@@ -1,4 +1,5 @@
-"""The terminal's pure models: the RFQ ticket as typed, and rows built from market data.
+"""The terminal's pure models: the RFQ ticket as typed, rows built from market data, and
+the client's P&L per contract.
 
 ``TicketDraft`` holds the ticket's fields exactly as the user typed them. ``build_request``
 turns a draft into the ``Terms`` an RFQ carries, checking them with the same rules a dealer
@@ -15,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 
 from peers.market import MarketData
+from rfq.contracts.model import ContractView
+from rfq.contracts.payoff import signed_size
 from rfq.errors import ValidationError
 from rfq.instruments import (
     CATALOG,
@@ -86,11 +89,14 @@ class RfqRequest:
     @property
     def summary(self) -> str:
         who = "all dealers" if self.dealers is None else ", ".join(self.dealers)
-        side = "buys" if self.terms.client_side == Side.BUY else "sells"
-        return (
-            f"client {side} {self.terms.quantity:g} x {product(self.terms)} "
-            f"to {self.terms.maturity} from {who}"
+        buys = self.terms.client_side == Side.BUY
+        text = (
+            f"client {'buys' if buys else 'sells'} {self.terms.quantity:g} x "
+            f"{product(self.terms)} to {self.terms.maturity} from {who}"
         )
+        if self.terms.option is not None:
+            text += f", {'paying' if buys else 'receiving'} the premium"
+        return text
 
 
 _TERM = re.compile(
@@ -305,3 +311,22 @@ def market_rows(
             )
         )
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Blotter
+
+
+def contract_pnl(view: ContractView) -> float | None:
+    """The client's P&L on a contract: the outcome's once it ended; while it lives, its
+    mark-to-market plus what changed hands at the start. For an option that is the premium:
+    ``client_mtm`` is the option's value ex premium, so a bought option's P&L is its value
+    less the premium paid, a sold one's its (negative) value plus the premium received."""
+    if view.outcome is not None:
+        return view.outcome.client_pnl
+    if view.client_mtm is None:
+        return None
+    option = view.contract.terms.option
+    if option is None:
+        return view.client_mtm
+    return view.client_mtm - option.premium * signed_size(view.contract)

@@ -366,7 +366,7 @@ class RegulatorScreen(RoleScreen):
                 f"{event.height}-{i}",
                 [
                     Text(str(event.height), justify="right"),
-                    Text(event.action, style="bold"),
+                    Text(fmt.words(event.action), style="bold"),
                     event.member,
                     event.reason,
                     Text(str(event.effective_height), justify="right"),
@@ -450,20 +450,35 @@ class RegulatorScreen(RoleScreen):
         self.post_message(WhatIfLoaded(result))
 
     def on_what_if_loaded(self, event: WhatIfLoaded) -> None:
+        """The cascade, then only the institutions that would lose something (a zero loss
+        is no news: listing it, or counting it as "loses but survives", misleads)."""
         result = event.result
+        defaulted = set(result.defaulted)
+        losers = sorted(
+            ((member, loss) for member, loss in result.losses.items() if loss > 0),
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+        survivors = sum(1 for member, _ in losers if member not in defaulted)
         text = Text()
         text.append(f"Default of {', '.join(result.shocked)}", style="bold")
         text.append(f"  ({result.model})\n", style="dim")
         text.append_text(cascade_text(result.rounds, result.defaulted))
-        survivors = len(result.losses) - len(result.defaulted)
+        if survivors:
+            losing = "loses but survives" if survivors == 1 else "lose but survive"
+            after = f"{fmt.count(survivors, 'other institution')} {losing}"
+        else:
+            after = "no other institution loses anything"
         text.append(
-            f"\n{len(result.defaulted)} default(s) in total; {max(survivors, 0)} institution(s) "
-            "lose but survive",
-            style="dim",
+            f"\n{fmt.count(len(result.defaulted), 'default')} in total; {after}", style="dim"
         )
         self.query_one("#whatif-cascade", Static).update(text)
-        defaulted = set(result.defaulted)
-        self.query_one("#whatif-losses", Table).refill(
+        table = self.query_one("#whatif-losses", Table)
+        table.border_title = (
+            f"Losses: {fmt.count(len(losers), 'institution')} would lose"
+            if losers
+            else "Losses: none"
+        )
+        table.refill(
             (
                 member,
                 [
@@ -472,7 +487,7 @@ class RegulatorScreen(RoleScreen):
                     Text("defaults", style="bold red") if member in defaulted else Text(""),
                 ],
             )
-            for member, loss in sorted(result.losses.items(), key=lambda kv: -kv[1])
+            for member, loss in losers
         )
 
     # -- trade repository ------------------------------------------------------------------
@@ -519,7 +534,7 @@ class RegulatorScreen(RoleScreen):
                         Text(fmt.money(trade.initial_margin), justify="right"),
                         Text(fmt.money(trade.dealer_line), justify="right"),
                         Text(fmt.money(sum(a for _, a in trade.guarantee_cover)), justify="right"),
-                        str(view.status) if view else "",
+                        fmt.words(view.status) if view else "",
                     ],
                 )
             )
@@ -534,7 +549,7 @@ class RegulatorScreen(RoleScreen):
             if part
         )
         table.border_title = (
-            f"Trade repository: {len(rows)} trade(s){' · ' + scope if scope else ''}"
+            f"Trade repository: {fmt.count(len(rows), 'trade')}{' · ' + scope if scope else ''}"
         )
 
     # -- navigation ------------------------------------------------------------------------

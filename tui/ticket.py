@@ -23,6 +23,12 @@ from tui.model import (
     parse_legs,
 )
 
+SIDE_WORDS = [("Client buys (pays fixed)", "buy"), ("Client sells (receives fixed)", "sell")]
+OPTION_SIDE_WORDS = [
+    ("Client buys option (pays premium)", "buy"),
+    ("Client sells option (gets premium)", "sell"),
+]
+
 TEMPLATE_DEFAULT_LEGS: dict[Template, str] = {
     Template.SPREAD_SWAP: "HC2605 - RB2605",
     Template.CALENDAR_SPREAD: "RB2609 - RB2605",
@@ -61,6 +67,7 @@ class RfqTicket(Vertical):
         self.request: RfqRequest | None = None
         self._shown_error: tuple[str, str] | bool | None = False  # False: nothing drawn yet
         self._shown_summary: str | None = None
+        self._option_side = False  # the side select speaks of the option and its premium
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -85,7 +92,7 @@ class RfqTicket(Vertical):
         yield self._row(
             "Side",
             Select(
-                [("Client buys (pays fixed)", "buy"), ("Client sells (receives fixed)", "sell")],
+                SIDE_WORDS,
                 value=draft.side,
                 allow_blank=False,
                 compact=True,
@@ -104,8 +111,10 @@ class RfqTicket(Vertical):
         yield self._error("maturity")
         yield self._row(
             "Averaging",
-            Input("", placeholder="start", compact=True, id="avg_start"),
-            Input("", placeholder="end", compact=True, id="avg_end"),
+            Label("from", classes="inline-label"),
+            Input("", placeholder="1m", compact=True, id="avg_start"),
+            Label("to", classes="inline-label"),
+            Input("", placeholder="3m", compact=True, id="avg_end"),
             classes="ticket-row averaging",
         )
         yield self._error("avg_start", classes="averaging")
@@ -119,7 +128,8 @@ class RfqTicket(Vertical):
                 compact=True,
                 id="option_type",
             ),
-            Input("", placeholder="strike", compact=True, id="strike"),
+            Label("strike", classes="inline-label"),
+            Input("", placeholder="e.g. 3200", compact=True, id="strike"),
             classes="ticket-row option",
         )
         yield self._error("option_type", classes="option")
@@ -234,8 +244,22 @@ class RfqTicket(Vertical):
             ("averaging", template == Template.AVERAGE_PRICE_SWAP),
             ("option", template == Template.EUROPEAN_OPTION),
         ):
-            for widget in self.query(f".{name}"):
-                widget.display = wanted
+            for widget in self.query(f".ticket-row.{name}"):
+                widget.display = wanted  # its errors show only while -shown (CSS)
+        self._word_the_side(template == Template.EUROPEAN_OPTION)
+
+    def _word_the_side(self, option: bool) -> None:
+        """An option's buyer pays the premium, its seller receives it: say so, not "fixed"."""
+        if option == self._option_side:
+            return
+        self._option_side = option
+        side = self.query_one("#side", Select)
+        value = side.value
+        with side.prevent(Select.Changed):
+            side.set_options(OPTION_SIDE_WORDS if option else SIDE_WORDS)
+            side.value = value
+            # redraw the words even when the value is unchanged (Select is generic: mypy balks)
+            side.mutate_reactive(Select.value)  # type: ignore[misc]
 
     @on(Select.Changed, "#template")
     def _template_changed(self, event: Select.Changed) -> None:

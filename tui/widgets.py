@@ -18,7 +18,7 @@ from rfq.contracts.model import ContractView
 from rfq.instruments import Side
 from rfq.messages import Decline, Quote, Rfq
 from tui import format as fmt
-from tui.model import MarketRow
+from tui.model import MarketRow, contract_pnl
 
 Row = tuple[str, Sequence[Any]]
 
@@ -246,8 +246,13 @@ class QuotesBoard(Vertical):
     def quotes(self) -> list[Quote]:
         return [a for a in self.answers.values() if isinstance(a, Quote)]
 
+    @property
+    def cancelled(self) -> bool:
+        return self.closed == "cancelled"
+
     def best(self) -> Quote | None:
-        if self.rfq is None:
+        """The best live quote; none once the RFQ is cancelled (its quotes are not tradable)."""
+        if self.rfq is None or self.cancelled:
             return None
         return best_quote(self.rfq, self.quotes, int(self.clock() * 1000))
 
@@ -273,8 +278,11 @@ class QuotesBoard(Vertical):
         self.redraw()
 
     def close(self, rfq_id: str, reason: str) -> None:
+        """The RFQ stopped collecting answers; a cancel overrides an earlier reason (an RFQ
+        every dealer answered can still be cancelled, and then none of its quotes trades)."""
         if self.rfq is not None and rfq_id == self.rfq.id:
-            self.closed = reason
+            if self.closed != "cancelled":
+                self.closed = reason
             self.redraw()
 
     def mark_accepted(self, quote: Quote) -> None:
@@ -335,14 +343,14 @@ class QuotesBoard(Vertical):
                 "",
                 "",
                 "",
-                Text(f"declined: {answer.code}", style="red"),
+                Text(f"declined: {fmt.words(answer.code)}", style="red"),
             ]
         is_best = best is not None and answer.id == best.id and self.accepted is None
         remaining = (answer.valid_until_ms - now_ms) / 1000
         style = "bold black on green" if is_best else ""
         if self.accepted == answer.id:
             style = "bold green"
-        elif remaining <= 0 or self.accepted is not None:
+        elif remaining <= 0 or self.accepted is not None or self.cancelled:
             style = "dim"
         diff = ""
         if best is not None and not is_best:
@@ -352,6 +360,8 @@ class QuotesBoard(Vertical):
             status = Text("✔ accepted", style="bold green")
         elif self.accepted is not None:
             status = Text("not taken", style="dim")
+        elif self.cancelled:
+            status = Text("cancelled", style="dim")
         elif remaining <= 0:
             status = Text("expired", style="dim")
         elif is_best:
@@ -365,7 +375,7 @@ class QuotesBoard(Vertical):
             f"{answer.initial_margin_rate:.1%}",
             Text(fmt.money(answer.credit_line), justify="right"),
             Text(
-                fmt.countdown(remaining) if self.accepted is None else "",
+                fmt.countdown(remaining) if self.accepted is None and not self.cancelled else "",
                 style="yellow" if 0 < remaining < 5 else "",
             ),
             status,
@@ -373,13 +383,6 @@ class QuotesBoard(Vertical):
 
 
 # -- contracts -------------------------------------------------------------------------------
-
-
-def contract_pnl(view: ContractView) -> float | None:
-    """The client's P&L: the outcome's when the contract ended, else its mark-to-market."""
-    if view.outcome is not None:
-        return view.outcome.client_pnl
-    return view.client_mtm
 
 
 def contract_cells(view: ContractView) -> list[Any]:
@@ -414,7 +417,7 @@ def contract_cells(view: ContractView) -> list[Any]:
         Text(margin, justify="right"),
         _right(fmt.signed(view.vm_balance)),
         _right(fmt.signed(contract_pnl(view))),
-        Text(str(view.status), style=status_style),
+        Text(fmt.words(view.status), style=status_style),
     ]
 
 

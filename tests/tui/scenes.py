@@ -397,3 +397,11 @@ def whatif_message() -> WhatIfLoaded:
 def trades_message() -> TradesFound:
     views = {v.id: v for v in contracts()}
     return TradesFound(credit().trades, views, None, None)
+
+
+def whatif_without_losses_message() -> WhatIfLoaded:
+    """A client nobody is exposed to defaults: every institution's loss is zero."""
+    members = ("C3", "C1", "C2", "C4", "C5", "CCP", "D1", "D2", "D3", "G1")
+    return WhatIfLoaded(
+        WhatIfReply("cascade", ("C3",), (("C3",),), ("C3",), dict.fromkeys(members, 0.0))
+    )

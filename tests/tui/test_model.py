@@ -9,13 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peers.market import MarketData
-from rfq.instruments import Leg, Side, Template
+from rfq.contracts.model import Contract, ContractView, MarginTerms, Outcome, Status
+from rfq.instruments import Leg, OptionTerms, Side, Template, Terms
 from rfq.messages import Price
 from tui import format as fmt
 from tui.model import (
     TicketDraft,
     TicketError,
     build_request,
+    contract_pnl,
     market_rows,
     parse_date,
     parse_legs,
@@ -153,3 +155,67 @@ def test_formatting_keeps_numbers_short_and_signed():
     assert fmt.signed(92_000).plain == "+92.0k"
     assert fmt.spark([1, 2, 3], width=3).plain == "▁▅█"
     assert fmt.legs_text((Leg("HC2605"), Leg("RB2605", -1.0))) == "HC2605 - RB2605"
+
+
+def call_view(side: Side, *, premium: float, mtm: float | None, outcome=None) -> ContractView:
+    """A live 500 t call on SC2605 struck at 540, worth ``mtm`` to the client ex premium."""
+    terms = Terms(
+        template=Template.EUROPEAN_OPTION,
+        legs=(Leg("SC2605"),),
+        client_side=side,
+        quantity=500,
+        trade_date=TODAY,
+        maturity=dt.date(2026, 5, 29),
+        option=OptionTerms("call", 540.0, premium=premium),
+    )
+    contract = Contract("C1-opt", terms, "C1", "D3", None, 0.1, MarginTerms())
+    return ContractView(
+        contract=contract,
+        status=Status.LIVE if outcome is None else outcome.status,
+        ordinal=0,
+        initial_margin=27_000,
+        notional=270_000,
+        mark=552.0,
+        client_mtm=mtm,
+        vm_balance=0.0,
+        margin_call=None,
+        avg_sum=0.0,
+        avg_count=0,
+        defaulting_party=None,
+        outcome=outcome,
+    )
+
+
+def test_a_bought_options_pnl_is_its_value_less_the_premium_paid():
+    # 12 in the money x 500 t = 6,000 of value; 12.5 x 500 = 6,250 of premium paid.
+    assert contract_pnl(call_view(Side.BUY, premium=12.5, mtm=6_000)) == pytest.approx(-250)
+
+
+def test_a_sold_options_pnl_includes_the_premium_received():
+    assert contract_pnl(call_view(Side.SELL, premium=12.5, mtm=-6_000)) == pytest.approx(250)
+    assert contract_pnl(call_view(Side.SELL, premium=12.5, mtm=0.0)) == pytest.approx(6_250)
+
+
+def test_an_unpriced_contract_has_no_pnl_and_an_ended_one_its_outcomes():
+    assert contract_pnl(call_view(Side.BUY, premium=12.5, mtm=None)) is None
+    ended = Outcome(Status.SETTLED, TODAY, 30, 552.0, 6_000, -250, 250)
+    assert contract_pnl(call_view(Side.BUY, premium=12.5, mtm=6_000, outcome=ended)) == -250
+
+
+def test_codes_read_as_words_and_counts_agree_with_their_nouns():
+    assert fmt.words("margin_call") == "margin call"
+    assert fmt.words("closed_out") == "closed out"
+    assert fmt.words("credit_limit") == "credit limit reached"
+    assert fmt.words("some_new_code") == "some new code"
+    assert fmt.count(1, "contract") == "1 contract"
+    assert fmt.count(0, "contract") == "0 contracts"
+    assert fmt.count(3, "margin call") == "3 margin calls"
+
+
+def test_an_option_tickets_summary_says_who_pays_the_premium():
+    bought = request(template="european_option", strike="3200", legs="RB2605")
+    assert bought.summary.endswith("from all dealers, paying the premium")
+    sold = request(template="european_option", strike="3200", side="sell")
+    assert "client sells 1000 x call 3,200 RB2605" in sold.summary
+    assert sold.summary.endswith("receiving the premium")
+    assert "premium" not in request().summary

@@ -54,6 +54,19 @@ def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked
     )
 
 
+def test_client_option_ticket_labels_the_strike_and_speaks_of_the_premium(network, snap_compare):
+    def option_ticket(screen) -> None:
+        screen.show_market(scenes.market_rows())
+        screen.ticket.set_field("template", "european_option")
+        screen.ticket.set_field("strike", "3300")
+
+    assert snap_compare(
+        offline(network, "C1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [], after=option_ticket),
+    )
+
+
 def test_client_blotter_shows_contracts_margin_and_pnl(network, snap_compare):
     assert snap_compare(
         offline(network, "C1"),
@@ -91,4 +104,14 @@ def test_regulator_ccr_table_flags_the_institution_over_its_threshold(network, s
         offline(network, "REG"),
         terminal_size=scenes.SIZE,
         run_before=feeding(lambda: [scenes.status_message(), scenes.risk_message()], tab="f3"),
+    )
+
+
+def test_regulator_what_if_shows_the_cascade_and_only_the_institutions_that_lose(
+    network, snap_compare
+):
+    assert snap_compare(
+        offline(network, "REG"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [scenes.status_message(), scenes.whatif_message()], tab="f4"),
     )

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
-from textual.widgets import Button, Static, TabbedContent
+from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 
 from bus import subjects
+from peers.dealer import DealerBot
+from peers.oracle import OracleService, Simulator
+from tui.messages import RfqArrived
 from tui.ticket import RfqTicket
 
 from . import scenes
 from .conftest import record_notifications, terminal, type_into, wait_until
 
 SIZE = (120, 40)
+
+
+def cell_text(table, row: str, column: str) -> str:
+    value = table.get_cell(row, column)
+    return getattr(value, "plain", str(value))
 
 
 def error_shown(ticket: RfqTicket, field: str) -> str:
@@ -88,6 +97,57 @@ async def test_an_rfq_nobody_answers_waits_on_the_board_and_x_cancels_it(network
         assert "CANCELLED" in str(board.query_one("#quotes-header").render())
 
 
+@pytest.fixture
+async def quoting_dealers(network, nats_server, bus_factory):
+    """Dealers D1-D3 quoting (no chain: nothing trades); ``await tick()`` publishes prices."""
+    genesis = network.genesis()
+    oracle = OracleService(await bus_factory("ORACLE"))
+    sim = Simulator(start=dt.date.today(), seed=7, ticks_per_day=2)
+    oracle.history = {k: list(v) for k, v in sim.history.items()}
+    await oracle.start()
+    for dealer in ("D1", "D2", "D3"):
+        await DealerBot(await bus_factory(dealer), genesis).start()
+
+    async def tick() -> None:
+        for price in sim.ticks():
+            await oracle.publish(price)
+        await oracle.bus.flush()
+
+    return tick
+
+
+@pytest.mark.integration
+async def test_after_x_the_quotes_read_cancelled_and_a_or_b_accept_nothing(
+    network, quoting_dealers
+):
+    app = terminal(network, "C1", poll_s=5.0)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        c1 = app.main_screen
+        await wait_until(pilot, lambda: c1.session is not None, what="the client session")
+        await quoting_dealers()
+        await wait_until(pilot, lambda: "RB2605" in c1.session.market.latest, what="prices")
+        await type_into(pilot, "#deadline", "30")
+        await pilot.press("ctrl+s")
+        board = c1.quotes
+        await wait_until(pilot, lambda: board.closed == "answered", what="three answers")
+        assert cell_text(board.table, board.best().dealer, "status") == "★ best"
+
+        await pilot.press("x")
+        await wait_until(pilot, lambda: board.closed == "cancelled", what="cancelled")
+        await pilot.pause()
+        assert {cell_text(board.table, d, "status") for d in ("D1", "D2", "D3")} == {"cancelled"}
+        assert "CANCELLED" in str(board.query_one("#quotes-header").render())
+
+        await pilot.press("b")
+        await pilot.press("a")
+        await pilot.pause()
+        refusals = [n for n in told if n.startswith("Not accepted")]
+        assert len(refusals) == 2 and "cancelled" in refusals[0]
+        assert c1.session.accepted == {}
+        assert not any("Trade final" in n for n in told)
+
+
 @pytest.mark.integration
 async def test_a_lost_bus_turns_the_indicator_red_and_reconnection_clears_it(network, nats_server):
     app = terminal(network, "C1", poll_s=5.0)
@@ -142,6 +202,31 @@ async def test_the_command_palette_switches_tabs_and_sets_the_ticket_template(ne
         assert ticket.draft().legs == "HC2605 - RB2605"
 
 
+async def test_the_palettes_screenshot_lands_in_the_networks_logs_and_says_where(
+    network, tmp_path, monkeypatch
+):
+    home = tmp_path / "home"  # a home without ~/Downloads, like a fresh server account
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for variable in ("XDG_DOWNLOAD_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    logs = network.path / "logs"
+    assert not logs.exists()
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"screenshot")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(n.startswith("Screenshot:") for n in told))
+    [saved] = list(logs.glob("*.svg"))
+    assert saved.read_text().startswith("<svg")
+    [said] = [n for n in told if n.startswith("Screenshot:")]
+    assert str(saved) in said
+    assert "Failed" not in said
+
+
 async def test_function_keys_and_clicks_move_between_tabs(network):
     app = terminal(network, "REG", connect=False, clock=scenes.clock)
     async with app.run_test(size=SIZE) as pilot:
@@ -176,3 +261,134 @@ async def test_an_unexpected_error_in_a_background_task_is_a_notification_not_a_
         await wait_until(pilot, lambda: any("the feed sent nonsense" in n for n in told))
         assert app.is_running
         assert any(n.startswith("poll_chain failed") for n in told)
+
+
+async def test_the_what_if_counts_and_lists_only_institutions_that_lose(network):
+    app = terminal(network, "REG", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        reg = app.main_screen
+        await pilot.press("f4")
+        cascade, losses = reg.query_one("#whatif-cascade"), reg.query_one("#whatif-losses")
+
+        reg.post_message(scenes.whatif_message())  # C2 and D1 default, D2 loses 420k
+        await pilot.pause()
+        said = str(cascade.render())
+        assert "2 defaults in total; 1 other institution loses but survives" in said
+        assert "(s)" not in said
+        assert [key.value for key in losses.rows] == ["D1", "D2"]
+        assert losses.border_title == "Losses: 2 institutions would lose"
+
+        reg.post_message(scenes.whatif_without_losses_message())
+        await pilot.pause()
+        said = str(cascade.render())
+        assert "1 default in total; no other institution loses anything" in said
+        assert losses.row_count == 0
+        assert losses.border_title == "Losses: none"
+
+
+def labels_in_row_of(ticket: RfqTicket, field: str) -> list[str]:
+    row = ticket.query_one(f"#{field}").parent
+    return [str(label.render()) for label in row.query(Label)]
+
+
+def side_words(ticket: RfqTicket) -> list[str]:
+    """The side's choices; the one shown first (what the closed select reads)."""
+    side = ticket.query_one("#side", Select)
+    shown = str(side.query_one("SelectCurrent #label").render())
+    choices = [str(prompt) for prompt, _ in side._options]
+    return [shown, *(c for c in choices if c != shown)]
+
+
+async def test_the_ticket_labels_the_averaging_window_and_the_strike_and_words_option_sides(
+    network,
+):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        ticket = app.main_screen.ticket
+        assert side_words(ticket) == ["Client buys (pays fixed)", "Client sells (receives fixed)"]
+
+        ticket.set_field("template", "average_price_swap")
+        await pilot.pause()
+        assert labels_in_row_of(ticket, "avg_start") == ["Averaging", "from", "to"]
+
+        ticket.set_field("template", "european_option")
+        await pilot.pause()
+        assert labels_in_row_of(ticket, "strike") == ["Option", "strike"]
+        assert side_words(ticket) == [
+            "Client buys option (pays premium)",
+            "Client sells option (gets premium)",
+        ]
+        ticket.set_field("side", "sell")
+        await pilot.pause()
+        assert side_words(ticket)[0] == "Client sells option (gets premium)"
+
+        ticket.set_field("template", "price_swap")
+        await pilot.pause()
+        assert side_words(ticket)[0] == "Client sells (receives fixed)"
+        assert ticket.draft().side == "sell"  # rewording keeps the side chosen
+
+
+def waiting_rfq(rfq_id: str, quantity: float, model_price: float) -> RfqArrived:
+    """An RFQ that waits for D1's manual quote, the model's price beside it."""
+    rfq = scenes.dealer_rfq(rfq_id, "C1", scenes.rebar_terms(quantity), 60)
+    return RfqArrived(
+        rfq,
+        rating=74.2,
+        arrived_ms=scenes.NOW_MS - 60_000 + int(quantity),
+        suggestion=scenes.dealer_quote(rfq, model_price),
+        waits=True,
+    )
+
+
+async def test_manual_quoting_stays_on_the_dealers_rfq_while_new_ones_stream_in(network):
+    app = terminal(network, "D1", connect=False, clock=scenes.clock, auto_quote=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        desk = app.main_screen
+        sent: list[tuple[str, object]] = []
+        desk.send_answer = lambda rfq_id, answer: sent.append((rfq_id, answer))
+        price, im = desk.query_one("#manual-price", Input), desk.query_one("#manual-im", Input)
+        table = desk.query_one("#rfqs")
+
+        def summary() -> str:
+            return str(desk.query_one("#manual-summary").render())
+
+        desk.post_message(waiting_rfq("C1-aaaa01", 100, 3101))
+        desk.post_message(waiting_rfq("C1-bbbb02", 200, 3102))
+        await pilot.pause()
+        assert summary().startswith("C1-aaaa01")  # the first waiting RFQ, picked for D1
+        assert price.value == "3101"
+
+        table.focus()
+        await pilot.press("up")  # D1 moves to the newer RFQ
+        assert summary().startswith("C1-bbbb02")
+        assert price.value == "3102"
+        await pilot.press("q")  # from the table, q goes to the price field, typing nothing
+        assert price.has_focus and price.value == "3102"
+        await pilot.press("ctrl+u", *"3111", "tab", "ctrl+u", *"0.2")
+        assert im.has_focus
+
+        for n, quantity in enumerate((300, 400, 500, 600)):  # the simulated flow goes on
+            desk.post_message(waiting_rfq(f"C1-cccc0{n}", quantity, 3200 + n))
+            await pilot.pause()
+        assert table.selected_key == "C1-bbbb02"
+        assert summary().startswith("C1-bbbb02")
+        assert (price.value, im.value) == ("3111", "0.2")
+
+        await pilot.press("q")  # in a field, letters type...
+        assert im.value == "0.2q"
+        await pilot.press("backspace", "f6")  # ...and F6 quotes from the field
+        [(rfq_id, answer)] = sent
+        assert rfq_id == "C1-bbbb02"
+        assert (answer.price, answer.initial_margin_rate) == (3111, 0.2)
+
+        await pilot.press("escape")  # Escape leaves the field for the table
+        assert table.has_focus
+        await pilot.press("d")
+        assert sent[-1][0] == "C1-bbbb02" and sent[-1][1].decline
+
+        # No toast per RFQ over the table: one status line says what came last.
+        assert not any("waits for your quote" in n for n in told)
+        assert len(app._notifications) <= 1
+        news = str(desk.query_one("#desk-news").render())
+        assert "C1-cccc03 waits for your quote" in news
