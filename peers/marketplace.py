@@ -18,7 +18,7 @@ from typing import Any
 import platformdirs
 
 from bus.server import NatsCluster, NatsServer
-from peers.netdir import NetDir, create_network
+from peers.netdir import GENESIS, NetDir, NetDirError, create_network
 from peers.supervisor import Service, Supervisor
 from rfq.identity import AUTHORITY_ELIGIBLE, NetworkParams, Role
 
@@ -27,19 +27,30 @@ CLIENTS = "clients"
 
 
 def default_netdir() -> Path:
+    """Where ``botc up`` keeps its network without ``--net``: platformdirs' user data
+    directory (on Linux ``~/.local/share/botc/network``)."""
     return Path(platformdirs.user_data_dir("botc")) / "network"
 
 
 def ensure_network(path: Path | None) -> tuple[NetDir, bool]:
-    """The given network, or the default one (created on first use); ``True`` if created."""
-    if path is not None:
-        net = NetDir(path)
-        net.genesis()
-        return net, False
-    target = default_netdir()
-    if (target / "genesis.toml").exists():
-        return NetDir(target), False
-    return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
+    """The given network, or the default one; ``True`` if it was created just now.
+
+    A directory that does not exist yet or is empty gets a fresh network (three dealers, five
+    clients); a directory with other files in it is refused, never written into.
+    """
+    target = default_netdir() if path is None else path
+    net = NetDir(target)
+    if not (target / GENESIS).exists() and _absent_or_empty(target):
+        return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
+    net.genesis()  # not a network: one line naming the directory
+    return net, False
+
+
+def _absent_or_empty(path: Path) -> bool:
+    try:
+        return not path.exists() or (path.is_dir() and next(path.iterdir(), None) is None)
+    except OSError as exc:
+        raise NetDirError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def service_list(

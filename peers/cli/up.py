@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise CliError("--duration must be positive")
     net, created = ensure_network(Path(args.net) if args.net else None)
+    if created:
+        print(f"created a network in {net.path}", flush=True)
     if args.log_file is None:  # logs go to a file, never over the progress or the terminal
         configure_logging(args.log_level, net.path / "logs" / "up.log")
     if args.member not in {m.id for m in net.genesis().members}:
         raise CliError(f"--as {args.member}: no such member in {net.path}")
-    if created:
-        print(f"created a network in {net.path}")
     started = time.monotonic()
     print(f"starting the marketplace of {net.path} ...", flush=True)
     market = Marketplace(
