@@ -20,7 +20,8 @@ def test_a_directory_that_does_not_exist_gets_a_network(tmp_path):
 def test_an_empty_directory_gets_a_network(tmp_path):
     (tmp_path / "empty").mkdir()
     net, created = ensure_network(tmp_path / "empty")
-    assert created and (tmp_path / "empty" / "genesis.toml").is_file()
+    assert created and net.genesis_path == tmp_path / "empty" / "genesis.toml"
+    assert net.genesis_path.is_file()
 
 
 def test_an_existing_network_is_used_as_it_is(tmp_path):
