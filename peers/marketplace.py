@@ -8,6 +8,7 @@ and, if asked, simulated clients (``botc load``) — all under the supervisor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -139,16 +140,17 @@ class Marketplace:
         """Start everything; returns the services not ready within ``timeout``."""
         stats = self.net.path / "run" / "load.json"
         stats.unlink(missing_ok=True)
+        # Kept before starting, so a stop signal while it starts still finds it to stop.
         if self.cluster_size > 1:
             self.cluster = NatsCluster(
                 self.net.data_dir("nats"), self.cluster_size, auth=self.net.auth_conf()
-            ).start()
-            self.net.write_run_file(self.cluster.urls)
+            )
+            self.net.write_run_file(self.cluster.start().urls)
         else:
             self.server = NatsServer(
                 self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
-            ).start()
-            self.net.write_run_file([self.server.url])
+            )
+            self.net.write_run_file([self.server.start().url])
         # The market first; simulated clients once there are dealers to answer them.
         names = [s.name for s in self.supervisor.services]
         market = [n for n in names if n != CLIENTS]
@@ -160,12 +162,15 @@ class Marketplace:
         return missing
 
     def stop(self) -> None:
-        self.supervisor.stop()
-        if self.server is not None:
-            self.server.stop()
-        if self.cluster is not None:
-            self.cluster.stop()
-        self.net.run_file.unlink(missing_ok=True)
+        """Every peer first (they may still flush to the bus), then the nats-server(s)."""
+        try:
+            self.supervisor.stop()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            if self.cluster is not None:
+                self.cluster.stop()
+            self.net.run_file.unlink(missing_ok=True)
 
     def load_stats(self) -> dict[str, Any]:
         try:
@@ -213,7 +218,14 @@ def summary_line(stats: dict[str, Any], chain: dict[str, Any], elapsed: float) -
 
 
 def print_progress(service: Service, event: str) -> None:
+    """One write per line: the supervisor's threads call this while ``botc up`` prints too."""
     if event == "ready":
-        print(f"  ready    {service.name:22} {service.ready_after_s or 0:5.1f}s", flush=True)
+        _write_line(sys.stdout, f"  ready    {service.name:22} {service.ready_after_s or 0:5.1f}s")
     elif event.startswith("exited"):
-        print(f"  {service.name} {event}", file=sys.stderr, flush=True)
+        _write_line(sys.stderr, f"  {service.name} {event}")
+
+
+def _write_line(stream: Any, text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+        stream.write(text + "\n")
+        stream.flush()

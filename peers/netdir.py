@@ -6,7 +6,8 @@ NETDIR/keys/<ID>.key        one secret key file per member, mode 0600
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
-NETDIR/data/<ID>/           each peer's own state (SQLite, logs)
+NETDIR/data/<ID>/           each peer's own state (SQLite)
+NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
 ```
 """
 
@@ -68,6 +69,15 @@ class NetDir:
         path = self.path / "data" / member_id
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def log_dir(self) -> Path:
+        """Where ``botc up`` and the terminal write their logs."""
+        return self.path / "logs"
+
+    def terminal_log(self, member_id: str) -> Path:
+        """The trading terminal's log, for ``botc up`` and ``botc tui`` alike."""
+        return self.log_dir / f"tui-{member_id}.log"
 
     @property
     def auth_conf_path(self) -> Path:
