@@ -17,24 +17,42 @@ def register(subparsers: Any) -> None:
         "up",
         help="run the whole marketplace and open the trading terminal",
         description=(
-            "Start the embedded NATS (JetStream), the authorities (three dealers and a CCP; "
-            "other eligible members follow as observers), the guarantors, the regulator, the "
-            "simulated oracle, the settlement bank, the dealer bots and simulated clients, each "
-            "as its own process under a supervisor (restart with backoff, clean shutdown on "
-            "Ctrl-C; logs in NETDIR/logs). Then open the terminal as the first client, or with "
-            "--headless print one live summary line and a final JSON summary. Without --net a "
-            "network is created on first use under the user's data directory."
+            "Start the embedded NATS server (JetStream), the authorities (three dealers and a "
+            "CCP; other eligible members follow as observers), the guarantors, the regulator, "
+            "the simulated oracle, the settlement bank, the dealer bots and simulated clients, "
+            "each as its own process, restarted if it dies. Then open the trading terminal as "
+            "client C1 (or --as), or with --headless print a live summary line and a final "
+            "JSON summary. Ctrl-C, SIGTERM or closing the terminal window stops everything, the "
+            "NATS server last. Without --net the network lives in the user's data directory "
+            "(on Linux ~/.local/share/botc/network) and is created on first use; --net DIR "
+            "creates one in DIR if DIR is new or empty. Logs: NETDIR/logs (the terminal's in "
+            "NETDIR/logs/tui-ID.log); both paths are printed again when the terminal closes."
         ),
     )
-    parser.add_argument("--net", default=None, metavar="NETDIR", help="network directory")
+    parser.add_argument(
+        "--net",
+        default=None,
+        metavar="NETDIR",
+        help="network directory (default: the user data directory)",
+    )
     parser.add_argument("--headless", action="store_true", help="no terminal: a summary line")
     parser.add_argument("--clients", type=int, default=2, help="simulated clients (default 2)")
     parser.add_argument("--rate", type=float, default=2.0, help="their RFQs per second (default 2)")
-    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    parser.add_argument("--as", dest="member", default="C1", help="terminal member (default C1)")
-    parser.add_argument("--port", type=int, default=0, help="NATS client port (0: any)")
     parser.add_argument(
-        "--day-seconds", type=float, default=30.0, help="simulated business day length"
+        "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
+    parser.add_argument(
+        "--as", dest="member", default="C1", help="the terminal's member (default C1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="NATS client port (default 0: any free port)"
+    )
+    parser.add_argument(
+        "--day-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wall seconds per simulated business day (default 30)",
     )
     parser.set_defaults(handler=run)
 
