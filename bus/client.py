@@ -170,7 +170,9 @@ class Bus:
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__
         self.errors.append(text)
-        log.warning("nats_error", peer=self.member_id, error=text)
+        # While first connecting, ConnectError reports the failure once, in one line.
+        report = log.debug if self.status == BusStatus.NEW else log.warning
+        report("nats_error", peer=self.member_id, error=text)
 
     async def _on_disconnected(self) -> None:
         if not self._closing and self.status != BusStatus.CLOSED:

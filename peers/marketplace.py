@@ -8,6 +8,7 @@ and, if asked, simulated clients (``botc load``) — all under the supervisor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import platformdirs
 
 from bus.server import NatsCluster, NatsServer
-from peers.netdir import NetDir, create_network
+from peers.netdir import GENESIS, NetDir, NetDirError, create_network
 from peers.supervisor import Service, Supervisor
 from rfq.identity import AUTHORITY_ELIGIBLE, NetworkParams, Role
 
@@ -27,19 +28,30 @@ CLIENTS = "clients"
 
 
 def default_netdir() -> Path:
+    """Where ``botc up`` keeps its network without ``--net``: platformdirs' user data
+    directory (on Linux ``~/.local/share/botc/network``)."""
     return Path(platformdirs.user_data_dir("botc")) / "network"
 
 
 def ensure_network(path: Path | None) -> tuple[NetDir, bool]:
-    """The given network, or the default one (created on first use); ``True`` if created."""
-    if path is not None:
-        net = NetDir(path)
-        net.genesis()
-        return net, False
-    target = default_netdir()
-    if (target / "genesis.toml").exists():
-        return NetDir(target), False
-    return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
+    """The given network, or the default one; ``True`` if it was created just now.
+
+    A directory that does not exist yet or is empty gets a fresh network (three dealers, five
+    clients); a directory with other files in it is refused, never written into.
+    """
+    target = default_netdir() if path is None else path
+    net = NetDir(target)
+    if not (target / GENESIS).exists() and _absent_or_empty(target):
+        return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
+    net.genesis()  # not a network: one line naming the directory
+    return net, False
+
+
+def _absent_or_empty(path: Path) -> bool:
+    try:
+        return not path.exists() or (path.is_dir() and next(path.iterdir(), None) is None)
+    except OSError as exc:
+        raise NetDirError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def service_list(
@@ -128,16 +140,17 @@ class Marketplace:
         """Start everything; returns the services not ready within ``timeout``."""
         stats = self.net.path / "run" / "load.json"
         stats.unlink(missing_ok=True)
+        # Kept before starting, so a stop signal while it starts still finds it to stop.
         if self.cluster_size > 1:
             self.cluster = NatsCluster(
                 self.net.data_dir("nats"), self.cluster_size, auth=self.net.auth_conf()
-            ).start()
-            self.net.write_run_file(self.cluster.urls)
+            )
+            self.net.write_run_file(self.cluster.start().urls)
         else:
             self.server = NatsServer(
                 self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
-            ).start()
-            self.net.write_run_file([self.server.url])
+            )
+            self.net.write_run_file([self.server.start().url])
         # The market first; simulated clients once there are dealers to answer them.
         names = [s.name for s in self.supervisor.services]
         market = [n for n in names if n != CLIENTS]
@@ -149,12 +162,15 @@ class Marketplace:
         return missing
 
     def stop(self) -> None:
-        self.supervisor.stop()
-        if self.server is not None:
-            self.server.stop()
-        if self.cluster is not None:
-            self.cluster.stop()
-        self.net.run_file.unlink(missing_ok=True)
+        """Every peer first (they may still flush to the bus), then the nats-server(s)."""
+        try:
+            self.supervisor.stop()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            if self.cluster is not None:
+                self.cluster.stop()
+            self.net.run_file.unlink(missing_ok=True)
 
     def load_stats(self) -> dict[str, Any]:
         try:
@@ -202,7 +218,14 @@ def summary_line(stats: dict[str, Any], chain: dict[str, Any], elapsed: float) -
 
 
 def print_progress(service: Service, event: str) -> None:
+    """One write per line: the supervisor's threads call this while ``botc up`` prints too."""
     if event == "ready":
-        print(f"  ready    {service.name:22} {service.ready_after_s or 0:5.1f}s", flush=True)
+        _write_line(sys.stdout, f"  ready    {service.name:22} {service.ready_after_s or 0:5.1f}s")
     elif event.startswith("exited"):
-        print(f"  {service.name} {event}", file=sys.stderr, flush=True)
+        _write_line(sys.stderr, f"  {service.name} {event}")
+
+
+def _write_line(stream: Any, text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+        stream.write(text + "\n")
+        stream.flush()

@@ -6,17 +6,20 @@ NETDIR/keys/<ID>.key        one secret key file per member, mode 0600
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
-NETDIR/data/<ID>/           each peer's own state (SQLite, logs)
+NETDIR/data/<ID>/           each peer's own state (SQLite)
+NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
 ```
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,15 @@ class NetDir:
         path = self.path / "data" / member_id
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def log_dir(self) -> Path:
+        """Where ``botc up`` and the terminal write their logs."""
+        return self.path / "logs"
+
+    def terminal_log(self, member_id: str) -> Path:
+        """The trading terminal's log, for ``botc up`` and ``botc tui`` alike."""
+        return self.log_dir / f"tui-{member_id}.log"
 
     @property
     def auth_conf_path(self) -> Path:
@@ -280,6 +292,39 @@ _CAPITAL = {
 }
 
 
+MIN_DEALERS, MAX_DEALERS = 3, 64
+"""Three dealers and the CCP are the four initial authorities; 64 dealers, the CCP and 16
+guarantors leave room for any authority set a network may elect."""
+MIN_CLIENTS, MAX_CLIENTS = 1, 1000
+MIN_GUARANTORS, MAX_GUARANTORS = 0, 16
+
+_NETWORK_ENTRIES = ("keys", "nats", GENESIS)
+"""What ``botc init`` installs into NETDIR, in this order: the genesis last, so a directory is a
+network only once everything else is in place."""
+
+
+def check_sizes(dealers: int, clients: int, guarantors: int, authorities: int = 4) -> None:
+    """Refuse member counts outside the documented bounds (before anything is written)."""
+    if authorities < 4:
+        raise NetDirError("a BFT network needs at least 4 authorities")
+    least = max(MIN_DEALERS, authorities - 1)
+    if dealers < least:
+        raise NetDirError(
+            f"--dealers must be at least {least} "
+            f"({authorities - 1} dealers and a CCP make {authorities} authorities)"
+        )
+    if dealers > MAX_DEALERS:
+        raise NetDirError(f"--dealers must be at most {MAX_DEALERS}, not {dealers}")
+    if not MIN_CLIENTS <= clients <= MAX_CLIENTS:
+        raise NetDirError(
+            f"--clients must be between {MIN_CLIENTS} and {MAX_CLIENTS}, not {clients}"
+        )
+    if not MIN_GUARANTORS <= guarantors <= MAX_GUARANTORS:
+        raise NetDirError(
+            f"--guarantors must be between {MIN_GUARANTORS} and {MAX_GUARANTORS}, not {guarantors}"
+        )
+
+
 def create_network(
     path: str | Path,
     *,
@@ -293,24 +338,19 @@ def create_network(
 ) -> NetDir:
     """Write a fresh network; refuse to overwrite one unless ``force``.
 
-    The initial authorities are the first ``authorities - 1`` dealers and the CCP.
+    The initial authorities are the first ``authorities - 1`` dealers and the CCP. Creation is
+    all or nothing: the files are written to a staging directory and moved into place, so a
+    failure (a full disk, a read-only target, Ctrl-C) leaves no partial network behind, and an
+    existing network is replaced only once its successor is complete.
     """
     root = Path(path)
-    if authorities < 4:
-        raise NetDirError("a BFT network needs at least 4 authorities")
-    if dealers < authorities - 1:
-        raise NetDirError(
-            f"--dealers must be at least {authorities - 1} "
-            f"({authorities - 1} dealers and a CCP make {authorities} authorities)"
-        )
-    if clients < 1:
-        raise NetDirError("--clients must be at least 1")
-    if guarantors < 0:
-        raise NetDirError("--guarantors cannot be negative")
-    if (root / GENESIS).exists() and not force:
-        raise NetDirError(f"{root}: a network already exists here (use --force to replace it)")
-    if root.exists() and not root.is_dir():
-        raise NetDirError(f"{root}: exists and is not a directory")
+    check_sizes(dealers, clients, guarantors, authorities)
+    try:
+        _check_target(root, force)
+    except OSError as exc:
+        raise NetDirError(f"{root}: {_reason(exc)}") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise NetDirError(f"{root!s:.200}: not a usable path ({exc})") from None
     identities = [
         Identity.generate(mid, role) for mid, role in member_ids(dealers, clients, guarantors)
     ]
@@ -343,26 +383,129 @@ def create_network(
         rating=RatingWeights(alpha=0.4, beta=0.6),
         params=params or NetworkParams(),
     )
-    root.mkdir(parents=True, exist_ok=True)
-    keys = root / "keys"
-    if force and keys.exists():
-        for old in keys.glob("*.key"):
-            old.unlink()
-    keys.mkdir(mode=0o700, exist_ok=True)
-    for ident in identities:
-        _write_secret(keys / f"{ident.member_id}.key", ident.key_file_text())
-    _write_atomic(
-        root / GENESIS, _genesis_comment(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
-    )
-    nats_dir = root / "nats"
-    nats_dir.mkdir(exist_ok=True)
-    _write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
-    _write_atomic(nats_dir / "server.conf", server_conf_text())
-    _write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
-    run_file = root / "run" / "nats.json"
-    if run_file.exists():
-        run_file.unlink()
+
+    def write(stage: Path) -> None:
+        keys = stage / "keys"
+        keys.mkdir(mode=0o700)
+        for ident in identities:
+            _write_secret(keys / f"{ident.member_id}.key", ident.key_file_text())
+        nats_dir = stage / "nats"
+        nats_dir.mkdir()
+        _write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
+        _write_atomic(nats_dir / "server.conf", server_conf_text())
+        _write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
+        _write_atomic(
+            stage / GENESIS, _genesis_comment(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
+        )
+
+    try:
+        if root.is_dir():
+            _install_into(root, write)
+        else:
+            _install_new(root, write)
+        (root / "run" / "nats.json").unlink(missing_ok=True)
+    except OSError as exc:
+        raise NetDirError(f"{root}: cannot create the network ({_reason(exc)})") from None
     return NetDir(root)
+
+
+def _check_target(root: Path, force: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise NetDirError(f"{root}: exists and is not a directory")
+    if (root / GENESIS).exists():
+        if not force:
+            raise NetDirError(f"{root}: a network already exists here (use --force to replace it)")
+        return
+    if not force:
+        for entry in _NETWORK_ENTRIES:
+            if (root / entry).exists() or (root / entry).is_symlink():
+                raise NetDirError(
+                    f"{root / entry}: already exists but {root} is not a network "
+                    "(use --force to replace it)"
+                )
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _install_new(root: Path, write: Callable[[Path], None]) -> None:
+    """Build beside ``root`` and rename the finished directory into place."""
+    made = _make_parents(root.parent)
+    try:
+        stage = root.parent / f".{root.name}.botc-init-{os.urandom(4).hex()}"
+        stage.mkdir()
+        try:
+            write(stage)
+            os.rename(stage, root)
+        except BaseException:
+            _remove(stage)
+            raise
+    except BaseException:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _install_into(root: Path, write: Callable[[Path], None]) -> None:
+    """Build inside ``root`` (an existing directory), then move each entry into place; the
+    entries it replaces are kept aside until every new one is in, and put back on failure."""
+    tag = os.urandom(4).hex()
+    stage = root / f".botc-init-{tag}"
+    aside = root / f".botc-replaced-{tag}"
+    moved_aside: list[str] = []
+    installed: list[str] = []
+    stage.mkdir()
+    try:
+        write(stage)
+        aside.mkdir()
+        for entry in _NETWORK_ENTRIES:
+            if (root / entry).exists() or (root / entry).is_symlink():
+                os.rename(root / entry, aside / entry)
+                moved_aside.append(entry)
+            os.rename(stage / entry, root / entry)
+            installed.append(entry)
+    except BaseException:
+        for entry in reversed(installed):
+            _remove(root / entry)
+        for entry in reversed(moved_aside):
+            with contextlib.suppress(OSError):
+                os.rename(aside / entry, root / entry)
+        _remove(stage)
+        _remove(aside)
+        raise
+    _remove(stage)
+    _remove(aside)
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing ancestors; returns those created, outermost first."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    made: list[Path] = []
+    try:
+        for each in reversed(missing):
+            each.mkdir()
+            made.append(each)
+    except BaseException:
+        for each in reversed(made):
+            with contextlib.suppress(OSError):
+                each.rmdir()
+        raise
+    return made
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _genesis_comment(genesis: Genesis) -> str:

@@ -138,8 +138,8 @@ class Supervisor:
                 with self._lock:
                     process = service.process
                     if process is None:
-                        if service.held:
-                            continue
+                        if service.held or self._stopping.is_set():
+                            continue  # never start a peer that ``stop`` would not see
                         if service.restart_at is not None and now >= service.restart_at:
                             service.restart_at = None
                             service.restarts += 1

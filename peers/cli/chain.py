@@ -8,7 +8,12 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "chain", help="inspect an authority's chain database", description=__doc__
+        "chain",
+        help="inspect an authority's chain database",
+        description=(
+            "Check an authority's chain database: 'botc chain verify --net NETDIR --id D1' "
+            "re-verifies it from the genesis."
+        ),
     )
     inner = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     verify = inner.add_parser(

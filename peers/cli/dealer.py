@@ -12,18 +12,31 @@ def register(subparsers: Any) -> None:
         help="run a headless dealer bot",
         description=(
             "Answer RFQs with signed, firm, time-limited quotes (or declines), priced from the "
-            "oracle's prices with a rating-adjusted credit charge. A custom strategy is a class "
-            "with price(rfq, context) -> Quote | Decline (see peers/dealer.py)."
+            "oracle's prices with a rating-adjusted credit charge. A custom strategy "
+            "(--strategy MODULE:CLASS) is a class whose price(rfq, context) method returns a "
+            "Quote or a Decline; the README's Pre-trade section describes the default one."
         ),
     )
     parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
     parser.add_argument("--id", required=True, dest="member", help="the dealer's member id")
-    parser.add_argument("--strategy", default=None, metavar="MODULE:CLASS", help="custom strategy")
     parser.add_argument(
-        "--credit-limit", type=float, default=5.0e7, help="per-client exposure limit (CNY)"
+        "--strategy", default=None, metavar="MODULE:CLASS", help="a custom pricing strategy"
     )
-    parser.add_argument("--half-spread-bps", type=float, default=10.0, help="default 10")
-    parser.add_argument("--quote-ttl", type=float, default=30.0, help="seconds a quote is firm")
+    parser.add_argument(
+        "--credit-limit",
+        type=float,
+        default=5.0e7,
+        help="per-client exposure limit, CNY (default 5e7)",
+    )
+    parser.add_argument(
+        "--half-spread-bps",
+        type=float,
+        default=10.0,
+        help="half the bid-ask spread, basis points (default 10)",
+    )
+    parser.add_argument(
+        "--quote-ttl", type=float, default=30.0, help="seconds a quote is firm (default 30)"
+    )
     parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
     parser.set_defaults(handler=run)
 

@@ -60,7 +60,11 @@ def register(subparsers: Any) -> None:
         description="Revoke one of this guarantor's lines; the pledged asset is freed.",
     )
     revoke.add_argument("--guarantee", required=True, help="the guarantee's id")
-    lines = actions.add_parser("lines", help="print this guarantor's lines and exposure")
+    lines = actions.add_parser(
+        "lines",
+        help="print this guarantor's lines and exposure",
+        description="Print this guarantor's credit lines: available, allocated, paid.",
+    )
     for sub in (grant, revoke, lines):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     for sub in (grant, revoke):

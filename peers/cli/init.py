@@ -16,16 +16,29 @@ def register(subparsers: Any) -> None:
             "subject permissions by role. Members: dealers D1..Dn, a CCP, guarantors G1..Gn, "
             "the regulator REG, the price ORACLE, the settlement BANK and clients C1..Cn; the "
             "initial authorities are D1-D3 and the CCP, other dealers and guarantors are "
-            "candidates."
+            "candidates. The network is written completely or not at all: a failure leaves "
+            "nothing behind, and --force replaces an existing network only once the new one "
+            "is complete. NETDIR may be new, empty, or a directory without a network."
         ),
     )
     parser.add_argument("netdir", metavar="NETDIR", help="directory to create the network in")
     parser.add_argument(
-        "--dealers", type=int, default=3, help="number of dealers (>= 3, default 3)"
+        "--dealers",
+        type=int,
+        default=3,
+        help="number of dealers, 3 to 64 (default 3)",
     )
-    parser.add_argument("--clients", type=int, default=5, help="number of clients (default 5)")
     parser.add_argument(
-        "--guarantors", type=int, default=1, help="number of guarantors (default 1)"
+        "--clients",
+        type=int,
+        default=5,
+        help="number of clients, 1 to 1000 (default 5)",
+    )
+    parser.add_argument(
+        "--guarantors",
+        type=int,
+        default=1,
+        help="number of guarantors, 0 to 16 (default 1)",
     )
     parser.add_argument("--name", default="botc-local", help="network name (default botc-local)")
     parser.add_argument("--force", action="store_true", help="replace an existing network")

@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--rate", type=float, default=None, help="RFQs per second over all")
     parser.add_argument("--duration", type=float, default=None, help="seconds to run")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--stats-file", default=None, help="write live stats JSON here")
+    parser.add_argument(
+        "--stats-file", default=None, help="keep live statistics (JSON) in this file"
+    )
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="ID", help="a client not to simulate"
     )

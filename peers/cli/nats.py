@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
+import time
 from typing import Any
 
 
@@ -42,16 +42,21 @@ def run(args: argparse.Namespace) -> int:
     store = net.data_dir("nats")
     nodes: list[NatsServer]
     if args.cluster == 1:
-        nodes = [NatsServer(store, name="n1", port=args.port, auth=auth).start()]
+        nodes = [NatsServer(store, name="n1", port=args.port, auth=auth)]
     else:
-        nodes = NatsCluster(store, args.cluster, auth=auth).start().nodes
-    urls = [n.url for n in nodes]
-    net.write_run_file(urls)
-    print(f"nats ready: {' '.join(urls)}  (Ctrl-C to stop)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        cluster = NatsCluster(store, args.cluster, auth=auth)
+        nodes = cluster.nodes
+    previous = _stop_on_signals()
     try:
-        while not stop.wait(0.5):
+        if args.cluster == 1:
+            nodes[0].start()
+        else:
+            cluster.start()
+        urls = [n.url for n in nodes]
+        net.write_run_file(urls)
+        print(f"nats ready: {' '.join(urls)}  (Ctrl-C to stop)", flush=True)
+        while True:
+            time.sleep(0.5)
             for node in nodes:
                 if not node.running:
                     log.error("nats_node_died", server=node.name, log=str(node.log_path))
@@ -59,7 +64,28 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for node in nodes:
-            node.stop()
-        net.run_file.unlink(missing_ok=True)
+        for sig in previous:  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            for node in nodes:
+                node.stop()
+            net.run_file.unlink(missing_ok=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal closed) all stop the server(s); a SIGHUP
+    already ignored (``nohup botc nats``) stays ignored. Returns the handlers replaced."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, interrupt)
+    return previous

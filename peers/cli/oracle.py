@@ -26,9 +26,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--day-seconds", type=float, default=30.0, help="wall seconds per business day (default 30)"
     )
-    parser.add_argument("--ticks-per-day", type=int, default=20, help="default 20")
+    parser.add_argument(
+        "--ticks-per-day", type=int, default=20, help="price updates per business day (default 20)"
+    )
     parser.add_argument("--start", default=None, help="first simulated date (default today)")
-    parser.add_argument("--interval", type=float, default=1.0, help="replay: seconds per date")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="replay: seconds per date (default 1)"
+    )
     parser.add_argument("--id", dest="member", default="ORACLE", help="the oracle's member id")
     parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
     parser.set_defaults(handler=run)

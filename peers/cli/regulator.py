@@ -11,12 +11,12 @@ import argparse
 from typing import Any
 
 DESCRIPTION = """\
-Run the regulator (no ACTION): follow the chain through the authorities' query services,
-recompute SA-CCR exposure per bilateral netting set and EL = PD x EAD x LGD per institution at
-every new final height, publish a RiskAlert with the cascade of its default on otc.risk.alert
-when an institution's EAD crosses its genesis ccr_threshold (once per crossing), answer
-RiskQuery and WhatIfQuery on otc.query.REG, and report an authority that signs two conflicting
-consensus messages with ByzantineEvidence.
+Run the regulator (no ACTION): follow the chain through the authorities, recompute the SA-CCR
+exposure of every bilateral netting set and each institution's expected loss
+(EL = PD x EAD x LGD) at every new final block, raise a risk alert on otc.risk.alert, with the
+cascade its default would cause, when an institution's exposure crosses its ccr_threshold in the
+genesis (once per crossing), answer the terminals' risk and what-if questions, and report to the
+chain any authority that signs two conflicting consensus messages.
 
 Or run one governance action and print its receipt
 ({"action", "member", "tx_id", "ok", "height", "reason", "refs"}):
@@ -53,18 +53,22 @@ def register(subparsers: Any) -> None:
         ("nominate", "make MEMBER a candidate authority"),
         ("veto", "strike MEMBER from the candidates"),
     ):
-        sub = actions.add_parser(name, help=text)
-        sub.add_argument("target", metavar="MEMBER")
+        sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("target", metavar="MEMBER", help="a member id, e.g. D4 or G1")
     for name, text in (
         ("evict", "remove authority MEMBER"),
         ("credit-event", "declare MEMBER's default"),
     ):
-        sub = actions.add_parser(name, help=text)
-        sub.add_argument("target", metavar="MEMBER")
+        sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("target", metavar="MEMBER", help="a member id, e.g. D1 or C2")
         sub.add_argument("--reason", required=True, help="recorded on chain")
-    sub = actions.add_parser("rating", help="record an external grade for MEMBER")
-    sub.add_argument("target", metavar="MEMBER")
-    sub.add_argument("grade", metavar="GRADE")
+    sub = actions.add_parser(
+        "rating",
+        help="record an external grade for MEMBER",
+        description="Record an external agency grade for MEMBER; its rating follows.",
+    )
+    sub.add_argument("target", metavar="MEMBER", help="a member id, e.g. C1")
+    sub.add_argument("grade", metavar="GRADE", help="AAA, AA, A, BBB, BB, B or CCC")
     parser.set_defaults(handler=run)
 
 

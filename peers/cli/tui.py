@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
             "positions and exposure per client. Regulator: authorities and governance, CCR "
             "per institution with alerts, contagion what-ifs, the trade repository. "
             "Ctrl+P opens the command palette; Ctrl+Q quits. Logs go to a file, never to "
-            "the screen (default NETDIR/data/ID/tui.log)."
+            "the screen (default NETDIR/logs/tui-ID.log)."
         ),
     )
     parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         servers,
         poll_s=args.poll,
         auto_quote=not args.manual,
-        log_file=log_file or net.data_dir(args.member) / "tui.log",
+        log_file=log_file or net.terminal_log(args.member),
         log_level=getattr(args, "log_level", "info"),
     )
     result = app.run()

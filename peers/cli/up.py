@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
-from typing import Any
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from typing import Any, TextIO
 
 
 def register(subparsers: Any) -> None:
@@ -11,33 +17,48 @@ def register(subparsers: Any) -> None:
         "up",
         help="run the whole marketplace and open the trading terminal",
         description=(
-            "Start the embedded NATS (JetStream), the authorities (three dealers and a CCP; "
-            "other eligible members follow as observers), the guarantors, the regulator, the "
-            "simulated oracle, the settlement bank, the dealer bots and simulated clients, each "
-            "as its own process under a supervisor (restart with backoff, clean shutdown on "
-            "Ctrl-C; logs in NETDIR/logs). Then open the terminal as the first client, or with "
-            "--headless print one live summary line and a final JSON summary. Without --net a "
-            "network is created on first use under the user's data directory."
+            "Start the embedded NATS server (JetStream), the authorities (three dealers and a "
+            "CCP; other eligible members follow as observers), the guarantors, the regulator, "
+            "the simulated oracle, the settlement bank, the dealer bots and simulated clients, "
+            "each as its own process, restarted if it dies. Then open the trading terminal as "
+            "client C1 (or --as), or with --headless print a live summary line and a final "
+            "JSON summary. Ctrl-C, SIGTERM or closing the terminal window stops everything, the "
+            "NATS server last. Without --net the network lives in the user's data directory "
+            "(on Linux ~/.local/share/botc/network) and is created on first use; --net DIR "
+            "creates one in DIR if DIR is new or empty. Logs: NETDIR/logs (the terminal's in "
+            "NETDIR/logs/tui-ID.log); both paths are printed again when the terminal closes."
         ),
     )
-    parser.add_argument("--net", default=None, metavar="NETDIR", help="network directory")
+    parser.add_argument(
+        "--net",
+        default=None,
+        metavar="NETDIR",
+        help="network directory (default: the user data directory)",
+    )
     parser.add_argument("--headless", action="store_true", help="no terminal: a summary line")
     parser.add_argument("--clients", type=int, default=2, help="simulated clients (default 2)")
     parser.add_argument("--rate", type=float, default=2.0, help="their RFQs per second (default 2)")
-    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    parser.add_argument("--as", dest="member", default="C1", help="terminal member (default C1)")
-    parser.add_argument("--port", type=int, default=0, help="NATS client port (0: any)")
     parser.add_argument(
-        "--day-seconds", type=float, default=30.0, help="simulated business day length"
+        "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
+    parser.add_argument(
+        "--as", dest="member", default="C1", help="the terminal's member (default C1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="NATS client port (default 0: any free port)"
+    )
+    parser.add_argument(
+        "--day-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wall seconds per simulated business day (default 30)",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
     import json
-    import signal
-    import sys
     import time
     from pathlib import Path
 
@@ -57,14 +78,14 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise CliError("--duration must be positive")
     net, created = ensure_network(Path(args.net) if args.net else None)
+    if created:
+        say(f"created a network in {net.path}")
     if args.log_file is None:  # logs go to a file, never over the progress or the terminal
         configure_logging(args.log_level, net.path / "logs" / "up.log")
     if args.member not in {m.id for m in net.genesis().members}:
         raise CliError(f"--as {args.member}: no such member in {net.path}")
-    if created:
-        print(f"created a network in {net.path}")
     started = time.monotonic()
-    print(f"starting the marketplace of {net.path} ...", flush=True)
+    say(f"starting the marketplace of {net.path} ...")
     market = Marketplace(
         net,
         clients=args.clients,
@@ -75,20 +96,19 @@ def run(args: argparse.Namespace) -> int:
         day_seconds=args.day_seconds,
         on_event=print_progress,
     )
-    signal.signal(signal.SIGTERM, _interrupt)
+    stopper = Stopper()
+    stopper.install()
     try:
         missing = market.start(timeout=90)
         if missing:
             names = ", ".join(s.name for s in missing)
-            print(f"not ready after 90s: {names} (see {net.path / 'logs'})", file=sys.stderr)
-        print(
-            f"marketplace ready in {time.monotonic() - started:.1f}s; logs in {net.path / 'logs'}",
-            flush=True,
-        )
+            say(f"not ready after 90s: {names} (see {net.path / 'logs'})", sys.stderr)
+        say(f"marketplace ready in {time.monotonic() - started:.1f}s; logs in {net.path / 'logs'}")
         if not args.headless:
             from tui.app import BotcApp
 
-            BotcApp(net, args.member, log_file=net.path / "logs" / "tui.log").run()
+            stopper.app = BotcApp(net, args.member, log_file=net.terminal_log(args.member))
+            stopper.app.run()
             return 0
 
         async def headless() -> dict[str, object]:
@@ -99,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 while deadline is None or time.monotonic() < deadline:
                     chain = await chain_numbers(ledger)
                     line = summary_line(market.load_stats(), chain, time.monotonic() - started)
-                    end = "\r" if sys.stdout.isatty() else "\n"
-                    print(line, end=end, flush=True)
+                    say(line, end="\r" if sys.stdout.isatty() else "\n")
                     await asyncio.sleep(1.0)
                 await asyncio.sleep(3.0)  # let the last trades become final
                 chain = await chain_numbers(ledger)
@@ -124,16 +143,79 @@ def run(args: argparse.Namespace) -> int:
             "tx_per_s": chain.get("tx_per_s"),
             "restarts": {s.name: s.restarts for s in market.supervisor.services if s.restarts},
         }
-        print()
-        print(json.dumps(summary))
+        say("")
+        say(json.dumps(summary))
         return 0 if (args.clients == 0 or summary["trades"]) else 1
     except KeyboardInterrupt:
         return 130
     finally:
-        print("stopping ...", file=sys.stderr, flush=True)
-        market.stop()
+        stopper.finish()  # a second signal must not cut the stop short
+        say("stopping ...", sys.stderr)
+        try:
+            market.stop()  # every peer, then the nats-server(s)
+        finally:
+            stopper.restore()
+        if not args.headless:  # the terminal covered where everything is
+            say(f"network: {net.path}")
+            say(f"logs:    {net.path / 'logs'}")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops ``botc up`` like Ctrl-C: the children are stopped in ``finally``."""
-    raise KeyboardInterrupt
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopper:
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal window, ``tmux kill-session``) all stop
+    ``botc up`` the same way: every peer, then the nats-server(s), in ``run``'s ``finally``.
+
+    Without a terminal open, a signal raises ``KeyboardInterrupt``. With one, it asks the app to
+    exit (so the screen is restored) and raises only if the app has not gone within
+    ``grace_s`` or on a second signal. A SIGHUP already ignored (``nohup botc up``) stays so.
+    """
+
+    def __init__(self, grace_s: float = 5.0) -> None:
+        self.app: Any = None
+        self.grace_s = grace_s
+        self._asked = False
+        self._timer: threading.Timer | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
+            self._previous[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.app is None or self._asked:
+            raise KeyboardInterrupt
+        self._asked = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise KeyboardInterrupt from None
+        loop.call_soon_threadsafe(self.app.exit)
+        self._timer = threading.Timer(self.grace_s, _thread.interrupt_main)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def finish(self) -> None:
+        """Ignore further stop signals while stopping; drop the pending fallback."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        """Put back the handlers ``install`` replaced (``botc up`` may run in-process)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def say(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
+    """Print, unless the terminal is gone (after SIGHUP a write fails): stopping the
+    marketplace must never be skipped for want of somewhere to say so."""
+    with contextlib.suppress(OSError, ValueError):
+        out = stream or sys.stdout
+        out.write(text + end)  # one write: the supervisor's threads print progress meanwhile
+        out.flush()

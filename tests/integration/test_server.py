@@ -4,13 +4,17 @@ store it will not share with a server an earlier, killed launcher left behind.""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
 
-from bus.server import NatsServer, ServerError, find_binary
+from bus.server import NatsServer, ServerError, find_binary, pid_running
+from peers.netdir import create_network
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +88,34 @@ def test_an_unrelated_process_named_by_a_stale_pid_file_is_left_alone(tmp_path):
 def test_the_binary_comes_with_the_package():
     binary = find_binary()
     assert os.stat(binary).st_mode & stat.S_IXUSR
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_botc_nats_stops_its_server_when_its_terminal_closes(tmp_path, sig):
+    net = create_network(tmp_path / "net")
+    botc = subprocess.Popen(
+        [sys.executable, "-m", "peers.cli", "nats", "--net", str(net.path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = net.path / "data" / "nats" / "n1.pid"
+    nats_pid = None
+    try:
+        assert botc.stdout is not None
+        assert "nats ready" in botc.stdout.readline()  # blocks until the server serves
+        nats_pid = int(pid_file.read_text())
+        assert pid_running(nats_pid)
+        botc.send_signal(sig)
+        botc.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while pid_running(nats_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_running(nats_pid), "nats-server outlived botc nats"
+        assert botc.returncode == 0
+        assert not net.run_file.exists()
+    finally:
+        if botc.poll() is None:
+            botc.kill()
+        if nats_pid is not None and pid_running(nats_pid):
+            os.kill(nats_pid, signal.SIGKILL)

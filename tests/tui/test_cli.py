@@ -63,7 +63,7 @@ def test_the_terminal_logs_to_a_file_never_to_the_screen(network, tmp_path, monk
 
     assert main(["tui", "--net", str(network.path), "--as", "D1", "--manual"]) == 0
     assert started[-1].mode == "dealer" and started[-1].auto_quote is False
-    assert (network.path / "data" / "D1" / "tui.log").exists()
+    assert (network.path / "logs" / "tui-D1.log").exists()  # beside botc up's logs
 
 
 def test_help_names_the_options(capsys):
