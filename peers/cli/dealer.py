@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         help="per-client exposure limit, CNY (default: appetite x 50,000,000)",
     )
     parser.add_argument(
-        "--half-spread-bps", type=float, default=None, help="half-spread (default: 6 to 14 by id)"
+        "--half-spread-bps", type=float, default=None, help="half-spread (default: 4 to 20 by id)"
     )
     parser.add_argument(
         "--skew-per-unit",
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         "--tighten-bps-per-grade",
         type=float,
         default=None,
-        help="half-spread cut per grade above BBB (default: 0 to 1 by id)",
+        help="half-spread cut per grade above BBB (default: 0 to 0.5 by id)",
     )
     parser.add_argument(
         "--max-notional",

@@ -379,10 +379,11 @@ class DealerProfile(msgspec.Struct, frozen=True):
 def dealer_profile(dealer_id: str) -> DealerProfile:
     """Default parameters of dealer ``dealer_id``, the same on every run:
 
-    * ``half_spread_bps`` 6 to 14 -- for an id ending in a number (``D1``, ``D2``...) the
+    * ``half_spread_bps`` 4 to 20 -- for an id ending in a number (``D1``, ``D2``...) the
       number times the golden ratio (mod 1) picks it, so any few dealers in a row are well
-      apart; for other ids a hash of the id;
-    * ``skew_per_unit`` 0.00005 to 0.0002, ``tighten_bps_per_grade`` 0 to 1 (hash of the id);
+      apart (D1 13.9, D2 7.8, D3 17.7: at least a tick apart on rebar); for other ids a hash
+      of the id;
+    * ``skew_per_unit`` 0.00005 to 0.0002, ``tighten_bps_per_grade`` 0 to 0.5 (hash of the id);
     * ``appetite`` 0.5 to 1 (hash of the id): the credit limit is ``appetite x 50,000,000``,
       the notional limit ``appetite x`` the default and the tenor limit 1 + 2 x appetite years.
     """
@@ -392,9 +393,9 @@ def dealer_profile(dealer_id: str) -> DealerProfile:
     spread_draw = (int(number.group(1)) * GOLDEN) % 1.0 if number else u[0]
     appetite = round(0.5 + 0.5 * u[2], 2)
     params = QuoteParams(
-        half_spread_bps=round(6.0 + 8.0 * spread_draw, 1),
+        half_spread_bps=round(4.0 + 16.0 * spread_draw, 1),
         skew_per_unit=round((0.5 + 1.5 * u[1]) * 1e-4, 7),
-        tighten_bps_per_grade=round(u[3], 2),
+        tighten_bps_per_grade=round(0.5 * u[3], 2),
         limits=TradeLimits(
             max_notional=round(DEFAULT_TRADE_LIMITS.max_notional * appetite, -6),
             max_tenor_days=int(365 * (1 + 2 * appetite)),
