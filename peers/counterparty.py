@@ -53,6 +53,7 @@ from rfq.messages import (
     Quote,
     QuoteChannelMessage,
     Rfq,
+    check_deadline_s,
     validate_rfq,
 )
 from rfq.signing import SignedMessage
@@ -255,19 +256,22 @@ class ClientSession(Service):
         """Validate and send an RFQ; ``dealers=None`` asks every dealer.
 
         Raises ``ValidationError`` (nothing is sent) for an unknown underlying, a non-positive
-        quantity, a maturity in the past, an empty or unknown dealer list.
+        quantity, a maturity in the past, an expired or unlisted futures month, a deadline
+        outside 1 to 300 seconds (refused, not clamped), an empty or unknown dealer list.
         """
         if dealers is not None and len(dealers) == 0:
             raise ValidationError(
                 "an empty dealer list reaches nobody (pass no list to ask every dealer)",
                 where="dealers",
             )
+        check_deadline_s(deadline_s)
         now = time.time()
+        now_ms = int(now * 1000)
         rfq = Rfq(
             id=rfq_id or f"{self.me}-{os.urandom(6).hex()}",
             client=self.me,
             terms=terms,
-            deadline_ms=int((now + deadline_s) * 1000),
+            deadline_ms=now_ms + round(deadline_s * 1000),
             dealers=tuple(dealers or ()),
             collateral=collateral,
             guarantee=guarantee,
@@ -275,9 +279,10 @@ class ClientSession(Service):
         validate_rfq(
             rfq,
             today=self.market.today,
-            now_ms=int(now * 1000),
+            now_ms=now_ms,
             dealers=self.dealers,
             catalog=CATALOG,
+            sent_ms=now_ms,
         )
         if rfq.id in self.rfqs:
             raise ValidationError(f"RFQ id {rfq.id} was already used", where="id")

@@ -17,7 +17,9 @@ trade's uncollateralised potential exposure).
 The default strategy is ``rfq.pricing.strategy.decide``: fair value from the oracle's prices
 (forwards, the mean of forwards for average-price swaps, Black-76 with a GARCH(1,1) volatility
 for options), a half-spread, inventory skew, a rating-adjusted CVA-style credit charge,
-initial margin and a credit line by grade, and per-client credit limits.
+initial margin and a credit line by grade, per-client credit limits and per-trade notional
+and tenor limits. ``botc dealer`` gives it each dealer's own parameters
+(``rfq.pricing.strategy.dealer_profile``), so dealers compete on price.
 
 Answers go only within the RFQ's deadline: an RFQ that arrives late, or whose pricing finishes
 late, gets no answer. A signed RFQ that is malformed or invalid gets a Decline with the reason.
@@ -58,6 +60,7 @@ from rfq.messages import (
     validate_rfq,
 )
 from rfq.pricing.strategy import (
+    DEFAULT_CREDIT_LIMIT,
     DeclineCode,
     DeclineDecision,
     PricingContext,
@@ -70,7 +73,6 @@ from rfq.rating import score_of
 log = structlog.get_logger(__name__)
 
 RFQ_CHANNEL: Channel[RfqChannelMessage] = Channel.of("rfqs", RfqChannelMessage, RFQ_ROLES)
-DEFAULT_CREDIT_LIMIT = 5.0e7
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Simulated clients: real client sessions asking for quotes and taking the best one.
 
 Each client loops: pick terms (a swap, spread, calendar spread, average-price swap, forward or
-option on the catalog's underlyings, either side), send an RFQ to every dealer, take the best
+option on what is listed that day, either side), send an RFQ to every dealer, take the best
 quote (usually; sometimes it walks away), then wait for the trade to be final. Counts go to a
 ``LoadStats``; failures are counted by reason, never raised.
 """
@@ -26,13 +26,20 @@ from peers.market import MarketData
 from peers.netdir import NetDir
 from peers.runtime import open_bus
 from rfq.errors import RfqError
-from rfq.instruments import CATALOG, Averaging, Leg, OptionTerms, Side, Template, Terms
+from rfq.instruments import (
+    CATALOG,
+    FUTURES_ROOTS,
+    Averaging,
+    Leg,
+    OptionTerms,
+    Side,
+    Template,
+    Terms,
+    listed_futures,
+)
 from rfq.messages import Quote
 
 log = structlog.get_logger(__name__)
-
-FUTURES_ROOTS = ("RB", "HC", "PP", "Y", "C", "SC")
-MONTHS = ("2601", "2605", "2609")
 
 
 @dataclass
@@ -64,11 +71,14 @@ class LoadStats:
 
 
 def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Terms:
-    """Plausible terms on the catalog's underlyings, maturities 1-6 months."""
+    """Plausible terms on what is listed ``today``, maturities 1-6 months: a futures month is
+    picked among those still trading at maturity (the far month always is)."""
     maturity = today + dt.timedelta(days=rng.choice((30, 60, 90, 120, 180)))
     root = rng.choice(FUTURES_ROOTS)
-    month = rng.choice(MONTHS)
-    underlying = f"{root}{month}"
+    listed = listed_futures(root, today)
+    future = rng.choice([u for u in listed if (u.last_trading_day or maturity) >= maturity])
+    underlying = future.id
+    month = future.contract_month
     side = rng.choice((Side.BUY, Side.SELL))
     quantity = rng.choice((100, 200, 500, 1000, 2000))
     template = rng.choices(list(Template), weights=(30, 10, 10, 10, 8, 8, 12, 12), k=1)[0]
@@ -94,14 +104,14 @@ def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Term
             maturity,
         )
     if template == Template.CALENDAR_SPREAD:
-        near, far = MONTHS[1], MONTHS[2]
+        near, far = listed[1], listed[2]
         return Terms(
             template,
-            (Leg(f"{root}{near}", 1.0), Leg(f"{root}{far}", -1.0)),
+            (Leg(near.id, 1.0), Leg(far.id, -1.0)),
             side,
             quantity,
             today,
-            maturity,
+            min(maturity, near.last_trading_day or maturity),
         )
     if template == Template.AVERAGE_PRICE_SWAP:
         start = maturity - dt.timedelta(days=20)

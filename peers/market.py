@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus, BusStatus, RequestError
 from bus.envelope import Channel, Received
-from rfq.instruments import CATALOG, Leg
+from rfq.instruments import CATALOG, Leg, Underlying, listed_underlyings
 from rfq.messages import (
     ORACLE_REPLY_ROLES,
     PRICE_ROLES,
@@ -99,6 +99,12 @@ class MarketData:
 
     def prices(self) -> dict[str, float]:
         return {u: p.price for u, p in self.latest.items()}
+
+    def listed(self) -> dict[str, Underlying]:
+        """What trades on the market's business date (``listed_underlyings(today)``): the
+        market watch's rows. An expired month's last price stays in ``latest`` and its closes
+        in ``closes`` (contracts on it settle on them), but it is not listed."""
+        return listed_underlyings(self.today)
 
     def previous_close(self, underlying: str) -> float | None:
         """The last close before the latest price's date (for the day's change)."""

@@ -1,13 +1,18 @@
 """The price oracle: signed prices of the underlyings, simulated or replayed.
 
 Simulation: a seeded random walk in log price with each underlying's annual volatility from the
-catalog. Months of one future share a common shock (correlation ~0.95), rebar and hot-rolled
-coil share a steel factor (~0.8), so spreads and calendar spreads move realistically. Time is
+catalog, over what is listed each business day (``rfq.instruments.listed_underlyings``): the
+next three delivery months of each future, the spot and the index. A month is published up to
+its last trading day; the day after, the next delivery month is listed, its first price
+continuing its root's curve. Months of one future share a common shock (correlation ~0.95),
+rebar and hot-rolled coil share a steel factor (~0.8), so spreads and calendar spreads move
+realistically. Time is
 compressed: one business day passes every ``day_seconds`` of wall time, with ``ticks_per_day``
 intraday prices; each day's last price is the close (the fixing contracts settle on). A year
 of closes before the start date is generated too, so dealers can fit GARCH from the first RFQ.
 
-Replay: a CSV ``date,underlying,price``; each date's prices are published as that day's closes.
+Replay: a CSV ``date,underlying,price``; each date's prices are published as that day's closes,
+except those of a futures month past its last trading day (skipped with a warning).
 
 Every price is a signed ``Price`` on ``otc.px.<underlying>``; the daily history is served on
 ``otc.query.ORACLE`` to whoever asks (dealers, terminals).
@@ -20,8 +25,9 @@ import contextlib
 import csv
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +39,7 @@ from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.errors import CliError
 from peers.ledger_client import LedgerClient
-from rfq.instruments import CATALOG, Underlying
+from rfq.instruments import CATALOG, Underlying, is_expired, listed_underlyings
 from rfq.ledger.tx import PriceFixing
 from rfq.messages import (
     ORACLE_QUERY_ROLES,
@@ -68,35 +74,60 @@ def previous_business_days(end: dt.date, count: int) -> list[dt.date]:
     return days[::-1]
 
 
+CARRY_PER_MONTH = 0.01
+"""Each listed month of a future is 1 % dearer than the one before it (a gentle carry curve);
+a newly listed month starts 1 % above the month listed before it."""
+
+
+def curve_start(underlying: Underlying, position: int) -> float:
+    """Starting price of the ``position``-th listed month (0 = front) of a future."""
+    return underlying.start_price * (1 + CARRY_PER_MONTH * position)
+
+
 @dataclass
 class Simulator:
-    """Correlated log random walks; deterministic for a seed."""
+    """Correlated log random walks over what is listed each day; deterministic for a seed.
+
+    The underlyings are ``listed_underlyings(date)``: when a business day passes a futures
+    month's last trading day, that month stops (its last close was its final fixing) and the
+    next delivery month is listed, starting ``CARRY_PER_MONTH`` above the month listed before
+    it, so the curve of its root continues.
+    """
 
     start: dt.date
     seed: int = 0
     ticks_per_day: int = 20
     history_days: int = 260
-    underlyings: Sequence[Underlying] = field(default_factory=lambda: list(CATALOG.values()))
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
-        self.ids = [u.id for u in self.underlyings]
-        self.vols = np.array([u.annual_vol for u in self.underlyings])
-        self._load = self._factor_loadings()
+        self.date = self.start
+        live = list(listed_underlyings(self.start).values())
+        self.ids = [u.id for u in live]
+        self.vols = np.array([u.annual_vol for u in live])
+        self._load = self._factor_loadings(live)
         self.history: dict[str, list[tuple[dt.date, float]]] = {i: [] for i in self.ids}
-        self.log_prices = np.log([u.start_price for u in self.underlyings])
+        position: Counter[str] = Counter()  # a root's months are listed front first
+        starts = []
+        for u in live:
+            starts.append(curve_start(u, position[u.root]))
+            position[u.root] += 1
+        self.log_prices = np.log(starts)
         if self.history_days:
             self._backfill()
-        self.date = self.start
         self.tick = 0
         self.seq = 0
 
-    def _factor_loadings(self) -> np.ndarray:
-        """Loadings on [steel, root_1..root_k, idiosyncratic]: month correlation ~0.95."""
-        roots = sorted({u.root for u in self.underlyings})
-        n, k = len(self.underlyings), len(roots)
+    @staticmethod
+    def _factor_loadings(live: Sequence[Underlying]) -> np.ndarray:
+        """Loadings on [steel, root_1..root_k, idiosyncratic]: month correlation ~0.95.
+
+        Row ``i`` belongs to the ``i``-th listed underlying; a roll keeps each root's rows
+        where they are, so the loadings never change."""
+        roots = sorted({u.root for u in live})
+        n, k = len(live), len(roots)
         load = np.zeros((n, 1 + k + n))
-        for i, u in enumerate(self.underlyings):
+        for i, u in enumerate(live):
             r = roots.index(u.root)
             if u.commodity_type == "steel":
                 load[i, 0] = math.sqrt(0.8)
@@ -112,7 +143,8 @@ class Simulator:
 
     def _backfill(self) -> None:
         """A year of closes ending the business day before ``start``, finishing at the
-        catalog's start prices (walk backwards, then replay forwards)."""
+        starting prices of the months listed on ``start`` (walk backwards, then replay
+        forwards)."""
         days = previous_business_days(self.start, self.history_days)
         steps = np.array([self._shock(1 / TRADING_DAYS) for _ in days])
         # closes[j] = start - sum of the shocks after day j
@@ -127,8 +159,34 @@ class Simulator:
         tick = CATALOG[underlying].tick if underlying in CATALOG else 0.01
         return round(round(value / tick) * tick, 4)
 
+    def _roll(self) -> list[str]:
+        """List what trades on ``self.date``: expired months leave the front of their root's
+        rows, new ones join at the back continuing the curve. Returns the new ids."""
+        listed = list(listed_underlyings(self.date))
+        if listed == self.ids:
+            return []
+        old = dict(zip(self.ids, self.log_prices.tolist(), strict=True))
+        prices: list[float] = []
+        added: list[str] = []
+        for i, uid in enumerate(listed):
+            if uid in old:
+                prices.append(old[uid])
+                continue
+            u = CATALOG[uid]
+            if i > 0 and CATALOG[listed[i - 1]].root == u.root:
+                # The month listed just before it (the row before) plus the carry.
+                prices.append(prices[i - 1] + math.log(1 + CARRY_PER_MONTH))
+            else:
+                prices.append(math.log(curve_start(u, 0)))
+            self.history.setdefault(uid, [])
+            added.append(uid)
+        self.ids = listed
+        self.log_prices = np.array(prices)
+        return added
+
     def ticks(self) -> Iterator[Price]:
-        """The next intraday step; the last tick of a day is its close, then the date rolls."""
+        """The next intraday step; the last tick of a day is its close, then the date rolls
+        (and with it, on a month's last trading day, the listed months)."""
         self.log_prices = self.log_prices + self._shock(1 / (TRADING_DAYS * self.ticks_per_day))
         self.tick += 1
         close = self.tick >= self.ticks_per_day
@@ -141,6 +199,9 @@ class Simulator:
         if close:
             self.tick = 0
             self.date = next_business_day(self.date)
+            added = self._roll()
+            if added:
+                log.info("oracle_listed", date=str(self.date), listed=added)
 
 
 def read_replay(path: Path) -> list[tuple[dt.date, list[tuple[str, float]]]]:
@@ -246,7 +307,12 @@ class OracleService:
     ) -> None:
         seq = 0
         for date, prices in days:
+            stale = sorted(u for u, _ in prices if is_expired(u, date))
+            if stale:
+                log.warning("oracle_replay_expired_skipped", date=str(date), underlyings=stale)
             for underlying, value in prices:
+                if is_expired(underlying, date):
+                    continue
                 seq += 1
                 await self.publish(
                     Price(underlying=underlying, price=value, date=date, seq=seq, close=True)

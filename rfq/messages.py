@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -28,6 +29,11 @@ from rfq.instruments import CATALOG, Terms, Underlying, validate_terms
 from rfq.signing import SignedMessage
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+MIN_DEADLINE_S: Final = 1.0
+MAX_DEADLINE_S: Final = 300.0
+"""An RFQ's response deadline is 1 to 300 seconds after it is sent; anything else is refused
+(``check_deadline_s``), not clamped: a caller that wants clamping (the terminal) clamps."""
 
 
 class Rfq(msgspec.Struct, frozen=True, tag="rfq"):
@@ -130,25 +136,42 @@ def check_id(value: str, *, where: str) -> None:
         )
 
 
+def check_deadline_s(deadline_s: float) -> None:
+    """Refuse a response deadline outside 1 to 300 seconds (``ValidationError`` on
+    ``deadline`` naming the range)."""
+    if not MIN_DEADLINE_S <= deadline_s <= MAX_DEADLINE_S:
+        raise ValidationError(
+            f"the response deadline must be {MIN_DEADLINE_S:g} to {MAX_DEADLINE_S:g} seconds, "
+            f"not {deadline_s:g}",
+            where="deadline",
+        )
+
+
 def validate_rfq(
     rfq: Rfq,
     *,
     today: dt.date,
     now_ms: int,
     dealers: frozenset[str] | None = None,
-    catalog: dict[str, Underlying] = CATALOG,
+    catalog: Mapping[str, Underlying] = CATALOG,
+    sent_ms: int | None = None,
 ) -> None:
     """Refuse an RFQ no dealer could quote: raises ``ValidationError`` naming the field.
 
-    ``today`` is the market's business date (maturity must be after it); ``dealers`` the
-    dealers of the network (a chosen list must name only those).
+    ``today`` is the market's business date (maturity must be after it, and the terms must
+    trade then: no expired or unlisted futures month, see ``rfq.instruments.check_listed``);
+    ``dealers`` the dealers of the network (a chosen list must name only those); ``sent_ms``
+    when the RFQ was sent (the client's clock, as signed): its deadline must then be 1 to 300
+    seconds after it.
     """
     check_id(rfq.id, where="id")
-    validate_terms(rfq.terms, catalog=catalog)
+    validate_terms(rfq.terms, catalog=catalog, today=today)
     if rfq.terms.maturity <= today:
         raise ValidationError(
             f"maturity {rfq.terms.maturity} is not after {today}", where="maturity"
         )
+    if sent_ms is not None:
+        check_deadline_s((rfq.deadline_ms - sent_ms) / 1000)
     if rfq.deadline_ms <= now_ms:
         raise ValidationError("the response deadline has already passed", where="deadline")
     if rfq.collateral < 0 or rfq.guarantee < 0:

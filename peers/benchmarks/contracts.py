@@ -36,13 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_contracts(n: int, seed: int, trade_date: dt.date) -> list[Any]:
     """``n`` seeded contracts of all eight templates over the catalog's underlyings."""
     from rfq.contracts import Contract, MarginTerms
-    from rfq.instruments import CATALOG, Averaging, Leg, OptionTerms, Side, Template, Terms
+    from rfq.instruments import (
+        Averaging,
+        Leg,
+        OptionTerms,
+        Side,
+        Template,
+        Terms,
+        listed_underlyings,
+    )
 
+    listed = listed_underlyings(trade_date)
     rng = np.random.default_rng(seed)
-    futures = sorted(u.id for u in CATALOG.values() if u.contract_month is not None)
-    roots = sorted({CATALOG[u].root for u in futures})
-    months = sorted({CATALOG[u].contract_month or "" for u in futures})
-    price = {u.id: u.start_price for u in CATALOG.values()}
+    futures = sorted(u.id for u in listed.values() if u.contract_month is not None)
+    roots = sorted({listed[u].root for u in futures})
+    months = sorted({listed[u].contract_month or "" for u in futures})
+    price = {u.id: u.start_price for u in listed.values()}
     templates = list(Template)
     out: list[Any] = []
     for i in range(n):
@@ -159,9 +168,10 @@ def scalar_tick(
 
 def measure(n: int, ticks: int, baseline_runs: int, seed: int) -> dict[str, Any]:
     from rfq.contracts import ContractBook, Fixing, MarginCalled, Price
-    from rfq.instruments import CATALOG
+    from rfq.instruments import listed_underlyings
 
     trade_date = dt.date(2025, 11, 3)
+    catalog = listed_underlyings(trade_date)
     t0 = time.perf_counter()
     contracts = build_contracts(n, seed, trade_date)
     book = ContractBook()
@@ -170,13 +180,13 @@ def measure(n: int, ticks: int, baseline_runs: int, seed: int) -> dict[str, Any]
     build_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(seed + 1)
-    names = sorted(CATALOG)
-    level = {u: CATALOG[u].start_price for u in names}
+    names = sorted(catalog)
+    level = {u: catalog[u].start_price for u in names}
     days = _weekdays(trade_date, ticks + 1)
 
     def tick_prices() -> dict[str, float]:
         for u in names:
-            shock = float(rng.normal(0.0, CATALOG[u].annual_vol / np.sqrt(252.0)))
+            shock = float(rng.normal(0.0, catalog[u].annual_vol / np.sqrt(252.0)))
             level[u] = round(level[u] * float(np.exp(shock)), 2)
         return dict(level)
 

@@ -13,9 +13,11 @@ def register(subparsers: Any) -> None:
         description=(
             "Publish signed prices on otc.px.<underlying>. --simulate runs a seeded, correlated "
             "random walk for SHFE rebar and hot-rolled coil, DCE polypropylene, soybean oil and "
-            "corn, INE crude (three futures months each), Tangshan billet spot and the CSI 300, "
-            "one business day every --day-seconds. --replay publishes a CSV "
-            "(date,underlying,price) as daily closes, one date every --interval seconds."
+            "corn, INE crude (the next three of the January/May/September months each, rolling "
+            "as months pass their last trading day, the 15th), Tangshan billet spot and the "
+            "CSI 300, one business day every --day-seconds. --replay publishes a CSV "
+            "(date,underlying,price) as daily closes, one date every --interval seconds, "
+            "skipping months past their last trading day."
         ),
     )
     parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")

@@ -403,6 +403,13 @@ class ContractBook:
         k = bisect.bisect_left(hist[0], day)
         return (hist[0][k], hist[1][k]) if k < len(hist[0]) else None
 
+    def _last_on_or_before(self, underlying: str, day: int) -> tuple[int, float] | None:
+        hist = self._hist.get(underlying)
+        if hist is None:
+            return None
+        k = bisect.bisect_right(hist[0], day) - 1
+        return (hist[0][k], hist[1][k]) if k >= 0 else None
+
     def _last_fixing_day(self, underlying: str) -> int:
         hist = self._hist.get(underlying)
         return hist[0][-1] if hist else NO_DATE
@@ -754,9 +761,17 @@ class ContractBook:
         """Settle a contract whose maturity has come if its fixings are in.
 
         Each leg settles on its first fixing dated on or after maturity (the maturity-date
-        fixing when published). An average-price swap settles on the mean of its window once
-        every leg has fixed on or after the window's end, or once a block dated after
-        maturity passes with at least one fixing in the window.
+        fixing when published; a day without one, such as a holiday, follows to the next).
+        A leg that will never fix again -- a futures month past its last trading day -- settles
+        on its **last fixing on or before maturity** once a block dated after maturity passes
+        while the book already holds a fixing dated after maturity (the market moved on
+        without this leg). The rule reads only the block's date and the fixings on chain, so
+        every node settles the same way; with no fixing on or before maturity either, the leg
+        keeps the contract open.
+
+        An average-price swap settles on the mean of its window once every leg has fixed on
+        or after the window's end, or once a block dated after maturity passes with at least
+        one fixing in the window.
         """
         cols = self._cols
         entry = self._entries[cols.ids[slot]]
@@ -773,9 +788,12 @@ class ContractBook:
             if count > 0 and (window_done or (by_block and day > maturity)):
                 level = float(cols.avg_sum[slot]) / count
         if level is None:
+            market_moved_on = by_block and day > maturity and self._mark_ord > maturity
             prices: dict[str, float] = {}
             for leg in terms.legs:
                 found = self._first_on_or_after(leg.underlying, maturity)
+                if found is None and market_moved_on:
+                    found = self._last_on_or_before(leg.underlying, maturity)
                 if found is None:
                     return
                 prices[leg.underlying] = found[1]

@@ -8,7 +8,8 @@ Decline. Prices are from the **client's** side of the trade:
     client sells (receives fixed / writes it):    fair - half_spread - credit_charge + skew
 
 * ``half_spread`` is ``half_spread_bps`` of the gross forward ``sum |w_i F_i|`` -- a spread
-  between two futures is charged on the legs traded, not on the (possibly tiny) difference.
+  between two futures is charged on the legs traded, not on the (possibly tiny) difference --
+  less ``tighten_bps_per_grade`` for each grade the client stands above BBB (never below 0).
 * ``skew`` shifts both sides by ``-skew_per_unit x (dealer's inventory in the reference)``,
   scaled by the option's delta for options: a dealer long the reference lowers its prices to
   sell and buys back less eagerly.
@@ -23,10 +24,17 @@ dependent share of that margin, capped by ``max_credit_line`` and by the room le
 client's credit limit. The trade's exposure for the limit is its 95 % potential future exposure
 times units, less collateral, guarantee and the margin actually posted (margin minus line).
 
-Declines: ``bad_terms`` (terms fail ``validate_terms`` or mature by today), ``unsupported``
-(terms the model cannot price), ``no_price`` (a needed price is missing), ``rating`` (below the
+Declines: ``bad_terms`` (terms fail ``validate_terms``, mature by today or trade a month that
+is expired, not listed yet or stops trading before maturity), ``unsupported`` (terms the model
+cannot price), ``tenor_limit`` / ``notional_limit`` (beyond the dealer's per-trade limits,
+``rfq.pricing.limits``), ``no_price`` (a needed price is missing), ``rating`` (below the
 dealer's minimum grade), ``credit_limit`` (even with no credit line, current exposure plus the
 trade's would exceed the limit).
+
+Competition: ``dealer_profile(dealer_id)`` gives each dealer its own default half-spread,
+inventory skew, appetite (credit limit and per-trade limits as a share of the defaults) and
+tightening of the spread for good grades, derived from its id, so the dealers of one network
+quote different prices out of the box.
 
 Prices are rounded to the reference's tick away from the client (up when it pays, down when it
 receives), which keeps every monotonicity of the unrounded price.
@@ -36,7 +44,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import math
+import re
 from collections.abc import Mapping
 
 import msgspec
@@ -56,6 +66,7 @@ from rfq.pricing.credit import (
 from rfq.pricing.errors import MissingPrice, Unsupported
 from rfq.pricing.fair_value import FixingHistory, fair_value
 from rfq.pricing.garch import VolEstimate, VolModel, vol_model
+from rfq.pricing.limits import DEFAULT_TRADE_LIMITS, LimitBreach, TradeLimits, check_trade_limits
 from rfq.rating import SCALE, Grade, grade_of, pd_of
 
 DEFAULT_IM_RATES: dict[Grade, float] = {
@@ -82,11 +93,18 @@ DEFAULT_LINE_SHARES: dict[Grade, float] = {
 
 
 class QuoteParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A dealer's pricing policy."""
+    """A dealer's pricing policy.
+
+    ``skew_per_unit`` is money per unit of price per unit of inventory;
+    ``tighten_bps_per_grade`` narrows the half-spread per grade above BBB; ``limits`` are the
+    per-trade notional and tenor limits.
+    """
 
     templates: frozenset[Template] = frozenset(Template)
     half_spread_bps: float = 10.0
     skew_per_unit: float = 0.0
+    tighten_bps_per_grade: float = 0.0
+    limits: TradeLimits = msgspec.field(default_factory=TradeLimits)
     im_rates: dict[Grade, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_IM_RATES))
     line_shares: dict[Grade, float] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_LINE_SHARES)
@@ -133,6 +151,8 @@ class DeclineCode(enum.StrEnum):
     NO_PRICE = "no_price"
     RATING = "rating"
     CREDIT_LIMIT = "credit_limit"
+    NOTIONAL_LIMIT = "notional_limit"
+    TENOR_LIMIT = "tenor_limit"
     DEFAULTED = "defaulted"  # the client, or this dealer, is not in good standing on chain
 
 
@@ -179,7 +199,7 @@ def decide(
     """Quote or decline an RFQ for ``terms`` given ``ctx``."""
     params = ctx.params
     try:
-        validate_terms(terms, catalog=dict(catalog))
+        validate_terms(terms, catalog=catalog, today=ctx.today)
     except ValidationError as exc:
         return DeclineDecision(DeclineCode.BAD_TERMS, str(exc))
     if terms.template not in params.templates:
@@ -190,6 +210,12 @@ def decide(
         return DeclineDecision(
             DeclineCode.BAD_TERMS, f"maturity {terms.maturity} is not after today {ctx.today}"
         )
+    try:
+        check_trade_limits(
+            terms, params.limits, today=ctx.today, prices=ctx.prices, catalog=catalog
+        )
+    except LimitBreach as exc:
+        return DeclineDecision(DeclineCode(exc.limit.value), str(exc))
     for name, amount in (("collateral", ctx.collateral), ("guarantee", ctx.guarantee)):
         if not (math.isfinite(amount) and amount >= 0):
             return DeclineDecision(DeclineCode.BAD_TERMS, f"{name} must be an amount >= 0")
@@ -238,7 +264,9 @@ def decide(
         guarantee=ctx.guarantee,
     )
     gross = sum(abs(leg.weight * f) for leg, f in zip(terms.legs, fair.leg_forwards, strict=True))
-    half_spread = params.half_spread_bps * 1e-4 * gross
+    notches_above_bbb = max(_rank(Grade.BBB) - _rank(grade), 0)
+    spread_bps = max(params.half_spread_bps - params.tighten_bps_per_grade * notches_above_bbb, 0.0)
+    half_spread = spread_bps * 1e-4 * gross
     position = sum(leg.weight * ctx.inventory.get(leg.underlying, 0.0) for leg in terms.legs)
     delta = 1.0
     if terms.template == Template.EUROPEAN_OPTION and fair.option is not None:
@@ -331,3 +359,49 @@ def _round(value: float, sign: float, tick: float) -> float:
     # A hair of tolerance so 3151.0000000001 stays 3151.
     n = math.ceil(steps - 1e-9) if sign > 0 else math.floor(steps + 1e-9)
     return round(n * tick, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# Each dealer's default character
+
+DEFAULT_CREDIT_LIMIT = 5.0e7
+"""Per-client exposure limit (CNY) of a dealer with full appetite."""
+GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+class DealerProfile(msgspec.Struct, frozen=True):
+    """A dealer's default pricing policy and per-client credit limit (``dealer_profile``)."""
+
+    params: QuoteParams
+    credit_limit: float
+    appetite: float
+
+
+def dealer_profile(dealer_id: str) -> DealerProfile:
+    """Default parameters of dealer ``dealer_id``, the same on every run:
+
+    * ``half_spread_bps`` 4 to 20 -- for an id ending in a number (``D1``, ``D2``...) the
+      number times the golden ratio (mod 1) picks it, so any few dealers in a row are well
+      apart (D1 13.9, D2 7.8, D3 17.7: at least a tick apart on rebar); for other ids a hash
+      of the id;
+    * ``skew_per_unit`` 0.00005 to 0.0002, ``tighten_bps_per_grade`` 0 to 0.5 (hash of the id);
+    * ``appetite`` 0.5 to 1 (hash of the id): the credit limit is ``appetite x 50,000,000``,
+      the notional limit ``appetite x`` the default and the tenor limit 1 + 2 x appetite years.
+    """
+    digest = hashlib.sha256(f"botc-dealer/{dealer_id}".encode()).digest()
+    u = [int.from_bytes(digest[2 * k : 2 * k + 2], "big") / 65535 for k in range(4)]
+    number = re.search(r"(\d+)$", dealer_id)
+    spread_draw = (int(number.group(1)) * GOLDEN) % 1.0 if number else u[0]
+    appetite = round(0.5 + 0.5 * u[2], 2)
+    params = QuoteParams(
+        half_spread_bps=round(4.0 + 16.0 * spread_draw, 1),
+        skew_per_unit=round((0.5 + 1.5 * u[1]) * 1e-4, 7),
+        tighten_bps_per_grade=round(0.5 * u[3], 2),
+        limits=TradeLimits(
+            max_notional=round(DEFAULT_TRADE_LIMITS.max_notional * appetite, -6),
+            max_tenor_days=int(365 * (1 + 2 * appetite)),
+        ),
+    )
+    return DealerProfile(
+        params=params, credit_limit=round(DEFAULT_CREDIT_LIMIT * appetite, -5), appetite=appetite
+    )

@@ -9,6 +9,7 @@ from peers.authority.node import AuthorityNode
 from peers.counterparty import ClientSession
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
+from rfq.instruments import listed_futures
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,7 +53,7 @@ async def live_market(nats_server, network, bus_factory):
         await oracle.publish(price)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not all(
-        "RB2605" in d.market.latest for d in dealers.values()
+        listed_futures("RB", sim.start)[-1].id in d.market.latest for d in dealers.values()
     ):
         await asyncio.sleep(0.05)
     yield LiveMarket(oracle, authorities, dealers, clients, sim.start)

@@ -14,7 +14,7 @@ from bus.envelope import DropReason
 from peers.ledger_client import LedgerClient
 from peers.netdir import create_network
 from rfq.identity import NetworkParams
-from rfq.instruments import Leg, Side, Template, Terms
+from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.ledger.consensus import Prepare
 from rfq.ledger.tx import Evict
 from rfq.messages import Accept, Quote, Rfq
@@ -35,7 +35,7 @@ def network(tmp_path):
 def swap(today: dt.date, quantity: float = 100) -> Terms:
     return Terms(
         Template.PRICE_SWAP,
-        (Leg("RB2605"),),
+        (Leg(listed_futures("RB", today)[-1].id),),
         Side.BUY,
         quantity,
         today,

@@ -18,16 +18,17 @@ from peers.dealer import RFQ_CHANNEL, DealerBot
 from peers.oracle import OracleService, Simulator
 from rfq.errors import ValidationError
 from rfq.identity import Directory
-from rfq.instruments import Leg, Side, Template, Terms
+from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.messages import Decline, Quote, Rfq
 
 pytestmark = pytest.mark.integration
 
 
 def rebar_swap(today: dt.date, side: Side = Side.BUY, quantity: float = 1000) -> Terms:
+    """A 120-day swap on the far rebar month listed ``today`` (it trades past maturity)."""
     return Terms(
         template=Template.PRICE_SWAP,
-        legs=(Leg("RB2605"),),
+        legs=(Leg(listed_futures("RB", today)[-1].id),),
         client_side=side,
         quantity=quantity,
         trade_date=today,
@@ -61,7 +62,7 @@ async def market(nats_server, bus_factory, network) -> Market:
     await oracle.bus.flush()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not all(
-        "RB2605" in d.market.latest for d in dealers.values()
+        listed_futures("RB", sim.start)[-1].id in d.market.latest for d in dealers.values()
     ):
         await asyncio.sleep(0.02)
     return Market(oracle, dealers, client, sim.start)
@@ -103,7 +104,7 @@ async def test_a_selling_client_is_offered_less_than_a_buying_one(market):
 async def test_a_quote_arriving_after_the_deadline_is_ignored(market, bus_factory):
     await market.dealers["D2"].bus.close()  # D2 goes quiet...
     rfq = await market.client.send_rfq(
-        rebar_swap(market.today), dealers=["D1", "D2"], deadline_s=0.5
+        rebar_swap(market.today), dealers=["D1", "D2"], deadline_s=1.0
     )
     answers = await rfq.collect()
     assert [a.dealer for a in answers] == ["D1"]
@@ -206,11 +207,21 @@ async def test_a_signed_but_malformed_rfq_gets_a_decline_with_the_reason(
 
 async def test_an_rfq_with_terms_no_dealer_can_quote_gets_a_reasoned_decline(market):
     rfq = await market.client.send_rfq(
-        rebar_swap(market.today, quantity=5e9), dealers=["D1"], deadline_s=3
+        rebar_swap(market.today, quantity=2e5), dealers=["D1"], deadline_s=3
     )
     [answer] = await rfq.collect()
     assert isinstance(answer, Decline)
     assert answer.code == "credit_limit"
+
+
+async def test_an_outsized_rfq_is_declined_for_the_notional_limit_naming_it(market):
+    rfq = await market.client.send_rfq(
+        rebar_swap(market.today, quantity=5e9), dealers=["D1"], deadline_s=3
+    )
+    [answer] = await rfq.collect()
+    assert isinstance(answer, Decline)
+    assert answer.code == "notional_limit"
+    assert "exceeds the limit of 1,000,000,000" in answer.text
 
 
 async def test_dealer_d3_cannot_read_a_direct_rfq_to_d1(market, bus_factory, network):

@@ -23,7 +23,7 @@ def test_the_same_seed_gives_the_same_prices_and_another_seed_does_not():
 
 def test_a_year_of_history_ends_the_business_day_before_the_start_at_the_start_price():
     sim = Simulator(start=START, seed=3)
-    history = sim.history["RB2605"]
+    history = sim.history["RB2705"]  # the second listed month
     assert len(history) == 260
     assert history[-1][0] == dt.date(2026, 11, 20)  # Friday before
     assert all(d.weekday() < 5 for d, _ in history)
@@ -45,7 +45,7 @@ def test_simulated_volatility_and_correlations_are_realistic():
     def returns(uid: str) -> np.ndarray:
         return np.diff(np.log([p for _, p in sim.history[uid]]))
 
-    rb1, rb5, hc5, corn = (returns(u) for u in ("RB2601", "RB2605", "HC2605", "C2605"))
+    rb1, rb5, hc5, corn = (returns(u) for u in ("RB2701", "RB2705", "HC2705", "C2705"))
     annual = float(np.std(rb5) * np.sqrt(250))
     assert 0.17 < annual < 0.27  # catalog vol 0.22
     assert np.corrcoef(rb1, rb5)[0, 1] > 0.9  # months of one future

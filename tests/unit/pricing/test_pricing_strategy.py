@@ -1,14 +1,15 @@
 """The default quoting model: hand-computed quotes, every decline reason, pricing properties.
 
 Market on Monday 2 March 2026 (no fixing history, so vols are the catalog's: RB and HC 22 %):
-RB2605 3200, RB2609 3230, HC2605 3350, TSBILLET 3050. Maturity 2 September 2026, 184 days.
+RB2609 3200, RB2701 3230, HC2609 3350, TSBILLET 3050. Maturity 2 September 2026, 184 days
+(before the September months' last trading day, 15 September).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -16,10 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rfq.instruments import Averaging, Leg, OptionTerms, Side, Template, Terms
+from rfq.instruments import CATALOG, Averaging, Leg, OptionTerms, Side, Template, Terms, Underlying
 from rfq.pricing.black76 import black76
 from rfq.pricing.credit import EPE_FACTOR, PFE_Z
 from rfq.pricing.garch import GarchParams, VolSource, simulate_prices, vol_model
+from rfq.pricing.limits import TradeLimits
 from rfq.pricing.strategy import (
     Decision,
     DeclineCode,
@@ -34,12 +36,12 @@ from rfq.rating import Grade
 TODAY = dt.date(2026, 3, 2)
 MATURITY = dt.date(2026, 9, 2)
 T = 184 / 365
-PRICES = {"RB2605": 3200.0, "RB2609": 3230.0, "HC2605": 3350.0, "TSBILLET": 3050.0}
+PRICES = {"RB2609": 3200.0, "RB2701": 3230.0, "HC2609": 3350.0, "TSBILLET": 3050.0}
 BBB = 65.0
 
 
 def swap(side: Side = Side.BUY, **kw: Any) -> Terms:
-    base = Terms(Template.PRICE_SWAP, (Leg("RB2605"),), side, 1000.0, TODAY, MATURITY)
+    base = Terms(Template.PRICE_SWAP, (Leg("RB2609"),), side, 1000.0, TODAY, MATURITY)
     return msgspec.structs.replace(base, **kw)
 
 
@@ -52,8 +54,10 @@ def ctx(rating: float = BBB, **kw: Any) -> PricingContext:
     return msgspec.structs.replace(base, **kw)
 
 
-def quote(terms: Terms, context: PricingContext) -> QuoteDecision:
-    decision = decide(terms, context)
+def quote(
+    terms: Terms, context: PricingContext, catalog: Mapping[str, Underlying] = CATALOG
+) -> QuoteDecision:
+    decision = decide(terms, context, catalog=catalog)
     assert isinstance(decision, QuoteDecision), decision
     return decision
 
@@ -106,7 +110,7 @@ def test_a_ccc_client_pays_visibly_more_than_a_aaa_client() -> None:
 
 
 def test_a_dealer_long_rebar_skews_both_prices_down() -> None:
-    long = ctx(inventory={"RB2605": 10_000.0}, params=QuoteParams(skew_per_unit=0.001))
+    long = ctx(inventory={"RB2609": 10_000.0}, params=QuoteParams(skew_per_unit=0.001))
     buy, sell = quote(swap(Side.BUY), long), quote(swap(Side.SELL), long)
     assert buy.skew == pytest.approx(-10.0)
     assert buy.price == math.ceil(3200 + 3.2 + CHARGE_BBB - 10)  # 3194
@@ -116,7 +120,7 @@ def test_a_dealer_long_rebar_skews_both_prices_down() -> None:
 def test_the_spread_swap_is_charged_on_its_legs_and_quoted_around_150() -> None:
     t = Terms(
         Template.SPREAD_SWAP,
-        (Leg("HC2605", 1.0), Leg("RB2605", -1.0)),
+        (Leg("HC2609", 1.0), Leg("RB2609", -1.0)),
         Side.BUY,
         1000.0,
         TODAY,
@@ -178,7 +182,7 @@ def test_a_decision_is_deterministic_and_travels_as_a_tagged_union() -> None:
 def test_with_two_years_of_fixings_judy_s_quotes_use_the_garch_vol() -> None:
     path = simulate_prices(GarchParams(2e-6, 0.08, 0.90), 500, start=3200.0, seed=9)
     history = {TODAY - dt.timedelta(days=500 - i): p for i, p in enumerate(path)}
-    context = ctx(fixings={"RB2605": history})
+    context = ctx(fixings={"RB2609": history})
     opt, lin = quote(call(Side.SELL), context), quote(swap(Side.SELL), context)
     model = vol_model(path, fallback_vol=0.22)
     assert model.source == VolSource.GARCH
@@ -189,7 +193,7 @@ def test_with_two_years_of_fixings_judy_s_quotes_use_the_garch_vol() -> None:
     assert lin.abs_vol == pytest.approx(3200.0 * opt.vol.vol)
     # A cached model gives the same decision without refitting.
     assert decide(
-        call(Side.SELL), ctx(fixings={"RB2605": history}, vol_models={"RB2605": model})
+        call(Side.SELL), ctx(fixings={"RB2609": history}, vol_models={"RB2609": model})
     ) == (decide(call(Side.SELL), context))
 
 
@@ -226,9 +230,9 @@ def test_an_average_over_a_weekend_with_no_fixing_is_unsupported() -> None:
 
 
 def test_heidi_s_rfq_on_an_underlying_without_any_price_is_declined_as_no_price() -> None:
-    d = decline(swap(legs=(Leg("PP2605"),)), ctx())
+    d = decline(swap(legs=(Leg("PP2609"),)), ctx())
     assert d.code == DeclineCode.NO_PRICE
-    assert "PP2605" in d.text
+    assert "PP2609" in d.text
 
 
 def test_a_client_below_the_dealer_s_minimum_grade_is_declined_for_rating() -> None:
@@ -252,9 +256,14 @@ def test_ivan_over_his_limit_can_still_buy_an_option_which_adds_no_exposure() ->
 
 # --- properties --------------------------------------------------------------------------------
 
+# The properties are of the pricing model, over tenors up to four years: futures that never
+# expire and limits that never bind (listing and limits have their own tests).
+NEVER_EXPIRING = {k: msgspec.structs.replace(u, last_trading_day=None) for k, u in CATALOG.items()}
+UNLIMITED = TradeLimits(max_notional=math.inf, max_tenor_days=10_000)
+
 
 def linear_spread(side: Side) -> Terms:
-    legs = (Leg("HC2605", 1.0), Leg("RB2605", -1.0))
+    legs = (Leg("HC2609", 1.0), Leg("RB2609", -1.0))
     return Terms(Template.SPREAD_SWAP, legs, side, 1000.0, TODAY, MATURITY)
 
 
@@ -293,10 +302,18 @@ def test_a_worse_rating_never_gives_the_client_a_better_price(
 ) -> None:
     worse, better = sorted(r)
     t = build(kind, side, qty, n)
-    for params in (QuoteParams(), QuoteParams(round_to_tick=False, skew_per_unit=0.01)):
-        context = ctx(collateral=c, credit_limit=math.inf, inventory={"RB2605": 500.0})
-        qw = quote(t, msgspec.structs.replace(context, client_rating=worse, params=params))
-        qb = quote(t, msgspec.structs.replace(context, client_rating=better, params=params))
+    for params in (
+        QuoteParams(limits=UNLIMITED),
+        QuoteParams(round_to_tick=False, skew_per_unit=0.01, limits=UNLIMITED),
+        QuoteParams(tighten_bps_per_grade=2.0, limits=UNLIMITED),
+    ):
+        context = ctx(collateral=c, credit_limit=math.inf, inventory={"RB2609": 500.0})
+        qw = quote(
+            t, msgspec.structs.replace(context, client_rating=worse, params=params), NEVER_EXPIRING
+        )
+        qb = quote(
+            t, msgspec.structs.replace(context, client_rating=better, params=params), NEVER_EXPIRING
+        )
         assert client_pays_more(side, qw.price, qb.price)
         assert qw.credit_charge >= qb.credit_charge
 
@@ -307,9 +324,11 @@ def test_a_longer_tenor_never_gives_a_smaller_credit_charge(
     kind: str, side: Side, s: float, qty: float, n: tuple[int, int], c: float
 ) -> None:
     short, long = sorted(n)
-    context = ctx(rating=s, collateral=c, credit_limit=math.inf)
-    qs = quote(build(kind, side, qty, short), context)
-    ql = quote(build(kind, side, qty, long), context)
+    context = ctx(
+        rating=s, collateral=c, credit_limit=math.inf, params=QuoteParams(limits=UNLIMITED)
+    )
+    qs = quote(build(kind, side, qty, short), context, NEVER_EXPIRING)
+    ql = quote(build(kind, side, qty, long), context, NEVER_EXPIRING)
     assert ql.credit_charge * qty >= qs.credit_charge * qty - 1e-9
 
 
@@ -334,8 +353,12 @@ def test_more_collateral_or_a_guarantee_never_worsens_the_price_or_raises_the_ch
 ) -> None:
     (c_less, c_more), (g_less, g_more) = sorted(c), sorted(g)
     t = build(kind, side, qty, n)
-    base = ctx(rating=s, credit_limit=math.inf)
-    less = quote(t, msgspec.structs.replace(base, collateral=c_less, guarantee=g_less))
-    more = quote(t, msgspec.structs.replace(base, collateral=c_more, guarantee=g_more))
+    base = ctx(rating=s, credit_limit=math.inf, params=QuoteParams(limits=UNLIMITED))
+    less = quote(
+        t, msgspec.structs.replace(base, collateral=c_less, guarantee=g_less), NEVER_EXPIRING
+    )
+    more = quote(
+        t, msgspec.structs.replace(base, collateral=c_more, guarantee=g_more), NEVER_EXPIRING
+    )
     assert more.credit_charge <= less.credit_charge
     assert client_pays_more(side, less.price, more.price)
