@@ -100,6 +100,7 @@ from rfq.ledger.tx import (
     signed_decoder,
     tx_decoder,
 )
+from rfq.instruments import check_listed
 from rfq.messages import Accept, Quote, decode_quote
 from rfq.money import is_payable, on_grid
 from rfq.rating import RatingTuple, append_settled, combined_rating, score_of
@@ -668,6 +669,10 @@ class LedgerState:
         )
         if terms.maturity <= self._date:
             raise LedgerError(f"maturity {terms.maturity} has passed")
+        try:  # what trades on the business date: no expired month, no maturity past one
+            check_listed(terms, self._date)
+        except ValidationError as exc:
+            raise LedgerError(f"not tradable on {self._date}: {exc}") from None
         try:
             contract = canonical_contract(contract)
             validate_contract(contract)

@@ -74,7 +74,7 @@ def make_net(**params: object) -> Net:
 
 
 def swap_terms(
-    underlying: str = "RB2605", side: Side = Side.BUY, quantity: float = 1000, days: int = 90
+    underlying: str = "RB2705", side: Side = Side.BUY, quantity: float = 1000, days: int = 90
 ) -> Terms:
     return Terms(
         template=Template.PRICE_SWAP,

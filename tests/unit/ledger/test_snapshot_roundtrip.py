@@ -91,7 +91,7 @@ class Run:
         elif kind == "fix":
             self.price = round(self.price * (1 + op[1]), 1)
             self.day += dt.timedelta(days=1)
-            txs.append(NET.tx("ORACLE", PriceFixing(self.day, (("RB2605", self.price),)), at_ms=at))
+            txs.append(NET.tx("ORACLE", PriceFixing(self.day, (("RB2705", self.price),)), at_ms=at))
         elif kind == "confirm":
             pending = sorted(p.id for p in state.payments.values() if p.status == "pending")
             for pid in pending[: int(len(pending) * op[1]) + 1]:
@@ -143,7 +143,7 @@ def test_restore_of_a_snapshot_has_the_same_root_at_every_height_and_carries_on_
     twin.head = run.chain.head
     at = run.at()
     fix = NET.tx(
-        "ORACLE", PriceFixing(run.day + dt.timedelta(days=1), (("RB2605", 3000.0),)), at_ms=at
+        "ORACLE", PriceFixing(run.day + dt.timedelta(days=1), (("RB2705", 3000.0),)), at_ms=at
     )
     for c in (run.chain, twin):
         c.block(fix, at_ms=at)

@@ -99,9 +99,9 @@ def test_an_accept_signed_after_the_quote_lapsed_is_rejected(net, chain):
 
 
 def test_a_bad_signature_an_unknown_sender_and_the_wrong_role_are_rejected(net, chain):
-    good = net.sign("ORACLE", PriceFixing(TODAY, (("RB2605", 3100.0),)), at_ms=T0)
+    good = net.sign("ORACLE", PriceFixing(TODAY, (("RB2705", 3100.0),)), at_ms=T0)
     tampered = msgspec.structs.replace(
-        good, body=msgspec.msgpack.encode(PriceFixing(TODAY, (("RB2605", 1.0),)))
+        good, body=msgspec.msgpack.encode(PriceFixing(TODAY, (("RB2705", 1.0),)))
     )
     stranger = Identity.generate("MALLORY", Role.ORACLE)
     unknown = sign_payload(
@@ -112,7 +112,7 @@ def test_a_bad_signature_an_unknown_sender_and_the_wrong_role_are_rejected(net, 
         timestamp_ms=T0,
         expires_ms=T0 + 9_000_000,
     )
-    wrong_role = net.sign("C1", PriceFixing(TODAY, (("RB2605", 1.0),)), at_ms=T0)
+    wrong_role = net.sign("C1", PriceFixing(TODAY, (("RB2705", 1.0),)), at_ms=T0)
     result = chain.block(
         *(msgspec.msgpack.encode(m) for m in (tampered, unknown, wrong_role)), b"junk"
     )
@@ -122,7 +122,7 @@ def test_a_bad_signature_an_unknown_sender_and_the_wrong_role_are_rejected(net, 
     assert reasons[2] == "a client may not submit 'fixing_tx'"
     assert reasons[3].startswith("malformed")
     assert not any(r.ok for r in result.receipts)
-    assert chain.state.book.fixing("RB2605", TODAY) is None
+    assert chain.state.book.fixing("RB2705", TODAY) is None
 
 
 def test_a_quote_forged_in_another_dealers_name_is_rejected(net, chain):
@@ -217,7 +217,7 @@ class TestGuarantees:
 
 
 def fixing(net, date, price, at_ms):
-    return net.tx("ORACLE", PriceFixing(date, (("RB2605", price),)), at_ms=at_ms)
+    return net.tx("ORACLE", PriceFixing(date, (("RB2705", price),)), at_ms=at_ms)
 
 
 DAY_MS = 86_400_000
@@ -513,3 +513,11 @@ def test_an_accept_whose_initial_margin_the_client_cannot_carry_is_refused_and_c
     assert chain.state.margin_in_use.get("C1") is None
     third = chain.block(trade_tx(net, rfq_id="r4", terms=swap_terms(quantity=40_000), at_ms=at + 2))
     assert third.receipts[0].ok, third.receipts[0].reason
+
+
+def test_the_chain_refuses_a_trade_on_a_futures_month_that_has_expired(net, chain):
+    expired = swap_terms(underlying="RB2609")  # last trading day 2026-09-15, before TODAY
+    result = chain.block(trade_tx(net, rfq_id="r1", terms=expired))
+    [receipt] = result.receipts
+    assert not receipt.ok and receipt.reason.startswith(f"not tradable on {TODAY}")
+    assert "RB2609" in receipt.reason and "r1" not in chain.state.book
