@@ -72,6 +72,7 @@ from rfq.identity import (
     Role,
     validate_member,
 )
+from rfq.instruments import check_listed
 from rfq.ledger.block import (
     BlockHeader,
     first_round_of,
@@ -100,7 +101,6 @@ from rfq.ledger.tx import (
     signed_decoder,
     tx_decoder,
 )
-from rfq.instruments import check_listed
 from rfq.messages import Accept, Quote, decode_quote
 from rfq.money import is_payable, on_grid
 from rfq.rating import RatingTuple, append_settled, combined_rating, score_of

@@ -25,7 +25,7 @@ from peers.netdir import NetDir
 from peers.oracle import OracleService, Simulator, next_business_day
 from rfq.contracts.model import ContractView
 from rfq.identity import Genesis
-from rfq.instruments import Leg, Side, Template, Terms
+from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.ledger.state import Guarantee, Payment, Receipt, Trade
 from rfq.ledger.tx import CloseOutRequest, PaymentConfirmed, signed_decoder, tx_decoder
 from rfq.messages import Price, Quote
@@ -45,7 +45,7 @@ from rfq.queries import (
 
 from ..integration.chainkit import start_authorities
 
-UNDERLYING = "RB2605"
+UNDERLYING = listed_futures("RB", dt.datetime.now(dt.UTC).date())[-1].id  # trades 8+ months
 DEALERS = ("D1", "D2", "D3")
 CLIENTS = ("C1", "C2")
 

@@ -129,3 +129,21 @@ async def test_a_deadline_outside_1_to_300_seconds_is_refused_before_sending(mar
         await market.client.send_rfq(swap("RB2705", START, days=30), deadline_s=deadline_s)
     assert refused.value.where == "deadline"
     assert market.client.bus.outbox._last_nonce == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [
+        ("--half-spread-bps", "-1", "--half-spread-bps must be a number >= 0"),
+        ("--skew-per-unit", "nan", "--skew-per-unit must be a number >= 0"),
+        ("--max-notional", "0", "--max-notional must be > 0"),
+        ("--max-tenor-days", "0", "--max-tenor-days must be at least 1"),
+    ],
+)
+def test_bad_dealer_pricing_flags_exit_2_naming_the_flag(network, capsys, flag, value, problem):
+    from peers.cli import main
+
+    assert main(["dealer", "--net", str(network.path), "--id", "D1", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert problem in err
+    assert "Traceback" not in err

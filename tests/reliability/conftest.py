@@ -27,7 +27,7 @@ from peers.marketplace import Marketplace
 from peers.netdir import NetDir, create_network
 from peers.runtime import open_bus
 from rfq.identity import NetworkParams
-from rfq.instruments import Leg, Side, Template, Terms
+from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.money import to_micros
 from rfq.queries import ContractsQuery, ContractsReply, PaymentsQuery, PaymentsReply, TradesQuery
 
@@ -69,7 +69,7 @@ class Trader:
         today = self.session.market.today
         terms = Terms(
             Template.PRICE_SWAP,
-            (Leg("RB2605"),),
+            (Leg(listed_futures("RB", today)[-1].id),),
             Side.BUY,
             100,
             today,
@@ -111,7 +111,8 @@ async def open_trader(net: NetDir) -> Trader:
     session = await ClientSession(bus, net.genesis()).start()
     await session.market.attach(bus)
     deadline = time.monotonic() + 20
-    while "RB2605" not in session.market.latest and time.monotonic() < deadline:
+    rebar = listed_futures("RB", dt.datetime.now(dt.UTC).date())[-1].id
+    while rebar not in session.market.latest and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     return Trader(session)
 

@@ -12,7 +12,7 @@ import structlog.testing
 from bus.client import BusStatus
 from peers.ledger_client import LedgerClient
 from peers.runtime import open_bus
-from rfq.instruments import Leg, Side, Template, Terms
+from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.queries import PaymentsQuery
 
 from .conftest import check_invariants, log_text, open_trader, start_market
@@ -116,7 +116,12 @@ async def test_a_dealer_frozen_mid_rfq_is_simply_missing_from_the_answers(market
 def _terms(session):
     today = session.market.today
     return Terms(
-        Template.PRICE_SWAP, (Leg("RB2605"),), Side.BUY, 100, today, today + dt.timedelta(days=90)
+        Template.PRICE_SWAP,
+        (Leg(listed_futures("RB", today)[-1].id),),
+        Side.BUY,
+        100,
+        today,
+        today + dt.timedelta(days=90),
     )
 
 
