@@ -4,7 +4,7 @@ Strategy protocol (pass your own with ``botc dealer --strategy module:Class``)::
 
     class MyStrategy:
         def price(self, rfq: Rfq, context: DealerContext) -> Quote | Decline:
-            fair = context.market.latest["RB2605"].price
+            fair = context.market.latest[rfq.terms.legs[0].underlying].price
             return context.quote(rfq, price=fair + 5, initial_margin_rate=0.1)
 
 ``context`` holds what the dealer knows: the market (latest prices, daily closes, GARCH vol

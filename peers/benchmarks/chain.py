@@ -101,7 +101,7 @@ def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
 
     import msgspec
 
-    from rfq.instruments import Leg, Side, Template, Terms
+    from rfq.instruments import Leg, Side, Template, Terms, listed_futures
     from rfq.messages import Accept, Quote
     from rfq.signing import sign_payload
 
@@ -112,7 +112,7 @@ def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
     today = dt.datetime.now(dt.UTC).date()
     terms = Terms(
         Template.PRICE_SWAP,
-        (Leg("RB2605"),),
+        (Leg(listed_futures("RB", today)[-1].id),),
         Side.BUY,
         100,
         today,

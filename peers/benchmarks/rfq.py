@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROUNDS = 300
-BENCH_UNDERLYING = "RB2605"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,14 +208,15 @@ class _RfqClient:
 
 
 def _bench_terms(today: dt.date) -> list[Any]:
-    from rfq.instruments import Leg, OptionTerms, Side, Template, Terms
+    from rfq.instruments import Leg, OptionTerms, Side, Template, Terms, listed_futures
 
     maturity = today + dt.timedelta(days=120)
+    rb, hc = (listed_futures(root, today)[-1].id for root in ("RB", "HC"))
     return [
-        Terms(Template.PRICE_SWAP, (Leg(BENCH_UNDERLYING),), Side.BUY, 1000, today, maturity),
+        Terms(Template.PRICE_SWAP, (Leg(rb),), Side.BUY, 1000, today, maturity),
         Terms(
             Template.SPREAD_SWAP,
-            (Leg("HC2605", 1.0), Leg("RB2605", -1.0)),
+            (Leg(hc, 1.0), Leg(rb, -1.0)),
             Side.SELL,
             1000,
             today,

@@ -13,18 +13,23 @@ from bus import subjects
 from bus.client import Bus
 from peers.authority.node import AuthorityNode
 from peers.netdir import NetDir
-from rfq.instruments import Leg, Side, Template, Terms
+from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.messages import Accept, Quote
 from rfq.signing import sign_payload
 
 AUTHORITIES = ("CCP", "D1", "D2", "D3")
 
 
-def terms(today: dt.date | None = None, underlying: str = "RB2605") -> Terms:
+def rebar(today: dt.date | None = None) -> str:
+    """A rebar month that trades today (the far listed one)."""
+    return listed_futures("RB", today or dt.datetime.now(dt.UTC).date())[-1].id
+
+
+def terms(today: dt.date | None = None, underlying: str | None = None) -> Terms:
     today = today or dt.datetime.now(dt.UTC).date()
     return Terms(
         template=Template.PRICE_SWAP,
-        legs=(Leg(underlying),),
+        legs=(Leg(underlying or rebar(today)),),
         client_side=Side.BUY,
         quantity=100,
         trade_date=today,

@@ -27,7 +27,7 @@ class EquivocatingNode(AuthorityNode):
         for action in actions:
             if not isinstance(action, Broadcast) or action.message.kind != "ibft_proposal":
                 continue
-            honest_state, head = self._rebuild()
+            honest_state, head = self.rebuild_from_store()
             real = msgspec.msgpack.decode(action.message.body, type=ConsensusMessage)
             timestamp = real.block.header.timestamp_ms + 1
             honest_state.execute(real.height, timestamp, head, ())

@@ -19,7 +19,7 @@ from peers.netdir import NetDir, create_network
 from rfq.identity import NetworkParams
 from rfq.ledger.tx import CreditEventTx, PriceFixing
 
-from .chainkit import TxFactory, committed, start_authorities, wait_for
+from .chainkit import TxFactory, committed, rebar, start_authorities, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ async def test_an_undo_after_settlements_reloads_from_the_newest_snapshot_not_th
     # Past the maturity (90 days): both contracts settle on this fixing.
     day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=91)
     await oracle.nc.publish(
-        "otc.tx.ORACLE", factory.sign("ORACLE", PriceFixing(day, (("RB2605", 3300.0),)))
+        "otc.tx.ORACLE", factory.sign("ORACLE", PriceFixing(day, ((rebar(), 3300.0),)))
     )
     await reg.nc.publish("otc.tx.REG", factory.sign("REG", CreditEventTx("C3", "elsewhere")))
     await wait_for(
