@@ -583,6 +583,9 @@ class BankConfig:
     tx_ttl_s: float | None = None
     expiry_grace_s: float = 2.0
     margin_call_safety_blocks: int = 2
+    late: Mapping[str, float] = field(default_factory=dict)
+    """Payers that pay their margin calls late: seconds after the bank first sees each call,
+    but always within the first two thirds of its cure period (a simulated slow treasury)."""
 
     def opening_balance(self, member: str, role: Role | None) -> float:
         if member in self.balances:
@@ -625,6 +628,7 @@ class BankService(Service):
         self._notes: dict[str, Receipt] = {}
         self._last_submit: dict[str, float] = {}
         self._late_logged: set[str] = set()
+        self._first_seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._ttl_s = self.config.tx_ttl_s or genesis.params.message_ttl_s
@@ -722,7 +726,12 @@ class BankService(Service):
                 if late is not None:
                     await self._report_failure(payment, late)
                     continue
+                if self._held_back(payment, tip):
+                    continue
             await self._handle(payment)
+        if self._first_seen:  # forget late calls that are no longer due
+            due_ids = {p.id for p in due}
+            self._first_seen = {k: v for k, v in self._first_seen.items() if k in due_ids}
         await self._resubmit()
 
     async def _payments(self, status: str) -> list[Payment]:
@@ -744,6 +753,23 @@ class BankService(Service):
                 "margin_call_too_late", instruction=payment.id, deadline=deadline, height=tip
             )
         return f"not paid: the margin call's deadline (block {deadline}) is too close at {tip}"
+
+    def _held_back(self, payment: Payment, tip: int) -> bool:
+        """Whether a late payer's margin call waits a little longer (``BankConfig.late``)."""
+        delay = self.config.late.get(payment.payer)
+        if not delay:
+            return False
+        now = time.monotonic()
+        first = self._first_seen.setdefault(payment.id, now)
+        cure = self.genesis.params.margin_call_deadline_blocks
+        pay_by = (
+            payment.created_height + cure - max(cure // 3, self.config.margin_call_safety_blocks)
+        )
+        if now - first >= delay or tip >= pay_by:
+            return False
+        if first == now:
+            self.log.info("margin_call_held_back", instruction=payment.id, seconds=delay)
+        return True
 
     async def _handle(self, payment: Payment) -> None:
         instruction = Instruction.of(payment)
