@@ -75,7 +75,7 @@ import structlog
 
 from peers.authority.store import ChainStore
 from peers.authority.verify import Verdict, verify_chain
-from peers.bank import MICROS, JournalEntry, JournalState, from_micros
+from peers.bank import DEFAULT_CLIENT_BALANCE, MICROS, JournalEntry, JournalState, from_micros
 from peers.errors import PeerError
 from peers.load import percentile
 from peers.netdir import NetDir, create_network
@@ -520,6 +520,11 @@ class BankView:
     def funded_micros(self) -> int:
         return sum(m for _, m, _ in self.funding)
 
+    def opened_with(self, member: str) -> float | None:
+        """The balance ``member``'s account was opened with (None: it has none)."""
+        first = next((m for who, m, _ in self.funding if who == member), None)
+        return None if first is None else from_micros(first)
+
     def balance_at(self, member: str, at_ms: int) -> float | None:
         """``member``'s balance at ``at_ms``, rebuilt from the funding and the journal (None:
         it had no account then)."""
@@ -577,6 +582,19 @@ def read_bank(path: Path) -> BankView | None:
 
 # --------------------------------------------------------------------------------------------
 # no_solvent_default
+
+
+def underfunded_clients(genesis: Genesis, bank: BankView | None) -> frozenset[str]:
+    """Clients whose bank account was opened with less than the default: designed to fail by
+    an earlier soak of the same network (``--balance`` applies when an account is opened)."""
+    if bank is None:
+        return frozenset()
+    out = set()
+    for member in genesis.by_role(Role.CLIENT):
+        opened = bank.opened_with(member.id)
+        if opened is not None and opened < DEFAULT_CLIENT_BALANCE:
+            out.add(member.id)
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -681,7 +699,9 @@ class ProgressSample:
     t_s: float
     """Seconds since the run started."""
     heights: Mapping[str, int | None]
-    """Each authority's answer (None: it did not answer)."""
+    """Each node's answer (None: it did not answer)."""
+    authorities: tuple[str, ...] = ()
+    """The authority set in force as the nodes report it (empty: all of ``heights``)."""
 
 
 def progress_bound_s(params: NetworkParams) -> float:
@@ -691,9 +711,9 @@ def progress_bound_s(params: NetworkParams) -> float:
 
 
 def check_chain_progress(
-    samples: Sequence[ProgressSample], *, quorum_size: int, bound_s: float
+    samples: Sequence[ProgressSample], *, bound_s: float
 ) -> tuple[list[Violation], float]:
-    """Stalls longer than ``bound_s`` while at least ``quorum_size`` authorities answered;
+    """Stalls longer than ``bound_s`` while a quorum of the authority set in force answered;
     also returns the longest such stall."""
     out = []
     longest = 0.0
@@ -701,9 +721,10 @@ def check_chain_progress(
     since: float | None = None
     reported = False
     for sample in samples:
-        up = [a for a, h in sample.heights.items() if h is not None]
+        members = sample.authorities or tuple(sample.heights)
+        up = [a for a in members if sample.heights.get(a) is not None]
         top = max((h for h in sample.heights.values() if h is not None), default=None)
-        if len(up) < quorum_size or top is None:
+        if len(up) < quorum(len(members)) or top is None:
             since, reported = None, False  # the clock runs only while a quorum is up
             continue
         if top > best or since is None:
@@ -995,6 +1016,7 @@ def check_no_bad_trades(
     dealer's limit, or with a counterparty that had defaulted before it."""
     out = []
     defaulted: dict[str, int] = {}
+    after: dict[str, list[TradeFact]] = {}
     for d in defaults:
         if d.kind in ("margin_call", "credit_event"):
             defaulted[d.member] = min(defaulted.get(d.member, d.height), d.height)
@@ -1022,7 +1044,20 @@ def check_no_bad_trades(
         for party in (t.client, t.dealer):
             at = defaulted.get(party)
             if at is not None and at < t.height:
-                bad(f"{party} had defaulted at height {at} before this trade")
+                after.setdefault(party, []).append(t)
+    for party, traded in sorted(after.items()):  # one violation per defaulted party
+        first = traded[0]
+        more = f" and {len(traded) - 1} more" if len(traded) > 1 else ""
+        out.append(
+            Violation(
+                "no_bad_trades",
+                first.height,
+                (party, *(t.rfq_id for t in traded[:5])),
+                f"{party} had defaulted at height {defaulted[party]}, yet traded {len(traded)} "
+                f"time(s) after it: {first.rfq_id} ({first.client} with {first.dealer}) at "
+                f"height {first.height}{more}",
+            )
+        )
     lines: dict[tuple[str, str], list[TradeFact]] = {}
     for t in trades:
         lines.setdefault((t.dealer, t.client), []).append(t)
@@ -1406,7 +1441,8 @@ class Soak:
         c = self.config
         col = self.collected
         bus = await open_bus(self.net, self.genesis.regulator.id)
-        ledger = LedgerClient(bus, self.genesis)
+        eligible = [m.id for m in self.genesis.members if m.role in AUTHORITY_ELIGIBLE]
+        ledger = LedgerClient(bus, self.genesis, authorities=eligible)  # observers too
         t0 = time.monotonic()
         col.started_ms = _now_ms()
         authorities = sorted(self.genesis.authorities.initial)
@@ -1419,8 +1455,8 @@ class Soak:
         try:
             while not self.stop.is_set():
                 t = time.monotonic() - t0
-                heights = await self._heights(ledger, authorities)
-                col.progress.append(ProgressSample(round(t, 2), heights))
+                heights, in_force = await self._heights(ledger)
+                col.progress.append(ProgressSample(round(t, 2), heights, in_force))
                 self._sample_rss(t)
                 top = max((h for h in heights.values() if h is not None), default=0)
                 if first:
@@ -1441,20 +1477,22 @@ class Soak:
                     break
                 await asyncio.sleep(max(1.0 - (time.monotonic() - t0 - t), 0.05))
             if not self.stop.is_set():
-                await self._settle(ledger, authorities, t0)
+                await self._settle(ledger, t0)
                 col.view = await self._views(ledger, [a for a in authorities if a != victim])
         finally:
             col.ended_ms = _now_ms()
             await bus.close()
 
-    async def _heights(self, ledger: Any, authorities: Sequence[str]) -> dict[str, int | None]:
+    async def _heights(self, ledger: Any) -> tuple[dict[str, int | None], tuple[str, ...]]:
+        """Every node's height (None: no answer) and the authority set in force, as the
+        highest node reports it."""
         from rfq.queries import StatusQuery, StatusReply
 
         answers = await ledger.ask_all(StatusQuery(), timeout=1.0)
-        return {
-            a: answers[a].height if isinstance(answers.get(a), StatusReply) else None
-            for a in authorities
-        }
+        replies = {a: r for a, r in answers.items() if isinstance(r, StatusReply)}
+        heights = {a: (replies[a].height if a in replies else None) for a in answers}
+        newest = max(replies.values(), key=lambda r: r.height, default=None)
+        return heights, tuple(newest.authorities) if newest is not None else ()
 
     def _processes(self) -> dict[str, int]:
         pids = {
@@ -1514,13 +1552,13 @@ class Soak:
         service = next(s for s in self.market.supervisor.services if s.name == CLIENTS)
         return service.process is None or service.process.poll() is not None
 
-    async def _settle(self, ledger: Any, authorities: Sequence[str], t0: float) -> None:
+    async def _settle(self, ledger: Any, t0: float) -> None:
         """Let the last trades and payments become final (sampling on)."""
         until = time.monotonic() + self.config.settle_s
         while time.monotonic() < until and not self.stop.is_set():
             t = time.monotonic() - t0
-            heights = await self._heights(ledger, authorities)
-            self.collected.progress.append(ProgressSample(round(t, 2), heights))
+            heights, in_force = await self._heights(ledger)
+            self.collected.progress.append(ProgressSample(round(t, 2), heights, in_force))
             self._sample_rss(t)
             await asyncio.sleep(1.0)
 
@@ -1639,7 +1677,7 @@ class Soak:
 
         # defaults
         bank = read_bank(self.net.path / "data" / "BANK" / "bank.db")
-        failing = designed_to_fail(self.plans)
+        failing = designed_to_fail(self.plans) | underfunded_clients(genesis, bank)
         run_defaults = [d for d in facts.defaults if d.height > col.start_height]
         reports = explain_defaults(
             run_defaults,
@@ -1651,9 +1689,7 @@ class Soak:
 
         # progress
         bound = progress_bound_s(genesis.params)
-        stalls, longest = check_chain_progress(
-            col.progress, quorum_size=quorum(len(genesis.authorities.initial)), bound_s=bound
-        )
+        stalls, longest = check_chain_progress(col.progress, bound_s=bound)
         record("chain_progress", stalls)
 
         # the bank

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from peers.bank import MICROS, JournalEntry, JournalState
-from peers.soak import BankView, DefaultFact, check_no_solvent_default, explain_defaults
+from peers.netdir import create_network
+from peers.soak import (
+    BankView,
+    DefaultFact,
+    check_no_solvent_default,
+    explain_defaults,
+    underfunded_clients,
+)
 
 BLOCK_MS = {h: 1_000 * h for h in range(1, 200)}
 
@@ -82,3 +89,10 @@ def test_an_eviction_of_an_authority_is_unexpected():
     [report] = explain(DefaultFact("D2", "eviction", 90, "missed 5 proposals in a row"))
     [v] = check_no_solvent_default([report])
     assert v.ids == ("D2",) and "evicted: missed 5 proposals" in v.detail
+
+
+def test_clients_opened_with_less_than_the_default_balance_count_as_designed_to_fail(tmp_path):
+    genesis = create_network(tmp_path / "net").genesis()
+    books = BankView([], [("C1", 5 * 10**7 * MICROS, 0), ("C5", 1_000 * MICROS, 0)], {})
+    assert underfunded_clients(genesis, books) == {"C5"}
+    assert underfunded_clients(genesis, None) == frozenset()

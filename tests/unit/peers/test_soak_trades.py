@@ -53,9 +53,9 @@ def test_lines_of_ended_contracts_no_longer_count_against_the_limit():
     assert check_no_bad_trades(trades, credit_limit=1_000.0) == []
 
 
-def test_a_trade_after_a_party_defaulted_is_named_and_one_before_is_not():
+def test_trades_after_a_party_defaulted_are_one_violation_and_one_before_is_none():
     default = DefaultFact("C1", "margin_call", 12, "margin call 1 unmet by block 11")
-    found = check_no_bad_trades([trade(height=12), trade("C1-b", height=13)], defaults=[default])
-    assert [(v.height, v.detail) for v in found] == [
-        (13, "C1 had defaulted at height 12 before this trade")
-    ]
+    trades = [trade(height=12), trade("C1-b", height=13), trade("C1-c", height=15)]
+    [v] = check_no_bad_trades(trades, defaults=[default])
+    assert (v.height, v.ids) == (13, ("C1", "C1-b", "C1-c"))
+    assert v.detail.startswith("C1 had defaulted at height 12, yet traded 2 time(s) after it")
