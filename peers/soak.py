@@ -1666,13 +1666,17 @@ class Soak:
         finally:
             for store in stores.values():
                 store.close()
+        never_ran = "the market never became ready" if not col.started_ms else None
         record(
             "chain_verifies",
             check_chain_verifies(
                 verdicts, hashes, restart=col.restart, blocks=facts.blocks, tips=tips
             )
             if stores
+            else []
+            if never_ran
             else [Violation("chain_verifies", None, (), "no authority database")],
+            None if stores else never_ran,
         )
 
         # defaults
@@ -1702,7 +1706,10 @@ class Soak:
                 block_ms=facts.block_ms,
                 end_ms=end_ms,
                 due_s=self.config.due_s,
-            ),
+            )
+            if bank is not None or not never_ran
+            else [],
+            None if bank is not None else never_ran,
         )
 
         # the logs
@@ -1733,9 +1740,8 @@ class Soak:
         )
 
         # memory
-        days_run = max(
-            min((end_ms - col.started_ms) / 1000 / self.config.day_seconds, self.config.days), 0
-        )
+        ran_s = (end_ms - col.started_ms) / 1000 if col.started_ms else 0.0
+        days_run = max(min(ran_s / self.config.day_seconds, self.config.days), 0)
         memory, rss_table = check_memory_bounded(col.rss, days=days_run, bound=self.config.memory)
         record("memory_bounded", memory)
 
