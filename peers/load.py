@@ -4,20 +4,33 @@ Each client loops: pick terms (a swap, spread, calendar spread, average-price sw
 option on what is listed that day, either side), send an RFQ to every dealer, take the best
 quote (usually; sometimes it walks away), then wait for the trade to be final. Counts go to a
 ``LoadStats``; failures are counted by reason, never raised.
+
+A ``Behaviour`` makes the population behave more like a market (``botc soak`` uses it): some
+RFQs are withdrawn (a ``Cancel`` after the first answer, never accepted) and some best quotes
+are held past their validity and accepted anyway, bypassing the session's local check, to
+probe that the chain refuses them. With an ``events`` file every RFQ's fate is one JSON line
+(``accepted``, ``committed`` with its accept-to-receipt latency, ``refused``, ``no_receipt``,
+``cancelled``, ``stale_attempt``, ``stale_refused``, ``stale_committed``), so what the clients
+did can be checked against the chain afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import hashlib
 import json
+import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+import msgspec
 import structlog
 
 from peers.counterparty import AcceptRefused, ClientSession
@@ -37,7 +50,7 @@ from rfq.instruments import (
     Terms,
     listed_futures,
 )
-from rfq.messages import Quote
+from rfq.messages import Accept, Quote
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +64,13 @@ class LoadStats:
     committed: int = 0
     walked_away: int = 0
     unconfirmed_at_stop: int = 0  # accepted, but stopped before the receipt arrived
+    cancelled: int = 0
+    stale_attempts: int = 0
+    stale_refused: int = 0
     started: float = field(default_factory=time.time)
     failures: Counter[str] = field(default_factory=Counter)
+    finality_ms: list[float] = field(default_factory=list)
+    """Accept-to-receipt latency of each committed trade (what a client waits for finality)."""
 
     def summary(self) -> dict[str, object]:
         elapsed = max(time.time() - self.started, 1e-9)
@@ -64,10 +82,56 @@ class LoadStats:
             "committed": self.committed,
             "walked_away": self.walked_away,
             "unconfirmed_at_stop": self.unconfirmed_at_stop,
+            "cancelled": self.cancelled,
+            "stale_attempts": self.stale_attempts,
+            "stale_refused": self.stale_refused,
             "failures": dict(self.failures),
             "seconds": round(elapsed, 1),
             "trades_per_s": round(self.committed / elapsed, 2),
+            "finality_p50_ms": percentile(self.finality_ms, 50),
+            "finality_p99_ms": percentile(self.finality_ms, 99),
         }
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile (None for no values), rounded to 0.1."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(pct / 100 * len(ordered)), 1)
+    return round(ordered[min(rank, len(ordered)) - 1], 1)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How a simulated client acts beyond asking and taking the best quote.
+
+    ``take``: the share of RFQs with a quote whose best quote it accepts (else it walks away);
+    ``cancel_share``: RFQs it withdraws after the first answer (never accepted);
+    ``stale_share``: best quotes it holds past their validity and then accepts anyway,
+    bypassing the session's local check (the chain must refuse each).
+    """
+
+    take: float = 0.85
+    cancel_share: float = 0.0
+    stale_share: float = 0.0
+
+
+EventSink = Callable[[dict[str, object]], None]
+
+
+class EventLog:
+    """Appends one JSON line per event to ``path`` (``botc load --events-file``)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+
+    def __call__(self, event: dict[str, object]) -> None:
+        self._file.write(json.dumps({"t_ms": int(time.time() * 1000), **event}) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Terms:
@@ -142,13 +206,29 @@ def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Term
 
 
 class SimulatedClient:
-    def __init__(self, session: ClientSession, stats: LoadStats, rng: random.Random) -> None:
+    def __init__(
+        self,
+        session: ClientSession,
+        stats: LoadStats,
+        rng: random.Random,
+        *,
+        behaviour: Behaviour | None = None,
+        events: EventSink | None = None,
+    ) -> None:
         self.session = session
         self.stats = stats
         self.rng = rng
+        self.behaviour = behaviour or Behaviour()
+        self.events: EventSink = events or (lambda event: None)
+        self.probes: set[asyncio.Task[None]] = set()
 
-    async def one_round(self, *, deadline_s: float = 3.0, take: float = 0.85) -> None:
+    def _event(self, event: str, rfq: str, **fields: object) -> None:
+        self.events({"event": event, "rfq": rfq, "client": self.session.me, **fields})
+
+    async def one_round(self, *, deadline_s: float = 3.0, take: float | None = None) -> None:
         market = self.session.market
+        behaviour = self.behaviour
+        take = behaviour.take if take is None else take
         try:
             terms = random_terms(self.rng, market.today, market)
             handle = await self.session.send_rfq(terms, deadline_s=deadline_s)
@@ -156,12 +236,24 @@ class SimulatedClient:
             self.stats.failures[f"rfq refused: {type(exc).__name__}"] += 1
             return
         self.stats.rfqs += 1
+        if behaviour.cancel_share and self.rng.random() < behaviour.cancel_share:
+            async for _ in handle:  # withdraw it once the first dealer has answered
+                break
+            await self.session.cancel(handle)
+            self.stats.cancelled += 1
+            self._event("cancelled", handle.id)
+            return
         answers = await handle.collect()
         self.stats.quotes += sum(isinstance(a, Quote) for a in answers)
         self.stats.declines += sum(not isinstance(a, Quote) for a in answers)
         best = handle.best()
         if best is None:
             self.stats.failures["no quote"] += 1
+            return
+        if behaviour.stale_share and self.rng.random() < behaviour.stale_share:
+            probe = asyncio.create_task(self._accept_stale(best))
+            self.probes.add(probe)
+            probe.add_done_callback(self.probes.discard)
             return
         if self.rng.random() > take:
             self.stats.walked_away += 1
@@ -172,18 +264,62 @@ class SimulatedClient:
             self.stats.failures[f"accept refused: {exc.reason}"] += 1
             return
         self.stats.accepts += 1
+        accepted_at = time.monotonic()
+        self._event("accepted", best.rfq_id, dealer=best.dealer, tx=_tx_id(signed))
         try:
             receipt = await self.session.committed(signed, timeout=30)
         except LedgerUnavailable:
             self.stats.failures["no receipt"] += 1
+            self._event("no_receipt", best.rfq_id)
             return
         except asyncio.CancelledError:
             self.stats.unconfirmed_at_stop += 1
             raise
         if receipt.ok:
+            latency_ms = (time.monotonic() - accepted_at) * 1000
             self.stats.committed += 1
+            self.stats.finality_ms.append(latency_ms)
+            self._event(
+                "committed",
+                best.rfq_id,
+                tx=receipt.tx_id,
+                height=receipt.height,
+                latency_ms=round(latency_ms, 1),
+            )
         else:
             self.stats.failures[f"trade refused: {receipt.reason[:60]}"] += 1
+            self._event("refused", best.rfq_id, reason=receipt.reason[:200])
+
+    async def _accept_stale(self, quote: Quote) -> None:
+        """Accept ``quote`` after its validity, signing the accept directly (the session would
+        refuse it locally): a probe the chain must refuse."""
+        await asyncio.sleep(max(quote.valid_until_ms / 1000 - time.time(), 0) + 1.0)
+        session = self.session
+        accept = Accept(
+            rfq_id=quote.rfq_id,
+            quote_id=quote.id,
+            client=session.me,
+            dealer=quote.dealer,
+            quote=session.signed_quote(quote),
+        )
+        signed = session.bus.outbox.sign(accept, ttl_s=session.bus.params.message_ttl_s)
+        self.stats.stale_attempts += 1
+        self._event("stale_attempt", quote.rfq_id, dealer=quote.dealer, tx=_tx_id(signed))
+        await session.ledger.submit_signed(signed)
+        try:
+            receipt = await session.committed(signed, timeout=30)
+        except LedgerUnavailable:
+            self._event("no_receipt", quote.rfq_id)
+            return
+        if receipt.ok:
+            self._event("stale_committed", quote.rfq_id, tx=receipt.tx_id, height=receipt.height)
+        else:
+            self.stats.stale_refused += 1
+            self._event("stale_refused", quote.rfq_id, reason=receipt.reason[:200])
+
+
+def _tx_id(signed: Any) -> str:
+    return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
 
 
 async def run_load(
@@ -197,6 +333,8 @@ async def run_load(
     seed: int = 0,
     stats_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    behaviour: Behaviour | None = None,
+    events_file: Path | None = None,
 ) -> LoadStats:
     """Run ``clients`` until ``rfqs`` RFQs in total were sent, or ``duration`` seconds passed,
     or ``stop`` is set. ``rate`` caps RFQs per second over all clients."""
@@ -205,13 +343,15 @@ async def run_load(
     stop = stop or asyncio.Event()
     sims = []
     market = MarketData()
+    events = EventLog(events_file) if events_file is not None else None
     for i, client in enumerate(clients):
         bus = await open_bus(net, client, servers=servers)
         session = ClientSession(bus, genesis, market=market)
         await session.start()
         if i == 0:
             await market.attach(bus)
-        sims.append(SimulatedClient(session, stats, random.Random(seed * 1000 + i)))
+        rng = random.Random(seed * 1000 + i)
+        sims.append(SimulatedClient(session, stats, rng, behaviour=behaviour, events=events))
     print(f"simulating {len(clients)} clients: {', '.join(clients)}", flush=True)
     interval = len(clients) / rate if rate else 0.0
     end = time.monotonic() + duration if duration else None
@@ -246,6 +386,10 @@ async def run_load(
     for task in workers:
         task.cancel()
     await finished
+    probes = [probe for sim in sims for probe in sim.probes]
+    for probe in probes:
+        probe.cancel()
+    await asyncio.gather(*probes, return_exceptions=True)
     stop.set()
     stopped.cancel()
     await writer_task
@@ -253,6 +397,9 @@ async def run_load(
         await asyncio.to_thread(write_stats, stats_file, stats)
     for sim in sims:
         await sim.session.bus.close()
+    if events is not None:
+        with contextlib.suppress(OSError):
+            events.close()
     return stats
 
 

@@ -12,7 +12,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,10 @@ def service_list(
     duration: float | None,
     human: str | None,
     day_seconds: float,
+    extra_args: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Service]:
+    """Every peer of ``net`` as a supervised service; ``extra_args`` appends arguments to the
+    named services' command lines (``botc soak`` shapes the bank and the clients with it)."""
     genesis = net.genesis()
     path = str(net.path)
     services: list[Service] = []
@@ -98,6 +101,8 @@ def service_list(
         args += ["--duration", str(duration if duration else 10**9)]
         args += ["--stats-file", str(net.path / "run" / "load.json")]
         services.append(Service(CLIENTS, tuple(args), oneshot=True))
+    for service in services:
+        service.args = (*service.args, *(extra_args or {}).get(service.name, ()))
     return services
 
 
@@ -116,6 +121,7 @@ class Marketplace:
         day_seconds: float = 30.0,
         cluster: int = 1,
         on_event: Callable[[Service, str], None] | None = None,
+        extra_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.net = net
         self.port = port
@@ -131,6 +137,7 @@ class Marketplace:
                 duration=duration,
                 human=human,
                 day_seconds=day_seconds,
+                extra_args=extra_args,
             ),
             net.path / "logs",
             on_event=on_event,

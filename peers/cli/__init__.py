@@ -29,6 +29,7 @@ COMMANDS = (
     "bank",
     "up",
     "load",
+    "soak",
     "status",
     "chain",
     "contract",

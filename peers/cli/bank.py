@@ -46,6 +46,13 @@ def register(subparsers: Any) -> None:
         help="open MEMBER's account with AMOUNT instead (repeatable; e.g. C3=0)",
     )
     parser.add_argument(
+        "--late",
+        action="append",
+        default=[],
+        metavar="MEMBER=SECONDS",
+        help="MEMBER pays its margin calls SECONDS late, within the cure period (repeatable)",
+    )
+    parser.add_argument(
         "--poll-s", type=float, default=1.0, metavar="S", help="seconds between polls (1)"
     )
     parser.add_argument("--show", action="store_true", help="print the books as JSON and exit")
@@ -81,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         overrides = parse_balances(args.balance)
     except ValueError as exc:
         raise CliError(f"--balance {exc}") from None
+    try:
+        late = parse_balances(args.late)
+    except ValueError as exc:
+        raise CliError(f"--late {exc}".replace("the amount", "the delay")) from None
     net = NetDir(args.net)
     genesis = net.genesis()
     try:
@@ -118,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         balances=overrides,
         poll_s=args.poll_s,
+        late=late,
     )
     servers = args.servers.split(",") if args.servers else None
 

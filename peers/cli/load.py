@@ -15,7 +15,9 @@ def register(subparsers: Any) -> None:
             "dealer, take the best quote (or walk away now and then) and wait for the trade to "
             "be final. Prints a final summary: RFQs sent, quotes, declines, accepts, committed "
             "trades, accepts still unconfirmed when it was stopped (SIGINT/SIGTERM stop it at "
-            "once), failures by reason. Exits 1 when trades were accepted and none committed."
+            "once), RFQs cancelled, expired quotes probed and refused, failures by reason and "
+            "the accept-to-receipt finality p50/p99 in ms. Exits 1 when trades were accepted "
+            "and none committed."
         ),
     )
     parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
@@ -32,6 +34,26 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--take", type=float, default=0.85, help="share of quoted RFQs accepted (0.85)"
+    )
+    parser.add_argument(
+        "--cancel-share",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of RFQs withdrawn after the first answer, never accepted (0)",
+    )
+    parser.add_argument(
+        "--stale-share",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of best quotes accepted after they expired, a probe the chain refuses (0)",
+    )
+    parser.add_argument(
+        "--events-file", default=None, help="append one JSON line per RFQ outcome here"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -41,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from peers.errors import CliError
-    from peers.load import run_load
+    from peers.load import Behaviour, run_load
     from peers.netdir import NetDir
     from peers.runtime import run_until_signal
     from rfq.identity import Role
@@ -52,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("give --rfqs or --duration (or both)")
     if (args.rfqs is not None and args.rfqs < 1) or (args.rate is not None and args.rate <= 0):
         raise CliError("--rfqs and --rate must be positive")
+    for name in ("take", "cancel_share", "stale_share"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise CliError(f"--{name.replace('_', '-')} must be between 0 and 1")
     net = NetDir(args.net)
     clients = [
         m.id for m in net.genesis().members if m.role == Role.CLIENT and m.id not in args.exclude
@@ -71,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             stats_file=Path(args.stats_file) if args.stats_file else None,
             stop=stop,
+            behaviour=Behaviour(
+                take=args.take, cancel_share=args.cancel_share, stale_share=args.stale_share
+            ),
+            events_file=Path(args.events_file) if args.events_file else None,
         )
         summary = stats.summary()
         if args.json:
