@@ -109,12 +109,12 @@ SOAK_PARAMS: Final = NetworkParams(
     block_time_ms=100,
     idle_block_ms=500,
     round_timeout_ms=1000,
-    margin_cure_days=1,
+    margin_cure_days=0,
     snapshot_every=50,
 )
-"""A fresh soak network: 2-10 blocks a second, a margin call due by the end of the next
-business day (one to two simulated days), and a state snapshot every 50 blocks so a short
-soak passes several before the kill."""
+"""A fresh soak network: 2-10 blocks a second, a margin call due by the end of its own
+business day (a cut-off; a short payer defaults with the next day's first block), and a state
+snapshot every 50 blocks so a short soak passes several before the kill."""
 
 DEALER_CREDIT_LIMIT: Final = 5.0e7
 """The dealer bots' per-client credit limit (``peers.dealer.DEFAULT_CREDIT_LIMIT``)."""
@@ -265,6 +265,11 @@ class ChainFacts:
         return None if block is None else block.timestamp_ms
 
 
+_FACT_KINDS: Final = frozenset(
+    str(kind.__struct_config__.tag) for kind in (CreditEventTx, PriceFixing)
+)
+
+
 def read_chain(
     genesis: Genesis, store: ChainStore, *, count_at: Set[int] = frozenset()
 ) -> ChainFacts:
@@ -310,7 +315,7 @@ def read_chain(
                         dealer_line=trade.dealer_line,
                     )
                 )
-            elif signed.kind in ("credit_event", "price_fixing"):
+            elif signed.kind in _FACT_KINDS:
                 payload = tx_decoder.decode(signed.body)
                 if isinstance(payload, CreditEventTx):
                     facts.defaults.append(
