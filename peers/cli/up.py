@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -96,7 +101,16 @@ def run(args: argparse.Namespace) -> int:
         day_seconds=args.day_seconds,
         on_event=print_progress,
     )
-    stopper = Stopper()
+    stop_lock, stopped = threading.Lock(), threading.Event()
+
+    def stop_market() -> None:
+        """Every peer, then the nats-server(s); once, whichever thread gets here first."""
+        with stop_lock:
+            if not stopped.is_set():
+                market.stop()
+                stopped.set()
+
+    stopper = Stopper(stop_market)
     stopper.install()
     try:
         missing = market.start(timeout=90)
@@ -152,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         stopper.finish()  # a second signal must not cut the stop short
         say("stopping ...", sys.stderr)
         try:
-            market.stop()  # every peer, then the nats-server(s)
+            stop_market()
         finally:
             stopper.restore()
         if not args.headless:  # the terminal covered where everything is
@@ -168,15 +182,24 @@ class Stopper:
     ``botc up`` the same way: every peer, then the nats-server(s), in ``run``'s ``finally``.
 
     Without a terminal open, a signal raises ``KeyboardInterrupt``. With one, it asks the app to
-    exit (so the screen is restored) and raises only if the app has not gone within
-    ``grace_s`` or on a second signal. A SIGHUP already ignored (``nohup botc up``) stays so.
+    exit (so the screen is restored); a second signal raises at once. If the app has not let
+    ``run`` reach its ``finally`` within ``grace_s`` (after a hang-up Textual can block for
+    ever writing to the vanished terminal), a watchdog thread calls ``stop`` itself and ends
+    the process. A SIGHUP already ignored (``nohup botc up``) stays ignored.
     """
 
-    def __init__(self, grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        stop: Callable[[], None],
+        grace_s: float = 5.0,
+        end_process: Callable[[int], object] = os._exit,
+    ) -> None:
         self.app: Any = None
+        self.stop = stop
         self.grace_s = grace_s
+        self.end_process = end_process
         self._asked = False
-        self._timer: threading.Timer | None = None
+        self._finishing = threading.Event()
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -194,14 +217,20 @@ class Stopper:
         except RuntimeError:
             raise KeyboardInterrupt from None
         loop.call_soon_threadsafe(self.app.exit)
-        self._timer = threading.Timer(self.grace_s, _thread.interrupt_main)
-        self._timer.daemon = True
-        self._timer.start()
+        threading.Thread(target=self._watchdog, daemon=True, name="stop-watchdog").start()
+
+    def _watchdog(self) -> None:
+        if self._finishing.wait(self.grace_s):
+            return  # ``run`` is stopping everything itself
+        log.warning("terminal_stuck_on_exit", grace_s=self.grace_s)
+        try:
+            self.stop()
+        finally:
+            self.end_process(1)
 
     def finish(self) -> None:
-        """Ignore further stop signals while stopping; drop the pending fallback."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """Ignore further stop signals while stopping; the watchdog stands down."""
+        self._finishing.set()
         for sig in self._previous:
             signal.signal(sig, signal.SIG_IGN)
 

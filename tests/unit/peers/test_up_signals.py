@@ -7,6 +7,8 @@ import asyncio
 import io
 import os
 import signal
+import threading
+import time
 from typing import ClassVar
 
 import pytest
@@ -19,7 +21,7 @@ from peers.netdir import create_network
 
 @pytest.fixture
 def stopper():
-    stopper = Stopper()
+    stopper = Stopper(lambda: None)
     yield stopper
     stopper.restore()
 
@@ -116,3 +118,40 @@ def test_a_closed_window_asks_the_terminal_to_exit_then_stops_and_says_where_thi
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2:] == [f"network: {fake_up.path}", f"logs:    {fake_up.path / 'logs'}"]
     assert signal.getsignal(signal.SIGHUP) == before
+
+
+class StuckTerminal:
+    """A terminal whose exit never finishes, as Textual's after a hang-up can."""
+
+    def exit(self) -> None:
+        pass
+
+
+def test_a_terminal_stuck_on_exit_is_stopped_by_the_watchdog():
+    stopped, ended = threading.Event(), []
+    stopper = Stopper(stopped.set, grace_s=0.2, end_process=ended.append)
+    stopper.app = StuckTerminal()
+
+    async def terminal_running() -> None:
+        stopper.handle(signal.SIGHUP, None)  # asks the app to exit; it never does
+
+    asyncio.run(terminal_running())
+    assert stopped.wait(5), "the watchdog did not stop the marketplace"
+    deadline = time.monotonic() + 5
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ended == [1]
+
+
+def test_the_watchdog_stands_down_once_botc_up_stops_by_itself():
+    stopped, ended = threading.Event(), []
+    stopper = Stopper(stopped.set, grace_s=0.2, end_process=ended.append)
+    stopper.app = StuckTerminal()
+
+    async def terminal_running() -> None:
+        stopper.handle(signal.SIGTERM, None)
+
+    asyncio.run(terminal_running())
+    stopper.finish()  # run's finally was reached in time
+    stopper.restore()
+    assert not stopped.wait(0.6) and ended == []
