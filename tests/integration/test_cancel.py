@@ -15,13 +15,15 @@ from peers.oracle import OracleService, Simulator
 from rfq.instruments import Leg, Side, Template, Terms
 from rfq.messages import Quote
 
+from .chainkit import rebar
+
 pytestmark = pytest.mark.integration
 
 
 def rebar_swap(today: dt.date) -> Terms:
     return Terms(
         template=Template.PRICE_SWAP,
-        legs=(Leg("RB2605"),),
+        legs=(Leg(rebar(today)),),
         client_side=Side.BUY,
         quantity=1000,
         trade_date=today,
@@ -44,7 +46,7 @@ async def client_c1(nats_server, bus_factory, network) -> ClientSession:
         await oracle.publish(price)
     await oracle.bus.flush()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not all("RB2605" in d.market.latest for d in dealers):
+    while time.monotonic() < deadline and not all(rebar() in d.market.latest for d in dealers):
         await asyncio.sleep(0.02)
     return client
 
