@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import enum
 import hashlib
 import sqlite3
@@ -590,8 +589,9 @@ class BankConfig:
     tx_ttl_s: float | None = None
     expiry_grace_s: float = 2.0
     late: Mapping[str, float] = field(default_factory=dict)
-    """Payers that pay their margin calls late: seconds after the bank first sees each call,
-    but never once the business date has reached the call's due date (a slow treasury)."""
+    """Payers that pay their margin calls late: seconds after the bank first sees each call (a
+    slow treasury). Late is not short: a call defaults only when the bank reports the payer
+    cannot pay, so a late payer with the funds is never defaulted."""
 
     def opening_balance(self, member: str, role: Role | None) -> float:
         if member in self.balances:
@@ -719,11 +719,10 @@ class BankService(Service):
         failed = [p for p in await self._payments("failed") if _retryable(p)]
         await self._settle_receipts()
         due = sorted([*pending, *failed], key=_payment_order)
-        today = await self._business_date() if self.config.late else None
         for payment in due:
             if self.books.entry(payment.id) is not None:
                 continue
-            if payment.kind == "margin_call" and self._held_back(payment, today):
+            if payment.kind == "margin_call" and self._held_back(payment):
                 continue
             await self._handle(payment)
         if self._first_seen:  # forget late calls that are no longer due
@@ -731,26 +730,18 @@ class BankService(Service):
             self._first_seen = {k: v for k, v in self._first_seen.items() if k in due_ids}
         await self._resubmit()
 
-    async def _business_date(self) -> dt.date | None:
-        try:
-            return dt.date.fromisoformat((await self.ledger.status()).business_date)
-        except ValueError:
-            return None
-
     async def _payments(self, status: str) -> list[Payment]:
         reply = await self.ledger.query_all(PaymentsQuery(status=status), PaymentsReply)
         return list(reply.payments)
 
-    def _held_back(self, payment: Payment, today: dt.date | None) -> bool:
-        """Whether a late payer's margin call waits a little longer (``BankConfig.late``):
-        for its delay, and never on or after the call's due date."""
+    def _held_back(self, payment: Payment) -> bool:
+        """Whether a late payer's margin call waits a little longer (``BankConfig.late``)."""
         delay = self.config.late.get(payment.payer)
         if not delay:
             return False
         now = time.monotonic()
         first = self._first_seen.setdefault(payment.id, now)
-        due = payment.due
-        if now - first >= delay or due is None or today is None or today >= due:
+        if now - first >= delay:
             return False
         if first == now:
             self.log.info("margin_call_held_back", instruction=payment.id, seconds=delay)
