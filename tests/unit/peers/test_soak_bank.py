@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from peers.bank import MICROS, JournalEntry, JournalState
+from peers.bank import JournalEntry, JournalState
 from peers.soak import BankView, check_bank_conserves
 from rfq.ledger.state import Payment
+from rfq.money import MICROS
 
 END_MS = 100_000
 BLOCK_MS = {h: 1_000 * h for h in range(1, 101)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peers.bank import MICROS, JournalEntry, JournalState
+from peers.bank import JournalEntry, JournalState
 from peers.netdir import create_network
 from peers.soak import (
     BankView,
@@ -11,6 +11,7 @@ from peers.soak import (
     explain_defaults,
     underfunded_clients,
 )
+from rfq.money import MICROS
 
 BLOCK_MS = {h: 1_000 * h for h in range(1, 200)}
 

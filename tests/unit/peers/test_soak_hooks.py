@@ -17,7 +17,7 @@ from rfq.ledger.state import Payment
 
 @pytest.fixture
 def net(tmp_path):
-    return create_network(tmp_path / "net", params=NetworkParams(margin_call_deadline_blocks=60))
+    return create_network(tmp_path / "net", params=NetworkParams(margin_cure_days=1))
 
 
 def bank(net, late: dict[str, float]) -> BankService:
@@ -33,19 +33,12 @@ def test_a_late_payer_s_margin_call_waits_its_seconds_then_is_paid(net, monkeypa
     service = bank(net, {"C2": 3.0})
     clock = [1000.0]
     monkeypatch.setattr("peers.bank.time.monotonic", lambda: clock[0])
-    assert service._held_back(call("C2"), tip=101)
+    assert service._held_back(call("C2"))
     clock[0] += 2.9
-    assert service._held_back(call("C2"), tip=102)
+    assert service._held_back(call("C2"))
     clock[0] += 0.2
-    assert not service._held_back(call("C2"), tip=103)
-    assert not service._held_back(call("C1"), tip=101)  # on time: never held
-
-
-def test_a_late_payer_pays_within_the_first_two_thirds_of_the_cure_period(net, monkeypatch):
-    service = bank(net, {"C2": 3600.0})
-    monkeypatch.setattr("peers.bank.time.monotonic", lambda: 5.0)
-    assert service._held_back(call("C2", created=100), tip=139)
-    assert not service._held_back(call("C2", created=100), tip=140)  # 100 + 60 - 20
+    assert not service._held_back(call("C2"))
+    assert not service._held_back(call("C1"))  # on time: never held
 
 
 def test_botc_bank_late_with_a_bad_delay_is_one_line_and_exit_2(net, capsys):
