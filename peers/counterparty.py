@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import statistics
 import time
@@ -38,7 +39,7 @@ from bus import subjects
 from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.errors import PeerError
-from peers.ledger_client import LedgerClient
+from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.market import MarketData
 from peers.service import Service, ServiceStatus
 from rfq.errors import ValidationError
@@ -56,7 +57,11 @@ from rfq.messages import (
     check_deadline_s,
     validate_rfq,
 )
+from rfq.queries import RatingsQuery, RatingsReply
 from rfq.signing import SignedMessage
+
+STANDING_MAX_AGE_S = 5.0
+"""How old the session's copy of who may not trade may be when it accepts a quote."""
 
 log = structlog.get_logger(__name__)
 
@@ -229,6 +234,9 @@ class ClientSession(Service):
         self.accepted: dict[str, SignedMessage] = {}
         self.scoreboard = Scoreboard()
         self.dropped_quotes = 0
+        self.standing: dict[str, str] = {}
+        """Members the chain says may not trade (e.g. ``{"D3": "defaulted"}``)."""
+        self._standing_read = -math.inf
 
     async def start(self) -> Self:
         """Subscribe to this client's quotes (once; the bus stays the caller's to close)."""
@@ -372,6 +380,12 @@ class ClientSession(Service):
                 "expired",
                 f"quote {quote.id} expired {(now_ms - quote.valid_until_ms) / 1000:.1f}s ago",
             )
+        await self.refresh_standing()
+        for who in (quote.dealer, self.me):
+            if who in self.standing:
+                raise AcceptRefused(
+                    "defaulted", f"{who} is {self.standing[who]} on chain and cannot trade"
+                )
         signed_quote = self.signed_quote(quote)
         accept = Accept(
             rfq_id=quote.rfq_id,
@@ -387,6 +401,32 @@ class ClientSession(Service):
             await self.ledger.submit_signed(signed)
         log.info("quote_accepted", rfq=quote.rfq_id, dealer=quote.dealer, price=quote.price)
         return signed
+
+    def tradable(self, quote: Quote) -> bool:
+        """Whether ``quote`` can still be accepted as far as the session knows (the terminal
+        shows the rest as not tradable): not expired, its RFQ not cancelled, its dealer and
+        this client in good standing on chain."""
+        handle = self.rfqs.get(quote.rfq_id)
+        return not (
+            (handle is not None and handle.cancelled)
+            or quote.rfq_id in self.accepted
+            or time.time() * 1000 > quote.valid_until_ms
+            or quote.dealer in self.standing
+            or self.me in self.standing
+        )
+
+    async def refresh_standing(self, *, max_age_s: float = STANDING_MAX_AGE_S) -> None:
+        """Re-read who may not trade when the last read is older than ``max_age_s``; a chain
+        that does not answer leaves the last known standing (the chain refuses anyway)."""
+        if time.monotonic() - self._standing_read < max_age_s:
+            return
+        try:
+            reply = await self.ledger.query(RatingsQuery(members=(self.me,)), timeout=1.0)
+        except (LedgerUnavailable, QueryDenied):
+            return
+        if isinstance(reply, RatingsReply):
+            self.standing = dict(reply.standing)
+            self._standing_read = time.monotonic()
 
     async def committed(self, signed_accept: SignedMessage, *, timeout: float = 15.0) -> Receipt:
         """The authorities' verdict on an accept: ``ok`` when the trade is final on chain."""

@@ -1,0 +1,41 @@
+"""A defaulted member cannot trade: the session refuses its quotes before anything is sent."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from peers.counterparty import AcceptRefused, ClientSession
+from peers.ledger_client import LedgerClient
+from rfq.ledger.tx import CreditEventTx
+from rfq.messages import Quote
+
+from .chainkit import start_authorities, terms, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_client_c1_sees_dealer_d3_defaulted_and_its_quote_is_not_tradable(
+    nats_server, network, bus_factory
+):
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    receipt = await reg.submit_and_wait(CreditEventTx("D3", "insolvency"), timeout=15)
+    assert receipt.ok, receipt.reason
+    await wait_for(lambda: all("D3" in n.state.standing for n in nodes.values()))
+    session = await ClientSession(await bus_factory("C1"), genesis).start()
+    await session.refresh_standing(max_age_s=0)
+    assert session.standing == {"D3": "defaulted"}
+    now = int(time.time() * 1000)
+    quote = Quote("q1", "r1", "C1", "D3", terms(), 3200.0, now + 30_000, 0.1, 0.0)
+    assert not session.tradable(quote)
+    with pytest.raises(AcceptRefused, match="D3 is defaulted on chain") as refused:
+        await session.accept(quote)
+    assert refused.value.reason == "defaulted"
+    assert session.accepted == {}
+    good = Quote("q2", "r2", "C1", "D1", terms(), 3200.0, now + 30_000, 0.1, 0.0)
+    assert session.tradable(good)
+    for node in nodes.values():
+        await node.stop()
