@@ -270,6 +270,7 @@ class DealerScreen(RoleScreen):
                         ("Model", "model"),
                         ("Answer", "answer"),
                     ],
+                    drop_order=("time", "maturity", "grade", "model", "product"),
                     id="rfqs",
                     classes="panel",
                 )
@@ -306,6 +307,7 @@ class DealerScreen(RoleScreen):
                             ("Limit", "limit"),
                             ("Usage", "usage"),
                         ],
+                        drop_order=("grade", "held", "trades"),
                         id="exposures",
                         classes="panel",
                     )

@@ -392,3 +392,43 @@ async def test_manual_quoting_stays_on_the_dealers_rfq_while_new_ones_stream_in(
         assert len(app._notifications) <= 1
         news = str(desk.query_one("#desk-news").render())
         assert "C1-cccc03 waits for your quote" in news
+
+
+def fully_visible(app, selector: str) -> bool:
+    """The widget is on screen and not covered or clipped: the screen finds it at the
+    corners of its own region."""
+    widget = app.screen.query_one(selector)
+    region = widget.region
+    if not region.area:
+        return False
+    for x, y in ((region.x, region.y), (region.right - 1, region.bottom - 1)):
+        found, _ = app.screen.get_widget_at(x, y)
+        if found is not widget and widget not in found.ancestors:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("size", [(100, 30), (160, 48)])
+async def test_the_client_trade_screen_keeps_prices_the_ticket_and_the_date_in_view(network, size):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=size) as pilot:
+        screen = app.main_screen
+        app.chain_height, app.business_date = 48, "2026-03-02"
+        screen.show_market(scenes.market_rows())
+        for message in scenes.client_trade_messages():
+            screen.post_message(message)
+        await pilot.pause()
+        await pilot.pause()
+
+        market = screen.query_one("#market")
+        assert {"id", "last", "chg", "pct"} <= {key.value for key in market.columns}
+        assert market.max_scroll_x == 0  # nothing hides to the right
+        for field in ("#template", "#legs", "#side", "#quantity", "#maturity", "#deadline"):
+            assert fully_visible(app, field), field
+        assert fully_visible(app, "#send")
+        assert fully_visible(app, "#quotes-table")
+        bar = str(screen.query_one("#status-bar").render())
+        assert "business date 2026-03-02" in bar
+        assert "connected" in bar or "offline" in bar
+        header = str(screen.query_one("#quotes-header").render())
+        assert "3/3 answered" in header
