@@ -122,6 +122,46 @@ class Table(DataTable[Any]):
         return key
 
 
+class PickTable(Table):
+    """A table that tells the user's cursor moves (keys, clicks) from a refill's: the
+    ``picks`` counter goes up only for the user's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.picks = 0
+
+    def _picked(self) -> None:
+        self.picks += 1
+
+    def action_cursor_up(self) -> None:
+        self._picked()
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._picked()
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self._picked()
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self._picked()
+        super().action_page_down()
+
+    def action_scroll_top(self) -> None:
+        self._picked()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self._picked()
+        super().action_scroll_bottom()
+
+    async def _on_click(self, event: Any) -> None:
+        self._picked()
+        await super()._on_click(event)
+
+
 class StatusBar(Static):
     """Who I am, whether the bus is up, and the chain's height (watches the app's state)."""
 

@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from bus import subjects
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
-from tui.messages import RfqArrived
+from tui.messages import RfqAnswered, RfqArrived
 from tui.ticket import RfqTicket
 
 from . import scenes
@@ -328,13 +328,15 @@ async def test_the_ticket_labels_the_averaging_window_and_the_strike_and_words_o
         assert ticket.draft().side == "sell"  # rewording keeps the side chosen
 
 
-def waiting_rfq(rfq_id: str, quantity: float, model_price: float) -> RfqArrived:
+def waiting_rfq(
+    rfq_id: str, quantity: float, model_price: float, arrived_ms: int | None = None
+) -> RfqArrived:
     """An RFQ that waits for D1's manual quote, the model's price beside it."""
     rfq = scenes.dealer_rfq(rfq_id, "C1", scenes.rebar_terms(quantity), 60)
     return RfqArrived(
         rfq,
         rating=74.2,
-        arrived_ms=scenes.NOW_MS - 60_000 + int(quantity),
+        arrived_ms=arrived_ms or scenes.NOW_MS - 60_000 + int(quantity),
         suggestion=scenes.dealer_quote(rfq, model_price),
         waits=True,
     )
@@ -432,3 +434,34 @@ async def test_the_client_trade_screen_keeps_prices_the_ticket_and_the_date_in_v
         assert "connected" in bar or "offline" in bar
         header = str(screen.query_one("#quotes-header").render())
         assert "3/3 answered" in header
+
+
+async def test_rfqs_the_model_answered_do_not_hold_the_manual_panel_once_d1_quotes_by_hand(
+    network,
+):
+    app = terminal(network, "D1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        desk = app.main_screen
+        for n in range(30):  # auto-quote on: the model answers each as it comes
+            rfq = scenes.dealer_rfq(f"C2-auto{n:02d}", "C2", scenes.rebar_terms(100 + n), -1)
+            desk.post_message(RfqArrived(rfq, rating=64.0, arrived_ms=scenes.NOW_MS - 9_000 + n))
+            desk.post_message(RfqAnswered(rfq.id, scenes.dealer_quote(rfq, 3100 + n), manual=False))
+        await pilot.pause()
+        await pilot.press("ctrl+t")  # now by hand
+        desk.post_message(waiting_rfq("C1-hand01", 700, 3150, arrived_ms=scenes.NOW_MS))
+        await pilot.pause()
+        table = desk.query_one("#rfqs")
+        assert table.selected_key == "C1-hand01"
+        assert str(desk.query_one("#manual-summary").render()).startswith("C1-hand01")
+        assert desk.query_one("#manual-price", Input).value == "3150"
+        assert table.get_row_index("C1-hand01") == 0 and table.scroll_y == 0  # newest in view
+
+        # A newer one waits behind it; once the first lapses the panel moves on by itself
+        # (D1 never picked one), but not before.
+        desk.post_message(waiting_rfq("C1-hand02", 800, 3160, arrived_ms=scenes.NOW_MS + 1))
+        await pilot.pause()
+        assert str(desk.query_one("#manual-summary").render()).startswith("C1-hand01")
+        desk.post_message(RfqAnswered("C1-hand01", None, manual=False))
+        await pilot.pause()
+        assert table.selected_key == "C1-hand02"
+        assert desk.query_one("#manual-price", Input).value == "3160"
