@@ -375,6 +375,7 @@ class QuotesBoard(Vertical):
         self.answers: dict[str, Quote | Decline] = {}
         self.closed: str | None = None
         self.accepted: str | None = None
+        self._header_len = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="quotes-bar"):
@@ -464,7 +465,11 @@ class QuotesBoard(Vertical):
         follow = self.accepted or not self.table.pinned or not isinstance(selected, Quote)
         if focus is not None and follow:
             self.table.move_cursor(row=self.table.get_row_index(focus), animate=False)
-        self.query_one("#quotes-header", Static).update(self._header(now_ms), layout=False)
+        header = self._header(now_ms)
+        # a new length may need another line (the header wraps on a narrow screen)
+        grew = header.cell_len != self._header_len
+        self._header_len = header.cell_len
+        self.query_one("#quotes-header", Static).update(header, layout=grew)
 
     def _header(self, now_ms: int) -> Text:
         assert self.rfq is not None

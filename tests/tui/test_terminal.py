@@ -415,6 +415,7 @@ async def test_the_client_trade_screen_keeps_prices_the_ticket_and_the_date_in_v
     app = terminal(network, "C1", connect=False, clock=scenes.clock)
     async with app.run_test(size=size) as pilot:
         screen = app.main_screen
+        await pilot.pause()  # laid out before the RFQ arrives, as in use
         app.chain_height, app.business_date = 48, "2026-03-02"
         screen.show_market(scenes.market_rows())
         for message in scenes.client_trade_messages():
@@ -432,8 +433,10 @@ async def test_the_client_trade_screen_keeps_prices_the_ticket_and_the_date_in_v
         bar = str(screen.query_one("#status-bar").render())
         assert "business date 2026-03-02" in bar
         assert "connected" in bar or "offline" in bar
-        header = str(screen.query_one("#quotes-header").render())
-        assert "3/3 answered" in header
+        header = screen.query_one("#quotes-header")
+        assert "3/3 answered" in str(header.render())
+        wrapped = header.render().wrap(header.size.width)
+        assert header.size.height >= len(wrapped)  # every line of it in view
 
 
 async def test_rfqs_the_model_answered_do_not_hold_the_manual_panel_once_d1_quotes_by_hand(
