@@ -145,7 +145,12 @@ class ClientScreen(RoleScreen):
                 quotes.border_subtitle = "a accept · b accept best · x cancel"
                 yield quotes
             with TabPane("Blotter", id="blotter"):
-                contracts = Table(CONTRACT_COLUMNS, id="contracts", classes="panel")
+                contracts = Table(
+                    CONTRACT_COLUMNS,
+                    drop_order=("vm", "mark", "fixed", "dealer", "qty"),
+                    id="contracts",
+                    classes="panel",
+                )
                 contracts.border_title = "My contracts"
                 yield contracts
                 yield Static("", id="blotter-summary")
@@ -177,6 +182,7 @@ class ClientScreen(RoleScreen):
                         ("Pledged asset", "asset"),
                         ("Status", "status"),
                     ],
+                    drop_order=("asset", "paid", "allocated"),
                     id="guarantees",
                     classes="panel",
                 )
@@ -207,6 +213,7 @@ class ClientScreen(RoleScreen):
                         ("Txs", "txs"),
                         ("State root", "root"),
                     ],
+                    drop_order=("root", "round"),
                     id="headers",
                     classes="panel",
                 )

@@ -57,7 +57,7 @@ from tui.messages import (
 )
 from tui.screen import RoleScreen
 from tui.timing import sleep_or_wake
-from tui.widgets import StatusBar, Table
+from tui.widgets import PickTable, StatusBar, Table
 
 log = structlog.get_logger(__name__)
 
@@ -241,6 +241,7 @@ class DealerScreen(RoleScreen):
         # the dealer has not picked (or the automatic pick stopped waiting).
         self.manual_rfq: str | None = None
         self.manual_picked = False
+        self._picks_seen = 0
         self._wake = asyncio.Event()
 
     # -- layout ----------------------------------------------------------------------------
@@ -256,7 +257,7 @@ class DealerScreen(RoleScreen):
                     yield Label("Skew bps")
                     yield Input("0", id="skew", compact=True)
                     yield Static("", id="dealer-stats")
-                rfqs = Table(
+                rfqs = PickTable(
                     [
                         ("Arrived", "time"),
                         ("RFQ", "rfq"),
@@ -270,6 +271,7 @@ class DealerScreen(RoleScreen):
                         ("Model", "model"),
                         ("Answer", "answer"),
                     ],
+                    drop_order=("time", "maturity", "grade", "model", "product"),
                     id="rfqs",
                     classes="panel",
                 )
@@ -306,6 +308,7 @@ class DealerScreen(RoleScreen):
                             ("Limit", "limit"),
                             ("Usage", "usage"),
                         ],
+                        drop_order=("grade", "held", "trades"),
                         id="exposures",
                         classes="panel",
                     )
@@ -423,10 +426,7 @@ class DealerScreen(RoleScreen):
                 f"RFQ {rfq.id} waits for your quote: {rfq.client} "
                 f"{rfq.terms.quantity:g} × {fmt.product(rfq.terms)}"
             )
-            if self._may_pick_for_the_dealer():
-                self._pick(rfq.id, by_dealer=False)
-                table = self.query_one("#rfqs", Table)
-                table.move_cursor(row=table.get_row_index(rfq.id), animate=False)
+        self._auto_pick()
         self._show_manual()
 
     def on_rfq_answered(self, event: RfqAnswered) -> None:
@@ -451,6 +451,7 @@ class DealerScreen(RoleScreen):
             self._news(f"{event.rfq_id}: {what}")
             if event.rfq_id == self.manual_rfq and self._typing():
                 self.query_one("#rfqs", Table).focus()  # done: back to the table to pick
+        self._auto_pick()
         self._show_manual()
 
     def _cancelled(self) -> set[str]:
@@ -473,6 +474,7 @@ class DealerScreen(RoleScreen):
         if changed or any(line.state in ("waiting", "pricing") for line in self.lines.values()):
             self._redraw()
         if changed:
+            self._auto_pick()
             self._show_manual()
 
     def _redraw(self) -> None:
@@ -564,6 +566,19 @@ class DealerScreen(RoleScreen):
         typing, and the panel's RFQ (if any) no longer waits."""
         return not self.manual_picked and not self._typing() and self._selected_line() is None
 
+    def _auto_pick(self) -> None:
+        """While the dealer has not picked one: the newest RFQ that waits, cursor on it."""
+        if not self._may_pick_for_the_dealer():
+            return
+        waiting = [line for line in self.lines.values() if line.state == "waiting"]
+        if not waiting:
+            return
+        newest = max(waiting, key=lambda line: (line.arrived_ms, line.rfq.id))
+        self._pick(newest.rfq.id, by_dealer=False)
+        table = self.query_one("#rfqs", Table)
+        if newest.rfq.id in table.rows:
+            table.move_cursor(row=table.get_row_index(newest.rfq.id), animate=False)
+
     def _pick(self, rfq_id: str, *, by_dealer: bool) -> None:
         """Show ``rfq_id`` in the manual panel, its fields pre-filled with the model's answer."""
         self.manual_picked = by_dealer
@@ -583,15 +598,17 @@ class DealerScreen(RoleScreen):
 
     @on(DataTable.RowHighlighted, "#rfqs")
     def _rfq_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """The dealer moved the cursor: the panel follows. Highlights left behind by a
-        refill (the cursor has moved on since) or by our own pick change nothing."""
+        """The dealer moved the cursor (a key or a click): the panel follows. Highlights a
+        refill or our own pick made, or left behind (the cursor moved on since), do not."""
+        table = self.query_one("#rfqs", PickTable)
         key = event.row_key.value
-        table = self.query_one("#rfqs", Table)
         if key is None or key != table.selected_key or key not in self.lines:
-            return
-        if key != self.manual_rfq:
-            self._pick(key, by_dealer=True)
-            self._show_manual()
+            return  # left behind: the cursor has moved on
+        if table.picks == self._picks_seen:
+            return  # a refill or our own pick moved it
+        self._picks_seen = table.picks
+        self._pick(key, by_dealer=True)
+        self._show_manual()
 
     def _show_manual(self) -> None:
         """The panel's summary: its RFQ and the model's answer, or what became of it."""

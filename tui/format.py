@@ -98,7 +98,7 @@ WORDS: dict[str, str] = {
     "unsupported": "product not offered",
     "no_price": "no price",
     "rating": "rating too low",
-    "credit_limit": "credit limit reached",
+    "credit_limit": "credit limit",
     "dealer_declined": "declined by the desk",
     "malformed": "malformed RFQ",
 }

@@ -165,6 +165,7 @@ class RegulatorScreen(RoleScreen):
                         ("Mempool", "mempool"),
                         ("Answering", "answering"),
                     ],
+                    drop_order=("name", "mempool"),
                     id="authorities",
                     classes="panel",
                 )
@@ -199,6 +200,7 @@ class RegulatorScreen(RoleScreen):
                         ("Open", "open"),
                         ("Alert", "alert"),
                     ],
+                    drop_order=("sets", "lgd", "pd", "el", "role"),
                     id="ccr",
                     classes="panel",
                 )
@@ -269,6 +271,7 @@ class RegulatorScreen(RoleScreen):
                         ("Guarantee", "guarantee"),
                         ("Status", "status"),
                     ],
+                    drop_order=("guarantee", "line", "im", "height"),
                     id="repository",
                     classes="panel",
                 )

@@ -16,7 +16,15 @@ log = structlog.get_logger(__name__)
 
 
 class RoleScreen(Screen[None]):
-    """Base of the client, dealer and regulator screens."""
+    """Base of the client, dealer and regulator screens.
+
+    The screen carries ``-narrow``/``-wide`` and ``-short``/``-tall`` classes by its size, for
+    the style sheet: a 100x30 terminal gets a narrower ticket and tighter rows.
+    """
+
+    # Textual types these as instance variables, so no ClassVar (mypy refuses one).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]  # noqa: RUF012
 
     @property
     def terminal(self) -> Any:

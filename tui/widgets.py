@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -24,22 +25,50 @@ Row = tuple[str, Sequence[Any]]
 
 
 class Table(DataTable[Any]):
-    """A row-cursor table refilled from scratch that keeps the cursor on the same row key."""
+    """A row-cursor table refilled from scratch that keeps the cursor on the same row key.
 
-    def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: Any) -> None:
+    ``drop_order`` names columns the table may leave out, first to last, while the rest would
+    not fit its width (a 100-column terminal): the columns that matter most stay in view.
+    """
+
+    SCROLLBAR = 2  # room the vertical scrollbar takes once the rows overflow
+
+    def __init__(
+        self,
+        columns: Sequence[tuple[str, str]],
+        *,
+        drop_order: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("cursor_type", "row")
         kwargs.setdefault("zebra_stripes", True)
         super().__init__(**kwargs)
-        self._columns_spec = columns
+        self._all_columns = list(columns)
+        self._columns_spec = list(columns)
+        self._drop_order = tuple(drop_order)
+        self._given: list[tuple[str, list[Any]]] = []
         self._shown: list[tuple[str, list[Any]]] | None = None
 
     def on_mount(self) -> None:
         for label, key in self._columns_spec:
             self.add_column(label, key=key)
 
+    def set_columns(self, columns: Sequence[tuple[str, str]]) -> None:
+        """Show other columns (a narrower screen): the next ``refill`` redraws every row."""
+        if list(columns) == list(self._columns_spec):
+            return
+        self._columns_spec = list(columns)
+        self._shown = None
+        self.clear(columns=True)
+        for label, key in columns:
+            self.add_column(label, key=key)
+
     def refill(self, rows: Iterable[Row]) -> None:
         """Show exactly ``rows`` (skipped when nothing changed, so polls cost no redraw)."""
         wanted = [(key, list(cells)) for key, cells in rows]
+        if self._drop_order:
+            self._given = wanted
+            wanted = self._fit(wanted)
         if wanted == self._shown:
             return
         self._shown = wanted
@@ -49,6 +78,32 @@ class Table(DataTable[Any]):
             self.add_row(*cells, key=key)
         if selected is not None and selected in self.rows:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def on_resize(self) -> None:
+        if self._drop_order and self.is_mounted:
+            self.refill(self._given)
+
+    def _fit(self, rows: list[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+        """Leave out columns in ``drop_order`` until the others fit; the rows' cells to show."""
+        width = self.size.width
+        if width <= 0:
+            return rows
+        if len(rows) + 1 > self.size.height:
+            width -= self.SCROLLBAR
+        widths = [
+            max([cell_len(label), *(_cell_width(cells[i]) for _, cells in rows)]) + 2
+            for i, (label, _) in enumerate(self._all_columns)
+        ]
+        keep = [key for _, key in self._all_columns]
+        total = sum(widths)
+        for key in self._drop_order:
+            if total <= width:
+                break
+            keep.remove(key)
+            total -= widths[[k for _, k in self._all_columns].index(key)]
+        self.set_columns([column for column in self._all_columns if column[1] in keep])
+        shown = [i for i, (_, key) in enumerate(self._all_columns) if key in keep]
+        return [(key, [cells[i] for i in shown]) for key, cells in rows]
 
     async def _on_idle(self, event: Any) -> None:
         # DataTable measures new rows on idle but keeps lines it rendered before that with
@@ -65,6 +120,46 @@ class Table(DataTable[Any]):
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return key
+
+
+class PickTable(Table):
+    """A table that tells the user's cursor moves (keys, clicks) from a refill's: the
+    ``picks`` counter goes up only for the user's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.picks = 0
+
+    def _picked(self) -> None:
+        self.picks += 1
+
+    def action_cursor_up(self) -> None:
+        self._picked()
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._picked()
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self._picked()
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self._picked()
+        super().action_page_down()
+
+    def action_scroll_top(self) -> None:
+        self._picked()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self._picked()
+        super().action_scroll_bottom()
+
+    async def _on_click(self, event: Any) -> None:
+        self._picked()
+        await super()._on_click(event)
 
 
 class StatusBar(Static):
@@ -86,17 +181,36 @@ class StatusBar(Static):
             self.watch(self.app, attribute, self._redraw, init=False)
         self._redraw()
 
+    def on_resize(self) -> None:
+        self._redraw()
+
     def _redraw(self, _: object = None) -> None:
+        """The fullest line that fits: the server's address, then the member's name and
+        mode, then words go before the connection, the height and the business date do."""
+        width = self.size.width - 2  # padding
+        for detail, who, short in ((True, True, False), (False, True, False), (False, False, True)):
+            text = self._line(detail=detail, who=who, short=short)
+            if width <= 0 or text.cell_len <= width:
+                break
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
+
+    def _line(self, *, detail: bool, who: bool, short: bool) -> Text:
         app: Any = self.app
         status = str(app.bus_status)
         text = Text()
         text.append(" B-OTC ", style="bold reverse")
         text.append(f"  {self.member} ", style="bold")
-        text.append(f"{self.label} · {self.mode} mode", style="dim")
-        text.append("  │  ")
+        if who:
+            text.append(f"{self.label} · {self.mode} mode", style="dim")
+        else:
+            text.append(self.mode, style="dim")
+        bar = " │ " if short else "  │  "
+        text.append(bar)
         if status == "connected":
             text.append("● connected", style="bold green")
-            if app.bus_detail:
+            if app.bus_detail and detail:
                 text.append(f" {app.bus_detail}", style="dim")
         elif status == "disconnected":
             text.append("✕ DISCONNECTED — reconnecting", style="bold white on red")
@@ -104,18 +218,17 @@ class StatusBar(Static):
             text.append("◌ connecting…", style="yellow")
         else:
             text.append("○ offline", style="dim")
-        text.append("  │  ")
+        text.append(bar)
         if app.chain_height:
-            text.append(f"chain height {app.chain_height}", style="bold")
+            height = "height" if short else "chain height"
+            text.append(f"{height} {app.chain_height}", style="bold")
         else:
             text.append("chain —", style="dim")
         if not app.chain_ok:
             text.append(" (no authority answering)", style="yellow")
         if app.business_date:
-            text.append(f"  │  business date {app.business_date}")
-        if text != self._shown:
-            self._shown = text
-            self.update(text, layout=False)
+            text.append(f"{bar}business date {app.business_date}")
+        return text
 
 
 # -- market ------------------------------------------------------------------------------------
@@ -131,42 +244,86 @@ class MarketWatch(Table):
             self.underlying = underlying
             super().__init__()
 
+    ESSENTIAL = (("Underlying", "id"), ("Last", "last"), ("Chg", "chg"), ("Chg %", "pct"))
+    NAME = ("Name", "name")
+    SPARK_WIDTH = 16  # closes shown in the spark column when there is room
+    SPARK_MIN = 8  # narrower than this, the column goes (the chart below shows the closes)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            [
-                ("Underlying", "id"),
-                ("Name", "name"),
-                ("Last", "last"),
-                ("Chg", "chg"),
-                ("Chg %", "pct"),
-                ("Closes (20d)", "spark"),
-            ],
+            [self.ESSENTIAL[0], self.NAME, *self.ESSENTIAL[1:], ("Closes (20d)", "spark")],
             **kwargs,
         )
         self.market: dict[str, MarketRow] = {}
+        self.spark_width = self.SPARK_WIDTH
 
     def show(self, rows: Sequence[MarketRow]) -> None:
         self.market = {row.underlying: row for row in rows}
+        self._redraw()
+
+    def on_resize(self) -> None:
+        self._redraw()
+
+    def _redraw(self) -> None:
+        cells = {row.underlying: self._cells(row) for row in self.market.values()}
+        self._fit_market(list(cells.values()))
+        keys = [key for _, key in self._columns_spec]
         self.refill(
             (
-                row.underlying,
-                (
-                    Text(row.underlying, style="bold"),
-                    row.name,
-                    Text(fmt.price(row.last), justify="right"),
-                    _right(fmt.signed(row.change, fmt.price(row.change)))
-                    if row.change is not None
-                    else Text(fmt.DASH, style="dim"),
-                    _right(fmt.signed(row.change_pct, fmt.percent(row.change_pct))),
-                    fmt.spark(row.closes),
-                ),
+                underlying,
+                [
+                    fmt.spark(self.market[underlying].closes, self.spark_width)
+                    if key == "spark"
+                    else by_key[key]
+                    for key in keys
+                ],
             )
-            for row in rows
+            for underlying, by_key in cells.items()
         )
+
+    @staticmethod
+    def _cells(row: MarketRow) -> dict[str, Text]:
+        """Every cell but the closes, whose width depends on the room left."""
+        return {
+            "id": Text(row.underlying, style="bold"),
+            "name": Text(row.name),
+            "last": Text(fmt.price(row.last), justify="right"),
+            "chg": _right(fmt.signed(row.change, fmt.price(row.change)))
+            if row.change is not None
+            else Text(fmt.DASH, style="dim"),
+            "pct": _right(fmt.signed(row.change_pct, fmt.percent(row.change_pct))),
+        }
+
+    def _fit_market(self, rows: Sequence[dict[str, Text]]) -> None:
+        """Keep Underlying, Last, Chg and Chg % always in view; then the closes (narrowed
+        down to ``SPARK_MIN``), then the name, as the width allows."""
+        width = self.size.width - self.SCROLLBAR
+        if width <= self.SCROLLBAR or not rows:  # not laid out yet: everything
+            return
+
+        def need(label: str, key: str) -> int:
+            return max(len(label), *(row[key].cell_len for row in rows)) + 2  # cell padding
+
+        left = width - sum(need(label, key) for label, key in self.ESSENTIAL)
+        columns = list(self.ESSENTIAL)
+        spark = min(self.SPARK_WIDTH, left - 2)
+        if spark >= self.SPARK_MIN:
+            columns.append(("Closes (20d)" if spark >= 12 else "Closes", "spark"))
+            left -= spark + 2
+        self.spark_width = spark
+        if left >= need(*self.NAME):
+            columns.insert(1, self.NAME)
+        self.set_columns(columns)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
             self.post_message(self.Picked(event.row_key.value))
+
+
+def _cell_width(cell: Any) -> int:
+    if isinstance(cell, Text):
+        return max((cell_len(line) for line in cell.plain.splitlines()), default=0)
+    return cell_len(str(cell))
 
 
 def _right(text: Text) -> Text:
@@ -218,6 +375,7 @@ class QuotesBoard(Vertical):
         self.answers: dict[str, Quote | Decline] = {}
         self.closed: str | None = None
         self.accepted: str | None = None
+        self._header_len = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="quotes-bar"):
@@ -307,7 +465,11 @@ class QuotesBoard(Vertical):
         follow = self.accepted or not self.table.pinned or not isinstance(selected, Quote)
         if focus is not None and follow:
             self.table.move_cursor(row=self.table.get_row_index(focus), animate=False)
-        self.query_one("#quotes-header", Static).update(self._header(now_ms), layout=False)
+        header = self._header(now_ms)
+        # a new length may need another line (the header wraps on a narrow screen)
+        grew = header.cell_len != self._header_len
+        self._header_len = header.cell_len
+        self.query_one("#quotes-header", Static).update(header, layout=grew)
 
     def _header(self, now_ms: int) -> Text:
         assert self.rfq is not None

@@ -205,7 +205,7 @@ def test_an_unpriced_contract_has_no_pnl_and_an_ended_one_its_outcomes():
 def test_codes_read_as_words_and_counts_agree_with_their_nouns():
     assert fmt.words("margin_call") == "margin call"
     assert fmt.words("closed_out") == "closed out"
-    assert fmt.words("credit_limit") == "credit limit reached"
+    assert fmt.words("credit_limit") == "credit limit"
     assert fmt.words("some_new_code") == "some new code"
     assert fmt.count(1, "contract") == "1 contract"
     assert fmt.count(0, "contract") == "0 contracts"

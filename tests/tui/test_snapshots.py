@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import pytest
+
 from tui.app import BotcApp
 
 from . import scenes
@@ -51,6 +53,26 @@ def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked
         offline(network, "C1"),
         terminal_size=scenes.SIZE,
         run_before=feeding(scenes.client_trade_messages, after=show_market),
+    )
+
+
+@pytest.mark.parametrize("size", [(100, 30), (160, 48)], ids=["100x30", "160x48"])
+def test_client_trade_screen_fits_a_small_and_a_large_terminal(network, snap_compare, size):
+    def show_market(screen) -> None:
+        screen.show_market(scenes.market_rows())
+
+    assert snap_compare(
+        offline(network, "C1"),
+        terminal_size=size,
+        run_before=feeding(scenes.client_trade_messages, after=show_market),
+    )
+
+
+def test_dealer_screen_fits_a_small_terminal(network, snap_compare):
+    assert snap_compare(
+        offline(network, "D1", auto_quote=False),
+        terminal_size=(100, 30),
+        run_before=feeding(scenes.dealer_messages),
     )
 
 

@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from bus import subjects
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
-from tui.messages import RfqArrived
+from tui.messages import RfqAnswered, RfqArrived
 from tui.ticket import RfqTicket
 
 from . import scenes
@@ -328,13 +328,15 @@ async def test_the_ticket_labels_the_averaging_window_and_the_strike_and_words_o
         assert ticket.draft().side == "sell"  # rewording keeps the side chosen
 
 
-def waiting_rfq(rfq_id: str, quantity: float, model_price: float) -> RfqArrived:
+def waiting_rfq(
+    rfq_id: str, quantity: float, model_price: float, arrived_ms: int | None = None
+) -> RfqArrived:
     """An RFQ that waits for D1's manual quote, the model's price beside it."""
     rfq = scenes.dealer_rfq(rfq_id, "C1", scenes.rebar_terms(quantity), 60)
     return RfqArrived(
         rfq,
         rating=74.2,
-        arrived_ms=scenes.NOW_MS - 60_000 + int(quantity),
+        arrived_ms=arrived_ms or scenes.NOW_MS - 60_000 + int(quantity),
         suggestion=scenes.dealer_quote(rfq, model_price),
         waits=True,
     )
@@ -392,3 +394,77 @@ async def test_manual_quoting_stays_on_the_dealers_rfq_while_new_ones_stream_in(
         assert len(app._notifications) <= 1
         news = str(desk.query_one("#desk-news").render())
         assert "C1-cccc03 waits for your quote" in news
+
+
+def fully_visible(app, selector: str) -> bool:
+    """The widget is on screen and not covered or clipped: the screen finds it at the
+    corners of its own region."""
+    widget = app.screen.query_one(selector)
+    region = widget.region
+    if not region.area:
+        return False
+    for x, y in ((region.x, region.y), (region.right - 1, region.bottom - 1)):
+        found, _ = app.screen.get_widget_at(x, y)
+        if found is not widget and widget not in found.ancestors:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("size", [(100, 30), (160, 48)])
+async def test_the_client_trade_screen_keeps_prices_the_ticket_and_the_date_in_view(network, size):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=size) as pilot:
+        screen = app.main_screen
+        await pilot.pause()  # laid out before the RFQ arrives, as in use
+        app.chain_height, app.business_date = 48, "2026-03-02"
+        screen.show_market(scenes.market_rows())
+        for message in scenes.client_trade_messages():
+            screen.post_message(message)
+        await pilot.pause()
+        await pilot.pause()
+
+        market = screen.query_one("#market")
+        assert {"id", "last", "chg", "pct"} <= {key.value for key in market.columns}
+        assert market.max_scroll_x == 0  # nothing hides to the right
+        for field in ("#template", "#legs", "#side", "#quantity", "#maturity", "#deadline"):
+            assert fully_visible(app, field), field
+        assert fully_visible(app, "#send")
+        assert fully_visible(app, "#quotes-table")
+        bar = str(screen.query_one("#status-bar").render())
+        assert "business date 2026-03-02" in bar
+        assert "connected" in bar or "offline" in bar
+        header = screen.query_one("#quotes-header")
+        assert "3/3 answered" in str(header.render())
+        wrapped = header.render().wrap(header.size.width)
+        assert header.size.height >= len(wrapped)  # every line of it in view
+
+
+async def test_rfqs_the_model_answered_do_not_hold_the_manual_panel_once_d1_quotes_by_hand(
+    network,
+):
+    app = terminal(network, "D1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        desk = app.main_screen
+        for n in range(30):  # auto-quote on: the model answers each as it comes
+            rfq = scenes.dealer_rfq(f"C2-auto{n:02d}", "C2", scenes.rebar_terms(100 + n), -1)
+            desk.post_message(RfqArrived(rfq, rating=64.0, arrived_ms=scenes.NOW_MS - 9_000 + n))
+            desk.post_message(RfqAnswered(rfq.id, scenes.dealer_quote(rfq, 3100 + n), manual=False))
+        await pilot.pause()
+        await pilot.press("ctrl+t")  # now by hand
+        desk.post_message(waiting_rfq("C1-hand01", 700, 3150, arrived_ms=scenes.NOW_MS))
+        await pilot.pause()
+        table = desk.query_one("#rfqs")
+        assert table.selected_key == "C1-hand01"
+        assert str(desk.query_one("#manual-summary").render()).startswith("C1-hand01")
+        assert desk.query_one("#manual-price", Input).value == "3150"
+        assert table.get_row_index("C1-hand01") == 0 and table.scroll_y == 0  # newest in view
+
+        # A newer one waits behind it; once the first lapses the panel moves on by itself
+        # (D1 never picked one), but not before.
+        desk.post_message(waiting_rfq("C1-hand02", 800, 3160, arrived_ms=scenes.NOW_MS + 1))
+        await pilot.pause()
+        assert str(desk.query_one("#manual-summary").render()).startswith("C1-hand01")
+        desk.post_message(RfqAnswered("C1-hand01", None, manual=False))
+        await pilot.pause()
+        assert table.selected_key == "C1-hand02"
+        assert desk.query_one("#manual-price", Input).value == "3160"
