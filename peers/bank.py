@@ -395,25 +395,21 @@ class BankBooks:
 
     def _entry(self, instruction_id: str) -> JournalEntry | None:
         row = self.db.execute(
-            "SELECT seq, instruction_id, contract_id, kind, payer, payee, amount, bank_ref, "
-            "executed_ms, state, height, reason FROM journal WHERE instruction_id = ?",
+            f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE instruction_id = ?",
             (instruction_id,),
         ).fetchone()
-        return None if row is None else _journal_entry(row)
+        return None if row is None else journal_entry(row)
 
     def entry(self, instruction_id: str) -> JournalEntry | None:
         return self._entry(instruction_id)
 
     def journal(self, state: JournalState | None = None) -> list[JournalEntry]:
-        query = (
-            "SELECT seq, instruction_id, contract_id, kind, payer, payee, amount, bank_ref, "
-            "executed_ms, state, height, reason FROM journal"
-        )
+        query = f"SELECT {JOURNAL_COLUMNS} FROM journal"
         params: tuple[str, ...] = ()
         if state is not None:
             query += " WHERE state = ?"
             params = (state.value,)
-        return [_journal_entry(r) for r in self.db.execute(query + " ORDER BY seq", params)]
+        return [journal_entry(r) for r in self.db.execute(query + " ORDER BY seq", params)]
 
     def summary(self) -> dict[str, int]:
         """Instructions executed, and where their confirmations stand (confirmed, still
@@ -532,7 +528,15 @@ class BankBooks:
         )
 
 
-def _journal_entry(row: Any) -> JournalEntry:
+JOURNAL_COLUMNS = (
+    "seq, instruction_id, contract_id, kind, payer, payee, amount, bank_ref, executed_ms, "
+    "state, height, reason"
+)
+"""The journal's columns in the order ``journal_entry`` reads a row."""
+
+
+def journal_entry(row: Any) -> JournalEntry:
+    """A journal row (``SELECT {JOURNAL_COLUMNS} FROM journal``) as an entry."""
     seq, iid, cid, kind, payer, payee, amount, ref, at, state, height, reason = row
     return JournalEntry(
         seq=int(seq),

@@ -75,7 +75,13 @@ import structlog
 
 from peers.authority.store import ChainStore
 from peers.authority.verify import Verdict, verify_chain
-from peers.bank import DEFAULT_CLIENT_BALANCE, JournalEntry, JournalState
+from peers.bank import (
+    DEFAULT_CLIENT_BALANCE,
+    JOURNAL_COLUMNS,
+    JournalEntry,
+    JournalState,
+    journal_entry,
+)
 from peers.errors import PeerError
 from peers.load import percentile
 from peers.netdir import NetDir, create_network
@@ -90,7 +96,7 @@ from rfq.ledger.block import quorum
 from rfq.ledger.state import ACCEPT_GRACE_MS, LedgerState, Payment, genesis_header
 from rfq.ledger.tx import CreditEventTx, PriceFixing, signed_decoder, tx_decoder
 from rfq.messages import Accept, decode_quote
-from rfq.money import MICROS, from_micros
+from rfq.money import MICROS, from_micros, to_micros
 
 log = structlog.get_logger(__name__)
 
@@ -539,12 +545,12 @@ class BankView:
             return None
         micros = sum(opened)
         for e in self.journal:
-            if e.executed_ms > at_ms:
+            if e.executed_ms > at_ms or e.state == JournalState.REFUSED:  # refused: reversed
                 continue
             if e.payer == member:
-                micros -= round(e.amount * MICROS)
+                micros -= to_micros(e.amount)
             if e.payee == member:
-                micros += round(e.amount * MICROS)
+                micros += to_micros(e.amount)
         return from_micros(micros)
 
 
@@ -555,26 +561,8 @@ def read_bank(path: Path) -> BankView | None:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         journal = [
-            JournalEntry(
-                seq=int(seq),
-                instruction_id=str(iid),
-                contract_id=str(cid),
-                kind=str(kind),
-                payer=str(payer),
-                payee=str(payee),
-                amount=from_micros(int(amount)),
-                bank_ref=str(ref),
-                executed_ms=int(at),
-                state=JournalState(str(state)),
-                height=None if height is None else int(height),
-                reason=str(reason),
-            )
-            for seq, iid, cid, kind, payer, payee, amount, ref, at, state, height, reason in (
-                db.execute(
-                    "SELECT seq, instruction_id, contract_id, kind, payer, payee, amount, "
-                    "bank_ref, executed_ms, state, height, reason FROM journal ORDER BY seq"
-                )
-            )
+            journal_entry(row)
+            for row in db.execute(f"SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY seq")
         ]
         funding = [
             (str(m), int(a), int(t))
