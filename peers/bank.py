@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import hashlib
 import sqlite3
@@ -721,6 +722,11 @@ class BankService(Service):
         """One pass: settle receipts, execute what is due, (re)submit what is open."""
         pending = await self._payments("pending")
         failed = [p for p in await self._payments("failed") if _retryable(p)]
+        if any(p.due is not None for p in failed):
+            # A short payer's margin call past its due date is about to default: paying it
+            # now would race the default (the books would reverse it when the chain refuses).
+            today = await self._business_date()
+            failed = [p for p in failed if p.due is None or today is None or today <= p.due]
         await self._settle_receipts()
         due = sorted([*pending, *failed], key=_payment_order)
         for payment in due:
@@ -733,6 +739,12 @@ class BankService(Service):
             due_ids = {p.id for p in due}
             self._first_seen = {k: v for k, v in self._first_seen.items() if k in due_ids}
         await self._resubmit()
+
+    async def _business_date(self) -> dt.date | None:
+        try:
+            return dt.date.fromisoformat((await self.ledger.status()).business_date)
+        except ValueError:
+            return None
 
     async def _payments(self, status: str) -> list[Payment]:
         reply = await self.ledger.query_all(PaymentsQuery(status=status), PaymentsReply)

@@ -841,6 +841,8 @@ def check_bank_conserves(
                 )
             )
         elif e.state == JournalState.REFUSED:
+            if payment.status == "lapsed" and payment.kind == "margin_call":
+                continue  # paid as its contract ended: refused, and reversed in the books
             out.append(
                 Violation(
                     "bank_conserves",

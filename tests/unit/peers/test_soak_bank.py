@@ -92,3 +92,14 @@ def test_money_moved_long_ago_for_an_unconfirmed_instruction_is_named():
 def test_no_books_at_all_is_a_violation():
     [v] = check_bank_conserves(None, {}, block_ms=BLOCK_MS.get, end_ms=END_MS, due_s=10)
     assert v.invariant == "bank_conserves"
+
+
+def test_a_margin_call_paid_as_its_contract_defaulted_is_refused_reversed_and_not_a_violation():
+    """The one race of asynchronous settlement: the payer's default elsewhere ends this
+    contract while the bank pays its call; the chain refuses, the books reverse."""
+    lapsed = payment("k/margin_call/1", "lapsed", kind="margin_call")
+    other = payment("k/initial_margin/1", "lapsed")
+    refused = JournalState.REFUSED
+    assert check(books(entry("k/margin_call/1", state=refused)), lapsed) == []
+    [v] = check(books(entry("k/initial_margin/1", state=refused)), other)
+    assert "refused the bank's confirmation" in v.detail
