@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
-import hashlib
 import sqlite3
 import time
 from collections import Counter
@@ -60,6 +59,7 @@ from rfq.ledger.state import CUSTODY, Payment, Receipt
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
 from rfq.money import from_micros, to_micros
 from rfq.queries import PaymentsQuery, PaymentsReply, ReceiptsQuery, ReceiptsReply
+from rfq.signing import tx_id
 
 log = structlog.get_logger(__name__)
 
@@ -465,7 +465,7 @@ class BankBooks:
                 instruction_id,
                 purpose.value,
                 tx,
-                hashlib.sha256(tx).hexdigest(),
+                tx_id(tx).hex(),
                 signed.expires_ms,
                 OutState.OPEN.value,
             ),

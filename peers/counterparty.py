@@ -22,7 +22,6 @@ The signed accept is the trade transaction: it is submitted to the authorities o
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import os
 import statistics
@@ -31,7 +30,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 
@@ -430,7 +428,7 @@ class ClientSession(Service):
 
     async def committed(self, signed_accept: SignedMessage, *, timeout: float = 15.0) -> Receipt:
         """The authorities' verdict on an accept: ``ok`` when the trade is final on chain."""
-        tx_id = hashlib.sha256(msgspec.msgpack.encode(signed_accept)).hexdigest()
+        tx_id = signed_accept.digest.hex()
         return await self.ledger.wait(tx_id, timeout=timeout)
 
     async def cancel(self, rfq: RfqHandle | str) -> None:

@@ -11,7 +11,6 @@ turn until one answers, so one authority being down is invisible to the member.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -45,7 +44,7 @@ from rfq.queries import (
     TradesQuery,
     TradesReply,
 )
-from rfq.signing import SignedMessage
+from rfq.signing import SignedMessage, tx_id
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +153,7 @@ class LedgerClient:
         the same bytes are the same id, so it can never commit twice)."""
         data = _encoder.encode(signed)
         await self.bus.nc.publish(subjects.tx(self.bus.member_id), data)
-        return hashlib.sha256(data).hexdigest()
+        return tx_id(data).hex()
 
     async def wait(self, tx_id: str, *, timeout: float = 10.0, poll_s: float = 1.0) -> Receipt:
         """The transaction's receipt: committed (``ok``) or refused with a reason.

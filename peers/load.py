@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import math
 import random
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import msgspec
 import structlog
 
 from peers.counterparty import AcceptRefused, ClientSession
@@ -265,7 +263,7 @@ class SimulatedClient:
             return
         self.stats.accepts += 1
         accepted_at = time.monotonic()
-        self._event("accepted", best.rfq_id, dealer=best.dealer, tx=_tx_id(signed))
+        self._event("accepted", best.rfq_id, dealer=best.dealer, tx=signed.digest.hex())
         try:
             receipt = await self.session.committed(signed, timeout=30)
         except LedgerUnavailable:
@@ -304,7 +302,7 @@ class SimulatedClient:
         )
         signed = session.bus.outbox.sign(accept, ttl_s=session.bus.params.message_ttl_s)
         self.stats.stale_attempts += 1
-        self._event("stale_attempt", quote.rfq_id, dealer=quote.dealer, tx=_tx_id(signed))
+        self._event("stale_attempt", quote.rfq_id, dealer=quote.dealer, tx=signed.digest.hex())
         await session.ledger.submit_signed(signed)
         try:
             receipt = await session.committed(signed, timeout=30)
@@ -316,10 +314,6 @@ class SimulatedClient:
         else:
             self.stats.stale_refused += 1
             self._event("stale_refused", quote.rfq_id, reason=receipt.reason[:200])
-
-
-def _tx_id(signed: Any) -> str:
-    return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
 
 
 async def run_load(

@@ -20,6 +20,12 @@ from rfq.identity import Directory, Identity, verify_signature
 _encoder = msgspec.msgpack.Encoder()
 
 
+def tx_id(data: bytes) -> bytes:
+    """A transaction's id: the SHA-256 of its encoded signed message. The one definition:
+    ledgers, mempools, receipts, the bank and clients all name a transaction by it."""
+    return hashlib.sha256(data).digest()
+
+
 class SignedMessage(msgspec.Struct, array_like=True, frozen=True, tag="s"):
     """One signed statement by one member. ``body`` is the msgpack of a payload Struct."""
 
@@ -48,7 +54,7 @@ class SignedMessage(msgspec.Struct, array_like=True, frozen=True, tag="s"):
     @property
     def digest(self) -> bytes:
         """Identifies the statement (signature included): the id of a transaction made of it."""
-        return hashlib.sha256(_encoder.encode(self)).digest()
+        return tx_id(_encoder.encode(self))
 
 
 def kind_of(payload: msgspec.Struct) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -114,6 +113,7 @@ from rfq.queries import (
 )
 from rfq.rating import grade_of
 from rfq.signing import SignedMessage, signature_valid
+from rfq.signing import tx_id as tx_id_of
 
 log = structlog.get_logger(__name__)
 
@@ -334,7 +334,7 @@ class AuthorityNode:
 
     async def _on_tx(self, received: Received[Transaction], msg: Msg) -> None:
         tx = msg.data
-        tx_id = hashlib.sha256(tx).digest()
+        tx_id = tx_id_of(tx)
         self.verified.add(tx_id)  # the envelope verifier checked the signature
         if tx_id in self.mempool:
             return
@@ -346,7 +346,7 @@ class AuthorityNode:
                 quote = received.payload.quote
                 if not signature_valid(quote, self.state.directory):
                     raise LedgerError("the quote's signature does not verify")
-                self.verified.add(hashlib.sha256(_encoder.encode(quote)).digest())
+                self.verified.add(quote.digest)
         except LedgerError as exc:
             self.stats["tx_refused"] += 1
             await self._refuse(received, tx_id, exc.reason)
@@ -605,8 +605,9 @@ class AuthorityNode:
             state_root=self.state.state_root(),
         )
         self.head = block.header
-        self.mempool.remove(hashlib.sha256(tx).digest() for tx in block.txs)
-        self.verified.difference_update(hashlib.sha256(tx).digest() for tx in block.txs)
+        ids = [tx_id_of(tx) for tx in block.txs]
+        self.mempool.remove(ids)
+        self.verified.difference_update(ids)
         log.info(
             "block_final",
             height=block.height,

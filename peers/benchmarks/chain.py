@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from peers.benchmarks.rfq import percentile
+from rfq.signing import tx_id
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -195,7 +195,7 @@ async def _drive(
     first = time.perf_counter()
     for client, data in txs:
         await in_flight.acquire()
-        submitted[hashlib.sha256(data).hexdigest()] = time.perf_counter()
+        submitted[tx_id(data).hex()] = time.perf_counter()
         await ledgers[client].bus.nc.publish(subjects.tx(client), data)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), timeout=max(120.0, len(txs) / 100))

@@ -104,7 +104,7 @@ from rfq.ledger.tx import (
 from rfq.messages import Accept, Quote, decode_quote
 from rfq.money import is_payable, on_grid
 from rfq.rating import RatingTuple, append_settled, combined_rating, score_of
-from rfq.signing import SignedMessage, kind_of, signature_valid
+from rfq.signing import SignedMessage, kind_of, signature_valid, tx_id
 
 CUSTODY = "CUSTODY"
 """The bank's custody account: where cash initial margin is held while a contract lives."""
@@ -283,11 +283,6 @@ class CheckedTx:
     payload: Transaction
 
 
-def tx_id_of(tx: bytes) -> bytes:
-    """A transaction's id: the SHA-256 of its encoded signed message."""
-    return hashlib.sha256(tx).digest()
-
-
 def genesis_header(genesis: Genesis) -> BlockHeader:
     """Block 0 of a network: every node derives the same one from the genesis (its hash, the
     initial authority set, the initial state's root, the creation time)."""
@@ -434,7 +429,7 @@ class LedgerState:
             signed = signed_decoder.decode(tx)
         except DECODE_ERRORS:
             raise LedgerError("malformed: not a signed message") from None
-        tx_id = tx_id_of(tx)
+        checked_id = tx_id(tx)
         if signed.chain_id != self.genesis.chain_id:
             raise LedgerError(f"wrong network {signed.chain_id[:40]!r}")
         member = self.members.get(signed.sender)
@@ -445,9 +440,9 @@ class LedgerState:
             raise LedgerError(f"{signed.kind!r} is not a transaction")
         if member.role not in roles:
             raise LedgerError(f"a {member.role} may not submit {signed.kind!r}")
-        if tx_id not in verified and not signature_valid(signed, self.directory):
+        if checked_id not in verified and not signature_valid(signed, self.directory):
             raise LedgerError("bad signature")
-        if tx_id.hex() in self.committed:
+        if checked_id.hex() in self.committed:
             raise LedgerError("duplicate: already committed")
         if now_ms > signed.expires_ms:
             raise LedgerError("expired before it was committed")
@@ -459,7 +454,7 @@ class LedgerState:
             raise LedgerError(f"malformed payload: {exc}") from None
         if kind_of(payload) != signed.kind:
             raise LedgerError("payload kind differs from the envelope")
-        return CheckedTx(tx_id, signed, payload)
+        return CheckedTx(checked_id, signed, payload)
 
     # -- execution -------------------------------------------------------------------------
 
@@ -499,7 +494,7 @@ class LedgerState:
         ledger's maps and governance (the contract book refuses atomically, and each handler
         applies its contract event as its last step that can fail)."""
         result = self._current()
-        sender, kind, tx_hex = "", "", tx_id_of(tx).hex()
+        sender, kind, tx_hex = "", "", tx_id(tx).hex()
         maps = self.maps()
         for m in maps:
             m.journal = []
@@ -608,7 +603,7 @@ class LedgerState:
 
     def _trade(self, tx: CheckedTx, accept: Accept, verified: Container[bytes]) -> tuple[str, ...]:
         signed_quote = accept.quote
-        quote_id = tx_id_of(_encoder.encode(signed_quote))
+        quote_id = tx_id(_encoder.encode(signed_quote))
         if accept.client != tx.signed.sender:
             raise LedgerError(f"accept names client {accept.client}, signed by {tx.signed.sender}")
         dealer = self.members.get(signed_quote.sender)

@@ -10,7 +10,7 @@ import pytest
 
 from rfq.contracts.model import Status
 from rfq.identity import Identity, Role
-from rfq.ledger.state import CUSTODY, LedgerState, tx_id_of
+from rfq.ledger.state import CUSTODY, LedgerState
 from rfq.ledger.tx import (
     CloseOutRequest,
     CreditEventTx,
@@ -22,6 +22,7 @@ from rfq.ledger.tx import (
 )
 from rfq.messages import Accept, Quote
 from rfq.signing import SignedMessage, sign_payload
+from rfq.signing import tx_id as tx_id_of
 
 from .harness import CHAIN, T0, TODAY, Chain, make_net, swap_terms, trade_tx
 
