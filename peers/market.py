@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus, BusStatus, RequestError
 from bus.envelope import Channel, Received
+from rfq.clock import utc_today
 from rfq.instruments import CATALOG, Leg, Underlying, listed_underlyings
 from rfq.messages import (
     ORACLE_REPLY_ROLES,
@@ -86,7 +87,7 @@ class MarketData:
         self.latest: dict[str, Price] = {}
         self.closes = Closes()
         self._models = _LazyVolModels(self)
-        self._clock_today = clock_today or (lambda: dt.datetime.now(dt.UTC).date())
+        self._clock_today = clock_today or utc_today
         self.listeners: list[Callable[[Price], None]] = []
         self._history_task: asyncio.Task[None] | None = None
 

@@ -52,6 +52,7 @@ from peers.ledger_client import (
     QueryDenied,
 )
 from peers.service import Service, ServiceStatus, cancel_and_wait
+from rfq.clock import utc_today
 from rfq.contracts.model import ContractView, Status
 from rfq.errors import RfqError, ValidationError
 from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
@@ -371,7 +372,7 @@ class RegulatorService(Service):
         try:
             as_of = dt.date.fromisoformat(status.business_date)
         except ValueError:
-            as_of = dt.datetime.now(dt.UTC).date()
+            as_of = utc_today()
         return MonitorInput(
             height=max(contracts.height, status.height),
             as_of=as_of,

@@ -101,6 +101,7 @@ def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
 
     import msgspec
 
+    from rfq.clock import utc_today
     from rfq.instruments import Leg, Side, Template, Terms, listed_futures
     from rfq.messages import Accept, Quote
     from rfq.signing import sign_payload
@@ -109,7 +110,7 @@ def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
     clients = [m.id for m in genesis.members if m.role == "client"]
     dealers = [m.id for m in genesis.members if m.role == "dealer"]
     keys = {m: net.identity(m) for m in clients + dealers}
-    today = dt.datetime.now(dt.UTC).date()
+    today = utc_today()
     terms = Terms(
         Template.PRICE_SWAP,
         (Leg(listed_futures("RB", today)[-1].id),),

@@ -241,9 +241,10 @@ async def _measure(
     alternate baseline and RFQ rounds."""
     from peers.oracle import OracleService, Simulator
     from peers.runtime import open_bus
+    from rfq.clock import utc_today
 
     oracle = OracleService(await open_bus(net, "ORACLE", servers=servers))
-    sim = Simulator(start=dt.date.today(), seed=1, ticks_per_day=2)
+    sim = Simulator(start=utc_today(), seed=1, ticks_per_day=2)
     oracle.history = {k: list(v) for k, v in sim.history.items()}
     await oracle.start()
     procs = await asyncio.to_thread(_start_workers, net.path, servers, dealers, workers)

@@ -50,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from peers.netdir import NetDir
     from peers.oracle import OracleService, Simulator, read_replay
     from peers.runtime import open_bus, run_until_signal
+    from rfq.clock import utc_today
     from rfq.identity import Role
 
     if args.day_seconds <= 0 or args.ticks_per_day < 1 or args.interval < 0:
         raise CliError("--day-seconds and --ticks-per-day must be positive, --interval >= 0")
     try:
-        start = dt.date.fromisoformat(args.start) if args.start else dt.date.today()
+        start = dt.date.fromisoformat(args.start) if args.start else utc_today()
     except ValueError:
         raise CliError(f"--start {args.start!r} is not YYYY-MM-DD") from None
     days = read_replay(Path(args.replay)) if args.replay else None

@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from rfq.clock import utc_date
 from rfq.contracts.book import ContractBook, canonical_contract
 from rfq.contracts.events import (
     BlockPassed,
@@ -294,7 +295,7 @@ def genesis_header(genesis: Genesis) -> BlockHeader:
 
 
 def business_date(timestamp_ms: int, book: ContractBook) -> dt.date:
-    clock = dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC).date()
+    clock = utc_date(timestamp_ms)
     marks = [d for d in (book.mark_date, book.date) if d is not None]
     return max([clock, *marks])
 
