@@ -101,29 +101,6 @@ class InsufficientFunds(BankError):
 # Records
 
 
-@dataclass(frozen=True)
-class Instruction:
-    """What the bank is told to do: move ``amount`` from ``payer`` to ``payee``."""
-
-    id: str
-    contract_id: str
-    kind: str
-    payer: str
-    payee: str
-    amount: float
-
-    @classmethod
-    def of(cls, payment: Payment) -> Instruction:
-        return cls(
-            payment.id,
-            payment.contract_id,
-            payment.kind,
-            payment.payer,
-            payment.payee,
-            payment.amount,
-        )
-
-
 class JournalState(enum.StrEnum):
     EXECUTED = "executed"  # money moved, confirmation not yet final
     CONFIRMED = "confirmed"  # the chain holds the confirmation
@@ -331,7 +308,7 @@ class BankBooks:
 
     # -- executions ----------------------------------------------------------------------
 
-    def execute(self, instruction: Instruction, *, sign: Signer | None = None) -> Execution:
+    def execute(self, instruction: Payment, *, sign: Signer | None = None) -> Execution:
         """Execute ``instruction`` exactly once.
 
         In one transaction: the journal row (unique by instruction id), the debit, the credit
@@ -764,7 +741,7 @@ class BankService(Service):
         return True
 
     async def _handle(self, payment: Payment) -> None:
-        instruction = Instruction.of(payment)
+        instruction = payment
         ilog = self.log.bind(instruction=payment.id, contract=payment.contract_id)
         for member in (instruction.payer, instruction.payee):
             if not self.books.has_account(member):
@@ -797,7 +774,7 @@ class BankService(Service):
         if out is not None:
             await self._submit(out)
 
-    def _signer(self, instruction: Instruction) -> Signer:
+    def _signer(self, instruction: Payment) -> Signer:
         def sign(bank_ref: str) -> bytes:
             confirmation = PaymentConfirmed(instruction.id, instruction.amount, bank_ref)
             return _encoder.encode(self.bus.outbox.sign(confirmation, ttl_s=self._ttl_s))
@@ -961,7 +938,6 @@ __all__ = [
     "BankError",
     "BankService",
     "Execution",
-    "Instruction",
     "InsufficientFunds",
     "JournalEntry",
     "JournalState",

@@ -43,7 +43,8 @@ _TERMINAL = frozenset({Status.SETTLED, Status.CLOSED_OUT, Status.DEFAULTED})
 
 
 class PaymentKind(enum.StrEnum):
-    """Why money moves; part of each payment's idempotency id."""
+    """Why money moves; part of each payment's idempotency id. The contracts emit the first
+    six; the ledger adds initial margin (into custody), its return, and margin calls."""
 
     PREMIUM = "premium"
     VARIATION_MARGIN = "variation_margin"
@@ -51,6 +52,18 @@ class PaymentKind(enum.StrEnum):
     CLOSE_OUT = "close_out"
     COLLATERAL = "collateral"
     GUARANTEE = "guarantee"
+    INITIAL_MARGIN = "initial_margin"
+    IM_RETURN = "im_return"
+    MARGIN_CALL = "margin_call"
+
+
+class PaymentStatus(enum.StrEnum):
+    """Where a payment instruction stands on chain."""
+
+    PENDING = "pending"  # waiting for the bank
+    CONFIRMED = "confirmed"  # the bank moved the money and the chain holds its confirmation
+    FAILED = "failed"  # the bank could not move it (retried while due, unless unexecutable)
+    LAPSED = "lapsed"  # its contract ended before it was met
 
 
 class MarginTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

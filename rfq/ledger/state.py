@@ -61,7 +61,13 @@ from rfq.contracts.events import (
     RatingRecord,
 )
 from rfq.contracts.events import Price as FixingPrice
-from rfq.contracts.model import Contract, MarginTerms, PaymentKind, validate_contract
+from rfq.contracts.model import (
+    Contract,
+    MarginTerms,
+    PaymentKind,
+    PaymentStatus,
+    validate_contract,
+)
 from rfq.contracts.payoff import initial_margin
 from rfq.errors import DECODE_ERRORS, RfqError, ValidationError
 from rfq.identity import (
@@ -134,13 +140,13 @@ class LedgerError(RfqError):
 class Payment(msgspec.Struct, frozen=True):
     id: str
     contract_id: str
-    kind: str
+    kind: PaymentKind
     payer: str
     payee: str
     amount: float
     created_height: int
     date: dt.date | None = None
-    status: str = "pending"  # pending | confirmed | failed | lapsed (its contract ended first)
+    status: PaymentStatus = PaymentStatus.PENDING
     confirmed_height: int | None = None
     bank_ref: str | None = None
     failure: str | None = None
@@ -705,7 +711,7 @@ class LedgerState:
         margin_id = self._instruct(
             f"{contract.id}/initial_margin/1",
             contract.id,
-            "initial_margin",
+            PaymentKind.INITIAL_MARGIN,
             quote.client,
             CUSTODY,
             cash,
@@ -772,13 +778,13 @@ class LedgerState:
         payment = self.payments.get(conf.instruction_id)
         if payment is None:
             raise LedgerError(f"no payment instruction {conf.instruction_id!r}")
-        if payment.status == "confirmed":
+        if payment.status == PaymentStatus.CONFIRMED:
             raise LedgerError(f"payment {conf.instruction_id} is already confirmed")
-        if payment.status == "lapsed":
+        if payment.status == PaymentStatus.LAPSED:
             raise LedgerError(f"payment {conf.instruction_id} lapsed: its contract has ended")
         if abs(conf.amount - payment.amount) > 1e-6:
             raise LedgerError(f"confirmed {conf.amount}, instructed {payment.amount}")
-        if payment.kind == "margin_call":  # the contract's event first: it may refuse
+        if payment.kind == PaymentKind.MARGIN_CALL:  # the contract's event first: it may refuse
             posted = MarginPosted(
                 id=payment.id,
                 contract_id=payment.contract_id,
@@ -788,12 +794,12 @@ class LedgerState:
             self._book(posted, tx_hex, settled_by=payment.id)
         self.payments[payment.id] = msgspec.structs.replace(
             payment,
-            status="confirmed",
+            status=PaymentStatus.CONFIRMED,
             confirmed_height=self.height,
             bank_ref=conf.bank_ref,
             failure=None,
         )
-        if payment.kind == "initial_margin":
+        if payment.kind == PaymentKind.INITIAL_MARGIN:
             held = self.custody.get(payment.payer) or 0.0
             self.custody[payment.payer] = on_grid(held + payment.amount)
         return (payment.id,)
@@ -802,14 +808,14 @@ class LedgerState:
         payment = self.payments.get(failed.instruction_id)
         if payment is None:
             raise LedgerError(f"no payment instruction {failed.instruction_id!r}")
-        if payment.status == "confirmed":
+        if payment.status == PaymentStatus.CONFIRMED:
             raise LedgerError(f"payment {failed.instruction_id} is already confirmed")
-        if payment.status == "lapsed":
+        if payment.status == PaymentStatus.LAPSED:
             raise LedgerError(f"payment {failed.instruction_id} lapsed: its contract has ended")
         self.payments[payment.id] = msgspec.structs.replace(
-            payment, status="failed", failure=failed.reason[:200]
+            payment, status=PaymentStatus.FAILED, failure=failed.reason[:200]
         )
-        if payment.kind == "margin_call":  # the payer is short: past the due date, a default
+        if payment.kind == PaymentKind.MARGIN_CALL:  # the payer is short: past its due, a default
             seq = int(payment.id.rsplit("/", 1)[1])
             view = self.book.find(payment.contract_id)
             call = view.margin_call if view is not None else None
@@ -1028,13 +1034,13 @@ class LedgerState:
         self,
         payment_id: str,
         contract_id: str,
-        kind: str,
+        kind: PaymentKind,
         payer: str,
         payee: str,
         amount: float,
         date: dt.date | None,
         *,
-        status: str = "pending",
+        status: PaymentStatus = PaymentStatus.PENDING,
         bank_ref: str | None = None,
         due: dt.date | None = None,
     ) -> str | None:
@@ -1054,7 +1060,7 @@ class LedgerState:
             created_height=self.height,
             date=date,
             status=status,
-            confirmed_height=self.height if status == "confirmed" else None,
+            confirmed_height=self.height if status == PaymentStatus.CONFIRMED else None,
             bank_ref=bank_ref,
             due=due,
         )
@@ -1083,7 +1089,7 @@ class LedgerState:
                 self._instruct(
                     f"{out.contract_id}/margin_call/{out.seq}",
                     out.contract_id,
-                    "margin_call",
+                    PaymentKind.MARGIN_CALL,
                     out.payer,
                     out.payee,
                     out.amount,
@@ -1116,12 +1122,12 @@ class LedgerState:
         self._instruct(
             out.id,
             out.contract_id,
-            out.kind.value,
+            out.kind,
             payer,
             out.payee,
             out.amount,
             out.date,
-            status="confirmed" if settled else "pending",
+            status=PaymentStatus.CONFIRMED if settled else PaymentStatus.PENDING,
             bank_ref=settled_by if settled else None,
         )
 
@@ -1140,8 +1146,8 @@ class LedgerState:
             del self.close_requests[contract_id]
         seq = 1  # margin-call ids are <contract>/margin_call/<n>, n = 1, 2, ...
         while (call := self.payments.get(f"{contract_id}/margin_call/{seq}")) is not None:
-            if call.status in ("pending", "failed"):
-                self.payments[call.id] = msgspec.structs.replace(call, status="lapsed")
+            if call.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
+                self.payments[call.id] = msgspec.structs.replace(call, status=PaymentStatus.LAPSED)
             seq += 1
         if trade is None:
             return
@@ -1159,7 +1165,7 @@ class LedgerState:
                     g, allocated=max(g.allocated - amount, 0.0)
                 )
         margin = self.payments.get(f"{contract_id}/initial_margin/1")
-        if margin is None or margin.status != "confirmed":
+        if margin is None or margin.status != PaymentStatus.CONFIRMED:
             return
         held = self.custody.get(trade.client) or 0.0
         refund = min(margin.amount, held)
@@ -1168,7 +1174,7 @@ class LedgerState:
             self._instruct(
                 f"{contract_id}/im_return/1",
                 contract_id,
-                "im_return",
+                PaymentKind.IM_RETURN,
                 CUSTODY,
                 trade.client,
                 refund,

@@ -15,7 +15,6 @@ from peers.bank import (
     BankBooks,
     BankConfig,
     BankError,
-    Instruction,
     InsufficientFunds,
     JournalState,
     OutState,
@@ -23,14 +22,16 @@ from peers.bank import (
     UnknownAccount,
     parse_balances,
 )
+from rfq.contracts.model import PaymentKind
 from rfq.identity import Identity, Role
+from rfq.ledger.state import Payment
 from rfq.ledger.tx import PaymentConfirmed, signed_decoder, tx_decoder
 from rfq.signing import sign_payload
 
 BANK = Identity.generate("BANK", Role.BANK)
 
 
-def signer(instruction: Instruction):
+def signer(instruction: Payment):
     def sign(bank_ref: str) -> bytes:
         now = int(time.time() * 1000)
         signed = sign_payload(
@@ -46,9 +47,15 @@ def signer(instruction: Instruction):
     return sign
 
 
-def margin(contract: str = "r1", client: str = "C1", amount: float = 320_000.0) -> Instruction:
-    return Instruction(
-        f"{contract}/initial_margin/1", contract, "initial_margin", client, CUSTODY, amount
+def margin(contract: str = "r1", client: str = "C1", amount: float = 320_000.0) -> Payment:
+    return Payment(
+        f"{contract}/initial_margin/1",
+        contract,
+        PaymentKind.INITIAL_MARGIN,
+        client,
+        CUSTODY,
+        amount,
+        created_height=1,
     )
 
 
@@ -204,7 +211,7 @@ def test_executions_never_create_or_destroy_money_and_never_overdraw(opening, sc
     executed: dict[str, tuple[str, str, int]] = {}
     for number, payer, payee, amount in script:
         iid = f"r/{number}"
-        instruction = Instruction(iid, "r", "settlement", payer, payee, amount)
+        instruction = Payment(iid, "r", PaymentKind.SETTLEMENT, payer, payee, amount, 1)
         micros = round(amount * 1_000_000)
         try:
             result = books.execute(instruction)
