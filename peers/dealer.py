@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import msgspec
 import structlog
@@ -47,6 +47,7 @@ from bus.envelope import Channel, Dropped, DropReason, Received
 from peers.errors import CliError, PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.market import MarketData
+from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.identity import Genesis, Role
 from rfq.instruments import Side, Terms
@@ -229,7 +230,7 @@ class DealerBook:
             self.inventory[leg.underlying] = self.inventory.get(leg.underlying, 0.0) + units
 
 
-class DealerBot:
+class DealerBot(Service):
     """One dealer's RFQ responder."""
 
     def __init__(
@@ -268,9 +269,12 @@ class DealerBot:
         self.stats: Counter[str] = Counter()
         self.seen_rfqs: list[Rfq] = []
 
-    async def start(self, *, follow_chain: bool = False, every_s: float = 2.0) -> DealerBot:
+    async def start(self, *, follow_chain: bool = False, every_s: float = 2.0) -> Self:
         """Subscribe to RFQs; with ``follow_chain`` also track this dealer's trades and the
         clients' ratings from the authorities (exposure, inventory, rating-adjusted prices)."""
+        if self.status != ServiceStatus.NEW:
+            return self
+        self.status = ServiceStatus.RUNNING
         if self.attach_market:
             await self.market.attach(self.bus)
         if follow_chain:
@@ -285,6 +289,11 @@ class DealerBot:
         await self.bus.flush()
         log.info("dealer_ready", dealer=self.me, strategy=type(self.strategy).__name__)
         return self
+
+    async def _shutdown(self) -> None:
+        """Stop following the chain (the bus, and its subscriptions, belong to the caller)."""
+        if self._follower is not None:
+            await cancel_and_wait(self._follower)
 
     async def sync_from_chain(self) -> int:
         """Fold new trades of this dealer into its book and refresh client ratings."""
@@ -309,7 +318,7 @@ class DealerBot:
         return added
 
     async def _follow_chain(self, every_s: float) -> None:
-        while self.bus.status != BusStatus.CLOSED:
+        while self.bus.status != BusStatus.CLOSED and self.status == ServiceStatus.RUNNING:
             try:
                 await self.sync_from_chain()
             except (LedgerUnavailable, QueryDenied) as exc:

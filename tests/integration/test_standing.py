@@ -39,3 +39,34 @@ async def test_client_c1_sees_dealer_d3_defaulted_and_its_quote_is_not_tradable(
     assert session.tradable(good)
     for node in nodes.values():
         await node.stop()
+
+
+async def test_a_dealer_declines_a_defaulted_client_and_stops_quoting_once_defaulted_itself(
+    nats_server, network, bus_factory
+):
+    from peers.dealer import DealerBot
+    from rfq.messages import Decline, Rfq
+
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    reg = await LedgerClient(await bus_factory("REG"), genesis).start()
+    d1 = await DealerBot(await bus_factory("D1"), genesis).start()
+    for party in ("C2", "D1"):
+        receipt = await reg.submit_and_wait(CreditEventTx(party, "insolvency"), timeout=15)
+        assert receipt.ok, receipt.reason
+        await wait_for(lambda p=party: all(p in n.state.standing for n in nodes.values()))
+        await d1.sync_from_chain()
+
+        rfq = Rfq(
+            id=f"C3-{party}",
+            client="C2" if party == "C2" else "C3",
+            terms=terms(),
+            deadline_ms=int(time.time() * 1000) + 5000,
+        )
+        answer = await d1.handle_rfq(rfq)
+        assert isinstance(answer, Decline) and answer.code == "defaulted", answer
+        who = "the client (C2)" if party == "C2" else "this dealer (D1)"
+        assert answer.text == f"{who} is defaulted on chain"
+    await d1.close()
+    for node in nodes.values():
+        await node.stop()
