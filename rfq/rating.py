@@ -50,6 +50,7 @@ the grades' midpoints (flat beyond the ends), so PD falls smoothly as a score im
 
 from __future__ import annotations
 
+import decimal
 import enum
 import itertools
 import math
@@ -308,3 +309,97 @@ def append_settled(
     )
     validate_tuple(trade, where=f"history[{len(history)}]")
     return (*history, trade)
+
+
+# --------------------------------------------------------------------------------------------
+# RT as running evidence: O(1) per settled trade, and the same digits on every machine
+#
+# The ledger does not keep a client's whole history: it folds each settled trade into three
+# running sums (the prior, the good and the bad evidence), exactly the quantities RT is made
+# of. They are ``decimal.Decimal`` with 34 significant digits, whose ``ln``, ``exp`` and
+# ``sqrt`` are correctly rounded, so every machine (whatever its CPU or libm) computes the
+# same sums; the score that enters the state root is then rounded to 6 decimals. The float
+# ``internal_rating`` above stays the reference formula: a property test checks the two agree.
+
+_DEC = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN)
+_D = _DEC.create_decimal
+SCORE_DECIMALS = 6
+"""Scores enter the state rounded to this many decimals (a documented grid)."""
+
+
+class RatingEvidence(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """RT's state after a client's settled trades: ``RT = 100 (W0 p0 + G) / (W0 + G + B)``.
+
+    ``prior`` is the first trade's ``Rt_prev`` / 100, ``good`` and ``bad`` the evidence so far
+    (bad decayed by each clean trade's rehabilitation); ``last`` is the newest tuple, kept for
+    the audit trail and the terminal.
+    """
+
+    prior: decimal.Decimal
+    good: decimal.Decimal
+    bad: decimal.Decimal
+    trades: int
+    defaults: int
+    last: RatingTuple
+
+
+def _weight(trade: RatingTuple) -> decimal.Decimal:
+    size = _D(trade.size) / _D(SIZE_REF)
+    length = _D(min(trade.length_days, LENGTH_CAP_DAYS)) / _D(LENGTH_REF_DAYS)
+    return (_D(1) + size).ln(_DEC) * length.sqrt(_DEC)
+
+
+def _dcover(amount: float, size: float) -> decimal.Decimal:
+    return min(_D(amount) / _D(size), _D(1)) if size > 0 else _D(0)
+
+
+def fold(evidence: RatingEvidence | None, trade: RatingTuple) -> RatingEvidence:
+    """The evidence with one more settled trade (formula 2, one step); validates the tuple."""
+    validate_tuple(trade, where="trade")
+    if evidence is None:
+        evidence = RatingEvidence(_D(trade.rt_prev) / _D(SCORE_MAX), _D(0), _D(0), 0, 0, trade)
+    weight = _weight(trade)
+    good, bad = evidence.good, evidence.bad
+    if trade.default:
+        severity = _D(DEFAULT_FLOOR) + (_D(1) - _D(DEFAULT_FLOOR)) * (
+            _D(1) - _D(trade.recovery_rate)
+        )
+        bad = _DEC.plus(bad + _D(DEFAULT_WEIGHT) * severity * (_D(1) + weight))
+    else:
+        confidence = _D(1) + _D(COVER_BONUS) * (
+            _dcover(trade.collateral, trade.size)
+            + (_D(1) if trade.margin else _D(0))
+            + _dcover(trade.guarantee, trade.size)
+        )
+        g = weight * confidence
+        good = _DEC.plus(good + g)
+        bad = _DEC.plus(bad * (-g / _D(REHABILITATION_SCALE)).exp(_DEC))
+    return RatingEvidence(
+        evidence.prior,
+        good,
+        bad,
+        evidence.trades + 1,
+        evidence.defaults + int(trade.default),
+        trade,
+    )
+
+
+def evidence_score(evidence: RatingEvidence) -> decimal.Decimal:
+    """RT of the evidence, 0..100."""
+    w0 = _D(PRIOR_WEIGHT)
+    score = _D(SCORE_MAX) * (w0 * evidence.prior + evidence.good)
+    score = score / (w0 + evidence.good + evidence.bad)
+    return min(max(score, _D(SCORE_MIN)), _D(SCORE_MAX))
+
+
+def combined_score(
+    external: Grade | str | float, evidence: RatingEvidence | None, weights: RatingWeights
+) -> float:
+    """Formula 1 on the running evidence, rounded onto the score grid: what the state holds."""
+    ext = _D(as_score(external))
+    if evidence is None:
+        score = ext
+    else:
+        score = _D(weights.alpha) * ext + _D(weights.beta) * evidence_score(evidence)
+        score = min(max(score, _D(SCORE_MIN)), _D(SCORE_MAX))
+    return float(score.quantize(decimal.Decimal(1).scaleb(-SCORE_DECIMALS), context=_DEC))

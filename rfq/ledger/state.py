@@ -110,7 +110,7 @@ from rfq.ledger.tx import (
 )
 from rfq.messages import Accept, Quote, decode_quote
 from rfq.money import is_payable, on_grid
-from rfq.rating import RatingTuple, append_settled, combined_rating, score_of
+from rfq.rating import RatingEvidence, RatingTuple, combined_score, fold, score_of
 from rfq.signing import SignedMessage, kind_of, signature_valid, tx_id
 
 CUSTODY = "CUSTODY"
@@ -190,8 +190,11 @@ class Trade(msgspec.Struct, frozen=True):
 
 
 class RatingState(msgspec.Struct, frozen=True):
+    """A member's rating: its external grade, RT's running evidence over its settled trades
+    (None before the first), and the combined score on the 6-decimal grid."""
+
     external: str
-    history: tuple[RatingTuple, ...] = ()
+    evidence: RatingEvidence | None = None
     score: float = 0.0
 
 
@@ -883,8 +886,8 @@ class LedgerState:
         if update.grade not in GRADES:
             raise LedgerError(f"grade {update.grade!r} is not one of {', '.join(GRADES)}")
         current = self.ratings.get(update.member) or RatingState(external=update.grade)
-        score = combined_rating(update.grade, current.history, self.genesis.rating)
-        self.ratings[update.member] = RatingState(update.grade, current.history, round(score, 6))
+        score = combined_score(update.grade, current.evidence, self.genesis.rating)
+        self.ratings[update.member] = RatingState(update.grade, current.evidence, score)
         return (update.member,)
 
     def _register(self, member: Member) -> tuple[str, ...]:
@@ -1187,17 +1190,19 @@ class LedgerState:
             return
         trade = self.trades.get(record.contract_id)
         guarantee = sum(a for _, a in trade.guarantee_cover) if trade else 0.0
-        history = append_settled(
-            state.history,
-            external=state.external,
-            weights=self.genesis.rating,
+        settled = RatingTuple(  # formula 3; Rt_prev is formula 1 as the state held it
+            rt_prev=state.score,
             size=record.size,
             length_days=record.length_days,
             collateral=record.collateral,
             margin=record.margin,
             guarantee=max(guarantee, record.guarantee),
             default=record.default,
-            recovery_rate=record.recovery_rate or 0.0,
+            recovery_rate=(record.recovery_rate or 0.0) if record.default else 0.0,
         )
-        score = round(combined_rating(state.external, history, self.genesis.rating), 6)
-        self.ratings[record.party] = RatingState(state.external, history, score)
+        try:
+            evidence = fold(state.evidence, settled)
+        except ValidationError as exc:
+            raise LedgerError(f"the rating cannot take this trade: {exc}") from None
+        score = combined_score(state.external, evidence, self.genesis.rating)
+        self.ratings[record.party] = RatingState(state.external, evidence, score)

@@ -47,7 +47,7 @@ async def test_an_undo_after_settlements_reloads_from_the_newest_snapshot_not_th
     await reg.nc.publish("otc.tx.REG", factory.sign("REG", CreditEventTx("C3", "elsewhere")))
     await wait_for(
         lambda: all(
-            not n.speculating and n.state.ratings["C1"].history and n.state.standing.get("C3")
+            not n.speculating and n.state.ratings["C1"].evidence and n.state.standing.get("C3")
             for n in nodes.values()
         ),
         what="settlements and a credit event final",

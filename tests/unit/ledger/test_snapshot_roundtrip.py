@@ -159,7 +159,7 @@ def test_a_settled_trade_without_guarantees_restores_with_the_same_ratings_diges
     for _ in range(3):
         run.step(("fix", 0.0))
     state = run.chain.state
-    assert any(r.history for r in state.ratings.values()), "the trade should have settled"
+    assert any(r.evidence for r in state.ratings.values()), "the trade should have settled"
     restored = LedgerState.restore(NET.genesis, state.snapshot())
     assert restored.ratings.digest() == state.ratings.digest()
     assert restored.state_root() == state.state_root()

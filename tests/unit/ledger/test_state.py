@@ -277,7 +277,7 @@ def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guaran
     )
     assert chain.state.guarantees["g1"].paid == pytest.approx(100_000.0)
     assert chain.state.rating("C1") < rating_before
-    assert chain.state.ratings["C1"].history[-1].default
+    assert chain.state.ratings["C1"].evidence.last.default
 
 
 def test_both_parties_asking_the_same_close_out_price_terminate_the_contract(net, chain):
@@ -296,7 +296,7 @@ def test_both_parties_asking_the_same_close_out_price_terminate_the_contract(net
     refund = chain.state.payments["r1/im_return/1"]
     assert (refund.payer, refund.payee, refund.amount) == (CUSTODY, "C1", 320_000.0)
     assert chain.state.custody["C1"] == 0.0
-    assert chain.state.rating("C1") >= chain.state.ratings["C1"].history[0].rt_prev
+    assert chain.state.rating("C1") >= chain.state.ratings["C1"].evidence.last.rt_prev
 
 
 def test_a_stranger_cannot_close_out_someone_elses_contract(net, chain):
@@ -448,7 +448,7 @@ def test_a_margin_call_paid_in_full_never_defaults_the_payer_however_long_the_ch
     for day in range(1, 10):
         chain.block(at_ms=chain.head.timestamp_ms + day * DAY_MS)
     assert chain.state.book.get("r1").status == Status.LIVE
-    assert not any(r.history and r.history[-1].default for r in chain.state.ratings.values())
+    assert not any(r.evidence and r.evidence.defaults for r in chain.state.ratings.values())
 
 
 def test_an_unanswered_margin_call_waits_on_chain_past_its_due_date(net, chain):
