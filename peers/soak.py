@@ -1561,8 +1561,11 @@ class Soak:
     async def _views(self, ledger: Any, authorities: Sequence[str]) -> ViewSnapshot | None:
         """One authority's counts (trades, contracts, open contracts, payments) as the
         regulator sees them, between two status heights."""
+        import msgspec
+
         from bus import subjects
         from bus.client import RequestError
+        from peers.ledger_client import PAGE_ROWS, PagedQuery
         from rfq.queries import (
             ContractsQuery,
             ContractsReply,
@@ -1576,6 +1579,7 @@ class Soak:
         )
 
         for authority in authorities:
+            errors: list[str] = []
 
             async def ask(query: Query, authority: str = authority) -> Any:
                 reply = await ledger.bus.request(
@@ -1583,7 +1587,25 @@ class Soak:
                 )
                 return reply.payload
 
-            errors: list[str] = []
+            async def ask_all(query: PagedQuery, errors: list[str] = errors) -> Any:
+                """Every page from this one authority, as one reply; a page whose ``total``
+                disagrees with the rows read is reported by ``views_match_chain``."""
+                rows: list[Any] = []
+                cursor = ""
+                while True:
+                    reply = await ask(msgspec.structs.replace(query, cursor=cursor))
+                    field = PAGE_ROWS.get(type(reply))
+                    if field is None:
+                        return reply
+                    rows.extend(getattr(reply, field))
+                    if not reply.next_cursor:
+                        if reply.total != len(rows):
+                            errors.append(
+                                f"{type(query).__name__}: total {reply.total}, {len(rows)} rows"
+                            )
+                        return msgspec.structs.replace(reply, **{field: tuple(rows)})
+                    cursor = reply.next_cursor
+
             try:
                 first = await ask(StatusQuery())
             except RequestError:
@@ -1591,13 +1613,14 @@ class Soak:
             if not isinstance(first, StatusReply):
                 continue
             results: dict[str, Any] = {}
-            for name, query in (
-                ("trades", TradesQuery(limit=10**9)),
+            paged: tuple[tuple[str, PagedQuery], ...] = (
+                ("trades", TradesQuery()),
                 ("contracts", ContractsQuery()),
                 ("payments", PaymentsQuery()),
-            ):
+            )
+            for name, query in paged:
                 try:
-                    results[name] = await ask(query)
+                    results[name] = await ask_all(query)
                 except RequestError as exc:
                     errors.append(f"{type(query).__name__} failed: {exc}")
             try:
