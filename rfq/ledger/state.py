@@ -316,25 +316,27 @@ def business_date(timestamp_ms: int, book: ContractBook) -> dt.date:
 class LedgerState:
     """Everything the chain knows after some height. Mutated only by executing blocks."""
 
+    # The maps of ``MAP_TYPES`` (built from it; declared here for the type checker).
+    members: DigestMap[Member]
+    trades: DigestMap[Trade]
+    payments: DigestMap[Payment]
+    guarantees: DigestMap[Guarantee]
+    pledges: DigestMap[str]
+    custody: DigestMap[float]
+    close_requests: DigestMap[tuple[tuple[str, float | None], ...]]
+    ratings: DigestMap[RatingState]
+    committed: DigestMap[int]
+    standing: DigestMap[Standing]
+    margin_in_use: DigestMap[float]
+    """Per client: the cash initial margin its live contracts require."""
+
     def __init__(self, genesis: Genesis) -> None:
         self.genesis = genesis
         self.params = genesis.params
         self.height = 0
         self.timestamp_ms = 0
-        self.members: DigestMap[Member] = DigestMap("members", Member)
-        self.trades: DigestMap[Trade] = DigestMap("trades", Trade)
-        self.payments: DigestMap[Payment] = DigestMap("payments", Payment)
-        self.guarantees: DigestMap[Guarantee] = DigestMap("guarantees", Guarantee)
-        self.pledges: DigestMap[str] = DigestMap("pledges", str)
-        self.custody: DigestMap[float] = DigestMap("custody", float)
-        self.close_requests: DigestMap[tuple[tuple[str, float | None], ...]] = DigestMap(
-            "close_requests", MAP_TYPES["close_requests"]
-        )
-        self.ratings: DigestMap[RatingState] = DigestMap("ratings", RatingState)
-        self.committed: DigestMap[int] = DigestMap("committed", int)
-        self.standing: DigestMap[Standing] = DigestMap("standing", Standing)
-        self.margin_in_use: DigestMap[float] = DigestMap("margin_in_use", float)
-        """Per client: the cash initial margin its live contracts require."""
+        for name, value_type in MAP_TYPES.items():
+            setattr(self, name, DigestMap(name, value_type))
         for m in genesis.members:
             self.members[m.id] = m
             if m.external_rating:
