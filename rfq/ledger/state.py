@@ -109,7 +109,7 @@ from rfq.ledger.tx import (
     tx_decoder,
 )
 from rfq.messages import Accept, Quote, decode_quote
-from rfq.money import is_payable, on_grid
+from rfq.money import is_payable, on_grid, to_micros
 from rfq.rating import RatingEvidence, RatingTuple, combined_score, fold, score_of
 from rfq.signing import SignedMessage, kind_of, signature_valid, tx_id
 
@@ -787,7 +787,7 @@ class LedgerState:
             raise LedgerError(f"payment {conf.instruction_id} is already confirmed")
         if payment.status == PaymentStatus.LAPSED:
             raise LedgerError(f"payment {conf.instruction_id} lapsed: its contract has ended")
-        if abs(conf.amount - payment.amount) > 1e-6:
+        if to_micros(conf.amount) != to_micros(payment.amount):
             raise LedgerError(f"confirmed {conf.amount}, instructed {payment.amount}")
         if payment.kind == PaymentKind.MARGIN_CALL:  # the contract's event first: it may refuse
             posted = MarginPosted(
