@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import math
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -130,6 +131,17 @@ class EventLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+_FIGURES = re.compile(r"[-+]?\d[\d,.]*")
+_NAMES = re.compile(r"\b[A-Z]+\d*(?:-[0-9a-f]+)?\b")
+
+
+def refusal_kind(reason: str) -> str:
+    """A refusal's reason without its figures and member names, so counts group by kind:
+    "initial margin 818,160.00 exceeds C3's credit lines (163,632.00) ..." reads "initial
+    margin # exceeds X's credit lines (#) ..." for every trade it refuses."""
+    return _FIGURES.sub("#", _NAMES.sub("X", reason))[:80]
 
 
 def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Terms:
@@ -285,7 +297,7 @@ class SimulatedClient:
                 latency_ms=round(latency_ms, 1),
             )
         else:
-            self.stats.failures[f"trade refused: {receipt.reason[:60]}"] += 1
+            self.stats.failures[f"trade refused: {refusal_kind(receipt.reason)}"] += 1
             self._event("refused", best.rfq_id, reason=receipt.reason[:200])
 
     async def _accept_stale(self, quote: Quote) -> None:

@@ -77,3 +77,11 @@ def test_botc_load_refuses_a_share_outside_zero_to_one(net, capsys):
     code = main(["load", "--net", str(net.path), "--duration", "1", "--cancel-share", "1.5"])
     assert code == 2
     assert "--cancel-share must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_refusals_are_counted_by_kind_not_by_their_figures():
+    from peers.load import refusal_kind
+
+    a = refusal_kind("initial margin 818,160.00 exceeds C3's credit lines (163,632.00) and")
+    b = refusal_kind("initial margin 2,700.00 exceeds C2's credit lines (1,080.00) and")
+    assert a == b == "initial margin # exceeds X's credit lines (#) and"
