@@ -129,6 +129,8 @@ class Chain:
             CHAIN, genesis_hash, self.state.authorities, self.state.state_root(), T0 - 1000
         ).header
         self.results: list[BlockResult] = []
+        self.blocks: list[tuple[int, int, BlockHeader, tuple[bytes, ...], bytes]] = []
+        """(height, timestamp, parent header, txs, state root after) of every block."""
 
     def block(self, *txs: bytes, at_ms: int | None = None, round: int = 0) -> BlockResult:
         height = self.head.height + 1
@@ -143,6 +145,7 @@ class Chain:
             state_root=self.state.state_root(),
             authorities=self.state.gov.previous_set,
         )
+        self.blocks.append((height, timestamp, self.head, txs, block.header.state_root))
         self.head = block.header
         self.results.append(result)
         return result
