@@ -22,6 +22,7 @@ from rfq.ledger.digest import (
 )
 from rfq.ledger.proof import (
     ProofError,
+    path_digest,
     StateProof,
     decode_state_proof,
     encode_state_proof,
@@ -317,6 +318,20 @@ def test_proofs_of_neighbours_in_one_bucket_verify_against_a_real_state_root():
     for reason, path in cases.items():
         with pytest.raises(ProofError, match=reason):
             verify_state_proof(msgspec.structs.replace(proof, path=path), root)
+
+
+def test_an_absence_proof_through_empty_subtrees_also_proves_other_absent_keys_there():
+    """Not a weakness: every key whose path runs through the same empty subtree is absent."""
+    tree = BucketTree(b"members")
+    tree.put("C1", value_hash(b"x"))
+    digest = tree.digest()
+    top = bucket_of("C1") >> 12
+    far = [k for i in range(200) if bucket_of(k := f"n{i}") >> 12 != top]
+    a = far[0]
+    b = next(k for k in far[1:] if bucket_of(k) >> 12 == bucket_of(a) >> 12)
+    assert tree.path(a) == tree.path(b)
+    for key in (a, b):
+        assert path_digest(b"members", key, None, tree.path(a)) == digest
 
 
 def test_a_state_proof_is_a_msgspec_struct_that_round_trips_through_msgpack(chain):
