@@ -22,10 +22,10 @@ from rfq.ledger.digest import (
 )
 from rfq.ledger.proof import (
     ProofError,
-    path_digest,
     StateProof,
     decode_state_proof,
     encode_state_proof,
+    path_digest,
     verify_state_proof,
 )
 from rfq.ledger.state import (
