@@ -1,11 +1,12 @@
 """Authenticated maps for the state root: a bucketed Merkle tree per map, hashed lazily.
 
 The shape (``BucketTree``): a key's bucket is the first two bytes of SHA-256(key), so there
-are 65,536 buckets; a bucket's hash covers its entries in key order, each as the key and the
-hash of the value's canonical msgpack; a 16-ary Merkle tree of depth 4 sits over the bucket
-hashes, and the map's digest binds the map's name to the tree's root. Any entry, or the
-absence of a key (its bucket without it), is proven by the bucket's other entries (keys and
-value hashes) and the 15 sibling hashes at each of the 4 levels (``BucketPath``; verified by
+are 65,536 buckets; a bucket's hash covers its entries in key order (code point order, which
+is UTF-8 byte order), each as the key's length (4 bytes, big-endian), the key and the hash of
+the value's canonical msgpack; a 16-ary Merkle tree of depth 4 sits over the bucket hashes,
+and the map's digest binds the map's name to the tree's root. Any entry, or the absence of a
+key (its bucket without it), is proven by the bucket's other entries (keys and value hashes)
+and the 15 sibling hashes at each of the 4 levels (``BucketPath``; verified by
 ``rfq.ledger.proof``).
 
 Why this shape: a write only marks its key dirty (O(1)); ``digest()`` hashes the values
@@ -14,10 +15,11 @@ costs what it changed, never the size of the state. The buckets fix the tree's s
 the keys (no rebalancing, no order-dependent structure: the same entries give the same root
 however they were written), and keep a bucket small up to millions of entries. Sixteen
 children per node rather than two: a path is 4 hashes instead of 16, and per-hash overhead is
-what Python pays for (a 2,000-trade block's tree update is several times cheaper), at the
-price of a proof of about 2 KB instead of 512 bytes of siblings. Empty buckets hash to one
-constant, empty subtrees to one constant per level, and a proof sends an empty sibling as
-``b""``, so small maps have small proofs.
+what Python pays for. Measured on 2,000 writes to a 100,000-entry tree (CPU time, same
+process): binary 23 ms, 4-ary 16 ms, 16-ary 14 ms, 256-ary 12 ms; the path (the proof's
+bulk) 0.6, 0.8, 2.0 and 15.7 KB. Sixteen is the knee. Empty buckets hash to one constant,
+empty subtrees to one constant per level, and a proof sends an empty sibling as ``b""``, so
+small maps have small proofs.
 
 Hashes are domain separated by a first byte: value ``0x00``, node ``0x01``, bucket ``0x02``;
 a map digest is ``SHA-256("botc-map\\x00" + name + "\\x00" + root)``. Everything is SHA-256
