@@ -7,8 +7,9 @@ time of the process, medians, and the ratio new / baseline are reported. Measure
 - blocks of ``--trades`` trades built with ``tests/unit/ledger/harness.py`` (signatures
   pre-verified, as an authority that checked them on admission; each trade opens a contract
   and books a cash initial-margin instruction): the block's execution and its state root
-  (``state_root()`` after the block); then ``--fixings`` blocks of one fixing each, which
-  mark every contract the trade blocks opened;
+  (``state_root()`` after the block); then ``--fixings`` blocks of one fixing each, after a
+  block confirming every pending payment: each fixing marks and margin-calls every contract
+  the trade blocks opened (the daily worst case: every record and a payment per contract);
 - a map of ``--entries`` entries (10,000 and 100,000 by default): ``--writes`` writes (half
   new keys, half updates), then ``digest()``.
 
@@ -67,14 +68,22 @@ class BlockRun:
         self.chain = self.h.Chain(self.net)
         self.blocks = 0
 
-    def fixing(self, move: float) -> tuple[float, float]:
-        """Execute a block of one fixing, the price ``move`` from the trades' (every live
-        contract is marked; margin calls for those beyond the threshold)."""
-        h, chain = self.h, self.chain
+    def fixing(self, n: int) -> tuple[float, float]:
+        """Confirm every pending payment (untimed: margin calls met), then execute a block of
+        one fixing 3% below the last: every live contract is marked and called again."""
+        h, chain, net = self.h, self.chain, self.net
         at = chain.head.timestamp_ms + 1000
+        pending = [p for p in chain.state.payments.values() if p.status == "pending"]
+        confirms = [
+            net.tx("BANK", self.tx_mod.PaymentConfirmed(p.id, p.amount, f"ref-{p.id}"), at_ms=at)
+            for p in pending
+        ]
+        self._timed(at, confirms, {self.state_mod.tx_id_of(tx) for tx in confirms})
+        at += 1000
         self.day = getattr(self, "day", h.TODAY) + dt.timedelta(days=1)
-        fixing = self.tx_mod.PriceFixing(self.day, (("RB2705", round(3200.0 * (1 + move), 1)),))
-        return self._timed(at, [self.net.tx("ORACLE", fixing, at_ms=at)], set())
+        price = round(3200.0 * (1 - 0.03 * (n + 1)), 1)
+        fixing = self.tx_mod.PriceFixing(self.day, (("RB2705", price),))
+        return self._timed(at, [net.tx("ORACLE", fixing, at_ms=at)], set())
 
     def block(self, trades: int) -> tuple[float, float]:
         """Execute one block of ``trades`` trades: (execution ms, state root ms)."""
@@ -153,6 +162,23 @@ clock = time.process_time
 """CPU time of this process: the machine may be shared, and waiting for a core is not cost."""
 
 
+def proof_sizes(state: Any) -> dict[str, int]:
+    """Encoded size of a proof of one entry of each kind (this tree's state after the run)."""
+    payment = next(iter(state.payments))
+    contract = state.book.ids()[0]
+    tx_hex = next(iter(state.committed))
+    wanted = {
+        "payment": ("payments", payment),
+        "contract": ("contracts", contract),
+        "committed_tx": ("committed", tx_hex),
+        "absent_payment": ("payments", "no-such-payment"),
+        "member": ("members", "C1"),
+        "governance": ("governance", ""),
+    }
+    encode = msgspec.msgpack.encode
+    return {name: len(encode(state.prove(c, k))) for name, (c, k) in wanted.items()}
+
+
 def median(xs: list[float]) -> float:
     return round(statistics.median(xs), 2)
 
@@ -179,7 +205,7 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="directory holding rfq/ and tests/")
     parser.add_argument("--trades", type=int, default=2000, help="trades per block (2000)")
     parser.add_argument("--blocks", type=int, default=10, help="timed blocks per tree (10)")
-    parser.add_argument("--fixings", type=int, default=4, help="fixing blocks after them (4)")
+    parser.add_argument("--fixings", type=int, default=3, help="fixing blocks after them (3)")
     parser.add_argument("--entries", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--writes", type=int, default=2000, help="map writes per digest")
     parser.add_argument("--repeat", type=int, default=5, help="map runs per size (5)")
@@ -200,7 +226,7 @@ def main() -> None:
     }
     for n in range(args.fixings):
         for name, run in sorted(runs.items(), reverse=bool(n % 2)):
-            execute_ms, root_ms = run.fixing(0.05 if n % 2 else -0.05)
+            execute_ms, root_ms = run.fixing(n)
             fixings[name]["execute_ms"].append(execute_ms)
             fixings[name]["state_root_ms"].append(root_ms)
     report: dict[str, Any] = {
@@ -208,6 +234,7 @@ def main() -> None:
         "blocks": args.blocks,
         "trade_blocks": summary(timings, per_trade=args.trades),
         "fixing_blocks": summary(fixings, per_trade=None),
+        "proof_bytes": proof_sizes(runs["new"].chain.state),
     }
     for entries in args.entries:
         maps: dict[str, dict[str, list[float]]] = {n: {"w": [], "d": []} for n in trees}
@@ -216,7 +243,7 @@ def main() -> None:
                 write_ms, digest_ms = map_run(tree, entries, args.writes)
                 maps[name]["w"].append(write_ms)
                 maps[name]["d"].append(digest_ms)
-        section = {
+        section: dict[str, Any] = {
             name: {
                 "writes_ms": median(maps[name]["w"]),
                 "digest_ms": median(maps[name]["d"]),
