@@ -212,6 +212,7 @@ def test_a_restored_state_gives_the_same_proofs(chain):
 def test_every_map_of_the_ledger_is_a_root_part_under_its_own_name(chain):
     names = [name for name, _ in chain.state.root_parts().components]
     assert names == ["governance", "book", *MAP_TYPES]
+    assert not {"governance", "book", "contracts"} & set(MAP_TYPES), "reserved for proofs"
 
 
 # --------------------------------------------------------------------------------------------
