@@ -58,6 +58,8 @@ from rfq.contracts.model import (
     validate_contract,
 )
 from rfq.errors import ValidationError
+from rfq.ledger.digest import BucketPath, BucketTree, book_digest, value_hash
+from rfq.ledger.proof import CONTRACTS
 from rfq.money import is_payable, on_grid
 
 SNAPSHOT_VERSION = 1
@@ -133,7 +135,8 @@ class _WireSnapshot(msgspec.Struct, frozen=True):
 
 
 class _DigestWire(msgspec.Struct, frozen=True):
-    """What ``state_digest`` hashes: the header, the fixings, and digests of the rest."""
+    """The book's fields other than its contracts, as ``state_digest`` hashes them: the
+    header, the fixings, and the digest of the seen keys."""
 
     version: int
     height: int
@@ -141,7 +144,6 @@ class _DigestWire(msgspec.Struct, frozen=True):
     mark_date: dt.date | None
     next_ordinal: int
     fixings: tuple[msgspec.Raw, ...]
-    contracts: bytes
     seen: bytes
 
 
@@ -163,7 +165,8 @@ class _Entry:
     """The book's mutable record of one contract (its hot numbers live in the columns while
     it is live, and are copied here when it ends).
 
-    ``blob`` caches the encoded ``ContractRecord`` and ``digest`` its sha256; whatever
+    ``blob`` caches the encoded ``ContractRecord`` and ``digest`` its value hash (the hash it
+    enters the contracts' ``BucketTree`` with); whatever
     changes the record calls ``ContractBook._touch`` (or, in the vectorised pass, flags the
     row dirty in the columns). The property tests check that the cached ``state_bytes``
     always equal the snapshot encoded afresh.
@@ -245,7 +248,8 @@ class ContractBook:
         self._sorted_ids: list[str] | None = None
         self._new_ids: list[str] = []
         self._blobs: list[msgspec.Raw] = []
-        self._digests: list[bytes] = []
+        self._tree = BucketTree(CONTRACTS.encode())
+        """Contract id -> record digest, authenticated: the contracts part of the digest."""
         self._dirty: set[str] = set()
         self._seen_sorted: list[str] = []
         self._seen_digest: bytes | None = None
@@ -1115,7 +1119,7 @@ class ContractBook:
             wire = _WireRecord(entry.contract_raw, *self._record_fields(entry))
             blob = msgspec.Raw(_snapshot_encoder.encode(wire))
             entry.blob = blob
-            entry.digest = hashlib.sha256(blob).digest()
+            entry.digest = value_hash(blob)
         return blob
 
     def _refresh(self) -> None:
@@ -1126,12 +1130,12 @@ class ContractBook:
             for slot in rows.tolist():
                 self._touch(self._entries[cols.ids[slot]])
             cols.dirty[rows] = False
-        entries = self._entries
+        entries, tree = self._entries, self._tree
         ids = self._sorted_ids
         if ids is None:
             ids = self._sorted_ids = sorted(entries)
             self._blobs = [self._record_blob(entries[cid]) for cid in ids]
-            self._digests = [entries[cid].digest or b"" for cid in ids]
+            tree.update((cid, entries[cid].digest or b"") for cid in ids)
         else:
             # New contracts slot into the id order: a block costs what it opened or changed,
             # not a pass over every contract ever opened.
@@ -1139,12 +1143,10 @@ class ContractBook:
                 k = bisect.bisect_left(ids, cid)
                 ids.insert(k, cid)
                 self._blobs.insert(k, self._record_blob(entries[cid]))
-                self._digests.insert(k, entries[cid].digest or b"")
             for cid in self._dirty:
                 k = bisect.bisect_left(ids, cid)
-                entry = entries[cid]
-                self._blobs[k] = self._record_blob(entry)
-                self._digests[k] = entry.digest or b""
+                self._blobs[k] = self._record_blob(entries[cid])
+            tree.update((cid, entries[cid].digest or b"") for cid in (*self._new_ids, *self._dirty))
         self._new_ids.clear()
         self._dirty.clear()
         for name in self._hist:
@@ -1173,11 +1175,19 @@ class ContractBook:
 
     def state_digest(self) -> bytes:
         """A 32-byte sha256 commitment to the same state as ``state_bytes``, far cheaper per
-        block: it hashes each record once when it changes, then only the list of record
-        digests. Two books have equal digests exactly when their state bytes are equal
-        (barring sha256 collisions); the ledger may root its blocks on either.
+        block: each record is hashed once when it changes, into a bucketed Merkle tree keyed
+        by contract id (``rfq.ledger.digest.BucketTree``), so any contract can be proven
+        (``contract_proof``). Two books have equal digests exactly when their state bytes
+        are equal (barring sha256 collisions).
         """
+        return book_digest(self._tree_digest(), self._header_digest())
+
+    def _tree_digest(self) -> bytes:
         self._refresh()
+        return self._tree.digest()
+
+    def _header_digest(self) -> bytes:
+        """The hash of everything but the contracts (call after ``_refresh``)."""
         if self._seen_digest is None:
             self._seen_digest = hashlib.sha256("\n".join(self._seen_sorted).encode()).digest()
         header = _DigestWire(
@@ -1187,10 +1197,17 @@ class ContractBook:
             mark_date=self.mark_date,
             next_ordinal=self._next_ordinal,
             fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
-            contracts=hashlib.sha256(b"".join(self._digests)).digest(),
             seen=self._seen_digest,
         )
         return hashlib.sha256(_snapshot_encoder.encode(header)).digest()
+
+    def contract_proof(self, contract_id: str) -> tuple[bytes | None, BucketPath, bytes]:
+        """A contract's canonical record (None: no such contract), its path to the
+        contracts' digest, and the book header's hash: ``state_digest`` follows from them."""
+        self._tree_digest()
+        entry = self._entries.get(contract_id)
+        record = None if entry is None else bytes(self._record_blob(entry))
+        return record, self._tree.path(contract_id), self._header_digest()
 
     @classmethod
     def from_snapshot(cls, snap: BookSnapshot) -> ContractBook:

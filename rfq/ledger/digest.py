@@ -1,12 +1,30 @@
-"""Incrementally hashed maps for the state root.
+"""Authenticated maps for the state root: a bucketed Merkle tree per map, hashed lazily.
 
-A ``DigestMap`` keeps, besides its items, the sum modulo 2**256 of SHA-256(name, key, value)
-over its entries (a multiset hash): setting or deleting an entry adjusts the sum, so the state
-root costs what changed in a block, not the size of the state. Order-independent and
-deterministic. The known weakness of additive multiset hashes (an adversary choosing many
-entries can search for a collision, Wagner's generalised birthday attack) needs control over
-entry contents at a scale the ledger's validation rules do not give; the block's transactions
-are also committed by a Merkle root, and ``rfq.ledger.state`` keeps a full re-hash for audit.
+The shape (``BucketTree``): a key's bucket is the first two bytes of SHA-256(key), so there
+are 65,536 buckets; a bucket's hash covers its entries in key order (code point order, which
+is UTF-8 byte order), each as the key's length (4 bytes, big-endian), the key and the hash of
+the value's canonical msgpack; a 16-ary Merkle tree of depth 4 sits over the bucket hashes,
+and the map's digest binds the map's name to the tree's root. Any entry, or the absence of a
+key (its bucket without it), is proven by the bucket's other entries (keys and value hashes)
+and the 15 sibling hashes at each of the 4 levels (``BucketPath``; verified by
+``rfq.ledger.proof``).
+
+Why this shape: a write only marks its key dirty (O(1)); ``digest()`` hashes the values
+written since the last digest, their buckets and the paths above them, once each, so a block
+costs what it changed, never the size of the state. The buckets fix the tree's shape whatever
+the keys (no rebalancing, no order-dependent structure: the same entries give the same root
+however they were written), and keep a bucket small up to millions of entries. Sixteen
+children per node rather than two: a path is 4 hashes instead of 16, and per-hash overhead is
+what Python pays for. Measured on 2,000 writes to a 100,000-entry tree (CPU time, same
+process): binary 23 ms, 4-ary 16 ms, 16-ary 14 ms, 256-ary 12 ms; the path (the proof's
+bulk) 0.6, 0.8, 2.0 and 15.7 KB. Sixteen is the knee. Empty buckets hash to one constant,
+empty subtrees to one constant per level, and a proof sends an empty sibling as ``b""``, so
+small maps have small proofs.
+
+Hashes are domain separated by a first byte: value ``0x00``, node ``0x01``, bucket ``0x02``;
+a map digest is ``SHA-256("botc-map\\x00" + name + "\\x00" + root)``. Everything is SHA-256
+over canonical msgpack and big-endian lengths: deterministic, platform independent, no floats
+in the structure.
 
 Values are stored in their canonical form, as they decode from the wire: msgspec encodes a
 Python ``int`` in a ``float`` field as an integer, so a value built with ``0`` and the same
@@ -18,24 +36,211 @@ always hold, hash and later derive from the same values.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 V = TypeVar("V")
 
-_MOD = 1 << 256
+BUCKET_BYTES = 2
+"""A key's bucket: this many leading bytes of SHA-256(key) (``BucketTree.update`` inlines 2)."""
+BUCKETS = 1 << (8 * BUCKET_BYTES)
+ARITY_BITS = 4
+ARITY = 1 << ARITY_BITS
+"""Children per tree node."""
+DEPTH = 8 * BUCKET_BYTES // ARITY_BITS
+"""Levels of nodes above the buckets: the number of sibling groups in a path."""
+
+VALUE_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+BUCKET_PREFIX = b"\x02"
+MAP_PREFIX = b"botc-map\x00"
+BOOK_PREFIX = b"botc-book\x00"
+
+_sha256 = hashlib.sha256
 _encoder = msgspec.msgpack.Encoder()
 
 
-def entry_hash(name: bytes, key: str, value: object) -> int:
-    data = name + b"\x00" + key.encode() + b"\x00" + _encoder.encode(value)
-    return int.from_bytes(hashlib.sha256(data).digest(), "big")
+def value_hash(encoded: bytes) -> bytes:
+    """The hash an entry's canonical value encoding enters its bucket with."""
+    return _sha256(VALUE_PREFIX + encoded).digest()
+
+
+def bucket_of(key: str) -> int:
+    return int.from_bytes(_sha256(key.encode()).digest()[:BUCKET_BYTES], "big")
+
+
+def bucket_hash(entries: Iterable[tuple[str, bytes]]) -> bytes:
+    """Hash of a bucket's (key, value hash) entries, which must come in key order."""
+    parts = [BUCKET_PREFIX]
+    for key, vh in entries:
+        raw = key.encode()
+        parts.append(len(raw).to_bytes(4, "big") + raw + vh)
+    return _sha256(b"".join(parts)).digest()
+
+
+def node_hash(children: Iterable[bytes]) -> bytes:
+    return _sha256(NODE_PREFIX + b"".join(children)).digest()
+
+
+def map_digest(name: bytes, root: bytes) -> bytes:
+    return _sha256(MAP_PREFIX + name + b"\x00" + root).digest()
+
+
+def book_digest(contracts: bytes, header: bytes) -> bytes:
+    """The contract book's digest: its contracts' map digest and the hash of its other
+    fields (``rfq.contracts.book``), so a contract's proof carries the latter as 32 bytes."""
+    return _sha256(BOOK_PREFIX + contracts + header).digest()
+
+
+def _empty_levels() -> tuple[bytes, ...]:
+    hashes = [bucket_hash(())]
+    for _ in range(DEPTH):
+        hashes.append(node_hash([hashes[-1]] * ARITY))
+    return tuple(reversed(hashes))
+
+
+EMPTY: tuple[bytes, ...] = _empty_levels()
+"""``EMPTY[d]``: the hash of an empty subtree at depth ``d`` (0: the root, ``DEPTH``: a bucket)."""
+
+
+class BucketPath(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """What proves a key's entry (or its absence) in one map, given the entry itself.
+
+    ``entries``: the bucket's other entries, (key, value hash) in key order; ``siblings``:
+    bottom up, at each of the ``DEPTH`` levels the ``ARITY - 1`` other children of the node
+    on the path, left to right (``b""``: an empty subtree). The key's position at each level
+    follows from its bucket, so it is not sent.
+    """
+
+    entries: tuple[tuple[str, bytes], ...]
+    siblings: tuple[tuple[bytes, ...], ...]
+
+
+def tree_root(buckets: Mapping[int, Mapping[str, bytes]]) -> bytes:
+    """The tree's root over ``bucket -> {key: value hash}``, computed from scratch (audit)."""
+    level = {b: bucket_hash(sorted(e.items())) for b, e in buckets.items() if e}
+    for depth in range(DEPTH, 0, -1):
+        empty = EMPTY[depth]
+        groups: dict[int, list[bytes]] = {}
+        for i, h in level.items():
+            groups.setdefault(i >> ARITY_BITS, [empty] * ARITY)[i & (ARITY - 1)] = h
+        level = {p: node_hash(children) for p, children in groups.items()}
+    return level.get(0, EMPTY[0])
+
+
+class BucketTree:
+    """``key -> value hash`` under a bucketed 16-ary Merkle tree; the root is recomputed on
+    ``digest()`` for the buckets changed since the last one, and only their paths."""
+
+    __slots__ = ("_buckets", "_digest", "_dirty", "_levels", "name")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self._buckets: dict[int, dict[str, bytes]] = {}
+        """Bucket -> {key: the entry's bytes in the bucket hash (length, key, value hash)}."""
+        self._dirty: set[int] = set()
+        self._levels: list[list[bytes]] | None = None
+        """``_levels[d][i]``: node ``i`` at depth ``d``; allocated when the first entry is."""
+        self._digest = map_digest(name, EMPTY[0])
+
+    def update(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
+        """Set each key's value hash, or remove the key for ``None`` (hashed at ``digest()``).
+
+        Inlined (bucket, entry bytes): this runs once per key written in a block.
+        """
+        buckets, dirty, sha256 = self._buckets, self._dirty, _sha256
+        for key, vh in changes:
+            raw = key.encode()
+            head = sha256(raw).digest()
+            b = head[0] << 8 | head[1]  # bucket_of(key), two bytes
+            bucket = buckets.get(b)
+            if vh is not None:
+                if bucket is None:
+                    bucket = buckets[b] = {}
+                bucket[key] = len(raw).to_bytes(4, "big") + raw + vh
+            elif bucket is None or bucket.pop(key, None) is None:
+                continue
+            elif not bucket:
+                del buckets[b]
+            dirty.add(b)
+
+    def put(self, key: str, vh: bytes) -> None:
+        self.update(((key, vh),))
+
+    def remove(self, key: str) -> None:
+        self.update(((key, None),))
+
+    def get(self, key: str) -> bytes | None:
+        """The value hash under ``key``, or None."""
+        bucket = self._buckets.get(bucket_of(key))
+        entry = None if bucket is None else bucket.get(key)
+        return None if entry is None else entry[-32:]
+
+    def digest(self) -> bytes:
+        if not self._dirty:
+            return self._digest
+        levels = self._levels
+        if levels is None:
+            levels = self._levels = [[EMPTY[d]] * (ARITY**d) for d in range(DEPTH + 1)]
+        buckets, leaves, sha256, join = self._buckets, levels[DEPTH], _sha256, b"".join
+        for b in self._dirty:
+            bucket = buckets.get(b)
+            if not bucket:
+                leaves[b] = EMPTY[DEPTH]
+            elif len(bucket) == 1:
+                for entry in bucket.values():
+                    leaves[b] = sha256(BUCKET_PREFIX + entry).digest()
+            else:
+                leaves[b] = sha256(
+                    BUCKET_PREFIX + join([bucket[k] for k in sorted(bucket)])
+                ).digest()
+        changed: Iterable[int] = self._dirty
+        for depth in range(DEPTH - 1, -1, -1):
+            parents = {i >> ARITY_BITS for i in changed}
+            children, nodes = levels[depth + 1], levels[depth]
+            for p in parents:
+                base = p << ARITY_BITS
+                nodes[p] = sha256(NODE_PREFIX + join(children[base : base + ARITY])).digest()
+            changed = parents
+        self._dirty = set()
+        self._digest = map_digest(self.name, levels[0][0])
+        return self._digest
+
+    def full_digest(self) -> bytes:
+        """The digest recomputed from every entry, ignoring the cached nodes."""
+        buckets = {
+            b: {k: e[-32:] for k, e in bucket.items()} for b, bucket in self._buckets.items()
+        }
+        return map_digest(self.name, tree_root(buckets))
+
+    def path(self, key: str) -> BucketPath:
+        """The path proving ``key``'s entry, or its absence, against ``digest()``."""
+        self.digest()
+        b = bucket_of(key)
+        bucket = self._buckets.get(b) or {}
+        entries = tuple((k, bucket[k][-32:]) for k in sorted(bucket) if k != key)
+        siblings: list[tuple[bytes, ...]] = []
+        i = b
+        for depth in range(DEPTH, 0, -1):
+            empty = EMPTY[depth]
+            base = i & ~(ARITY - 1)
+            levels = self._levels
+            group = [empty] * ARITY if levels is None else levels[depth][base : base + ARITY]
+            siblings.append(
+                tuple(b"" if h == empty else h for j, h in enumerate(group) if base + j != i)
+            )
+            i >>= ARITY_BITS
+        return BucketPath(entries, tuple(siblings))
 
 
 class DigestMap(Generic[V]):
-    """A dict of msgspec-encodable values of one type with a running digest."""
+    """A dict of msgspec-encodable values of one type, authenticated by a ``BucketTree``.
+
+    Writes record the key as dirty; ``digest()`` encodes and hashes the dirty entries' values
+    and brings the tree up to date.
+    """
 
     def __init__(self, name: str, value_type: Any) -> None:
         self.name = name.encode()
@@ -43,8 +248,8 @@ class DigestMap(Generic[V]):
         # str and int values are canonical as they are; anything else is round-tripped.
         self._decoder = None if value_type in (str, int) else msgspec.msgpack.Decoder(value_type)
         self._items: dict[str, V] = {}
-        self._hashes: dict[str, int] = {}
-        self._sum = 0
+        self._dirty: set[str] = set()
+        self._tree = BucketTree(self.name)
         self.journal: list[tuple[str, bool, V | None]] | None = None
         """While a transaction runs: (key, existed, old value) per write, for ``undo``."""
 
@@ -86,25 +291,45 @@ class DigestMap(Generic[V]):
         self._record(key)
         if self._decoder is not None:
             value = self._decoder.decode(_encoder.encode(value))
-        new = entry_hash(self.name, key, value)
-        old = self._hashes.get(key, 0)
-        self._sum = (self._sum - old + new) % _MOD
-        self._hashes[key] = new
         self._items[key] = value
+        self._dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
         self._record(key)
-        old = self._hashes.pop(key)
         del self._items[key]
-        self._sum = (self._sum - old) % _MOD
+        self._dirty.add(key)
+
+    def _sync(self) -> None:
+        """Hand the entries written since the last digest to the tree."""
+        items, encode, sha256, missing = self._items, _encoder.encode, _sha256, object()
+        changes: list[tuple[str, bytes | None]] = []
+        for key in self._dirty:
+            value = items.get(key, missing)
+            if value is missing:
+                changes.append((key, None))
+            else:
+                changes.append((key, sha256(VALUE_PREFIX + encode(value)).digest()))
+        self._tree.update(changes)
+        self._dirty = set()
 
     def digest(self) -> bytes:
-        return hashlib.sha256(self.name + self._sum.to_bytes(32, "big")).digest()
+        if self._dirty:
+            self._sync()
+        return self._tree.digest()
 
     def full_digest(self) -> bytes:
         """The same digest recomputed from every entry (audit: must equal ``digest()``)."""
-        total = sum(entry_hash(self.name, k, v) for k, v in self._items.items()) % _MOD
-        return hashlib.sha256(self.name + total.to_bytes(32, "big")).digest()
+        buckets: dict[int, dict[str, bytes]] = {}
+        for key, value in self._items.items():
+            buckets.setdefault(bucket_of(key), {})[key] = value_hash(_encoder.encode(value))
+        return map_digest(self.name, tree_root(buckets))
+
+    def prove(self, key: str) -> tuple[bytes | None, BucketPath]:
+        """``key``'s canonical value encoding (None when absent) and its path to ``digest()``."""
+        self.digest()
+        value = self._items.get(key)
+        encoded = None if key not in self._items else _encoder.encode(value)
+        return encoded, self._tree.path(key)
 
     def to_dict(self) -> dict[str, V]:
         return dict(self._items)

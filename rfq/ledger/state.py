@@ -22,8 +22,10 @@ account, returned when the contract ends) and the payment for each margin call (
 confirmation the call is met). Every instruction waits for the bank's ``payment_confirmed``,
 applied exactly once per instruction.
 
-The state root hashes each component's digest: maps are hashed incrementally
-(``rfq.ledger.digest``), the contract book by its own digest.
+The state root hashes each component's digest under its name (``rfq.ledger.proof``): each
+map is a bucketed Merkle tree hashed lazily for what changed (``rfq.ledger.digest``), the
+contract book keeps its contracts in one too, so any entry can be proven against a header's
+``state_root`` (``LedgerState.prove``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,16 @@ from rfq.ledger.block import (
 )
 from rfq.ledger.consensus import verify_evidence
 from rfq.ledger.digest import DigestMap
+from rfq.ledger.proof import (
+    BOOK,
+    CONTRACTS,
+    GOVERNANCE,
+    ProofError,
+    RootParts,
+    StateProof,
+    governance_digest,
+    state_root_of,
+)
 from rfq.ledger.tx import (
     TX_ROLES,
     ByzantineEvidence,
@@ -377,15 +389,42 @@ class LedgerState:
         """The ledger's maps, in ``MAP_TYPES`` order."""
         return [getattr(self, name) for name in MAP_TYPES]
 
+    def root_parts(self) -> RootParts:
+        """What the state root hashes: height, timestamp, the governance struct's digest, the
+        book's, and each map's in ``MAP_TYPES`` order, each under its name."""
+        return RootParts(
+            self.height,
+            self.timestamp_ms,
+            (
+                (GOVERNANCE, governance_digest(_encoder.encode(self.gov))),
+                (BOOK, self.book.state_digest()),
+                *((name, getattr(self, name).digest()) for name in MAP_TYPES),
+            ),
+        )
+
     def state_root(self) -> bytes:
-        parts = [
-            self.height.to_bytes(8, "big"),
-            self.timestamp_ms.to_bytes(8, "big"),
-            hashlib.sha256(_encoder.encode(self.gov)).digest(),
-            self.book.state_digest(),
-            *(m.digest() for m in self.maps()),
-        ]
-        return hashlib.sha256(b"botc-state\x00" + b"".join(parts)).digest()
+        return state_root_of(self.root_parts())
+
+    def prove(self, component: str, key: str = "") -> StateProof:
+        """A proof of ``component[key]`` (or that there is no such entry) against
+        ``state_root()``, checked by ``rfq.ledger.proof.verify_state_proof``.
+
+        ``component``: a map of ``MAP_TYPES``, ``"contracts"`` (by contract id) or
+        ``"governance"`` (the whole struct, ``key`` ``""``); ``ProofError`` for anything else.
+        """
+        parts = self.root_parts()
+        if component == GOVERNANCE:
+            if key:
+                raise ProofError("governance is one value: prove it with key ''")
+            return StateProof(GOVERNANCE, "", _encoder.encode(self.gov), None, None, parts)
+        if component == CONTRACTS:
+            record, path, header = self.book.contract_proof(key)
+            return StateProof(CONTRACTS, key, record, path, header, parts)
+        if component in MAP_TYPES:
+            value, path = getattr(self, component).prove(key)
+            return StateProof(component, key, value, path, None, parts)
+        known = ", ".join([GOVERNANCE, CONTRACTS, *MAP_TYPES])
+        raise ProofError(f"no component {component!r} (one of {known})")
 
     # -- persistence -----------------------------------------------------------------------
 
