@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import heapq
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
