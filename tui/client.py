@@ -94,6 +94,20 @@ def tx_id_of(signed: msgspec.Struct) -> str:
     return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
 
 
+def refusal_words(quote: Quote, why_not: str) -> str:
+    """Why the board will not send an accept for ``quote``, as a sentence."""
+    if why_not in ("accepted", "not taken"):
+        return f"{quote.rfq_id} already has an accepted quote: the trade stands."
+    if why_not == "expired":
+        return f"{quote.dealer}'s quote on {quote.rfq_id} expired."
+    if why_not.startswith("dealer "):
+        status = why_not.removeprefix("dealer ")
+        return f"{quote.dealer} is {status} on chain: its quote cannot be accepted."
+    if why_not.startswith("you are "):
+        return f"You are {why_not.removeprefix('you are ')} on chain: you cannot trade."
+    return f"{quote.dealer}'s quote on {quote.rfq_id} is {why_not}."
+
+
 class ClientScreen(RoleScreen):
     """A client's trading terminal."""
 
@@ -478,11 +492,7 @@ class ClientScreen(RoleScreen):
         if why_not is None and self.session is not None and not self.session.tradable(quote):
             why_not = "not tradable"
         if why_not is not None:
-            self.notify(
-                f"{quote.dealer}'s quote on {quote.rfq_id} is {why_not}: it cannot be accepted.",
-                title="Not accepted",
-                severity="warning",
-            )
+            self.notify(refusal_words(quote, why_not), title="Not accepted", severity="warning")
             return
         self.accept_quote(quote)
 

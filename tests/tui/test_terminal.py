@@ -531,7 +531,10 @@ async def test_a_defaulted_dealers_quote_is_never_best_and_a_refuses_it(network)
         assert board.selected_quote().dealer == "D1"
         await pilot.press("a")
         assert taken == []
-        assert any(n.startswith("Not accepted") and "dealer defaulted" in n for n in told)
+        assert any(
+            n.startswith("Not accepted") and "D1 is defaulted on chain: its quote" in n
+            for n in told
+        )
         await pilot.press("b")
         assert taken == ["D2"]
 
