@@ -69,11 +69,16 @@ class BotcApp(App[int]):
         poll_s: float = 2.0,
         retry_s: float = 2.0,
         auto_quote: bool = True,
+        page_size: int | None = None,
         log_file: str | Path | None = None,
         log_level: str = "info",
     ) -> None:
         """Check the member before anything runs: an unknown id or a bad NETDIR raises
         ``NetDirError``, a member whose role has no terminal mode ``CliError``.
+
+        ``page_size``: rows per query page (None: each screen's own, ``PAGE_LIMIT`` for the
+        lists read in full, 200 for the regulator's trade repository); tests pass a small one
+        to see screens read past the first page.
 
         ``log_file``: send the process's logs there (never over the screen); without it the
         logging set up by the caller stays as it is.
@@ -96,6 +101,7 @@ class BotcApp(App[int]):
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.auto_quote = auto_quote
+        self.page_size = page_size
         self.bus: Bus | None = None
         self.sub_title = f"{member_id} · {self.member.name} · {self.mode}"
         if log_file is not None:

@@ -1,7 +1,11 @@
 """Client mode: market watch, RFQ ticket, live quotes, blotter, credit and chain panels.
 
 Workers own every network call (``ClientSession`` for RFQs and accepts, its ``LedgerClient``
-for queries) and report through messages; the handlers only redraw widgets.
+for queries) and report through messages; the handlers only redraw widgets. The blotter and
+the credit tab read every page of the client's contracts, trades and guarantees
+(``LedgerClient.query_all``), so their rows and totals are complete however many there are.
+Who may not trade (``ClientSession.standing``) is re-read with each poll: a defaulted
+dealer's quotes read "dealer defaulted" on the board and ``a``/``b`` refuse them.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -34,6 +38,7 @@ from rfq.instruments import Template
 from rfq.ledger.state import Receipt
 from rfq.messages import Price, Quote
 from rfq.queries import (
+    PAGE_LIMIT,
     ContractsQuery,
     ContractsReply,
     GuaranteesQuery,
@@ -61,6 +66,7 @@ from tui.messages import (
     ReceiptArrived,
     RfqClosed,
     RfqOpened,
+    StandingLoaded,
     StatusLoaded,
     TxSubmitted,
 )
@@ -88,6 +94,20 @@ def tx_id_of(signed: msgspec.Struct) -> str:
     return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
 
 
+def refusal_words(quote: Quote, why_not: str) -> str:
+    """Why the board will not send an accept for ``quote``, as a sentence."""
+    if why_not in ("accepted", "not taken"):
+        return f"{quote.rfq_id} already has an accepted quote: the trade stands."
+    if why_not == "expired":
+        return f"{quote.dealer}'s quote on {quote.rfq_id} expired."
+    if why_not.startswith("dealer "):
+        status = why_not.removeprefix("dealer ")
+        return f"{quote.dealer} is {status} on chain: its quote cannot be accepted."
+    if why_not.startswith("you are "):
+        return f"You are {why_not.removeprefix('you are ')} on chain: you cannot trade."
+    return f"{quote.dealer}'s quote on {quote.rfq_id} is {why_not}."
+
+
 class ClientScreen(RoleScreen):
     """A client's trading terminal."""
 
@@ -111,6 +131,8 @@ class ClientScreen(RoleScreen):
         self.mtm_history: list[float] = []
         self.rating_history: list[float] = []
         self.transactions: dict[str, tuple[str, str, Receipt | None]] = {}
+        self.standing: dict[str, str] = {}
+        """Members the chain says may not trade, as last read (``StandingLoaded``)."""
         self._market_pending = False
         self._wake = asyncio.Event()
 
@@ -135,12 +157,19 @@ class ClientScreen(RoleScreen):
                         clock=app.clock,
                         today=self.today,
                         spot=self.spot,
+                        prices=self.prices,
                         id="ticket",
                         classes="panel",
                     )
                     ticket.border_title = "RFQ ticket"
                     yield ticket
-                quotes = QuotesBoard(app.clock, id="quotes", classes="panel")
+                quotes = QuotesBoard(
+                    app.clock,
+                    me=app.member_id,
+                    standing=lambda: self.standing,
+                    id="quotes",
+                    classes="panel",
+                )
                 quotes.border_title = "Quotes"
                 quotes.border_subtitle = "a accept · b accept best · x cancel"
                 yield quotes
@@ -258,6 +287,14 @@ class ClientScreen(RoleScreen):
         latest = self.session.market.latest.get(underlying)
         return latest.price if latest else None
 
+    def prices(self) -> Mapping[str, float]:
+        """The latest price per underlying (the ticket checks notional limits at them)."""
+        return self.session.market.prices() if self.session is not None else {}
+
+    @property
+    def page_size(self) -> int:
+        return int(getattr(self.terminal, "page_size", None) or PAGE_LIMIT)
+
     @property
     def ticket(self) -> RfqTicket:
         return self.query_one(RfqTicket)
@@ -326,22 +363,23 @@ class ClientScreen(RoleScreen):
         headers = await ledger.query(HeadersQuery(limit=15))
         if isinstance(headers, HeadersReply):
             self.post_message(HeadersLoaded(headers.headers))
-        contracts = await ledger.query(ContractsQuery(party=me))
-        if isinstance(contracts, ContractsReply):
-            self.post_message(ContractsLoaded(contracts.height, contracts.contracts))
+        page = self.page_size
+        contracts = await ledger.query_all(ContractsQuery(party=me, limit=page), ContractsReply)
+        self.post_message(ContractsLoaded(contracts.height, contracts.contracts))
         ratings = await ledger.query(RatingsQuery(members=(me,)))
-        guarantees = await ledger.query(GuaranteesQuery(client=me))
-        trades = await ledger.query(TradesQuery(party=me))
+        guarantees = await ledger.query_all(GuaranteesQuery(client=me, limit=page), GuaranteesReply)
+        trades = await ledger.query_all(TradesQuery(party=me, limit=page), TradesReply)
         credit = CreditView(
             member=me,
             external=self.terminal.member.external_rating or "",
             score=ratings.ratings.get(me) if isinstance(ratings, RatingsReply) else None,
             grade=ratings.grades.get(me) if isinstance(ratings, RatingsReply) else None,
-            guarantees=guarantees.guarantees if isinstance(guarantees, GuaranteesReply) else (),
-            trades=trades.trades if isinstance(trades, TradesReply) else (),
+            guarantees=guarantees.guarantees,
+            trades=trades.trades,
         )
-        height = contracts.height if isinstance(contracts, ContractsReply) else 0
-        self.post_message(CreditLoaded(credit, height))
+        self.post_message(CreditLoaded(credit, contracts.height))
+        await session.refresh_standing()
+        self.post_message(StandingLoaded(dict(session.standing)))
 
     def action_refresh(self) -> None:
         self._wake.set()
@@ -351,7 +389,7 @@ class ClientScreen(RoleScreen):
     def on_market_changed(self, _: MarketChanged) -> None:
         self._market_pending = False
         if self.session is not None:
-            self.show_market(market_rows(self.session.market))
+            self.show_market(market_rows(self.session.market, today=self.today()))
 
     def show_market(self, rows: list[MarketRow]) -> None:
         watch = self.query_one(MarketWatch)
@@ -438,6 +476,7 @@ class ClientScreen(RoleScreen):
         self._accept(self.quotes.best())
 
     def _accept(self, quote: Quote | None) -> None:
+        """Accept ``quote`` unless the board or the session knows it cannot trade."""
         board = self.quotes
         if board.cancelled and board.rfq is not None:
             self.notify(
@@ -447,7 +486,13 @@ class ClientScreen(RoleScreen):
             )
             return
         if quote is None:
-            self.notify("No live quote to accept.", severity="warning")
+            self.notify("No tradable quote to accept.", title="Not accepted", severity="warning")
+            return
+        why_not = board.why_not(quote)
+        if why_not is None and self.session is not None and not self.session.tradable(quote):
+            why_not = "not tradable"
+        if why_not is not None:
+            self.notify(refusal_words(quote, why_not), title="Not accepted", severity="warning")
             return
         self.accept_quote(quote)
 
@@ -510,6 +555,20 @@ class ClientScreen(RoleScreen):
         self.notify(
             f"{handle.id} withdrawn: its quotes can no longer be accepted.", title="RFQ cancelled"
         )
+
+    # -- standing --------------------------------------------------------------------------
+
+    def on_standing_loaded(self, event: StandingLoaded) -> None:
+        """Say once who the chain newly says may not trade; the board redraws their quotes."""
+        for member, status in sorted(event.standing.items()):
+            if self.standing.get(member) != status:
+                if member == self.terminal.member_id:
+                    said = f"You are {status} on chain: you cannot trade."
+                else:
+                    said = f"{member} is {status} on chain: its quotes cannot be accepted."
+                self.notify(said, title="Standing", severity="warning")
+        self.standing = dict(event.standing)
+        self.quotes.redraw()
 
     # -- blotter ---------------------------------------------------------------------------
 

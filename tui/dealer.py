@@ -5,6 +5,11 @@ model: with auto-quote on, every RFQ gets the model's answer (moved by the desk'
 basis points); with it off, RFQs wait in the table until the user types a quote (the model's
 price pre-filled, overridable) or declines, within the RFQ's deadline. Either way the bot
 signs, checks and sends the answer exactly as the headless ``botc dealer`` does.
+
+The positions tab reads every page of the dealer's trades (``LedgerClient.query_all``), so
+trade counts per client are complete; a client the chain says may not trade
+(``DealerBot.standing``) reads DEFAULTED in place of its usage bar there, and "defaulted"
+beside its name in the RFQ table.
 """
 
 from __future__ import annotations
@@ -40,10 +45,10 @@ from peers.dealer import DealerBot, DealerContext, DefaultStrategy, Strategy
 from peers.errors import PeerError
 from peers.ledger_client import LedgerUnavailable, QueryDenied
 from rfq.errors import RfqError
-from rfq.identity import Genesis
+from rfq.identity import Genesis, Role
 from rfq.instruments import CATALOG, Side
 from rfq.messages import Decline, Quote, Rfq
-from rfq.queries import StatusQuery, StatusReply, TradesQuery, TradesReply
+from rfq.queries import PAGE_LIMIT, StatusQuery, StatusReply, TradesQuery, TradesReply
 from rfq.rating import grade_of
 from tui import format as fmt
 from tui.messages import (
@@ -62,6 +67,8 @@ from tui.widgets import PickTable, StatusBar, Table
 log = structlog.get_logger(__name__)
 
 MANUAL_FIELDS = ("manual-price", "manual-im", "manual-line", "manual-ttl")
+TRADES_SHOWN = 500
+"""The newest trades the positions tab lists (counts and exposure cover every trade)."""
 
 ArrivalCallback = Callable[[Rfq, int, Quote | Decline | None, bool], None]
 AnswerCallback = Callable[[str, Quote | Decline | None, bool], None]
@@ -184,8 +191,11 @@ class TerminalDealerBot(DealerBot):
         return answered
 
     def book_view(self) -> BookView:
+        """Exposure per client (and every client the chain says may not trade), inventory."""
         now_ms = self._now_ms()
-        clients = sorted(set(self.book.trades) | set(self.book.held))
+        client_ids = {m.id for m in self.genesis.members if m.role == Role.CLIENT}
+        barred = {who for who in self.standing if who in client_ids}
+        clients = sorted(set(self.book.trades) | set(self.book.held) | barred)
         rows = tuple(
             ExposureRow(
                 client=client,
@@ -193,12 +203,13 @@ class TerminalDealerBot(DealerBot):
                 exposure=self.book.trades.get(client, 0.0),
                 held=self.book.held.get(client, 0.0),
                 limit=self.credit_limits.get(client, self.credit_limit),
+                standing=self.standing.get(client),
             )
             for client in clients
-            if self.book.exposure(client, now_ms) or client in self.book.trades
+            if self.book.exposure(client, now_ms) or client in self.book.trades or client in barred
         )
         inventory = tuple(sorted((u, v) for u, v in self.book.inventory.items() if v))
-        return BookView(exposures=rows, inventory=inventory)
+        return BookView(exposures=rows, inventory=inventory, standing=dict(self.standing))
 
 
 @dataclass
@@ -242,6 +253,8 @@ class DealerScreen(RoleScreen):
         self.manual_rfq: str | None = None
         self.manual_picked = False
         self._picks_seen = 0
+        self.standing: dict[str, str] = {}
+        """Who the chain says may not trade, as the bot last read it."""
         self._wake = asyncio.Event()
 
     # -- layout ----------------------------------------------------------------------------
@@ -397,9 +410,11 @@ class DealerScreen(RoleScreen):
                 if isinstance(status, StatusReply):
                     self.terminal.business_date = status.business_date
                     self.terminal.chain_height = max(self.terminal.chain_height, status.height)
-                reply = await bot.ledger.query(TradesQuery(party=bot.me, limit=200))
-                trades = reply.trades if isinstance(reply, TradesReply) else ()
-                self.post_message(BookLoaded(bot.book_view(), trades))
+                page = int(getattr(app, "page_size", None) or PAGE_LIMIT)
+                reply = await bot.ledger.query_all(
+                    TradesQuery(party=bot.me, limit=page), TradesReply
+                )
+                self.post_message(BookLoaded(bot.book_view(), reply.trades))
                 warned = False
             except (LedgerUnavailable, QueryDenied, BusError) as exc:
                 if not warned:
@@ -496,10 +511,11 @@ class DealerScreen(RoleScreen):
             if open_
             else Text("closed", style="dim")
         )
+        barred = self.standing.get(rfq.client)
         return [
             fmt.timestamp(line.arrived_ms),
             Text(rfq.id, style="bold"),
-            rfq.client,
+            Text(f"{rfq.client} {barred}", style="bold red") if barred else rfq.client,
             grade,
             fmt.product(terms),
             fmt.side_text(terms),
@@ -541,6 +557,12 @@ class DealerScreen(RoleScreen):
         waiting = states.count("waiting")
         text.append(f" · {waiting} waiting", style="bold yellow" if waiting else "")
         text.append(f" · {states.count('lapsed')} lapsed")
+        me = self.terminal.member_id
+        if me in self.standing:
+            text.append(
+                f" · {me} is {self.standing[me]} on chain: it declines every RFQ",
+                style="bold red",
+            )
         self.query_one("#dealer-stats", Static).update(text, layout=False)
 
     # -- manual quoting --------------------------------------------------------------------
@@ -767,6 +789,9 @@ class DealerScreen(RoleScreen):
     # -- positions -------------------------------------------------------------------------
 
     def on_book_loaded(self, event: BookLoaded) -> None:
+        if event.book.standing != self.standing:
+            self.standing = dict(event.book.standing)
+            self._redraw()
         counts: dict[str, int] = {}
         for trade in event.trades:
             counts[trade.client] = counts.get(trade.client, 0) + 1
@@ -776,17 +801,20 @@ class DealerScreen(RoleScreen):
             row = clients.get(client) or ExposureRow(client, None, 0.0, 0.0, 0.0)
             grade = str(grade_of(row.rating)) if row.rating is not None else "—"
             used = row.exposure + row.held
+            standing = row.standing or self.standing.get(client)
             rows.append(
                 (
                     client,
                     [
-                        Text(client, style="bold"),
+                        Text(client, style="bold red" if standing else "bold"),
                         grade,
                         Text(str(counts.get(client, 0)), justify="right"),
                         Text(fmt.money(row.exposure), justify="right"),
                         Text(fmt.money(row.held), justify="right"),
                         Text(fmt.money(row.limit) if row.limit else "—", justify="right"),
-                        fmt.bar(used / row.limit if row.limit else 0.0),
+                        Text(standing.upper().center(10), style="bold white on red")
+                        if standing
+                        else fmt.bar(used / row.limit if row.limit else 0.0),
                     ],
                 )
             )
@@ -809,7 +837,14 @@ class DealerScreen(RoleScreen):
             for underlying, units in event.book.inventory
             if underlying in CATALOG or units
         )
-        self.query_one("#dealer-trades", Table).refill(
+        trades = self.query_one("#dealer-trades", Table)
+        shown = event.trades[:TRADES_SHOWN]  # newest first
+        trades.border_title = (
+            f"My trades on chain: showing the newest {len(shown)} of {len(event.trades):,}"
+            if len(shown) < len(event.trades)
+            else f"My trades on chain: {fmt.count(len(event.trades), 'trade')}"
+        )
+        trades.refill(
             (
                 trade.rfq_id,
                 [
@@ -826,7 +861,7 @@ class DealerScreen(RoleScreen):
                     Text(fmt.money(trade.cash_margin), justify="right"),
                 ],
             )
-            for trade in event.trades
+            for trade in shown
         )
         if event.trades:
             top = max(t.height for t in event.trades)

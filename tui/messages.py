@@ -6,7 +6,7 @@ updates the widgets. Snapshot tests post the same messages with fixed data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
@@ -91,6 +91,14 @@ class CreditView:
     trades: tuple[Trade, ...] = ()
 
 
+class StandingLoaded(Message):
+    """Who the chain says may not trade (e.g. ``{"D3": "defaulted"}``), as just read."""
+
+    def __init__(self, standing: dict[str, str]) -> None:
+        self.standing = standing
+        super().__init__()
+
+
 class CreditLoaded(Message):
     def __init__(self, credit: CreditView, height: int) -> None:
         self.credit = credit
@@ -169,14 +177,18 @@ class ExposureRow:
     exposure: float
     held: float
     limit: float
+    standing: str | None = None
+    """What the chain says of the client when it may not trade (``defaulted``)."""
 
 
 @dataclass(frozen=True)
 class BookView:
-    """The dealer's book: exposure per client and inventory per underlying."""
+    """The dealer's book: exposure per client and inventory per underlying, and who the
+    chain says may not trade (``DealerBot.standing``)."""
 
     exposures: tuple[ExposureRow, ...]
     inventory: tuple[tuple[str, float], ...]
+    standing: dict[str, str] = field(default_factory=dict)
 
 
 class BookLoaded(Message):
@@ -217,7 +229,8 @@ class WhatIfLoaded(Message):
 
 
 class TradesFound(Message):
-    """Trade repository search results, with the contracts they spawned (for their terms)."""
+    """Trade repository search results, with the contracts they spawned (for their terms):
+    the newest ``trades`` of ``total`` matching (None: all of them are here)."""
 
     def __init__(
         self,
@@ -225,9 +238,11 @@ class TradesFound(Message):
         contracts: dict[str, ContractView],
         party: str | None,
         underlying: str | None,
+        total: int | None = None,
     ) -> None:
         self.trades = trades
         self.contracts = contracts
         self.party = party
         self.underlying = underlying
+        self.total = len(trades) if total is None else total
         super().__init__()

@@ -1,10 +1,13 @@
 """The terminal's pure models: the RFQ ticket as typed, rows built from market data, and
 the client's P&L per contract.
 
-``TicketDraft`` holds the ticket's fields exactly as the user typed them. ``build_request``
+``TicketDraft`` holds the ticket's fields exactly as the user typed them; ``default_ticket``
+fills it for a business date (legs on futures months listed that day). ``build_request``
 turns a draft into the ``Terms`` an RFQ carries, checking them with the same rules a dealer
-applies (``validate_terms`` through ``validate_rfq``), and raises ``TicketError`` naming the
-ticket field at fault, so the form can show the message beside that field.
+applies (``validate_terms`` through ``validate_rfq``: no expired or unlisted month; the
+default dealers' per-trade limits, ``check_trade_limits``; the RFQ deadline range of
+``rfq.messages``), and raises ``TicketError`` naming the ticket field at fault, so the form
+can show the message beside that field.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import calendar
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from peers.market import MarketData
 from rfq.contracts.model import ContractView
@@ -28,8 +33,11 @@ from rfq.instruments import (
     Template,
     Terms,
     Underlying,
+    listed_futures,
+    listed_underlyings,
 )
-from rfq.messages import Rfq, validate_rfq
+from rfq.messages import MAX_DEADLINE_S, MIN_DEADLINE_S, Rfq, check_deadline_s, validate_rfq
+from rfq.pricing.limits import DEFAULT_TRADE_LIMITS, TradeLimits, check_trade_limits
 from tui.format import product
 
 TICKET_FIELDS = (
@@ -47,7 +55,7 @@ TICKET_FIELDS = (
     "deadline",
 )
 
-MAX_DEADLINE_S = 300.0
+DEFAULT_MATURITY = "3m"
 
 
 class TicketError(Exception):
@@ -61,14 +69,15 @@ class TicketError(Exception):
 
 @dataclass(frozen=True)
 class TicketDraft:
-    """The RFQ ticket's fields as text, the way the form holds them."""
+    """The RFQ ticket's fields as text, the way the form holds them (``default_ticket``
+    gives the ticket's opening values for a business date)."""
 
     template: str = Template.PRICE_SWAP.value
-    legs: str = "RB2605"
+    legs: str = ""
     side: str = Side.BUY.value
     quantity: str = "1000"
     multiplier: str = "1"
-    maturity: str = "3m"
+    maturity: str = DEFAULT_MATURITY
     avg_start: str = ""
     avg_end: str = ""
     option_type: str = "call"
@@ -85,6 +94,8 @@ class RfqRequest:
     terms: Terms
     dealers: tuple[str, ...] | None
     deadline_s: float
+    clamped_from: float | None = None
+    """The deadline typed, when it was outside the RFQ range and ``deadline_s`` is its bound."""
 
     @property
     def summary(self) -> str:
@@ -96,7 +107,54 @@ class RfqRequest:
         )
         if self.terms.option is not None:
             text += f", {'paying' if buys else 'receiving'} the premium"
+        if self.clamped_from is not None:
+            text += f"; deadline {self.deadline_s:g} s (clamped from {self.clamped_from:g})"
         return text
+
+
+# --------------------------------------------------------------------------------------------
+# Default legs: futures months listed on the business date
+
+
+def covering_months(root: str, today: dt.date, maturity: dt.date) -> list[str]:
+    """The months of ``root`` listed on ``today`` that still trade on ``maturity`` (a swap to
+    that date fixes on them), front first; the far listed month when none does."""
+    listed = listed_futures(root, today)
+    covering = [
+        u.id for u in listed if u.last_trading_day is not None and u.last_trading_day >= maturity
+    ]
+    return covering or [listed[-1].id]
+
+
+def default_legs(template: Template, today: dt.date, maturity: dt.date | None = None) -> str:
+    """Legs a ticket of ``template`` opens with on ``today``: the nearest rebar month listed
+    then that trades to ``maturity`` (the default tenor when None); HC minus RB of that
+    month for a spread; the next rebar month minus it for a calendar spread."""
+    if template == Template.INDEX_SWAP:
+        return "CSI300"
+    if template == Template.SPOT_SWAP:
+        return "TSBILLET"
+    until = maturity or parse_date(DEFAULT_MATURITY, today, field="maturity")
+    months = covering_months("RB", today, until)
+    near = months[0]
+    if template == Template.SPREAD_SWAP:
+        return f"HC{near.removeprefix('RB')} - {near}"
+    if template == Template.CALENDAR_SPREAD:
+        if len(months) < 2:
+            listed = [u.id for u in listed_futures("RB", today)]
+            months = listed[-2:]
+        return f"{months[1]} - {months[0]}"
+    return near
+
+
+def example_legs(today: dt.date) -> tuple[str, str]:
+    """A single leg and a spread listed on ``today``, for the ticket's hints."""
+    return default_legs(Template.PRICE_SWAP, today), default_legs(Template.SPREAD_SWAP, today)
+
+
+def default_ticket(today: dt.date, **fields: Any) -> TicketDraft:
+    """The ticket's opening values on ``today`` (``fields`` replace some of them)."""
+    return replace(TicketDraft(legs=default_legs(Template.PRICE_SWAP, today)), **fields)
 
 
 _TERM = re.compile(
@@ -106,17 +164,20 @@ _TERM = re.compile(
 _TENOR = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$", re.IGNORECASE)
 
 
-def parse_legs(text: str) -> tuple[Leg, ...]:
-    """``RB2605``, ``HC2605 - RB2605``, ``0.6*RB2605 + 0.4*HC2605`` -> legs (ids upper-cased)."""
+def parse_legs(text: str, today: dt.date | None = None) -> tuple[Leg, ...]:
+    """``RB2705``, ``HC2705 - RB2705``, ``0.6*RB2705 + 0.4*HC2705`` -> legs (ids upper-cased).
+
+    ``today`` picks the months the error messages suggest (listed that day)."""
+    single, spread = example_legs(today) if today is not None else ("RByymm", "HCyymm - RByymm")
     source = text.strip()
     if not source:
-        raise TicketError("legs", "enter an underlying, e.g. RB2605 (or HC2605 - RB2605)")
+        raise TicketError("legs", f"enter an underlying, e.g. {single} (or {spread})")
     legs: list[Leg] = []
     position = 0
     while position < len(source):
         match = _TERM.match(source, position)
         if match is None or match.end() == position:
-            raise TicketError("legs", f"cannot read {source[position:]!r} (try HC2605 - RB2605)")
+            raise TicketError("legs", f"cannot read {source[position:]!r} (try {spread})")
         if legs and match.group("sign") is None:
             raise TicketError("legs", "join legs with + or -")
         weight = float(match.group("pre") or match.group("post") or 1.0)
@@ -198,7 +259,7 @@ def build_terms(draft: TicketDraft, today: dt.date) -> Terms:
         side = Side(draft.side)
     except ValueError:
         raise TicketError("side", "choose buy or sell") from None
-    legs = parse_legs(draft.legs)
+    legs = parse_legs(draft.legs, today)
     quantity = parse_number(draft.quantity, field="quantity", label="quantity")
     multiplier = parse_number(draft.multiplier, field="multiplier", label="multiplier")
     maturity = parse_date(draft.maturity, today, field="maturity")
@@ -236,13 +297,24 @@ def build_request(
     today: dt.date,
     now_ms: int,
     dealers: frozenset[str],
-    catalog: dict[str, Underlying] = CATALOG,
+    prices: Mapping[str, float] | None = None,
+    limits: TradeLimits = DEFAULT_TRADE_LIMITS,
+    catalog: Mapping[str, Underlying] = CATALOG,
 ) -> RfqRequest:
-    """Check the draft as a dealer would; raises ``TicketError`` naming the field at fault."""
+    """Check the draft as a dealer would; raises ``TicketError`` naming the field at fault.
+
+    The terms must trade on ``today`` and stay within ``limits`` at ``prices`` (the latest
+    price per underlying; reference levels stand in for missing ones): an RFQ beyond the
+    default dealers' limits gets no quote. A positive deadline outside the RFQ range is
+    clamped to it (``clamp_deadline``); zero or less is refused.
+    """
     terms = build_terms(draft, today)
-    deadline_s = parse_number(draft.deadline, field="deadline", label="deadline (seconds)")
-    if not 0 < deadline_s <= MAX_DEADLINE_S:
-        raise TicketError("deadline", f"the deadline must be 1 to {MAX_DEADLINE_S:.0f} seconds")
+    typed = parse_number(draft.deadline, field="deadline", label="deadline (seconds)")
+    deadline_s = clamp_deadline(typed)
+    try:
+        check_deadline_s(deadline_s)
+    except ValidationError as exc:
+        raise TicketError("deadline", exc.message) from None
     chosen: tuple[str, ...] | None = None
     if not draft.all_dealers:
         if not draft.dealers:
@@ -257,9 +329,23 @@ def build_request(
     )
     try:
         validate_rfq(draft_rfq, today=today, now_ms=now_ms, dealers=dealers, catalog=catalog)
+        check_trade_limits(terms, limits, today=today, prices=prices or {}, catalog=catalog)
     except ValidationError as exc:
         raise TicketError(field_of(exc.where), exc.message) from None
-    return RfqRequest(terms=terms, dealers=chosen, deadline_s=deadline_s)
+    return RfqRequest(
+        terms=terms,
+        dealers=chosen,
+        deadline_s=deadline_s,
+        clamped_from=typed if deadline_s != typed else None,
+    )
+
+
+def clamp_deadline(seconds: float) -> float:
+    """A positive deadline moved into the RFQ range (``MIN_DEADLINE_S`` to
+    ``MAX_DEADLINE_S``): 600 -> 300, 0.5 -> 1. Zero or less stays (it is refused)."""
+    if seconds <= 0:
+        return seconds
+    return min(max(seconds, MIN_DEADLINE_S), MAX_DEADLINE_S)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,11 +378,13 @@ class MarketRow:
 
 
 def market_rows(
-    market: MarketData, *, catalog: dict[str, Underlying] = CATALOG, history: int = 20
+    market: MarketData, *, today: dt.date | None = None, history: int = 20
 ) -> list[MarketRow]:
-    """A row per catalogued underlying: last price, change on the previous close, closes."""
+    """A row per underlying listed on ``today`` (the market's business date when None):
+    last price, change on the previous close, closes. Expired months are not shown."""
+    listed = market.listed() if today is None else listed_underlyings(today)
     rows = []
-    for underlying in catalog.values():
+    for underlying in listed.values():
         latest = market.latest.get(underlying.id)
         series = market.closes.get(underlying.id, {})
         closes = tuple(series[d] for d in sorted(series)[-history:])

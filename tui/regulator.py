@@ -4,11 +4,17 @@ The chain is read through the authorities' query service (the regulator sees eve
 it is the trade repository); the CCR table and what-ifs come from the regulator's own risk
 monitor on ``otc.query.REG`` (``peers/regulator.py``). When the monitor does not answer,
 the CCR tab says so and the rest of the terminal carries on.
+
+The trade repository shows the newest page of matching trades (``REPOSITORY_PAGE``) and says
+how many there are in all ("showing the newest 200 of 1,234 trades", the reply's ``total``);
+``m`` (or the More button) adds the next page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -29,6 +35,7 @@ from peers.regulator import regulator_reply_channel
 from rfq.contracts.model import ContractView
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
+from rfq.instruments import listed_futures
 from rfq.ledger.state import Trade
 from rfq.queries import (
     ContractsQuery,
@@ -62,6 +69,8 @@ log = structlog.get_logger(__name__)
 
 
 CONTAGION_MODELS = ("cascade", "debtrank", "eisenberg-noe")
+REPOSITORY_PAGE = 200
+"""Trades the repository shows at first, and adds with each ``m`` (More)."""
 
 
 class RiskMonitorUnavailable(PeerError):
@@ -110,19 +119,35 @@ class RegulatorDesk:
         return status, per_authority
 
     async def trades(
-        self, party: str | None, underlying: str | None, limit: int = 200
-    ) -> tuple[tuple[Trade, ...], dict[str, ContractView]]:
-        reply = await self.ledger.query(
-            TradesQuery(party=party, underlying=underlying, limit=limit)
-        )
-        trades = reply.trades if isinstance(reply, TradesReply) else ()
+        self,
+        party: str | None,
+        underlying: str | None,
+        *,
+        page: int = REPOSITORY_PAGE,
+        pages: int = 1,
+    ) -> tuple[tuple[Trade, ...], dict[str, ContractView], int]:
+        """The newest ``pages`` pages of ``page`` matching trades, the contracts they spawned
+        and how many trades match in all."""
+        trades: list[Trade] = []
+        total = 0
+        cursor = ""
+        for _ in range(max(pages, 1)):
+            reply = await self.ledger.query(
+                TradesQuery(party=party, underlying=underlying, limit=page, cursor=cursor)
+            )
+            if not isinstance(reply, TradesReply):
+                raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
+            trades.extend(reply.trades)
+            total = reply.total
+            cursor = reply.next_cursor
+            if not cursor:
+                break
         contracts: dict[str, ContractView] = {}
         if trades:
             ids = tuple(t.contract_id for t in trades)
-            found = await self.ledger.query(ContractsQuery(ids=ids))
-            if isinstance(found, ContractsReply):
-                contracts = {v.id: v for v in found.contracts}
-        return trades, contracts
+            found = await self.ledger.query_all(ContractsQuery(ids=ids, limit=page), ContractsReply)
+            contracts = {v.id: v for v in found.contracts}
+        return tuple(trades), contracts, max(total, len(trades))
 
 
 class RegulatorScreen(RoleScreen):
@@ -133,6 +158,7 @@ class RegulatorScreen(RoleScreen):
         Binding("f3", "show_tab('ccr')", "CCR"),
         Binding("f4", "show_tab('whatif')", "What-if"),
         Binding("f5", "show_tab('trades')", "Trades"),
+        Binding("m", "more_trades", "More trades"),
         Binding("r", "refresh", "Refresh"),
     ]
 
@@ -140,6 +166,10 @@ class RegulatorScreen(RoleScreen):
         super().__init__(id="regulator")
         self.desk: RegulatorDesk | None = None
         self.search: tuple[str | None, str | None] = (None, None)
+        self.pages = 1
+        """Pages of the trade repository shown (``m`` adds one; a new search starts at 1)."""
+        self.shown_trades = 0
+        self.total_trades = 0
         self.monitor_ok = True
         self._wake = asyncio.Event()
 
@@ -254,8 +284,9 @@ class RegulatorScreen(RoleScreen):
                     yield Label("Party")
                     yield Input("", placeholder="any (e.g. C1)", id="search-party")
                     yield Label("Underlying")
-                    yield Input("", placeholder="any (e.g. RB2605)", id="search-underlying")
+                    yield Input("", placeholder=self._underlying_hint(), id="search-underlying")
                     yield Button("Search", variant="primary", id="search-run")
+                    yield Button("More", id="search-more")
                 repository = Table(
                     [
                         ("Height", "height"),
@@ -279,6 +310,15 @@ class RegulatorScreen(RoleScreen):
                 yield repository
         yield Footer()
 
+    def _underlying_hint(self) -> str:
+        """``any (e.g. RB2701)``: a rebar month listed on the business date."""
+        today = business_day(self.terminal.business_date, self.terminal.clock())
+        return f"any (e.g. {listed_futures('RB', today)[0].id})"
+
+    @property
+    def page_size(self) -> int:
+        return int(getattr(self.terminal, "page_size", None) or REPOSITORY_PAGE)
+
     # -- polling ---------------------------------------------------------------------------
 
     def on_bus_ready(self, event: BusReady) -> None:
@@ -294,8 +334,10 @@ class RegulatorScreen(RoleScreen):
                 status, per_authority = await desk.status()
                 self.post_message(StatusLoaded(status, per_authority))
                 party, underlying = self.search
-                trades, contracts = await desk.trades(party, underlying)
-                self.post_message(TradesFound(trades, contracts, party, underlying))
+                trades, contracts, total = await desk.trades(
+                    party, underlying, page=self.page_size, pages=self.pages
+                )
+                self.post_message(TradesFound(trades, contracts, party, underlying, total))
             except (LedgerUnavailable, QueryDenied, BusError) as exc:
                 self.post_message(ChainUnavailable(str(exc)))
             except Exception as exc:
@@ -318,6 +360,7 @@ class RegulatorScreen(RoleScreen):
         app.chain_height = max(app.chain_height, status.height)
         app.business_date = status.business_date
         app.chain_ok = True
+        self.query_one("#search-underlying", Input).placeholder = self._underlying_hint()
         summary = Text()
         summary.append(f"height {status.height}", style="bold")
         summary.append(f"  last block {fmt.timestamp(status.last_block_ms)} UTC")
@@ -501,23 +544,36 @@ class RegulatorScreen(RoleScreen):
         party = self.query_one("#search-party", Input).value.strip() or None
         underlying = self.query_one("#search-underlying", Input).value.strip().upper() or None
         self.search = (party, underlying)
-        self.search_trades(party, underlying)
+        self.pages = 1
+        self.search_trades(party, underlying, 1)
+
+    @on(Button.Pressed, "#search-more")
+    def action_more_trades(self) -> None:
+        """The next page of the repository, when there is one."""
+        if self.shown_trades >= self.total_trades:
+            self.notify("Every matching trade is shown.", title="No more trades", timeout=3)
+            return
+        self.pages += 1
+        self.search_trades(*self.search, self.pages)
 
     @work(group="search", exclusive=True, exit_on_error=False)
-    async def search_trades(self, party: str | None, underlying: str | None) -> None:
+    async def search_trades(self, party: str | None, underlying: str | None, pages: int) -> None:
         if self.desk is None:
             self.notify("Not connected yet.", severity="warning")
             return
         try:
-            trades, contracts = await self.desk.trades(party, underlying)
+            trades, contracts, total = await self.desk.trades(
+                party, underlying, page=self.page_size, pages=pages
+            )
         except (LedgerUnavailable, QueryDenied, BusError, RfqError) as exc:
             self.notify(str(exc), title="Search failed", severity="error")
             return
-        self.post_message(TradesFound(trades, contracts, party, underlying))
+        self.post_message(TradesFound(trades, contracts, party, underlying, total))
 
     def on_trades_found(self, event: TradesFound) -> None:
         if (event.party, event.underlying) != self.search:
             return
+        self.shown_trades, self.total_trades = len(event.trades), event.total
         rows = []
         for trade in event.trades:
             view = event.contracts.get(trade.contract_id)
@@ -551,9 +607,11 @@ class RegulatorScreen(RoleScreen):
             )
             if part
         )
-        table.border_title = (
-            f"Trade repository: {fmt.count(len(rows), 'trade')}{' · ' + scope if scope else ''}"
-        )
+        if len(rows) < event.total:
+            found = f"showing the newest {len(rows):,} of {event.total:,} trades (More: next page)"
+        else:
+            found = fmt.count(len(rows), "trade")
+        table.border_title = f"Trade repository: {found}{' · ' + scope if scope else ''}"
 
     # -- navigation ------------------------------------------------------------------------
 
@@ -572,6 +630,13 @@ class RegulatorScreen(RoleScreen):
             ("Show trades", "trade repository search", lambda: self.action_show_tab("trades")),
             ("Refresh", "poll the chain and the risk monitor now", self.action_refresh),
         ]
+
+
+def business_day(business_date: str, now: float) -> dt.date:
+    """The chain's business date when known, else the clock's UTC date."""
+    with contextlib.suppress(ValueError):
+        return dt.date.fromisoformat(business_date)
+    return dt.datetime.fromtimestamp(now, dt.UTC).date()
 
 
 def cascade_text(rounds: tuple[tuple[str, ...], ...], defaulted: tuple[str, ...]) -> Text:

@@ -1,9 +1,16 @@
-"""The RFQ ticket: a form checked as you type, whose Send button stays off while it is invalid."""
+"""The RFQ ticket: a form checked as you type, whose Send button stays off while it is invalid.
+
+Until the user types legs, the ticket's legs follow the business date and the maturity: the
+nearest futures month listed that day that still trades at maturity (``default_legs``), so
+the opening ticket is always one a dealer can quote. A deadline outside the RFQ range (1 to
+300 s, ``rfq.messages``) is clamped to it: the summary says so, and leaving the field shows
+the value that will be sent.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from textual import on
@@ -20,6 +27,10 @@ from tui.model import (
     TicketDraft,
     TicketError,
     build_request,
+    default_legs,
+    default_ticket,
+    example_legs,
+    parse_date,
     parse_legs,
 )
 
@@ -28,13 +39,6 @@ OPTION_SIDE_WORDS = [
     ("Client buys option (pays premium)", "buy"),
     ("Client sells option (gets premium)", "sell"),
 ]
-
-TEMPLATE_DEFAULT_LEGS: dict[Template, str] = {
-    Template.SPREAD_SWAP: "HC2605 - RB2605",
-    Template.CALENDAR_SPREAD: "RB2609 - RB2605",
-    Template.INDEX_SWAP: "CSI300",
-    Template.SPOT_SWAP: "TSBILLET",
-}
 
 
 class RfqTicket(Vertical):
@@ -55,6 +59,7 @@ class RfqTicket(Vertical):
         clock: Callable[[], float],
         today: Callable[[], dt.date],
         spot: Callable[[str], float | None] = lambda _: None,
+        prices: Callable[[], Mapping[str, float]] = dict,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -63,6 +68,8 @@ class RfqTicket(Vertical):
         self.clock = clock
         self.today = today
         self.spot = spot
+        self.prices = prices
+        self._auto_legs = ""  # the legs the ticket filled in itself (they follow the date)
         self.error: TicketError | None = None
         self.request: RfqRequest | None = None
         self._shown_error: tuple[str, str] | bool | None = False  # False: nothing drawn yet
@@ -72,7 +79,10 @@ class RfqTicket(Vertical):
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        draft = TicketDraft()
+        today = self.today()
+        draft = default_ticket(today)
+        self._auto_legs = draft.legs
+        single, spread = example_legs(today)
         yield self._row(
             "Template",
             Select(
@@ -86,7 +96,7 @@ class RfqTicket(Vertical):
         yield self._error("template")
         yield self._row(
             "Legs",
-            Input(draft.legs, placeholder="RB2605, HC2605 - RB2605", compact=True, id="legs"),
+            Input(draft.legs, placeholder=f"{single}, {spread}", compact=True, id="legs"),
         )
         yield self._error("legs")
         yield self._row(
@@ -159,7 +169,7 @@ class RfqTicket(Vertical):
         return Static("", id=f"err-{name}", classes=f"field-error {classes}".strip())
 
     def on_mount(self) -> None:
-        self._show_template_rows(TicketDraft().template)
+        self._show_template_rows(self._value("template"))
         self.validate()
 
     # -- reading the form ------------------------------------------------------------------
@@ -176,7 +186,8 @@ class RfqTicket(Vertical):
         chosen = tuple(
             dealer for dealer in self.dealers if self.query_one(f"#dealer-{dealer}", Checkbox).value
         )
-        return TicketDraft(
+        return default_ticket(
+            self.today(),
             template=self._value("template"),
             legs=self._value("legs"),
             side=self._value("side"),
@@ -203,13 +214,16 @@ class RfqTicket(Vertical):
 
     def validate(self) -> RfqRequest | None:
         """Check the ticket; show the first error beside its field; Send only when valid."""
+        today = self.today()
+        self._follow_default_legs(today)
         try:
             request = build_request(
                 self.draft(),
                 client=self.client,
-                today=self.today(),
+                today=today,
                 now_ms=int(self.clock() * 1000),
                 dealers=frozenset(self.dealers),
+                prices=self.prices(),
             )
         except TicketError as exc:
             self.error, self.request = exc, None
@@ -217,6 +231,25 @@ class RfqTicket(Vertical):
             self.error, self.request = None, request
         self._show_errors()
         return self.request
+
+    def _follow_default_legs(self, today: dt.date) -> None:
+        """Legs the user has not typed follow the business date and the maturity."""
+        legs = self.query_one("#legs", Input)
+        if legs.value != self._auto_legs:
+            return  # the user's own legs (or a market watch pick) stay as they are
+        try:
+            template = Template(self._value("template"))
+        except ValueError:
+            return
+        try:
+            maturity: dt.date | None = parse_date(self._value("maturity"), today, field="maturity")
+        except TicketError:
+            maturity = None
+        wanted = default_legs(template, today, maturity)
+        if wanted != legs.value:
+            self._auto_legs = wanted
+            with legs.prevent(Input.Changed):
+                legs.value = wanted
 
     def _show_errors(self) -> None:
         """Mark the field at fault and show its message; touch only what changed."""
@@ -265,10 +298,9 @@ class RfqTicket(Vertical):
     def _template_changed(self, event: Select.Changed) -> None:
         template = str(event.value)
         self._show_template_rows(template)
-        legs = self.query_one("#legs", Input)
-        default = TEMPLATE_DEFAULT_LEGS.get(Template(template), "RB2605")
-        if legs.value in (*TEMPLATE_DEFAULT_LEGS.values(), "RB2605", ""):
-            legs.value = default
+        if self.query_one("#legs", Input).value == "":
+            self._auto_legs = ""  # an empty field takes the template's default legs
+        self._follow_default_legs(self.today())
         if template == Template.AVERAGE_PRICE_SWAP:
             start, end = self.query_one("#avg_start", Input), self.query_one("#avg_end", Input)
             if not start.value and not end.value:
@@ -308,6 +340,13 @@ class RfqTicket(Vertical):
         self.validate()
 
     # -- sending ---------------------------------------------------------------------------
+
+    @on(Input.Blurred, "#deadline")
+    def _show_clamped_deadline(self) -> None:
+        """Leaving the deadline field shows the deadline that will be sent."""
+        request = self.request
+        if request is not None and request.clamped_from is not None:
+            self.query_one("#deadline", Input).value = f"{request.deadline_s:g}"
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#send")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.cells import cell_len
@@ -365,11 +365,24 @@ class QuotesTable(Table):
 
 
 class QuotesBoard(Vertical):
-    """The RFQ in flight: one row per dealer asked, quotes with countdowns, the best marked."""
+    """The RFQ in flight: one row per dealer asked, quotes with countdowns, the best marked.
 
-    def __init__(self, clock: Callable[[], float], **kwargs: Any) -> None:
+    A quote that cannot be accepted (expired, its RFQ cancelled, its dealer or this client
+    defaulted on chain: ``standing``) says why in its status and is never the best.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        me: str = "",
+        standing: Callable[[], Mapping[str, str]] = dict,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.clock = clock
+        self.me = me
+        self.standing = standing
         self.rfq: Rfq | None = None
         self.addressed: tuple[str, ...] = ()
         self.answers: dict[str, Quote | Decline] = {}
@@ -408,11 +421,28 @@ class QuotesBoard(Vertical):
     def cancelled(self) -> bool:
         return self.closed == "cancelled"
 
+    def why_not(self, quote: Quote, now_ms: int | None = None) -> str | None:
+        """Why ``quote`` cannot be accepted now, in the status column's words (None: it can)."""
+        if self.accepted is not None:
+            return "accepted" if self.accepted == quote.id else "not taken"
+        if self.cancelled:
+            return "cancelled"
+        if quote.valid_until_ms <= (int(self.clock() * 1000) if now_ms is None else now_ms):
+            return "expired"
+        standing = self.standing()
+        if quote.dealer in standing:
+            return f"dealer {standing[quote.dealer]}"
+        if self.me in standing:
+            return f"you are {standing[self.me]}"
+        return None
+
     def best(self) -> Quote | None:
-        """The best live quote; none once the RFQ is cancelled (its quotes are not tradable)."""
+        """The best quote that can still be accepted; none once the RFQ is cancelled."""
         if self.rfq is None or self.cancelled:
             return None
-        return best_quote(self.rfq, self.quotes, int(self.clock() * 1000))
+        now_ms = int(self.clock() * 1000)
+        tradable = [q for q in self.quotes if self.why_not(q, now_ms) in (None, "accepted")]
+        return best_quote(self.rfq, tradable, now_ms)
 
     def selected_quote(self) -> Quote | None:
         """The quote under the cursor, else the best one."""
@@ -509,23 +539,21 @@ class QuotesBoard(Vertical):
             ]
         is_best = best is not None and answer.id == best.id and self.accepted is None
         remaining = (answer.valid_until_ms - now_ms) / 1000
+        why_not = self.why_not(answer, now_ms)
         style = "bold black on green" if is_best else ""
         if self.accepted == answer.id:
             style = "bold green"
-        elif remaining <= 0 or self.accepted is not None or self.cancelled:
+        elif why_not is not None:
             style = "dim"
         diff = ""
-        if best is not None and not is_best:
+        if best is not None and not is_best and why_not is None:
             gap = answer.price - best.price
             diff = "=" if gap == 0 else fmt.price(gap) if gap < 0 else f"+{fmt.price(gap)}"
         if self.accepted == answer.id:
             status = Text("✔ accepted", style="bold green")
-        elif self.accepted is not None:
-            status = Text("not taken", style="dim")
-        elif self.cancelled:
-            status = Text("cancelled", style="dim")
-        elif remaining <= 0:
-            status = Text("expired", style="dim")
+        elif why_not is not None:
+            defaulted = why_not.startswith(("dealer ", "you are "))
+            status = Text(why_not, style="bold red" if defaulted else "dim")
         elif is_best:
             status = Text("★ best", style="bold green")
         else:
@@ -537,7 +565,7 @@ class QuotesBoard(Vertical):
             f"{answer.initial_margin_rate:.1%}",
             Text(fmt.money(answer.credit_line), justify="right"),
             Text(
-                fmt.countdown(remaining) if self.accepted is None and not self.cancelled else "",
+                fmt.countdown(remaining) if why_not in (None, "expired") else "",
                 style="yellow" if 0 < remaining < 5 else "",
             ),
             status,

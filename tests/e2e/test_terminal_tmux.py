@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from rfq.instruments import listed_futures
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,7 +65,10 @@ def test_a_client_trades_from_the_terminal_botc_up_opens(tmp_path: Path):
     try:
         ready = wait_for_text(session, "Send RFQ", 60, net / "logs")
         print(f"terminal ready {ready:.1f}s after botc up")
-        wait_for_text(session, "RB2605", 20, net / "logs")  # the market watch has prices
+        # The market watch lists the months trading on the business date botc up starts
+        # from (today); HC's front month shows in no ticket field, only in the watch.
+        front = listed_futures("HC", dt.date.today())[0].id
+        wait_for_text(session, front, 20, net / "logs")
         subprocess.run(["tmux", "send-keys", "-t", session, "C-s"], check=True)
         wait_for_text(session, "3/3 answered", 20, net / "logs")
         screen = pane(session)

@@ -10,7 +10,15 @@ import math
 
 from bus.client import BusStatus
 from rfq.contracts.model import Contract, ContractView, MarginCall, MarginTerms, Outcome, Status
-from rfq.instruments import CATALOG, Leg, OptionTerms, Side, Template, Terms
+from rfq.instruments import (
+    Leg,
+    OptionTerms,
+    Side,
+    Template,
+    Terms,
+    listed_futures,
+    listed_underlyings,
+)
 from rfq.ledger.state import GovernanceEvent, Guarantee, Receipt, Trade
 from rfq.messages import Decline, Quote, Rfq
 from rfq.queries import CcrRow, HeaderInfo, RiskAlert, RiskReply, StatusReply, WhatIfReply
@@ -29,6 +37,7 @@ from tui.messages import (
     RfqArrived,
     RfqOpened,
     RiskLoaded,
+    StandingLoaded,
     StatusLoaded,
     TradesFound,
     TxSubmitted,
@@ -40,6 +49,8 @@ NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC).timestamp()
 NOW_MS = int(NOW * 1000)
 TODAY = dt.date(2026, 3, 2)
 SIZE = (150, 46)
+MONTH = listed_futures("RB", TODAY)[1].contract_month
+"""``2609``: the nearest month listed on ``TODAY`` that trades past three months."""
 
 
 def clock() -> float:
@@ -47,9 +58,9 @@ def clock() -> float:
 
 
 def market_rows() -> list[MarketRow]:
-    """Every catalogued underlying with 20 closes on a smooth, seeded-free wave."""
+    """Every underlying listed on ``TODAY`` with 20 closes on a smooth, seeded-free wave."""
     rows = []
-    for i, u in enumerate(CATALOG.values()):
+    for i, u in enumerate(listed_underlyings(TODAY).values()):
         closes = tuple(
             round(u.start_price * (1 + 0.02 * math.sin((d + i) / 3) + 0.001 * d), 2)
             for d in range(20)
@@ -62,7 +73,7 @@ def market_rows() -> list[MarketRow]:
 def rebar_terms(quantity: float = 1000, side: Side = Side.BUY) -> Terms:
     return Terms(
         template=Template.PRICE_SWAP,
-        legs=(Leg("RB2605"),),
+        legs=(Leg(f"RB{MONTH}"),),
         client_side=side,
         quantity=quantity,
         trade_date=TODAY,
@@ -73,18 +84,18 @@ def rebar_terms(quantity: float = 1000, side: Side = Side.BUY) -> Terms:
 def spread_terms() -> Terms:
     return Terms(
         template=Template.SPREAD_SWAP,
-        legs=(Leg("HC2605"), Leg("RB2605", -1.0)),
+        legs=(Leg(f"HC{MONTH}"), Leg(f"RB{MONTH}", -1.0)),
         client_side=Side.BUY,
         quantity=1000,
         trade_date=TODAY,
-        maturity=dt.date(2026, 9, 30),
+        maturity=dt.date(2026, 9, 15),
     )
 
 
 def option_terms() -> Terms:
     return Terms(
         template=Template.EUROPEAN_OPTION,
-        legs=(Leg("SC2605"),),
+        legs=(Leg(f"SC{MONTH}"),),
         client_side=Side.SELL,
         quantity=500,
         trade_date=TODAY,
@@ -120,6 +131,18 @@ def client_trade_messages() -> list[object]:
         AnswerArrived(
             Decline(RFQ.id, "C1", "D3", "credit_limit", "exposure to C1 above the limit")
         ),
+    ]
+
+
+def client_defaulted_dealer_messages() -> list[object]:
+    """The same quotes once the chain says D1 (the cheapest) defaulted, and D3 quoted a
+    price whose validity has run out: D2's is the best quote still tradable."""
+    return [
+        RfqOpened(RFQ, ("D1", "D2", "D3")),
+        AnswerArrived(quote("D2", 3168.0, 28)),
+        AnswerArrived(quote("D1", 3166.0, 29, line=120_000)),
+        AnswerArrived(quote("D3", 3160.0, -1)),
+        StandingLoaded({"D1": "defaulted"}),
     ]
 
 
@@ -334,9 +357,10 @@ def book_message() -> BookLoaded:
         exposures=(
             ExposureRow("C1", 74.2, 1_250_000, 180_000, 50_000_000),
             ExposureRow("C2", 64.0, 42_800_000, 0, 50_000_000),
-            ExposureRow("C5", 44.0, 3_100_000, 0, 5_000_000),
+            ExposureRow("C5", 44.0, 3_100_000, 0, 5_000_000, standing="defaulted"),
         ),
-        inventory=(("HC2605", -1000.0), ("RB2605", -500.0)),
+        inventory=((f"HC{MONTH}", -1000.0), (f"RB{MONTH}", -500.0)),
+        standing={"C5": "defaulted"},
     )
     trades = credit().trades
     return BookLoaded(book, trades)
@@ -395,8 +419,9 @@ def whatif_message() -> WhatIfLoaded:
 
 
 def trades_message() -> TradesFound:
+    """The newest two of the 1,234 trades on chain."""
     views = {v.id: v for v in contracts()}
-    return TradesFound(credit().trades, views, None, None)
+    return TradesFound(credit().trades, views, None, None, total=1234)
 
 
 def whatif_without_losses_message() -> WhatIfLoaded:

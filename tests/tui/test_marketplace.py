@@ -12,9 +12,12 @@ import pytest
 from textual.widgets import Input, Select
 
 from peers.counterparty import ClientSession
+from peers.ledger_client import LedgerClient
 from peers.regulator import RegulatorService
 from rfq.instruments import Leg, Side, Template, Terms
+from rfq.ledger.tx import CreditEventTx
 from rfq.messages import Decline, Quote
+from tests.integration.chainkit import TxFactory, rebar, start_authorities, submit
 from tui.widgets import Table
 
 from .conftest import record_notifications, terminal, type_into, wait_until
@@ -23,10 +26,11 @@ pytestmark = pytest.mark.integration
 
 
 def rebar_swap(today: dt.date) -> Terms:
-    """What a scripted client asks for: buy 1000 t of the May rebar swap for four months."""
+    """What a scripted client asks for: buy 1000 t of rebar for four months (on the far
+    month listed ``today``, which trades that long)."""
     return Terms(
         template=Template.PRICE_SWAP,
-        legs=(Leg("RB2605"),),
+        legs=(Leg(rebar(today)),),
         client_side=Side.BUY,
         quantity=1000,
         trade_date=today,
@@ -61,13 +65,17 @@ async def test_client_c1_trades_from_the_ticket_while_dealer_d1_and_the_regulato
         c1, d1, reg = client_app.main_screen, dealer_app.main_screen, regulator_app.main_screen
         await wait_until(client, lambda: c1.session is not None and d1.bot is not None)
         await market.tick()
-        await wait_until(client, lambda: "RB2605" in c1.session.market.latest, what="prices")
-        assert c1.query_one("#market", Table).get_row("RB2605")
+        month = rebar(market.today)
+        await wait_until(client, lambda: month in c1.session.market.latest, what="prices")
+        assert c1.query_one("#market", Table).get_row(month)
 
-        # C1 fills the ticket (legs RB2605 by default) and sends it.
+        # C1 fills the ticket and sends it; the legs it opens with follow the maturity (the
+        # nearest rebar month listed today that trades for six months).
         await type_into(client, "#quantity", "200")
         await type_into(client, "#maturity", "6m")
         await type_into(client, "#deadline", "4")
+        legs = c1.ticket.draft().legs
+        assert legs.startswith("RB") and legs in c1.session.market.listed()
         assert not c1.query_one("#send").disabled
         await client.press("ctrl+s")
         await wait_until(client, lambda: len(c1.quotes.quotes) >= 2, what="two quotes")
@@ -110,7 +118,7 @@ async def test_client_c1_trades_from_the_ticket_while_dealer_d1_and_the_regulato
         repository = reg.query_one("#repository", Table)
         await wait_until(regulator, lambda: rfq_id in repository.rows, what="trade repository")
         assert cell_text(repository, rfq_id, "client") == "C1"
-        assert cell_text(repository, rfq_id, "product") == "swap RB2605"
+        assert cell_text(repository, rfq_id, "product") == f"swap {legs}"
         await regulator.press("f3")
         ccr = reg.query_one("#ccr", Table)
         await wait_until(regulator, lambda: ccr.row_count > 0, what="a CCR row")
@@ -132,7 +140,8 @@ async def test_dealer_d1_quotes_declines_and_lets_lapse_rfqs_by_hand(
         desk = app.main_screen
         await wait_until(pilot, lambda: desk.bot is not None, what="the dealer bot")
         await market.tick()
-        await wait_until(pilot, lambda: "RB2605" in desk.bot.market.latest, what="prices")
+        month = rebar(market.today)
+        await wait_until(pilot, lambda: month in desk.bot.market.latest, what="prices")
 
         # An RFQ waits; the model's price is pre-filled; D1 overrides it.
         rfq = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=10)
@@ -161,7 +170,7 @@ async def test_dealer_d1_quotes_declines_and_lets_lapse_rfqs_by_hand(
         assert declined.code == "dealer_declined"
 
         # A third lapses unanswered: nothing is sent after its deadline.
-        third = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=0.8)
+        third = await session.send_rfq(rebar_swap(market.today), dealers=["D1"], deadline_s=1)
         assert await third.collect() == []
         await wait_until(pilot, lambda: desk.lines.get(third.id) is not None)
         await wait_until(pilot, lambda: desk.lines[third.id].state == "lapsed")
@@ -211,8 +220,71 @@ async def test_the_regulator_runs_a_contagion_what_if_on_the_live_exposures(
         await pilot.press("enter")
         await wait_until(pilot, lambda: "0 trades · party C2" in repository.border_title)
         await type_into(pilot, "#search-party", "C1")
-        await type_into(pilot, "#search-underlying", "rb2605")
+        month = rebar(market.today)
+        await type_into(pilot, "#search-underlying", month.lower())
         await pilot.click("#search-run")
-        await wait_until(pilot, lambda: rfq.id in repository.rows, what="C1's RB2605 trade")
-        assert "party C1 · underlying RB2605" in repository.border_title
+        await wait_until(pilot, lambda: rfq.id in repository.rows, what=f"C1's {month} trade")
+        assert f"party C1 · underlying {month}" in repository.border_title
     await monitor.close()
+
+
+async def test_screens_read_past_the_first_page_and_show_whom_the_chain_says_defaulted(
+    network, nats_server, bus_factory
+):
+    """Five C1-D1 trades on chain, read two rows a page: every screen that lists or counts
+    them has all five; the regulator's repository says how many it does not show yet."""
+    nodes = await start_authorities(network, bus_factory)
+    trades = [TxFactory(network).trade(f"C1-page{i}", client="C1", dealer="D1") for i in range(5)]
+    await submit(await bus_factory("C1"), trades)
+    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
+    for party in ("C2", "D3"):
+        receipt = await reg.submit_and_wait(CreditEventTx(party, "insolvency"), timeout=15)
+        assert receipt.ok, receipt.reason
+    assert all(len(node.state.trades) == 5 for node in nodes.values())
+    client_app = terminal(network, "C1", poll_s=1.0, page_size=2)
+    dealer_app = terminal(network, "D1", poll_s=1.0, page_size=2)
+    regulator_app = terminal(network, "REG", poll_s=1.0, page_size=2)
+    async with (
+        client_app.run_test(size=SIZE, notifications=True) as client,
+        dealer_app.run_test(size=SIZE) as dealer,
+        regulator_app.run_test(size=SIZE, notifications=True) as regulator,
+    ):
+        told = record_notifications(client_app)
+        c1, d1, rep = client_app.main_screen, dealer_app.main_screen, regulator_app.main_screen
+
+        await client.press("f3")
+        blotter = c1.query_one("#contracts", Table)
+        await wait_until(client, lambda: blotter.row_count == 5, what="C1's five contracts")
+        assert "5 contracts" in str(c1.query_one("#blotter-summary").render())
+        await client.press("f4")
+        lines = c1.query_one("#dealer-lines", Table)
+        await wait_until(client, lambda: lines.row_count == 1, what="credit used per dealer")
+        assert cell_text(lines, "D1", "trades") == "5"
+        await wait_until(client, lambda: "D3" in c1.standing, what="C1 reads the standing")
+        assert c1.standing == {"C2": "defaulted", "D3": "defaulted"}
+        assert any("D3 is defaulted on chain" in n for n in told)
+
+        await dealer.press("f3")
+        mine = d1.query_one("#dealer-trades", Table)
+        await wait_until(dealer, lambda: mine.row_count == 5, what="D1's five trades")
+        assert mine.border_title == "My trades on chain: 5 trades"
+        exposures = d1.query_one("#exposures", Table)
+        await wait_until(dealer, lambda: "C2" in exposures.rows, what="C2 on D1's screen")
+        assert cell_text(exposures, "C1", "trades") == "5"
+        assert cell_text(exposures, "C2", "usage").strip() == "DEFAULTED"
+
+        await regulator.press("f5")
+        repository = rep.query_one("#repository", Table)
+        await wait_until(regulator, lambda: repository.row_count == 2, what="the newest page")
+        assert "showing the newest 2 of 5 trades" in repository.border_title
+        await regulator.click("#search-more")
+        await wait_until(regulator, lambda: repository.row_count == 4, what="a second page")
+        assert "showing the newest 4 of 5 trades" in repository.border_title
+        repository.focus()
+        await regulator.press("m")  # the key does what the button does
+        await wait_until(regulator, lambda: repository.row_count == 5, what="the last page")
+        assert repository.border_title == "Trade repository: 5 trades"
+        heights = [int(cell_text(repository, key.value, "height")) for key in repository.rows]
+        assert heights == sorted(heights, reverse=True)  # newest first
+    for node in nodes.values():
+        await node.stop()

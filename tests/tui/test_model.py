@@ -10,14 +10,16 @@ from hypothesis import strategies as st
 
 from peers.market import MarketData
 from rfq.contracts.model import Contract, ContractView, MarginTerms, Outcome, Status
-from rfq.instruments import Leg, OptionTerms, Side, Template, Terms
-from rfq.messages import Price
+from rfq.instruments import Leg, OptionTerms, Side, Template, Terms, listed_underlyings
+from rfq.messages import MAX_DEADLINE_S, Price
+from rfq.pricing.limits import DEFAULT_TRADE_LIMITS
 from tui import format as fmt
 from tui.model import (
-    TicketDraft,
     TicketError,
     build_request,
     contract_pnl,
+    default_legs,
+    default_ticket,
     market_rows,
     parse_date,
     parse_legs,
@@ -28,19 +30,21 @@ NOW_MS = int(dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC).timestamp() * 1000)
 DEALERS = frozenset({"D1", "D2", "D3"})
 
 
-def request(**fields: object):
+def request(today: dt.date = TODAY, prices: dict[str, float] | None = None, **fields: object):
+    """The ticket as it opens on ``today`` with ``fields`` typed over it, sent."""
     return build_request(
-        TicketDraft(**fields),  # type: ignore[arg-type]
+        default_ticket(today, **fields),
         client="C1",
-        today=TODAY,
+        today=today,
         now_ms=NOW_MS,
         dealers=DEALERS,
+        prices=prices,
     )
 
 
 def error_of(**fields: object) -> TicketError:
     with pytest.raises(TicketError) as caught:
-        request(**fields)
+        request(**fields)  # type: ignore[arg-type]
     return caught.value
 
 
@@ -49,10 +53,71 @@ def test_the_default_ticket_asks_every_dealer_for_a_three_month_rebar_swap():
     assert sent.dealers is None
     assert sent.deadline_s == 5
     assert sent.terms.template == Template.PRICE_SWAP
-    assert sent.terms.legs == (Leg("RB2605"),)
+    # On 2 March 2026 RB2605 trades until 15 May, before a three-month swap matures on
+    # 2 June: the ticket opens on the next listed month, RB2609.
+    assert sent.terms.legs == (Leg("RB2609"),)
     assert sent.terms.client_side == Side.BUY
     assert sent.terms.quantity == 1000
     assert sent.terms.maturity == dt.date(2026, 6, 2)
+
+
+def test_the_tickets_default_legs_roll_with_the_business_date():
+    december = dt.date(2026, 12, 1)  # RB2605 has expired; RB2701, RB2705, RB2709 trade
+    assert default_legs(Template.PRICE_SWAP, december) == "RB2705"
+    assert default_legs(Template.SPREAD_SWAP, december) == "HC2705 - RB2705"
+    assert default_legs(Template.CALENDAR_SPREAD, december) == "RB2709 - RB2705"
+    assert default_legs(Template.PRICE_SWAP, december, dt.date(2026, 12, 31)) == "RB2701"
+    assert default_legs(Template.INDEX_SWAP, december) == "CSI300"
+    assert request(december).terms.legs == (Leg("RB2705"),)
+
+
+@pytest.mark.parametrize("template", list(Template))
+def test_every_templates_default_ticket_can_be_sent_on_any_day_of_two_years(template):
+    extra: dict[str, object] = {"template": template.value}
+    if template == Template.AVERAGE_PRICE_SWAP:
+        extra.update(avg_start="1m", avg_end="3m")
+    if template == Template.EUROPEAN_OPTION:
+        extra.update(strike="3200")
+    for day in range(0, 2 * 365, 3):
+        today = TODAY + dt.timedelta(days=day)
+        fields = {**extra, "legs": default_legs(template, today)}
+        assert request(today, **fields).terms.template == template, today
+
+
+def test_an_expired_month_is_refused_on_the_legs_field():
+    error = error_of(today=dt.date(2026, 12, 1), legs="RB2605")
+    assert error.field == "legs"
+    assert "RB2605 expired" in error.message
+
+
+def test_a_trade_beyond_the_default_dealers_limits_is_refused_before_it_is_sent():
+    too_big = error_of(quantity="1e9", prices={"RB2609": 3200.0})
+    assert too_big.field == "quantity"
+    assert "exceeds the limit" in too_big.message
+    too_long = error_of(
+        legs="CSI300", maturity=str(TODAY + dt.timedelta(DEFAULT_TRADE_LIMITS.max_tenor_days + 1))
+    )
+    assert too_long.field == "maturity"
+    assert "tenor" in too_long.message
+
+
+def test_the_notional_limit_is_checked_at_the_latest_price():
+    # 300k t of rebar: 960m at 3,200 passes the 1bn limit; at 3,400 (1.02bn) it does not.
+    assert request(quantity="300000", prices={"RB2609": 3200.0}).terms.quantity == 300_000
+    assert error_of(quantity="300000", prices={"RB2609": 3400.0}).field == "quantity"
+
+
+def test_a_deadline_outside_the_rfq_range_is_clamped_to_it_and_the_summary_says_so():
+    long = request(deadline="600")
+    assert (long.deadline_s, long.clamped_from) == (MAX_DEADLINE_S, 600)
+    assert long.summary.endswith("; deadline 300 s (clamped from 600)")
+    short = request(deadline="0.5")
+    assert (short.deadline_s, short.clamped_from) == (1, 0.5)
+    assert request(deadline="30").clamped_from is None
+    assert "clamped" not in request().summary
+    for nonsense in ("0", "-3"):
+        error = error_of(deadline=nonsense)
+        assert (error.field, "1 to 300 seconds" in error.message) == ("deadline", True)
 
 
 def test_legs_read_as_a_trader_writes_them():
@@ -97,6 +162,7 @@ def test_maturities_are_dates_or_tenors_from_today():
         ({"all_dealers": False}, "dealers", "at least one dealer"),
         ({"all_dealers": False, "dealers": ("D1", "C2")}, "dealers", "not dealers: C2"),
         ({"deadline": "0"}, "deadline", "1 to 300"),
+        ({"legs": ""}, "legs", "e.g. RB2609 (or HC2609 - RB2609)"),
         ({"multiplier": "-1"}, "multiplier", "positive"),
     ],
 )
@@ -142,6 +208,21 @@ def test_market_rows_show_the_change_against_the_previous_close():
     assert row.change == pytest.approx(31.5)
     assert row.change_pct == pytest.approx(0.01)
     assert row.closes == (3100.0, 3150.0)
+
+
+def test_the_market_watch_lists_the_months_that_trade_and_not_the_expired_ones():
+    market = MarketData()
+    december = dt.date(2026, 12, 1)
+    for underlying in ("RB2605", "RB2701"):  # RB2605's last price stays in the market data
+        market.on_price(Price(underlying, 3150.0, december, 1))
+    shown = [row.underlying for row in market_rows(market)]
+    assert shown == list(listed_underlyings(december))
+    assert "RB2701" in shown and "RB2605" not in shown
+    assert [r.underlying for r in market_rows(market, today=dt.date(2026, 3, 2))][:3] == [
+        "RB2605",
+        "RB2609",
+        "RB2701",
+    ]
 
 
 def test_formatting_keeps_numbers_short_and_signed():
@@ -213,9 +294,9 @@ def test_codes_read_as_words_and_counts_agree_with_their_nouns():
 
 
 def test_an_option_tickets_summary_says_who_pays_the_premium():
-    bought = request(template="european_option", strike="3200", legs="RB2605")
+    bought = request(template="european_option", strike="3200", legs="RB2609")
     assert bought.summary.endswith("from all dealers, paying the premium")
     sold = request(template="european_option", strike="3200", side="sell")
-    assert "client sells 1000 x call 3,200 RB2605" in sold.summary
+    assert "client sells 1000 x call 3,200 RB2609" in sold.summary
     assert sold.summary.endswith("receiving the premium")
     assert "premium" not in request().summary

@@ -76,6 +76,19 @@ def test_dealer_screen_fits_a_small_terminal(network, snap_compare):
     )
 
 
+def test_client_quotes_board_marks_a_defaulted_dealers_and_an_expired_quote_untradable(
+    network, snap_compare
+):
+    def show_market(screen) -> None:
+        screen.show_market(scenes.market_rows())
+
+    assert snap_compare(
+        offline(network, "C1"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(scenes.client_defaulted_dealer_messages, after=show_market),
+    )
+
+
 def test_client_option_ticket_labels_the_strike_and_speaks_of_the_premium(network, snap_compare):
     def option_ticket(screen) -> None:
         screen.show_market(scenes.market_rows())
@@ -136,4 +149,12 @@ def test_regulator_what_if_shows_the_cascade_and_only_the_institutions_that_lose
         offline(network, "REG"),
         terminal_size=scenes.SIZE,
         run_before=feeding(lambda: [scenes.status_message(), scenes.whatif_message()], tab="f4"),
+    )
+
+
+def test_regulator_trade_repository_says_how_many_trades_it_does_not_show(network, snap_compare):
+    assert snap_compare(
+        offline(network, "REG"),
+        terminal_size=scenes.SIZE,
+        run_before=feeding(lambda: [scenes.status_message(), scenes.trades_message()], tab="f5"),
     )

@@ -11,7 +11,9 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 from bus import subjects
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
-from tui.messages import RfqAnswered, RfqArrived
+from rfq.instruments import Template
+from tui.messages import BookLoaded, BookView, RfqAnswered, RfqArrived, StandingLoaded
+from tui.model import default_legs
 from tui.ticket import RfqTicket
 
 from . import scenes
@@ -59,7 +61,8 @@ async def test_bad_input_in_the_ticket_is_shown_beside_its_field_and_nothing_is_
 
         await type_into(pilot, "#quantity", "100")
         assert error_shown(ticket, "quantity") == ""
-        assert "client buys 100 x swap RB2605" in str(c1.query_one("#ticket-summary").render())
+        rebar = default_legs(Template.PRICE_SWAP, c1.today())  # listed on the business date
+        assert f"client buys 100 x swap {rebar}" in str(c1.query_one("#ticket-summary").render())
         assert not c1.query_one("#quantity").has_class("-bad")
         assert not send.disabled
 
@@ -126,7 +129,8 @@ async def test_after_x_the_quotes_read_cancelled_and_a_or_b_accept_nothing(
         c1 = app.main_screen
         await wait_until(pilot, lambda: c1.session is not None, what="the client session")
         await quoting_dealers()
-        await wait_until(pilot, lambda: "RB2605" in c1.session.market.latest, what="prices")
+        rebar = c1.ticket.draft().legs  # the month the ticket opens with, listed today
+        await wait_until(pilot, lambda: rebar in c1.session.market.latest, what="prices")
         await type_into(pilot, "#deadline", "30")
         await pilot.press("ctrl+s")
         board = c1.quotes
@@ -199,7 +203,7 @@ async def test_the_command_palette_switches_tabs_and_sets_the_ticket_template(ne
         ticket = app.main_screen.ticket
         assert app.main_screen.query_one(TabbedContent).active == "trade"
         assert ticket.draft().template == "spread_swap"
-        assert ticket.draft().legs == "HC2605 - RB2605"
+        assert ticket.draft().legs == f"HC{scenes.MONTH} - RB{scenes.MONTH}"
 
 
 async def test_the_palettes_screenshot_lands_in_the_networks_logs_and_says_where(
@@ -468,3 +472,124 @@ async def test_rfqs_the_model_answered_do_not_hold_the_manual_panel_once_d1_quot
         await pilot.pause()
         assert table.selected_key == "C1-hand02"
         assert desk.query_one("#manual-price", Input).value == "3160"
+
+
+async def test_legs_left_as_the_ticket_opened_follow_the_maturity_and_typed_legs_stay(network):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)  # 2 March 2026
+    async with app.run_test(size=SIZE) as pilot:
+        ticket = app.main_screen.ticket
+        assert ticket.draft().legs == "RB2609"  # RB2605 stops trading before three months
+        await type_into(pilot, "#maturity", "2026-12-31")
+        assert ticket.draft().legs == "RB2701"  # the nearest month trading to that date
+        assert ticket.request is not None
+        await type_into(pilot, "#legs", "RB2605")
+        assert "after RB2605's last trading day" in error_shown(ticket, "maturity")
+        await type_into(pilot, "#maturity", "1m")
+        assert ticket.draft().legs == "RB2605"  # the user's legs stay
+        assert ticket.request is not None
+        await type_into(pilot, "#legs", "")
+        assert "e.g. RB2609 (or HC2609 - RB2609)" in error_shown(ticket, "legs")
+
+
+async def test_a_deadline_beyond_the_rfq_range_is_clamped_and_the_field_shows_it(network):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE) as pilot:
+        ticket = app.main_screen.ticket
+        await type_into(pilot, "#deadline", "600")
+        assert ticket.request is not None and ticket.request.deadline_s == 300
+        assert "deadline 300 s (clamped from 600)" in str(
+            ticket.query_one("#ticket-summary").render()
+        )
+        await pilot.press("tab")  # leaving the field shows what will be sent
+        assert ticket.query_one("#deadline", Input).value == "300"
+        await type_into(pilot, "#deadline", "0")
+        assert "1 to 300 seconds" in error_shown(ticket, "deadline")
+        assert ticket.query_one("#send", Button).disabled
+
+
+async def test_a_defaulted_dealers_quote_is_never_best_and_a_refuses_it(network):
+    app = terminal(network, "C1", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        c1 = app.main_screen
+        taken: list[str] = []
+        c1.accept_quote = lambda quote: taken.append(quote.dealer)  # no session offline
+        for message in scenes.client_trade_messages():
+            c1.post_message(message)
+        await pilot.pause()
+        board = c1.quotes
+        assert board.best().dealer == "D1"
+
+        c1.post_message(StandingLoaded({"D1": "defaulted"}))  # the chain says so
+        await pilot.pause()
+        assert any("D1 is defaulted on chain" in n for n in told)
+        assert cell_text(board.table, "D1", "status") == "dealer defaulted"
+        assert board.best().dealer == "D2"
+        assert cell_text(board.table, "D2", "status") == "★ best"
+        board.table.focus()
+        await pilot.press("up")  # onto D1's (cheaper) quote
+        assert board.selected_quote().dealer == "D1"
+        await pilot.press("a")
+        assert taken == []
+        assert any(
+            n.startswith("Not accepted") and "D1 is defaulted on chain: its quote" in n
+            for n in told
+        )
+        await pilot.press("b")
+        assert taken == ["D2"]
+
+        c1.post_message(StandingLoaded({"D1": "defaulted", "C1": "defaulted"}))
+        await pilot.pause()
+        assert cell_text(board.table, "D2", "status") == "you are defaulted"
+        assert any("You are defaulted on chain" in n for n in told)
+        await pilot.press("b")
+        assert taken == ["D2"]
+        assert any("No tradable quote" in n for n in told)
+
+
+async def test_the_dealer_sees_a_defaulted_client_beside_its_rfqs_and_its_own_default(network):
+    app = terminal(network, "D1", connect=False, clock=scenes.clock, auto_quote=False)
+    async with app.run_test(size=SIZE) as pilot:
+        desk = app.main_screen
+        desk.post_message(BookLoaded(BookView((), (), {"C2": "defaulted"}), ()))
+        desk.post_message(waiting_rfq("C1-good01", 100, 3100))
+        rfq = scenes.dealer_rfq("C2-bad001", "C2", scenes.rebar_terms(100), 30)
+        desk.post_message(RfqArrived(rfq, rating=64.0, arrived_ms=scenes.NOW_MS))
+        await pilot.pause()
+        table = desk.query_one("#rfqs")
+        assert cell_text(table, "C2-bad001", "client") == "C2 defaulted"
+        assert cell_text(table, "C1-good01", "client") == "C1"
+        stats = desk.query_one("#dealer-stats")
+        assert "on chain" not in str(stats.render())
+        desk.post_message(BookLoaded(BookView((), (), {"C2": "defaulted", "D1": "defaulted"}), ()))
+        await pilot.pause()
+        assert "D1 is defaulted on chain: it declines every RFQ" in str(stats.render())
+
+
+async def test_the_trade_repository_says_how_many_it_does_not_show_and_more_asks_for_them(
+    network,
+):
+    app = terminal(network, "REG", connect=False, clock=scenes.clock)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        told = record_notifications(app)
+        reg = app.main_screen
+        await pilot.press("f5")
+        repository = reg.query_one("#repository")
+        reg.post_message(scenes.trades_message())  # 2 of 1,234
+        await pilot.pause()
+        title = repository.border_title
+        assert title == "Trade repository: showing the newest 2 of 1,234 trades (More: next page)"
+        asked: list[int] = []
+        reg.search_trades = lambda party, underlying, pages: asked.append(pages)
+        await pilot.click("#search-more")
+        repository.focus()
+        await pilot.press("m")
+        assert asked == [2, 3] and reg.pages == 3
+
+        everything = scenes.trades_message()
+        reg.post_message(type(everything)(everything.trades, everything.contracts, None, None))
+        await pilot.pause()
+        assert repository.border_title == "Trade repository: 2 trades"
+        await pilot.press("m")
+        assert asked == [2, 3]
+        assert any(n.startswith("No more trades") for n in told)
