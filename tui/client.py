@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
-import msgspec
 import structlog
 from nats.errors import Error as NatsError
 from rich.text import Text
@@ -32,6 +30,7 @@ from bus.errors import BusError
 from peers.counterparty import AcceptRefused, ClientSession, RfqHandle
 from peers.errors import PeerError
 from peers.ledger_client import LedgerUnavailable, QueryDenied
+from rfq.clock import utc_today
 from rfq.errors import RfqError
 from rfq.identity import Role
 from rfq.instruments import Template
@@ -87,11 +86,6 @@ from tui.widgets import (
 log = structlog.get_logger(__name__)
 
 TABS = ("trade", "blotter", "credit", "chain")
-
-
-def tx_id_of(signed: msgspec.Struct) -> str:
-    """The id the authorities give a transaction: sha256 of its msgpack bytes."""
-    return hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
 
 
 def refusal_words(quote: Quote, why_not: str) -> str:
@@ -273,8 +267,7 @@ class ClientScreen(RoleScreen):
         if self.session is not None and self.session.market.latest:
             today = self.session.market.today
         else:
-            now: Callable[[], float] = self.terminal.clock
-            today = dt.datetime.fromtimestamp(now(), dt.UTC).date()
+            today = utc_today(self.terminal.clock)
         chain = self.terminal.business_date
         if chain:
             with contextlib.suppress(ValueError):
@@ -509,7 +502,7 @@ class ClientScreen(RoleScreen):
         except (RfqError, BusError, PeerError) as exc:
             self.notify(str(exc), title="Accept failed", severity="error")
             return
-        tx_id = tx_id_of(signed)
+        tx_id = signed.digest.hex()
         self.post_message(QuoteAccepted(quote, tx_id))
         self.post_message(TxSubmitted(tx_id, "accept", f"{quote.rfq_id} @ {quote.price:g}"))
         try:
