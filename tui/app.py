@@ -30,7 +30,6 @@ from textual.screen import Screen
 from bus.client import Bus, BusStatus
 from bus.errors import BusError
 from peers.errors import CliError, PeerError
-from peers.logging import configure_logging
 from peers.netdir import NetDir
 from peers.runtime import open_bus
 from rfq.identity import Role
@@ -70,8 +69,6 @@ class BotcApp(App[int]):
         retry_s: float = 2.0,
         auto_quote: bool = True,
         page_size: int | None = None,
-        log_file: str | Path | None = None,
-        log_level: str = "info",
     ) -> None:
         """Check the member before anything runs: an unknown id or a bad NETDIR raises
         ``NetDirError``, a member whose role has no terminal mode ``CliError``.
@@ -80,8 +77,8 @@ class BotcApp(App[int]):
         lists read in full, 200 for the regulator's trade repository); tests pass a small one
         to see screens read past the first page.
 
-        ``log_file``: send the process's logs there (never over the screen); without it the
-        logging set up by the caller stays as it is.
+        Logging is the entry point's (``botc tui``, ``botc up``): it sends the logs to a file,
+        never over the screen.
         """
         self.net = net
         self.genesis = net.genesis()
@@ -104,8 +101,6 @@ class BotcApp(App[int]):
         self.page_size = page_size
         self.bus: Bus | None = None
         self.sub_title = f"{member_id} · {self.member.name} · {self.mode}"
-        if log_file is not None:
-            configure_logging(log_level, log_file)
 
     # -- screens ---------------------------------------------------------------------------
 

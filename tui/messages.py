@@ -6,11 +6,12 @@ updates the widgets. Snapshot tests post the same messages with fixed data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from textual.message import Message
 
 from bus.client import Bus, BusStatus
+from peers.desk import BookView
 from rfq.contracts.model import ContractView
 from rfq.ledger.state import Guarantee, Receipt, Trade
 from rfq.messages import Decline, Quote, Rfq
@@ -168,27 +169,6 @@ class RfqAnswered(Message):
         self.answer = answer
         self.manual = manual
         super().__init__()
-
-
-@dataclass(frozen=True)
-class ExposureRow:
-    client: str
-    rating: float | None
-    exposure: float
-    held: float
-    limit: float
-    standing: str | None = None
-    """What the chain says of the client when it may not trade (``defaulted``)."""
-
-
-@dataclass(frozen=True)
-class BookView:
-    """The dealer's book: exposure per client and inventory per underlying, and who the
-    chain says may not trade (``DealerBot.standing``)."""
-
-    exposures: tuple[ExposureRow, ...]
-    inventory: tuple[tuple[str, float], ...]
-    standing: dict[str, str] = field(default_factory=dict)
 
 
 class BookLoaded(Message):

@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from peers.errors import CliError
+    from peers.logging import configure_logging
     from peers.netdir import NetDir
     from tui.app import BotcApp
 
@@ -50,14 +51,13 @@ def run(args: argparse.Namespace) -> int:
     net.identity(args.member)  # an unknown member or a bad NETDIR: one line, exit 2
     servers = [s for s in args.servers.split(",") if s] if args.servers else None
     log_file = args.tui_log_file or getattr(args, "log_file", None)
+    configure_logging(getattr(args, "log_level", "info"), log_file or net.terminal_log(args.member))
     app = BotcApp(
         net,
         args.member,
         servers,
         poll_s=args.poll,
         auto_quote=not args.manual,
-        log_file=log_file or net.terminal_log(args.member),
-        log_level=getattr(args, "log_level", "info"),
     )
     result = app.run()
     return int(result or 0)

@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.headless:
             from tui.app import BotcApp
 
-            stopper.app = BotcApp(net, args.member, log_file=net.terminal_log(args.member))
+            configure_logging(args.log_level, net.terminal_log(args.member))
+            stopper.app = BotcApp(net, args.member)
             stopper.app.run()
             return 0
 

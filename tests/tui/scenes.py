@@ -9,6 +9,7 @@ import datetime as dt
 import math
 
 from bus.client import BusStatus
+from peers.desk import BookView, ExposureRow
 from rfq.contracts.model import Contract, ContractView, MarginCall, MarginTerms, Outcome, Status
 from rfq.instruments import (
     Leg,
@@ -25,12 +26,10 @@ from rfq.queries import CcrRow, HeaderInfo, RiskAlert, RiskReply, StatusReply, W
 from tui.messages import (
     AnswerArrived,
     BookLoaded,
-    BookView,
     BusStatusChanged,
     ContractsLoaded,
     CreditLoaded,
     CreditView,
-    ExposureRow,
     HeadersLoaded,
     ReceiptArrived,
     RfqAnswered,

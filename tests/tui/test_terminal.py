@@ -10,9 +10,10 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent
 
 from bus import subjects
 from peers.dealer import DealerBot
+from peers.desk import BookView
 from peers.oracle import OracleService, Simulator
 from rfq.instruments import Template
-from tui.messages import BookLoaded, BookView, RfqAnswered, RfqArrived, StandingLoaded
+from tui.messages import BookLoaded, RfqAnswered, RfqArrived, StandingLoaded
 from tui.model import default_legs
 from tui.ticket import RfqTicket
 
