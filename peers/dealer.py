@@ -48,6 +48,8 @@ from peers.errors import CliError, PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.market import MarketData
 from peers.service import Service, ServiceStatus, cancel_and_wait
+from rfq.contracts.model import contract_of
+from rfq.contracts.payoff import initial_margin
 from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.identity import Genesis, Role
 from rfq.instruments import Side, Terms
@@ -262,6 +264,8 @@ class DealerBot(Service):
         }
         self.standing: dict[str, str] = {}
         """Members the chain says may not trade (defaulted, suspended)."""
+        self.headroom: dict[str, float] = {}
+        """Per client: the initial margin beyond this dealer's line it can still carry."""
         self.cancelled: set[str] = set()
         self.booked: set[str] = set()
         self.ledger = LedgerClient(bus, genesis)
@@ -315,6 +319,7 @@ class DealerBot(Service):
         if isinstance(ratings, RatingsReply):
             self.ratings.update(ratings.ratings)
             self.standing = dict(ratings.standing)
+            self.headroom.update(ratings.headroom)
         return added
 
     async def _follow_chain(self, every_s: float) -> None:
@@ -409,7 +414,19 @@ class DealerBot(Service):
         except Exception as exc:
             log.exception("strategy_failed", rfq=rfq.id)
             answer = context.decline(rfq, "internal", f"pricing failed: {type(exc).__name__}")
-        return self._checked(rfq, answer, context)
+        answer = self._checked(rfq, answer, context)
+        room = self.headroom.get(rfq.client)
+        if isinstance(answer, Quote) and room is not None:
+            needed = initial_margin(contract_of(answer, None)) - answer.credit_line
+            if needed > room:  # the chain would refuse the accept: say so now
+                context.reserved = 0.0
+                return context.decline(
+                    rfq,
+                    DeclineCode.MARGIN_CAPACITY,
+                    f"initial margin {needed:,.2f} beyond our line exceeds what the client "
+                    f"can carry ({room:,.2f})",
+                )
+        return answer
 
     def _checked(
         self, rfq: Rfq, answer: Quote | Decline, context: DealerContext

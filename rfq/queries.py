@@ -164,6 +164,9 @@ class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
     ratings: dict[str, float]
     grades: dict[str, str]
     standing: dict[str, str] = {}
+    headroom: dict[str, float] = {}
+    """Per client asked about: the initial margin beyond a dealer's line it can still take on
+    (``LedgerState.margin_headroom``); dealers size their quotes by it."""
 
 
 class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):

@@ -862,6 +862,11 @@ class AuthorityNode:
                     known,
                     {m: str(grade_of(s)) for m, s in known.items()},
                     {m: s.status for m, s in state.standing.items()},
+                    {
+                        m: state.margin_headroom(m)
+                        for m in known
+                        if (member := state.members.get(m)) and member.role == Role.CLIENT
+                    },
                 )
             case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
                 target = client or (None if everything or role == Role.GUARANTOR else who)

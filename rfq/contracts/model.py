@@ -17,6 +17,7 @@ import msgspec
 
 from rfq.errors import ValidationError
 from rfq.instruments import Template, Terms, validate_terms
+from rfq.messages import Quote
 
 
 class Status(enum.StrEnum):
@@ -210,3 +211,24 @@ class ContractView(msgspec.Struct, frozen=True):
     @property
     def dealer_mtm(self) -> float | None:
         return None if self.client_mtm is None else -self.client_mtm
+
+
+def contract_of(quote: Quote, margin: MarginTerms | None) -> Contract:
+    """The contract an accepted quote spawns: its terms at the quoted price (an option's
+    price is its premium, per unit). The ledger opens exactly this; a dealer sizes the initial
+    margin it asks from it."""
+    terms = quote.terms
+    fixed: float | None = quote.price
+    if terms.option is not None:
+        option = msgspec.structs.replace(terms.option, premium=quote.price)
+        terms = msgspec.structs.replace(terms, option=option)
+        fixed = None
+    return Contract(
+        id=quote.rfq_id,
+        terms=terms,
+        client=quote.client,
+        dealer=quote.dealer,
+        fixed_price=fixed,
+        initial_margin_rate=quote.initial_margin_rate,
+        margin=margin,
+    )

@@ -63,10 +63,10 @@ from rfq.contracts.events import (
 )
 from rfq.contracts.events import Price as FixingPrice
 from rfq.contracts.model import (
-    Contract,
     MarginTerms,
     PaymentKind,
     PaymentStatus,
+    contract_of,
     validate_contract,
 )
 from rfq.contracts.payoff import initial_margin
@@ -692,26 +692,15 @@ class LedgerState:
             raise LedgerError("the quote expired before the accept was committed")
         if quote.rfq_id in self.trades:
             raise LedgerError(f"RFQ {quote.rfq_id} is already traded")
-        terms = quote.terms
-        fixed: float | None = quote.price
-        if terms.option is not None:
-            terms = msgspec.structs.replace(
-                terms, option=msgspec.structs.replace(terms.option, premium=quote.price)
-            )
-            fixed = None
-        contract = Contract(
-            id=quote.rfq_id,
-            terms=terms,
-            client=quote.client,
-            dealer=quote.dealer,
-            fixed_price=fixed,
-            initial_margin_rate=quote.initial_margin_rate,
-            margin=MarginTerms(
+        contract = contract_of(
+            quote,
+            MarginTerms(
                 threshold=self.params.default_threshold,
                 minimum_transfer_amount=self.params.default_mta,
                 cure_days=self.params.margin_cure_days,
             ),
         )
+        terms = contract.terms
         if terms.maturity <= self._date:
             raise LedgerError(f"maturity {terms.maturity} has passed")
         try:  # what trades on the business date: no expired month, no maturity past one
@@ -739,7 +728,7 @@ class LedgerState:
         cash = on_grid(max(rest, 0.0))
         in_use = self.margin_in_use.get(quote.client) or 0.0
         capital = self.members[quote.client].capital
-        if cash > 0 and in_use + cash > capital:
+        if cash > 0 and in_use + cash > capital:  # margin_headroom says the same, before cover
             raise LedgerError(
                 f"initial margin {margin:,.2f} exceeds {quote.client}'s credit lines "
                 f"({margin - cash:,.2f}) and the capital the chain knows of "
@@ -865,6 +854,16 @@ class LedgerState:
             if call is not None and call.seq == seq and not call.short:
                 self._book(MarginShort(payment.contract_id, seq, failed.reason[:200]), payment.id)
         return (payment.id,)
+
+    def margin_headroom(self, client: str) -> float:
+        """The initial margin, beyond a dealer's credit line, that the client can still take
+        on: its capital less the cash margin of its live contracts, plus its guarantors'
+        available lines (an accept needing more is refused)."""
+        member = self.members.get(client)
+        if member is None:
+            return 0.0
+        lines = sum(g.available for g in self._live_guarantees(client))
+        return member.capital - (self.margin_in_use.get(client) or 0.0) + lines
 
     def _live_guarantees(self, client: str) -> list[Guarantee]:
         return [g for g in self.guarantees.values() if g.client == client and g.status == "live"]

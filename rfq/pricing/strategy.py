@@ -154,6 +154,7 @@ class DeclineCode(enum.StrEnum):
     NOTIONAL_LIMIT = "notional_limit"
     TENOR_LIMIT = "tenor_limit"
     DEFAULTED = "defaulted"  # the client, or this dealer, is not in good standing on chain
+    MARGIN_CAPACITY = "margin_capacity"  # the client cannot carry the initial margin asked
 
 
 class QuoteDecision(msgspec.Struct, frozen=True, tag="quote"):

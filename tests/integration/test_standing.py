@@ -70,3 +70,36 @@ async def test_a_dealer_declines_a_defaulted_client_and_stops_quoting_once_defau
     await d1.close()
     for node in nodes.values():
         await node.stop()
+
+
+class FlatPrice:
+    """Quotes every RFQ at 3,400 with a 10% initial margin and no credit line."""
+
+    def price(self, rfq, context):
+        return context.quote(rfq, price=3400.0, initial_margin_rate=0.1)
+
+
+async def test_a_dealer_declines_a_trade_whose_margin_the_client_cannot_carry(
+    nats_server, network, bus_factory
+):
+    from peers.dealer import DealerBot
+    from rfq.instruments import Terms
+    from rfq.messages import Decline, Rfq
+
+    nodes = await start_authorities(network, bus_factory)
+    genesis = network.genesis()
+    d1 = await DealerBot(await bus_factory("D1"), genesis, strategy=FlatPrice()).start()
+    await d1.sync_from_chain()
+    capital = genesis.member("C2").capital
+    assert d1.headroom["C2"] == capital  # nothing in use, no guarantee
+    small, large = terms(), terms()
+    large = Terms(**{**{f: getattr(small, f) for f in small.__struct_fields__}, "quantity": 1e5})
+    deadline = int(time.time() * 1000) + 5000
+    fits = await d1.handle_rfq(Rfq(id="C2-small", client="C2", terms=small, deadline_ms=deadline))
+    assert isinstance(fits, Quote), fits
+    too_big = await d1.handle_rfq(Rfq(id="C2-big", client="C2", terms=large, deadline_ms=deadline))
+    assert isinstance(too_big, Decline) and too_big.code == "margin_capacity"
+    assert "34,000,000.00 beyond our line exceeds what the client can carry" in too_big.text
+    await d1.close()
+    for node in nodes.values():
+        await node.stop()
