@@ -618,6 +618,9 @@ class BankService(Service):
         self._first_seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self.polls = 0
+        """Passes of the loop that ran to the end (a pass that failed does not count): a test
+        waits for more of them to see that more passes change nothing."""
         self._ttl_s = self.config.tx_ttl_s or genesis.params.message_ttl_s
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -682,6 +685,7 @@ class BankService(Service):
         while self.status != ServiceStatus.STOPPING:
             try:
                 await self.poll()
+                self.polls += 1
             except (LedgerUnavailable, QueryDenied) as exc:
                 self.stats["poll_errors"] += 1
                 self.log.warning("bank_poll_failed", error=str(exc))

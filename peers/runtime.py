@@ -81,7 +81,13 @@ def _supervisor_pid() -> int | None:
         return None
 
 
-async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event, every_s: float = 1.0) -> None:
+ORPHAN_CHECK_S = 1.0
+"""How often a watched service checks that its supervisor is still its parent."""
+
+
+async def _stop_when_orphaned(
+    supervisor: int, stop: asyncio.Event, every_s: float = ORPHAN_CHECK_S
+) -> None:
     """Set ``stop`` once this process is no longer the supervisor's child."""
     while not stop.is_set():
         if os.getppid() != supervisor:

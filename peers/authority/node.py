@@ -256,6 +256,25 @@ class AuthorityNode:
         self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
         self.store.close()
 
+    async def crash(self) -> None:
+        """Stop as a crash would: no goodbye, no final snapshot.
+
+        The connection is cut without draining, whatever was in flight (a proposal, held
+        queries, unsent messages) is dropped, and the database is left as the last decided
+        block wrote it: what a killed process leaves behind, for a restart to recover from."""
+        self._stopped = True
+        for handle in self.timers.values():
+            handle.cancel()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+        tasks = [*self._tasks, *self._background]
+        for task in tasks:  # before the connection closes: nothing more is sent
+            task.cancel()
+        await self.bus.nc.close()
+        for task in tasks:
+            await cancel_and_wait(task)
+        self.store.close()
+
     def _load(self) -> None:
         """The newest snapshot, then re-execute the stored blocks after it."""
         self.state, self.head = self.rebuild_from_store()

@@ -9,6 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +42,22 @@ async def start_load(network, *args: str) -> asyncio.subprocess.Process:
     )
 
 
+def load_events(path: Path) -> list[str]:
+    """The events ``botc load --events-file`` has written so far (whole lines only)."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines(keepends=True)
+    return [json.loads(line)["event"] for line in lines if line.endswith("\n")]
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
 async def test_botc_load_sends_its_rfqs_and_its_committed_count_is_the_chains(marketplace, network):
     proc = await start_load(network, "--rfqs", "6")
     out, err = await asyncio.wait_for(proc.communicate(), 120)
@@ -61,12 +80,17 @@ async def test_a_sigterm_stops_botc_load_at_once_even_while_it_waits_for_receipt
     clients sit waiting for receipts (up to 30 s each) when the SIGTERM comes."""
     for member in ("D2", "D3"):
         await marketplace.nodes.pop(member).stop()
-    proc = await start_load(network, "--duration", "120", "--rate", "4")
+    events = network.path / "load-events.jsonl"
+    proc = await start_load(
+        network, "--duration", "120", "--rate", "4", "--events-file", str(events)
+    )
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         assert line.startswith(b"simulating 2 clients")
-        await asyncio.sleep(6)  # an RFQ round (3 s deadline) and an accept each
+        # The SIGTERM comes once a simulated client has accepted (it then waits for a receipt
+        # that cannot come: the accepted event is written just before that wait begins).
+        await until(lambda: "accepted" in load_events(events), 90, "a simulated client's accept")
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 10)
     finally:

@@ -8,6 +8,8 @@ import os
 import signal
 import sqlite3
 import sys
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -41,6 +43,25 @@ def journal_states(network) -> list[str]:
         db.close()
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Ask ``check`` until it says yes; past ``timeout`` seconds fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def more_passes(bank: BankService, passes: int, timeout: float = 30) -> None:
+    """Wait until the bank's loop has run ``passes`` more passes to the end. The pass under way
+    now (begun before the caller looked) counts for one at most: ``passes - 1`` of them began
+    after, and each had the chance to act on what the caller saw."""
+    target = bank.polls + passes
+    await wait_for(
+        lambda: bank.polls >= target, timeout=timeout, what=f"{passes} more passes of the bank"
+    )
+
+
 async def stop_all(nodes) -> None:
     for node in nodes.values():
         await node.stop()
@@ -72,7 +93,7 @@ async def test_the_bank_executes_client_c1s_initial_margin_once_and_confirms_it_
         assert balances["C1"] == 5.0e7 - on_chain.amount
         assert balances[CUSTODY] == on_chain.amount
         assert balances["D1"] == 5.0e9 and balances["REG"] == 0.0
-        await asyncio.sleep(0.6)  # more polls change nothing
+        await more_passes(bank, 3)  # more passes change nothing
         assert bank.counts()["executed"] == 1
         assert books.total() == funded and books.balanced()
     books.close()
@@ -96,13 +117,9 @@ async def test_client_c3_without_funds_is_reported_once_and_paid_once_it_is_fund
             failed = await payment(reg, "r3/initial_margin/1")
             return failed is not None and failed.status == "failed"
 
-        for _ in range(100):
-            if await told():
-                break
-            await asyncio.sleep(0.2)
-        assert failed.status == "failed"
+        await eventually(told, 20, "the chain to record r3's margin as failed")
         assert failed.failure.startswith("insufficient funds: C3 holds 0.00")
-        await asyncio.sleep(1.0)  # still short: no second notice, nothing executed
+        await more_passes(bank, 5)  # still short: no second notice, nothing executed
         assert bank.counts()["failed"] == 1
         assert books.journal() == []
         assert bank.balances()["C3"] == 0.0
@@ -130,8 +147,11 @@ async def test_a_confirmation_that_expired_unsent_is_signed_anew_and_confirms_on
     signed_first: list[str] = []
 
     async def stall_past_the_ttl(execution) -> None:
-        signed_first.append(books.out_tx(execution.entry.instruction_id, Purpose.CONFIRM).tx_id)
-        await asyncio.sleep(2.0)  # the confirmation (valid 1.5 s) expires before it is sent
+        unsent = books.out_tx(execution.entry.instruction_id, Purpose.CONFIRM)
+        signed_first.append(unsent.tx_id)
+        # The confirmation (valid 1.5 s) expires before it is sent: hold it past its expiry.
+        while time.time() * 1000 <= unsent.expires_ms:
+            await asyncio.sleep(max(unsent.expires_ms / 1000 - time.time(), 0) + 0.05)
 
     config = BankConfig(poll_s=0.2, resubmit_s=0.3, tx_ttl_s=1.5, expiry_grace_s=0.2)
     async with BankService(
@@ -166,18 +186,22 @@ async def test_botc_bank_settles_as_a_process_stops_on_sigterm_and_shows_its_boo
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    found = None
+
+    async def confirmed_on_chain() -> bool:
+        nonlocal found
+        found = await payment(reg, "r2/initial_margin/1")
+        return found is not None and found.status == "confirmed"
+
+    async def confirmed_in_the_books() -> bool:
+        return journal_states(network) == ["confirmed"]
+
     try:
-        for _ in range(150):
-            found = await payment(reg, "r2/initial_margin/1")
-            if found is not None and found.status == "confirmed":
-                break
-            await asyncio.sleep(0.2)
-        assert found.status == "confirmed"
+        await eventually(confirmed_on_chain, 30, "the bank process to confirm r2's margin")
         assert found.bank_ref == "BANK-0000000001"
-        for _ in range(100):  # the process has taken note of the receipt in its books
-            if journal_states(network) == ["confirmed"]:
-                break
-            await asyncio.sleep(0.1)
+        await eventually(  # the process has taken note of the receipt in its books
+            confirmed_in_the_books, 20, "the bank process's journal to say confirmed"
+        )
         proc.send_signal(signal.SIGTERM)
         raw, _ = await asyncio.wait_for(proc.communicate(), 20)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import msgspec
 import nats
@@ -72,9 +73,34 @@ class Inbox:
                 await asyncio.wait_for(self.event.wait(), 0.25)
             except TimeoutError:
                 pass
-        await asyncio.sleep(0.05)  # a later probe still in flight lands before we forget
+        # Later probes may still be in flight: a last one behind them, from the same
+        # connection to the same subscription, lands after all of them.
+        last = Hello(f"last probe on {subject}")
+        await publisher.publish(subject, last)
+        await self.wait_until(lambda: any(r.payload == last for r in self.received))
         self.received.clear()
         self.event.clear()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                got = [r.payload for r in self.received]
+                raise AssertionError(f"timed out after {timeout:.0f}s; received {got}")
+            self.event.clear()
+            try:
+                await asyncio.wait_for(self.event.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def test_a_signed_hello_from_client_c1_reaches_dealer_d1(nats_server, bus_factory):
@@ -82,6 +108,7 @@ async def test_a_signed_hello_from_client_c1_reaches_dealer_d1(nats_server, bus_
     inbox = Inbox()
     await d1.subscribe("otc.rfq.commodity.RB2605", GREETINGS, inbox)
     await d1.flush()
+    await inbox.prove_live(c1, "otc.rfq.commodity.RB2605")
     await c1.publish("otc.rfq.commodity.RB2605", Hello("quote me rebar"))
     await inbox.wait_for(1)
     assert inbox.received[0].payload == Hello("quote me rebar")
@@ -97,12 +124,14 @@ async def test_a_sealed_offer_opens_for_c1_and_not_for_the_regulator_watching(
     await reg.subscribe("otc.quote.>", GREETINGS, for_reg)
     await c1.flush()
     await reg.flush()
+    await for_c1.prove_live(d1, "otc.quote.C1.live")  # the regulator hears these too...
+    await for_reg.prove_live(d1, "otc.quote.C3.live")  # ...and forgets them behind this one
     await d1.publish("otc.quote.C1.r1", Offer(3210.0), seal_to=["C1"])
     await for_c1.wait_for(1)
     assert for_c1.received[0].payload == Offer(3210.0) and for_c1.received[0].sealed
-    deadline = time.monotonic() + 2
-    while reg.verifier.drops[DropReason.NOT_FOR_ME] == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: reg.verifier.drops[DropReason.NOT_FOR_ME] > 0, "the regulator's copy to be dropped"
+    )
     assert reg.verifier.drops[DropReason.NOT_FOR_ME] == 1
     assert for_reg.received == []
 
@@ -137,8 +166,9 @@ async def test_every_bad_envelope_is_dropped_by_reason_while_good_ones_flow(
     await raw(subject, c1.outbox.wire(good)[:17])  # truncated
     await raw(subject, b"\x00\xffnot msgpack at all")
     await c1.publish(subject, Hello("good 2"))
+    # "good 2" went last on the same connection: once it is in, every message before it has
+    # been delivered or dropped by the one subscription, in order.
     await inbox.wait_for(2)
-    await asyncio.sleep(0.2)
     assert [r.payload for r in inbox.received] == [Hello("good 1"), Hello("good 2")]
     drops = d1.verifier.drops
     assert drops[DropReason.BAD_SIGNATURE] == 1
@@ -174,9 +204,8 @@ def test_a_dealer_keeps_serving_through_any_garbage_on_its_subject(nats_server, 
                     await c1.publish(subject, Hello(f"valid {i}"))
             await c1.publish(subject, Hello("last"))
             expected = len(range(0, len(garbage), 10)) + 1
-            await inbox.wait_for(expected)
+            await inbox.wait_for(expected)  # "last" is in: all the garbage before it was seen
             assert inbox.received[-1].payload == Hello("last")
-            await asyncio.sleep(0.05)
             assert sum(d1.verifier.drops.values()) == len(garbage)
         finally:
             await c1.close()
@@ -187,26 +216,41 @@ def test_a_dealer_keeps_serving_through_any_garbage_on_its_subject(nats_server, 
 
 async def test_client_c1_cannot_subscribe_to_client_c2s_quotes(nats_server, bus_factory):
     c1, d1 = await bus_factory("C1"), await bus_factory("D1")
-    snooped = Inbox()
-    await c1.subscribe("otc.quote.C2.>", GREETINGS, snooped)
-    await c1.flush()
+    snooped, own = Inbox(), Inbox()
+    snoop = await c1.subscribe("otc.quote.C2.>", GREETINGS, snooped)
+    await c1.subscribe("otc.quote.C1.>", GREETINGS, own)
+    await c1.flush()  # the server has taken or refused the subscriptions
+    await until(
+        lambda: any("permissions violation for subscription" in e.lower() for e in c1.errors),
+        "the server to refuse C1's subscription to C2's quotes",
+    )
+    await own.prove_live(d1, "otc.quote.C1.live")
     await d1.publish("otc.quote.C2.r9", Offer(1.0), seal_to=["C2"])
-    await d1.flush()
-    await asyncio.sleep(0.3)
+    # A probe for C1 behind it on D1's connection: had the server kept C1's subscription, the
+    # offer would have reached C1's connection first (counted by the subscription on arrival).
+    await d1.publish("otc.quote.C1.probe", Offer(2.0), seal_to=["C1"])
+    await own.wait_for(1)
+    assert snoop.delivered == 0
     assert snooped.received == []
-    assert any("permissions violation for subscription" in e.lower() for e in c1.errors)
 
 
 async def test_client_c1_cannot_publish_a_price(nats_server, bus_factory):
-    c1, d1 = await bus_factory("C1"), await bus_factory("D1")
+    c1, d1, oracle = await bus_factory("C1"), await bus_factory("D1"), await bus_factory("ORACLE")
     prices = Inbox()
     await d1.subscribe("otc.px.RB2605", GREETINGS, prices)
     await d1.flush()
+    await prices.prove_live(oracle, "otc.px.RB2605")
     await c1.publish("otc.px.RB2605", Hello("fake price"))
-    await c1.flush()
-    await asyncio.sleep(0.3)
-    assert prices.received == []
-    assert any("permissions violation for publish" in e.lower() for e in c1.errors)
+    await c1.flush()  # the server has handled the publish: passed on (to D1 first) or refused
+    await until(
+        lambda: any("permissions violation for publish" in e.lower() for e in c1.errors),
+        "the server to refuse C1's price",
+    )
+    # The oracle's probe, sent after that: had the server passed C1's price on, D1 would have
+    # had it first on the same subscription.
+    await oracle.publish("otc.px.RB2605", Hello("probe"))
+    await prices.wait_for(1)
+    assert [r.payload for r in prices.received] == [Hello("probe")]
 
 
 async def test_dealer_d1_may_subscribe_to_rfq_subjects(nats_server, bus_factory):
@@ -214,6 +258,7 @@ async def test_dealer_d1_may_subscribe_to_rfq_subjects(nats_server, bus_factory)
     rfqs = Inbox()
     await d1.subscribe("otc.rfq.equity.*", GREETINGS, rfqs)
     await d1.flush()
+    await rfqs.prove_live(c2, "otc.rfq.equity.LIVE")
     await c2.publish("otc.rfq.equity.CSI300", Hello("index swap please"))
     await rfqs.wait_for(1)
     assert d1.errors == []
@@ -243,12 +288,8 @@ async def test_a_message_through_node_1_reaches_node_3_and_survives_node_2_dying
     inbox = Inbox()
     await d1.subscribe("otc.rfq.commodity.*", GREETINGS, inbox)
     await d1.flush()
-    # Interest propagates between nodes asynchronously: publish until the first one lands.
-    deadline = time.monotonic() + 5
-    while not inbox.received and time.monotonic() < deadline:
-        await c1.publish("otc.rfq.commodity.C2605", Hello("warm-up"))
-        await asyncio.sleep(0.05)
-    assert inbox.received, "no message crossed from node 1 to node 3"
+    # Interest propagates between nodes asynchronously: probe until a message crosses.
+    await inbox.prove_live(c1, "otc.rfq.commodity.C2605", timeout=10)
     n2.kill()
     before = len(inbox.received)
     for i in range(20):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .chainkit import AUTHORITIES, TxFactory, committed, start_authorities, submit, wait_for
@@ -119,10 +121,12 @@ async def test_a_query_never_sees_a_block_that_is_not_final(
     await wait_for(lambda: alone.speculating, what="the lone proposer executes its block")
     assert "not-final" in alone.state.trades
     reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
-    contracts = await reg.query(ContractsQuery())
+    # Each query is held until the proposal is undone (QUERY_SETTLE_S): a generous reply
+    # timeout, so that a loaded machine's slow answer is not mistaken for no answer.
+    contracts = await reg.query(ContractsQuery(), timeout=10)
     assert contracts.height == 0
     assert contracts.contracts == ()
-    assert (await reg.query(TradesQuery())).trades == ()
+    assert (await reg.query(TradesQuery(), timeout=10)).trades == ()
     assert alone.stats["stuck_proposal_undone"] >= 1
     await alone.stop()
 
@@ -155,7 +159,9 @@ async def test_every_contracts_reply_is_the_chain_at_the_height_it_names(
     feeder = asyncio.create_task(trade_in_bursts())
     all_final = committed(nodes.values(), 150)
     replies = []
+    deadline = time.monotonic() + 120
     while not (feeder.done() and all_final()):
+        assert time.monotonic() < deadline, "the 150 trades were not final everywhere in 120 s"
         replies.append(await reg.query(ContractsQuery()))
     await feeder
 

@@ -2,35 +2,69 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from peers.authority.node import AuthorityNode
 from peers.cli import main
+from peers.netdir import NetDir, create_network
+from rfq.identity import NetworkParams
 from rfq.ledger.block import Block
+from rfq.ledger.tx import Transaction
+from rfq.messages import Accept
+from rfq.signing import SignedMessage
 
 from .chainkit import AUTHORITIES, TxFactory, committed, start_authorities, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-async def crash(node: AuthorityNode) -> None:
-    """Stop a node as a crash would: no goodbye to its peers."""
-    for task in node._tasks:
-        task.cancel()
-    for handle in node.timers.values():
-        handle.cancel()
-    node._stopped = True
-    await node.bus.nc.close()
-    node.store.close()
+@pytest.fixture
+def network(tmp_path: Path) -> NetDir:
+    """The plugin's network with 1 s round timeouts: a halted chain's rounds (1, 2, 4 s...)
+    time out, as the halt test waits for them to, in half the default's time."""
+    return create_network(
+        tmp_path / "net", dealers=3, clients=5, params=NetworkParams(round_timeout_ms=1000)
+    )
 
 
 async def restart(network, bus_factory, member: str) -> AuthorityNode:
     bus = await bus_factory(member)
     return await AuthorityNode(bus, network.genesis(), network.data_dir(member)).start()
+
+
+def stuck_in_a_later_round(nodes: list[AuthorityNode], past: dict[str, int]) -> Callable[[], bool]:
+    """Every node is on the height after one common head, in a round above ``past[node]``
+    (default 0): each has seen that round of the height time out undecided."""
+
+    def check() -> bool:
+        heads = {n.head.height for n in nodes}
+        if len(heads) > 1:
+            return False
+        return all(
+            n.instance is not None
+            and n.instance.height == n.head.height + 1
+            and n.instance.round > past.get(n.me, 0)
+            for n in nodes
+        )
+
+    return check
+
+
+def final_rfq_ids(node: AuthorityNode) -> list[str]:
+    """The RFQ ids of the accepts in the node's final blocks."""
+    ids = []
+    for block in node.store.blocks(1):
+        for raw in block.txs:
+            signed = msgspec.msgpack.decode(raw, type=SignedMessage)
+            tx = msgspec.msgpack.decode(signed.body, type=Transaction)
+            if isinstance(tx, Accept):
+                ids.append(tx.rfq_id)
+    return ids
 
 
 def same_chain(nodes) -> None:
@@ -48,7 +82,7 @@ async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_r
     await submit(client, [factory.trade(f"a{i}") for i in range(20)])
     await wait_for(committed(nodes.values(), 20), what="warm-up")
 
-    await crash(nodes["D3"])
+    await nodes["D3"].crash()
     alive = [nodes[m] for m in ("CCP", "D1", "D2")]
     await submit(client, [factory.trade(f"b{i}") for i in range(20)])
     await wait_for(
@@ -58,13 +92,36 @@ async def test_one_authority_down_blocks_stay_final_two_down_halt_and_a_return_r
     )
     same_chain(alive)
 
-    await crash(nodes["D2"])
+    await nodes["D2"].crash()
     two = [nodes["CCP"], nodes["D1"]]
-    await asyncio.sleep(1.0)  # a block D2 committed to before crashing may still finalise
-    halted_at = max(n.head.height for n in two)
+    # Trades D2 never saw: no block holding one can carry D2's commit seal.
+    admitted = {n.me: n.stats["tx_admitted"] for n in two}
     await submit(client, [factory.trade(f"c{i}") for i in range(10)])
-    await asyncio.sleep(3)
+    await wait_for(
+        lambda: all(n.stats["tx_admitted"] >= admitted[n.me] + 10 for n in two),
+        timeout=30,
+        what="both survivors to hold the ten new trades",
+    )
+    # A block D2 committed to before crashing may still finalise: the height being decided is
+    # over once both survivors sit on one head and have timed out the next height's round 0
+    # (a later round cannot propose without a quorum of round changes).
+    await wait_for(
+        stuck_in_a_later_round(two, {}), timeout=60, what="the survivors to time out round 0"
+    )
+    halted_at = max(n.head.height for n in two)
+    # The chance to finalise anyway: one more round, the new trades at hand, times out.
+    rounds = {n.me: n.instance.round for n in two if n.instance is not None}
+    await wait_for(
+        lambda: (
+            max(n.head.height for n in two) != halted_at or stuck_in_a_later_round(two, rounds)()
+        ),
+        timeout=90,
+        what="the survivors to time out one more round",
+    )
     assert max(n.head.height for n in two) == halted_at, "two of four must not finalise"
+    assert not [t for n in two for t in final_rfq_ids(n) if t.startswith("c")], (
+        "a trade D2 never saw is final with two of four"
+    )
     same_chain(two)
 
     nodes["D2"] = await restart(network, bus_factory, "D2")

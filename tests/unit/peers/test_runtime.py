@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bus.server import pid_running
 from peers.runtime import SUPERVISOR_PID_ENV
 
-# A stand-in service: runs until stopped, then says how.
+# A stand-in service: runs until stopped, then says how. Once it sees it is orphaned it says so,
+# and says so again after two orphan checks' worth of its own loop time: a watcher in the same
+# loop would have checked at least twice by then (its timers come due first), whatever the
+# machine's load did to the wall clock.
 SERVICE = textwrap.dedent(
     """
-    import asyncio, sys
-    from peers.runtime import run_until_signal
+    import asyncio, os, sys
+    from peers.runtime import ORPHAN_CHECK_S, run_until_signal
+
+    async def outlive_two_orphan_checks(parent):
+        while os.getppid() == parent:
+            await asyncio.sleep(0.05)
+        print("orphaned", flush=True)
+        await asyncio.sleep(2 * ORPHAN_CHECK_S + 0.5)
+        print("outlived two orphan checks", flush=True)
 
     async def main(stop):
         print("serving", flush=True)
+        orphaned = asyncio.create_task(outlive_two_orphan_checks(os.getppid()))
         await stop.wait()
+        orphaned.cancel()
         print("stopped cleanly", flush=True)
         return 0
 
@@ -44,6 +58,14 @@ SUPERVISOR = textwrap.dedent(
 )
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
 def _start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int, Path]:
     out = tmp_path / "service.out"
     supervisor = subprocess.Popen(
@@ -53,10 +75,7 @@ def _start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int, Path]
     )
     assert supervisor.stdout is not None
     service_pid = int(supervisor.stdout.readline())
-    deadline = time.monotonic() + 20
-    while "serving" not in out.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "serving" in out.read_text()
+    wait_until(lambda: "serving" in out.read_text(), 20, "the service to say it is serving")
     return supervisor, service_pid, out
 
 
@@ -64,11 +83,8 @@ def test_a_service_stops_cleanly_when_its_supervisor_is_killed_with_sigkill(tmp_
     supervisor, service_pid, out = _start(tmp_path, "watched")
     supervisor.kill()
     supervisor.wait()
-    deadline = time.monotonic() + 10
-    while pid_running(service_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
     try:
-        assert not pid_running(service_pid)
+        wait_until(lambda: not pid_running(service_pid), 10, "the orphaned service to stop")
         assert "stopped cleanly" in out.read_text()
     finally:
         if pid_running(service_pid):
@@ -80,11 +96,15 @@ def test_a_service_run_by_hand_does_not_watch_its_parent(tmp_path):
     try:
         supervisor.kill()
         supervisor.wait()
-        time.sleep(2.5)  # more than two of the watcher's polls
+        wait_until(
+            lambda: "outlived" in out.read_text() or not pid_running(service_pid),
+            30,
+            "the orphaned service to outlive two orphan checks (or to stop)",
+        )
         assert pid_running(service_pid)
+        assert "stopped cleanly" not in out.read_text()
     finally:
-        os.kill(service_pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_running(service_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(service_pid, signal.SIGTERM)
+    wait_until(lambda: not pid_running(service_pid), 10, "the service to stop on SIGTERM")
     assert "stopped cleanly" in out.read_text()
