@@ -132,6 +132,11 @@ class Outbox:
         self._last_nonce = max(self._last_nonce + 1, int(self.clock() * 1_000_000))
         return self._last_nonce
 
+    @property
+    def last_nonce(self) -> int:
+        """The nonce of the last message signed (0: none yet): it tells whether anything was."""
+        return self._last_nonce
+
     def sign(self, payload: msgspec.Struct, *, ttl_s: float | None = None) -> SignedMessage:
         now_ms = int(self.clock() * 1000)
         return sign_payload(

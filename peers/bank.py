@@ -54,6 +54,7 @@ from bus.client import Bus
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.service import Service, ServiceStatus, cancel_and_wait
+from rfq.contracts.model import PaymentKind
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
 from rfq.ledger.state import CUSTODY, Payment, Receipt
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
@@ -713,7 +714,7 @@ class BankService(Service):
         for payment in due:
             if self.books.entry(payment.id) is not None:
                 continue
-            if payment.kind == "margin_call" and self._held_back(payment):
+            if payment.kind == PaymentKind.MARGIN_CALL and self.holds_back(payment):
                 continue
             await self._handle(payment)
         if self._first_seen:  # forget late calls that are no longer due
@@ -731,7 +732,7 @@ class BankService(Service):
         reply = await self.ledger.query_all(PaymentsQuery(status=status), PaymentsReply)
         return list(reply.payments)
 
-    def _held_back(self, payment: Payment) -> bool:
+    def holds_back(self, payment: Payment) -> bool:
         """Whether a late payer's margin call waits a little longer (``BankConfig.late``)."""
         delay = self.config.late.get(payment.payer)
         if not delay:

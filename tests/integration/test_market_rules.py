@@ -124,11 +124,11 @@ async def test_an_expired_month_is_no_longer_published_or_quoted(market):
 
 @pytest.mark.parametrize("deadline_s", [0.01, 0.999, 300.5, 3600.0, float("nan"), float("inf")])
 async def test_a_deadline_outside_1_to_300_seconds_is_refused_before_sending(market, deadline_s):
-    before = market.client.bus.outbox._last_nonce
+    before = market.client.bus.outbox.last_nonce
     with pytest.raises(ValidationError, match="1 to 300 seconds") as refused:
         await market.client.send_rfq(swap("RB2705", START, days=30), deadline_s=deadline_s)
     assert refused.value.where == "deadline"
-    assert market.client.bus.outbox._last_nonce == before
+    assert market.client.bus.outbox.last_nonce == before
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ async def test_an_honest_dealer_never_answers_after_the_deadline(market):
 
 async def test_bad_rfqs_are_refused_before_anything_is_sent(market):
     today = market.today
-    before = market.client.bus.outbox._last_nonce
+    before = market.client.bus.outbox.last_nonce
     bad = [
         rebar_swap(today).__class__(**{**_fields(rebar_swap(today)), "legs": (Leg("XX9999"),)}),
         rebar_swap(today, quantity=0),
@@ -171,7 +171,7 @@ async def test_bad_rfqs_are_refused_before_anything_is_sent(market):
         await market.client.send_rfq(rebar_swap(today), dealers=[])
     with pytest.raises(ValidationError, match="not dealers"):
         await market.client.send_rfq(rebar_swap(today), dealers=["C2"])
-    assert market.client.bus.outbox._last_nonce == before
+    assert market.client.bus.outbox.last_nonce == before
 
 
 def _fields(terms: Terms) -> dict[str, object]:

@@ -33,12 +33,12 @@ def test_a_late_payer_s_margin_call_waits_its_seconds_then_is_paid(net, monkeypa
     service = bank(net, {"C2": 3.0})
     clock = [1000.0]
     monkeypatch.setattr("peers.bank.time.monotonic", lambda: clock[0])
-    assert service._held_back(call("C2"))
+    assert service.holds_back(call("C2"))
     clock[0] += 2.9
-    assert service._held_back(call("C2"))
+    assert service.holds_back(call("C2"))
     clock[0] += 0.2
-    assert not service._held_back(call("C2"))
-    assert not service._held_back(call("C1"))  # on time: never held
+    assert not service.holds_back(call("C2"))
+    assert not service.holds_back(call("C1"))  # on time: never held
 
 
 def test_botc_bank_late_with_a_bad_delay_is_one_line_and_exit_2(net, capsys):
