@@ -12,9 +12,11 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from bus.errors import BusError
-from peers.errors import PeerError
+from peers.errors import CliError, PeerError
 from peers.logging import LEVELS, configure_logging
 from rfq.errors import RfqError
 
@@ -35,8 +37,23 @@ COMMANDS = (
     "contract",
     "risk",
     "bench",
-    "tui",
 )
+PLUGIN_GROUP = "botc.commands"
+"""Entry points that add commands from other packages (the terminal's ``botc tui``), so
+``peers`` never imports them."""
+
+
+def plugin_commands() -> dict[str, ModuleType]:
+    """The modules other installed packages register as ``botc`` commands, by name."""
+    return {ep.name: ep.load() for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+def plugin_command(name: str) -> ModuleType:
+    """One registered command's module; a clear error when it is not installed."""
+    module = plugin_commands().get(name)
+    if module is None:
+        raise CliError(f"the {name!r} command is not installed (reinstall botc: pip install -e .)")
+    return module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"peers.cli.{name}")
+        module.register(subparsers)
+    for module in plugin_commands().values():
         module.register(subparsers)
     return parser
 

@@ -119,10 +119,10 @@ def run(args: argparse.Namespace) -> int:
             say(f"not ready after 90s: {names} (see {net.path / 'logs'})", sys.stderr)
         say(f"marketplace ready in {time.monotonic() - started:.1f}s; logs in {net.path / 'logs'}")
         if not args.headless:
-            from tui.app import BotcApp
+            from peers.cli import plugin_command
 
             configure_logging(args.log_level, net.terminal_log(args.member))
-            stopper.app = BotcApp(net, args.member)
+            stopper.app = plugin_command("tui").terminal(net, args.member)
             stopper.app.run()
             return 0
 

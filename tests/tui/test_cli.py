@@ -73,3 +73,28 @@ def test_help_names_the_options(capsys):
     text = capsys.readouterr().out
     for option in ("--net", "--as", "--servers", "--log-file", "--manual"):
         assert option in text
+
+
+def test_the_services_never_import_the_terminal_it_registers_its_own_command():
+    """peers, bus and rfq do not import tui: `botc tui` comes from the terminal's entry
+    point, and `botc up` finds the terminal the same way."""
+    import ast
+    from pathlib import Path
+
+    from peers.cli import plugin_commands
+
+    root = Path(__file__).parents[2]
+    offenders = []
+    for package in ("peers", "bus", "rfq"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                offenders += [f"{path}: {n}" for n in names if n == "tui" or n.startswith("tui.")]
+    assert offenders == []
+    assert plugin_commands()["tui"].__name__ == "tui.cli"

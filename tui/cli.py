@@ -1,4 +1,9 @@
-"""``botc tui --net NETDIR --as ID``: the Textual trading terminal, in the member's role."""
+"""``botc tui --net NETDIR --as ID``: the Textual trading terminal, in the member's role.
+
+The terminal registers this command itself (the ``botc.commands`` entry point in
+pyproject.toml), so the services of ``peers`` never import the terminal: ``botc up`` finds it
+the same way (``peers.cli.plugin_command``) to open it after starting the market.
+"""
 
 from __future__ import annotations
 
@@ -61,3 +66,10 @@ def run(args: argparse.Namespace) -> int:
     )
     result = app.run()
     return int(result or 0)
+
+
+def terminal(net: Any, member: str) -> Any:
+    """The terminal for ``member`` (what ``botc up`` opens once the market is ready)."""
+    from tui.app import BotcApp
+
+    return BotcApp(net, member)
