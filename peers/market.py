@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus, BusStatus, RequestError
 from bus.envelope import Channel, Received
+from peers.service import cancel_and_wait
 from rfq.clock import utc_today
 from rfq.instruments import CATALOG, Leg, Underlying, listed_underlyings
 from rfq.messages import (
@@ -153,6 +154,12 @@ class MarketData:
             self._history_task = asyncio.create_task(
                 self._retry_history(bus, oracle, timeout, retry_s)
             )
+
+    async def close(self) -> None:
+        """Stop retrying the oracle's history (prices keep arriving while the bus is open)."""
+        if self._history_task is not None:
+            await cancel_and_wait(self._history_task)
+            self._history_task = None
 
     async def _fetch_history(self, bus: Bus, oracle: str, timeout: float) -> bool:
         try:

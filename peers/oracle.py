@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import structlog
@@ -39,6 +40,7 @@ from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.errors import CliError
 from peers.ledger_client import LedgerClient
+from peers.service import Service, ServiceStatus
 from rfq.instruments import CATALOG, Underlying, is_expired, listed_underlyings
 from rfq.ledger.tx import PriceFixing
 from rfq.messages import (
@@ -242,7 +244,7 @@ def read_replay(path: Path) -> list[tuple[dt.date, list[tuple[str, float]]]]:
     return sorted(by_date.items())
 
 
-class OracleService:
+class OracleService(Service):
     """Publishes signed prices, serves the daily history and, when ``ledger`` is given, puts
     each day's closes on chain as one ``PriceFixing`` transaction (contracts mark, margin and
     settle on those)."""
@@ -255,10 +257,13 @@ class OracleService:
         self.fixings_submitted: list[str] = []
         self._closes: dict[dt.date, list[tuple[str, float]]] = {}
 
-    async def start(self) -> None:
-        await self.bus.subscribe(
-            subjects.query(self.bus.member_id), HISTORY_CHANNEL, self._on_history_request
-        )
+    async def start(self) -> Self:
+        if self.status == ServiceStatus.NEW:
+            await self.bus.subscribe(
+                subjects.query(self.bus.member_id), HISTORY_CHANNEL, self._on_history_request
+            )
+            self.status = ServiceStatus.RUNNING
+        return self
 
     async def _on_history_request(self, received: Received[HistoryRequest], msg: Msg) -> None:
         wanted = received.payload.underlyings or tuple(self.history)
