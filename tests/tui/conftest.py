@@ -111,11 +111,18 @@ async def wait_until(
 
 
 async def type_into(pilot, selector: str, text: str) -> None:
-    """Click at the end of a field, clear it and type ``text``, as a user would."""
+    """Click at the end of a field, clear it and type ``text``, as a user would.
+
+    The app first settles (``pilot.pause``): what was typed before may have shown an error
+    row that moves the fields, and a click aimed at the old layout would land in another
+    field (seen under load). The field must have the focus before anything is typed."""
+    await pilot.pause()
     widget = pilot.app.screen.query_one(selector)
-    if not widget.size.width:  # just shown (a tab switch): let the layout place it
-        await pilot.pause()
     await pilot.click(selector, offset=(widget.size.width - 1, 0))
+    await pilot.pause()
+    assert pilot.app.focused is widget, (
+        f"the click meant for {selector} focused {pilot.app.focused}"
+    )
     await pilot.press("ctrl+u", *text)
 
 
