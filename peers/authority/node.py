@@ -44,11 +44,11 @@ from bus import subjects
 from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
 from peers.authority.mempool import Mempool, Pending
+from peers.authority.queries import QueryService
 from peers.authority.store import ChainStore
 from peers.errors import PeerError
 from peers.ledger_client import reply_channel
 from peers.service import cancel_and_wait
-from rfq.contracts.model import ContractView
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
 from rfq.ledger.block import (
@@ -75,43 +75,22 @@ from rfq.ledger.state import (
     LedgerState,
     Receipt,
     Receipts,
-    Trade,
-    business_date,
     genesis_header,
 )
 from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
 from rfq.messages import Accept
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
-    MAX_RECEIPTS,
     QUERY_ROLES,
     BlocksQuery,
     BlocksReply,
-    ContractsQuery,
-    ContractsReply,
-    GuaranteesQuery,
-    GuaranteesReply,
-    HeaderInfo,
     HeadersQuery,
-    HeadersReply,
-    PaymentsQuery,
-    PaymentsReply,
     Query,
     QueryRefused,
-    RatingsQuery,
-    RatingsReply,
     ReceiptsQuery,
-    ReceiptsReply,
     Reply,
-    StatusQuery,
-    StatusReply,
-    TradesQuery,
-    TradesReply,
-    newest_first_key,
-    page,
     refusal,
 )
-from rfq.rating import grade_of
 from rfq.signing import SignedMessage, signature_valid
 from rfq.signing import tx_id as tx_id_of
 
@@ -147,10 +126,6 @@ class NodeError(PeerError):
     """The node cannot continue (its database disagrees with the chain)."""
 
 
-def _trade_key(trade: Trade) -> str:
-    return newest_first_key(trade.height, trade.rfq_id)
-
-
 def _unrounded_key(header: BlockHeader) -> bytes:
     """A block's identity apart from its round (a locked block is re-proposed with another)."""
     return msgspec.structs.replace(header, round=0).hash()
@@ -175,6 +150,7 @@ class AuthorityNode:
         self.params = genesis.params
         self.me = bus.member_id
         self.store = ChainStore(Path(data_dir) / "chain.db")
+        self.queries = QueryService(bus.member_id, self.store)
         self.mempool = Mempool(self.params.mempool_max)
         self.verified: set[bytes] = set()
         self.stats: Counter[str] = Counter()
@@ -794,117 +770,6 @@ class AuthorityNode:
             self._arm_held_timer()
 
     def answer(self, who: str, role: Role, query: Query) -> Reply:
-        state = self.state
-        everything = role == Role.REGULATOR
-        match query:
-            case StatusQuery():
-                return StatusReply(
-                    authority=self.me,
-                    height=self.head.height,
-                    last_hash=self.head.hash().hex(),
-                    last_block_ms=self.head.timestamp_ms,
-                    authorities=state.authorities,
-                    candidates=state.gov.candidates,
-                    governance=state.gov.log[-20:],
-                    mempool=len(self.mempool),
-                    is_authority=self.me in state.authorities,
-                    business_date=str(business_date(self.head.timestamp_ms, state.book)),
-                    open_contracts=state.book.open_count,
-                )
-            case HeadersQuery(limit=limit, before=before):
-                top = self.head.height if before <= 0 else min(before - 1, self.head.height)
-                infos = []
-                for height in range(top, max(top - min(limit, 200), 0), -1):
-                    block = self.store.block(height)
-                    if block is not None:
-                        h = block.header
-                        infos.append(
-                            HeaderInfo(
-                                h.height,
-                                h.hash().hex(),
-                                h.timestamp_ms,
-                                h.proposer,
-                                h.round,
-                                h.tx_count,
-                                h.state_root.hex(),
-                            )
-                        )
-                return HeadersReply(tuple(infos))
-            case ContractsQuery(
-                party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
-            ):
-                target = party or (None if everything else who)
-                views: list[ContractView]
-                if target is None:
-                    views = [state.book.get(cid) for cid in state.book.ids()]
-                    if open_only:
-                        views = [v for v in views if not v.status.terminal]
-                else:
-                    views = state.book.by_party(target, open_only=open_only)
-                if ids:
-                    views = [v for v in views if v.contract.id in ids]
-                rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
-                return ContractsReply(self.head.height, tuple(rows), total, next_cursor)
-            case TradesQuery(party=party, underlying=underlying, limit=limit, cursor=cursor):
-                target = party or (None if everything else who)
-                trades = [
-                    t
-                    for t in state.trades.values()
-                    if target is None or target in (t.client, t.dealer)
-                ]
-                if underlying:
-                    trades = [
-                        t
-                        for t in trades
-                        if underlying in state.book.get(t.contract_id).contract.terms.underlyings
-                    ]
-                trades.sort(key=_trade_key)
-                rows_t, next_cursor, total = page(trades, _trade_key, cursor, limit)
-                return TradesReply(tuple(rows_t), total, next_cursor, self.head.height)
-            case ReceiptsQuery(tx_ids=tx_ids):
-                receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
-                if not everything:
-                    receipts = [r for r in receipts if r.sender == who]
-                return ReceiptsReply(tuple(receipts))
-            case PaymentsQuery(status=status, party=party, cursor=cursor, limit=limit):
-                scope = party if (everything or role == Role.BANK) else who
-                payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
-                rows_p, next_cursor, total = page(payments, lambda p: p.id, cursor, limit)
-                return PaymentsReply(tuple(rows_p), total, next_cursor, self.head.height)
-            case RatingsQuery(members=members):
-                wanted = members or tuple(state.ratings)
-                if role == Role.CLIENT:
-                    wanted = (who,)
-                scores = {m: state.rating(m) for m in wanted}
-                known = {m: s for m, s in scores.items() if s is not None}
-                return RatingsReply(
-                    known,
-                    {m: str(grade_of(s)) for m, s in known.items()},
-                    {m: s.status for m, s in state.standing.items()},
-                    {
-                        m: state.margin_headroom(m)
-                        for m in known
-                        if (member := state.members.get(m)) and member.role == Role.CLIENT
-                    },
-                )
-            case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
-                target = client or (None if everything or role == Role.GUARANTOR else who)
-                guarantees = [
-                    g
-                    for g in state.guarantees.values()
-                    if (target is None or g.client == target)
-                    and (
-                        role != Role.GUARANTOR
-                        or everything
-                        or g.guarantor == who
-                        or client is not None
-                    )
-                ]
-                guarantees.sort(key=lambda g: g.id)
-                rows_g, next_cursor, total = page(guarantees, lambda g: g.id, cursor, limit)
-                return GuaranteesReply(tuple(rows_g), total, next_cursor)
-            case BlocksQuery(start=start, end=end):
-                end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, self.head.height)
-                raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
-                return BlocksReply(tuple(b for b in raw if b is not None))
-        return QueryRefused("unknown query")
+        """The query service's answer from the state as it is now (callers make sure it is
+        a final block's: see ``_on_query`` and ``_answer_held``)."""
+        return self.queries.answer(self.state, self.head, len(self.mempool), who, role, query)

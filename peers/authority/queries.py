@@ -1,0 +1,181 @@
+"""An authority's query service: answers from the final state and the chain store.
+
+Members never run nodes: they read the chain here. A member sees its own trades, contracts,
+payments and receipts; the regulator everything; the bank every payment; dealers and the
+regulator every rating; authorities fetch blocks to catch up (``rfq.queries`` has the rules).
+The node decides *when* a query may be answered (only where its state is a final block's);
+this class decides *what* the answer is, and reads nothing but what it is given.
+"""
+
+from __future__ import annotations
+
+from peers.authority.store import ChainStore
+from rfq.contracts.model import ContractView
+from rfq.identity import Role
+from rfq.ledger.block import BlockHeader
+from rfq.ledger.state import LedgerState, Trade, business_date
+from rfq.queries import (
+    MAX_BLOCKS_PER_REPLY,
+    MAX_RECEIPTS,
+    BlocksQuery,
+    BlocksReply,
+    ContractsQuery,
+    ContractsReply,
+    GuaranteesQuery,
+    GuaranteesReply,
+    HeaderInfo,
+    HeadersQuery,
+    HeadersReply,
+    PaymentsQuery,
+    PaymentsReply,
+    Query,
+    QueryRefused,
+    RatingsQuery,
+    RatingsReply,
+    ReceiptsQuery,
+    ReceiptsReply,
+    Reply,
+    StatusQuery,
+    StatusReply,
+    TradesQuery,
+    TradesReply,
+    newest_first_key,
+    page,
+)
+from rfq.rating import grade_of
+
+
+def _trade_key(trade: Trade) -> str:
+    return newest_first_key(trade.height, trade.rfq_id)
+
+
+class QueryService:
+    """What authority ``me`` answers, from a final state and its own chain store."""
+
+    def __init__(self, me: str, store: ChainStore) -> None:
+        self.me = me
+        self.store = store
+
+    def answer(
+        self,
+        state: LedgerState,
+        head: BlockHeader,
+        mempool: int,
+        who: str,
+        role: Role,
+        query: Query,
+    ) -> Reply:
+        """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``."""
+        everything = role == Role.REGULATOR
+        match query:
+            case StatusQuery():
+                return StatusReply(
+                    authority=self.me,
+                    height=head.height,
+                    last_hash=head.hash().hex(),
+                    last_block_ms=head.timestamp_ms,
+                    authorities=state.authorities,
+                    candidates=state.gov.candidates,
+                    governance=state.gov.log[-20:],
+                    mempool=mempool,
+                    is_authority=self.me in state.authorities,
+                    business_date=str(business_date(head.timestamp_ms, state.book)),
+                    open_contracts=state.book.open_count,
+                )
+            case HeadersQuery(limit=limit, before=before):
+                top = head.height if before <= 0 else min(before - 1, head.height)
+                infos = []
+                for height in range(top, max(top - min(limit, 200), 0), -1):
+                    block = self.store.block(height)
+                    if block is not None:
+                        h = block.header
+                        infos.append(
+                            HeaderInfo(
+                                h.height,
+                                h.hash().hex(),
+                                h.timestamp_ms,
+                                h.proposer,
+                                h.round,
+                                h.tx_count,
+                                h.state_root.hex(),
+                            )
+                        )
+                return HeadersReply(tuple(infos))
+            case ContractsQuery(
+                party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
+            ):
+                target = party or (None if everything else who)
+                views: list[ContractView]
+                if target is None:
+                    views = [state.book.get(cid) for cid in state.book.ids()]
+                    if open_only:
+                        views = [v for v in views if not v.status.terminal]
+                else:
+                    views = state.book.by_party(target, open_only=open_only)
+                if ids:
+                    views = [v for v in views if v.contract.id in ids]
+                rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
+                return ContractsReply(head.height, tuple(rows), total, next_cursor)
+            case TradesQuery(party=party, underlying=underlying, limit=limit, cursor=cursor):
+                target = party or (None if everything else who)
+                trades = [
+                    t
+                    for t in state.trades.values()
+                    if target is None or target in (t.client, t.dealer)
+                ]
+                if underlying:
+                    trades = [
+                        t
+                        for t in trades
+                        if underlying in state.book.get(t.contract_id).contract.terms.underlyings
+                    ]
+                trades.sort(key=_trade_key)
+                rows_t, next_cursor, total = page(trades, _trade_key, cursor, limit)
+                return TradesReply(tuple(rows_t), total, next_cursor, head.height)
+            case ReceiptsQuery(tx_ids=tx_ids):
+                receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
+                if not everything:
+                    receipts = [r for r in receipts if r.sender == who]
+                return ReceiptsReply(tuple(receipts))
+            case PaymentsQuery(status=status, party=party, cursor=cursor, limit=limit):
+                scope = party if (everything or role == Role.BANK) else who
+                payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
+                rows_p, next_cursor, total = page(payments, lambda p: p.id, cursor, limit)
+                return PaymentsReply(tuple(rows_p), total, next_cursor, head.height)
+            case RatingsQuery(members=members):
+                wanted = members or tuple(state.ratings)
+                if role == Role.CLIENT:
+                    wanted = (who,)
+                scores = {m: state.rating(m) for m in wanted}
+                known = {m: s for m, s in scores.items() if s is not None}
+                return RatingsReply(
+                    known,
+                    {m: str(grade_of(s)) for m, s in known.items()},
+                    {m: s.status for m, s in state.standing.items()},
+                    {
+                        m: state.margin_headroom(m)
+                        for m in known
+                        if (member := state.members.get(m)) and member.role == Role.CLIENT
+                    },
+                )
+            case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
+                target = client or (None if everything or role == Role.GUARANTOR else who)
+                guarantees = [
+                    g
+                    for g in state.guarantees.values()
+                    if (target is None or g.client == target)
+                    and (
+                        role != Role.GUARANTOR
+                        or everything
+                        or g.guarantor == who
+                        or client is not None
+                    )
+                ]
+                guarantees.sort(key=lambda g: g.id)
+                rows_g, next_cursor, total = page(guarantees, lambda g: g.id, cursor, limit)
+                return GuaranteesReply(tuple(rows_g), total, next_cursor)
+            case BlocksQuery(start=start, end=end):
+                end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, head.height)
+                raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
+                return BlocksReply(tuple(b for b in raw if b is not None))
+        return QueryRefused("unknown query")
