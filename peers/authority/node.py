@@ -633,27 +633,50 @@ class AuthorityNode:
             self._tasks.append(asyncio.create_task(self.catch_up()))
 
     async def catch_up(self) -> int:
-        """Fetch, check and apply blocks the network has and we do not; returns how many."""
+        """Fetch, check and apply blocks the network has and we do not; returns how many.
+
+        The stream first, then the other authorities whenever the stream does not move this
+        node forward (it may be behind, or poisoned with blocks out of place or invalid: those
+        are checked like any other, counted and skipped). A pass where no source moves the
+        node forward ends the catch-up, so nothing a member puts on the stream keeps it
+        spinning."""
         if self._syncing:
             return 0
         self._syncing = True
         applied = 0
         try:
             while True:
-                blocks = await self._fetch(self.head.height + 1)
-                if not blocks:
+                start = self.head.height + 1
+                moved = 0
+                for fetch in (self._fetch_stream, self._fetch_peers):
+                    moved = self._apply_in_order(await fetch(start))
+                    if moved:
+                        break
+                if not moved:
                     break
-                for block in blocks:
-                    if block.height != self.head.height + 1:
-                        continue
-                    self._apply_synced(block)
-                    applied += 1
+                applied += moved
         finally:
             self._syncing = False
         if applied:
             log.info("caught_up", blocks=applied, height=self.head.height)
             self.instance = None
             self._wake.set()
+        return applied
+
+    def _apply_in_order(self, blocks: Sequence[Block]) -> int:
+        """Apply the fetched blocks that extend the chain, in order; returns how many. A block
+        out of place is skipped, an invalid one ends the batch (the next source is asked)."""
+        applied = 0
+        for block in blocks:
+            if block.height != self.head.height + 1:
+                self.stats["sync_out_of_place"] += 1
+                continue
+            try:
+                self._apply_synced(block)
+            except NodeError as exc:
+                log.warning("sync_block_refused", height=block.height, reason=str(exc))
+                break
+            applied += 1
         return applied
 
     def _apply_synced(self, block: Block) -> None:
@@ -670,12 +693,6 @@ class AuthorityNode:
             raise NodeError(f"block {block.height} re-executes to another state root")
         self._persist(block, None)
         self.instance = None
-
-    async def _fetch(self, start: int) -> list[Block]:
-        blocks = await self._fetch_stream(start)
-        if blocks:
-            return blocks
-        return await self._fetch_peers(start)
 
     async def _fetch_stream(self, start: int) -> list[Block]:
         out: list[Block] = []

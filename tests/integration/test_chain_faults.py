@@ -226,3 +226,36 @@ async def test_a_snapshot_row_of_genesis_or_beyond_the_tip_is_checked_too(
     db.close()
     assert main(args) == 1
     assert "first bad height 0: state snapshot differs" in capsys.readouterr().out
+
+
+async def test_a_restarted_authority_catches_up_from_its_peers_past_a_poisoned_stream(
+    nats_server, network, bus_factory
+):
+    """The CHAIN stream holds, under the next heights' subjects, a block out of place and
+    bytes that are no block: the returning node counts and skips them, asks its peers, and
+    reaches the tip instead of re-reading the stream for ever."""
+    from bus import subjects
+
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    c1 = await bus_factory("C1")
+    await submit(c1, [factory.trade(f"p{i}", client="C1") for i in range(3)])
+    await wait_for(committed(nodes.values(), 3), what="three trades final")
+    await nodes["D3"].crash()
+    survivors = [nodes[a] for a in ("CCP", "D1", "D2")]
+    await submit(c1, [factory.trade(f"q{i}", client="C1") for i in range(3)])
+    await wait_for(committed(survivors, 6), what="three more trades final without D3")
+    gone = nodes["D3"].head.height  # what D3's database holds
+    poisoner = survivors[1]
+    old = poisoner.store.raw_block(1)
+    assert old is not None
+    js = poisoner.bus.nc.jetstream()
+    await js.publish(subjects.chain_block(gone + 1), old)  # block 1 where gone + 1 belongs
+    await js.publish(subjects.chain_block(gone + 2), b"not a block")
+    back = await restart(network, bus_factory, "D3")
+    tip = max(n.head.height for n in survivors)
+    await wait_for(lambda: back.head.height >= tip, what="D3 back at the tip", timeout=30)
+    assert back.stats["sync_out_of_place"] >= 1
+    assert back.state.state_root() == survivors[0].store.block(back.head.height).header.state_root
+    for node in (*survivors, back):
+        await node.stop()
