@@ -227,6 +227,8 @@ class AuthorityNode:
         self._held.clear()  # their askers time out and ask another authority
         for task in self._tasks:
             await cancel_and_wait(task)
+        for pending in list(self._background):  # a block being published, a note being sent
+            await cancel_and_wait(pending)
         if self._executed is not None:
             self._reload()
         self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
@@ -328,6 +330,8 @@ class AuthorityNode:
     # -- transactions ----------------------------------------------------------------------
 
     async def _on_tx(self, received: Received[Transaction], msg: Msg) -> None:
+        if self._stopped:  # the bus outlives the node: its store may be closed already
+            return
         tx = msg.data
         tx_id = tx_id_of(tx)
         self.verified.add(tx_id)  # the envelope verifier checked the signature
@@ -437,6 +441,8 @@ class AuthorityNode:
             self._run(self.instance.start())
 
     async def _on_consensus(self, received: Received[ConsensusMessage], msg: Msg) -> None:
+        if self._stopped:
+            return
         payload = received.payload
         height = payload.height
         if height <= self.head.height:
@@ -733,6 +739,8 @@ class AuthorityNode:
     # -- queries ---------------------------------------------------------------------------
 
     async def _on_query(self, received: Received[Query], msg: Msg) -> None:
+        if self._stopped:
+            return
         member = self.state.members.get(received.sender)
         if member is None:
             return

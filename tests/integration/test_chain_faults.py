@@ -259,3 +259,33 @@ async def test_a_restarted_authority_catches_up_from_its_peers_past_a_poisoned_s
     assert back.state.state_root() == survivors[0].store.block(back.head.height).header.state_root
     for node in (*survivors, back):
         await node.stop()
+
+
+async def test_a_stopped_authority_ignores_what_its_still_open_bus_delivers(
+    nats_server, network, bus_factory
+):
+    """botc authority closes the bus after stopping the node: consensus messages, a
+    transaction and a query arriving in between must not reach the closed database (the
+    soak saw "handler_failed: Cannot operate on a closed database")."""
+    from bus import subjects
+    from bus.client import RequestError
+    from peers.ledger_client import reply_channel
+    from rfq.queries import StatusQuery
+
+    nodes = await start_authorities(network, bus_factory)
+    d3 = nodes["D3"]
+    accepted_before = d3.bus.stats()["accepted"]
+    await d3.stop()  # its bus stays open until the fixture closes it
+    factory = TxFactory(network)
+    c1 = await bus_factory("C1")
+    await submit(c1, [factory.trade("after-stop", client="C1")])
+    survivors = [nodes[a] for a in ("CCP", "D1", "D2")]
+    await wait_for(committed(survivors, 1), what="the trade final without D3")
+    reg = await bus_factory("REG")
+    replies = reply_channel(network.genesis().params.consensus_max_bytes)
+    with pytest.raises(RequestError):  # a stopped node answers nothing
+        await reg.request(subjects.query("D3"), StatusQuery(), replies, timeout=0.5)
+    assert d3.bus.stats()["accepted"] > accepted_before  # the messages reached its handlers
+    assert d3.bus.handler_errors == {}
+    for node in survivors:
+        await node.stop()
