@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 """What decoding untrusted bytes can raise: msgspec reports invalid UTF-8 inside a string as
-``UnicodeDecodeError``, not as its own ``DecodeError`` (``ValidationError`` is a subclass)."""
+``UnicodeDecodeError``, not as its own ``DecodeError`` (``ValidationError`` is a subclass),
+and nesting deeper than the interpreter's recursion limit (a 50,000-deep array in a signed
+body) as ``RecursionError``: every one of them is a malformed message, dropped and counted."""
 
 
 class RfqError(Exception):

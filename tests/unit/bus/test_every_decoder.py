@@ -153,3 +153,28 @@ def test_every_channel_a_peer_defines_is_covered_here():
         found |= {v.name for v in vars(module).values() if isinstance(v, Channel)}
     assert found, "no channels found: the scan is broken"
     assert found <= covered, f"channels without a garbage test: {sorted(found - covered)}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_signed_body_nested_fifty_thousand_deep_is_a_bad_payload_not_a_traceback(kind):
+    """A validly signed RFQ whose body nests 50,000 levels deep made every dealer log a
+    RecursionError traceback."""
+    channel = next(c for c in CHANNELS.values() if kind in c.roles)
+    sender = NET.ids[_signer_for(kind, channel)]
+    outbox = Outbox(sender, CHAIN, clock=lambda: 1.9e9)
+    body = b"\x91" * 50_000 + b"\xc0"  # [[[[...[nil]...]]]]
+    unsigned = SignedMessage(
+        CHAIN, sender.member_id, 1, 1_900_000_000_000, 1_900_000_060_000, kind, body
+    )
+    signed = msgspec.structs.replace(unsigned, signature=sender.sign(unsigned.signing_bytes()))
+    result = verifier().open(outbox.wire(signed), channel)
+    assert isinstance(result, Dropped) and result.reason in {"bad_payload", "wrong_role"}
+
+
+def test_the_ledger_refuses_a_transaction_nested_fifty_thousand_deep_with_a_reason():
+    sender = NET.ids["C1"]
+    body = b"\x91" * 50_000 + b"\xc0"
+    unsigned = SignedMessage(CHAIN, "C1", 1, 1_900_000_000_000, 1_900_000_060_000, "accept", body)
+    signed = msgspec.structs.replace(unsigned, signature=sender.sign(unsigned.signing_bytes()))
+    with pytest.raises(LedgerError, match="malformed payload"):
+        LedgerState(NET.genesis).check_tx(msgspec.msgpack.encode(signed), 1_900_000_000_000)
