@@ -187,6 +187,8 @@ def _fields(terms: Terms) -> dict[str, object]:
             id="schema-violation",
         ),
         pytest.param(b"\xc1\xc1\xc1", None, id="not-msgpack"),
+        # 50,000 levels deep: every dealer logged a RecursionError traceback
+        pytest.param(b"\x91" * 50_000 + b"\xc0", None, id="nested-50000-deep"),
     ],
 )
 async def test_a_signed_but_malformed_rfq_gets_a_decline_with_the_reason(
