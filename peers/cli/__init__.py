@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -72,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FILE_MODE_MASK = 0o077
+"""What ``botc`` and every process it starts create is readable by its owner only: chain and
+bank databases, WAL files, logs, the nats-server's store (files 0600, directories 0700)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(FILE_MODE_MASK)
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_file)
