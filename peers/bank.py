@@ -577,9 +577,11 @@ class BankConfig:
     cannot pay, so a late payer with the funds is never defaulted."""
 
     def opening_balance(self, member: str, role: Role | None) -> float:
+        """What a new account is opened with. A member the genesis does not name (``role``
+        None) gets nothing: an instruction naming a stranger never creates money."""
         if member in self.balances:
             return self.balances[member]
-        if role == Role.CLIENT or role is None:
+        if role == Role.CLIENT:
             return self.client_balance
         if role in AUTHORITY_ELIGIBLE:
             return self.institution_balance

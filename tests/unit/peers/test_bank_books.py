@@ -168,6 +168,7 @@ def test_institutions_open_with_more_than_clients_and_an_override_wins():
     assert config.opening_balance("G1", Role.GUARANTOR) == 1e9
     assert config.opening_balance("C3", Role.CLIENT) == 0.0
     assert config.opening_balance("REG", Role.REGULATOR) == 0.0
+    assert config.opening_balance("ZZ_NOBODY", None) == 0.0  # a stranger gets no money
 
 
 def test_balances_are_parsed_from_member_equals_amount():
