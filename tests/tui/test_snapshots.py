@@ -43,12 +43,14 @@ def feeding(messages: Callable[[], Iterable[object]], *, tab: str = "", after=No
     return run_before
 
 
+def show_market(screen) -> None:
+    """The market watch with the scenes' prices (the client screens start without any)."""
+    screen.show_market(scenes.market_rows())
+
+
 def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked(
     network, snap_compare
 ):
-    def show_market(screen) -> None:
-        screen.show_market(scenes.market_rows())
-
     assert snap_compare(
         offline(network, "C1"),
         terminal_size=scenes.SIZE,
@@ -58,9 +60,6 @@ def test_client_trade_screen_shows_market_ticket_and_quotes_with_the_best_marked
 
 @pytest.mark.parametrize("size", [(100, 30), (160, 48)], ids=["100x30", "160x48"])
 def test_client_trade_screen_fits_a_small_and_a_large_terminal(network, snap_compare, size):
-    def show_market(screen) -> None:
-        screen.show_market(scenes.market_rows())
-
     assert snap_compare(
         offline(network, "C1"),
         terminal_size=size,
@@ -79,9 +78,6 @@ def test_dealer_screen_fits_a_small_terminal(network, snap_compare):
 def test_client_quotes_board_marks_a_defaulted_dealers_and_an_expired_quote_untradable(
     network, snap_compare
 ):
-    def show_market(screen) -> None:
-        screen.show_market(scenes.market_rows())
-
     assert snap_compare(
         offline(network, "C1"),
         terminal_size=scenes.SIZE,
