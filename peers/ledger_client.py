@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -78,6 +78,25 @@ PAGE_ROWS: dict[type[Any], str] = {
     PaymentsReply: "payments",
     GuaranteesReply: "guarantees",
 }
+
+
+async def read_pages(
+    ask: Callable[[Query], Awaitable[Reply]], query: PagedQuery, kind: type[R], *, max_rows: int
+) -> R:
+    """Every row of a paged query, page after page, through ``ask``: one reply of ``kind``
+    holding all rows (``total`` from the last page; at least ``max_rows`` rows end it early).
+    Pages are read by cursor, so a row committed between two pages is either in a later page
+    or counted in the next read. Raises ``LedgerUnavailable`` for a reply of another kind."""
+    rows: list[Any] = []
+    cursor = ""
+    while True:
+        reply = await ask(msgspec.structs.replace(query, cursor=cursor))
+        if not isinstance(reply, kind):
+            raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
+        rows.extend(getattr(reply, PAGE_ROWS[kind]))
+        if not reply.next_cursor or len(rows) >= max_rows:
+            return msgspec.structs.replace(reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor="")
+        cursor = reply.next_cursor
 
 
 class LedgerClient:
@@ -220,21 +239,12 @@ class LedgerClient:
     async def query_all(
         self, query: PagedQuery, kind: type[R], *, timeout: float = 2.0, max_rows: int = 10**7
     ) -> R:
-        """Every row of a paged query, page after page: one reply of ``kind`` holding all rows
-        (``total`` from the last page). Pages are read by cursor, so a row committed between
-        two pages is either in a later page or counted in the next read."""
-        rows: list[Any] = []
-        cursor = ""
-        while True:
-            reply = await self.query(msgspec.structs.replace(query, cursor=cursor), timeout=timeout)
-            if not isinstance(reply, kind):
-                raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
-            rows.extend(getattr(reply, PAGE_ROWS[kind]))
-            if not reply.next_cursor or len(rows) >= max_rows:
-                return msgspec.structs.replace(
-                    reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor=""
-                )
-            cursor = reply.next_cursor
+        """Every row of a paged query, asking the authorities in turn (``read_pages``)."""
+
+        async def ask(page: Query) -> Reply:
+            return await self.query(page, timeout=timeout)
+
+        return await read_pages(ask, query, kind, max_rows=max_rows)
 
     async def status(self) -> StatusReply:
         reply = await self.query(StatusQuery())

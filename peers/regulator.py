@@ -45,11 +45,11 @@ from bus.envelope import Channel, Received
 from peers.authority.node import consensus_channel
 from peers.errors import CliError
 from peers.ledger_client import (
-    PAGE_ROWS,
     LedgerClient,
     LedgerUnavailable,
     PagedQuery,
     QueryDenied,
+    read_pages,
 )
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.clock import utc_today
@@ -296,17 +296,9 @@ class RegulatorService(Service):
             raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
         return reply
 
-    async def _ask_all(self, query: PagedQuery, kind: type[Any], *, stop: int = 0) -> Any:
-        """Every page of a paged query, as one reply of ``kind`` (``stop``: enough rows)."""
-        rows: list[Any] = []
-        field = PAGE_ROWS[kind]
-        cursor = ""
-        while True:
-            reply = await self._ask(msgspec.structs.replace(query, cursor=cursor), kind)
-            rows.extend(getattr(reply, field))
-            if not reply.next_cursor or (stop and len(rows) >= stop):
-                return msgspec.structs.replace(reply, **{field: tuple(rows)}, next_cursor="")
-            cursor = reply.next_cursor
+    async def _ask_all(self, query: PagedQuery, kind: type[Any]) -> Any:
+        """Every page of a paged query, as one reply of ``kind``."""
+        return await read_pages(self._query, query, kind, max_rows=10**9)
 
     async def refresh(self) -> bool:
         """Re-read the chain and recompute if a new height is final; True if it recomputed."""

@@ -1561,11 +1561,10 @@ class Soak:
     async def _views(self, ledger: Any, authorities: Sequence[str]) -> ViewSnapshot | None:
         """One authority's counts (trades, contracts, open contracts, payments) as the
         regulator sees them, between two status heights."""
-        import msgspec
 
         from bus import subjects
         from bus.client import RequestError
-        from peers.ledger_client import PAGE_ROWS, PagedQuery
+        from peers.ledger_client import PAGE_ROWS, LedgerUnavailable, PagedQuery, read_pages
         from rfq.queries import (
             ContractsQuery,
             ContractsReply,
@@ -1587,24 +1586,16 @@ class Soak:
                 )
                 return reply.payload
 
-            async def ask_all(query: PagedQuery, errors: list[str] = errors) -> Any:
-                """Every page from this one authority, as one reply; a page whose ``total``
-                disagrees with the rows read is reported by ``views_match_chain``."""
-                rows: list[Any] = []
-                cursor = ""
-                while True:
-                    reply = await ask(msgspec.structs.replace(query, cursor=cursor))
-                    field = PAGE_ROWS.get(type(reply))
-                    if field is None:
-                        return reply
-                    rows.extend(getattr(reply, field))
-                    if not reply.next_cursor:
-                        if reply.total != len(rows):
-                            errors.append(
-                                f"{type(query).__name__}: total {reply.total}, {len(rows)} rows"
-                            )
-                        return msgspec.structs.replace(reply, **{field: tuple(rows)})
-                    cursor = reply.next_cursor
+            async def ask_all(
+                query: PagedQuery, kind: type[Any], errors: list[str] = errors
+            ) -> Any:
+                """Every page from this one authority, as one reply; a last page whose
+                ``total`` disagrees with the rows read is reported by ``views_match_chain``."""
+                reply = await read_pages(ask, query, kind, max_rows=10**9)
+                rows = len(getattr(reply, PAGE_ROWS[kind]))
+                if reply.total != rows:
+                    errors.append(f"{type(query).__name__}: total {reply.total}, {rows} rows")
+                return reply
 
             try:
                 first = await ask(StatusQuery())
@@ -1613,15 +1604,15 @@ class Soak:
             if not isinstance(first, StatusReply):
                 continue
             results: dict[str, Any] = {}
-            paged: tuple[tuple[str, PagedQuery], ...] = (
-                ("trades", TradesQuery()),
-                ("contracts", ContractsQuery()),
-                ("payments", PaymentsQuery()),
+            paged: tuple[tuple[str, PagedQuery, type[Any]], ...] = (
+                ("trades", TradesQuery(), TradesReply),
+                ("contracts", ContractsQuery(), ContractsReply),
+                ("payments", PaymentsQuery(), PaymentsReply),
             )
-            for name, query in paged:
+            for name, query, kind in paged:
                 try:
-                    results[name] = await ask_all(query)
-                except RequestError as exc:
+                    results[name] = await ask_all(query, kind)
+                except (RequestError, LedgerUnavailable) as exc:
                     errors.append(f"{type(query).__name__} failed: {exc}")
             try:
                 last = await ask(StatusQuery())
