@@ -25,6 +25,19 @@ def rebar(today: dt.date | None = None) -> str:
     return listed_futures("RB", today or dt.datetime.now(dt.UTC).date())[-1].id
 
 
+def rebar_swap(today: dt.date, side: Side = Side.BUY, quantity: float = 1000) -> Terms:
+    """What a scripted client asks for: a 120-day swap on the far rebar month listed
+    ``today`` (it trades past maturity)."""
+    return Terms(
+        template=Template.PRICE_SWAP,
+        legs=(Leg(rebar(today)),),
+        client_side=side,
+        quantity=quantity,
+        trade_date=today,
+        maturity=today + dt.timedelta(days=120),
+    )
+
+
 def terms(today: dt.date | None = None, underlying: str | None = None) -> Terms:
     today = today or dt.datetime.now(dt.UTC).date()
     return Terms(

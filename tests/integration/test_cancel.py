@@ -12,23 +12,11 @@ from bus import subjects
 from peers.counterparty import AcceptRefused, ClientSession, RfqHandle
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
-from rfq.instruments import Leg, Side, Template, Terms
 from rfq.messages import Quote
 
-from .chainkit import rebar
+from .chainkit import rebar, rebar_swap
 
 pytestmark = pytest.mark.integration
-
-
-def rebar_swap(today: dt.date) -> Terms:
-    return Terms(
-        template=Template.PRICE_SWAP,
-        legs=(Leg(rebar(today)),),
-        client_side=Side.BUY,
-        quantity=1000,
-        trade_date=today,
-        maturity=today + dt.timedelta(days=120),
-    )
 
 
 @pytest.fixture

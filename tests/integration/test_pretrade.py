@@ -19,22 +19,12 @@ from peers.dealer import RFQ_CHANNEL, DealerBot
 from peers.oracle import OracleService, Simulator
 from rfq.errors import ValidationError
 from rfq.identity import Directory
-from rfq.instruments import Leg, Side, Template, Terms, listed_futures
+from rfq.instruments import Leg, Side, Terms, listed_futures
 from rfq.messages import Decline, Quote, Rfq
 
+from .chainkit import rebar_swap
+
 pytestmark = pytest.mark.integration
-
-
-def rebar_swap(today: dt.date, side: Side = Side.BUY, quantity: float = 1000) -> Terms:
-    """A 120-day swap on the far rebar month listed ``today`` (it trades past maturity)."""
-    return Terms(
-        template=Template.PRICE_SWAP,
-        legs=(Leg(listed_futures("RB", today)[-1].id),),
-        client_side=side,
-        quantity=quantity,
-        trade_date=today,
-        maturity=today + dt.timedelta(days=120),
-    )
 
 
 @dataclass

@@ -6,36 +6,20 @@ read what the screens show.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from textual.widgets import Input, Select
 
 from peers.counterparty import ClientSession
 from peers.ledger_client import LedgerClient
 from peers.regulator import RegulatorService
-from rfq.instruments import Leg, Side, Template, Terms
 from rfq.ledger.tx import CreditEventTx
 from rfq.messages import Decline, Quote
-from tests.integration.chainkit import TxFactory, rebar, start_authorities, submit
+from tests.integration.chainkit import TxFactory, rebar, rebar_swap, start_authorities, submit
 from tui.widgets import Table
 
 from .conftest import record_notifications, terminal, type_into, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def rebar_swap(today: dt.date) -> Terms:
-    """What a scripted client asks for: buy 1000 t of rebar for four months (on the far
-    month listed ``today``, which trades that long)."""
-    return Terms(
-        template=Template.PRICE_SWAP,
-        legs=(Leg(rebar(today)),),
-        client_side=Side.BUY,
-        quantity=1000,
-        trade_date=today,
-        maturity=today + dt.timedelta(days=120),
-    )
 
 
 SIZE = (150, 46)
