@@ -17,11 +17,13 @@ import msgspec
 
 from rfq.contracts.model import ContractView
 from rfq.identity import AUTHORITY_ELIGIBLE, Member, Role
+from rfq.ledger.light import AnswerProof
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
 
 
 class StatusQuery(msgspec.Struct, frozen=True, tag="q_status"):
-    pass
+    proven: bool = False
+    """Attach an ``AnswerProof`` (the header, its seals and the governance it names)."""
 
 
 class HeadersQuery(msgspec.Struct, frozen=True, tag="q_headers"):
@@ -33,6 +35,13 @@ class HeadersQuery(msgspec.Struct, frozen=True, tag="q_headers"):
 
 PAGE_LIMIT: Final = 1000
 """Rows per page at most (a page of contracts stays near 0.5 MB, far under max payload)."""
+PROVEN_PAGE_LIMIT: Final = 250
+"""Rows per page at most when each row carries its proof (about 2.3 KB a row in a large map:
+a page stays near 0.6 MB)."""
+PROVABLE: Final = frozenset({"members", "committed", "standing", "governance"})
+"""What any member may ask to have proven (``ProveQuery``): the registry, committed
+transaction ids (knowing an id means having the transaction), who may not trade, the
+authority set."""
 MAX_RECEIPTS: Final = 500
 """Transaction ids one ``ReceiptsQuery`` may name."""
 
@@ -54,10 +63,15 @@ class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
     underlying: str | None = None
     limit: int = PAGE_LIMIT
     cursor: str = ""
+    proven: bool = False
 
 
 class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
+    """Receipts by transaction id; ``proven``: with a witness of each id in ``committed``
+    (present: committed ok; absent: not committed at that height)."""
+
     tx_ids: tuple[str, ...]
+    proven: bool = False
 
 
 class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
@@ -67,6 +81,7 @@ class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
     party: str | None = None
     cursor: str = ""
     limit: int = PAGE_LIMIT
+    proven: bool = False
 
 
 class RatingsQuery(msgspec.Struct, frozen=True, tag="q_ratings"):
@@ -77,6 +92,7 @@ class GuaranteesQuery(msgspec.Struct, frozen=True, tag="q_guarantees"):
     client: str | None = None
     cursor: str = ""
     limit: int = PAGE_LIMIT
+    proven: bool = False
 
 
 class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
@@ -84,6 +100,14 @@ class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
 
     start: int
     end: int
+
+
+class ProveQuery(msgspec.Struct, frozen=True, tag="q_prove"):
+    """Proofs of ``component[key]`` for each key (present or absent), under the final head;
+    ``component`` one of ``PROVABLE`` (the regulator may ask for any)."""
+
+    component: str
+    keys: tuple[str, ...]
 
 
 Query = (
@@ -96,6 +120,7 @@ Query = (
     | RatingsQuery
     | GuaranteesQuery
     | BlocksQuery
+    | ProveQuery
 )
 
 MAX_BLOCKS_PER_REPLY: Final = 64
@@ -123,6 +148,7 @@ class StatusReply(msgspec.Struct, frozen=True, tag="r_status"):
     is_authority: bool
     business_date: str = ""
     open_contracts: int = 0
+    proof: AnswerProof | None = None
 
 
 class HeadersReply(msgspec.Struct, frozen=True, tag="r_headers"):
@@ -143,10 +169,12 @@ class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):
     total: int = 0
     next_cursor: str = ""
     height: int = 0
+    proof: AnswerProof | None = None
 
 
 class ReceiptsReply(msgspec.Struct, frozen=True, tag="r_receipts"):
     receipts: tuple[Receipt, ...]
+    proof: AnswerProof | None = None
 
 
 class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
@@ -154,6 +182,7 @@ class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
     total: int = 0
     next_cursor: str = ""
     height: int = 0
+    proof: AnswerProof | None = None
 
 
 class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
@@ -173,10 +202,17 @@ class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):
     guarantees: tuple[Guarantee, ...]
     total: int = 0
     next_cursor: str = ""
+    proof: AnswerProof | None = None
 
 
 class BlocksReply(msgspec.Struct, frozen=True, tag="r_blocks"):
     blocks: tuple[bytes, ...]
+
+
+class ProveReply(msgspec.Struct, frozen=True, tag="r_prove"):
+    """The witnesses of a ``ProveQuery``, in its ``proof``."""
+
+    proof: AnswerProof
 
 
 class QueryRefused(msgspec.Struct, frozen=True, tag="r_refused"):
@@ -253,6 +289,7 @@ Reply = (
     | RatingsReply
     | GuaranteesReply
     | BlocksReply
+    | ProveReply
     | QueryRefused
 )
 
@@ -268,6 +305,7 @@ QUERY_ROLES: Final = {
         "q_ratings",
         "q_guarantees",
         "q_blocks",
+        "q_prove",
     )
 }
 REPLY_ROLES: Final = {
@@ -282,6 +320,7 @@ REPLY_ROLES: Final = {
         "r_ratings",
         "r_guarantees",
         "r_blocks",
+        "r_prove",
         "r_refused",
     )
 }
@@ -295,6 +334,11 @@ def refusal(member: Member, query: Query) -> str | None:
         return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
     if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
         return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
+    if isinstance(query, ProveQuery):
+        if len(query.keys) > PROVEN_PAGE_LIMIT:
+            return f"at most {PROVEN_PAGE_LIMIT} keys per proof ({len(query.keys)} asked)"
+        if member.role != Role.REGULATOR and query.component not in PROVABLE:
+            return f"{query.component!r} is not public (one of {', '.join(sorted(PROVABLE))})"
     if member.role == Role.REGULATOR:
         return None
     match query:
