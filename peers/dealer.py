@@ -298,6 +298,7 @@ class DealerBot(Service):
         """Stop following the chain (the bus, and its subscriptions, belong to the caller)."""
         if self._follower is not None:
             await cancel_and_wait(self._follower)
+        await self.ledger.close()
 
     async def sync_from_chain(self) -> int:
         """Fold new trades of this dealer into its book and refresh client ratings."""

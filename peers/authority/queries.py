@@ -80,9 +80,9 @@ class QueryService:
         if cached is not None and cached[0] == head.hash():
             return cached[1], cached[2]
         block = self.store.block(head.height) if head.height > 0 else None
-        if block is None or block.hash() != head.hash():
-            header, seals = head, ()
-        else:
+        header = head
+        seals: tuple[CommitSeal, ...] = ()
+        if block is not None and block.hash() == head.hash():
             header, seals = block.header, block.seals
         self._sealed = (head.hash(), header, seals)
         return header, seals
