@@ -435,9 +435,12 @@ class LedgerClient(Service):
         raise LedgerUnavailable("no authority proved it: " + "; ".join(errors))
 
     def _follow_set(self, authorities: Sequence[str]) -> None:
-        """Ask the current authorities first (a by-elected one included), then the others."""
-        current = [a for a in authorities if a in self.eligible]
-        self.authorities = current + [a for a in self.authorities if a not in current]
+        """Ask the current authorities first (a by-elected one included), then the others;
+        among them, keep the order of preference (the last to answer well first)."""
+        current = {a for a in authorities if a in self.eligible}
+        known = [a for a in self.authorities if a in current]
+        joined = [a for a in authorities if a in current and a not in known]
+        self.authorities = known + joined + [a for a in self.authorities if a not in current]
 
     async def query_all(
         self, query: PagedQuery, kind: type[R], *, timeout: float = 2.0, max_rows: int = 10**7
