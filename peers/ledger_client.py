@@ -47,6 +47,7 @@ from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
 from rfq.ledger.light import LightClient, LightError, Verified
 from rfq.ledger.state import Guarantee, Payment, Receipt, Receipts, Trade
 from rfq.queries import (
+    MAX_RECEIPTS,
     REPLY_ROLES,
     ContractsQuery,
     ContractsReply,
@@ -189,7 +190,7 @@ class LedgerClient(Service):
             except Exception as exc:  # the bus may be closed already
                 log.debug("note_unsubscribe_failed", error=repr(exc))
             self._subscription = None
-        for task in list(self._checking.values()):
+        for task in set(self._checking.values()):
             await cancel_and_wait(task)
         self._checking.clear()
         for futures in self._waiters.values():
@@ -205,13 +206,16 @@ class LedgerClient(Service):
             self.dropped["note_not_from_authority"] += 1
             log.warning("note_dropped", peer=self.bus.member_id, sender=authority)
             return
+        heard: list[str] = []
         for receipt in note.receipts if isinstance(note, Receipts) else (note,):
             if receipt.sender and receipt.sender != self.bus.member_id:
                 continue
             if not self.verify and receipt.index >= 0:
                 self._record(receipt)
             elif not self._voted(receipt, authority) and receipt.index >= 0:
-                self._check_soon(receipt.tx_id)
+                heard.append(receipt.tx_id)
+        if heard:
+            self._check_soon(heard, authority)
 
     def _voted(self, receipt: Receipt, authority: str) -> bool:
         """Count ``authority``'s word on a transaction; True once the receipt is final. A
@@ -234,19 +238,29 @@ class LedgerClient(Service):
             return True
         return False
 
-    def _check_soon(self, tx_id: str) -> None:
-        """Ask for the proof (or the agreeing authorities) of a receipt heard of."""
-        if tx_id in self._checking or self.status != ServiceStatus.RUNNING:
+    def _check_soon(self, tx_ids: Sequence[str], first: str) -> None:
+        """Ask for the proof (or the agreeing authorities) of receipts heard of: one query
+        for a block's worth, first of the authority that sent them (it has the block)."""
+        fresh = [t for t in tx_ids if t not in self._checking and t not in self._receipts]
+        if not fresh or self.status != ServiceStatus.RUNNING:
             return
-        task = asyncio.create_task(self._check(tx_id), name=f"{self.bus.member_id}-receipt")
-        self._checking[tx_id] = task
-        task.add_done_callback(lambda _: self._checking.pop(tx_id, None))
+        task = asyncio.create_task(self._check(fresh, first), name=f"{self.bus.member_id}-receipts")
+        for t in fresh:
+            self._checking[t] = task
 
-    async def _check(self, tx_id: str, *, rounds: int = 4) -> None:
+        def forget(_: object) -> None:
+            for t in fresh:
+                if self._checking.get(t) is task:
+                    del self._checking[t]
+
+        task.add_done_callback(forget)
+
+    async def _check(self, tx_ids: list[str], first: str, *, rounds: int = 4) -> None:
         delay = 0.05
         for _ in range(rounds):
-            await self.final_receipts((tx_id,), timeout=1.0)
-            if tx_id in self._receipts:
+            await self.final_receipts(tx_ids, timeout=1.0, first=first)
+            tx_ids = [t for t in tx_ids if t not in self._receipts]
+            if not tx_ids:
                 return
             await asyncio.sleep(delay)
             delay *= 3
@@ -269,18 +283,24 @@ class LedgerClient(Service):
         return self._receipts.get(tx_id)
 
     async def final_receipts(
-        self, tx_ids: Sequence[str], *, timeout: float = 2.0
+        self, tx_ids: Sequence[str], *, timeout: float = 2.0, first: str | None = None
     ) -> dict[str, Receipt]:
         """The final receipts of ``tx_ids`` that can be established now: proven committed,
-        or refused alike by more than ``f`` authorities (asked in turn until they agree)."""
-        wanted = [t for t in dict.fromkeys(tx_ids) if t not in self._receipts]
-        for authority in list(self.authorities):
-            if not wanted:
-                break
+        or refused alike by more than ``f`` authorities (asked in turn, ``first`` first,
+        until they agree)."""
+        order = list(self.authorities)
+        if first in order:
+            order.remove(first)
+            order.insert(0, first)
+        pending = [t for t in dict.fromkeys(tx_ids) if t not in self._receipts]
+        for start in range(0, len(pending), MAX_RECEIPTS):
+            await self._gather(pending[start : start + MAX_RECEIPTS], order, timeout)
+        return {t: r for t in tx_ids if (r := self._receipts.get(t)) is not None}
+
+    async def _gather(self, wanted: list[str], order: list[str], timeout: float) -> None:
+        for authority in order:
             try:
-                reply, sender, _ = await self._ask(
-                    authority, ReceiptsQuery(tuple(wanted[:500])), timeout
-                )
+                reply, sender, _ = await self._ask(authority, ReceiptsQuery(tuple(wanted)), timeout)
             except (RequestError, QueryDenied):
                 continue
             if not isinstance(reply, ReceiptsReply):
@@ -291,10 +311,8 @@ class LedgerClient(Service):
                 else:
                     self._voted(receipt, sender)
             wanted = [t for t in wanted if t not in self._receipts]
-            refused = {t for t, v in self._votes.items() if t in wanted and v}
-            if not refused:
-                break  # nothing more to gather: no one has refused what remains
-        return {t: r for t in tx_ids if (r := self._receipts.get(t)) is not None}
+            if not any(self._votes.get(t) for t in wanted):
+                return  # nothing more to gather: no one has refused what remains
 
     # -- transactions ----------------------------------------------------------------------
 
