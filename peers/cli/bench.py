@@ -1,4 +1,4 @@
-"""``botc bench rfq|chain|contracts|risk``: the speed targets, measured with same-run baselines.
+"""``botc bench rfq|chain|query|contracts|risk``: speed targets, with same-run baselines.
 
 Each benchmark lives in ``peers.benchmarks.<name>`` and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches, importing the benchmark when it runs.
@@ -13,6 +13,7 @@ from typing import Any
 BENCHMARKS = {
     "rfq": "time from an RFQ to every dealer's answer (p50, p99), against a plain NATS fan-out",
     "chain": "committed transactions per second and finality latency (four authorities)",
+    "query": "a query's round trip with and without its proof (p50, p99), and its size",
     "contracts": "time to revalue 100,000 live contracts on one price fixing",
     "risk": "SA-CCR over 10,000 trades; cascade and DebtRank on 1,000 institutions",
 }
