@@ -131,6 +131,10 @@ def layout_of(components: Sequence[Component]) -> Layout:
 
 LAYOUT = layout_of(COMPONENTS)
 
+TX_KINDS: dict[str, TxKind[Any]] = LAYOUT.kinds
+"""The transaction-kind registry: kind -> payload type, the roles that may submit it, and the
+handler that applies it."""
+
 
 def _check_transactions(layout: Layout) -> None:
     """Every transaction the decoder knows has a handler and roles, and nothing more."""

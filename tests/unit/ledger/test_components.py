@@ -139,3 +139,11 @@ def test_the_state_root_keeps_the_v2_order_of_the_maps():
 def test_components_that_declare_the_same_name_or_kind_are_refused(clash):
     with pytest.raises(LayoutError):
         layout_of((*COMPONENTS, clash))
+
+
+def test_every_map_of_the_registry_is_typed_on_the_facade_with_its_value_type():
+    from rfq.ledger.digest import DigestMap
+
+    hints = typing.get_type_hints(LedgerState)
+    for name, value_type in LAYOUT.maps.items():
+        assert hints.get(name) == DigestMap[value_type], name  # type: ignore[valid-type]
