@@ -28,6 +28,7 @@ import msgspec
 from bus import subjects
 from peers.errors import PeerError
 from peers.genesis import (
+    KEY_SUFFIX,
     CeremonyError,
     genesis_text,
     identity_file,
@@ -277,6 +278,12 @@ _DISPLAY = {
     Role.CLIENT: "Client",
 }
 
+
+def display_name(role: Role, member_id: str) -> str:
+    """A member's default name: ``Dealer D1``, ``Regulator REG``."""
+    return f"{_DISPLAY[role]} {member_id}"
+
+
 _CAPITAL = {
     Role.DEALER: 2.0e8,
     Role.CCP: 1.0e9,
@@ -394,7 +401,7 @@ def _local_ceremony(
     draft = msgspec.structs.replace(draft, params=params)
     client_no = 0
     for member_id, role in ids:
-        _, public = write_new_key(keys, member_id, role, f"{_DISPLAY[role]} {member_id}")
+        _, public = write_new_key(keys, member_id, role, display_name(role, member_id))
         extra = member_extras(role, client_no)
         client_no += role == Role.CLIENT
         draft = add_identity(draft, read_identity(public), source=str(public), **extra)
@@ -418,6 +425,41 @@ def write_nats_confs(nats_dir: Path, genesis: Genesis) -> None:
     write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
     write_atomic(nats_dir / "server.conf", server_conf_text())
     write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
+
+
+def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:
+    """A member's machine takes the regulator's sealed genesis into NETDIR: the seal checked,
+    every key already in NETDIR/keys a member's own (returned, by id), a different genesis
+    never replaced; then NETDIR/genesis.toml (the file as sent) and NETDIR/nats are written."""
+    genesis = read_genesis(source)
+    text = source.read_text(encoding="utf-8")
+    installed = root / GENESIS
+    if installed.exists():
+        try:
+            same = read_genesis(installed).hash() == genesis.hash()
+        except CeremonyError:
+            same = False
+        if not same:
+            raise NetDirError(f"{installed}: a different genesis is installed here")
+    mine: list[str] = []
+    for path in sorted((root / "keys").glob(f"*{KEY_SUFFIX}")):
+        identity = read_key_file(path)
+        try:
+            member = genesis.member(identity.member_id)
+        except ValidationError:
+            raise NetDirError(f"{path}: {identity.member_id} is not a member of {source}") from None
+        if member.sign_key != identity.public_nkey or member.role != identity.role:
+            raise NetDirError(
+                f"{path}: key does not match {identity.member_id}'s entry in {source}"
+            )
+        mine.append(identity.member_id)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        write_nats_confs(root / "nats", genesis)
+        write_atomic(installed, text)
+    except OSError as exc:
+        raise NetDirError(f"{root}: cannot install the genesis ({_reason(exc)})") from None
+    return NetDir(root), mine
 
 
 def _check_target(root: Path, force: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ from rfq.identity import (
     Role,
     VerifyKey,
     check_genesis,
+    check_params,
     validate_member,
     verify_signature,
 )
@@ -241,6 +243,29 @@ def set_authorities(
     return msgspec.structs.replace(
         draft, authorities=AuthoritySetup(initial=initial, candidates=candidates)
     )
+
+
+def set_params(
+    draft: GenesisDraft,
+    values: Mapping[str, str],
+    rating: tuple[float, float] | None = None,
+) -> GenesisDraft:
+    """The draft with these network parameters (text values, as typed on a command line)
+    and, if given, formula 1's rating weights (alpha, beta)."""
+    current = msgspec.to_builtins(draft.params)
+    for name, text in values.items():
+        if name not in current:
+            raise ValidationError(
+                f"no parameter {name!r} (one of {', '.join(current)})", where=f"params.{name}"
+            )
+        current[name] = text
+    try:
+        params = msgspec.convert(current, NetworkParams, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(str(exc).replace("$.", "params."), where="--set") from None
+    check_params(params, "--set")
+    weights = draft.rating if rating is None else RatingWeights(alpha=rating[0], beta=rating[1])
+    return msgspec.structs.replace(draft, params=params, rating=weights)
 
 
 def draft_problem(draft: GenesisDraft, *, source: str) -> None:

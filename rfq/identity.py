@@ -222,7 +222,11 @@ def check_genesis(genesis: Genesis, where: str) -> None:
             f"alpha ({w.alpha}) and beta ({w.beta}) must be in [0, 1] and sum to 1",
             where=f"{where}: rating",
         )
-    p = genesis.params
+    check_params(genesis.params, where)
+
+
+def check_params(p: NetworkParams, where: str) -> None:
+    """Network parameters a chain can run with (``where`` prefixes errors)."""
     for name in (
         "block_time_ms",
         "max_block_txs",
