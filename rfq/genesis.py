@@ -190,20 +190,23 @@ def add_identity(
     problem = proof_problem(identity, identity.proof)
     if problem is not None:
         raise ValidationError(problem, where=f"{source}: proof")
-    for other in draft.members:
-        if other.id == identity.id and other.sign_key == identity.sign_key:
-            raise ValidationError(f"{identity.id} is already in the draft", where=source)
-        if other.id == identity.id:
+    same_id = next((m for m in draft.members if m.id == identity.id), None)
+    if same_id is not None and same_id.sign_key == identity.sign_key:
+        raise ValidationError(f"{identity.id} is already in the draft", where=source)
+    if same_id is not None:
+        raise ValidationError(
+            f"id {identity.id!r} is already taken by another member's key", where=source
+        )
+    same_key = next((m for m in draft.members if m.sign_key == identity.sign_key), None)
+    if same_key is not None:
+        raise ValidationError(
+            f"{identity.id}'s sign_key is already {same_key.id}'s", where=f"{source}: sign_key"
+        )
+    if identity.role == Role.REGULATOR:
+        regulator = next((m for m in draft.members if m.role == Role.REGULATOR), None)
+        if regulator is not None:
             raise ValidationError(
-                f"id {identity.id!r} is already taken by another member's key", where=source
-            )
-        if other.sign_key == identity.sign_key:
-            raise ValidationError(
-                f"{identity.id}'s sign_key is already {other.id}'s", where=f"{source}: sign_key"
-            )
-        if identity.role == Role.REGULATOR and other.role == Role.REGULATOR:
-            raise ValidationError(
-                f"a network has one regulator and {other.id} is it", where=f"{source}: role"
+                f"a network has one regulator and {regulator.id} is it", where=f"{source}: role"
             )
     try:
         member = identity.member(**extra)
