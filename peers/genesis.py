@@ -178,6 +178,8 @@ def read_draft(path: Path) -> GenesisDraft:
         return msgspec.json.decode(data, type=GenesisDraft, strict=True)
     except msgspec.ValidationError as exc:
         raise CeremonyError(f"{path}: not a genesis draft ({exc})") from None
+    except ValidationError as exc:  # rating weights check themselves as they decode
+        raise CeremonyError(f"{path}: {exc}") from None
     except DECODE_ERRORS:
         raise CeremonyError(f"{path}: not a genesis draft (not valid JSON)") from None
 
@@ -210,6 +212,18 @@ def parse_sealed_genesis(text: str, *, source: str) -> Genesis:
     if problem is not None:
         raise CeremonyError(f"{source}: seal: {problem}")
     return genesis
+
+
+def read_unsealed_genesis(path: Path) -> Genesis:
+    """A genesis file, well formed, its seal (if any) not checked: what ``botc genesis seal``
+    seals again (a network made before genesis files had seals keeps its chain: the hash
+    leaves the seal out)."""
+    try:
+        return parse_genesis(path.read_text(encoding="utf-8"), source=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CeremonyError(f"{path}: cannot read ({exc})") from None
+    except ValidationError as exc:
+        raise CeremonyError(str(exc)) from None
 
 
 def read_genesis(path: Path) -> Genesis:

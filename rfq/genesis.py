@@ -30,7 +30,6 @@ from rfq.identity import (
     Member,
     NetworkParams,
     Role,
-    VerifyKey,
     check_genesis,
     check_params,
     validate_member,
@@ -293,11 +292,14 @@ def seal_bytes(genesis: Genesis) -> bytes:
 def seal_draft(draft: GenesisDraft, regulator: Identity, *, source: str) -> Genesis:
     """The finished genesis, sealed by the regulator whose key is ``regulator``."""
     draft_problem(draft, source=source)
-    genesis = draft.genesis()
+    return seal_as_regulator(draft.genesis(), regulator)
+
+
+def seal_as_regulator(genesis: Genesis, regulator: Identity) -> Genesis:
+    """``genesis`` sealed, if ``regulator`` is the key of the regulator it names."""
     if regulator.public_nkey != genesis.regulator.sign_key:
         raise ValidationError(
-            f"the key is {regulator.member_id}'s, not the regulator "
-            f"{genesis.regulator.id}'s in the draft",
+            f"the key is {regulator.member_id}'s, not the regulator {genesis.regulator.id}'s",
             where="--key",
         )
     return seal_genesis(genesis, regulator)
@@ -309,14 +311,14 @@ def seal_genesis(genesis: Genesis, regulator: Identity) -> Genesis:
     return msgspec.structs.replace(genesis, seal=base64.b64encode(signature).decode())
 
 
-def seal_problem(genesis: Genesis, regulator_key: VerifyKey | None = None) -> str | None:
-    """Why the genesis is not sealed by its regulator, or None if it is.
-
-    ``regulator_key`` pins the regulator from outside; by default the genesis's own regulator
-    member (members compare the genesis hash out of band to trust that).
-    """
+def seal_problem(genesis: Genesis) -> str | None:
+    """Why the genesis is not sealed by the regulator it names, or None if it is (that the
+    regulator is the real one, members learn by comparing the genesis hash out of band)."""
     if genesis.seal is None:
-        return "not sealed by the regulator (no seal; run botc genesis seal)"
+        return (
+            "not sealed by the regulator (seal it: botc genesis seal GENESIS --key REG.key "
+            "GENESIS --force)"
+        )
     signature = _signature(genesis.seal)
     if signature is None:
         return "seal is not a base64 Ed25519 signature"
@@ -324,7 +326,7 @@ def seal_problem(genesis: Genesis, regulator_key: VerifyKey | None = None) -> st
     if len(regulators) != 1:
         return f"a network has exactly one regulator, found {len(regulators)}"
     try:
-        key = regulator_key or regulators[0].verify_key
+        key = regulators[0].verify_key
     except (ValidationError, ValueError):
         return "the regulator's sign_key is not a valid key"
     if not verify_signature(key, signature, seal_bytes(genesis)):

@@ -7,7 +7,9 @@ The member's X25519 key, used to seal confidential payloads to it, is derived fr
 seed with HKDF, so a key file holds one secret.
 
 Parsing is pure (text in, typed objects out, ``ValidationError`` naming the file and field);
-reading files, their permissions and writing them lives in ``peers.netdir``.
+reading files, their permissions and writing them lives in ``peers.netdir`` and
+``peers.genesis``. How a genesis comes to be (each member's own key, proofs of possession,
+the regulator's seal) is ``rfq.genesis``.
 """
 
 from __future__ import annotations

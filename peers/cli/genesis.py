@@ -105,10 +105,12 @@ def register(subparsers: Any) -> None:
         help="seal the genesis with the regulator's key",
         description=(
             "Check the draft (every member's proof again, the authorities, the parameters) and "
-            "write the genesis signed by the regulator's key."
+            "write the genesis signed by the regulator's key. Given a genesis file (.toml) "
+            "instead, seal it as it is: a network made before genesis files had seals keeps "
+            "its chain (the genesis hash leaves the seal out)."
         ),
     )
-    seal.add_argument("draft", metavar="DRAFT", help="the draft file")
+    seal.add_argument("draft", metavar="DRAFT", help="the draft file (or a genesis .toml)")
     seal.add_argument("genesis", metavar="GENESIS", help="the genesis file to write (TOML)")
     seal.add_argument("--key", required=True, help="the regulator's key file")
     seal.add_argument("--force", action="store_true", help="replace an existing genesis file")
@@ -219,15 +221,24 @@ def run_params(args: argparse.Namespace) -> int:
 
 def run_seal(args: argparse.Namespace) -> int:
     from peers.errors import CliError
-    from peers.genesis import genesis_text, read_draft, read_key_file, write_atomic
-    from rfq.genesis import seal_draft
+    from peers.genesis import (
+        genesis_text,
+        read_draft,
+        read_key_file,
+        read_unsealed_genesis,
+        write_atomic,
+    )
+    from rfq.genesis import seal_as_regulator, seal_draft
 
     out = Path(args.genesis)
     if out.exists() and not args.force:
         raise CliError(f"{out}: already exists (use --force to replace it)")
     path = Path(args.draft)
-    draft = read_draft(path)
-    genesis = seal_draft(draft, read_key_file(Path(args.key)), source=str(path))
+    key = read_key_file(Path(args.key))
+    if path.suffix == ".toml":  # a genesis made without a draft (before seals): seal it as is
+        genesis = seal_as_regulator(read_unsealed_genesis(path), key)
+    else:
+        genesis = seal_draft(read_draft(path), key, source=str(path))
     try:
         write_atomic(out, genesis_text(genesis))
     except OSError as exc:

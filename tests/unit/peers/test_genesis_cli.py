@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from peers.cli import main
-from peers.netdir import NetDir, NetDirError
+from peers.netdir import NetDir, NetDirError, create_network
 from rfq.identity import Role
 
 MEMBERS = {
@@ -295,3 +295,20 @@ def test_install_refuses_a_key_that_is_not_a_member(genesis, tmp_path, capsys):
     )
     line = refused(capsys, tmp_path, "genesis", "install", str(genesis), str(tmp_path / "x"))
     assert "X1.key: X1 is not a member" in line
+
+
+def test_a_network_made_before_seals_is_sealed_in_place_and_keeps_its_hash(tmp_path, capsys):
+    net = create_network(tmp_path / "net")
+    chain_hash = net.genesis().hash()
+    text = net.genesis_path.read_text()
+    seal = next(x for x in text.splitlines() if x.startswith("seal = "))
+    net.genesis_path.write_text(text.replace(seal + "\n", ""))  # as botc init wrote it before
+    assert "not sealed" in refused(capsys, tmp_path, "status", "--net", str(net.path))
+    genesis, key = str(net.genesis_path), str(net.key_path("REG"))
+    code, out, err = run(capsys, "genesis", "seal", genesis, "--key", key, genesis, "--force")
+    assert code == 0, err
+    assert f"sha256 {chain_hash.hex()}" in out.splitlines()
+    assert NetDir(net.path).genesis().hash() == chain_hash
+    wrong = str(net.key_path("D1"))
+    line = refused(capsys, tmp_path, "genesis", "seal", genesis, "--key", wrong, genesis, "--force")
+    assert "not the regulator REG's" in line
