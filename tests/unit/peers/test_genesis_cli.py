@@ -8,12 +8,13 @@ genesis steps in ``tmp_path/REG``.
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 from pathlib import Path
 
 import pytest
 
-from peers.cli import main
+from peers.cli import build_parser, main
 from peers.netdir import NetDir, NetDirError, create_network
 from rfq.identity import Role
 
@@ -312,3 +313,31 @@ def test_a_network_made_before_seals_is_sealed_in_place_and_keeps_its_hash(tmp_p
     wrong = str(net.key_path("D1"))
     line = refused(capsys, tmp_path, "genesis", "seal", genesis, "--key", wrong, genesis, "--force")
     assert "not the regulator REG's" in line
+
+
+def readme_ceremony_commands() -> list[list[str]]:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### Genesis ceremony", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    lines = (line.split("#", 1)[0].strip() for line in block.splitlines())
+    return [shlex.split(line) for line in lines if line.startswith("botc ")]
+
+
+def test_every_command_of_the_readme_ceremony_is_one_botc_accepts():
+    commands = readme_ceremony_commands()
+    steps = {tuple(c[1:3]) if c[1] == "genesis" else (c[1],) for c in commands}
+    assert steps >= {
+        ("keygen",),
+        *(("genesis", s) for s in ("draft", "add", "authorities", "params", "seal", "show")),
+        ("genesis", "install"),
+    }
+    parser = build_parser()
+    for command in commands:
+        parser.parse_args(command[1:])  # exits 2 on an option botc does not have
+
+
+def test_a_bad_rating_names_the_field_and_adds_nothing(draft, tmp_path, capsys):
+    assert run(capsys, "keygen", "--id", "C2", "--role", "client", str(tmp_path / "c2"))[0] == 0
+    c2 = str(tmp_path / "c2" / "C2.identity.json")
+    line = refused(capsys, draft.parent, "genesis", "add", str(draft), c2, "--rating", "ZZZ")
+    assert "external_rating" in line and "ZZZ" in line
