@@ -49,7 +49,7 @@ from peers.ledger_client import (
 )
 from peers.observer import ChainFollower
 from peers.service import Service, ServiceStatus, cancel_and_wait
-from rfq.contracts.model import ContractView, Status
+from rfq.contracts.model import PaymentStatus
 from rfq.errors import RfqError, ValidationError
 from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
 from rfq.ledger.block import Block
@@ -81,12 +81,11 @@ from rfq.queries import (
     RiskQuery,
     RiskReply,
 )
+from rfq.risk.incremental import IncrementalMonitor
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     Assessment,
-    MonitorInput,
     alert_for,
-    assess,
     crossings,
     what_if,
 )
@@ -109,6 +108,9 @@ FULL_VIEW_ROLES = frozenset({Role.REGULATOR, *AUTHORITY_ELIGIBLE})
 
 FIXING_KIND = str(PriceFixing.__struct_config__.tag)
 """A block with a price fixing marks every live contract."""
+
+NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
+"""An initial margin payment in these states is not (yet) in custody."""
 
 MAX_ALERTS_KEPT = 200
 VOTE_WINDOW_HEIGHTS = 512
@@ -200,10 +202,9 @@ class RegulatorService(Service):
         self.evidence: list[EvidenceReport] = []
         self.follower = ChainFollower(bus, genesis, query_timeout_s=query_timeout_s)
         self.follower.listeners.append(self._on_block)
-        self._views: dict[str, ContractView] = {}
-        """Live contracts at the follower's head, kept by ``_on_block``."""
-        self._views_ready = False
-        self._defaulted: dict[str, ContractView] = {}
+        self.monitor = IncrementalMonitor(recovery_rate=recovery_rate)
+        self._changed: set[str] = set()
+        self._everything_changed = True
         self._new_block = asyncio.Event()
         self._votes: dict[tuple[str, int, int, str], tuple[bytes, SignedMessage]] = {}
         self._newest_vote_height = 0
@@ -264,34 +265,43 @@ class RegulatorService(Service):
                 log.exception("regulator_refresh_crashed", error=repr(exc))
 
     def _on_block(self, block: Block, result: BlockResult) -> None:
-        """Keep the views of live contracts current with what the block changed: every live
-        one when a fixing marked them all, else only the contracts its outputs name."""
-        book = self.follower.state.book
-        fixed = any(r.ok and r.kind == FIXING_KIND for r in result.receipts)
-        touched = (
-            book.ids()
-            if fixed or not self._views_ready
-            else {cid for o in result.outputs if (cid := getattr(o, "contract_id", None))}
-        )
-        for cid in touched:
-            view = book.get(cid)
-            if view.status == Status.DEFAULTED:
-                self._defaulted[cid] = view
-            if view.status.terminal:
-                self._views.pop(cid, None)
-            else:
-                self._views[cid] = view
-        self._views_ready = True
+        """Note what the block changed: every live contract when a fixing marked them all,
+        else the contracts its outputs and its payments name."""
+        state = self.follower.state
+        if any(r.ok and r.kind == FIXING_KIND for r in result.receipts):
+            self._everything_changed = True
+        elif not self._everything_changed:
+            for output in result.outputs:
+                if cid := getattr(output, "contract_id", None):
+                    self._changed.add(cid)
+            for receipt in result.receipts:
+                for ref in receipt.refs:
+                    if (payment := state.payments.get(ref)) is not None:
+                        self._changed.add(payment.contract_id)
         self._new_block.set()
 
     async def refresh(self) -> bool:
-        """Recompute if the follower has applied a new final height; True if it recomputed."""
+        """Recompute if the follower has applied a new final height; True if it recomputed.
+
+        The changed contracts are read from the follower's state here, on the event loop;
+        the monitor then runs off it while the follower goes on."""
         async with self._refreshing:
             if self.follower.height <= self.height and self.assessment is not None:
                 return False
             started = time.perf_counter()
-            inp = self._inputs()
-            assessment = await asyncio.to_thread(assess, inp)
+            state = self.follower.state
+            changed = state.book.ids() if self._everything_changed else self._changed
+            self._everything_changed, self._changed = False, set()
+            for cid in changed:
+                self.monitor.put(state.book.get(cid), self._cash_margin_held(cid))
+            assessment = await asyncio.to_thread(
+                self.monitor.assess,
+                self.follower.height,
+                business_date(state.timestamp_ms, state.book),
+                tuple(state.members.values()),
+                {m: r.score for m, r in state.ratings.items()},
+                tuple(state.guarantees.values()),
+            )
             self.assessment = assessment
             self.height = assessment.height
             self.stats["refreshes"] += 1
@@ -299,35 +309,23 @@ class RegulatorService(Service):
             log.debug(
                 "regulator_assessed",
                 height=assessment.height,
-                exposures=len(assessment.exposures),
+                changed=len(changed),
+                netting_pairs=self.monitor.recomputed,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
             return True
 
-    def _inputs(self) -> MonitorInput:
-        """The monitor's inputs from the follower's own state at its head."""
+    def _cash_margin_held(self, contract_id: str) -> float:
+        """The client's cash initial margin in custody for the contract: booked with the
+        trade, counted once the bank has paid it (not while pending or failed)."""
         state = self.follower.state
-        not_held = {
-            p.id for status in ("pending", "failed") for p in state.payments_of(None, status)
-        }
-        cash_margin = {
-            cid: trade.cash_margin
-            for cid in self._views
-            if (trade := state.trades.get(cid)) is not None
-            and trade.cash_margin > 0
-            and f"{cid}/initial_margin/1" not in not_held
-        }
-        ratings = {m: r.score for m, r in state.ratings.items()}
-        return MonitorInput(
-            height=self.follower.height,
-            as_of=business_date(state.timestamp_ms, state.book),
-            members=tuple(state.members.values()),
-            contracts=(*self._views.values(), *self._defaulted.values()),
-            cash_margin=cash_margin,
-            ratings=ratings,
-            guarantees=tuple(state.guarantees.values()),
-            recovery_rate=self.recovery_rate,
-        )
+        trade = state.trades.get(contract_id)
+        if trade is None or trade.cash_margin <= 0:
+            return 0.0
+        payment = state.payments.get(f"{contract_id}/initial_margin/1")
+        if payment is not None and payment.status in NOT_HELD:
+            return 0.0
+        return trade.cash_margin
 
     async def _raise_alerts(self, assessment: Assessment) -> None:
         self.above, crossed = crossings(self.above, assessment.rows)
