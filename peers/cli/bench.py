@@ -1,4 +1,4 @@
-"""``botc bench rfq|chain|query|contracts|risk``: speed targets, with same-run baselines.
+"""``botc bench NAME``: the speed targets, measured with same-run baselines.
 
 Each benchmark lives in ``peers.benchmarks.<name>`` and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches, importing the benchmark when it runs.
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "query": "a query's round trip with and without its proof (p50, p99), and its size",
     "contracts": "time to revalue 100,000 live contracts on one price fixing",
     "risk": "SA-CCR over 10,000 trades; cascade and DebtRank on 1,000 institutions",
+    "scale": "an authority, the regulator and a client at 10k, 50k and 100k live contracts",
 }
 
 DESCRIPTION = (

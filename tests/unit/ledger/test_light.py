@@ -104,9 +104,7 @@ def test_a_tampered_witness_is_refused(net, chain):
     [pid] = payment_ids(chain)
     proof = answer(chain, ("CCP", "D1", "D2"), (("payments", pid),))
     [w] = proof.witnesses
-    made_up = msgspec.msgpack.encode(
-        msgspec.structs.replace(chain.state.payments[pid], payer="C2")
-    )
+    made_up = msgspec.msgpack.encode(msgspec.structs.replace(chain.state.payments[pid], payer="C2"))
     forged = msgspec.structs.replace(proof, witnesses=(msgspec.structs.replace(w, value=made_up),))
     with pytest.raises(LightError) as err:
         light(net).verify(forged)
