@@ -61,6 +61,10 @@ STALE_MS = 60_000
 authority cannot hold a member to an old state (e.g. a payment long since confirmed)."""
 
 
+FINAL_CACHE = 64
+"""Headers remembered as final: answers at the same height skip the seal checks."""
+
+
 class LightError(RfqError):
     """An answer the light client does not believe; ``kind`` is the reason's short name."""
 
@@ -153,6 +157,8 @@ class LightClient:
         self.timestamp_ms = 0
         self.authorities: tuple[str, ...] = sorted_authorities(genesis.authorities.initial)
         """The set that seals the height after ``height``, as last proven."""
+        self._final: dict[bytes, None] = {}
+        """Hashes of the latest headers found final (their seals need no second check)."""
 
     @property
     def max_faulty(self) -> int:
@@ -184,8 +190,11 @@ class LightClient:
         if header.height == 0:
             if header.hash() != self.genesis_hash:
                 raise LightError("not_final", "block 0 is not this network's genesis block")
-        else:
+        elif header.hash() not in self._final:
             self._check_seals(header, proof.seals, sorted_authorities(gov.previous_set))
+            self._final[header.hash()] = None
+            while len(self._final) > FINAL_CACHE:
+                del self._final[next(iter(self._final))]
         entries: dict[tuple[str, str], ProofResult] = {}
         for w in proof.witnesses:
             state_proof = StateProof(

@@ -142,9 +142,19 @@ def test_the_client_follows_an_eviction_and_trusts_the_authority_that_joined(net
     client.verify(answer(chain, ("CCP", "D1", "D2")))  # still sealed by the old set
     assert client.authorities == ("CCP", "D1", "D2", "G1")
     chain.block(at_ms=T0 + 2000)
-    client.verify(answer(chain, ("CCP", "D1", "G1")))
     with pytest.raises(LightError) as err:
-        client.verify(answer(chain, ("CCP", "D1", "D3")))
+        client.verify(answer(chain, ("CCP", "D1", "D3")))  # D3's seal no longer counts
+    assert err.value.kind == "not_final"
+    client.verify(answer(chain, ("CCP", "D1", "G1")))
+    assert client.height == chain.head.height
+
+
+def test_a_header_found_final_once_needs_no_second_check_of_its_seals(net, chain):
+    client = light(net)
+    client.verify(answer(chain, ("CCP", "D1", "D2")))
+    assert client.verify(answer(chain, ())).height == chain.head.height
+    with pytest.raises(LightError) as err:
+        light(net).verify(answer(chain, ()))  # a client that never saw it final
     assert err.value.kind == "not_final"
 
 
