@@ -7,11 +7,12 @@ asks the authorities in turn until one answers, so one authority being down is i
 the member.
 
 No authority is believed alone (``rfq.ledger.light``): queries that can be proven (status,
-trades, payments, guarantees, receipts, ``prove``) are asked ``proven`` and an answer is taken
-only with a final header sealed by a quorum of the authority set the client follows and a
-witness of every entry shown against that header's state root. An answer that fails is
-dropped, counted in ``dropped`` by reason, and the next authority is asked. Contracts,
-ratings, headers and blocks are not provable row by row and are taken as answered.
+contracts, trades, payments, guarantees, receipts, ``prove``) are asked ``proven`` and an
+answer is taken only with a final header sealed by a quorum of the authority set the client
+follows and a witness of every entry shown against that header's state root. An answer that
+fails is dropped, counted in ``dropped`` by reason, and the next authority is asked. A
+contract's record is proven, not the marks and values computed from prices; ratings, headers
+and blocks are taken as answered.
 
 Receipts: a notice on ``otc.note.<me>`` is only a hint. A receipt is final when a proven
 receipts query shows the transaction id in the state's ``committed`` map under a final header
@@ -92,8 +93,14 @@ class QueryDenied(PeerError):
     """The authority refused the query (e.g. someone else's records)."""
 
 
-ProvableQuery = StatusQuery | TradesQuery | PaymentsQuery | GuaranteesQuery | ReceiptsQuery
-PROVABLE_QUERIES = (StatusQuery, TradesQuery, PaymentsQuery, GuaranteesQuery, ReceiptsQuery)
+PROVABLE_QUERIES = (
+    StatusQuery,
+    ContractsQuery,
+    TradesQuery,
+    PaymentsQuery,
+    GuaranteesQuery,
+    ReceiptsQuery,
+)
 
 
 def _vote(receipt: Receipt) -> tuple[object, ...]:
@@ -401,6 +408,8 @@ class LedgerClient(Service):
                     or tuple(reply.candidates) != gov.candidates
                 ):
                     raise LightError("bad_row", "the status is not the proven header's")
+            case ContractsReply():
+                verified.contracts(reply.contracts)
             case PaymentsReply():
                 verified.rows("payments", reply.payments, lambda p: p.id, Payment)
             case TradesReply():

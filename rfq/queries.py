@@ -54,6 +54,9 @@ class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
     ids: tuple[str, ...] = ()
     cursor: str = ""
     limit: int = PAGE_LIMIT
+    proven: bool = False
+    """With a witness of each contract's record: what the chain holds (terms, status, margin,
+    outcome) is proven; the marks and values computed from prices are not."""
 
 
 class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
@@ -162,6 +165,7 @@ class ContractsReply(msgspec.Struct, frozen=True, tag="r_contracts"):
     contracts: tuple[ContractView, ...]
     total: int = 0
     next_cursor: str = ""
+    proof: AnswerProof | None = None
 
 
 class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):

@@ -22,7 +22,7 @@ from rfq.contracts.model import ContractView
 from rfq.identity import Role
 from rfq.ledger.block import BlockHeader, CommitSeal
 from rfq.ledger.light import COMMITTED, AnswerProof, Witness, witness_of
-from rfq.ledger.proof import GOVERNANCE, ProofError
+from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
 from rfq.ledger.state import LedgerState, Trade, business_date
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
@@ -149,7 +149,12 @@ class QueryService:
                         )
                 return HeadersReply(tuple(infos))
             case ContractsQuery(
-                party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
+                party=party,
+                open_only=open_only,
+                ids=ids,
+                cursor=cursor,
+                limit=limit,
+                proven=proven,
             ):
                 target = party or (None if everything else who)
                 views: list[ContractView]
@@ -161,8 +166,15 @@ class QueryService:
                     views = state.book.by_party(target, open_only=open_only)
                 if ids:
                     views = [v for v in views if v.contract.id in ids]
-                rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
-                return ContractsReply(head.height, tuple(rows), total, next_cursor)
+                rows, next_cursor, total = page(
+                    views, lambda v: v.contract.id, cursor, _limit(limit, proven)
+                )
+                proof = (
+                    self.proof(state, head, ((CONTRACTS, v.contract.id) for v in rows))
+                    if proven
+                    else None
+                )
+                return ContractsReply(head.height, tuple(rows), total, next_cursor, proof)
             case TradesQuery(
                 party=party, underlying=underlying, limit=limit, cursor=cursor, proven=proven
             ):

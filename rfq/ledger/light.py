@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from rfq.contracts.book import ContractRecord
+from rfq.contracts.model import ContractView
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Directory, Genesis
 from rfq.ledger.block import (
@@ -39,6 +41,7 @@ from rfq.ledger.block import (
 )
 from rfq.ledger.digest import BucketPath
 from rfq.ledger.proof import (
+    CONTRACTS,
     GOVERNANCE,
     ProofError,
     ProofResult,
@@ -136,6 +139,45 @@ class Verified:
                 raise LightError("bad_row", f"{component}[{ident!r}] is not a row") from None
             if value != row:
                 raise LightError("bad_row", f"{component}[{ident!r}] differs from the proof")
+        return out
+
+    def contracts(self, views: Iterable[ContractView]) -> list[ContractView]:
+        """``views`` if each one's recorded part (terms, ordinal, status, variation margin,
+        averaging, margin call, defaulting party, outcome) is the contract record proven
+        under its id; ``LightError`` naming the first that is not. Marks and values are
+        computed from prices, not recorded, and stay unproven."""
+        out = list(views)
+        for view in out:
+            ident = view.contract.id
+            proven = self.entry(CONTRACTS, ident)
+            if proven.value is None:
+                raise LightError("bad_row", f"contract {ident!r} is proven absent")
+            try:
+                record = msgspec.msgpack.decode(proven.value, type=ContractRecord)
+            except DECODE_ERRORS:
+                raise LightError("bad_row", f"contract {ident!r}: not a record") from None
+            if (
+                record.contract,
+                record.ordinal,
+                record.status,
+                record.vm_balance,
+                record.avg_sum,
+                record.avg_count,
+                record.margin_call,
+                record.defaulting_party,
+                record.outcome,
+            ) != (
+                view.contract,
+                view.ordinal,
+                view.status,
+                view.vm_balance,
+                view.avg_sum,
+                view.avg_count,
+                view.margin_call,
+                view.defaulting_party,
+                view.outcome,
+            ):
+                raise LightError("bad_row", f"contract {ident!r} differs from its record")
         return out
 
     def committed(self, tx_id: str) -> bool:

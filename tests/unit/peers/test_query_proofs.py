@@ -10,10 +10,12 @@ from peers.authority.queries import QueryService
 from peers.authority.store import ChainStore
 from rfq.identity import Member, Role
 from rfq.ledger.block import build_block, make_seal, with_seals
-from rfq.ledger.light import LightClient
+from rfq.ledger.light import LightClient, LightError
 from rfq.ledger.state import Trade
 from rfq.queries import (
     PROVEN_PAGE_LIMIT,
+    ContractsQuery,
+    ContractsReply,
     ProveQuery,
     ProveReply,
     ReceiptsQuery,
@@ -98,3 +100,16 @@ def test_a_client_may_have_the_registry_proven_but_not_the_payments(market):
     assert refusal(c1, ProveQuery("members", ("D1",))) is None
     assert "not public" in (refusal(c1, ProveQuery("payments", ("x",))) or "")
     assert "at most" in (refusal(c1, ProveQuery("members", ("D1",) * 251)) or "")
+
+
+def test_a_proven_page_of_contracts_proves_each_record_and_a_changed_one_is_refused(market):
+    net = market[0]
+    reply = ask(market, ContractsQuery(proven=True))
+    assert isinstance(reply, ContractsReply) and len(reply.contracts) == PROVEN_PAGE_LIMIT
+    verified = LightClient(net.genesis).verify(reply.proof)
+    assert verified.contracts(reply.contracts) == list(reply.contracts)
+    first = reply.contracts[0]
+    made_up = msgspec.structs.replace(first, vm_balance=first.vm_balance + 1_000_000.0)
+    with pytest.raises(LightError) as err:
+        verified.contracts([made_up])
+    assert err.value.kind == "bad_row"
