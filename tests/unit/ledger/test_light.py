@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
+from rfq.errors import DECODE_ERRORS
 from rfq.identity import Directory
 from rfq.ledger.block import make_seal
 from rfq.ledger.light import AnswerProof, LightClient, LightError, witness_of
@@ -187,3 +190,38 @@ def test_an_answer_without_a_proof_is_refused(net):
     with pytest.raises(LightError) as err:
         light(net).verify(None)
     assert err.value.kind == "no_proof"
+
+
+_proof_decoder = msgspec.msgpack.Decoder(AnswerProof)
+
+
+@pytest.fixture(scope="module")
+def valid_proof() -> tuple[Net, bytes]:
+    net = make_net()
+    chain = Chain(net)
+    chain.block(trade_tx(net, rfq_id="r1", at_ms=T0 - 500), at_ms=T0)
+    [pid] = sorted(chain.state.payments)
+    proof = answer(chain, ("CCP", "D1", "D2"), (("payments", pid), ("members", "ZZ")))
+    return net, msgspec.msgpack.encode(proof)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_a_mangled_proof_is_refused_with_a_reason_and_nothing_else(valid_proof, data):
+    """Garbage in, a clean ``LightError`` out (or, for bytes that still verify, an answer)."""
+    net, encoded = valid_proof
+    raw = bytearray(encoded)
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        proof = _proof_decoder.decode(bytes(raw))
+    except DECODE_ERRORS:
+        event("the bytes no longer decode")
+        return
+    try:
+        light(net).verify(proof)
+        event("still verifies")
+    except LightError as exc:
+        event(exc.kind)
