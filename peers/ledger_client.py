@@ -165,6 +165,8 @@ class LedgerClient(Service):
         """Answers and notices refused, by reason (``rfq.ledger.light.LightError.kind``, or
         ``wrong_sender``, ``note_not_from_authority``, ``bad_receipt``)."""
         self.stats: Counter[str] = Counter()
+        """``verified``: answers taken with their proofs; ``proven_ok``: receipts proven
+        committed; ``agreed_refusal``: refusals final by f+1 authorities."""
         self._receipts: dict[str, Receipt] = {}
         self._waiters: dict[str, list[asyncio.Future[Receipt]]] = {}
         self._votes: dict[str, dict[str, Receipt]] = {}
@@ -202,7 +204,8 @@ class LedgerClient(Service):
         self._checking.clear()
         for futures in self._waiters.values():
             for future in futures:
-                future.cancel()
+                if not future.done():
+                    future.set_exception(LedgerUnavailable("the ledger client closed"))
         self._waiters.clear()
 
     # -- receipts ----------------------------------------------------------------------------
@@ -241,6 +244,7 @@ class LedgerClient(Service):
         key = _vote(receipt)
         agree = [a for a, r in votes.items() if _vote(r) == key and a in self.light.authorities]
         if len(agree) > self.light.max_faulty or not self.verify:
+            self.stats["agreed_refusal"] += 1
             self._record(receipt)
             return True
         return False
@@ -314,6 +318,8 @@ class LedgerClient(Service):
                 continue
             for receipt in reply.receipts:
                 if receipt.ok or not self.verify:
+                    if self.verify and receipt.tx_id not in self._receipts:
+                        self.stats["proven_ok"] += 1
                     self._record(receipt)  # ``_ask`` checked its proof
                 else:
                     self._voted(receipt, sender)
@@ -427,6 +433,7 @@ class LedgerClient(Service):
             case _:
                 pass
         self._follow_set(verified.governance.authorities)
+        self.stats["verified"] += 1
         return verified
 
     async def query(self, query: Query, *, timeout: float = 2.0) -> Reply:

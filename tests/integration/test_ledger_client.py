@@ -45,6 +45,6 @@ async def test_client_c1_hears_its_trade_final_with_a_proof_and_follows_the_set(
         assert receipt.ok and c1.final(receipt.tx_id) == receipt
         await wait_for(lambda: c1.light.height >= receipt.height, what="a header verified")
         assert c1.authorities_in_force == ("CCP", "D1", "D2", "D3")
-        assert not c1.dropped
+        assert not c1.dropped and c1.stats["proven_ok"] == 1
     for node in nodes.values():
         await node.stop()
