@@ -7,12 +7,12 @@ asks the authorities in turn until one answers, so one authority being down is i
 the member.
 
 No authority is believed alone (``rfq.ledger.light``): queries that can be proven (status,
-contracts, trades, payments, guarantees, receipts, ``prove``) are asked ``proven`` and an
-answer is taken only with a final header sealed by a quorum of the authority set the client
-follows and a witness of every entry shown against that header's state root. An answer that
-fails is dropped, counted in ``dropped`` by reason, and the next authority is asked. A
-contract's record is proven, not the marks and values computed from prices; ratings, headers
-and blocks are taken as answered.
+ratings, contracts, trades, payments, guarantees, receipts, ``prove``) are asked ``proven``
+and an answer is taken only with a final header sealed by a quorum of the authority set the
+client follows and a witness of every entry shown against that header's state root. An
+answer that fails is dropped, counted in ``dropped`` by reason, and the next authority is
+asked. Computed figures are not proven (a contract's marks and values, a client's margin
+headroom); headers and blocks are taken as answered (the chain's own checks cover them).
 
 Receipts: a notice on ``otc.note.<me>`` is only a hint. A receipt is final when a proven
 receipts query shows the transaction id in the state's ``committed`` map under a final header
@@ -60,6 +60,8 @@ from rfq.queries import (
     ProveReply,
     Query,
     QueryRefused,
+    RatingsQuery,
+    RatingsReply,
     ReceiptsQuery,
     ReceiptsReply,
     Reply,
@@ -95,6 +97,7 @@ class QueryDenied(PeerError):
 
 PROVABLE_QUERIES = (
     StatusQuery,
+    RatingsQuery,
     ContractsQuery,
     TradesQuery,
     PaymentsQuery,
@@ -416,6 +419,8 @@ class LedgerClient(Service):
                     raise LightError("bad_row", "the status is not the proven header's")
             case ContractsReply():
                 verified.contracts(reply.contracts)
+            case RatingsReply():
+                verified.ratings(reply.ratings, reply.grades, reply.standing)
             case PaymentsReply():
                 verified.rows("payments", reply.payments, lambda p: p.id, Payment)
             case TradesReply():

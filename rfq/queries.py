@@ -89,6 +89,9 @@ class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
 
 class RatingsQuery(msgspec.Struct, frozen=True, tag="q_ratings"):
     members: tuple[str, ...] = ()
+    proven: bool = False
+    """With a witness of each score and of each standing entry shown (the headroom, computed
+    from the book, is not proven)."""
 
 
 class GuaranteesQuery(msgspec.Struct, frozen=True, tag="q_guarantees"):
@@ -200,6 +203,7 @@ class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
     headroom: dict[str, float] = {}
     """Per client asked about: the initial margin beyond a dealer's line it can still take on
     (``LedgerState.margin_headroom``); dealers size their quotes by it."""
+    proof: AnswerProof | None = None
 
 
 class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):

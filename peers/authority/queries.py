@@ -222,21 +222,32 @@ class QueryService:
                     else None
                 )
                 return PaymentsReply(tuple(rows_p), total, next_cursor, head.height, proof)
-            case RatingsQuery(members=members):
+            case RatingsQuery(members=members, proven=proven):
                 wanted = members or tuple(state.ratings)
                 if role == Role.CLIENT:
                     wanted = (who,)
                 scores = {m: state.rating(m) for m in wanted}
                 known = {m: s for m, s in scores.items() if s is not None}
+                standing = {m: s.status for m, s in state.standing.items()}
+                proof = (
+                    self.proof(
+                        state,
+                        head,
+                        [*(("ratings", m) for m in known), *(("standing", m) for m in standing)],
+                    )
+                    if proven
+                    else None
+                )
                 return RatingsReply(
                     known,
                     {m: str(grade_of(s)) for m, s in known.items()},
-                    {m: s.status for m, s in state.standing.items()},
+                    standing,
                     {
                         m: state.margin_headroom(m)
                         for m in known
                         if (member := state.members.get(m)) and member.role == Role.CLIENT
                     },
+                    proof,
                 )
             case GuaranteesQuery(client=client, cursor=cursor, limit=limit, proven=proven):
                 target = client or (None if everything or role == Role.GUARANTOR else who)

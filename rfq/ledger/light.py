@@ -20,7 +20,7 @@ countable reason (``not_final``, ``unlinked``, ``bad_witness``, ...).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,13 +51,16 @@ from rfq.ledger.proof import (
     state_root_of,
     verify_state_proof,
 )
-from rfq.ledger.state import Governance, genesis_header
+from rfq.ledger.state import Governance, RatingState, Standing, genesis_header
+from rfq.rating import grade_of
 
 T = TypeVar("T")
 
 COMMITTED = "committed"
 """The map of transaction ids committed ok (value: the transaction's expiry, ms)."""
 MEMBERS = "members"
+RATINGS = "ratings"
+STANDING = "standing"
 
 STALE_MS = 60_000
 """An answer whose header is this much older than the newest verified one is refused: an
@@ -180,9 +183,32 @@ class Verified:
                 raise LightError("bad_row", f"contract {ident!r} differs from its record")
         return out
 
+    def ratings(
+        self, scores: Mapping[str, float], grades: Mapping[str, str], standing: Mapping[str, str]
+    ) -> None:
+        """Each score is the proven rating's, each grade the score's and each standing the
+        proven entry's; ``LightError`` naming the first that is not."""
+        for member, score in scores.items():
+            proven = self.entry(RATINGS, member)
+            if proven.value is None or _decoded(proven, RatingState).score != score:
+                raise LightError("bad_row", f"the rating of {member!r} is not the proven one")
+            if grades.get(member) != str(grade_of(score)):
+                raise LightError("bad_row", f"the grade of {member!r} is not its score's")
+        for member, status in standing.items():
+            proven = self.entry(STANDING, member)
+            if proven.value is None or _decoded(proven, Standing).status != status:
+                raise LightError("bad_row", f"the standing of {member!r} is not the proven one")
+
     def committed(self, tx_id: str) -> bool:
         """Whether the transaction is proven committed ok (``LightError``: no witness)."""
         return self.entry(COMMITTED, tx_id).present
+
+
+def _decoded(proven: ProofResult, value_type: Any) -> Any:
+    try:
+        return proven.decode(value_type)
+    except ProofError as exc:
+        raise LightError("bad_row", exc.reason) from None
 
 
 _governance = msgspec.msgpack.Decoder(Governance)

@@ -18,6 +18,8 @@ from rfq.queries import (
     ContractsReply,
     ProveQuery,
     ProveReply,
+    RatingsQuery,
+    RatingsReply,
     ReceiptsQuery,
     ReceiptsReply,
     TradesQuery,
@@ -113,3 +115,16 @@ def test_a_proven_page_of_contracts_proves_each_record_and_a_changed_one_is_refu
     with pytest.raises(LightError) as err:
         verified.contracts([made_up])
     assert err.value.kind == "bad_row"
+
+
+def test_proven_ratings_hold_each_score_and_grade_and_a_made_up_score_is_refused(market):
+    net = market[0]
+    reply = ask(market, RatingsQuery(proven=True), "D1", Role.DEALER)
+    assert isinstance(reply, RatingsReply) and "C1" in reply.ratings
+    verified = LightClient(net.genesis).verify(reply.proof)
+    verified.ratings(reply.ratings, reply.grades, reply.standing)
+    with pytest.raises(LightError) as err:
+        verified.ratings({**reply.ratings, "C1": 0.999}, reply.grades, reply.standing)
+    assert err.value.kind == "bad_row"
+    with pytest.raises(LightError):  # no witness of a standing entry that is not on chain
+        verified.ratings(reply.ratings, reply.grades, {"D3": "defaulted"})
