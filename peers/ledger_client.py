@@ -398,7 +398,11 @@ class LedgerClient(Service):
         return reply, received.sender, verified
 
     def _drop(self, kind: str, authority: str, reason: str) -> NoReturn:
+        """Count a refused answer and ask ``authority`` last from now on."""
         self.dropped[kind] += 1
+        if authority in self.authorities:
+            self.authorities.remove(authority)
+            self.authorities.append(authority)
         log.warning(
             "answer_dropped", peer=self.bus.member_id, authority=authority, kind=kind, reason=reason
         )

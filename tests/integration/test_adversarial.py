@@ -274,6 +274,7 @@ async def test_a_made_up_answer_to_the_bank_moves_no_money_and_another_authority
             lambda: bank.counts()["confirmed"] == 1, timeout=30, what="the real margin confirmed"
         )
         assert ledger.dropped["no_proof"] >= 1
+        assert ledger.authorities[-1] == "CCP"  # asked last from then on
         assert [e.instruction_id for e in books.journal()] == ["r1/initial_margin/1"]
         assert books.entry(MADE_UP.id) is None
         assert bank.balances()["D2"] == bank.balances()["CCP"] == 5.0e9
@@ -320,6 +321,7 @@ async def test_a_real_authoritys_answer_with_a_tampered_entry_is_dropped_and_cou
             lambda: bank.counts()["confirmed"] == 1, timeout=30, what="the real margin confirmed"
         )
         assert tampered >= 1 and ledger.dropped["bad_row"] >= 1
+        assert ledger.authorities[-1] == "CCP"
         [entry] = books.journal()
         on_chain = nodes["D1"].state.payments[entry.instruction_id]
         assert entry.amount == on_chain.amount != 1_000_000.0
