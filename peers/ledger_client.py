@@ -140,7 +140,10 @@ async def read_pages(
             raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
         rows.extend(getattr(reply, PAGE_ROWS[kind]))
         if not reply.next_cursor or len(rows) >= max_rows:
-            return msgspec.structs.replace(reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor="")
+            # One page's proof does not cover the others' rows: the whole carries none.
+            return msgspec.structs.replace(
+                reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor="", proof=None
+            )
         cursor = reply.next_cursor
 
 
