@@ -40,6 +40,7 @@ from rfq.identity import (
     parse_genesis,
     parse_key_file,
 )
+from rfq.policy import Grant, policy
 from rfq.rating import RatingWeights
 
 GENESIS = "genesis.toml"
@@ -173,52 +174,30 @@ class NetDir:
 
 
 def permissions(member: Member) -> dict[str, Any]:
-    """nats-server subject permissions for one member, by role (DESIGN.md section 4)."""
-    me = member.id
-    pub = [subjects.tx(me), subjects.QUERY_ALL]
-    sub = [
-        f"{subjects.inbox_prefix(me)}.>",
-        subjects.notify(me),
-        subjects.PRICE_ALL,
-    ]
-    allow_responses = False
-    if member.role == Role.CLIENT:
-        pub += [subjects.rfq_public_all(a) for a in subjects.RFQ_ASSET_CLASSES]
-        pub.append(subjects.RFQ_DIRECT_ALL)
-        sub.append(subjects.quotes_for(me))
-    if member.role == Role.DEALER:
-        sub += [subjects.rfq_public_all(a) for a in subjects.RFQ_ASSET_CLASSES]
-        sub.append(subjects.rfq_direct(me))
-        pub.append(subjects.QUOTE_ALL)
-    if member.role in AUTHORITY_ELIGIBLE:
-        pub += [
-            subjects.CONSENSUS_ALL,
-            subjects.CHAIN_ALL,
-            subjects.SYNC_ALL,
-            subjects.NOTIFY_ALL,
-            "$JS.API.>",
-        ]
-        sub += [
-            subjects.CONSENSUS_ALL,
-            subjects.TX_ALL,
-            subjects.query(me),
-            subjects.SYNC_ALL,
-            subjects.CHAIN_ALL,
-            subjects.RISK_ALERTS,
-        ]
-        allow_responses = True
-    if member.role == Role.ORACLE:
-        pub.append(subjects.PRICE_ALL)
-        sub.append(subjects.query(me))
-        allow_responses = True
-    if member.role == Role.REGULATOR:
-        sub = [">"]
-        pub += [subjects.RISK_ALERTS, subjects.query(me), subjects.NOTIFY_ALL, "$JS.API.>"]
-        allow_responses = True
-    perms: dict[str, Any] = {"publish": {"allow": pub}, "subscribe": {"allow": sub}}
-    if allow_responses:
+    """nats-server subject permissions for one member, from its role's policy (``rfq.policy``).
+
+    Only allow lists: whatever the policy does not grant is refused by the server. JetStream
+    calls are granted one by one on the ``CHAIN`` stream (no ``$JS.API.>``): nobody may purge,
+    delete or update a stream, nor create one but CHAIN."""
+    entry = policy(member.role)
+    pub = _subjects(entry.publish, member.id)
+    pub += [subjects.js_api(call) for call in sorted(entry.jetstream)]
+    perms: dict[str, Any] = {
+        "publish": {"allow": pub},
+        "subscribe": {"allow": _subjects(entry.subscribe, member.id)},
+    }
+    if entry.serves_requests:
         perms["allow_responses"] = True
     return perms
+
+
+def _subjects(grants: Sequence[Grant], member_id: str) -> list[str]:
+    out: list[str] = []
+    for topic, reach in grants:
+        for subject in subjects.patterns(topic, reach, member_id):
+            if subject not in out:
+                out.append(subject)
+    return out
 
 
 def auth_conf_text(genesis: Genesis) -> str:
