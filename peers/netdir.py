@@ -5,6 +5,9 @@ NETDIR/genesis.toml         members, authority set, rating weights, parameters (
 NETDIR/keys/<ID>.key        one secret key file per member, mode 0600
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
+NETDIR/nats/route.secret    the cluster route password, mode 0600 (a server without it
+                            cannot join the cluster)
+NETDIR/nats/cluster.conf    a docker-compose cluster node (holds the route password, 0600)
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
 NETDIR/data/<ID>/           each peer's own state (SQLite)
 NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
@@ -26,6 +29,7 @@ from typing import Any
 import tomli_w
 
 from bus import subjects
+from bus.server import ROUTE_USER, new_route_password
 from peers.errors import PeerError
 from rfq.errors import ValidationError
 from rfq.identity import (
@@ -83,6 +87,29 @@ class NetDir:
     @property
     def auth_conf_path(self) -> Path:
         return self.path / "nats" / "auth.conf"
+
+    @property
+    def route_secret_path(self) -> Path:
+        return self.path / "nats" / "route.secret"
+
+    def route_password(self) -> str | None:
+        """The cluster route password ``botc init`` made (None for a network made before
+        routes had one: ``NatsCluster`` then makes its own for the run)."""
+        try:
+            mode = stat.S_IMODE(self.route_secret_path.stat().st_mode)
+            text = self.route_secret_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise NetDirError(f"{self.route_secret_path}: cannot read ({exc.strerror})") from None
+        if mode & 0o077:
+            raise NetDirError(
+                f"{self.route_secret_path}: permissions {mode:04o} are too open "
+                f"(run: chmod 600 {self.route_secret_path})"
+            )
+        if not text.isalnum():
+            raise NetDirError(f"{self.route_secret_path}: not a route password")
+        return text
 
     @property
     def run_file(self) -> Path:
@@ -210,9 +237,12 @@ def auth_conf_text(genesis: Genesis) -> str:
     )
 
 
-def cluster_conf_text() -> str:
+def cluster_conf_text(route_password: str) -> str:
     """A JetStream cluster node for docker-compose: ``NODE`` names it, the routes name the
-    three services ``nats1``..``nats3`` (nats-server expands ``$NODE`` from the environment)."""
+    three services ``nats1``..``nats3`` (nats-server expands ``$NODE`` from the environment).
+    Routes authenticate with the network's route password, so the file is private (0600)."""
+    login = f"{ROUTE_USER}:{route_password}@"
+    routes = ", ".join(f"nats-route://{login}nats{i}:6222" for i in (1, 2, 3))
     return (
         "# One node of a three-node JetStream cluster (docker-compose.yml): NODE=n1|n2|n3\n"
         "server_name: $NODE\n"
@@ -222,7 +252,8 @@ def cluster_conf_text() -> str:
         "cluster {\n"
         "  name: botc\n"
         "  port: 6222\n"
-        "  routes: [nats-route://nats1:6222, nats-route://nats2:6222, nats-route://nats3:6222]\n"
+        f'  authorization {{ user: {ROUTE_USER}, password: "{route_password}" }}\n'
+        f"  routes: [{routes}]\n"
         "}\n"
         'include "auth.conf"\n'
     )
@@ -372,7 +403,9 @@ def create_network(
         nats_dir.mkdir()
         _write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
         _write_atomic(nats_dir / "server.conf", server_conf_text())
-        _write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
+        route_password = new_route_password()
+        _write_secret(nats_dir / "route.secret", route_password + "\n")
+        _write_secret(nats_dir / "cluster.conf", cluster_conf_text(route_password))
         _write_atomic(
             stage / GENESIS, _genesis_comment(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
         )
