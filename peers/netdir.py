@@ -44,7 +44,7 @@ from rfq.identity import (
     parse_genesis,
     parse_key_file,
 )
-from rfq.policy import Grant, policy
+from rfq.policy import POLICY, Grant, Reach, Scope, Topic, policy
 from rfq.rating import RatingWeights
 
 GENESIS = "genesis.toml"
@@ -225,6 +225,51 @@ def _subjects(grants: Sequence[Grant], member_id: str) -> list[str]:
             if subject not in out:
                 out.append(subject)
     return out
+
+
+_PLACEHOLDER = "ID"
+
+
+def permission_table() -> str:
+    """The README's permission table, generated from the role-policy table (a unit test
+    keeps the README's copy equal to it). ``<id>`` stands for the member's own id."""
+
+    def named(subject_list: Sequence[str]) -> str:
+        shown = []
+        for subject in subject_list:
+            tokens = subject.split(".")
+            tokens = ["<id>" if t == _PLACEHOLDER else t for t in tokens]
+            text = ".".join(tokens).replace(f"_INBOX_{_PLACEHOLDER}", "_INBOX_<id>")
+            shown.append(f"`{text}`")
+        return ", ".join(shown) or "none"
+
+    rows = [
+        "| role | publishes | subscribes | JetStream API | transactions | queries answered "
+        "(own / named / all) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for role, entry in POLICY.items():
+        pub = [s for g in entry.publish for s in _shown(g)]
+        sub = [s for g in entry.subscribe for s in _shown(g)]
+        calls = [subjects.js_api(c) for c in sorted(entry.jetstream)]
+        by_scope = {
+            scope: [q for q, sc in sorted(entry.queries.items()) if sc == scope]
+            for scope in (Scope.OWN, Scope.NAMED, Scope.ALL)
+        }
+        queries = " / ".join(", ".join(qs) or "-" for qs in by_scope.values())
+        replies = " (answers requests)" if entry.serves_requests else ""
+        rows.append(
+            f"| {role} | {named(pub)}{replies} | {named(sub)} | {named(calls)} | "
+            f"{', '.join(sorted(entry.transactions))} | {queries} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _shown(grant: Grant) -> list[str]:
+    """A grant's subjects for the table (the per-asset-class RFQ subjects as one)."""
+    if grant == (Topic.RFQ_PUBLIC, Reach.ANY):
+        return [f"{subjects.PREFIX}.rfq.<asset class>.*"]
+    return subjects.patterns(*grant, _PLACEHOLDER)
 
 
 def auth_conf_text(genesis: Genesis) -> str:
