@@ -159,9 +159,9 @@ class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
 
 
 class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
-    """Scores and grades of the members asked about (a role whose ratings scope is its own: itself only), and the standing
-    of every member that may no longer trade (public: everyone must know whom not to trade
-    with), e.g. ``{"D3": "defaulted"}``."""
+    """Scores and grades of the members asked about (one whose ratings scope is its own:
+    itself only), and the standing of every member that may no longer trade (public: everyone
+    must know whom not to trade with), e.g. ``{"D3": "defaulted"}``."""
 
     ratings: dict[str, float]
     grades: dict[str, str]
