@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
@@ -175,8 +175,6 @@ class RolePolicy:
     jetstream: frozenset[JsCall] = frozenset()
     serves_requests: bool = False
     """Answers requests on its own query subject (so it may publish to askers' inboxes)."""
-    reads: tuple[str, ...] = field(default=())
-    """In words, for the README: what it sees beyond its own records."""
 
 
 def _kinds(channel: Channel) -> frozenset[str]:
@@ -268,11 +266,6 @@ def _authority(
         ),
         jetstream=frozenset(JsCall),
         serves_requests=True,
-        reads=(
-            "every transaction (so every trade and every accepted quote: it validates them)",
-            "every consensus message",
-            "every member's rating and the whole CCR table",
-        ),
     )
 
 
@@ -290,7 +283,6 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
             sends=MappingProxyType({**_EVERY_MEMBER_SENDS, Channel.RFQS: _kinds(Channel.RFQS)}),
             transactions=frozenset({"accept", "close_out", "evidence"}),
             queries=MappingProxyType(dict(EVERY_MEMBER_QUERIES)),
-            reads=("the quotes dealers send it",),
         ),
         Role.DEALER: _authority(
             Role.DEALER,
@@ -333,11 +325,6 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
                 {q: Scope.ALL for q in (*EVERY_MEMBER_QUERIES, "q_blocks", "q_whatif")}
             ),
             serves_requests=True,
-            reads=(
-                "every B-OTC subject: every RFQ, quote (sealed ones stay sealed), transaction, "
-                "consensus message and note (the trade repository)",
-                "every record in queries",
-            ),
         ),
         Role.ORACLE: RolePolicy(
             role=Role.ORACLE,
@@ -363,7 +350,6 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
             sends=MappingProxyType(dict(_EVERY_MEMBER_SENDS)),
             transactions=frozenset({"payment_confirmed", "payment_failed", "evidence"}),
             queries=MappingProxyType({**EVERY_MEMBER_QUERIES, "q_payments": Scope.ALL}),
-            reads=("every payment instruction",),
         ),
     }
 )
@@ -400,10 +386,6 @@ def sees_all(role: Role, query_kind: str) -> bool:
     return query_scope(role, query_kind) == Scope.ALL
 
 
-def may_name_others(role: Role, query_kind: str) -> bool:
-    return query_scope(role, query_kind) in (Scope.NAMED, Scope.ALL)
-
-
 def _check() -> None:
     """The table is whole: every role, kinds that exist, authority roles as the identity says."""
     assert set(POLICY) == set(Role)
@@ -412,6 +394,8 @@ def _check() -> None:
         assert entry.transactions <= TRANSACTION_KINDS, entry.transactions - TRANSACTION_KINDS
         for channel, kinds in entry.sends.items():
             assert kinds <= CHANNEL_KINDS[channel], (role, channel, kinds)
+        asked = (Channel.QUERY, Channel.REGULATOR_QUERY, Channel.ORACLE_QUERY)
+        assert set(entry.queries) <= {k for c in asked for k in CHANNEL_KINDS[c]}, role
     validators = {r for r, p in POLICY.items() if (Topic.CONSENSUS, Reach.ANY) in p.publish}
     assert validators == AUTHORITY_ELIGIBLE
 

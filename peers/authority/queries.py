@@ -14,7 +14,7 @@ from rfq.contracts.model import ContractView
 from rfq.identity import Role
 from rfq.ledger.block import BlockHeader
 from rfq.ledger.state import LedgerState, Trade, business_date
-from rfq.policy import Scope, query_scope
+from rfq.policy import sees_all
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
@@ -68,9 +68,6 @@ class QueryService:
     ) -> Reply:
         """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``."""
 
-        def sees_all(kind: str) -> bool:
-            return query_scope(role, kind) == Scope.ALL
-
         match query:
             case StatusQuery():
                 return StatusReply(
@@ -108,7 +105,7 @@ class QueryService:
             case ContractsQuery(
                 party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
             ):
-                target = party or (None if sees_all("q_contracts") else who)
+                target = party or (None if sees_all(role, "q_contracts") else who)
                 views: list[ContractView]
                 if target is None:
                     views = [state.book.get(cid) for cid in state.book.ids()]
@@ -121,7 +118,7 @@ class QueryService:
                 rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
                 return ContractsReply(head.height, tuple(rows), total, next_cursor)
             case TradesQuery(party=party, underlying=underlying, limit=limit, cursor=cursor):
-                target = party or (None if sees_all("q_trades") else who)
+                target = party or (None if sees_all(role, "q_trades") else who)
                 trades = [
                     t
                     for t in state.trades.values()
@@ -138,17 +135,17 @@ class QueryService:
                 return TradesReply(tuple(rows_t), total, next_cursor, head.height)
             case ReceiptsQuery(tx_ids=tx_ids):
                 receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
-                if not sees_all("q_receipts"):
+                if not sees_all(role, "q_receipts"):
                     receipts = [r for r in receipts if r.sender == who]
                 return ReceiptsReply(tuple(receipts))
             case PaymentsQuery(status=status, party=party, cursor=cursor, limit=limit):
-                scope = party if sees_all("q_payments") else who
+                scope = party if sees_all(role, "q_payments") else who
                 payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
                 rows_p, next_cursor, total = page(payments, lambda p: p.id, cursor, limit)
                 return PaymentsReply(tuple(rows_p), total, next_cursor, head.height)
             case RatingsQuery(members=members):
                 wanted = members or tuple(state.ratings)
-                if not sees_all("q_ratings"):
+                if not sees_all(role, "q_ratings"):
                     wanted = (who,)
                 scores = {m: state.rating(m) for m in wanted}
                 known = {m: s for m, s in scores.items() if s is not None}
@@ -165,7 +162,7 @@ class QueryService:
             case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
                 # Named: that client's guarantees; unnamed: all, or those the asker is party
                 # to (as the client or as the guarantor that granted them).
-                everyone = not client and sees_all("q_guarantees")
+                everyone = not client and sees_all(role, "q_guarantees")
                 guarantees = [
                     g
                     for g in state.guarantees.values()

@@ -17,6 +17,7 @@ from nats.js.api import StreamConfig
 from bus import subjects
 from bus.envelope import DropReason
 from bus.server import NatsServer, reserve_port
+from peers.authority.node import AuthorityNode
 from peers.ledger_client import LedgerClient
 from peers.netdir import create_network
 from rfq.identity import NetworkParams
@@ -373,3 +374,17 @@ async def test_a_rogue_server_without_the_route_password_cannot_join_the_cluster
         await spy.close()
     finally:
         rogue.stop()
+
+
+@pytest.mark.adversarial
+async def test_a_chain_stream_created_unlocked_by_a_faulty_authority_is_reported(
+    nats_server, network, bus_factory
+):
+    faulty = await bus_factory("D1")
+    await faulty.nc.jetstream().add_stream(
+        StreamConfig(name=subjects.CHAIN_STREAM, subjects=[subjects.CHAIN_ALL])
+    )
+    node = AuthorityNode(await bus_factory("D2"), network.genesis(), network.data_dir("D2"))
+    await node._ensure_stream()
+    assert node.stats["chain_stream_misconfigured"] == 1
+    node.store.close()
