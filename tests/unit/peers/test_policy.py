@@ -195,3 +195,19 @@ def test_channel_roles_are_what_the_peers_channels_accept():
     assert dict(QUOTE_CHANNEL.roles) == {k: {Role.DEALER} for k in ("decline", "quote")}
     assert dict(RFQ_CHANNEL.roles) == {k: {Role.CLIENT} for k in ("rfq", "rfq_cancel")}
     assert dict(NOTE_CHANNEL.roles) == {k: AUTHORITY_ELIGIBLE for k in ("receipt", "receipts")}
+
+
+def test_installing_the_nats_configs_again_keeps_the_route_password(tmp_path):
+    """Servers of one cluster on several machines share the password their operator copied."""
+    from peers.netdir import write_nats_confs
+
+    net = create_network(tmp_path / "net")
+    before = net.route_password()
+    write_nats_confs(net.path / "nats", net.genesis())
+    assert net.route_password() == before
+    fresh = tmp_path / "elsewhere"
+    write_nats_confs(fresh, net.genesis())
+    made = (fresh / "route.secret").read_text().strip()
+    assert made != before
+    assert stat.S_IMODE((fresh / "route.secret").stat().st_mode) == 0o600
+    assert f":{made}@nats1" in (fresh / "cluster.conf").read_text()
