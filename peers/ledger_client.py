@@ -26,8 +26,7 @@ from peers.errors import PeerError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
 from rfq.ledger.block import max_faulty
 from rfq.ledger.state import Receipt, Receipts
-from rfq.policy import Channel as BusChannel
-from rfq.policy import channel_roles
+from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
     REPLY_ROLES,
     ContractsQuery,

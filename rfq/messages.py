@@ -25,8 +25,7 @@ import msgspec
 
 from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.instruments import CATALOG, Terms, Underlying, validate_terms
-from rfq.policy import Channel as BusChannel
-from rfq.policy import channel_roles
+from rfq.policy import BusChannel, channel_roles
 from rfq.signing import SignedMessage
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

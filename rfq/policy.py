@@ -78,8 +78,8 @@ class JsCall(enum.StrEnum):
     MSG_GET = "msg_get"  # read one block by subject (catch-up)
 
 
-class Channel(enum.StrEnum):
-    """The bus channels (``bus.envelope.Channel`` names): what a subscription accepts."""
+class BusChannel(enum.StrEnum):
+    """The bus channels (the names of ``bus.envelope.Channel``s): what a subscription accepts."""
 
     RFQS = "rfqs"
     QUOTES = "quotes"
@@ -96,14 +96,14 @@ class Channel(enum.StrEnum):
     CONSENSUS = "ibft"
 
 
-CHANNEL_KINDS: Final[Mapping[Channel, frozenset[str]]] = MappingProxyType(
+CHANNEL_KINDS: Final[Mapping[BusChannel, frozenset[str]]] = MappingProxyType(
     {
-        Channel.RFQS: frozenset({"rfq", "rfq_cancel"}),
-        Channel.QUOTES: frozenset({"quote", "decline"}),
-        Channel.PRICES: frozenset({"px"}),
-        Channel.ORACLE_QUERY: frozenset({"px_history_req"}),
-        Channel.ORACLE_REPLY: frozenset({"px_history"}),
-        Channel.QUERY: frozenset(
+        BusChannel.RFQS: frozenset({"rfq", "rfq_cancel"}),
+        BusChannel.QUOTES: frozenset({"quote", "decline"}),
+        BusChannel.PRICES: frozenset({"px"}),
+        BusChannel.ORACLE_QUERY: frozenset({"px_history_req"}),
+        BusChannel.ORACLE_REPLY: frozenset({"px_history"}),
+        BusChannel.QUERY: frozenset(
             {
                 "q_status",
                 "q_headers",
@@ -116,7 +116,7 @@ CHANNEL_KINDS: Final[Mapping[Channel, frozenset[str]]] = MappingProxyType(
                 "q_blocks",
             }
         ),
-        Channel.QUERY_REPLY: frozenset(
+        BusChannel.QUERY_REPLY: frozenset(
             {
                 "r_status",
                 "r_headers",
@@ -130,11 +130,11 @@ CHANNEL_KINDS: Final[Mapping[Channel, frozenset[str]]] = MappingProxyType(
                 "r_refused",
             }
         ),
-        Channel.REGULATOR_QUERY: frozenset({"q_risk", "q_whatif"}),
-        Channel.REGULATOR_REPLY: frozenset({"r_risk", "r_whatif", "r_refused"}),
-        Channel.ALERTS: frozenset({"risk_alert"}),
-        Channel.NOTES: frozenset({"receipt", "receipts"}),
-        Channel.CONSENSUS: frozenset(
+        BusChannel.REGULATOR_QUERY: frozenset({"q_risk", "q_whatif"}),
+        BusChannel.REGULATOR_REPLY: frozenset({"r_risk", "r_whatif", "r_refused"}),
+        BusChannel.ALERTS: frozenset({"risk_alert"}),
+        BusChannel.NOTES: frozenset({"receipt", "receipts"}),
+        BusChannel.CONSENSUS: frozenset(
             {"ibft_proposal", "ibft_prepare", "ibft_commit", "ibft_round_change"}
         ),
     }
@@ -169,7 +169,7 @@ class RolePolicy:
     summary: str
     publish: tuple[Grant, ...]
     subscribe: tuple[Grant, ...]
-    sends: Mapping[Channel, frozenset[str]]
+    sends: Mapping[BusChannel, frozenset[str]]
     transactions: frozenset[str]
     queries: Mapping[str, Scope]
     jetstream: frozenset[JsCall] = frozenset()
@@ -177,7 +177,7 @@ class RolePolicy:
     """Answers requests on its own query subject (so it may publish to askers' inboxes)."""
 
 
-def _kinds(channel: Channel) -> frozenset[str]:
+def _kinds(channel: BusChannel) -> frozenset[str]:
     return CHANNEL_KINDS[channel]
 
 
@@ -197,9 +197,9 @@ EVERY_MEMBER_QUERIES: Final = {
 its own line of the regulator's CCR table."""
 
 _EVERY_MEMBER_SENDS: Final = {
-    Channel.QUERY: _kinds(Channel.QUERY),
-    Channel.ORACLE_QUERY: _kinds(Channel.ORACLE_QUERY),
-    Channel.REGULATOR_QUERY: _kinds(Channel.REGULATOR_QUERY),
+    BusChannel.QUERY: _kinds(BusChannel.QUERY),
+    BusChannel.ORACLE_QUERY: _kinds(BusChannel.ORACLE_QUERY),
+    BusChannel.REGULATOR_QUERY: _kinds(BusChannel.REGULATOR_QUERY),
 }
 """Any member may ask any query: a service answers what ``queries`` allows and refuses the
 rest with a reason, rather than leaving the asker to time out."""
@@ -220,16 +220,16 @@ def _authority(
     *,
     publish: tuple[Grant, ...] = (),
     subscribe: tuple[Grant, ...] = (),
-    sends: Mapping[Channel, frozenset[str]] | None = None,
+    sends: Mapping[BusChannel, frozenset[str]] | None = None,
     transactions: frozenset[str] = frozenset(),
     queries: Mapping[str, Scope] | None = None,
 ) -> RolePolicy:
     """An authority-eligible institution: it validates, so it reads every transaction."""
-    channels: dict[Channel, frozenset[str]] = {
+    channels: dict[BusChannel, frozenset[str]] = {
         **_EVERY_MEMBER_SENDS,
-        Channel.QUERY_REPLY: _kinds(Channel.QUERY_REPLY),
-        Channel.NOTES: _kinds(Channel.NOTES),
-        Channel.CONSENSUS: _kinds(Channel.CONSENSUS),
+        BusChannel.QUERY_REPLY: _kinds(BusChannel.QUERY_REPLY),
+        BusChannel.NOTES: _kinds(BusChannel.NOTES),
+        BusChannel.CONSENSUS: _kinds(BusChannel.CONSENSUS),
     }
     for channel, kinds in (sends or {}).items():
         channels[channel] = channels.get(channel, frozenset()) | kinds
@@ -280,7 +280,9 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
                 (Topic.RFQ_DIRECT, Reach.ANY),
             ),
             subscribe=(*_EVERY_MEMBER_SUBSCRIBE, (Topic.QUOTE, Reach.OWN)),
-            sends=MappingProxyType({**_EVERY_MEMBER_SENDS, Channel.RFQS: _kinds(Channel.RFQS)}),
+            sends=MappingProxyType(
+                {**_EVERY_MEMBER_SENDS, BusChannel.RFQS: _kinds(BusChannel.RFQS)}
+            ),
             transactions=frozenset({"accept", "close_out", "evidence"}),
             queries=MappingProxyType(dict(EVERY_MEMBER_QUERIES)),
         ),
@@ -289,7 +291,7 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
             "quotes RFQs; an authority or a candidate",
             publish=((Topic.QUOTE, Reach.ANY),),
             subscribe=((Topic.RFQ_PUBLIC, Reach.ANY), (Topic.RFQ_DIRECT, Reach.OWN)),
-            sends={Channel.QUOTES: _kinds(Channel.QUOTES)},
+            sends={BusChannel.QUOTES: _kinds(BusChannel.QUOTES)},
             transactions=frozenset({"close_out"}),
         ),
         Role.CCP: _authority(Role.CCP, "clears; an authority", queries={"q_guarantees": Scope.OWN}),
@@ -306,8 +308,8 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
             sends=MappingProxyType(
                 {
                     **_EVERY_MEMBER_SENDS,
-                    Channel.REGULATOR_REPLY: _kinds(Channel.REGULATOR_REPLY),
-                    Channel.ALERTS: _kinds(Channel.ALERTS),
+                    BusChannel.REGULATOR_REPLY: _kinds(BusChannel.REGULATOR_REPLY),
+                    BusChannel.ALERTS: _kinds(BusChannel.ALERTS),
                 }
             ),
             transactions=frozenset(
@@ -334,8 +336,8 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
             sends=MappingProxyType(
                 {
                     **_EVERY_MEMBER_SENDS,
-                    Channel.PRICES: _kinds(Channel.PRICES),
-                    Channel.ORACLE_REPLY: _kinds(Channel.ORACLE_REPLY),
+                    BusChannel.PRICES: _kinds(BusChannel.PRICES),
+                    BusChannel.ORACLE_REPLY: _kinds(BusChannel.ORACLE_REPLY),
                 }
             ),
             transactions=frozenset({"fixing_tx", "evidence"}),
@@ -359,9 +361,9 @@ def policy(role: Role) -> RolePolicy:
     return POLICY[role]
 
 
-def channel_roles(channel: Channel) -> dict[str, frozenset[Role]]:
-    """For ``bus.envelope.Channel.of``: each kind of ``channel`` and the roles that may send it."""
-    if channel == Channel.TX:
+def channel_roles(channel: BusChannel) -> dict[str, frozenset[Role]]:
+    """For ``bus.envelope.Channel.of``: each kind of ``channel``, the roles that may send it."""
+    if channel == BusChannel.TX:
         return transaction_roles()
     return {
         kind: frozenset(p.role for p in POLICY.values() if kind in p.sends.get(channel, ()))
@@ -394,7 +396,7 @@ def _check() -> None:
         assert entry.transactions <= TRANSACTION_KINDS, entry.transactions - TRANSACTION_KINDS
         for channel, kinds in entry.sends.items():
             assert kinds <= CHANNEL_KINDS[channel], (role, channel, kinds)
-        asked = (Channel.QUERY, Channel.REGULATOR_QUERY, Channel.ORACLE_QUERY)
+        asked = (BusChannel.QUERY, BusChannel.REGULATOR_QUERY, BusChannel.ORACLE_QUERY)
         assert set(entry.queries) <= {k for c in asked for k in CHANNEL_KINDS[c]}, role
     validators = {r for r, p in POLICY.items() if (Topic.CONSENSUS, Reach.ANY) in p.publish}
     assert validators == AUTHORITY_ELIGIBLE

@@ -18,8 +18,7 @@ import msgspec
 from rfq.contracts.model import ContractView
 from rfq.identity import Member
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
-from rfq.policy import Channel as BusChannel
-from rfq.policy import Scope, channel_roles, query_scope
+from rfq.policy import BusChannel, Scope, channel_roles, query_scope
 
 
 class StatusQuery(msgspec.Struct, frozen=True, tag="q_status"):

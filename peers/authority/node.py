@@ -78,8 +78,7 @@ from rfq.ledger.state import (
 )
 from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
 from rfq.messages import Accept
-from rfq.policy import Channel as BusChannel
-from rfq.policy import channel_roles
+from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     QUERY_ROLES,

@@ -50,14 +50,14 @@ def net(tmp_path_factory):
 def test_the_table_covers_every_role_and_names_only_kinds_that_exist():
     assert set(policy.POLICY) == set(Role)
     channels = policy.CHANNEL_KINDS
-    assert channels[policy.Channel.RFQS] == tags(RfqChannelMessage)
-    assert channels[policy.Channel.QUOTES] == tags(QuoteChannelMessage)
-    assert channels[policy.Channel.QUERY] == tags(Query)
-    assert channels[policy.Channel.QUERY_REPLY] == tags(Reply)
-    assert channels[policy.Channel.REGULATOR_QUERY] == tags(RegulatorQuery)
-    assert channels[policy.Channel.REGULATOR_REPLY] == tags(RegulatorReply)
-    assert channels[policy.Channel.NOTES] == tags(Receipt | Receipts)
-    assert channels[policy.Channel.CONSENSUS] == CONSENSUS_KINDS
+    assert channels[policy.BusChannel.RFQS] == tags(RfqChannelMessage)
+    assert channels[policy.BusChannel.QUOTES] == tags(QuoteChannelMessage)
+    assert channels[policy.BusChannel.QUERY] == tags(Query)
+    assert channels[policy.BusChannel.QUERY_REPLY] == tags(Reply)
+    assert channels[policy.BusChannel.REGULATOR_QUERY] == tags(RegulatorQuery)
+    assert channels[policy.BusChannel.REGULATOR_REPLY] == tags(RegulatorReply)
+    assert channels[policy.BusChannel.NOTES] == tags(Receipt | Receipts)
+    assert channels[policy.BusChannel.CONSENSUS] == CONSENSUS_KINDS
     assert tags(Transaction) == policy.TRANSACTION_KINDS
 
 
@@ -74,7 +74,7 @@ def test_tx_roles_is_derived_and_says_what_the_ledger_always_allowed():
 
 
 def test_only_authority_eligible_roles_vote_seal_publish_blocks_and_touch_jetstream(net):
-    consensus = policy.channel_roles(policy.Channel.CONSENSUS)
+    consensus = policy.channel_roles(policy.BusChannel.CONSENSUS)
     assert all(roles == AUTHORITY_ELIGIBLE for roles in consensus.values())
     for member in net.genesis().members:
         pub = permissions(member)["publish"]["allow"]
@@ -190,8 +190,10 @@ def test_channel_roles_are_what_the_peers_channels_accept():
     from peers.ledger_client import NOTE_CHANNEL
 
     assert dict(tx_channel(1 << 20).roles) == policy.transaction_roles()
-    assert dict(consensus_channel(1 << 20).roles) == policy.channel_roles(policy.Channel.CONSENSUS)
-    assert dict(QUERY_CHANNEL.roles) == policy.channel_roles(policy.Channel.QUERY)
+    assert dict(consensus_channel(1 << 20).roles) == policy.channel_roles(
+        policy.BusChannel.CONSENSUS
+    )
+    assert dict(QUERY_CHANNEL.roles) == policy.channel_roles(policy.BusChannel.QUERY)
     assert dict(QUOTE_CHANNEL.roles) == {k: {Role.DEALER} for k in ("decline", "quote")}
     assert dict(RFQ_CHANNEL.roles) == {k: {Role.CLIENT} for k in ("rfq", "rfq_cancel")}
     assert dict(NOTE_CHANNEL.roles) == {k: AUTHORITY_ELIGIBLE for k in ("receipt", "receipts")}
