@@ -14,7 +14,7 @@ import functools
 import re
 import types
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -34,6 +34,10 @@ class Template(enum.StrEnum):
     INDEX_SWAP = "index_swap"
     FORWARD = "forward"
     EUROPEAN_OPTION = "european_option"
+
+
+TemplateName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+"""A template's name on the wire: any registered one (``validate_terms`` refuses the rest)."""
 
 
 class Side(enum.StrEnum):
@@ -67,7 +71,7 @@ class OptionTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Terms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What is traded, without the price: the part of a contract a client puts in an RFQ."""
 
-    template: str
+    template: TemplateName
     """A registered template's name (``rfq.contracts.templates``)."""
     legs: tuple[Leg, ...]
     client_side: Side

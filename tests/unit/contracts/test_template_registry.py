@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
+import msgspec
 import pytest
 
 from rfq.contracts import ContractBook, Fixing, Price
@@ -142,3 +143,26 @@ def test_a_registered_template_runs_in_the_book_its_scalar_and_vectorised_payoff
         assert view.outcome.client_pnl == 2.0 * -10.0 * 100.0
         assert c.terms.trade_date == TRADE_DATE and c.terms.client_side == Side.BUY
         assert c.terms.legs == (Leg("RB2601"),)
+
+
+def test_a_dealer_declines_an_unregistered_template_as_bad_terms_and_quotes_it_once_registered():
+    from rfq.pricing.strategy import DeclineCode, DeclineDecision, PricingContext, decide
+
+    today = dt.date(2026, 3, 2)
+    terms = Terms("doubled_swap", (Leg("RB2609"),), Side.BUY, 100.0, today, dt.date(2026, 6, 2))
+    context = PricingContext(today, {"RB2609": 3200.0}, client_rating=70.0, credit_limit=1e7)
+    declined = decide(terms, context)
+    assert isinstance(declined, DeclineDecision)
+    assert declined.code == DeclineCode.BAD_TERMS
+    assert "unknown template 'doubled_swap'" in declined.text
+    with registered(Doubled):
+        quoted = decide(terms, context)
+    assert not isinstance(quoted, DeclineDecision)
+
+
+def test_a_template_name_longer_than_any_registrable_one_is_refused_when_decoded():
+    terms = contract().terms
+    wire = msgspec.msgpack.encode(msgspec.structs.replace(terms, template="x" * 65))
+    with pytest.raises(msgspec.ValidationError, match=r"length <= 64 - at `\$.template`"):
+        msgspec.msgpack.decode(wire, type=Terms)
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(terms), type=Terms) == terms
