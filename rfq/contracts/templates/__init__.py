@@ -31,7 +31,12 @@ def _missing(cls: type[ContractTemplate]) -> list[str]:
         for attr in _WORDS
         if not isinstance(getattr(cls, attr, None), str) or not getattr(cls, attr)
     ]
-    missing += sorted(getattr(cls, "__abstractmethods__", ()))
+    pieces = ContractTemplate.__abstractmethods__
+    missing += sorted(
+        piece
+        for piece in pieces
+        if piece in cls.__abstractmethods__ or not callable(getattr(cls, piece, None))
+    )
     return missing
 
 

@@ -166,3 +166,12 @@ def test_a_template_name_longer_than_any_registrable_one_is_refused_when_decoded
     with pytest.raises(msgspec.ValidationError, match=r"length <= 64 - at `\$.template`"):
         msgspec.msgpack.decode(wire, type=Terms)
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(terms), type=Terms) == terms
+
+
+def test_a_piece_set_to_nothing_counts_as_missing():
+    class Hollow(Doubled):
+        name = "hollow"
+        fair_value = None
+
+    with pytest.raises(TemplateError, match="template 'hollow' is missing fair_value"):
+        register(Hollow)
