@@ -4,7 +4,8 @@ the exposure network out (paper section III.2-III.3).
 **Netting sets.** Every (client, dealer) pair with live contracts is one bilateral netting set
 (one CSA: the contracts' variation-margin terms). SA-CCR (``rfq.risk.saccr``) is run on it twice,
 once from each party's side: ``Exposure(creditor, debtor)`` is what the creditor stands to lose
-if the debtor defaults. Each contract becomes SA-CCR trades from the creditor's side:
+if the debtor defaults. Each contract becomes SA-CCR trades from the creditor's side, by its
+template's ``saccr_trades`` (``rfq.contracts.templates``); the built-in templates map them so:
 
 - one trade per leg, classified by ``rfq.instruments.CATALOG``: commodities in their hedging set
   (metals, energy, agricultural) with the commodity type (steel, crude_oil, ...) as the risk
