@@ -49,7 +49,6 @@ from peers.ledger_client import (
 )
 from peers.observer import ChainFollower
 from peers.service import Service, ServiceStatus, cancel_and_wait
-from rfq.contracts.model import PaymentStatus
 from rfq.errors import RfqError, ValidationError
 from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
 from rfq.ledger.block import Block
@@ -68,7 +67,6 @@ from rfq.ledger.tx import (
     Evict,
     ExternalRating,
     Nominate,
-    PriceFixing,
     Veto,
 )
 from rfq.queries import (
@@ -81,7 +79,7 @@ from rfq.queries import (
     RiskQuery,
     RiskReply,
 )
-from rfq.risk.incremental import IncrementalMonitor
+from rfq.risk.incremental import IncrementalMonitor, cash_margin_held, changed_contracts
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     Assessment,
@@ -105,12 +103,6 @@ def regulator_reply_channel(max_bytes: int) -> Channel[RegulatorReply]:
 
 FULL_VIEW_ROLES = frozenset({Role.REGULATOR, *AUTHORITY_ELIGIBLE})
 """Who sees the whole CCR table and may run what-if contagion."""
-
-FIXING_KIND = str(PriceFixing.__struct_config__.tag)
-"""A block with a price fixing marks every live contract."""
-
-NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
-"""An initial margin payment in these states is not (yet) in custody."""
 
 MAX_ALERTS_KEPT = 200
 VOTE_WINDOW_HEIGHTS = 512
@@ -265,19 +257,12 @@ class RegulatorService(Service):
                 log.exception("regulator_refresh_crashed", error=repr(exc))
 
     def _on_block(self, block: Block, result: BlockResult) -> None:
-        """Note what the block changed: every live contract when a fixing marked them all,
-        else the contracts its outputs and its payments name."""
-        state = self.follower.state
-        if any(r.ok and r.kind == FIXING_KIND for r in result.receipts):
-            self._everything_changed = True
-        elif not self._everything_changed:
-            for output in result.outputs:
-                if cid := getattr(output, "contract_id", None):
-                    self._changed.add(cid)
-            for receipt in result.receipts:
-                for ref in receipt.refs:
-                    if (payment := state.payments.get(ref)) is not None:
-                        self._changed.add(payment.contract_id)
+        if not self._everything_changed:
+            changed = changed_contracts(self.follower.state, result)
+            if changed is None:
+                self._everything_changed = True
+            else:
+                self._changed |= changed
         self._new_block.set()
 
     async def refresh(self) -> bool:
@@ -293,7 +278,7 @@ class RegulatorService(Service):
             changed = state.book.ids() if self._everything_changed else self._changed
             self._everything_changed, self._changed = False, set()
             for cid in changed:
-                self.monitor.put(state.book.get(cid), self._cash_margin_held(cid))
+                self.monitor.put(state.book.get(cid), cash_margin_held(state, cid))
             assessment = await asyncio.to_thread(
                 self.monitor.assess,
                 self.follower.height,
@@ -314,18 +299,6 @@ class RegulatorService(Service):
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
             return True
-
-    def _cash_margin_held(self, contract_id: str) -> float:
-        """The client's cash initial margin in custody for the contract: booked with the
-        trade, counted once the bank has paid it (not while pending or failed)."""
-        state = self.follower.state
-        trade = state.trades.get(contract_id)
-        if trade is None or trade.cash_margin <= 0:
-            return 0.0
-        payment = state.payments.get(f"{contract_id}/initial_margin/1")
-        if payment is not None and payment.status in NOT_HELD:
-            return 0.0
-        return trade.cash_margin
 
     async def _raise_alerts(self, assessment: Assessment) -> None:
         self.above, crossed = crossings(self.above, assessment.rows)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from rfq.contracts.model import ContractView, Status
+from rfq.contracts.model import ContractView, PaymentStatus, Status
 from rfq.identity import Member
-from rfq.ledger.state import Guarantee
+from rfq.ledger.state import BlockResult, Guarantee, LedgerState
+from rfq.ledger.tx import PriceFixing
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     MPOR_DAYS,
@@ -33,6 +34,36 @@ from rfq.risk.monitor import (
 )
 
 Pair = tuple[str, str]
+
+FIXING_KIND = str(PriceFixing.__struct_config__.tag)
+NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
+"""An initial margin payment in these states is not (yet) in custody."""
+
+
+def changed_contracts(state: LedgerState, result: BlockResult) -> set[str] | None:
+    """The contracts a block executed on ``state`` changed, or None for all of them (a price
+    fixing marks every live contract): those its outputs name and those of the payments its
+    transactions refer to (a confirmed initial margin moves into custody)."""
+    if any(r.ok and r.kind == FIXING_KIND for r in result.receipts):
+        return None
+    changed = {cid for o in result.outputs if (cid := getattr(o, "contract_id", None))}
+    for receipt in result.receipts:
+        for ref in receipt.refs:
+            if (payment := state.payments.get(ref)) is not None:
+                changed.add(payment.contract_id)
+    return changed
+
+
+def cash_margin_held(state: LedgerState, contract_id: str) -> float:
+    """The client's cash initial margin in custody for a contract: booked with the trade,
+    counted once the bank has paid it (not while pending or failed)."""
+    trade = state.trades.get(contract_id)
+    if trade is None or trade.cash_margin <= 0:
+        return 0.0
+    payment = state.payments.get(f"{contract_id}/initial_margin/1")
+    if payment is not None and payment.status in NOT_HELD:
+        return 0.0
+    return trade.cash_margin
 
 
 class IncrementalMonitor:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import tomli_w
 
 from bus import subjects
 from bus.envelope import Channel, Received
+from peers.genesis import genesis_text
 from peers.netdir import NetDir, create_network
 from peers.regulator import RegulatorService
-from rfq.identity import genesis_to_dict
+from rfq.genesis import seal_genesis
 from rfq.queries import (
     ALERT_ROLES,
     REGULATOR_REPLY_ROLES,
@@ -56,8 +56,10 @@ def network(tmp_path: Path) -> NetDir:
         elif m.id == "D1":
             m = msgspec.structs.replace(m, capital=150_000.0)
         members.append(m)
-    genesis = msgspec.structs.replace(genesis, members=tuple(members))
-    net.genesis_path.write_text(tomli_w.dumps(genesis_to_dict(genesis)))
+    genesis = seal_genesis(
+        msgspec.structs.replace(genesis, members=tuple(members)), net.identity("REG")
+    )
+    net.genesis_path.write_text(genesis_text(genesis))
     return NetDir(net.path)
 
 
