@@ -47,6 +47,7 @@ from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
 from rfq.ledger.light import LightClient, LightError, Verified
 from rfq.ledger.state import Guarantee, Payment, Receipt, Receipts, Trade
+from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
     MAX_RECEIPTS,
     REPLY_ROLES,
@@ -75,7 +76,7 @@ from rfq.signing import SignedMessage, tx_id
 log = structlog.get_logger(__name__)
 
 NOTE_CHANNEL: Channel[Receipt | Receipts] = Channel.of(
-    "notes", Receipt | Receipts, {"receipt": AUTHORITY_ELIGIBLE, "receipts": AUTHORITY_ELIGIBLE}
+    "notes", Receipt | Receipts, channel_roles(BusChannel.NOTES)
 )
 
 

@@ -1,8 +1,8 @@
 """An authority's query service: answers from the final state and the chain store.
 
-Members never run nodes: they read the chain here. A member sees its own trades, contracts,
-payments and receipts; the regulator everything; the bank every payment; dealers and the
-regulator every rating; authorities fetch blocks to catch up (``rfq.queries`` has the rules).
+Members never run nodes: they read the chain here. How much of each answer a member sees is
+its role's query scope in the role-policy table (``rfq.policy``); ``rfq.queries.refusal``
+refuses asking for more.
 The node decides *when* a query may be answered (only where its state is a final block's);
 this class decides *what* the answer is, and reads nothing but what it is given.
 
@@ -24,6 +24,7 @@ from rfq.ledger.block import BlockHeader, CommitSeal
 from rfq.ledger.light import COMMITTED, AnswerProof, Witness, witness_of
 from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
 from rfq.ledger.state import LedgerState, Trade, business_date
+from rfq.policy import sees_all
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
@@ -112,7 +113,7 @@ class QueryService:
         query: Query,
     ) -> Reply:
         """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``."""
-        everything = role == Role.REGULATOR
+
         match query:
             case StatusQuery(proven=proven):
                 return StatusReply(
@@ -156,7 +157,7 @@ class QueryService:
                 limit=limit,
                 proven=proven,
             ):
-                target = party or (None if everything else who)
+                target = party or (None if sees_all(role, "q_contracts") else who)
                 views: list[ContractView]
                 if target is None:
                     views = [state.book.get(cid) for cid in state.book.ids()]
@@ -178,7 +179,7 @@ class QueryService:
             case TradesQuery(
                 party=party, underlying=underlying, limit=limit, cursor=cursor, proven=proven
             ):
-                target = party or (None if everything else who)
+                target = party or (None if sees_all(role, "q_trades") else who)
                 trades = [
                     t
                     for t in state.trades.values()
@@ -200,7 +201,7 @@ class QueryService:
                 return TradesReply(tuple(rows_t), total, next_cursor, head.height, proof)
             case ReceiptsQuery(tx_ids=tx_ids, proven=proven):
                 receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
-                if not everything:
+                if not sees_all(role, "q_receipts"):
                     receipts = [r for r in receipts if r.sender == who]
                 proof = (
                     self.proof(state, head, ((COMMITTED, r.tx_id) for r in receipts))
@@ -211,7 +212,7 @@ class QueryService:
             case PaymentsQuery(
                 status=status, party=party, cursor=cursor, limit=limit, proven=proven
             ):
-                scope = party if (everything or role == Role.BANK) else who
+                scope = party if sees_all(role, "q_payments") else who
                 payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
                 rows_p, next_cursor, total = page(
                     payments, lambda p: p.id, cursor, _limit(limit, proven)
@@ -224,7 +225,7 @@ class QueryService:
                 return PaymentsReply(tuple(rows_p), total, next_cursor, head.height, proof)
             case RatingsQuery(members=members, proven=proven):
                 wanted = members or tuple(state.ratings)
-                if role == Role.CLIENT:
+                if not sees_all(role, "q_ratings"):
                     wanted = (who,)
                 scores = {m: state.rating(m) for m in wanted}
                 known = {m: s for m, s in scores.items() if s is not None}
@@ -250,17 +251,14 @@ class QueryService:
                     proof,
                 )
             case GuaranteesQuery(client=client, cursor=cursor, limit=limit, proven=proven):
-                target = client or (None if everything or role == Role.GUARANTOR else who)
+                # Named: that client's guarantees; unnamed: all, or those the asker is party
+                # to (as the client or as the guarantor that granted them).
+                everyone = not client and sees_all(role, "q_guarantees")
                 guarantees = [
                     g
                     for g in state.guarantees.values()
-                    if (target is None or g.client == target)
-                    and (
-                        role != Role.GUARANTOR
-                        or everything
-                        or g.guarantor == who
-                        or client is not None
-                    )
+                    if everyone
+                    or (g.client == client if client else who in (g.client, g.guarantor))
                 ]
                 guarantees.sort(key=lambda g: g.id)
                 rows_g, next_cursor, total = page(
