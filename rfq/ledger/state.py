@@ -425,6 +425,20 @@ class LedgerState:
         known = ", ".join([GOVERNANCE, CONTRACTS, *MAP_TYPES])
         raise ProofError(f"no component {component!r} (one of {known})")
 
+    def fork(self) -> LedgerState:
+        """An overlay of this state to execute a block on (``rfq.ledger.executor``): each
+        map a copy-on-write ``DigestOverlay``, the other fields copied (immutable values, or
+        small: the directory, the expiry heap). The contract book is shared: the executor
+        journals it. This state must not change while the overlay lives."""
+        child = object.__new__(type(self))
+        child.__dict__.update(self.__dict__)
+        for m in self.maps():
+            setattr(child, m.name.decode(), m.fork())
+        child.directory = self.directory.copy()
+        child._expiries = None if self._expiries is None else list(self._expiries)
+        child._result = None
+        return child
+
     # -- persistence -----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
