@@ -40,11 +40,9 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
     if 0 in snapshots and (fault := _snapshot_fault(genesis, snapshots[0], head.state_root)):
         return Verdict(False, 0, fault)
     for height in range(1, tip + 1):
-        row = store.db.execute("SELECT hash, data FROM blocks WHERE height = ?", (height,))
-        found = row.fetchone()
-        if found is None:
+        stored_hash, data = store.block_hash(height), store.raw_block(height)
+        if stored_hash is None or data is None:
             return Verdict(False, height, "block missing")
-        stored_hash, data = bytes(found[0]), bytes(found[1])
         try:
             block = _block_decoder.decode(data)
         except DECODE_ERRORS as exc:

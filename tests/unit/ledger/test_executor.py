@@ -194,7 +194,8 @@ def test_a_proposal_not_decided_leaves_the_final_root_and_a_different_block_is_c
     proposal = executor.execute(1, at, (trade_tx(net, rfq_id="r1", at_ms=at - 500),))
     assert "r1" in proposal.state.trades and "r1" not in chain.state.trades
     assert chain.state.book.journaling
-    fix = net.tx("ORACLE", PriceFixing(TODAY + dt.timedelta(days=1), (("RB2705", 3300.0),)), at_ms=at)
+    fixing = PriceFixing(TODAY + dt.timedelta(days=1), (("RB2705", 3300.0),))
+    fix = net.tx("ORACLE", fixing, at_ms=at)
     other = executor.execute(1, at + 1, (fix,))  # another block for the height: the first goes
     assert not proposal.live and executor.discarded == 1
     assert "r1" not in chain.state.book and "r1" not in chain.state.trades
