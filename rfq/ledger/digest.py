@@ -314,13 +314,19 @@ class TreeOverlay:
                     BUCKET_PREFIX + join([bucket[k] for k in sorted(bucket)])
                 ).digest()
         changed: Iterable[int] = self._dirty
-        node = self.node
+        levels = self.parent._levels
         for depth in range(DEPTH - 1, -1, -1):
             parents = {i >> ARITY_BITS for i in changed}
-            nodes = self._nodes[depth]
+            nodes, below = self._nodes[depth], self._nodes[depth + 1]
+            level = None if levels is None else levels[depth + 1]
+            empty = [EMPTY[depth + 1]] * ARITY
             for p in parents:
                 base = p << ARITY_BITS
-                children = [node(depth + 1, base + j) for j in range(ARITY)]
+                children = empty.copy() if level is None else level[base : base + ARITY]
+                for j in range(ARITY):
+                    h = below.get(base + j)
+                    if h is not None:
+                        children[j] = h
                 nodes[p] = sha256(NODE_PREFIX + join(children)).digest()
             changed = parents
         self._dirty = set()
