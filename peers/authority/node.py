@@ -180,7 +180,9 @@ class AuthorityNode:
 
     @property
     def state(self) -> LedgerState:
-        """The final state: the last final block's (a pending proposal is apart from it)."""
+        """The final state, the last final block's: its maps are apart from a pending
+        proposal, its contract book holds the proposal's changes (journaled) until it is
+        committed or discarded, which is why queries wait while one is pending."""
         return self.executor.state
 
     @property
@@ -192,10 +194,6 @@ class AuthorityNode:
     def speculating(self) -> bool:
         """A proposal is executed beyond the final head (not yet final)."""
         return self.executor.pending is not None
-
-    @property
-    def _syncing(self) -> bool:
-        return self.catchup.running
 
     # -- lifecycle -------------------------------------------------------------------------
 
