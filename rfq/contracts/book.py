@@ -9,6 +9,10 @@ no clock but the block's. Applying the same event twice changes nothing and emit
 Live contracts sit in numpy columns (``rfq.contracts.columns``) so one fixing tick revalues
 a hundred thousand of them in a few array operations; rarer events (margin posted, close-out,
 credit event, settlement) go through scalar code, one contract at a time.
+
+A block executed but not decided is undone by the book's journal (``checkpoint``, then
+``rollback`` or ``release``; ``rfq.ledger.executor``): each contract record and column row is
+kept as it was before its first change, so undoing costs what the block changed.
 """
 
 from __future__ import annotations
