@@ -62,7 +62,6 @@ from rfq.ledger.block import (
     BlockError,
     BlockHeader,
     build_block,
-    check_block,
 )
 from rfq.ledger.consensus import (
     Broadcast,
@@ -74,8 +73,9 @@ from rfq.ledger.consensus import (
     Reject,
     ScheduleTimeout,
 )
-from rfq.ledger.executor import BlockExecutor, ExecutorError
+from rfq.ledger.executor import BlockExecutor
 from rfq.ledger.executor import Pending as PendingBlock
+from rfq.ledger.follow import follow_block
 from rfq.ledger.state import (
     BlockResult,
     LedgerError,
@@ -664,18 +664,10 @@ class AuthorityNode:
         """Check, execute, commit and store one fetched block (``BlockRefused``: not taken)."""
         self._discard()
         try:
-            check_block(self.head, block, self.state.authorities, self.state.directory)
+            follow_block(self.executor, block)
         except BlockError as exc:
             self.stats["sync_rejected"] += 1
-            raise BlockRefused(
-                f"block {block.height} from the network fails checks: {exc}"
-            ) from None
-        try:
-            self.executor.apply(block)
-        except ExecutorError:
-            raise BlockRefused(f"block {block.height} re-executes to another state root") from None
-        except RfqError as exc:
-            raise BlockRefused(f"block {block.height} does not execute: {exc}") from None
+            raise BlockRefused(f"block {block.height} from the network: {exc.reason}") from None
         self._persist(block, None)
         self.instance = None
 
