@@ -65,9 +65,12 @@ from rfq.ledger.consensus import (
     Decide,
     Defer,
     Evidence,
+    FutureBuffer,
+    FutureDrop,
     QbftInstance,
     Reject,
     ScheduleTimeout,
+    decode_consensus,
 )
 from rfq.ledger.state import (
     BlockResult,
@@ -158,7 +161,8 @@ class AuthorityNode:
         self.genesis_header = genesis_header(genesis)
         self.head = self.genesis_header
         self.instance: QbftInstance | None = None
-        self.deferred: dict[int, list[tuple[SignedMessage, ConsensusMessage]]] = {}
+        self.deferred = FutureBuffer()
+        """Consensus messages for later heights: bounded per authority, others dropped."""
         self.timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self._executed: bytes | None = None  # key of the candidate the state holds beyond head
         self._executed_result: BlockResult | None = None
@@ -431,10 +435,8 @@ class AuthorityNode:
             sign=lambda payload: self.bus.outbox.sign(payload),
             round_timeout_ms=self.params.round_timeout_ms,
         )
-        for message, payload in self.deferred.pop(height, []):
+        for message, payload in self.deferred.take(height):
             self._run(self.instance.handle(message, payload))
-        for passed in [h for h in self.deferred if h <= self.head.height]:
-            del self.deferred[passed]
 
     def _ensure_started(self) -> None:
         if self.instance is not None and not self.instance.started:
@@ -451,12 +453,27 @@ class AuthorityNode:
             self._new_instance()
         assert self.instance is not None
         if height > self.instance.height:
-            self.deferred.setdefault(height, []).append((received.message, payload))
-            if height > self.instance.height + 1 or len(self.deferred.get(height, [])) > 2:
-                self._spawn_sync()
+            dropped = self._defer(received.message, payload)
+            if dropped == FutureDrop.TOO_FAR or (
+                dropped is None
+                and (height > self.instance.height + 1 or self.deferred.count_at(height) > 2)
+            ):
+                self._spawn_sync()  # an authority is ahead of us: we may be behind
             return
         self._ensure_started()
         self._run(self.instance.handle(received.message, payload))
+
+    def _defer(self, message: SignedMessage, payload: ConsensusMessage) -> FutureDrop | None:
+        """Hold a message for a later height, unless its sender is no authority of ours or
+        over its share (counted in ``stats`` as ``future_dropped_<reason>``)."""
+        current = self.instance.height if self.instance else self.head.height + 1
+        dropped = self.deferred.add(
+            message, payload, current=current, authorities=self.state.authorities
+        )
+        if dropped is not None:
+            self.stats[f"future_dropped_{dropped}"] += 1
+            log.debug("consensus_future_dropped", reason=str(dropped), sender=message.sender)
+        return dropped
 
     def _run(self, actions: Sequence[object]) -> None:
         for action in actions:
@@ -477,9 +494,8 @@ class AuthorityNode:
                     log.debug(
                         "consensus_reject", reason=str(reason), sender=message.sender, detail=detail
                     )
-                case Defer(message=message, height=height):
-                    payload = msgspec.msgpack.decode(message.body, type=ConsensusMessage)
-                    self.deferred.setdefault(height, []).append((message, payload))
+                case Defer(message=message):
+                    self._defer(message, decode_consensus(message))
                 case _:
                     pass
 
