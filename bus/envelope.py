@@ -13,7 +13,7 @@ sender's connection identity where the subject names it (``Channel.sender_token`
 directory, replays and the sender's token bucket all run before any signature is verified or
 any box opened. A sender over its rate is dropped unverified; a token is spent only once the
 signature verifies, so a forger naming someone else cannot use up that member's rate. A
-channel may set its own rate (``Channel.rate_per_s``, ``burst``), with buckets of its own.
+channel may set a stricter rate (``Channel.rate_per_s``, ``burst``), with buckets of its own.
 
 Replays: a receiver subscribed to several subjects may see one sender's messages slightly out
 of order (nats-py dispatches each subscription in its own task), so the verifier keeps, per
@@ -77,7 +77,7 @@ class Channel(Generic[T]):
     decoder: msgspec.msgpack.Decoder[T]
     roles: Mapping[str, frozenset[Role]]
     max_bytes: int | None = None  # overrides the verifier's limit (blocks are big)
-    rate_per_s: float | None = None  # a per-sender rate of its own (with ``burst``)
+    rate_per_s: float | None = None  # a stricter per-sender rate of its own (with ``burst``)
     burst: int | None = None
     sender_token: int | None = None
     """Which dot-separated token of the subject names the publisher (the server's permissions
@@ -284,8 +284,8 @@ class Verifier:
         key = channel.name if channel.rate_per_s is not None else ""
         bucket = state.buckets.get(key)
         if bucket is None:
-            rate = channel.rate_per_s if channel.rate_per_s is not None else self.rate_per_s
-            burst = float(channel.burst if channel.burst is not None else self.burst)
+            rate = min(channel.rate_per_s or self.rate_per_s, self.rate_per_s)
+            burst = float(min(channel.burst or self.burst, self.burst))
             bucket = state.buckets[key] = _Bucket(rate, burst, burst, now)
         return bucket
 
