@@ -49,6 +49,9 @@ _signed_decoder = msgspec.msgpack.Decoder(SignedMessage)
 _encoder = msgspec.msgpack.Encoder()
 
 Clock = Callable[[], float]
+MAX_LOGGED_KEYS = 1024
+"""(reason, sender) pairs whose first drop is logged as a warning; the claimed sender of a
+message that fails early is anyone's guess, so the set must not grow without bound."""
 
 
 class DropReason(enum.StrEnum):
@@ -248,9 +251,15 @@ class Verifier:
         message: SignedMessage | None = None,
     ) -> Dropped:
         self.drops[reason] += 1
+        count = self.drops[reason]
         key = (reason.value, sender)
-        level = log.debug if key in self._logged else log.warning
-        self._logged.add(key)
+        if key not in self._logged and len(self._logged) < MAX_LOGGED_KEYS:
+            self._logged.add(key)
+            level = log.warning
+        elif count & (count - 1) == 0:  # powers of two: a flood shows in the log, not floods it
+            level = log.info
+        else:
+            return Dropped(reason, detail, sender, message)
         level(
             "message_dropped",
             reason=reason.value,

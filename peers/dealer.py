@@ -34,6 +34,7 @@ logged as ``message_dropped`` with reason ``rate_limited``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import heapq
 import importlib
@@ -81,10 +82,12 @@ from rfq.rating import score_of
 
 log = structlog.get_logger(__name__)
 
-RFQ_RATE_PER_S = 100.0
-"""Per client: RFQs and cancels a dealer verifies a second (a person or a client's algorithm
-asks far fewer; a flood beyond it is dropped before its signature is checked)."""
-RFQ_BURST = 200
+RFQ_RATE_PER_S = 20.0
+"""Per client: RFQs and cancels a dealer verifies (and may price) a second, by default; a
+person or a client's algorithm asks far fewer, a flood beyond it is dropped before its
+signature is checked. Pricing costs milliseconds, so this bounds what one client can make a
+dealer spend (``DealerBot(rfq_rate_per_s=...)`` changes it, e.g. for a latency benchmark)."""
+RFQ_BURST = 40
 RFQ_QUEUE_PER_CLIENT = 16
 """Verified RFQs of one client waiting to be priced; a flood's excess is dropped."""
 SEEN_RFQS_KEPT = 10_000
@@ -262,6 +265,8 @@ class DealerBot(Service):
         credit_limit: float = DEFAULT_CREDIT_LIMIT,
         credit_limits: Mapping[str, float] | None = None,
         attach_market: bool = True,
+        rfq_rate_per_s: float = RFQ_RATE_PER_S,
+        rfq_burst: int = RFQ_BURST,
     ) -> None:
         if bus.identity.role != Role.DEALER:
             raise PeerError(f"{bus.member_id} is a {bus.identity.role}, not a dealer")
@@ -291,6 +296,9 @@ class DealerBot(Service):
         self.stats: Counter[str] = Counter()
         self.seen_rfqs: deque[Rfq] = deque(maxlen=SEEN_RFQS_KEPT)
         self.queue_per_client = RFQ_QUEUE_PER_CLIENT
+        self.rfq_channel = dataclasses.replace(
+            RFQ_CHANNEL, rate_per_s=rfq_rate_per_s, burst=rfq_burst
+        )
         self._queues: dict[str, deque[Rfq]] = {}
         self._turns: deque[str] = deque()  # clients with RFQs waiting, in round-robin order
         self._work = asyncio.Event()
@@ -310,10 +318,13 @@ class DealerBot(Service):
         self._pricer = asyncio.create_task(self._price_in_turn(), name=f"{self.me}-pricer")
         for asset in subjects.RFQ_ASSET_CLASSES:
             await self.bus.subscribe(
-                subjects.rfq_public_all(asset), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
+                subjects.rfq_public_all(asset),
+                self.rfq_channel,
+                self._on_rfq,
+                on_drop=self._on_drop,
             )
         await self.bus.subscribe(
-            subjects.rfq_direct(self.me), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
+            subjects.rfq_direct(self.me), self.rfq_channel, self._on_rfq, on_drop=self._on_drop
         )
         await self.bus.flush()
         log.info("dealer_ready", dealer=self.me, strategy=type(self.strategy).__name__)
@@ -385,8 +396,14 @@ class DealerBot(Service):
         queue = self._queues.setdefault(rfq.client, deque())
         if len(queue) >= self.queue_per_client:
             self.stats["rate_limited"] += 1
-            report = log.debug if rfq.client in self._flooding else log.warning
-            self._flooding.add(rfq.client)
+            count = self.stats["rate_limited"]
+            if rfq.client not in self._flooding:
+                self._flooding.add(rfq.client)  # clients: genesis members, a bounded set
+                report = log.warning
+            elif count & (count - 1) == 0:
+                report = log.info
+            else:
+                return
             report(
                 "message_dropped",
                 reason=DropReason.RATE_LIMITED.value,

@@ -1,4 +1,5 @@
-"""``botc bench rfq|chain|contracts|risk``: the speed targets, measured with same-run baselines.
+"""``botc bench rfq|chain|contracts|risk|flood``: the speed targets, each with a same-run
+baseline.
 
 Each benchmark lives in ``peers.benchmarks.<name>`` and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches, importing the benchmark when it runs.
@@ -15,6 +16,7 @@ BENCHMARKS = {
     "chain": "committed transactions per second and finality latency (four authorities)",
     "contracts": "time to revalue 100,000 live contracts on one price fixing",
     "risk": "SA-CCR over 10,000 trades; cascade and DebtRank on 1,000 institutions",
+    "flood": "other clients' RFQ round trips while one client floods 10,000 RFQs/s",
 }
 
 DESCRIPTION = (
