@@ -34,6 +34,7 @@ DEFAULT_SECONDS = 10.0
 FLOODER = "C1"
 CLIENT = "C2"
 TARGET_RATIO = 2.0
+DEFAULT_CLIENT_RATE = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers", type=int, default=max((os.cpu_count() or 2) - 1, 1), help="dealer processes"
+    )
+    parser.add_argument(
+        "--client-rate",
+        type=float,
+        default=DEFAULT_CLIENT_RATE,
+        help="C2's RFQs a second (10; an honest client stays within the dealers' rate)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -197,21 +204,42 @@ def rss_bytes(pid: int) -> int:
 # -- the measuring client (this process) ------------------------------------------------------
 
 
-async def _round_trips(session: Any, terms: list[Any], dealers: int, seconds: float) -> list[float]:
-    """C2's round trips, back to back, for ``seconds``; a missing answer counts as 5 s."""
+async def _answered(handle: Any, dealers: frozenset[str]) -> bool:
+    """Wait until every one of ``dealers`` answered (False: the deadline came first)."""
+    got: set[str] = set()
+    async for answer in handle:
+        got.add(answer.dealer)
+        if dealers <= got:
+            break
+    handle.cancelled = True  # done listening: the dealers not measured are not missed
+    return dealers <= got
+
+
+async def _round_trips(
+    session: Any, terms: list[Any], dealers: frozenset[str], seconds: float, per_s: float
+) -> list[float]:
+    """C2's round trips, ``per_s`` a second, for ``seconds``; a missing answer counts as the
+    whole deadline (5 s)."""
     times: list[float] = []
     until = time.perf_counter() + seconds
     while time.perf_counter() < until:
         started = time.perf_counter()
         handle = await session.send_rfq(terms[len(times) % len(terms)], deadline_s=5)
-        answers = await handle.collect()
+        answered = await _answered(handle, dealers)
         elapsed = (time.perf_counter() - started) * 1000
-        times.append(elapsed if len(answers) == dealers else 5000.0)
+        times.append(elapsed if answered else 5000.0)
+        await asyncio.sleep(max(started + 1 / per_s - time.perf_counter(), 0))
     return times
 
 
 async def _measure(
-    net: Any, servers: list[str], dealers: list[str], workers: int, rate: float, seconds: float
+    net: Any,
+    servers: list[str],
+    dealers: list[str],
+    workers: int,
+    rate: float,
+    seconds: float,
+    client_rate: float,
 ) -> dict[str, Any]:
     from peers.counterparty import ClientSession
     from peers.oracle import OracleService, Simulator
@@ -234,13 +262,14 @@ async def _measure(
     terms = _bench_terms(session.market.today)
     reports: list[dict[str, Any]] = []
     try:
-        await _round_trips(session, terms, len(dealers), min(seconds, 2.0))  # warm up
-        baseline = await _round_trips(session, terms, len(dealers), seconds)
+        n = frozenset(dealers)
+        await _round_trips(session, terms, n, min(seconds, 2.0), client_rate)  # warm up
+        baseline = await _round_trips(session, terms, n, seconds, client_rate)
         rss_before = {pid: rss_bytes(pid) for pid in pids}
         if await asyncio.to_thread(flood_results.get, True, 120) != "ready":
             raise RuntimeError("the flooder did not start")
         go.set()
-        flooded = await _round_trips(session, terms, len(dealers), seconds)
+        flooded = await _round_trips(session, terms, n, seconds, client_rate)
         achieved = await asyncio.to_thread(flood_results.get, True, seconds + 60)
         rss_after = {pid: rss_bytes(pid) for pid in pids}
     finally:
@@ -297,8 +326,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dealers < 1 or args.workers < 1:
         raise CliError("--dealers and --workers must be >= 1")
-    if not (args.rate > 0 and args.seconds > 0):
-        raise CliError("--rate and --seconds must be positive")
+    if not (args.rate > 0 and args.seconds > 0 and args.client_rate > 0):
+        raise CliError("--rate, --seconds and --client-rate must be positive")
     with ExitStack() as stack:
         if args.embedded:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
@@ -316,7 +345,9 @@ def run(args: argparse.Namespace) -> int:
             if not any(m.id == member for m in genesis.members):
                 raise CliError(f"{net.path} has no client {member} (the flood needs C1 and C2)")
         workers = min(args.workers, len(dealers))
-        measured = asyncio.run(_measure(net, servers, dealers, workers, args.rate, args.seconds))
+        measured = asyncio.run(
+            _measure(net, servers, dealers, workers, args.rate, args.seconds, args.client_rate)
+        )
     result = summarise(measured, rate=args.rate, dealers=len(dealers), workers=workers)
     if args.json:
         print(json.dumps(result))

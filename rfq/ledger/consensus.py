@@ -55,7 +55,7 @@ from typing import Annotated
 
 import msgspec
 
-from rfq.errors import RfqError
+from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Directory, Identity
 from rfq.ledger.block import (
     Block,
@@ -304,7 +304,7 @@ def verify_evidence(
             return "a signature does not verify"
     try:
         a, b = decode_consensus(msg_a), decode_consensus(msg_b)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+    except (*DECODE_ERRORS, ValueError) as exc:
         return f"a payload does not decode ({exc})"
     if not isinstance(a, type(b)):
         return "different payload types"
@@ -471,7 +471,7 @@ class QbftInstance:
         if payload is None:
             try:
                 payload = decode_consensus(message)
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            except (*DECODE_ERRORS, ValueError) as exc:
                 raise _Invalid(RejectReason.MALFORMED, str(exc)[:160]) from None
         elif not isinstance(payload, Proposal | Prepare | Commit | RoundChange) or (
             kind_of(payload) != message.kind
@@ -642,7 +642,7 @@ class QbftInstance:
             raise _Invalid(RejectReason.BAD_CERTIFICATE, f"{m.sender!r} is not an authority")
         try:
             payload = decode_consensus(m)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except (*DECODE_ERRORS, ValueError) as exc:
             raise _Invalid(RejectReason.BAD_CERTIFICATE, str(exc)[:160]) from None
         if not signature_valid(m, self.directory):
             raise _Invalid(RejectReason.BAD_CERTIFICATE, f"bad signature by {m.sender!r}")

@@ -151,3 +151,38 @@ def test_consensus_goes_on_under_a_flood_of_future_prepares_from_a_candidate_and
     assert max(largest.values()) <= 4 * DEFAULT_FUTURE_PER_SENDER
     alice = net["alice"].deferred.drops
     assert alice[FutureDrop.NOT_AUTHORITY] > 0 and alice[FutureDrop.EVICTED] > 0
+
+
+NESTED = b"\x91" * 50_000 + b"\xc0"  # a one-element array, 50,000 levels deep
+
+
+def nested_from(who: str) -> SignedMessage:
+    """A validly signed consensus message whose body nests 50,000 levels deep."""
+    m = msgspec.structs.replace(signed(who, Prepare(1, 0, H)), body=NESTED)
+    return msgspec.structs.replace(m, signature=identity(who).sign(m.signing_bytes()))
+
+
+def test_evidence_whose_payload_nests_50000_deep_is_refused_with_a_reason() -> None:
+    from rfq.ledger.consensus import verify_evidence
+
+    from .test_consensus_harness import Network
+
+    net = Network(4)
+    good = signed("bob", Prepare(1, 0, H))
+    problem = verify_evidence(good, nested_from("bob"), net.directory, net.names)
+    assert problem is not None and "does not decode" in problem
+
+
+def test_a_round_change_certificate_nesting_50000_deep_is_a_bad_certificate_not_a_crash() -> None:
+    from rfq.ledger.consensus import Reject, RejectReason
+
+    from .test_consensus_harness import ManualNetwork
+
+    net = ManualNetwork(4, max_height=1)
+    net.start()
+    alice = net["alice"].instance
+    assert alice is not None
+    block = net["bob"].build([b"x"], round=0)
+    rc = RoundChange(1, 1, 0, block, (nested_from("carol"), nested_from("dave")))
+    [action] = alice.handle(net.sign("carol", rc))
+    assert isinstance(action, Reject) and action.reason == RejectReason.BAD_CERTIFICATE
