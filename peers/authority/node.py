@@ -69,6 +69,7 @@ from rfq.ledger.consensus import (
     FutureDrop,
     QbftInstance,
     Reject,
+    RejectReason,
     ScheduleTimeout,
     decode_consensus,
 )
@@ -459,6 +460,10 @@ class AuthorityNode:
                 and (height > self.instance.height + 1 or self.deferred.count_at(height) > 2)
             ):
                 self._spawn_sync()  # an authority is ahead of us: we may be behind
+            return
+        if received.sender not in self.state.authorities:
+            # Refused before it may start the height: a candidate cannot pace our blocks.
+            self.stats[f"reject_{RejectReason.NOT_AUTHORITY}"] += 1
             return
         self._ensure_started()
         self._run(self.instance.handle(received.message, payload))

@@ -17,7 +17,8 @@ import msgspec
 import pytest
 
 from bus import subjects
-from bus.envelope import DropReason
+from bus.envelope import DropReason, Received
+from peers.authority.node import AuthorityNode
 from peers.benchmarks.flood import start_flooder
 from peers.counterparty import ClientSession
 from peers.dealer import DealerBot
@@ -31,7 +32,7 @@ from .chainkit import start_authorities, wait_for
 pytestmark = pytest.mark.adversarial
 
 FLOOD_PER_S = 10_000
-FLOOD_S = 3.0
+FLOOD_S = 5.0
 C2_PER_S = 5  # well within an honest client's rate (RFQ_RATE_PER_S)
 
 
@@ -79,7 +80,7 @@ async def test_a_client_flooding_10000_rfqs_a_second_leaves_another_clients_quot
     one_dealer_market, network, nats_server
 ):
     """C1, in a process of its own, publishes validly signed RFQs with live deadlines (each
-    would be priced) at 10,000/s for 3 s, on the public subject C2 asks on; meanwhile C2 asks
+    would be priced) at 10,000/s for 5 s, on the public subject C2 asks on; meanwhile C2 asks
     again and again, gets D1's quote each time and trades."""
     dealer, c2, today = one_dealer_market
     proc, go, results = start_flooder(
@@ -163,3 +164,17 @@ async def test_far_future_prepares_from_a_candidate_are_dropped_and_an_authority
         what="blocks keep being final",
     )
     assert all(len(n.deferred) <= 4 * DEFAULT_FUTURE_PER_SENDER for n in nodes)
+
+
+async def test_a_candidates_message_for_the_next_height_is_refused_before_it_starts_the_height(
+    nats_server, network, bus_factory
+):
+    """Any consensus message for the next height starts it; one from G1 (no authority) must
+    not, or a candidate could make the authorities produce blocks as fast as it likes."""
+    node = AuthorityNode(await bus_factory("D1"), network.genesis(), network.data_dir("D1"))
+    node._load()
+    g1 = await bus_factory("G1")
+    prepare = Prepare(1, 0, b"\x07" * 32)
+    await node._on_consensus(Received(g1.outbox.sign(prepare), prepare, False), None)
+    assert node.instance is not None and not node.instance.started
+    assert node.stats["reject_not_authority"] == 1
