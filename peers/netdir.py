@@ -1,8 +1,10 @@
 """A network directory (NETDIR): what ``botc init`` writes and every peer reads.
 
 ```
-NETDIR/genesis.toml         members, authority set, rating weights, parameters (public)
-NETDIR/keys/<ID>.key        one secret key file per member, mode 0600
+NETDIR/genesis.toml         members, authority set, rating weights, parameters, the regulator's
+                            seal (public; botc genesis seal or botc init)
+NETDIR/keys/<ID>.key        a member's secret key file, mode 0600 (botc keygen writes one on each
+                            member's machine; botc init writes every member's on one machine)
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
@@ -14,33 +16,41 @@ NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.lo
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import shutil
-import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+import msgspec
 
 from bus import subjects
 from peers.errors import PeerError
+from peers.genesis import (
+    KEY_SUFFIX,
+    CeremonyError,
+    genesis_text,
+    identity_file,
+    key_file,
+    new_chain_id,
+    now_created,
+    read_genesis,
+    read_identity,
+    read_key_file,
+    write_atomic,
+    write_new_key,
+)
 from rfq.errors import ValidationError
+from rfq.genesis import add_identity, new_draft, seal_draft, set_authorities
 from rfq.identity import (
     AUTHORITY_ELIGIBLE,
-    AuthoritySetup,
     Genesis,
     Identity,
     Member,
     NetworkParams,
     Role,
-    genesis_to_dict,
-    parse_genesis,
-    parse_key_file,
 )
-from rfq.rating import RatingWeights
 
 GENESIS = "genesis.toml"
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -96,20 +106,18 @@ class NetDir:
             )
 
     def genesis(self) -> Genesis:
+        """The network's genesis, well formed and sealed by its regulator."""
         if self._genesis is None:
             self.check()
             try:
-                text = self.genesis_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise NetDirError(f"{self.genesis_path}: cannot read ({exc.strerror})") from None
-            try:
-                self._genesis = parse_genesis(text, source=str(self.genesis_path))
-            except ValidationError as exc:
+                self._genesis = read_genesis(self.genesis_path)
+            except CeremonyError as exc:
                 raise NetDirError(str(exc)) from None
         return self._genesis
 
     def identity(self, member_id: str) -> Identity:
-        """Load a member's key, refusing loose permissions and mismatches with the genesis."""
+        """Load a member's key, refusing loose permissions and mismatches with the genesis:
+        a peer starts only as a member the sealed genesis names, with that member's key."""
         genesis = self.genesis()
         path = self.key_path(member_id)
         try:
@@ -117,22 +125,8 @@ class NetDir:
         except ValidationError:
             raise NetDirError(f"{self.genesis_path}: no member {member_id!r}") from None
         try:
-            mode = stat.S_IMODE(path.stat().st_mode)
-        except FileNotFoundError:
-            raise NetDirError(f"{path}: key file is missing") from None
-        except OSError as exc:
-            raise NetDirError(f"{path}: cannot read key file ({exc.strerror})") from None
-        if mode & 0o077:
-            raise NetDirError(
-                f"{path}: key file permissions {mode:04o} are too open (run: chmod 600 {path})"
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise NetDirError(f"{path}: cannot read key file ({exc.strerror})") from None
-        try:
-            identity = parse_key_file(text, source=str(path))
-        except ValidationError as exc:
+            identity = read_key_file(path)
+        except CeremonyError as exc:
             raise NetDirError(str(exc)) from None
         if identity.member_id != member_id:
             raise NetDirError(f"{path}: id is {identity.member_id!r}, expected {member_id!r}")
@@ -284,6 +278,12 @@ _DISPLAY = {
     Role.CLIENT: "Client",
 }
 
+
+def display_name(role: Role, member_id: str) -> str:
+    """A member's default name: ``Dealer D1``, ``Regulator REG``."""
+    return f"{_DISPLAY[role]} {member_id}"
+
+
 _CAPITAL = {
     Role.DEALER: 2.0e8,
     Role.CCP: 1.0e9,
@@ -351,52 +351,14 @@ def create_network(
         raise NetDirError(f"{root}: {_reason(exc)}") from None
     except ValueError as exc:  # e.g. a NUL byte in the path
         raise NetDirError(f"{root!s:.200}: not a usable path ({exc})") from None
-    identities = [
-        Identity.generate(mid, role) for mid, role in member_ids(dealers, clients, guarantors)
-    ]
-    members = []
-    client_no = 0
-    for ident in identities:
-        extra: dict[str, Any] = {"capital": _CAPITAL.get(ident.role, 0.0)}
-        label = f"{_DISPLAY[ident.role]} {ident.member_id}"
-        if ident.role == Role.CLIENT:
-            extra["external_rating"] = CLIENT_RATINGS[client_no % len(CLIENT_RATINGS)]
-            extra["ccr_threshold"] = 5.0e6
-            client_no += 1
-        elif ident.role in AUTHORITY_ELIGIBLE:
-            extra["external_rating"] = "AA" if ident.role == Role.CCP else "A"
-            extra["ccr_threshold"] = 5.0e7
-        members.append(ident.member(label, **extra))
-    dealer_ids = [m.id for m in members if m.role == Role.DEALER]
-    initial = (*dealer_ids[: authorities - 1], "CCP")
-    candidates = (
-        *dealer_ids[authorities - 1 :],
-        *(m.id for m in members if m.role == Role.GUARANTOR),
-    )
-    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    genesis = Genesis(
-        name=name,
-        chain_id="botc-" + os.urandom(6).hex(),
-        created=created,
-        members=tuple(members),
-        authorities=AuthoritySetup(initial=initial, candidates=candidates),
-        rating=RatingWeights(alpha=0.4, beta=0.6),
-        params=params or NetworkParams(),
-    )
+    chosen = params or NetworkParams()
 
     def write(stage: Path) -> None:
-        keys = stage / "keys"
-        keys.mkdir(mode=0o700)
-        for ident in identities:
-            _write_secret(keys / f"{ident.member_id}.key", ident.key_file_text())
-        nats_dir = stage / "nats"
-        nats_dir.mkdir()
-        _write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
-        _write_atomic(nats_dir / "server.conf", server_conf_text())
-        _write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
-        _write_atomic(
-            stage / GENESIS, _genesis_comment(genesis) + tomli_w.dumps(genesis_to_dict(genesis))
+        genesis = _local_ceremony(
+            stage / "keys", name, dealers, clients, guarantors, authorities, chosen
         )
+        write_nats_confs(stage / "nats", genesis)
+        write_atomic(stage / GENESIS, genesis_text(genesis))
 
     try:
         if root.is_dir():
@@ -407,6 +369,97 @@ def create_network(
     except OSError as exc:
         raise NetDirError(f"{root}: cannot create the network ({_reason(exc)})") from None
     return NetDir(root)
+
+
+def member_extras(role: Role, client_no: int = 0) -> dict[str, Any]:
+    """What ``botc init`` records beside each member's identity: capital, rating, threshold."""
+    extra: dict[str, Any] = {"capital": _CAPITAL.get(role, 0.0)}
+    if role == Role.CLIENT:
+        extra["external_rating"] = CLIENT_RATINGS[client_no % len(CLIENT_RATINGS)]
+        extra["ccr_threshold"] = 5.0e6
+    elif role in AUTHORITY_ELIGIBLE:
+        extra["external_rating"] = "AA" if role == Role.CCP else "A"
+        extra["ccr_threshold"] = 5.0e7
+    return extra
+
+
+def _local_ceremony(
+    keys: Path,
+    name: str,
+    dealers: int,
+    clients: int,
+    guarantors: int,
+    authorities: int,
+    params: NetworkParams,
+) -> Genesis:
+    """The genesis ceremony on one machine, step for step what the institutions run apart:
+    a key per member, a draft, each identity added (its proof checked), the authorities,
+    the regulator's seal. The initial authorities are the first ``authorities - 1`` dealers
+    and the CCP; the other dealers and the guarantors are candidates."""
+    ids = member_ids(dealers, clients, guarantors)
+    draft = new_draft(name, new_chain_id(), now_created())
+    draft = msgspec.structs.replace(draft, params=params)
+    client_no = 0
+    for member_id, role in ids:
+        _, public = write_new_key(keys, member_id, role, display_name(role, member_id))
+        extra = member_extras(role, client_no)
+        client_no += role == Role.CLIENT
+        draft = add_identity(draft, read_identity(public), source=str(public), **extra)
+    dealer_ids = [mid for mid, role in ids if role == Role.DEALER]
+    initial = (*dealer_ids[: authorities - 1], "CCP")
+    candidates = (
+        *dealer_ids[authorities - 1 :],
+        *(mid for mid, role in ids if role == Role.GUARANTOR),
+    )
+    draft = set_authorities(draft, initial, candidates)
+    regulator = next(mid for mid, role in ids if role == Role.REGULATOR)
+    genesis = seal_draft(draft, read_key_file(key_file(keys, regulator)), source="botc init")
+    for member_id, _ in ids:  # published in the genesis now: NETDIR/keys holds keys only
+        identity_file(keys, member_id).unlink()
+    return genesis
+
+
+def write_nats_confs(nats_dir: Path, genesis: Genesis) -> None:
+    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node."""
+    nats_dir.mkdir(exist_ok=True)
+    write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
+    write_atomic(nats_dir / "server.conf", server_conf_text())
+    write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
+
+
+def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:
+    """A member's machine takes the regulator's sealed genesis into NETDIR: the seal checked,
+    every key already in NETDIR/keys a member's own (returned, by id), a different genesis
+    never replaced; then NETDIR/genesis.toml (the file as sent) and NETDIR/nats are written."""
+    genesis = read_genesis(source)
+    text = source.read_text(encoding="utf-8")
+    installed = root / GENESIS
+    if installed.exists():
+        try:
+            same = read_genesis(installed).hash() == genesis.hash()
+        except CeremonyError:
+            same = False
+        if not same:
+            raise NetDirError(f"{installed}: a different genesis is installed here")
+    mine: list[str] = []
+    for path in sorted((root / "keys").glob(f"*{KEY_SUFFIX}")):
+        identity = read_key_file(path)
+        try:
+            member = genesis.member(identity.member_id)
+        except ValidationError:
+            raise NetDirError(f"{path}: {identity.member_id} is not a member of {source}") from None
+        if member.sign_key != identity.public_nkey or member.role != identity.role:
+            raise NetDirError(
+                f"{path}: key does not match {identity.member_id}'s entry in {source}"
+            )
+        mine.append(identity.member_id)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        write_nats_confs(root / "nats", genesis)
+        write_atomic(installed, text)
+    except OSError as exc:
+        raise NetDirError(f"{root}: cannot install the genesis ({_reason(exc)})") from None
+    return NetDir(root), mine
 
 
 def _check_target(root: Path, force: bool) -> None:
@@ -506,26 +559,3 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(OSError):
             path.unlink()
-
-
-def _genesis_comment(genesis: Genesis) -> str:
-    return (
-        f"# B-OTC genesis for {genesis.name}: public, identical on every node.\n"
-        "# Members, the initial authority set, formula-1 rating weights and network parameters.\n\n"
-    )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _write_secret(path: Path, text: str) -> None:
-    """Create the file 0600 from the start, so the secret is never world-readable."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)

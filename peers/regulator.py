@@ -2,10 +2,12 @@
 
 The regulator runs no node and never trades (paper section II.1). ``RegulatorService``:
 
-- **follows the chain**: polls an authority's ``StatusQuery``; on each new final height it
-  re-reads the open contracts, the trades behind them (cash initial margin), the payments still
-  pending or failed (margin not yet in custody), ratings and guarantees, and recomputes the CCR
-  table with the pure monitor (``rfq.risk.monitor.assess``, run off the event loop);
+- **follows the chain** as a full observer node (``peers.observer.ChainFollower``): it checks
+  and executes every final block on its own copy of the state, as an authority would, and is
+  the trade repository. The views of live contracts are kept current from what each block
+  changed (every one on a fixing), and the CCR table is recomputed with the pure monitor
+  (``rfq.risk.monitor.assess``, run off the event loop) at each new height: nothing is read
+  from a single authority, and nothing grows a reply past the bus's payload limit;
 - **alerts**: when an institution's EAD crosses its genesis ``ccr_threshold`` it publishes a
   ``RiskAlert`` with the cascade its default would start on ``otc.risk.alert`` and keeps it;
   once per crossing (the EAD must fall back to the threshold before it can alert again);
@@ -20,15 +22,12 @@ The regulator runs no node and never trades (paper section II.1). ``RegulatorSer
 Governance actions (nominate, veto, evict, credit event, external rating) are one-shot
 transactions: ``governance_payload`` builds them and ``LedgerClient.submit_and_wait`` sends them
 (``botc regulator --net NETDIR nominate G2``).
-
-Whole-market queries can be large, so replies are read on a channel allowing
-``consensus_max_bytes`` (the default member channel stops at ``max_message_bytes``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -40,22 +39,19 @@ import structlog
 from nats.aio.msg import Msg
 
 from bus import subjects
-from bus.client import Bus, RequestError
+from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.authority.node import consensus_channel
 from peers.errors import CliError
 from peers.ledger_client import (
     LedgerClient,
     LedgerUnavailable,
-    PagedQuery,
-    QueryDenied,
-    read_pages,
 )
+from peers.observer import ChainFollower
 from peers.service import Service, ServiceStatus, cancel_and_wait
-from rfq.clock import utc_today
-from rfq.contracts.model import ContractView, Status
 from rfq.errors import RfqError, ValidationError
 from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
+from rfq.ledger.block import Block
 from rfq.ledger.consensus import (
     EQUIVOCATION_KINDS,
     Commit,
@@ -64,40 +60,30 @@ from rfq.ledger.consensus import (
     Proposal,
     verify_evidence,
 )
-from rfq.ledger.state import Receipt
-from rfq.ledger.state import Trade as LedgerTrade
-from rfq.ledger.tx import ByzantineEvidence, CreditEventTx, Evict, ExternalRating, Nominate, Veto
+from rfq.ledger.state import BlockResult, Receipt, business_date
+from rfq.ledger.tx import (
+    ByzantineEvidence,
+    CreditEventTx,
+    Evict,
+    ExternalRating,
+    Nominate,
+    Veto,
+)
 from rfq.queries import (
     REGULATOR_QUERY_ROLES,
     REGULATOR_REPLY_ROLES,
-    REPLY_ROLES,
-    ContractsQuery,
-    ContractsReply,
-    GuaranteesQuery,
-    GuaranteesReply,
-    PaymentsQuery,
-    PaymentsReply,
-    Query,
     QueryRefused,
-    RatingsQuery,
-    RatingsReply,
     RegulatorQuery,
     RegulatorReply,
-    Reply,
     RiskAlert,
     RiskQuery,
     RiskReply,
-    StatusQuery,
-    StatusReply,
-    TradesQuery,
-    TradesReply,
 )
+from rfq.risk.incremental import IncrementalMonitor, cash_margin_held, changed_contracts
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     Assessment,
-    MonitorInput,
     alert_for,
-    assess,
     crossings,
     what_if,
 )
@@ -206,14 +192,12 @@ class RegulatorService(Service):
         self.alerts: deque[RiskAlert] = deque(maxlen=MAX_ALERTS_KEPT)
         self.alert_listeners: list[Callable[[RiskAlert], None]] = []
         self.evidence: list[EvidenceReport] = []
-        self._members = {m.id: m for m in genesis.members}
-        self._reply_channel: Channel[Reply] = Channel.of(
-            "query_reply", Reply, REPLY_ROLES, max_bytes=genesis.params.consensus_max_bytes
-        )
-        self._trades: dict[str, LedgerTrade] = {}
-        self._open_ids: set[str] = set()
-        self._defaulted: dict[str, ContractView] = {}
-        self._history_read = False
+        self.follower = ChainFollower(bus, genesis, query_timeout_s=query_timeout_s)
+        self.follower.listeners.append(self._on_block)
+        self.monitor = IncrementalMonitor(recovery_rate=recovery_rate)
+        self._changed: set[str] = set()
+        self._everything_changed = True
+        self._new_block = asyncio.Event()
         self._votes: dict[tuple[str, int, int, str], tuple[bytes, SignedMessage]] = {}
         self._newest_vote_height = 0
         self._accused: set[str] = set()
@@ -227,6 +211,7 @@ class RegulatorService(Service):
         if self.status != ServiceStatus.NEW:
             return self
         await self.ledger.start()
+        await self.follower.start()
         await self.bus.subscribe(
             subjects.query(self.bus.member_id), REGULATOR_QUERY_CHANNEL, self._on_query
         )
@@ -245,6 +230,7 @@ class RegulatorService(Service):
     async def _shutdown(self) -> None:
         for task in [t for t in (self._task, *self._background) if t is not None]:
             await cancel_and_wait(task)
+        await self.follower.close()
         log.info("regulator_closed", height=self.height, alerts=len(self.alerts))
 
     def _spawn(self, coro: Any) -> None:
@@ -256,9 +242,12 @@ class RegulatorService(Service):
 
     async def _follow(self) -> None:
         while self.status == ServiceStatus.RUNNING:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_block.wait(), self.poll_s)
+            self._new_block.clear()
             try:
                 await self.refresh()
-            except (LedgerUnavailable, QueryDenied, RfqError) as exc:
+            except RfqError as exc:
                 self.stats["refresh_failed"] += 1
                 log.warning("regulator_refresh_failed", error=str(exc))
             except asyncio.CancelledError:
@@ -266,52 +255,38 @@ class RegulatorService(Service):
             except Exception as exc:  # never let one bad refresh stop the monitor
                 self.stats["refresh_crashed"] += 1
                 log.exception("regulator_refresh_crashed", error=repr(exc))
-            await asyncio.sleep(self.poll_s)
 
-    async def _query(self, query: Query) -> Reply:
-        """Ask the authorities in turn (the last one that answered first)."""
-        errors = []
-        for authority in list(self.ledger.authorities):
-            try:
-                reply = await self.bus.request(
-                    subjects.query(authority),
-                    query,
-                    self._reply_channel,
-                    timeout=self.query_timeout_s,
-                )
-            except RequestError as exc:
-                errors.append(f"{authority}: {exc}")
-                continue
-            if self.ledger.authorities[0] != authority:
-                self.ledger.authorities.remove(authority)
-                self.ledger.authorities.insert(0, authority)
-            if isinstance(reply.payload, QueryRefused):
-                raise QueryDenied(reply.payload.reason)
-            return reply.payload
-        raise LedgerUnavailable("no authority answered: " + "; ".join(errors))
-
-    async def _ask(self, query: Query, kind: type[Any]) -> Any:
-        reply = await self._query(query)
-        if not isinstance(reply, kind):
-            raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
-        return reply
-
-    async def _ask_all(self, query: PagedQuery, kind: type[Any]) -> Any:
-        """Every page of a paged query, as one reply of ``kind``."""
-        return await read_pages(self._query, query, kind, max_rows=10**9)
+    def _on_block(self, block: Block, result: BlockResult) -> None:
+        if not self._everything_changed:
+            changed = changed_contracts(self.follower.state, result)
+            if changed is None:
+                self._everything_changed = True
+            else:
+                self._changed |= changed
+        self._new_block.set()
 
     async def refresh(self) -> bool:
-        """Re-read the chain and recompute if a new height is final; True if it recomputed."""
+        """Recompute if the follower has applied a new final height; True if it recomputed.
+
+        The changed contracts are read from the follower's state here, on the event loop;
+        the monitor then runs off it while the follower goes on."""
         async with self._refreshing:
-            status: StatusReply = await self._ask(StatusQuery(), StatusReply)
-            for authority in status.authorities:
-                if authority not in self.ledger.authorities:
-                    self.ledger.authorities.append(authority)
-            if status.height <= self.height and self.assessment is not None:
+            if self.follower.height <= self.height and self.assessment is not None:
                 return False
             started = time.perf_counter()
-            inp = await self._read_inputs(status)
-            assessment = await asyncio.to_thread(assess, inp)
+            state = self.follower.state
+            changed = state.book.ids() if self._everything_changed else self._changed
+            self._everything_changed, self._changed = False, set()
+            for cid in changed:
+                self.monitor.put(state.book.get(cid), cash_margin_held(state, cid))
+            assessment = await asyncio.to_thread(
+                self.monitor.assess,
+                self.follower.height,
+                business_date(state.timestamp_ms, state.book),
+                tuple(state.members.values()),
+                {m: r.score for m, r in state.ratings.items()},
+                tuple(state.guarantees.values()),
+            )
             self.assessment = assessment
             self.height = assessment.height
             self.stats["refreshes"] += 1
@@ -319,80 +294,11 @@ class RegulatorService(Service):
             log.debug(
                 "regulator_assessed",
                 height=assessment.height,
-                exposures=len(assessment.exposures),
+                changed=len(changed),
+                netting_pairs=self.monitor.recomputed,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
             return True
-
-    async def _read_inputs(self, status: StatusReply) -> MonitorInput:
-        contracts: ContractsReply = await self._ask_all(
-            ContractsQuery(open_only=True), ContractsReply
-        )
-        live = [v for v in contracts.contracts if not v.status.terminal]
-        ids = {v.contract.id for v in live}
-        if not self._history_read:
-            # Past defaults (PD 1, observed recovery rates) come from the whole book, once; a
-            # book too large for one reply is skipped rather than stopping the monitor.
-            self._history_read = True
-            try:
-                everything: ContractsReply = await self._ask_all(ContractsQuery(), ContractsReply)
-                self._remember_defaults(everything.contracts)
-            except LedgerUnavailable as exc:
-                self.stats["history_unread"] += 1
-                log.warning("regulator_history_unread", error=str(exc))
-        else:
-            ended = tuple(sorted(self._open_ids - ids))
-            if ended:
-                closed: ContractsReply = await self._ask_all(
-                    ContractsQuery(ids=ended), ContractsReply
-                )
-                self._remember_defaults(closed.contracts)
-        self._open_ids = ids
-        await self._read_trades(ids)
-        pending: PaymentsReply = await self._ask_all(PaymentsQuery(status="pending"), PaymentsReply)
-        failed: PaymentsReply = await self._ask_all(PaymentsQuery(status="failed"), PaymentsReply)
-        not_held = {p.id for p in (*pending.payments, *failed.payments)}
-        cash_margin = {
-            cid: trade.cash_margin
-            for cid in ids
-            if (trade := self._trades.get(cid)) is not None
-            and trade.cash_margin > 0
-            and f"{cid}/initial_margin/1" not in not_held
-        }
-        ratings: RatingsReply = await self._ask(RatingsQuery(), RatingsReply)
-        guarantees: GuaranteesReply = await self._ask_all(GuaranteesQuery(), GuaranteesReply)
-        try:
-            as_of = dt.date.fromisoformat(status.business_date)
-        except ValueError:
-            as_of = utc_today()
-        return MonitorInput(
-            height=max(contracts.height, status.height),
-            as_of=as_of,
-            members=tuple(self._members.values()),
-            contracts=(*live, *self._defaulted.values()),
-            cash_margin=cash_margin,
-            ratings=ratings.ratings,
-            guarantees=guarantees.guarantees,
-            recovery_rate=self.recovery_rate,
-        )
-
-    def _remember_defaults(self, views: tuple[ContractView, ...]) -> None:
-        for view in views:
-            if view.status == Status.DEFAULTED:
-                self._defaulted[view.contract.id] = view
-
-    async def _read_trades(self, ids: set[str]) -> None:
-        """Trades are immutable: read pages, newest first, until every new contract's is in."""
-        missing = ids - self._trades.keys()
-        cursor = ""
-        while missing:
-            reply: TradesReply = await self._ask(TradesQuery(cursor=cursor), TradesReply)
-            for trade in reply.trades:
-                self._trades[trade.contract_id] = trade
-            missing -= self._trades.keys()
-            if not reply.next_cursor:
-                return
-            cursor = reply.next_cursor
 
     async def _raise_alerts(self, assessment: Assessment) -> None:
         self.above, crossed = crossings(self.above, assessment.rows)
@@ -423,7 +329,7 @@ class RegulatorService(Service):
 
     def answer(self, who: str, query: RegulatorQuery) -> RegulatorReply:
         """The reply to ``who``'s query (pure over the last assessment)."""
-        member = self._members.get(who)
+        member = self.follower.state.members.get(who)
         full = member is not None and member.role in FULL_VIEW_ROLES
         assessment = self.assessment
         if isinstance(query, RiskQuery):

@@ -7,7 +7,9 @@ The member's X25519 key, used to seal confidential payloads to it, is derived fr
 seed with HKDF, so a key file holds one secret.
 
 Parsing is pure (text in, typed objects out, ``ValidationError`` naming the file and field);
-reading files, their permissions and writing them lives in ``peers.netdir``.
+reading files, their permissions and writing them lives in ``peers.netdir`` and
+``peers.genesis``. How a genesis comes to be (each member's own key, proofs of possession,
+the regulator's seal) is ``rfq.genesis``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,12 @@ class AuthoritySetup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Genesis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Everything a node needs to agree on block 0."""
+    """Everything a node needs to agree on block 0.
+
+    ``seal`` is the regulator's signature over the genesis hash (``rfq.genesis``): it is not
+    part of the content it signs, so the hash, block 0 and the chain are the same whether or
+    not a genesis is sealed.
+    """
 
     name: str
     chain_id: str
@@ -119,6 +126,7 @@ class Genesis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     authorities: AuthoritySetup
     rating: RatingWeights = RatingWeights(alpha=0.4, beta=0.6)
     params: NetworkParams = NetworkParams()
+    seal: str | None = None
 
     def member(self, member_id: str) -> Member:
         for m in self.members:
@@ -134,9 +142,16 @@ class Genesis(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         regulators = self.by_role(Role.REGULATOR)
         return regulators[0]
 
+    def content_bytes(self) -> bytes:
+        """The canonical encoding of everything but the seal (a map of the fields in order,
+        the bytes an unsealed genesis has always encoded to)."""
+        content = {f: getattr(self, f) for f in self.__struct_fields__ if f != "seal"}
+        return msgspec.msgpack.encode(content)
+
     def hash(self) -> bytes:
-        """Hash of the canonical encoding: what block 0 commits to."""
-        return hashlib.sha256(msgspec.msgpack.encode(self)).digest()
+        """Hash of the canonical content: what block 0 commits to and the regulator seals.
+        The one definition: ``botc genesis show`` prints it for members to compare."""
+        return hashlib.sha256(self.content_bytes()).digest()
 
 
 def validate_member(m: Member, where: str) -> None:
@@ -162,7 +177,8 @@ def validate_member(m: Member, where: str) -> None:
         raise ValidationError("capital cannot be negative", where=f"{where}.capital")
 
 
-def _check_genesis(genesis: Genesis, where: str) -> None:
+def check_genesis(genesis: Genesis, where: str) -> None:
+    """A whole genesis is consistent: members, one regulator, authorities, weights, params."""
     try:
         created = dt.datetime.fromisoformat(genesis.created)
     except ValueError:
@@ -208,7 +224,11 @@ def _check_genesis(genesis: Genesis, where: str) -> None:
             f"alpha ({w.alpha}) and beta ({w.beta}) must be in [0, 1] and sum to 1",
             where=f"{where}: rating",
         )
-    p = genesis.params
+    check_params(genesis.params, where)
+
+
+def check_params(p: NetworkParams, where: str) -> None:
+    """Network parameters a chain can run with (``where`` prefixes errors)."""
     for name in (
         "block_time_ms",
         "max_block_txs",
@@ -244,7 +264,7 @@ def _toml_as(text: str, cls: type[T], *, source: str, what: str) -> T:
 def parse_genesis(text: str, *, source: str = "genesis.toml") -> Genesis:
     """Parse and check a genesis; errors name ``source`` and the field."""
     genesis = _toml_as(text, Genesis, source=source, what="valid TOML")
-    _check_genesis(genesis, source)
+    check_genesis(genesis, source)
     return genesis
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
+import types
 from collections.abc import Mapping
 from typing import Literal
 
@@ -348,6 +350,12 @@ def listed_underlyings(today: dt.date) -> dict[str, Underlying]:
     The one listing everything uses: the oracle publishes these, the market watch shows them,
     simulated clients trade them and ``validate_terms(..., today=)`` refuses anything else.
     """
+    return dict(_listing(today))
+
+
+@functools.lru_cache(maxsize=64)
+def _listing(today: dt.date) -> Mapping[str, Underlying]:
+    """``listed_underlyings``, computed once a date: every accepted trade checks it."""
     out: dict[str, Underlying] = {}
     for spec in FUTURES:
         for year, month in listed_months(today):
@@ -355,7 +363,7 @@ def listed_underlyings(today: dt.date) -> dict[str, Underlying]:
             out[u.id] = u
     for u in SPOT_AND_INDICES:
         out[u.id] = u
-    return out
+    return types.MappingProxyType(out)
 
 
 def check_listed(
@@ -365,7 +373,7 @@ def check_listed(
     their months' last trading day (no fixing exists then). Raises ``ValidationError``
     naming the field."""
     known = CATALOG if catalog is None else catalog
-    listed = listed_underlyings(today)
+    listed = _listing(today)
     for i, leg in enumerate(terms.legs):
         u = known.get(leg.underlying)
         if u is None or u.last_trading_day is None:

@@ -313,7 +313,7 @@ def refusal(member: Member, query: Query) -> str | None:
             if member.role not in (Role.GUARANTOR, Role.DEALER) and client not in (None, member.id):
                 return f"{member.id} may only see its own guarantees"
         case BlocksQuery():
-            if member.role not in AUTHORITY_ELIGIBLE:
+            if member.role not in (*AUTHORITY_ELIGIBLE, Role.REGULATOR):
                 return "blocks are served to authorities and the regulator"
         case _:
             pass

@@ -32,6 +32,7 @@ from bus.errors import BusError
 from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.regulator import regulator_reply_channel
+from rfq.clock import utc_today
 from rfq.contracts.model import ContractView
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
@@ -636,7 +637,7 @@ def business_day(business_date: str, now: float) -> dt.date:
     """The chain's business date when known, else the clock's UTC date."""
     with contextlib.suppress(ValueError):
         return dt.date.fromisoformat(business_date)
-    return dt.datetime.fromtimestamp(now, dt.UTC).date()
+    return utc_today(lambda: now)
 
 
 def cascade_text(rounds: tuple[tuple[str, ...], ...], defaulted: tuple[str, ...]) -> Text:

@@ -17,7 +17,8 @@ import msgspec
 from peers.authority.store import ChainStore
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Genesis
-from rfq.ledger.block import Block, BlockError, check_block
+from rfq.ledger.block import Block, BlockError
+from rfq.ledger.follow import follow_block
 from rfq.ledger.state import LedgerState, genesis_header
 
 _block_decoder = msgspec.msgpack.Decoder(Block)
@@ -54,15 +55,9 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
         if block.hash() != stored_hash:
             return Verdict(False, height, "stored hash differs from the block's hash")
         try:
-            check_block(head, block, state.authorities, state.directory)
+            follow_block(state, head, block)
         except BlockError as exc:
             return Verdict(False, height, exc.reason)
-        try:
-            state.execute(height, block.header.timestamp_ms, head, block.txs)
-        except RfqError as exc:
-            return Verdict(False, height, f"does not execute: {exc}")
-        if state.state_root() != block.header.state_root:
-            return Verdict(False, height, "state root differs from the header's")
         if height in snapshots and (
             fault := _snapshot_fault(genesis, snapshots[height], block.header.state_root)
         ):

@@ -23,6 +23,8 @@ from rfq.errors import RfqError
 
 COMMANDS = (
     "init",
+    "keygen",
+    "genesis",
     "nats",
     "oracle",
     "dealer",

@@ -1,5 +1,4 @@
-"""``botc bench rfq|chain|contracts|risk|flood``: the speed targets, each with a same-run
-baseline.
+"""``botc bench NAME``: the speed targets, measured with same-run baselines.
 
 Each benchmark lives in ``peers.benchmarks.<name>`` and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches, importing the benchmark when it runs.
@@ -16,6 +15,7 @@ BENCHMARKS = {
     "chain": "committed transactions per second and finality latency (four authorities)",
     "contracts": "time to revalue 100,000 live contracts on one price fixing",
     "risk": "SA-CCR over 10,000 trades; cascade and DebtRank on 1,000 institutions",
+    "scale": "an authority, the regulator and a client at 10k, 50k and 100k live contracts",
     "flood": "other clients' RFQ round trips while one client floods 10,000 RFQs/s",
 }
 

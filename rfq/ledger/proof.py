@@ -2,8 +2,9 @@
 
 The state root is ``SHA-256("botc-state/v2\\x00" + msgpack(RootParts))``: the height, the
 timestamp and one 32-byte digest per named component, the governance struct, the contract
-book and every ledger map (``rfq.ledger.state.MAP_TYPES``). A ``StateProof`` carries those
-parts, so the verifier needs no table of components: the names are committed with the digests.
+book and every ledger map (the components of ``rfq.ledger.components.registry``). A
+``StateProof`` carries those parts, so the verifier needs no table of components: the names
+are committed with the digests.
 
 What a proof shows, by component:
 

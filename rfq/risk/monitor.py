@@ -165,6 +165,16 @@ class Assessment:
 # Prices
 
 
+def market_prices(
+    live: Iterable[ContractView],
+    ended: Iterable[ContractView],
+    known: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """``leg_prices`` from the live contracts' marks, then from the marks ended contracts were
+    left with: those are stale, so they only price what no live contract does."""
+    return leg_prices(ended, leg_prices(live, known))
+
+
 def leg_prices(
     views: Iterable[ContractView], known: Mapping[str, float] | None = None
 ) -> dict[str, float]:
@@ -346,50 +356,70 @@ def bilateral_exposures(
     Ordered by (client, dealer), the dealer's exposure to the client first.
     """
     if prices is None:
-        prices = leg_prices(inp.contracts, inp.prices)
+        live = [v for v in inp.contracts if not v.status.terminal]
+        ended = [v for v in inp.contracts if v.status.terminal]
+        prices = market_prices(live, ended, inp.prices)
     pairs: dict[tuple[str, str], list[ContractView]] = {}
     for view in inp.contracts:
         if not view.status.terminal:
             pairs.setdefault((view.contract.client, view.contract.dealer), []).append(view)
     out: list[DirectedExposure] = []
     for (client, dealer), views in sorted(pairs.items()):
-        views.sort(key=lambda v: v.contract.id)
-        terms = [v.contract.margin for v in views]
-        margined = all(m is not None for m in terms)
-        threshold = max((m.threshold for m in terms if m is not None), default=0.0)
-        mta = max((m.minimum_transfer_amount for m in terms if m is not None), default=0.0)
-        vm_to_client = math.fsum(v.vm_balance for v in views)
-        cash_im = math.fsum(max(inp.cash_margin.get(v.contract.id, 0.0), 0.0) for v in views)
-        for creditor, debtor in ((dealer, client), (client, dealer)):
-            if creditor == dealer:
-                nica, held_vm = cash_im, -vm_to_client
-            else:
-                nica, held_vm = 0.0, vm_to_client
-            trades = tuple(
-                t
-                for v in views
-                for t in contract_trades(v, creditor=creditor, as_of=inp.as_of, prices=prices)
-            )
-            ns = NettingSet(
-                id=netting_set_id(client, dealer, creditor),
-                trades=trades,
-                margined=margined,
-                collateral=held_vm + nica,
-                threshold=threshold if margined else None,
-                mta=mta if margined else None,
-                nica=nica if margined else None,
-                mpor_days=inp.mpor_days if margined else None,
-            )
-            out.append(
-                DirectedExposure(
-                    netting_set=ns.id,
-                    creditor=creditor,
-                    debtor=debtor,
-                    contracts=len(views),
-                    result=compute_netting_set(ns),
-                )
-            )
+        out.extend(
+            pair_exposures(client, dealer, views, inp.cash_margin, inp.as_of, prices, inp.mpor_days)
+        )
     return tuple(out)
+
+
+def pair_exposures(
+    client: str,
+    dealer: str,
+    views: Iterable[ContractView],
+    cash_margin: Mapping[str, float],
+    as_of: dt.date,
+    prices: Mapping[str, float],
+    mpor_days: float,
+) -> tuple[DirectedExposure, DirectedExposure]:
+    """The (client, dealer) netting set's SA-CCR from both sides: the dealer's exposure to the
+    client first. ``views``: the pair's live contracts."""
+    ordered = sorted(views, key=lambda v: v.contract.id)
+    terms = [v.contract.margin for v in ordered]
+    margined = all(m is not None for m in terms)
+    threshold = max((m.threshold for m in terms if m is not None), default=0.0)
+    mta = max((m.minimum_transfer_amount for m in terms if m is not None), default=0.0)
+    vm_to_client = math.fsum(v.vm_balance for v in ordered)
+    cash_im = math.fsum(max(cash_margin.get(v.contract.id, 0.0), 0.0) for v in ordered)
+    out: list[DirectedExposure] = []
+    for creditor, debtor in ((dealer, client), (client, dealer)):
+        if creditor == dealer:
+            nica, held_vm = cash_im, -vm_to_client
+        else:
+            nica, held_vm = 0.0, vm_to_client
+        trades = tuple(
+            t
+            for v in ordered
+            for t in contract_trades(v, creditor=creditor, as_of=as_of, prices=prices)
+        )
+        ns = NettingSet(
+            id=netting_set_id(client, dealer, creditor),
+            trades=trades,
+            margined=margined,
+            collateral=held_vm + nica,
+            threshold=threshold if margined else None,
+            mta=mta if margined else None,
+            nica=nica if margined else None,
+            mpor_days=mpor_days if margined else None,
+        )
+        out.append(
+            DirectedExposure(
+                netting_set=ns.id,
+                creditor=creditor,
+                debtor=debtor,
+                contracts=len(ordered),
+                result=compute_netting_set(ns),
+            )
+        )
+    return out[0], out[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,24 +476,47 @@ def credit_of(
 
 def assess(inp: MonitorInput) -> Assessment:
     """The CCR table, the directed exposures and the exposure network at ``inp.height``."""
-    prices = leg_prices(inp.contracts, inp.prices)
-    exposures = bilateral_exposures(inp, prices)
-    defaults = observed_defaults(inp.contracts)
-    institutions = [m for m in inp.members if m.role in INSTITUTION_ROLES]
-    owed: dict[str, list[float]] = {}
-    counterparties: dict[str, set[str]] = {}
-    for x in exposures:
-        owed.setdefault(x.debtor, []).append(x.ead)
-        counterparties.setdefault(x.debtor, set()).add(x.creditor)
+    live = [v for v in inp.contracts if not v.status.terminal]
+    prices = market_prices(live, [v for v in inp.contracts if v.status.terminal], inp.prices)
     open_contracts: dict[str, int] = {}
     for view in inp.contracts:
         if not view.status.terminal:
             for party in (view.contract.client, view.contract.dealer):
                 open_contracts[party] = open_contracts.get(party, 0) + 1
+    return assessment_of(
+        inp.height,
+        inp.members,
+        bilateral_exposures(inp, prices),
+        observed_defaults(inp.contracts),
+        open_contracts,
+        inp.ratings,
+        inp.guarantees,
+        inp.recovery_rate,
+    )
+
+
+def assessment_of(
+    height: int,
+    members: Iterable[Member],
+    exposures: tuple[DirectedExposure, ...],
+    defaults: Mapping[str, tuple[float, ...]],
+    open_contracts: Mapping[str, int],
+    ratings: Mapping[str, float],
+    guarantees: Iterable[Guarantee],
+    recovery_rate: float,
+) -> Assessment:
+    """The CCR table and the exposure network from the netting sets' exposures: what both the
+    whole-market ``assess`` and the incremental monitor end with."""
+    institutions = [m for m in members if m.role in INSTITUTION_ROLES]
+    owed: dict[str, list[float]] = {}
+    counterparties: dict[str, set[str]] = {}
+    for x in exposures:
+        owed.setdefault(x.debtor, []).append(x.ead)
+        counterparties.setdefault(x.debtor, set()).add(x.creditor)
     rows: list[CcrRow] = []
     lgd: dict[str, float] = {}
     for m in institutions:
-        credit = credit_of(m, inp.ratings, defaults, inp.recovery_rate)
+        credit = credit_of(m, ratings, defaults, recovery_rate)
         lgd[m.id] = credit.lgd
         ead = math.fsum(owed.get(m.id, ()))
         rows.append(
@@ -481,8 +534,8 @@ def assess(inp: MonitorInput) -> Assessment:
                 alert=m.ccr_threshold > 0 and ead > m.ccr_threshold,
             )
         )
-    network = exposure_network(institutions, exposures, lgd, inp.guarantees)
-    return Assessment(inp.height, tuple(rows), exposures, network)
+    network = exposure_network(institutions, exposures, lgd, guarantees)
+    return Assessment(height, tuple(rows), exposures, network)
 
 
 # ---------------------------------------------------------------------------------------------

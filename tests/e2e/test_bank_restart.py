@@ -78,5 +78,6 @@ async def test_a_bank_stopped_after_executing_c1s_margin_confirms_it_once_after_
         assert balances[traded.trade.client] == pytest.approx(5.0e7 - traded.trade.cash_margin)
     assert balances[CUSTODY] == pytest.approx(c1.trade.cash_margin + c2.trade.cash_margin)
     assert books.total() == funded and books.balanced()
-    await asyncio.sleep(0.5)  # further polls change nothing
+    polls = bank.polls
+    await market.until(lambda: bank.polls >= polls + 2, what="two further polls")  # change nothing
     assert bank.counts()["executed"] == 2

@@ -71,8 +71,7 @@ async def test_bad_input_in_the_ticket_is_shown_beside_its_field_and_nothing_is_
         assert "pick at least one dealer" in error_shown(ticket, "dealers")
         assert send.disabled
         await pilot.press("ctrl+s")
-
-        await asyncio.sleep(0.2)
+        await pilot.pause()  # every message the key press queued has been handled
         assert c1.session.rfqs == {}
         assert seen == []
         await pilot.click("#dealer-D2")

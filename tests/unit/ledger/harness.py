@@ -58,8 +58,15 @@ class Net:
         return msgspec.msgpack.encode(self.sign(who, payload, at_ms=at_ms, ttl_ms=ttl_ms))
 
 
-def make_net(**params: object) -> Net:
-    ids = {mid: Identity.generate(mid, role) for mid, role, _ in MEMBERS}
+def seeded_identity(member_id: str, role: Role) -> Identity:
+    """The same keys every run (a pinned state root needs the same public keys)."""
+    return Identity(member_id, role, hashlib.sha256(f"botc-test/{member_id}".encode()).digest())
+
+
+def make_net(*, seeded: bool = False, **params: object) -> Net:
+    """A test network; ``seeded``: keys derived from the member ids instead of random ones."""
+    make = seeded_identity if seeded else Identity.generate
+    ids = {mid: make(mid, role) for mid, role, _ in MEMBERS}
     members = tuple(ids[mid].member(mid, **extra) for mid, _, extra in MEMBERS)  # type: ignore[arg-type]
     genesis = Genesis(
         name="test",

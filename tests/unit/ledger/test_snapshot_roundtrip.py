@@ -1,28 +1,44 @@
-"""A snapshot restores the state exactly, whatever happened before it: random runs over trades,
-fixings, margin calls met and missed, close-outs, credit events, guarantees and settlements."""
+"""A snapshot restores the state exactly, whatever happened before it: random runs over every
+transaction kind (trades, fixings, payments confirmed and failed, close-outs, credit events,
+guarantees granted and revoked, external ratings, registrations, governance, evidence) and so
+every contract event (margin calls met and missed, settlements, defaults), with missed rounds and
+epoch re-elections; and a pinned run shows the state root and snapshot bytes do not change."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import typing
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rfq.identity import Role
 from rfq.instruments import OptionTerms, Side
+from rfq.ledger.consensus import Prepare
 from rfq.ledger.state import LedgerState
 from rfq.ledger.tx import (
+    ByzantineEvidence,
     CloseOutRequest,
     CreditEventTx,
+    Evict,
+    ExternalRating,
     GuaranteeGrant,
+    GuaranteeRevoke,
+    Nominate,
     PaymentConfirmed,
     PaymentFailed,
     PriceFixing,
+    RegisterMember,
+    Veto,
 )
 
-from .harness import TODAY, Chain, make_net, swap_terms, trade_tx
+from .harness import TODAY, Chain, Net, make_net, seeded_identity, swap_terms, trade_tx
 
-NET = make_net(margin_cure_days=1)
+PARAMS: dict[str, object] = {"margin_cure_days": 1, "epoch_blocks": 9, "liveness_missed_rounds": 3}
+NET = make_net(**PARAMS)
+ELIGIBLE = ["CCP", "D1", "D2", "D3", "G1", "G2"]
 
 _op = st.one_of(
     st.tuples(
@@ -43,12 +59,26 @@ _op = st.one_of(
     st.tuples(st.just("credit"), st.sampled_from(["C1", "C2", "D3"])),
     st.tuples(st.just("grant"), st.sampled_from(["C1", "C2"]), st.sampled_from([5e4, 1e5])),
     st.tuples(st.just("idle"), st.integers(min_value=1, max_value=3)),
+    st.tuples(st.just("revoke"), st.integers(min_value=0, max_value=5)),
+    st.tuples(
+        st.just("rate"), st.sampled_from(["C1", "C2", "D1", "G1"]), st.sampled_from(["AA", "BB"])
+    ),
+    st.tuples(st.just("register"), st.sampled_from(["BBB", "A", ""])),
+    st.tuples(st.just("nominate"), st.sampled_from(ELIGIBLE)),
+    st.tuples(st.just("veto"), st.sampled_from(ELIGIBLE)),
+    st.tuples(st.just("evict"), st.sampled_from(ELIGIBLE)),
+    st.tuples(st.just("evidence"), st.sampled_from(ELIGIBLE)),
+    st.tuples(st.just("late"), st.integers(min_value=1, max_value=2)),
 )
 
 
 class Run:
-    def __init__(self) -> None:
-        self.chain = Chain(NET)
+    """A chain driven by ops; ``after_block`` sees the state after every block."""
+
+    def __init__(self, net: Net = NET, after_block: Callable[[LedgerState], None] | None = None):
+        self.net = net
+        self.chain = Chain(net)
+        self.after_block = after_block
         self.n = 0
         self.price = 3200.0
         self.day = TODAY
@@ -56,10 +86,16 @@ class Run:
     def at(self) -> int:
         return self.chain.head.timestamp_ms + 1000
 
+    def block(self, *txs: bytes, at_ms: int | None = None, round: int = 0) -> None:
+        self.chain.block(*txs, at_ms=at_ms, round=round)
+        if self.after_block is not None:
+            self.after_block(self.chain.state)
+
     def step(self, op: tuple) -> None:  # type: ignore[type-arg]
-        state, at = self.chain.state, self.at()
+        state, at, net = self.chain.state, self.at(), self.net
         kind = op[0]
         txs: list[bytes] = []
+        round_ = 0
         if kind == "trade":
             _, client, dealer, side, qty, days, option, im, line = op
             self.n += 1
@@ -77,7 +113,7 @@ class Run:
                 )
             txs.append(
                 trade_tx(
-                    NET,
+                    net,
                     rfq_id=f"r{self.n}",
                     client=client,
                     dealer=dealer,
@@ -91,36 +127,60 @@ class Run:
         elif kind == "fix":
             self.price = round(self.price * (1 + op[1]), 1)
             self.day += dt.timedelta(days=1)
-            txs.append(NET.tx("ORACLE", PriceFixing(self.day, (("RB2705", self.price),)), at_ms=at))
+            txs.append(net.tx("ORACLE", PriceFixing(self.day, (("RB2705", self.price),)), at_ms=at))
         elif kind == "confirm":
             pending = sorted(p.id for p in state.payments.values() if p.status == "pending")
             for pid in pending[: int(len(pending) * op[1]) + 1]:
                 p = state.payments[pid]
                 txs.append(
-                    NET.tx("BANK", PaymentConfirmed(p.id, p.amount, f"ref-{p.id}"), at_ms=at)
+                    net.tx("BANK", PaymentConfirmed(p.id, p.amount, f"ref-{p.id}"), at_ms=at)
                 )
         elif kind == "fail":
             pending = sorted(p.id for p in state.payments.values() if p.status == "pending")
             if pending:
                 pid = pending[op[1] % len(pending)]
-                txs.append(NET.tx("BANK", PaymentFailed(pid, "insufficient funds"), at_ms=at))
+                txs.append(net.tx("BANK", PaymentFailed(pid, "insufficient funds"), at_ms=at))
         elif kind == "close":
             live = [c for c in state.book.ids() if not state.book.get(c).status.terminal]
             if live:
                 view = state.book.get(live[op[1] % len(live)])
                 for who in (view.contract.client, view.contract.dealer):
-                    txs.append(NET.tx(who, CloseOutRequest(view.contract.id), at_ms=at))
+                    txs.append(net.tx(who, CloseOutRequest(view.contract.id), at_ms=at))
         elif kind == "credit":
-            txs.append(NET.tx("REG", CreditEventTx(op[1], "test"), at_ms=at))
+            txs.append(net.tx("REG", CreditEventTx(op[1], "test"), at_ms=at))
         elif kind == "grant":
             self.n += 1
             asset = hashlib.sha256(f"asset-{self.n}".encode()).hexdigest()
             grant = GuaranteeGrant(f"g{self.n}", op[1], op[2], asset, op[2] * 2)
-            txs.append(NET.tx("G1", grant, at_ms=at))
+            txs.append(net.tx("G1", grant, at_ms=at))
         elif kind == "idle":
             for _ in range(op[1] - 1):
-                self.chain.block()
-        self.chain.block(*txs, at_ms=at)
+                self.block()
+        elif kind == "revoke":
+            live = sorted(g.id for g in state.guarantees.values() if g.status == "live")
+            if live:
+                txs.append(net.tx("G1", GuaranteeRevoke(live[op[1] % len(live)]), at_ms=at))
+        elif kind == "rate":
+            txs.append(net.tx("REG", ExternalRating(op[1], op[2]), at_ms=at))
+        elif kind == "register":
+            self.n += 1
+            new = seeded_identity(f"N{self.n}", Role.CLIENT)
+            member = new.member(f"N{self.n}", external_rating=op[1], capital=1e6)
+            txs.append(net.tx("REG", RegisterMember(member), at_ms=at))
+        elif kind == "nominate":
+            txs.append(net.tx("REG", Nominate(op[1]), at_ms=at))
+        elif kind == "veto":
+            txs.append(net.tx("REG", Veto(op[1]), at_ms=at))
+        elif kind == "evict":
+            txs.append(net.tx("REG", Evict(op[1], "operator request"), at_ms=at))
+        elif kind == "evidence":
+            first, second = (
+                net.sign(op[1], Prepare(state.height, 0, bytes([n]) * 32), at_ms=at) for n in (1, 2)
+            )
+            txs.append(net.tx("C2", ByzantineEvidence(first, second), at_ms=at))
+        elif kind == "late":  # decided in a later round: the earlier proposers missed their turn
+            round_ = op[1]
+        self.block(*txs, at_ms=at, round=round_)
 
 
 @settings(
@@ -130,13 +190,15 @@ class Run:
 )
 @given(st.lists(_op, min_size=5, max_size=40))
 def test_restore_of_a_snapshot_has_the_same_root_at_every_height_and_carries_on_the_same(ops):
-    run = Run()
+    def same_after_restore(state: LedgerState) -> None:
+        snapshot = state.snapshot()
+        restored = LedgerState.restore(NET.genesis, snapshot)
+        assert restored.state_root() == state.state_root(), f"at {state.height}"
+        assert restored.snapshot() == snapshot, f"at {state.height}"
+
+    run = Run(after_block=same_after_restore)
     for op in ops:
         run.step(op)
-        state = run.chain.state
-        restored = LedgerState.restore(NET.genesis, state.snapshot())
-        assert restored.state_root() == state.state_root(), f"after {op} at {state.height}"
-        assert restored.snapshot() == state.snapshot()
     # The restored copy executes the next blocks to the same roots.
     twin = Chain(NET)
     twin.state = LedgerState.restore(NET.genesis, run.chain.state.snapshot())
@@ -163,3 +225,78 @@ def test_a_settled_trade_without_guarantees_restores_with_the_same_ratings_diges
     restored = LedgerState.restore(NET.genesis, state.snapshot())
     assert restored.ratings.digest() == state.ratings.digest()
     assert restored.state_root() == state.state_root()
+
+
+SEEDED = make_net(seeded=True, **PARAMS)
+
+PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
+    ("grant", "C1", 1e5),
+    ("grant", "C2", 5e4),
+    ("trade", "C1", "D1", Side.BUY, 1000, 30, False, 0.1, 1000),
+    ("trade", "C2", "D2", Side.SELL, 250.5, 5, False, 0.1, 0),
+    ("trade", "C1", "D3", Side.BUY, 100, 2, True, 0.1, 0),
+    ("trade", "C2", "D1", Side.BUY, 100, 30, False, 0.0, 0),
+    ("confirm", 1.0),
+    ("fix", 0.05),
+    ("confirm", 0.5),
+    ("fix", -0.06),
+    ("fail", 0),  # a margin call missed: past its due date, a default
+    ("fix", 0.0),
+    ("fix", 0.0),
+    ("fix", 0.0),
+    ("late", 1),
+    ("close", 0),
+    ("idle", 2),
+    ("rate", "C1", "AA"),
+    ("register", "BBB"),
+    ("nominate", "G2"),
+    ("veto", "G2"),
+    ("nominate", "G2"),
+    ("evict", "G1"),
+    ("evidence", "D2"),
+    ("late", 2),
+    ("credit", "C2"),
+    ("revoke", 0),
+    ("fix", 0.02),
+    ("confirm", 1.0),
+    ("idle", 3),
+    ("fix", -0.01),
+    ("trade", "C1", "D1", Side.SELL, 100, 2, False, 0.1, 0),
+    ("confirm", 1.0),
+    ("fix", 0.0),
+    ("fix", 0.0),
+    ("idle", 3),
+]
+"""Every transaction kind and every contract output, in one fixed run of a seeded network."""
+
+PINNED_DIGEST = "111f3acd49641b806a4b69375f76e9c746085e73ec1ac93a6d86e2cf1d781040"
+"""SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout):
+a change means stored chains and snapshots no longer verify."""
+
+
+def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():
+    from rfq.contracts.events import BookOutput
+    from rfq.ledger.tx import TX_ROLES
+
+    digest = hashlib.sha256()
+
+    def record(state: LedgerState) -> None:
+        digest.update(state.state_root())
+        digest.update(hashlib.sha256(state.snapshot()).digest())
+
+    run = Run(SEEDED, after_block=record)
+    for op in PINNED_OPS:
+        run.step(op)
+    committed = {r.kind for result in run.chain.results for r in result.receipts if r.ok}
+    refused = [r.reason for result in run.chain.results for r in result.receipts if not r.ok]
+    assert committed == set(TX_ROLES), (set(TX_ROLES) - committed, refused)
+    outputs = {type(o) for result in run.chain.results for o in result.outputs}
+    assert outputs == set(typing.get_args(BookOutput))
+    assert {e.action for result in run.chain.results for e in result.governance} >= {
+        "nominate",
+        "veto",
+        "evict",
+        "join",
+        "reelect",
+    }
+    assert digest.hexdigest() == PINNED_DIGEST

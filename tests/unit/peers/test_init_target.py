@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import peers.netdir
+import peers.genesis
 from peers.cli import main
 from peers.netdir import (
     MAX_CLIENTS,
@@ -45,16 +45,16 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def fail_on_the_fifth_key(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
-    real = peers.netdir._write_secret
+    real = peers.genesis.write_secret
     written: list[Path] = []
 
-    def flaky(path: Path, text: str) -> None:
+    def flaky(path: Path, text: str, *, exclusive: bool = False) -> None:
         if len(written) == 4:
             raise error
         written.append(path)
-        real(path, text)
+        real(path, text, exclusive=exclusive)
 
-    monkeypatch.setattr(peers.netdir, "_write_secret", flaky)
+    monkeypatch.setattr(peers.genesis, "write_secret", flaky)
 
 
 @pytest.mark.parametrize("target", ["/proc/nope", "/proc/self/nope/net"])

@@ -1,0 +1,445 @@
+"""``botc bench scale``: what an authority, the regulator and a client pay as the market grows.
+
+For each size N (10k, 50k, 100k live contracts; 200k with ``--full``) a child process builds a
+ledger state of N live contracts and ``--settled`` x N settled ones through the pure core, by
+executing blocks of real signed trades exactly as an authority does (signatures checked at
+admission, as the node's mempool does, so execution skips them), then measures:
+
+- ``trade_exec_us``: per-trade execution in a block of trades on top of N;
+- ``fixing_block_ms``: a block holding one price fixing (every live contract marks and is
+  margined), execution plus the state root (also reported apart: ``fixing_exec_ms``,
+  ``fixing_root_ms``);
+- ``regulator_update_p99_ms`` (and p50): the observer regulator's update after a block of
+  trades (the contracts it changed into the incremental monitor, then the assessment);
+  ``regulator_fixing_block_ms`` the same after a fixing (every live contract re-read);
+  ``regulator_by_queries_ms`` the baseline: the refresh as it was before the regulator followed
+  blocks (the whole market read from an authority's query service, the whole monitor run);
+- ``client_query_p99_ms`` (and p50): one client's paged contracts query, answer encoded;
+- ``snapshot_ms``, ``restart_s``: encoding the state, and rebuilding it from that snapshot;
+- ``authority_rss_mb``: the child's resident memory holding the state, with
+  ``rss_per_live_contract_kb`` above an empty state's.
+
+Each figure stands beside its target at 100k live contracts (``targets``). ``--json`` prints
+``{"benchmark": "scale", "sizes": [...], "targets": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SIZES = (10_000, 50_000, 100_000)
+FULL_SIZES = (*SIZES, 200_000)
+TRADES_PER_CLIENT = 200
+BLOCK_TXS = 1_000
+TARGETS = {
+    "fixing_block_ms": 200.0,
+    "regulator_update_p99_ms": 50.0,
+    "client_query_p99_ms": 20.0,
+    "restart_s": 3.0,
+}
+"""At 100k live contracts (roadmap [4/5])."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--contracts",
+        type=int,
+        action="append",
+        metavar="N",
+        help="live contracts (repeatable; default 10000, 50000, 100000)",
+    )
+    parser.add_argument("--full", action="store_true", help="add 200,000 live contracts")
+    parser.add_argument(
+        "--settled",
+        type=float,
+        default=0.5,
+        metavar="X",
+        help="settled contracts per live one (default 0.5)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    sizes = tuple(args.contracts or (FULL_SIZES if args.full else SIZES))
+    bad = [n for n in sizes if not 1_000 <= n <= 1_000_000]
+    if bad or not 0 <= args.settled <= 4:
+        what = f"--contracts {bad[0]} is outside 1000..1000000" if bad else "--settled: 0..4"
+        print(f"botc bench scale: {what}")
+        return 2
+    context = mp.get_context("spawn")
+    results = []
+    for size in sizes:
+        with context.Pool(1) as pool:
+            result = pool.apply(measure, (size, int(size * args.settled)))
+        results.append(result)
+        if not args.json:
+            print(_line(result), flush=True)
+    if args.json:
+        print(json.dumps({"benchmark": "scale", "sizes": results, "targets": TARGETS}))
+    else:
+        print("targets at 100k live: " + ", ".join(f"{k} <= {v:g}" for k, v in TARGETS.items()))
+    return 0
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['contracts']:>7} live {r['settled']:>7} settled: trade {r['trade_exec_us']:.0f} us, "
+        f"fixing block {r['fixing_block_ms']:.0f} ms (exec {r['fixing_exec_ms']:.0f} + root "
+        f"{r['fixing_root_ms']:.0f}), regulator p99 {r['regulator_update_p99_ms']:.1f} ms "
+        f"(fixing {r['regulator_fixing_block_ms']:.0f}, "
+        f"by queries {r['regulator_by_queries_ms']:.0f}), "
+        f"client query p50/p99 {r['client_query_p50_ms']:.1f}/{r['client_query_p99_ms']:.1f} ms, "
+        f"snapshot {r['snapshot_ms']:.0f} ms, restart {r['restart_s']:.2f} s, "
+        f"RSS {r['authority_rss_mb']:.0f} MB ({r['rss_per_live_contract_kb']:.2f} kB/contract)"
+    )
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _Market:
+    """A network of identities and a state driven block by block, as an authority does."""
+
+    def __init__(self, clients: int) -> None:
+        from rfq.identity import AuthoritySetup, Genesis, Identity, NetworkParams, Role
+        from rfq.ledger.block import genesis_block
+        from rfq.ledger.state import LedgerState
+        from rfq.rating import RatingWeights
+
+        members: list[tuple[str, Role, dict[str, Any]]] = [
+            *((f"D{i}", Role.DEALER, {"external_rating": "A", "capital": 1e12}) for i in (1, 2, 3)),
+            ("CCP", Role.CCP, {"external_rating": "AA", "capital": 1e12}),
+            ("REG", Role.REGULATOR, {}),
+            ("ORACLE", Role.ORACLE, {}),
+            ("BANK", Role.BANK, {}),
+            *(
+                (f"C{i}", Role.CLIENT, {"external_rating": "A", "capital": 1e12})
+                for i in range(1, clients + 1)
+            ),
+        ]
+        self.ids = {mid: Identity.generate(mid, role) for mid, role, _ in members}
+        self.genesis = Genesis(
+            name="bench-scale",
+            chain_id="bench-scale",
+            created=dt.datetime.now(dt.UTC).isoformat(),
+            members=tuple(self.ids[mid].member(mid, **extra) for mid, _, extra in members),
+            authorities=AuthoritySetup(initial=("CCP", "D1", "D2", "D3")),
+            rating=RatingWeights(alpha=0.4, beta=0.6),
+            params=NetworkParams(),
+        )
+        self.clients = [f"C{i}" for i in range(1, clients + 1)]
+        self.dealers = ["D1", "D2", "D3"]
+        self.state = LedgerState(self.genesis)
+        self.now_ms = int(time.time() * 1000)
+        self.head = genesis_block(
+            self.genesis.chain_id,
+            b"\0" * 32,
+            self.state.authorities,
+            self.state.state_root(),
+            self.now_ms,
+        ).header
+        self.nonce = 0
+        self.made = 0
+
+    def sign(self, who: str, payload: Any) -> Any:
+        from rfq.signing import sign_payload
+
+        self.nonce += 1
+        return sign_payload(
+            self.ids[who],
+            payload,
+            chain_id=self.genesis.chain_id,
+            nonce=self.nonce,
+            timestamp_ms=self.now_ms,
+            expires_ms=self.now_ms + 3_000_000,
+        )
+
+    def trades(self, count: int, days: int) -> tuple[list[bytes], set[bytes]]:
+        """Signed accepts and the ids an admitting node would already have verified."""
+        import msgspec
+
+        from rfq.instruments import Leg, Side, Template, Terms, listed_futures
+        from rfq.messages import Accept, Quote
+        from rfq.signing import tx_id
+
+        today = self.business_date()
+        future = listed_futures("RB", today)[-1]
+        month, last = future.id, future.last_trading_day or today + dt.timedelta(days=days)
+        txs, verified = [], set()
+        for _ in range(count):
+            i = self.made
+            self.made += 1
+            client = self.clients[i % len(self.clients)]
+            dealer = self.dealers[i % len(self.dealers)]
+            terms = Terms(
+                Template.PRICE_SWAP,
+                (Leg(month),),
+                Side.BUY if i % 2 else Side.SELL,
+                10 + i % 90,
+                today,
+                min(today + dt.timedelta(days=days), last),
+            )
+            rfq_id = f"s{i}"
+            quote = Quote(
+                f"{rfq_id}-{dealer}",
+                rfq_id,
+                client,
+                dealer,
+                terms,
+                3200.0 + i % 50,
+                self.now_ms + 3_000_000,
+                0.1,
+                0.0,
+            )
+            signed_quote = self.sign(dealer, quote)
+            tx = msgspec.msgpack.encode(
+                self.sign(client, Accept(rfq_id, quote.id, client, dealer, signed_quote))
+            )
+            verified.add(tx_id(msgspec.msgpack.encode(signed_quote)))
+            verified.add(tx_id(tx))
+            txs.append(tx)
+        return txs, verified
+
+    def business_date(self) -> dt.date:
+        from rfq.ledger.state import business_date
+
+        return business_date(self.state.timestamp_ms or self.now_ms, self.state.book)
+
+    def fixing(self, date: dt.date, price: float) -> bytes:
+        import msgspec
+
+        from rfq.instruments import listed_futures
+        from rfq.ledger.tx import PriceFixing
+
+        months = [f.id for f in listed_futures("RB", date)]
+        payload = PriceFixing(date=date, prices=tuple((m, price) for m in months))
+        return msgspec.msgpack.encode(self.sign("ORACLE", payload))
+
+    def block(self, txs: list[bytes], verified: set[bytes]) -> tuple[Any, float, float]:
+        """Execute one block; (result, execution seconds, state-root seconds)."""
+        from rfq.ledger.block import build_block, proposer_for
+
+        height = self.head.height + 1
+        self.now_ms += 1000
+        started = time.perf_counter()
+        result = self.state.execute(height, self.now_ms, self.head, txs, verified=verified)
+        executed = time.perf_counter()
+        root = self.state.state_root()
+        rooted = time.perf_counter()
+        refused = [r.reason for r in result.receipts if not r.ok]
+        if refused:
+            raise RuntimeError(f"block {height}: {len(refused)} refused, e.g. {refused[0]}")
+        self.head = build_block(
+            self.head,
+            proposer=proposer_for(height, 0, self.state.gov.previous_set),
+            round=0,
+            timestamp_ms=self.now_ms,
+            txs=txs,
+            state_root=root,
+            authorities=self.state.gov.previous_set,
+        ).header
+        return result, executed - started, rooted - executed
+
+    def fill(self, count: int, days: int) -> None:
+        while count > 0:
+            txs, verified = self.trades(min(count, BLOCK_TXS), days)
+            self.block(txs, verified)
+            count -= len(txs)
+
+
+def _regulator_by_queries(market: _Market, queries: Any) -> float:
+    """The regulator's refresh before it followed blocks, in process: every open contract,
+    pending and failed payment, rating and guarantee read from an authority's query service,
+    then the whole-market monitor. The baseline of ``regulator_update_*``."""
+    import msgspec
+
+    from rfq.identity import Role
+    from rfq.ledger.state import business_date
+    from rfq.queries import ContractsQuery, GuaranteesQuery, PaymentsQuery, RatingsQuery
+    from rfq.risk.monitor import MonitorInput, assess
+
+    started = time.perf_counter()
+    state, head = market.state, market.head
+
+    def ask_all(query: Any, rows: str) -> list[Any]:
+        out: list[Any] = []
+        while True:
+            reply = queries.answer(state, head, 0, "REG", Role.REGULATOR, query)
+            msgspec.msgpack.encode(reply)  # what the authority sends
+            out.extend(getattr(reply, rows))
+            if not reply.next_cursor:
+                return out
+            query = msgspec.structs.replace(query, cursor=reply.next_cursor)
+
+    live = ask_all(ContractsQuery(open_only=True), "contracts")
+    ask_all(PaymentsQuery(status="pending"), "payments")
+    ask_all(PaymentsQuery(status="failed"), "payments")
+    ratings = queries.answer(state, head, 0, "REG", Role.REGULATOR, RatingsQuery())
+    guarantees = ask_all(GuaranteesQuery(), "guarantees")
+    assess(
+        MonitorInput(
+            height=head.height,
+            as_of=business_date(state.timestamp_ms, state.book),
+            members=tuple(state.members.values()),
+            contracts=tuple(live),
+            ratings=ratings.ratings,
+            guarantees=tuple(guarantees),
+        )
+    )
+    return time.perf_counter() - started
+
+
+def _regulator_following(market: _Market, monitor: Any, result: Any) -> float:
+    """The observer regulator's update for one block it executed: the contracts the block
+    changed into the incremental monitor, then its assessment (``peers.regulator``)."""
+    from rfq.ledger.state import business_date
+    from rfq.risk.incremental import cash_margin_held, changed_contracts
+
+    started = time.perf_counter()
+    state = market.state
+    changed = changed_contracts(state, result)
+    for cid in state.book.ids() if changed is None else changed:
+        monitor.put(state.book.get(cid), cash_margin_held(state, cid))
+    monitor.assess(
+        state.height,
+        business_date(state.timestamp_ms, state.book),
+        tuple(state.members.values()),
+        {m: r.score for m, r in state.ratings.items()},
+        tuple(state.guarantees.values()),
+    )
+    return time.perf_counter() - started
+
+
+def _client_queries(market: _Market, queries: Any, samples: int) -> list[float]:
+    import msgspec
+
+    from rfq.identity import Role
+    from rfq.queries import ContractsQuery
+
+    timings = []
+    for i in range(samples):
+        client = market.clients[i % len(market.clients)]
+        started = time.perf_counter()
+        reply = queries.answer(
+            market.state, market.head, 0, client, Role.CLIENT, ContractsQuery(open_only=True)
+        )
+        msgspec.msgpack.encode(reply)
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+def _next_weekday(day: dt.date) -> dt.date:
+    day += dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(live: int, settled: int) -> dict[str, Any]:
+    """Build one state of ``live`` + ``settled`` contracts and time everything on it."""
+    from peers.authority.queries import QueryService
+    from peers.authority.store import ChainStore
+    from peers.logging import configure_logging
+    from rfq.ledger.state import LedgerState
+
+    configure_logging("error")
+    clients = max(1, min(1_000, (live + settled) // TRADES_PER_CLIENT))
+    market = _Market(clients)
+    gc.collect()
+    empty_rss = _rss_mb()
+    started = time.perf_counter()
+    market.fill(settled, days=30)
+    if settled:
+        # the short contracts mature and settle on a fixing after their maturity
+        maturity = market.state.book.get(
+            next(iter(market.state.book.ids()))
+        ).contract.terms.maturity
+        market.block([market.fixing(_next_weekday(maturity), 3210.0)], set())
+    market.fill(live, days=240)
+    build_s = time.perf_counter() - started
+    open_now = market.state.book.open_count
+
+    trade_timings = []
+    for _ in range(3):
+        txs, verified = market.trades(500, days=240)
+        _, exec_s, _ = market.block(txs, verified)
+        trade_timings.append(exec_s / len(txs) * 1e6)
+
+    from rfq.risk.incremental import IncrementalMonitor
+
+    monitor = IncrementalMonitor()
+    _regulator_following(market, monitor, market.block([], set())[0])  # the first, whole read
+    fixing_exec, fixing_root, fixing_regulator = [], [], []
+    date = market.business_date()
+    for step in range(3):
+        date = _next_weekday(date)
+        tx = market.fixing(date, 3200.0 + 10 * (step + 1))
+        result, exec_s, root_s = market.block([tx], set())
+        fixing_exec.append(exec_s * 1000)
+        fixing_root.append(root_s * 1000)
+        fixing_regulator.append(_regulator_following(market, monitor, result) * 1000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        queries = QueryService("D1", ChainStore(Path(tmp) / "chain.db"))
+        regulator: list[float] = []
+        by_queries: list[float] = []
+        for _ in range(20):
+            txs, verified = market.trades(20, days=240)
+            result, _, _ = market.block(txs, verified)
+            regulator.append(_regulator_following(market, monitor, result) * 1000)
+            if len(by_queries) < 3:
+                by_queries.append(_regulator_by_queries(market, queries) * 1000)
+        client = [t * 1000 for t in _client_queries(market, queries, 100)]
+
+    snapshots = []
+    for _ in range(3):
+        began = time.perf_counter()
+        data = market.state.snapshot()
+        snapshots.append((time.perf_counter() - began) * 1000)
+    began = time.perf_counter()
+    restored = LedgerState.restore(market.genesis, data)
+    restored.state_root()
+    restart_s = time.perf_counter() - began
+    del restored, data
+    gc.collect()
+    rss = _rss_mb()
+    fixing_block = [e + r for e, r in zip(fixing_exec, fixing_root, strict=True)]
+    return {
+        "contracts": open_now,
+        "settled": settled,
+        "build_s": round(build_s, 1),
+        "trade_exec_us": round(statistics.median(trade_timings), 1),
+        "fixing_block_ms": round(statistics.median(fixing_block), 1),
+        "fixing_exec_ms": round(statistics.median(fixing_exec), 1),
+        "fixing_root_ms": round(statistics.median(fixing_root), 1),
+        "regulator_update_p50_ms": round(statistics.median(regulator), 1),
+        "regulator_update_p99_ms": round(_percentile(regulator, 0.99), 1),
+        "regulator_fixing_block_ms": round(statistics.median(fixing_regulator), 1),
+        "regulator_by_queries_ms": round(statistics.median(by_queries), 1),
+        "client_query_p50_ms": round(statistics.median(client), 2),
+        "client_query_p99_ms": round(_percentile(client, 0.99), 2),
+        "snapshot_ms": round(statistics.median(snapshots), 1),
+        "restart_s": round(restart_s, 2),
+        "authority_rss_mb": round(rss, 1),
+        "rss_per_live_contract_kb": round((rss - empty_rss) * 1024 / max(open_now, 1), 2),
+        "ended_contracts": sum(1 for _ in market.state.book.ids()) - market.state.book.open_count,
+        "payments": len(market.state.payments),
+    }

@@ -1,0 +1,174 @@
+"""A full observer node: follows the final blocks and keeps its own copy of the ledger state.
+
+The regulator is one (the paper's regulator node holds the trade repository): instead of
+asking an authority for the whole market at every height, which stops working once a reply
+passes the bus's payload limit, it receives each final block as the authorities publish it on
+``otc.chain.<height>``, checks it as an authority checks a block it did not vote on
+(``rfq.ledger.follow``: parent link, transactions root, a quorum of seals from the authority
+set in force, the state root reached by executing it) and executes it on its own state. A
+gap (it started late, missed a message) is filled by asking the authorities for the blocks
+(``BlocksQuery``), checked the same way: no single authority is trusted for anything.
+
+Listeners get every applied block with its result, in height order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from bus import subjects
+from bus.client import Bus, RequestError
+from peers.ledger_client import reply_channel
+from peers.service import Service, ServiceStatus, cancel_and_wait
+from rfq.errors import DECODE_ERRORS
+from rfq.identity import Genesis
+from rfq.ledger.block import Block, BlockError, BlockHeader
+from rfq.ledger.follow import follow_block
+from rfq.ledger.state import BlockResult, LedgerState, genesis_header
+from rfq.queries import MAX_BLOCKS_PER_REPLY, BlocksQuery, BlocksReply
+
+log = structlog.get_logger(__name__)
+
+_block_decoder = msgspec.msgpack.Decoder(Block)
+
+BlockListener = Callable[[Block, BlockResult], None]
+
+
+class ChainFollower(Service):
+    """Follows the chain from the genesis: ``state`` and ``head`` are always a final block's.
+
+    ``diverged`` names the height and reason when a block sealed by a quorum re-executes to
+    another state root here: the follower then stops applying (its state would be wrong) and
+    says so, rather than showing figures of a state the chain never had.
+    """
+
+    def __init__(self, bus: Bus, genesis: Genesis, *, query_timeout_s: float = 2.0) -> None:
+        self.bus = bus
+        self.genesis = genesis
+        self.state = LedgerState(genesis)
+        self.head: BlockHeader = genesis_header(genesis)
+        self.query_timeout_s = query_timeout_s
+        self.listeners: list[BlockListener] = []
+        self.stats: Counter[str] = Counter()
+        self.diverged = ""
+        self._announced: asyncio.Queue[Block] = asyncio.Queue(maxsize=256)
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
+        self._replies = reply_channel(genesis.params.consensus_max_bytes)
+
+    @property
+    def height(self) -> int:
+        return self.head.height
+
+    async def start(self) -> Self:
+        if self.status != ServiceStatus.NEW:
+            return self
+        self._sub = await self.bus.nc.subscribe(subjects.CHAIN_ALL, cb=self._on_block)
+        await self.bus.flush()
+        self.status = ServiceStatus.RUNNING
+        self._task = asyncio.create_task(self._run(), name="chain-follower")
+        return self
+
+    async def _shutdown(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception as exc:  # the connection may already be closed
+                log.debug("follower_unsubscribe_failed", error=repr(exc))
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+
+    async def _on_block(self, msg: Msg) -> None:
+        try:
+            block = _block_decoder.decode(msg.data)
+        except DECODE_ERRORS:
+            self.stats["block_malformed"] += 1
+            return
+        if self._announced.full():
+            # far behind: drop the announcement, the gap is fetched from the authorities
+            self.stats["announcement_dropped"] += 1
+            return
+        self._announced.put_nowait(block)
+
+    async def _run(self) -> None:
+        await self.catch_up()
+        while True:
+            block = await self._announced.get()
+            if self.diverged or block.height <= self.head.height:
+                continue
+            if block.height > self.head.height + 1:
+                await self.catch_up()
+                if block.height != self.head.height + 1:
+                    continue
+            self._apply([block])
+
+    def _apply(self, blocks: Sequence[Block]) -> int:
+        """Apply the blocks that extend the head, in order; stop at the first bad one."""
+        applied = 0
+        for block in blocks:
+            if self.diverged:
+                break
+            if block.height != self.head.height + 1:
+                self.stats["block_out_of_place"] += 1
+                continue
+            root_before = self.state.state_root()
+            try:
+                result = follow_block(self.state, self.head, block)
+            except BlockError as exc:
+                if self.state.state_root() != root_before:
+                    self.diverged = f"block {block.height}: {exc.reason}"
+                    log.error("follower_diverged", height=block.height, reason=exc.reason)
+                else:
+                    self.stats["block_refused"] += 1
+                    log.warning("follower_block_refused", height=block.height, reason=exc.reason)
+                break
+            self.head = block.header
+            self.stats["blocks"] += 1
+            applied += 1
+            for listener in list(self.listeners):
+                try:
+                    listener(block, result)
+                except Exception:
+                    log.exception("follower_listener_failed", height=block.height)
+        return applied
+
+    async def catch_up(self) -> int:
+        """Fetch the blocks after the head from the authorities until none moves it on."""
+        applied = 0
+        while not self.diverged:
+            blocks = await self._fetch(self.head.height + 1)
+            moved = self._apply(blocks)
+            if not moved:
+                break
+            applied += moved
+            await asyncio.sleep(0)  # let the bus breathe between batches
+        if applied:
+            log.info("follower_caught_up", blocks=applied, height=self.head.height)
+        return applied
+
+    async def _fetch(self, start: int) -> list[Block]:
+        for authority in self.state.authorities:
+            try:
+                reply = await self.bus.request(
+                    subjects.query(authority),
+                    BlocksQuery(start, start + MAX_BLOCKS_PER_REPLY - 1),
+                    self._replies,
+                    timeout=self.query_timeout_s,
+                )
+            except RequestError:
+                self.stats["fetch_failed"] += 1
+                continue
+            if not isinstance(reply.payload, BlocksReply) or not reply.payload.blocks:
+                continue
+            try:
+                return [_block_decoder.decode(b) for b in reply.payload.blocks]
+            except DECODE_ERRORS:
+                self.stats["block_malformed"] += 1
+        return []

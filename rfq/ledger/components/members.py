@@ -1,0 +1,130 @@
+"""Members, their ratings and their standing as a component: the regulator registers members and
+records agencies' grades; each settled trade folds into the parties' ratings (formula 3 of the
+rating model); a member that defaulted or was suspended may no longer trade."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from rfq.contracts.events import RatingRecord
+from rfq.errors import ValidationError
+from rfq.identity import GRADES, Directory, Member, Role, validate_member
+from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
+from rfq.ledger.tx import ExternalRating, RegisterMember
+from rfq.rating import RatingEvidence, RatingTuple, combined_score, fold, score_of
+
+if TYPE_CHECKING:
+    from rfq.ledger.state import LedgerState
+
+
+class RatingState(msgspec.Struct, frozen=True):
+    """A member's rating: its external grade, RT's running evidence over its settled trades
+    (None before the first), and the combined score on the 6-decimal grid."""
+
+    external: str
+    evidence: RatingEvidence | None = None
+    score: float = 0.0
+
+
+class Standing(msgspec.Struct, frozen=True):
+    """A member that may no longer trade: ``status`` is ``defaulted`` (a credit event) or
+    ``suspended``; members in good standing have no entry."""
+
+    status: str
+    reason: str
+    height: int
+
+
+def _admit(state: LedgerState, member: Member, grade: str | None) -> None:
+    """The member, rated ``grade`` by its agency (None: no rating yet)."""
+    state.members[member.id] = member
+    if grade:
+        state.ratings[member.id] = RatingState(external=grade, score=score_of(grade))
+
+
+def _from_genesis(state: LedgerState) -> None:
+    for member in state.genesis.members:
+        _admit(state, member, member.external_rating)
+    state.directory = Directory(state.genesis.members)
+
+
+def _index(state: LedgerState) -> None:
+    state.directory = Directory(state.members.values())
+
+
+def register(state: LedgerState, tx: RegisterMember, ctx: TxContext) -> Refs:
+    member = tx.member
+    if member.id in state.members:
+        raise LedgerError(f"member {member.id} exists")
+    try:
+        validate_member(member, "member")
+    except ValidationError as exc:
+        raise LedgerError(str(exc)) from None
+    if member.role == Role.REGULATOR:
+        raise LedgerError("a network has one regulator")
+    grade = member.external_rating
+    _admit(state, member, grade if grade in GRADES else None)
+    state.directory.add(member)
+    return (member.id,)
+
+
+def external_rating(state: LedgerState, tx: ExternalRating, ctx: TxContext) -> Refs:
+    if tx.member not in state.members:
+        raise LedgerError(f"unknown member {tx.member!r}")
+    if tx.grade not in GRADES:
+        raise LedgerError(f"grade {tx.grade!r} is not one of {', '.join(GRADES)}")
+    current = state.ratings.get(tx.member) or RatingState(external=tx.grade)
+    score = combined_score(tx.grade, current.evidence, state.genesis.rating)
+    state.ratings[tx.member] = RatingState(tx.grade, current.evidence, score)
+    return (tx.member,)
+
+
+def rate(state: LedgerState, record: RatingRecord) -> None:
+    """Fold a settled trade into its party's rating."""
+    current = state.ratings.get(record.party)
+    if current is None:
+        return
+    trade = state.trades.get(record.contract_id)
+    guarantee = sum(a for _, a in trade.guarantee_cover) if trade else 0.0
+    settled = RatingTuple(  # formula 3; Rt_prev is formula 1 as the state held it
+        rt_prev=current.score,
+        size=record.size,
+        length_days=record.length_days,
+        collateral=record.collateral,
+        margin=record.margin,
+        guarantee=max(guarantee, record.guarantee),
+        default=record.default,
+        recovery_rate=(record.recovery_rate or 0.0) if record.default else 0.0,
+    )
+    try:
+        evidence = fold(current.evidence, settled)
+    except ValidationError as exc:
+        raise LedgerError(f"the rating cannot take this trade: {exc}") from None
+    score = combined_score(current.external, evidence, state.genesis.rating)
+    state.ratings[record.party] = RatingState(current.external, evidence, score)
+
+
+def record_default(state: LedgerState, party: str, reason: str) -> None:
+    """The party may no longer trade (its first credit event's reason is kept)."""
+    if party not in state.standing:
+        state.standing[party] = Standing("defaulted", reason[:200], state.height)
+
+
+def refuse_if_barred(state: LedgerState, role: str, party: str) -> None:
+    standing = state.standing.get(party)
+    if standing is not None:
+        raise LedgerError(
+            f"{role} {party} is {standing.status} (height {standing.height}: "
+            f"{standing.reason}) and cannot trade"
+        )
+
+
+COMPONENT = Component(
+    "members",
+    maps={"members": Member, "ratings": RatingState, "standing": Standing},
+    kinds=(tx_kind(RegisterMember, register), tx_kind(ExternalRating, external_rating)),
+    setup=_from_genesis,
+    loaded=_index,
+)
