@@ -23,6 +23,7 @@ from peers.benchmarks.flood import start_flooder
 from peers.counterparty import ClientSession
 from peers.dealer import DealerBot
 from peers.oracle import OracleService, Simulator
+from rfq.clock import utc_today
 from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.ledger.consensus import DEFAULT_FUTURE_PER_SENDER, FutureDrop, Prepare
 from rfq.messages import Quote
@@ -54,7 +55,7 @@ async def one_dealer_market(nats_server, network, bus_factory):
     genesis = network.genesis()
     authorities = await start_authorities(network, bus_factory)
     oracle = OracleService(await bus_factory("ORACLE"))
-    sim = Simulator(start=dt.date.today(), seed=3, ticks_per_day=2)
+    sim = Simulator(start=utc_today(), seed=3, ticks_per_day=2)
     oracle.history = {k: list(v) for k, v in sim.history.items()}
     await oracle.start()
     dealer = await DealerBot(await bus_factory("D1"), genesis).start()
