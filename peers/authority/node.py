@@ -69,9 +69,13 @@ from rfq.ledger.consensus import (
     Decide,
     Defer,
     Evidence,
+    FutureBuffer,
+    FutureDrop,
     QbftInstance,
     Reject,
+    RejectReason,
     ScheduleTimeout,
+    decode_consensus,
 )
 from rfq.ledger.executor import BlockExecutor
 from rfq.ledger.executor import Pending as PendingBlock
@@ -154,7 +158,8 @@ class AuthorityNode:
         self.genesis_header = genesis_header(genesis)
         self.executor = BlockExecutor(LedgerState(genesis), self.genesis_header)
         self.instance: QbftInstance | None = None
-        self.deferred: dict[int, list[tuple[SignedMessage, ConsensusMessage]]] = {}
+        self.deferred = FutureBuffer()
+        """Consensus messages for later heights: bounded per authority, others dropped."""
         self.timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self._held: list[tuple[Member, Query, Msg]] = []  # queries awaiting a final state
         self._held_timer: asyncio.TimerHandle | None = None
@@ -459,10 +464,8 @@ class AuthorityNode:
             sign=lambda payload: self.bus.outbox.sign(payload),
             round_timeout_ms=self.params.round_timeout_ms,
         )
-        for message, payload in self.deferred.pop(height, []):
+        for message, payload in self.deferred.take(height):
             self._run(self.instance.handle(message, payload))
-        for passed in [h for h in self.deferred if h <= self.head.height]:
-            del self.deferred[passed]
 
     def _ensure_started(self) -> None:
         if self.instance is not None and not self.instance.started:
@@ -479,12 +482,31 @@ class AuthorityNode:
             self._new_instance()
         assert self.instance is not None
         if height > self.instance.height:
-            self.deferred.setdefault(height, []).append((received.message, payload))
-            if height > self.instance.height + 1 or len(self.deferred.get(height, [])) > 2:
-                self._spawn_sync()
+            dropped = self._defer(received.message, payload)
+            if dropped == FutureDrop.TOO_FAR or (
+                dropped is None
+                and (height > self.instance.height + 1 or self.deferred.count_at(height) > 2)
+            ):
+                self._spawn_sync()  # an authority is ahead of us: we may be behind
+            return
+        if received.sender not in self.state.authorities:
+            # Refused before it may start the height: a candidate cannot pace our blocks.
+            self.stats[f"reject_{RejectReason.NOT_AUTHORITY}"] += 1
             return
         self._ensure_started()
         self._run(self.instance.handle(received.message, payload))
+
+    def _defer(self, message: SignedMessage, payload: ConsensusMessage) -> FutureDrop | None:
+        """Hold a message for a later height, unless its sender is no authority of ours or
+        over its share (counted in ``stats`` as ``future_dropped_<reason>``)."""
+        current = self.instance.height if self.instance else self.head.height + 1
+        dropped = self.deferred.add(
+            message, payload, current=current, authorities=self.state.authorities
+        )
+        if dropped is not None:
+            self.stats[f"future_dropped_{dropped}"] += 1
+            log.debug("consensus_future_dropped", reason=str(dropped), sender=message.sender)
+        return dropped
 
     def _run(self, actions: Sequence[object]) -> None:
         for action in actions:
@@ -505,9 +527,8 @@ class AuthorityNode:
                     log.debug(
                         "consensus_reject", reason=str(reason), sender=message.sender, detail=detail
                     )
-                case Defer(message=message, height=height):
-                    payload = msgspec.msgpack.decode(message.body, type=ConsensusMessage)
-                    self.deferred.setdefault(height, []).append((message, payload))
+                case Defer(message=message):
+                    self._defer(message, decode_consensus(message))
                 case _:
                     pass
 
