@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from peers.authority.queries import QueryService
-from peers.authority.store import ChainStore
+from peers.authority.store import SqliteChainStore
 from rfq.identity import Member, Role
 from rfq.ledger.block import build_block, make_seal, with_seals
 from rfq.ledger.light import LightClient, LightError
@@ -52,7 +52,7 @@ def market(tmp_path_factory):
     sealed = with_seals(
         block, [make_seal(net.ids[a], block.hash(), 0) for a in ("CCP", "D1", "D2")]
     )
-    store = ChainStore(tmp_path_factory.mktemp("d1") / "chain.db")
+    store = SqliteChainStore(tmp_path_factory.mktemp("d1") / "chain.db")
     store.append(sealed, receipts=result.receipts)
     assert len(chain.state.trades) == TRADES
     return net, chain, QueryService("D1", store), result
