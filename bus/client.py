@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from bus import subjects
 from bus.envelope import Channel, Dropped, Outbox, Received, Verifier
 from bus.errors import BusError
 from bus.seal import Sealer
+from bus.tls import TlsSettings, connect_options
 from rfq.identity import Directory, Identity, NetworkParams
 from rfq.signing import SignedMessage
 
@@ -68,7 +70,9 @@ class Bus:
         clock: Callable[[], float] = time.time,
         connect_timeout: float = 3.0,
         initial_attempts: int = 3,
+        tls: TlsSettings | None = None,
     ) -> None:
+        self.tls = tls
         self.params = params or NetworkParams()
         self.identity = identity
         self.directory = directory
@@ -93,6 +97,7 @@ class Bus:
         self.nc: NatsClient = NatsClient()
         self.status = BusStatus.NEW
         self.errors: list[str] = []
+        self._tls_errors: list[str] = []
         self.handler_errors: Counter[str] = Counter()
         self.listeners: list[Callable[[BusStatus, str], None]] = []
         self._subs: list[Subscription] = []
@@ -105,8 +110,12 @@ class Bus:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> Bus:
+        """Connect (over TLS when ``tls`` is set: the server's certificate must be the CA's
+        and name the host connected to)."""
+        tls_options = connect_options(self.tls)
         try:
             await self.nc.connect(
+                **tls_options,  # type: ignore[arg-type]
                 servers=self.servers,
                 name=self.member_id,
                 nkeys_seed_str=self.identity.nkey_seed,
@@ -127,6 +136,8 @@ class Bus:
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             last = self.errors[-1] if self.errors else detail
+            if self.tls is not None and self._tls_errors:
+                last = f"TLS: {self._tls_errors[-1]} (trusting the CA in {self.tls.ca_file})"
             raise ConnectError(
                 f"{self.member_id} cannot connect to {', '.join(self.servers)}: {last}"
             ) from None
@@ -170,6 +181,8 @@ class Bus:
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__
         self.errors.append(text)
+        if isinstance(exc, ssl.SSLError):
+            self._tls_errors.append(_tls_reason(exc))
         # While first connecting, ConnectError reports the failure once, in one line.
         report = log.debug if self.status == BusStatus.NEW else log.warning
         report("nats_error", peer=self.member_id, error=text)
@@ -285,3 +298,11 @@ class Bus:
             "handler_errors": dict(self.handler_errors),
             "nats_errors": len(self.errors),
         }
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    """One line for a failed handshake: the verification message (``IP address mismatch,
+    certificate is not valid for '127.0.0.1'``) rather than OpenSSL's whole tuple."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return exc.reason or str(exc)

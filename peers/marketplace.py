@@ -37,12 +37,16 @@ def ensure_network(path: Path | None) -> tuple[NetDir, bool]:
     """The given network, or the default one; ``True`` if it was created just now.
 
     A directory that does not exist yet or is empty gets a fresh network (three dealers, five
-    clients); a directory with other files in it is refused, never written into.
+    clients, TLS on as with ``botc init``); a directory with other files in it is refused,
+    never written into.
     """
     target = default_netdir() if path is None else path
     net = NetDir(target)
     if not (target / GENESIS).exists() and _absent_or_empty(target):
-        return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
+        return (
+            create_network(target, dealers=3, clients=5, params=NetworkParams(), tls=True),
+            True,
+        )
     net.genesis()  # not a network: one line naming the directory
     return net, False
 
@@ -150,12 +154,18 @@ class Marketplace:
         # Kept before starting, so a stop signal while it starts still finds it to stop.
         if self.cluster_size > 1:
             self.cluster = NatsCluster(
-                self.net.data_dir("nats"), self.cluster_size, auth=self.net.auth_conf()
+                self.net.data_dir("nats"),
+                self.cluster_size,
+                auth=self.net.auth_conf(),
+                tls=self.net.tls(),
             )
             self.net.write_run_file(self.cluster.start().urls)
         else:
             self.server = NatsServer(
-                self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
+                self.net.data_dir("nats"),
+                port=self.port,
+                auth=self.net.auth_conf(),
+                tls=self.net.tls(),
             )
             self.net.write_run_file([self.server.start().url])
         # The market first; simulated clients once there are dealers to answer them.

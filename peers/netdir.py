@@ -7,6 +7,12 @@ NETDIR/keys/<ID>.key        a member's secret key file, mode 0600 (botc keygen w
                             member's machine; botc init writes every member's on one machine)
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
+NETDIR/nats/cluster.conf    a docker-compose cluster node (the TLS files under /etc/nats/tls)
+NETDIR/tls/tls.toml         present: every NATS connection is TLS; names the CA, this machine's
+                            server certificate and key, optional client certificate (botc init
+                            writes a CA and certificates here unless --no-tls; botc tls use)
+NETDIR/tls/ca.pem, ca.key   a one-machine network's CA (the key 0600: in a consortium it stays
+                            with the CA's operator, and only ca.pem travels)
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
 NETDIR/data/<ID>/           each peer's own state (SQLite)
 NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
@@ -16,6 +22,7 @@ NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +33,8 @@ from typing import Any
 import msgspec
 
 from bus import subjects
+from bus.tls import SETTINGS as TLS_SETTINGS
+from bus.tls import TlsError, TlsSettings, read_settings, write_local
 from peers.errors import PeerError
 from peers.genesis import (
     KEY_SUFFIX,
@@ -96,6 +105,20 @@ class NetDir:
     @property
     def run_file(self) -> Path:
         return self.path / "run" / "nats.json"
+
+    @property
+    def tls_settings_path(self) -> Path:
+        return self.path / "tls" / TLS_SETTINGS
+
+    def tls(self) -> TlsSettings | None:
+        """The network's TLS settings, or None when NETDIR/tls/tls.toml is absent (plaintext).
+        Every server this network starts and every client it opens follows them."""
+        if not self.tls_settings_path.exists():
+            return None
+        try:
+            return read_settings(self.tls_settings_path)
+        except TlsError as exc:
+            raise NetDirError(str(exc)) from None
 
     def check(self) -> None:
         if not self.path.is_dir():
@@ -298,7 +321,7 @@ guarantors leave room for any authority set a network may elect."""
 MIN_CLIENTS, MAX_CLIENTS = 1, 1000
 MIN_GUARANTORS, MAX_GUARANTORS = 0, 16
 
-_NETWORK_ENTRIES = ("keys", "nats", GENESIS)
+_NETWORK_ENTRIES = ("keys", "nats", "tls", GENESIS)
 """What ``botc init`` installs into NETDIR, in this order: the genesis last, so a directory is a
 network only once everything else is in place."""
 
@@ -335,8 +358,12 @@ def create_network(
     force: bool = False,
     params: NetworkParams | None = None,
     authorities: int = 4,
+    tls: bool = False,
 ) -> NetDir:
     """Write a fresh network; refuse to overwrite one unless ``force``.
+
+    With ``tls`` (``botc init``'s default) NETDIR/tls holds a CA, a server certificate for
+    loopback and the docker-compose nodes, and the tls.toml that turns TLS on.
 
     The initial authorities are the first ``authorities - 1`` dealers and the CCP. Creation is
     all or nothing: the files are written to a staging directory and moved into place, so a
@@ -357,7 +384,10 @@ def create_network(
         genesis = _local_ceremony(
             stage / "keys", name, dealers, clients, guarantors, authorities, chosen
         )
-        write_nats_confs(stage / "nats", genesis)
+        settings = None
+        if tls:
+            settings = write_local(stage / "tls", name)
+        write_nats_confs(stage / "nats", genesis, tls=settings, tls_home=root.resolve() / "tls")
         write_atomic(stage / GENESIS, genesis_text(genesis))
 
     try:
@@ -419,12 +449,54 @@ def _local_ceremony(
     return genesis
 
 
-def write_nats_confs(nats_dir: Path, genesis: Genesis) -> None:
-    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node."""
+def write_nats_confs(
+    nats_dir: Path,
+    genesis: Genesis,
+    *,
+    tls: TlsSettings | None = None,
+    tls_home: Path | None = None,
+) -> None:
+    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node;
+    with ``tls``, both configs serve TLS (``tls_home``: where the TLS files will finally be)."""
     nats_dir.mkdir(exist_ok=True)
     write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
-    write_atomic(nats_dir / "server.conf", server_conf_text())
-    write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
+    server, cluster = server_conf_text(), cluster_conf_text()
+    if tls is not None:
+        server = with_tls(server, moved_tls(tls, tls_home), routes=False)
+        cluster = with_tls(cluster, moved_tls(tls, DOCKER_TLS_DIR), routes=True)
+    write_atomic(nats_dir / "server.conf", server)
+    write_atomic(nats_dir / "cluster.conf", cluster)
+
+
+DOCKER_TLS_DIR = Path("/etc/nats/tls")
+"""Where docker-compose mounts NETDIR/tls in the nats containers."""
+
+
+def moved_tls(tls: TlsSettings, home: Path | None) -> TlsSettings:
+    """The settings with each file that lives beside tls.toml found under ``home`` instead
+    (the configs name them where the server will read them)."""
+    if home is None or tls.source is None:
+        return tls
+    here = tls.source.parent
+
+    def move(path: Path | None) -> Path | None:
+        if path is None or path.parent != here:
+            return path
+        return home / path.name
+
+    ca = move(tls.ca_file)
+    assert ca is not None
+    return dataclasses.replace(
+        tls, ca_file=ca, cert_file=move(tls.cert_file), key_file=move(tls.key_file)
+    )
+
+
+def with_tls(conf: str, tls: TlsSettings, *, routes: bool) -> str:
+    """A server config with TLS for clients and, with ``routes``, mutual TLS for the cluster's
+    routes (a ``tls { }`` opening the ``cluster { }`` block, so other cluster settings stay)."""
+    if routes:
+        conf = conf.replace("cluster {\n", f"cluster {{\n  {tls.route_block()}\n", 1)
+    return conf + tls.server_block() + "\n"
 
 
 def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:
@@ -517,8 +589,9 @@ def _install_into(root: Path, write: Callable[[Path], None]) -> None:
             if (root / entry).exists() or (root / entry).is_symlink():
                 os.rename(root / entry, aside / entry)
                 moved_aside.append(entry)
-            os.rename(stage / entry, root / entry)
-            installed.append(entry)
+            if (stage / entry).exists():  # a network without TLS has no tls/
+                os.rename(stage / entry, root / entry)
+                installed.append(entry)
     except BaseException:
         for entry in reversed(installed):
             _remove(root / entry)
