@@ -10,7 +10,9 @@ nats-py's dispatch loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import logging
 import ssl
 import time
 from collections import Counter
@@ -24,6 +26,7 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 
 from bus import subjects
 from bus.envelope import Channel, Dropped, Outbox, Received, Verifier
@@ -39,6 +42,35 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[Received[T], Msg], Awaitable[None]]
 DropHandler = Callable[[Dropped, Msg], Awaitable[None]]
+
+
+CLOSE_WAIT_S = 1.0
+"""How long closing a connection may wait for its socket to report closed."""
+
+
+async def _bounded_wait_closed(self: TcpTransport) -> None:
+    """nats-py waits for the stream to report closed after a failed connection attempt; when a
+    TLS handshake failed (a certificate for another host, another CA) it never does (asyncio's
+    start_tls took the socket from the plain stream, which is never told), and the client
+    hangs instead of trying the next server or giving up. Bounded here."""
+    writer = self._io_writer
+    if writer is not None:
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
+
+
+TcpTransport.wait_closed = _bounded_wait_closed  # type: ignore[method-assign]
+
+
+class _QuietTlsEof(logging.Filter):
+    """asyncio warns, on every TLS connection the server closes, that nats-py's protocol asked
+    to keep the half-closed socket; harmless, and noise in every service's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 
 class BusStatus(enum.StrEnum):

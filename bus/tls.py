@@ -201,7 +201,8 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        os.chmod(tmp, mode)
+        if mode == 0o600:  # a key: never more, whatever the umask; a certificate follows it
+            os.chmod(tmp, mode)
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -210,7 +211,8 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
 
 
 def write_ca(outdir: str | Path, name: str, *, days: int = CA_DAYS, force: bool = False) -> Path:
-    """OUTDIR/ca.key (0600) and OUTDIR/ca.pem (0644); returns the certificate's path."""
+    """OUTDIR/ca.key (0600) and OUTDIR/ca.pem (public; as the umask allows); returns the
+    certificate's path."""
     out = Path(outdir)
     for path in (out / CA_KEY, out / CA_CERT):
         if path.exists() and not force:
