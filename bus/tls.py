@@ -35,7 +35,7 @@ from bus.errors import BusError
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SETTINGS = "tls.toml"
-"""The file in NETDIR/tls whose presence turns TLS on for the network."""
+"""The file in NETDIR/nats/tls whose presence turns TLS on for the network."""
 CA_DAYS = 3650
 CERT_DAYS = 825
 DEFAULT_TIMEOUT_S = 3.0
@@ -354,7 +354,7 @@ def check_pair(
 
 @dataclass(frozen=True)
 class TlsSettings:
-    """A network's TLS: which files, what is verified (``NETDIR/tls/tls.toml``)."""
+    """A network's TLS: which files, what is verified (``NETDIR/nats/tls/tls.toml``)."""
 
     ca_file: Path
     cert_file: Path | None = None

@@ -7,12 +7,12 @@ NETDIR/keys/<ID>.key        a member's secret key file, mode 0600 (botc keygen w
                             member's machine; botc init writes every member's on one machine)
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
-NETDIR/nats/cluster.conf    a docker-compose cluster node (the TLS files under /etc/nats/tls)
-NETDIR/tls/tls.toml         present: every NATS connection is TLS; names the CA, this machine's
+NETDIR/nats/cluster.conf    a docker-compose cluster node (NETDIR/nats is its /etc/nats)
+NETDIR/nats/tls/tls.toml    present: every NATS connection is TLS; names the CA, this machine's
                             server certificate and key, optional client certificate (botc init
                             writes a CA and certificates here unless --no-tls; botc tls use)
-NETDIR/tls/ca.pem, ca.key   a one-machine network's CA (the key 0600: in a consortium it stays
-                            with the CA's operator, and only ca.pem travels)
+NETDIR/nats/tls/ca.key      a one-machine network's CA key, 0600 (in a consortium it stays with
+                            the CA's operator: only ca.pem travels); every key here is 0600
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
 NETDIR/data/<ID>/           each peer's own state (SQLite)
 NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
@@ -108,10 +108,10 @@ class NetDir:
 
     @property
     def tls_settings_path(self) -> Path:
-        return self.path / "tls" / TLS_SETTINGS
+        return self.path / "nats" / "tls" / TLS_SETTINGS
 
     def tls(self) -> TlsSettings | None:
-        """The network's TLS settings, or None when NETDIR/tls/tls.toml is absent (plaintext).
+        """The network's TLS settings, or None when NETDIR/nats/tls/tls.toml is absent (plaintext).
         Every server this network starts and every client it opens follows them."""
         if not self.tls_settings_path.exists():
             return None
@@ -321,7 +321,7 @@ guarantors leave room for any authority set a network may elect."""
 MIN_CLIENTS, MAX_CLIENTS = 1, 1000
 MIN_GUARANTORS, MAX_GUARANTORS = 0, 16
 
-_NETWORK_ENTRIES = ("keys", "nats", "tls", GENESIS)
+_NETWORK_ENTRIES = ("keys", "nats", GENESIS)
 """What ``botc init`` installs into NETDIR, in this order: the genesis last, so a directory is a
 network only once everything else is in place."""
 
@@ -362,7 +362,7 @@ def create_network(
 ) -> NetDir:
     """Write a fresh network; refuse to overwrite one unless ``force``.
 
-    With ``tls`` (``botc init``'s default) NETDIR/tls holds a CA, a server certificate for
+    With ``tls`` (``botc init``'s default) NETDIR/nats/tls holds a CA, a server certificate for
     loopback and the docker-compose nodes, and the tls.toml that turns TLS on.
 
     The initial authorities are the first ``authorities - 1`` dealers and the CCP. Creation is
@@ -386,8 +386,10 @@ def create_network(
         )
         settings = None
         if tls:
-            settings = write_local(stage / "tls", name)
-        write_nats_confs(stage / "nats", genesis, tls=settings, tls_home=root.resolve() / "tls")
+            settings = write_local(stage / "nats" / "tls", name)
+        write_nats_confs(
+            stage / "nats", genesis, tls=settings, tls_home=root.resolve() / "nats" / "tls"
+        )
         write_atomic(stage / GENESIS, genesis_text(genesis))
 
     try:
@@ -469,7 +471,7 @@ def write_nats_confs(
 
 
 DOCKER_TLS_DIR = Path("/etc/nats/tls")
-"""Where docker-compose mounts NETDIR/tls in the nats containers."""
+"""Where NETDIR/nats/tls is in the docker-compose nats containers (NETDIR/nats is /etc/nats)."""
 
 
 def moved_tls(tls: TlsSettings, home: Path | None) -> TlsSettings:
@@ -589,9 +591,8 @@ def _install_into(root: Path, write: Callable[[Path], None]) -> None:
             if (root / entry).exists() or (root / entry).is_symlink():
                 os.rename(root / entry, aside / entry)
                 moved_aside.append(entry)
-            if (stage / entry).exists():  # a network without TLS has no tls/
-                os.rename(stage / entry, root / entry)
-                installed.append(entry)
+            os.rename(stage / entry, root / entry)
+            installed.append(entry)
     except BaseException:
         for entry in reversed(installed):
             _remove(root / entry)

@@ -9,7 +9,7 @@ async def test_my_strategy_quotes(network, nats_server, bus_factory):
 ```
 
 - ``network``: a fresh network directory (``botc init`` with 3 dealers, 5 clients); plaintext,
-  or with TLS (a CA, certificates, NETDIR/tls/tls.toml) for a test marked ``@pytest.mark.tls``.
+  or with TLS (a CA, certificates, NETDIR/nats/tls/tls.toml) for a test marked ``@pytest.mark.tls``.
 - ``nats_server``: one nats-server (port 0, JetStream in a temp dir) with the network's nkey
   users and permissions, and its TLS if it has some; the network's run file points at it.
 - ``nats_cluster``: three such nodes, fully routed (over mutual TLS with the marker).

@@ -24,7 +24,7 @@ async def open_bus(
     servers: Sequence[str] | None = None,
     roles: set[Role] | None = None,
 ) -> Bus:
-    """Connect as ``member_id`` (over TLS when the network has NETDIR/tls/tls.toml); with
+    """Connect as ``member_id`` (over TLS when the network has NETDIR/nats/tls/tls.toml); with
     ``roles``, refuse a member of another role (exit 2)."""
     from peers.errors import CliError
 

@@ -14,7 +14,7 @@ def register(subparsers: Any) -> None:
             "Write NETDIR/genesis.toml, one key file per member (mode 0600) under NETDIR/keys, "
             "and a nats-server configuration in which every member is an nkey user with "
             "subject permissions by role; unless --no-tls, a CA, a server certificate for "
-            "loopback and the docker-compose nodes, and NETDIR/tls/tls.toml, so every NATS "
+            "loopback and the docker-compose nodes, and NETDIR/nats/tls/tls.toml, so every NATS "
             "connection is TLS. Members: dealers D1..Dn, a CCP, guarantors G1..Gn, "
             "the regulator REG, the price ORACLE, the settlement BANK and clients C1..Cn; the "
             "initial authorities are D1-D3 and the CCP, other dealers and guarantors are "
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
         "--no-tls",
         dest="tls",
         action="store_false",
-        help="plaintext NATS (default: a CA and certificates in NETDIR/tls, every connection TLS)",
+        help="plaintext NATS (default: TLS, with a CA and certificates in NETDIR/nats/tls)",
     )
     parser.set_defaults(handler=run)
 

@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
             "Run nats-server with JetStream and the network's nkey users and permissions, in "
             "the foreground until Ctrl-C. The listening URLs are written to NETDIR/run/nats.json, "
             "where every other botc command finds them. A node that dies is restarted. With "
-            "NETDIR/tls/tls.toml, clients connect over TLS and a cluster's routes use mutual "
+            "NETDIR/nats/tls/tls.toml, clients connect over TLS and a cluster's routes use mutual "
             "TLS (its certificate is checked first: readable, the CA's, for this host)."
         ),
     )

@@ -18,7 +18,7 @@ per peer. Keys are written mode 0600; nothing existing is overwritten without --
   botc tls use --net NETDIR --ca-file ca.pem ...      turn TLS on with these files (any PKI's)
   botc tls check --net NETDIR [--host HOST]           what a server and a client would refuse
 
-botc init writes a one-machine CA and certificates into NETDIR/tls (unless --no-tls).
+botc init writes a one-machine CA and certificates into NETDIR/nats/tls (unless --no-tls).
 """
 
 
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     cert.set_defaults(handler=run_cert)
 
     use = sub.add_parser(
-        "use", help="turn TLS on for a network with these files (writes NETDIR/tls/tls.toml)"
+        "use", help="turn TLS on for a network with these files (writes NETDIR/nats/tls/tls.toml)"
     )
     use.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
     use.add_argument("--ca-file", required=True, help="the CA certificate every peer trusts")
