@@ -15,6 +15,10 @@ network's nkey authentication and permissions.
 Both kinds of responder run side by side and the client alternates one baseline round with
 one RFQ round, so on a shared, noisy machine each pair of measurements sees the same load.
 Reported: p50 and p99 of each, and ``ratio_p50 = p50 / baseline_p50``.
+
+``--tls`` runs the embedded network with TLS (every connection, the baseline's too; a ``--net``
+network follows its own NETDIR/nats/tls). ``--paired`` runs the same measurement without TLS and
+then with it, in one invocation, and reports ``tls_over_plain_p50``: what TLS costs an RFQ.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=os.cpu_count() or 2, help="responder processes"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="the embedded network over TLS")
+    tls.add_argument(
+        "--paired",
+        action="store_true",
+        help="the embedded network without TLS, then with it; report both and their ratio",
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -99,11 +110,13 @@ async def _baseline_responder(net: Any, servers: list[str], member: str) -> Any:
     import nats
 
     from bus import subjects
+    from bus.tls import connect_options
     from rfq.identity import verify_signature
 
     identity = net.identity(member)
     client_key = net.genesis().member("C1").verify_key
     nc = await nats.connect(
+        **connect_options(net.tls()),
         servers=servers,
         nkeys_seed_str=identity.nkey_seed,
         inbox_prefix=subjects.inbox_prefix(member),
@@ -142,8 +155,10 @@ class _BaselineClient:
         import nats
 
         from bus import subjects
+        from bus.tls import connect_options
 
         self.nc = await nats.connect(
+            **connect_options(self.net.tls()),
             servers=self.servers,
             nkeys_seed_str=self.identity.nkey_seed,
             inbox_prefix=subjects.inbox_prefix("C1"),
@@ -211,7 +226,7 @@ def _bench_terms(today: dt.date) -> list[Any]:
     from rfq.instruments import Leg, OptionTerms, Side, Template, Terms, listed_futures
 
     maturity = today + dt.timedelta(days=120)
-    rb, hc = (listed_futures(root, today)[-1].id for root in ("RB", "HC"))
+    rb, hc, sc = (listed_futures(root, today)[-1].id for root in ("RB", "HC", "SC"))
     return [
         Terms(Template.PRICE_SWAP, (Leg(rb),), Side.BUY, 1000, today, maturity),
         Terms(
@@ -224,7 +239,7 @@ def _bench_terms(today: dt.date) -> list[Any]:
         ),
         Terms(
             Template.EUROPEAN_OPTION,
-            (Leg("SC2605"),),
+            (Leg(sc),),
             Side.BUY,
             500,
             today,
@@ -293,17 +308,50 @@ def _stop_workers(procs: list[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from peers.errors import CliError
+
+    if args.dealers < 1 or args.rounds < 1 or args.workers < 1 or args.warmup < 0:
+        raise CliError("--dealers, --rounds and --workers must be >= 1, --warmup >= 0")
+    if (args.tls or args.paired) and not args.embedded:
+        raise CliError("--tls and --paired need --embedded (a --net network follows its own TLS)")
+    if not args.paired:
+        result = measure(args, tls=args.tls)
+        print(json.dumps(result) if args.json else _report(result))
+        return 0
+    plain, tls = measure(args, tls=False), measure(args, tls=True)
+    paired = {
+        "plain": plain,
+        "tls": tls,
+        "tls_over_plain_p50": round(tls["p50_ms"] / plain["p50_ms"], 3),
+        "tls_over_plain_p99": round(tls["p99_ms"] / plain["p99_ms"], 3),
+        "tls_over_plain_baseline_p50": round(tls["baseline_p50_ms"] / plain["baseline_p50_ms"], 3),
+    }
+    if args.json:
+        print(json.dumps(paired))
+    else:
+        print(_report(plain))
+        print(_report(tls))
+        print(
+            f"TLS over plaintext: rfq p50 x{paired['tls_over_plain_p50']:.2f}, "
+            f"p99 x{paired['tls_over_plain_p99']:.2f}, "
+            f"baseline p50 x{paired['tls_over_plain_baseline_p50']:.2f}"
+        )
+    return 0
+
+
+def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
+    """One measurement: a temporary network (TLS or not) with ``--embedded``, else ``--net``."""
     from bus.server import NatsServer
     from peers.errors import CliError
     from peers.netdir import NetDir, create_network
 
-    if args.dealers < 1 or args.rounds < 1 or args.workers < 1 or args.warmup < 0:
-        raise CliError("--dealers, --rounds and --workers must be >= 1, --warmup >= 0")
     with ExitStack() as stack:
         if args.embedded:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
-            net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1)
-            server = stack.enter_context(NatsServer(tmp / "nats", auth=net.auth_conf()))
+            net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1, tls=tls)
+            server = stack.enter_context(
+                NatsServer(tmp / "nats", auth=net.auth_conf(), tls=net.tls())
+            )
             servers = [server.url]
         else:
             net = NetDir(args.net)
@@ -314,11 +362,13 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{net.path} has {len(dealers)} dealers, --dealers asks {args.dealers}")
         workers = min(args.workers, len(dealers))
         base, real = asyncio.run(_measure(net, servers, dealers, workers, args.warmup, args.rounds))
+        tls_on = net.tls() is not None
 
-    result = {
+    return {
         "dealers": len(dealers),
         "rounds": args.rounds,
         "workers": workers,
+        "tls": tls_on,
         "p50_ms": round(statistics.median(real), 3),
         "p99_ms": round(percentile(real, 99), 3),
         "baseline_p50_ms": round(statistics.median(base), 3),
@@ -326,14 +376,17 @@ def run(args: argparse.Namespace) -> int:
         "ratio_p50": round(statistics.median(real) / statistics.median(base), 3),
         "target": {"ratio_p50": 1.5, "p99_ms": 20.0},
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"RFQ to {len(dealers)} dealers, {args.rounds} rounds, {workers} responder processes")
-        print(f"  rfq       p50 {result['p50_ms']:8.2f} ms   p99 {result['p99_ms']:8.2f} ms")
-        print(
+
+
+def _report(result: dict[str, Any]) -> str:
+    over = "over TLS" if result["tls"] else "plaintext"
+    return "\n".join(
+        [
+            f"RFQ to {result['dealers']} dealers, {result['rounds']} rounds, "
+            f"{result['workers']} responder processes, {over}",
+            f"  rfq       p50 {result['p50_ms']:8.2f} ms   p99 {result['p99_ms']:8.2f} ms",
             f"  baseline  p50 {result['baseline_p50_ms']:8.2f} ms   "
-            f"p99 {result['baseline_p99_ms']:8.2f} ms"
-        )
-        print(f"  ratio p50 {result['ratio_p50']:.2f}  (target <= 1.5; p99 target < 20 ms)")
-    return 0
+            f"p99 {result['baseline_p99_ms']:8.2f} ms",
+            f"  ratio p50 {result['ratio_p50']:.2f}  (target <= 1.5; p99 target < 20 ms)",
+        ]
+    )
