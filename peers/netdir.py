@@ -529,7 +529,13 @@ def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:
         mine.append(identity.member_id)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        write_nats_confs(root / "nats", genesis)
+        tls = NetDir(root).tls()  # a machine that turned TLS on (botc tls use) keeps it
+        write_nats_confs(
+            root / "nats",
+            genesis,
+            tls=tls if tls and tls.cert_file else None,
+            tls_home=root.resolve() / "nats" / "tls",
+        )
         write_atomic(installed, text)
     except OSError as exc:
         raise NetDirError(f"{root}: cannot install the genesis ({_reason(exc)})") from None

@@ -9,7 +9,8 @@ async def test_my_strategy_quotes(network, nats_server, bus_factory):
 ```
 
 - ``network``: a fresh network directory (``botc init`` with 3 dealers, 5 clients); plaintext,
-  or with TLS (a CA, certificates, NETDIR/nats/tls/tls.toml) for a test marked ``@pytest.mark.tls``.
+  or with TLS (a CA, certificates, NETDIR/nats/tls/tls.toml) for a test marked ``@pytest.mark.tls``
+  (``pytest --botc-tls``: every test's).
 - ``nats_server``: one nats-server (port 0, JetStream in a temp dir) with the network's nkey
   users and permissions, and its TLS if it has some; the network's run file points at it.
 - ``nats_cluster``: three such nodes, fully routed (over mutual TLS with the marker).
@@ -41,6 +42,17 @@ BusFactory = Callable[..., Awaitable[Bus]]
 TLS_MARKER = "tls"
 
 
+TLS_OPTION = "--botc-tls"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        TLS_OPTION,
+        action="store_true",
+        help="every test's network fixture has TLS, as if each test were marked tls",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{TLS_MARKER}: the network fixture has TLS (every NATS connection over TLS)"
@@ -50,7 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def network(tmp_path: Path, request: pytest.FixtureRequest) -> NetDir:
     """A fresh network: D1-D3, CCP, G1, REG, ORACLE, BANK and C1-C5 (TLS when marked)."""
-    tls = request.node.get_closest_marker(TLS_MARKER) is not None
+    tls = request.node.get_closest_marker(TLS_MARKER) is not None or bool(
+        request.config.getoption(TLS_OPTION)
+    )
     return create_network(tmp_path / "net", dealers=3, clients=5, tls=tls)
 
 
