@@ -157,6 +157,7 @@ class Marketplace:
                 self.net.data_dir("nats"),
                 self.cluster_size,
                 auth=self.net.auth_conf(),
+                route_password=self.net.route_password(),
                 tls=self.net.tls(),
             )
             self.net.write_run_file(self.cluster.start().urls)

@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cluster == 1:
         nodes = [NatsServer(store, name="n1", port=args.port, auth=auth, tls=tls)]
     else:
-        cluster = NatsCluster(store, args.cluster, auth=auth, tls=tls)
+        cluster = NatsCluster(
+            store, args.cluster, auth=auth, route_password=net.route_password(), tls=tls
+        )
         nodes = cluster.nodes
     previous = _stop_on_signals()
     try:
