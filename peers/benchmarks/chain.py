@@ -12,8 +12,10 @@ open, initial margin to book) submitted as fast as the network accepts them, kee
   the same-run reference: every authority verifies each trade's two signatures, so
   ``tps / verify_per_s`` shows how close the chain runs to its cryptographic floor.
 
-``--tls`` runs every connection over TLS; ``--paired`` runs without TLS, then with it, in one
-invocation, and reports ``tls_over_plain_tps`` and ``tls_over_plain_finality_p50``.
+``--tls`` runs every connection over TLS; ``--paired`` runs without TLS and with it in one
+invocation, in the order plain, TLS, TLS, plain (half of ``--tx`` each, so a load drifting
+during the run weighs on both alike), and reports ``tls_over_plain_tps`` and
+``tls_over_plain_finality_p50``.
 """
 
 from __future__ import annotations
@@ -229,7 +231,13 @@ def run(args: argparse.Namespace) -> int:
         result = measure(args, tls=args.tls)
         print(json.dumps(result) if args.json else _report(result))
         return 0
-    plain, tls = measure(args, tls=False), measure(args, tls=True)
+    # A B B A: plaintext, TLS, TLS, plaintext, each with half the transactions, so a load
+    # that drifts during the run weighs on both alike.
+    half = max(1, args.tx // 2)
+    runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for tls_on in (False, True, True, False):
+        runs[tls_on].append(_run_once(args, tls=tls_on, tx=half))
+    plain, tls = _summary(args, False, runs[False]), _summary(args, True, runs[True])
 
     def ratio(key: str) -> float | None:
         a, b = tls[key], plain[key]
@@ -257,6 +265,11 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
     """One run on a temporary network (with TLS or without)."""
+    return _summary(args, tls, [_run_once(args, tls=tls, tx=args.tx)])
+
+
+def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]:
+    """A temporary network, its authorities, ``tx`` transactions: the raw outcome."""
     from bus.server import NatsServer
     from peers.netdir import create_network
     from rfq.identity import NetworkParams
@@ -272,7 +285,7 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
         )
         with NatsServer(Path(tmp) / "nats", auth=net.auth_conf(), tls=net.tls()) as server:
             servers = [server.url]
-            txs = _presign(net, args.tx)
+            txs = _presign(net, tx)
             ctx = mp.get_context("spawn")
             ready = ctx.Queue()
             members = list(net.genesis().authorities.initial)
@@ -295,17 +308,31 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
                     p.terminate()
                 for p in procs:
                     p.join(15)
-    rate = verify_rate()
-    finality = outcome["finality"]
-    tps = outcome["committed"] / outcome["seconds"] if outcome["seconds"] > 0 else 0.0
+    outcome["verify_per_s"] = verify_rate()
+    outcome["tx"] = tx
+    return outcome
+
+
+def _summary(args: argparse.Namespace, tls: bool, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one or more runs in the same mode, taken together."""
+    finality = [f for o in outcomes for f in o["finality"]]
+    committed = sum(o["committed"] for o in outcomes)
+    seconds = sum(o["seconds"] for o in outcomes)
+    refused: dict[str, int] = {}
+    for o in outcomes:
+        for reason, count in o["refused"].items():
+            refused[reason] = refused.get(reason, 0) + count
+    rate = statistics.mean(o["verify_per_s"] for o in outcomes)
+    tps = committed / seconds if seconds > 0 else 0.0
     return {
         "authorities": args.authorities,
-        "tx": args.tx,
+        "tx": sum(o["tx"] for o in outcomes),
         "tls": tls,
-        "committed": outcome["committed"],
-        "refused": outcome["refused"],
-        "lost": outcome["lost"],
-        "seconds": round(outcome["seconds"], 2),
+        "runs": len(outcomes),
+        "committed": committed,
+        "refused": refused,
+        "lost": sum(o["lost"] for o in outcomes),
+        "seconds": round(seconds, 2),
         "tps": round(tps, 1),
         "finality_p50_ms": round(statistics.median(finality), 1) if finality else None,
         "finality_p99_ms": round(percentile(finality, 99), 1) if finality else None,

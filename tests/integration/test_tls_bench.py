@@ -35,7 +35,8 @@ def test_the_chain_benchmark_paired_commits_every_transaction_both_ways(capsys):
     )  # fmt: skip
     for side, tls in (("plain", False), ("tls", True)):
         assert report[side]["tls"] is tls
-        assert report[side]["committed"] == 40, report[side]
+        assert report[side]["runs"] == 2  # plain, TLS, TLS, plain: half of --tx each
+        assert report[side]["committed"] == report[side]["tx"] == 40, report[side]
     assert report["tls_over_plain_tps"] > 0
 
 
