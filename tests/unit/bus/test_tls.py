@@ -8,6 +8,8 @@ import stat
 
 import pytest
 from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bus.server import NatsServer
 from bus.tls import (
@@ -159,3 +161,32 @@ def test_the_server_config_serves_clients_tls_first_and_routes_mutual_tls(tmp_pa
     assert "verify: true" in cluster and str(settings.cert_file) in cluster
     assert "handshake_first: true" in client and "verify: false" in client
     assert "handshake_first" not in cluster
+
+
+@given(st.binary(max_size=400))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_garbage_in_tls_toml_is_refused_cleanly_or_read(tmp_path, data):
+    path = tmp_path / "tls.toml"
+    path.write_bytes(data)
+    problem = ""
+    try:
+        read_settings(path)
+    except TlsError as exc:
+        problem = str(exc)
+    assert "\n" not in problem
+    assert not problem or problem.startswith(f"{path}: ")
+
+
+@given(st.binary(max_size=400))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_garbage_certificates_and_keys_are_refused_in_one_line(ca, tmp_path, data):
+    cert, key = tmp_path / "g.pem", tmp_path / "g.key"
+    cert.write_bytes(data)
+    key.write_bytes(data)
+    with pytest.raises(TlsError) as refused:
+        check_pair(ca / "ca.pem", cert, key)
+    assert "\n" not in str(refused.value)

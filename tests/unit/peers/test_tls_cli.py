@@ -192,3 +192,20 @@ def test_the_docker_cluster_config_of_a_tls_network_is_valid_for_the_real_nats_s
         text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_peer_whose_ca_file_is_missing_is_refused_in_one_line_naming_it(tmp_path, capsys):
+    net = create_network(tmp_path / "net", tls=True)
+    ca = net.path / "nats" / "tls" / "ca.pem"
+    ca.unlink()
+    line = refused(capsys, "status", "--net", str(net.path), "--servers", "nats://127.0.0.1:1")
+    assert line == (
+        f"botc status: error: {ca}: cannot read the CA certificate (No such file or directory)"
+    )
+
+
+def test_a_malformed_tls_toml_is_refused_by_every_command_naming_it(tmp_path, capsys):
+    net = create_network(tmp_path / "net", tls=True)
+    net.tls_settings_path.write_text("verify_clients = maybe\n")
+    line = refused(capsys, "nats", "--net", str(net.path), "--port", "0")
+    assert line.startswith(f"botc nats: error: {net.tls_settings_path}: not valid TOML")
