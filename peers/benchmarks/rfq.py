@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROUNDS = 300
+BENCH_RFQ_RATE = 2000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +101,15 @@ async def _serve(netdir: Path, servers: list[str], members: list[str], ready: An
     for i, member in enumerate(members):
         closers.append(await _baseline_responder(net, servers, member))
         bus = await open_bus(net, member, servers=servers)
-        bot = DealerBot(bus, net.genesis(), market=market, credit_limit=1e18, attach_market=i == 0)
+        bot = DealerBot(
+            bus,
+            net.genesis(),
+            market=market,
+            credit_limit=1e18,
+            attach_market=i == 0,
+            rfq_rate_per_s=BENCH_RFQ_RATE,  # one client asking back to back: no flood
+            rfq_burst=int(BENCH_RFQ_RATE),
+        )
         await bot.start()
         closers.append(bus.close)
     ready.put(len(members))
