@@ -104,6 +104,25 @@ async def test_a_server_certificate_for_another_host_is_refused_by_the_client(
 
 
 @pytest.mark.tls
+async def test_a_server_certificate_another_ca_signed_is_refused_by_the_client(
+    network, tmp_path, monkeypatch
+):
+    rogue = foreign_tls(tmp_path / "rogue", ["127.0.0.1"])
+    monkeypatch.setattr(TlsSettings, "check_server", lambda self, host=None: None)
+    impostor = dataclasses.replace(
+        network.tls(), cert_file=rogue.cert_file, key_file=rogue.key_file
+    )
+    with (
+        NatsServer(tmp_path / "nats", auth=network.auth_conf(), tls=impostor) as server,
+        pytest.raises(ConnectError) as refused,
+    ):
+        await open_bus(network, "C1", servers=[server.url])
+    line = str(refused.value)
+    assert "\n" not in line and "unable to get local issuer certificate" in line
+    assert str(network.tls().ca_file) in line
+
+
+@pytest.mark.tls
 def test_botc_refuses_to_start_a_server_whose_certificate_is_for_another_host(network, tmp_path):
     settings = network.tls()
     cert, key = write_certificate(
