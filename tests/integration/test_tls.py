@@ -4,6 +4,7 @@ refused, and a server without a CA-signed certificate cannot join the cluster's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
@@ -211,3 +212,36 @@ async def test_with_verify_clients_a_peer_needs_a_ca_signed_client_certificate(n
         with pytest.raises(ConnectError, match="C2 cannot connect"):
             await without.connect()
         await without.close()
+
+
+@pytest.mark.tls
+async def test_a_peer_over_tls_rides_out_a_server_restart(nats_server, network):
+    from bus import subjects
+    from bus.client import BusStatus
+
+    reg = await open_bus(network, "REG")
+    seen: list[BusStatus] = []
+    reg.listeners.append(lambda status, _detail: seen.append(status))
+    heard = asyncio.Event()
+
+    async def on_message(msg) -> None:
+        heard.set()
+
+    await reg.nc.subscribe(subjects.query("REG"), cb=on_message)
+    await reg.flush()
+    await asyncio.to_thread(nats_server.restart)
+    deadline = time.monotonic() + 20
+    while (
+        BusStatus.CONNECTED not in seen[seen.index(BusStatus.DISCONNECTED) :]
+        if (BusStatus.DISCONNECTED in seen)
+        else True
+    ):
+        assert time.monotonic() < deadline, f"never reconnected: {seen}"
+        await asyncio.sleep(0.05)
+    while not heard.is_set():
+        assert time.monotonic() < deadline, "no message after the restart"
+        await reg.nc.publish(subjects.query("REG"), b"after the restart")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(heard.wait(), 0.25)
+    assert tls_version(reg) is not None
+    await reg.close()
