@@ -230,12 +230,14 @@ async def test_a_peer_over_tls_rides_out_a_server_restart(nats_server, network):
     await reg.nc.subscribe(subjects.query("REG"), cb=on_message)
     await reg.flush()
     await asyncio.to_thread(nats_server.restart)
+
+    def reconnected() -> bool:
+        if BusStatus.DISCONNECTED not in seen:
+            return False
+        return BusStatus.CONNECTED in seen[seen.index(BusStatus.DISCONNECTED) :]
+
     deadline = time.monotonic() + 20
-    while (
-        BusStatus.CONNECTED not in seen[seen.index(BusStatus.DISCONNECTED) :]
-        if (BusStatus.DISCONNECTED in seen)
-        else True
-    ):
+    while not reconnected():
         assert time.monotonic() < deadline, f"never reconnected: {seen}"
         await asyncio.sleep(0.05)
     while not heard.is_set():
