@@ -247,3 +247,33 @@ async def test_a_peer_over_tls_rides_out_a_server_restart(nats_server, network):
             await asyncio.wait_for(heard.wait(), 0.25)
     assert tls_version(reg) is not None
     await reg.close()
+
+
+@pytest.mark.tls
+def test_botc_nats_serves_a_tls_network_that_peers_join_over_tls(network):
+    import signal
+    import subprocess
+    import sys
+
+    async def join() -> str | None:
+        bus = await open_bus(network, "C1")  # the run file names the server
+        version = tls_version(bus)
+        await bus.close()
+        return version
+
+    command = [sys.executable, "-m", "peers.cli", "--log-level", "error", "nats"]
+    process = subprocess.Popen(
+        [*command, "--net", str(network.path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("nats ready: nats://127.0.0.1:"), line
+        assert asyncio.run(join()) in ("TLSv1.2", "TLSv1.3")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+    assert process.returncode == 0
