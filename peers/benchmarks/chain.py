@@ -214,6 +214,7 @@ async def _drive(
 
 def run(args: argparse.Namespace) -> int:
     from bus.server import NatsServer
+    from peers.callout import start_callout
     from peers.errors import CliError
     from peers.netdir import create_network
     from rfq.identity import NetworkParams
@@ -230,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         )
         with NatsServer(Path(tmp) / "nats", auth=net.auth_conf()) as server:
             servers = [server.url]
+            callout = start_callout(net, servers)  # members connect through it
             txs = _presign(net, args.tx)
             ctx = mp.get_context("spawn")
             ready = ctx.Queue()
@@ -253,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
                     p.terminate()
                 for p in procs:
                     p.join(15)
+                if callout is not None:
+                    callout.stop()
     rate = verify_rate()
     finality = outcome["finality"]
     tps = outcome["committed"] / outcome["seconds"] if outcome["seconds"] > 0 else 0.0

@@ -294,6 +294,7 @@ def _stop_workers(procs: list[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bus.server import NatsServer
+    from peers.callout import start_callout
     from peers.errors import CliError
     from peers.netdir import NetDir, create_network
 
@@ -305,6 +306,9 @@ def run(args: argparse.Namespace) -> int:
             net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1)
             server = stack.enter_context(NatsServer(tmp / "nats", auth=net.auth_conf()))
             servers = [server.url]
+            callout = start_callout(net, servers)  # members connect through it
+            if callout is not None:
+                stack.callback(callout.stop)
         else:
             net = NetDir(args.net)
             servers = net.server_urls()

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import structlog
 
     from bus.server import NatsCluster, NatsServer
+    from peers.callout import CalloutThread, start_callout
     from peers.errors import CliError
     from peers.netdir import NetDir
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         cluster = NatsCluster(store, args.cluster, auth=auth)
         nodes = cluster.nodes
+    callouts: list[CalloutThread] = []
     previous = _stop_on_signals()
     try:
         if args.cluster == 1:
@@ -54,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             cluster.start()
         urls = [n.url for n in nodes]
         net.write_run_file(urls)
+        for url in urls:  # one auth callout per node: members connect as the chain says
+            callout = start_callout(net, [url])
+            if callout is not None:
+                callouts.append(callout)
         print(f"nats ready: {' '.join(urls)}  (Ctrl-C to stop)", flush=True)
         while True:
             time.sleep(0.5)
@@ -67,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         for sig in previous:  # a second signal must not cut the stop short
             signal.signal(sig, signal.SIG_IGN)
         try:
+            for callout in callouts:
+                callout.stop()
             for node in nodes:
                 node.stop()
             net.run_file.unlink(missing_ok=True)
