@@ -17,12 +17,13 @@ payments; a bilateral close-out needs both parties, so they are not closed out e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from peers.errors import CliError
 from peers.genesis import CeremonyError, read_identity
 from rfq.errors import ValidationError
-from rfq.identity import GRADES, Member, Role, validate_member
+from rfq.identity import GRADES, Directory, Member, Role, validate_member
 from rfq.ledger.state import LedgerState
 from rfq.ledger.tx import OffboardMember, RegisterMember, SuspendMember
 
@@ -89,3 +90,16 @@ def standing_payload(
         raise CliError(f"{action} needs --reason")
     kind = SuspendMember if action == "suspend" else OffboardMember
     return kind(member_id, reason.strip())
+
+
+def sync_directory(directory: Directory, members: Iterable[Member]) -> int:
+    """Add to a bus's ``directory`` the members the chain registered since (a member is
+    never removed: an offboarded one's old messages still verify, and admission refuses its
+    new transactions); returns how many were added. Peers with a chain view (authorities,
+    followers) call it at every final block, so they verify a new member's messages."""
+    added = 0
+    for member in members:
+        if member.id not in directory:
+            directory.add(member)
+            added += 1
+    return added

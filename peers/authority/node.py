@@ -48,6 +48,7 @@ from peers.authority.queries import QueryService
 from peers.authority.store import ChainStore
 from peers.errors import PeerError
 from peers.ledger_client import reply_channel
+from peers.membership import sync_directory
 from peers.service import cancel_and_wait
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
@@ -200,8 +201,14 @@ class AuthorityNode:
             self.stats["background_failed"] += 1
             log.error("background_task_failed", error=repr(task.exception()))
 
+    def _learn_members(self) -> None:
+        sync_directory(self.bus.directory, self.state.members.values())
+
     async def start(self) -> AuthorityNode:
         self._load()
+        # The bus verifies members the chain registered after the genesis (peers.membership).
+        self._learn_members()
+        self.decided_listeners.append(lambda block, result: self._learn_members())
         await self._ensure_stream()
         await self.bus.subscribe(
             subjects.TX_ALL, tx_channel(self.params.max_block_bytes), self._on_tx

@@ -26,7 +26,7 @@ from peers.runtime import open_bus
 from rfq.identity import Directory, Identity, Role
 from rfq.instruments import listed_futures
 
-from .chainkit import rebar_swap, wait_for
+from .chainkit import TxFactory, rebar_swap, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,28 @@ async def test_bad_admissions_are_refused_with_one_line_and_exit_2_and_change_no
     registered = [m for m in node.state.members.values() if m.id in ("C9", "C1")]
     assert sorted(m.id for m in registered) == ["C1", "C9"]
     assert node.state.members["C1"].sign_key == network.genesis().member("C1").sign_key
+
+
+async def test_a_client_admitted_at_runtime_trades_and_every_authority_verifies_it(
+    live_market, network, auth_callout
+):
+    _, identity_path = keygen(network.path / "keys", "C9", Role.CLIENT, "Client C9")
+    code, receipt, err = await botc_regulator(
+        network, "admit", str(identity_path), "--rating", "BBB", "--capital", "2e7"
+    )
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    nodes = live_market.authorities.values()
+    await wait_for(lambda: all("C9" in n.bus.directory for n in nodes), 10, "authorities learn C9")
+    bus = await open_bus(network, "C9")
+    try:
+        factory = TxFactory(network)
+        factory.ids["C9"] = network.identity("C9")
+        await bus.nc.publish("otc.tx.C9", factory.trade("r-c9", client="C9", dealer="D1"))
+        await bus.flush()
+
+        def final() -> bool:
+            return all(any(t.client == "C9" for t in n.state.trades.values()) for n in nodes)
+
+        await wait_for(final, 15, "C9's trade final on every authority")
+    finally:
+        await bus.close()
