@@ -26,6 +26,7 @@ COMMANDS = (
     "keygen",
     "genesis",
     "nats",
+    "callout",
     "oracle",
     "dealer",
     "authority",
