@@ -152,7 +152,10 @@ class Marketplace:
         # Kept before starting, so a stop signal while it starts still finds it to stop.
         if self.cluster_size > 1:
             self.cluster = NatsCluster(
-                self.net.data_dir("nats"), self.cluster_size, auth=self.net.auth_conf()
+                self.net.data_dir("nats"),
+                self.cluster_size,
+                auth=self.net.auth_conf(),
+                route_password=self.net.route_password(),
             )
             self.net.write_run_file(self.cluster.start().urls)
             self.start_callouts(self.cluster.urls)

@@ -60,7 +60,6 @@ from rfq.ledger.block import (
     check_block,
 )
 from rfq.ledger.consensus import (
-    CONSENSUS_KINDS,
     Broadcast,
     ConsensusMessage,
     Decide,
@@ -80,6 +79,7 @@ from rfq.ledger.state import (
 )
 from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
 from rfq.messages import Accept
+from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     QUERY_ROLES,
@@ -105,10 +105,7 @@ def tx_channel(max_block_bytes: int) -> Channel[Transaction]:
 
 def consensus_channel(max_bytes: int) -> Channel[ConsensusMessage]:
     return Channel.of(
-        "ibft",
-        ConsensusMessage,
-        {k: AUTHORITY_ELIGIBLE for k in CONSENSUS_KINDS},
-        max_bytes=max_bytes,
+        "ibft", ConsensusMessage, channel_roles(BusChannel.CONSENSUS), max_bytes=max_bytes
     )
 
 
@@ -309,13 +306,35 @@ class AuthorityNode:
         self._answer_held()
 
     async def _ensure_stream(self) -> None:
+        """Create the ``CHAIN`` stream once, locked: no purge, no delete, no rollup.
+
+        Authorities may create ``CHAIN`` (and no other stream) but no member may update,
+        purge or delete it, so it keeps every block it was given. A ``CHAIN`` that exists
+        with another configuration (created by a faulty authority before us) is reported:
+        its blocks are checked like any others, and catch-up falls back to the peers."""
         try:
-            await self.js.stream_info(subjects.CHAIN_STREAM)
-            return
+            info = await self.js.stream_info(subjects.CHAIN_STREAM)
         except NotFoundError:
-            pass
+            info = None
         except Exception as exc:  # no JetStream: catch-up falls back to peers
             log.warning("jetstream_unavailable", error=str(exc))
+            return
+        if info is not None:
+            config = info.config
+            if (
+                list(config.subjects or ()) != [subjects.CHAIN_ALL]
+                or not config.deny_delete
+                or not config.deny_purge
+                or config.allow_rollup_hdrs
+            ):
+                self.stats["chain_stream_misconfigured"] += 1
+                log.error(
+                    "chain_stream_misconfigured",
+                    subjects=config.subjects,
+                    deny_delete=config.deny_delete,
+                    deny_purge=config.deny_purge,
+                    allow_rollup_hdrs=config.allow_rollup_hdrs,
+                )
             return
         for replicas in (3, 1):
             try:
@@ -327,6 +346,9 @@ class AuthorityNode:
                         num_replicas=replicas,
                         max_msgs_per_subject=1,
                         duplicate_window=120.0,
+                        deny_delete=True,
+                        deny_purge=True,
+                        allow_rollup_hdrs=False,
                     )
                 )
                 return

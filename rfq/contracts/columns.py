@@ -9,7 +9,9 @@ dropped by ``compact`` (order-preserving) once they are half the table.
 
 The arithmetic mirrors ``rfq.contracts.payoff`` operation for operation (elementwise float64
 multiply/add/divide/max, no reductions), so a row's mark and value equal the scalar ones bit
-for bit.
+for bit. Each row's payoff is its template's ``vector_payoff`` over the row's ``PayoffRow``
+(fixed, strike, flag); templates sharing one function (every linear one) share one pass, and a
+tick runs one pass per function in the table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy.typing as npt
 
 from rfq.contracts import payoff
 from rfq.contracts.model import Contract
-from rfq.instruments import Template
+from rfq.contracts.templates import template_of
+from rfq.contracts.templates.base import VectorPayoff
 from rfq.money import MICROS
 
 F64 = npt.NDArray[np.float64]
@@ -30,19 +33,30 @@ I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 Rows = slice | npt.NDArray[np.intp]
 
-KIND_LINEAR, KIND_CALL, KIND_PUT = 0, 1, 2
 NO_DATE = -1
 # date(1970, 1, 1).toordinal(): ordinal -> datetime64[D] offset.
 _EPOCH = 719163
 
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
-_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
+_INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
 _BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
 
 
 def _as_dt64(ordinals: I64) -> npt.NDArray[np.datetime64]:
     return (ordinals - _EPOCH).astype("datetime64[D]")
+
+
+_PAYOFFS: list[VectorPayoff] = []
+"""Every distinct vectorised payoff seen, by ``kind`` code (process-wide, append-only)."""
+
+
+def _payoff_kind(function: VectorPayoff) -> int:
+    for code, known in enumerate(_PAYOFFS):
+        if known is function:
+            return code
+    _PAYOFFS.append(function)
+    return len(_PAYOFFS) - 1
 
 
 class LiveColumns:
@@ -58,7 +72,8 @@ class LiveColumns:
     mta: F64
     mark: F64
     mtm: F64
-    kind: I64
+    kind: I64  # the row's vectorised payoff (``_PAYOFFS``)
+    flag: I64  # the template's own flag (call or put...)
     avg_start: I64
     avg_end: I64
     avg_last: I64
@@ -80,6 +95,7 @@ class LiveColumns:
         self.ids: list[str] = []
         self.slot: dict[str, int] = {}
         self.inactive = 0
+        self.kinds: list[int] = []  # payoff kinds pushed so far, ascending
         self._alloc(max(capacity, 16))
 
     # ----------------------------------------------------------------------------------------
@@ -129,14 +145,17 @@ class LiveColumns:
             self._resize(self.cap * 2 if self.n == self.cap else self.cap, width)
         i = self.n
         terms = contract.terms
-        option = terms.option
-        self.fixed[i] = contract.fixed_price if contract.fixed_price is not None else 0.0
-        self.strike[i] = option.strike if option is not None else 0.0
-        self.kind[i] = (
-            KIND_LINEAR if option is None else KIND_CALL if option.type == "call" else KIND_PUT
-        )
+        template = template_of(terms)
+        row = template.payoff_row(contract)
+        self.fixed[i] = row.fixed
+        self.strike[i] = row.strike
+        self.flag[i] = row.flag
+        kind = _payoff_kind(template.vector_payoff)
+        if kind not in self.kinds:
+            self.kinds = sorted([*self.kinds, kind])
+        self.kind[i] = kind
         self.sqm[i] = payoff.signed_size(contract)
-        self.is_avg[i] = terms.template == Template.AVERAGE_PRICE_SWAP
+        self.is_avg[i] = template.averaging
         if terms.averaging is not None:
             self.avg_start[i] = terms.averaging.start.toordinal()
             self.avg_end[i] = terms.averaging.end.toordinal()
@@ -253,11 +272,13 @@ class LiveColumns:
     def values(self, mark: F64, rows: Rows | None = None) -> F64:
         """Value to the client of every row (or the given rows) at these marks."""
         sel = self._sel(rows)
-        kind = self.kind[sel]
-        linear = mark - self.fixed[sel]
-        call = np.maximum(mark - self.strike[sel], 0.0)
-        put = np.maximum(self.strike[sel] - mark, 0.0)
-        unit = np.where(kind == KIND_CALL, call, np.where(kind == KIND_PUT, put, linear))
+        fixed, strike, flag = self.fixed[sel], self.strike[sel], self.flag[sel]
+        unit: F64 | None = None
+        for code in self.kinds:
+            part = _PAYOFFS[code](mark, fixed, strike, flag)
+            unit = part if unit is None else np.where(self.kind[sel] == code, part, unit)
+        if unit is None:
+            unit = np.zeros_like(mark)
         out: F64 = unit * self.sqm[sel]
         return out
 
