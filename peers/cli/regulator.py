@@ -164,6 +164,8 @@ def _one_shot(net: Any, member: str, servers: list[str] | None, args: argparse.N
         path = Path(args.target)
         if args.action == "admit" and not path.is_file():
             raise CliError(f"{path}: no such identity file")
+    elif args.target not in {m.id for m in genesis.members}:
+        membership = True  # admitted after the genesis: checked against the chain's registry
     else:
         payload = governance_payload(
             genesis,
@@ -232,4 +234,15 @@ async def _membership_payload(bus: Any, genesis: Any, args: argparse.Namespace) 
             capital=args.capital,
             ccr_threshold=args.ccr_threshold,
         )
-    return standing_payload(follower.state, args.action, args.target, args.reason)
+    if args.action in MEMBERSHIP_ACTIONS:
+        return standing_payload(follower.state, args.action, args.target, args.reason)
+    from peers.regulator import governance_payload
+
+    return governance_payload(
+        genesis,
+        args.action,
+        args.target,
+        reason=getattr(args, "reason", "") or "",
+        grade=getattr(args, "grade", "") or "",
+        members=follower.state.members,
+    )

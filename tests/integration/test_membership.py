@@ -104,6 +104,11 @@ async def test_a_dealer_admitted_at_runtime_connects_and_quotes_within_seconds(
         await dealer.close()
     finally:
         await bus.close()
+    # governance knows it too: a dealer admitted after the genesis can become a candidate
+    code, receipt, err = await botc_regulator(network, "nominate", "D4")
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    code, receipt, err = await botc_regulator(network, "nominate", "D5")
+    assert (code, receipt) == (2, None) and "no member 'D5' on chain" in err
 
 
 async def test_an_offboarded_client_is_disconnected_and_refused_within_seconds(
