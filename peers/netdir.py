@@ -356,6 +356,8 @@ _CAPITAL = {
 
 
 MIN_DEALERS, MAX_DEALERS = 3, 64
+MIN_AUTHORITIES, MAX_AUTHORITIES = 4, 10
+"""Every authority checks every other's messages: consensus cost per node grows with the set."""
 """Three dealers and the CCP are the four initial authorities; 64 dealers, the CCP and 16
 guarantors leave room for any authority set a network may elect."""
 MIN_CLIENTS, MAX_CLIENTS = 1, 1000
@@ -368,8 +370,11 @@ network only once everything else is in place."""
 
 def check_sizes(dealers: int, clients: int, guarantors: int, authorities: int = 4) -> None:
     """Refuse member counts outside the documented bounds (before anything is written)."""
-    if authorities < 4:
-        raise NetDirError("a BFT network needs at least 4 authorities")
+    if not MIN_AUTHORITIES <= authorities <= MAX_AUTHORITIES:
+        raise NetDirError(
+            f"--authorities must be {MIN_AUTHORITIES} to {MAX_AUTHORITIES}, not {authorities} "
+            "(a BFT network needs at least 4)"
+        )
     least = max(MIN_DEALERS, authorities - 1)
     if dealers < least:
         raise NetDirError(

@@ -43,6 +43,20 @@ _INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadli
 _BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
 
 
+_COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS
+
+
+class _ColumnsJournal:
+    """The table's size as it was, and rows (or, once a pass writes every row, all of them)
+    before their first write since ``LiveColumns.checkpoint``."""
+
+    def __init__(self, cols: LiveColumns) -> None:
+        self.n, self.inactive, self.width = cols.n, cols.inactive, cols.width
+        self.kinds = cols.kinds  # replaced, never changed in place
+        self.rows: dict[int, tuple[tuple[Any, ...], I64, F64]] = {}
+        self.full: tuple[dict[str, Any], I64, F64, list[str]] | None = None
+
+
 def _as_dt64(ordinals: I64) -> npt.NDArray[np.datetime64]:
     return (ordinals - _EPOCH).astype("datetime64[D]")
 
@@ -96,7 +110,73 @@ class LiveColumns:
         self.slot: dict[str, int] = {}
         self.inactive = 0
         self.kinds: list[int] = []  # payoff kinds pushed so far, ascending
+        self._journal: _ColumnsJournal | None = None
         self._alloc(max(capacity, 16))
+
+    # ----------------------------------------------------------------------------------------
+    # journal (``ContractBook.checkpoint``): rows as they were before their first write
+
+    def checkpoint(self) -> None:
+        self._journal = _ColumnsJournal(self)
+
+    def release(self) -> None:
+        self._journal = None
+
+    def save_row(self, slot: int) -> None:
+        """Keep row ``slot`` as it is now, before it is written (once per journal)."""
+        journal = self._journal
+        if journal is None or journal.full is not None or slot >= journal.n:
+            return
+        if slot not in journal.rows:
+            journal.rows[slot] = (
+                tuple(getattr(self, name)[slot].item() for name in _COLUMNS),
+                self.leg_u[:, slot].copy(),
+                self.leg_w[:, slot].copy(),
+            )
+
+    def save_all(self) -> None:
+        """Keep every row as it is now (before a pass that writes them all)."""
+        journal = self._journal
+        if journal is None or journal.full is not None:
+            return
+        n = journal.n
+        journal.full = (
+            {name: getattr(self, name)[:n].copy() for name in _COLUMNS},
+            self.leg_u[:, :n].copy(),
+            self.leg_w[:, :n].copy(),
+            self.ids[:n],
+        )
+
+    def rollback(self) -> None:
+        journal = self._journal
+        if journal is None:
+            return
+        self._journal = None
+        n = journal.n
+        if journal.full is not None:
+            arrays, leg_u, leg_w, ids = journal.full
+            for name, array in arrays.items():
+                getattr(self, name)[:n] = array
+            self.leg_u[: leg_u.shape[0], :n] = leg_u
+            self.leg_w[: leg_w.shape[0], :n] = leg_w
+            self.ids = ids
+            self.slot = {cid: k for k, cid in enumerate(ids)}
+        else:
+            for cid in self.ids[n:]:
+                del self.slot[cid]
+            del self.ids[n:]
+        for slot, (values, leg_u_row, leg_w_row) in journal.rows.items():
+            for name, value in zip(_COLUMNS, values, strict=True):
+                getattr(self, name)[slot] = value
+            self.leg_u[: leg_u_row.shape[0], slot] = leg_u_row
+            self.leg_w[: leg_w_row.shape[0], slot] = leg_w_row
+        if self.width != journal.width:
+            self.leg_u, self.leg_w = (
+                self.leg_u[: journal.width].copy(),
+                self.leg_w[: journal.width].copy(),
+            )
+            self.width = journal.width
+        self.n, self.inactive, self.kinds = n, journal.inactive, journal.kinds
 
     # ----------------------------------------------------------------------------------------
     # storage
@@ -190,6 +270,7 @@ class LiveColumns:
         return i
 
     def deactivate(self, slot: int) -> None:
+        self.save_row(slot)
         self.active[slot] = False
         self.call_open[slot] = False
         self.inactive += 1
@@ -198,6 +279,7 @@ class LiveColumns:
         """Drop inactive rows (keeping order) once they are at least half the table."""
         if self.inactive == 0 or self.inactive * 2 < self.n:
             return False
+        self.save_all()
         n = self.n
         keep = np.flatnonzero(self.active[:n])
         for name in _FLOATS + _FLOATS_NAN + _INTS + _BOOLS:

@@ -105,7 +105,9 @@ async def test_forged_signatures_never_reach_a_dealer_or_the_chain(live_market):
     )
     forged = msgspec.structs.replace(signed_accept, signature=bytes(64))
     await c1.bus.nc.publish(subjects.tx("C1"), msgspec.msgpack.encode(forged))
-    forged_rfq = msgspec.structs.replace(handle.signed, signature=bytes(64), nonce=1)
+    # A fresh nonce: one seen before (or older than the window) is a replay, dropped unverified.
+    fresh = c1.bus.outbox.next_nonce()
+    forged_rfq = msgspec.structs.replace(handle.signed, signature=bytes(64), nonce=fresh)
     await c1.bus.nc.publish(
         subjects.rfq_public("commodity", "RB2605"), msgspec.msgpack.encode(forged_rfq)
     )

@@ -14,7 +14,7 @@ import pytest
 from bus import subjects
 from bus.server import NatsServer, find_binary
 from peers.authority.queries import QueryService
-from peers.authority.store import ChainStore
+from peers.authority.store import SqliteChainStore
 from peers.netdir import create_network, permission_table, permissions
 from rfq import policy
 from rfq.identity import AUTHORITY_ELIGIBLE, Role
@@ -120,7 +120,7 @@ def test_a_query_beyond_a_roles_scope_is_refused_with_the_reason(net):
 def test_the_bank_and_the_oracle_asking_every_rating_get_only_their_own(net, tmp_path):
     """They may not name anyone else; before the table, naming no one returned everyone."""
     genesis = net.genesis()
-    service = QueryService("D1", ChainStore(tmp_path / "chain.db"))
+    service = QueryService("D1", SqliteChainStore(tmp_path / "chain.db"))
     state, head = LedgerState(genesis), genesis_header(genesis)
 
     def ratings(who: str, role: Role) -> RatingsReply:
