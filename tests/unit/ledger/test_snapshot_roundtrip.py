@@ -14,6 +14,7 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rfq.genesis import public_identity
 from rfq.identity import Role
 from rfq.instruments import OptionTerms, Side
 from rfq.ledger.consensus import Prepare
@@ -27,10 +28,12 @@ from rfq.ledger.tx import (
     GuaranteeGrant,
     GuaranteeRevoke,
     Nominate,
+    OffboardMember,
     PaymentConfirmed,
     PaymentFailed,
     PriceFixing,
     RegisterMember,
+    SuspendMember,
     Veto,
 )
 
@@ -64,6 +67,8 @@ _op = st.one_of(
         st.just("rate"), st.sampled_from(["C1", "C2", "D1", "G1"]), st.sampled_from(["AA", "BB"])
     ),
     st.tuples(st.just("register"), st.sampled_from(["BBB", "A", ""])),
+    st.tuples(st.just("suspend"), st.sampled_from(["C1", "C2", "G1"])),
+    st.tuples(st.just("offboard"), st.sampled_from(["C1", "C2", "G1"])),
     st.tuples(st.just("nominate"), st.sampled_from(ELIGIBLE)),
     st.tuples(st.just("veto"), st.sampled_from(ELIGIBLE)),
     st.tuples(st.just("evict"), st.sampled_from(ELIGIBLE)),
@@ -166,7 +171,12 @@ class Run:
             self.n += 1
             new = seeded_identity(f"N{self.n}", Role.CLIENT)
             member = new.member(f"N{self.n}", external_rating=op[1], capital=1e6)
-            txs.append(net.tx("REG", RegisterMember(member), at_ms=at))
+            proof = public_identity(new, member.name).proof
+            txs.append(net.tx("REG", RegisterMember(member, proof), at_ms=at))
+        elif kind == "suspend":
+            txs.append(net.tx("REG", SuspendMember(op[1], "test"), at_ms=at))
+        elif kind == "offboard":
+            txs.append(net.tx("REG", OffboardMember(op[1], "test"), at_ms=at))
         elif kind == "nominate":
             txs.append(net.tx("REG", Nominate(op[1]), at_ms=at))
         elif kind == "veto":
@@ -257,6 +267,8 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
     ("late", 2),
     ("credit", "C2"),
     ("revoke", 0),
+    ("suspend", "G1"),
+    ("offboard", "G1"),
     ("fix", 0.02),
     ("confirm", 1.0),
     ("idle", 3),
@@ -269,9 +281,11 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "111f3acd49641b806a4b69375f76e9c746085e73ec1ac93a6d86e2cf1d781040"
+PINNED_DIGEST = "b9bb5142fa47bf4f06673cea0c9ac2ab84c5bc2a0119b77326ecfdbf9ae2cd80"
 """SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout):
-a change means stored chains and snapshots no longer verify."""
+a change means stored chains and snapshots no longer verify. Last changed when the run took
+in suspend and offboard and a register carries its proof of possession (no stored chain held
+a register_member: nothing submitted one before ``botc regulator admit``)."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():
