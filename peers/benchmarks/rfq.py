@@ -394,6 +394,7 @@ def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     """The same network twice in one run: once through a plaintext nats-server, once through
     a TLS one (a copy of the network directory without tls.toml), their rounds interleaved."""
     from bus.server import NatsServer
+    from peers.callout import start_callout
     from peers.netdir import NetDir, create_network
 
     with ExitStack() as stack:
@@ -406,6 +407,10 @@ def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
         tls_server = stack.enter_context(
             NatsServer(tmp / "nats-tls", auth=net.auth_conf(), tls=net.tls())
         )
+        for side_net, server in ((plain, plain_server), (net, tls_server)):
+            callout = start_callout(side_net, [server.url])  # members connect through it
+            if callout is not None:
+                stack.callback(callout.stop)
         dealers = [m.id for m in net.genesis().members if m.role == "dealer"][: args.dealers]
         workers = min(args.workers, len(dealers))
         sides = [
