@@ -28,7 +28,7 @@ from rfq.risk.monitor import (
     Assessment,
     DirectedExposure,
     assessment_of,
-    leg_prices,
+    market_prices,
     observed_defaults,
     pair_exposures,
 )
@@ -144,8 +144,8 @@ class IncrementalMonitor:
         guarantees: Iterable[Guarantee],
     ) -> Assessment:
         if self._reprice:
-            self._live_prices = leg_prices(self._live.values(), self._known)
-            prices = leg_prices(self._defaulted.values(), self._live_prices)
+            self._live_prices = market_prices(self._live.values(), (), self._known)
+            prices = market_prices((), self._defaulted.values(), self._live_prices)
             self._reprice = False
             if prices != self._prices:
                 self._prices = prices

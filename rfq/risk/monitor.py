@@ -174,8 +174,13 @@ def market_prices(
     known: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """``leg_prices`` from the live contracts' marks, then from the marks ended contracts were
-    left with: those are stale, so they only price what no live contract does."""
-    return leg_prices(ended, leg_prices(live, known))
+    left with: those are stale, so they only price what no live contract does. Each group is
+    read in contract id order, so the figure never depends on the order views arrive in."""
+    return leg_prices(_by_id(ended), leg_prices(_by_id(live), known))
+
+
+def _by_id(views: Iterable[ContractView]) -> list[ContractView]:
+    return sorted(views, key=lambda v: v.contract.id)
 
 
 def leg_prices(

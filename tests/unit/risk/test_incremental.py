@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import msgspec
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,6 @@ change = st.tuples(
     st.sampled_from(CLIENTS),
     st.sampled_from(DEALERS),
     st.sampled_from([Side.BUY, Side.SELL]),
-    st.sampled_from([None, 3150.0, 3200.0, 3300.0]),  # its mark (a fixing changes it)
     st.sampled_from([Status.LIVE, Status.LIVE, Status.SETTLED, Status.DEFAULTED]),
     st.sampled_from([0.0, 0.0, 5_000.0]),  # cash initial margin held for it
     st.integers(0, 2),  # business days on
@@ -33,15 +33,33 @@ change = st.tuples(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(change, min_size=1, max_size=5), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([None, None, 3150.0, 3200.0, 3300.0]),  # the block's fixing, if any
+            st.lists(change, min_size=1, max_size=5),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_block_after_block_the_incremental_assessment_is_the_whole_market_one(blocks) -> None:
+    """As the regulator feeds it: a fixing marks every live contract at the fixing (each is
+    put again); a contract that ends keeps the mark it ended with."""
     monitor = IncrementalMonitor()
     everything: dict[str, object] = {}
     cash: dict[str, float] = {}
     ended: set[str] = set()
     as_of = AS_OF
-    for height, block in enumerate(blocks, start=1):
-        for index, client, dealer, side, mark, status, held, days in block:
+    mark: float | None = None
+    for height, (fixing, block) in enumerate(blocks, start=1):
+        if fixing is not None:
+            mark = fixing
+            for cid, live_view in list(everything.items()):
+                if cid not in ended:
+                    everything[cid] = msgspec.structs.replace(live_view, mark=mark)
+                    monitor.put(everything[cid], cash[cid])
+        for index, client, dealer, side, status, held, days in block:
             cid = f"K{index}"
             if cid in ended:
                 continue  # an ended contract never comes back
