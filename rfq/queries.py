@@ -18,6 +18,7 @@ import msgspec
 from rfq.contracts.model import ContractView
 from rfq.identity import AUTHORITY_ELIGIBLE, Member, Role
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
+from rfq.money import Micros
 
 
 class StatusQuery(msgspec.Struct, frozen=True, tag="q_status"):
@@ -164,9 +165,9 @@ class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
     ratings: dict[str, float]
     grades: dict[str, str]
     standing: dict[str, str] = {}
-    headroom: dict[str, float] = {}
+    headroom: dict[str, Micros] = {}
     """Per client asked about: the initial margin beyond a dealer's line it can still take on
-    (``LedgerState.margin_headroom``); dealers size their quotes by it."""
+    (micros; ``LedgerState.margin_headroom``); dealers size their quotes by it."""
 
 
 class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):

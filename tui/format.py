@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from rfq.instruments import Leg, Template, Terms
+from rfq.money import from_micros
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 DASH = "—"
@@ -50,6 +51,11 @@ def price(value: float | None) -> str:
     if abs(value - round(value)) < 1e-9:
         return f"{value:,.0f}"
     return f"{value:,.2f}"
+
+
+def micros(value: int | None) -> str:
+    """An amount the ledger holds (integer micros, ``rfq.money``) as compact money."""
+    return money(None if value is None else from_micros(value))
 
 
 def money(value: float | None) -> str:

@@ -245,7 +245,8 @@ class DigestMap(Generic[V]):
     def __init__(self, name: str, value_type: Any) -> None:
         self.name = name.encode()
         self.value_type = value_type
-        # str and int values are canonical as they are; anything else is round-tripped.
+        # str and int values are canonical as they are (and must be exactly that type: no
+        # float, no bool in a map of integer micros); anything else is round-tripped.
         self._decoder = None if value_type in (str, int) else msgspec.msgpack.Decoder(value_type)
         self._items: dict[str, V] = {}
         self._dirty: set[str] = set()
@@ -291,6 +292,8 @@ class DigestMap(Generic[V]):
         self._record(key)
         if self._decoder is not None:
             value = self._decoder.decode(_encoder.encode(value))
+        elif type(value) is not self.value_type:  # e.g. a float amount in a map of micros
+            raise TypeError(f"{self.name.decode()}[{key!r}]: {value!r} is not {self.value_type}")
         self._items[key] = value
         self._dirty.add(key)
 

@@ -33,6 +33,7 @@ from rfq.ledger.tx import (
     RegisterMember,
     Veto,
 )
+from rfq.money import to_micros
 
 from .harness import TODAY, Chain, Net, make_net, seeded_identity, swap_terms, trade_tx
 
@@ -151,7 +152,9 @@ class Run:
         elif kind == "grant":
             self.n += 1
             asset = hashlib.sha256(f"asset-{self.n}".encode()).hexdigest()
-            grant = GuaranteeGrant(f"g{self.n}", op[1], op[2], asset, op[2] * 2)
+            grant = GuaranteeGrant(
+                f"g{self.n}", op[1], to_micros(op[2]), asset, to_micros(op[2] * 2)
+            )
             txs.append(net.tx("G1", grant, at_ms=at))
         elif kind == "idle":
             for _ in range(op[1] - 1):
@@ -269,9 +272,10 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "111f3acd49641b806a4b69375f76e9c746085e73ec1ac93a6d86e2cf1d781040"
-"""SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout):
-a change means stored chains and snapshots no longer verify."""
+PINNED_DIGEST = "5f19bd22ff10e4a29cf0a3cb1e9f1aa079099389cdb211c822793ab3bd64c79e"
+"""SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout,
+amounts of money in integer micros since roadmap [2/5]): a change means stored chains and
+snapshots no longer verify."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():
@@ -300,3 +304,64 @@ def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_b
         "reelect",
     }
     assert digest.hexdigest() == PINNED_DIGEST
+
+
+MONEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "payments": ("amount",),
+    "guarantees": ("line", "asset_value", "allocated", "paid"),
+    "trades": ("initial_margin", "dealer_line", "cash_margin"),
+}
+"""Per map of structs: its amounts of money (``rfq.money.Micros``)."""
+
+MONEY_MAPS = ("custody", "margin_in_use")
+"""Maps whose values are amounts of money."""
+
+
+def _amounts_hashed(state: LedgerState) -> list[tuple[str, object]]:
+    """Every amount of money the state root hashes, as its canonical bytes decode untyped."""
+    import msgspec
+
+    out: list[tuple[str, object]] = []
+    for name in MONEY_MAPS:
+        for key, value in getattr(state, name).items():
+            out.append((f"{name}[{key}]", msgspec.msgpack.decode(msgspec.msgpack.encode(value))))
+    for name, fields in MONEY_FIELDS.items():
+        for key, value in getattr(state, name).items():
+            raw = msgspec.msgpack.decode(msgspec.msgpack.encode(value))
+            out.extend((f"{name}[{key}].{f}", raw[f]) for f in fields)
+            if name == "trades":
+                out.extend((f"{name}[{key}].cover[{g}]", a) for g, a in raw["guarantee_cover"])
+    return out
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(_op, min_size=5, max_size=40))
+def test_every_amount_of_money_the_state_root_hashes_is_an_integer_of_micros(ops):
+    """Whatever runs, no float's formatting or platform rounding reaches the root through an
+    amount: each one is hashed as a msgpack integer."""
+    seen: list[int] = []
+
+    def only_integers(state: LedgerState) -> None:
+        amounts = _amounts_hashed(state)
+        floats = [(where, v) for where, v in amounts if type(v) is not int]
+        assert floats == [], f"at {state.height}"
+        seen.append(len(amounts))
+
+    run = Run(after_block=only_integers)
+    for op in ops:
+        run.step(op)
+    assert seen
+
+
+def test_a_float_amount_cannot_enter_a_map_of_micros():
+    import pytest
+
+    state = Run().chain.state
+    with pytest.raises(TypeError, match="custody"):
+        state.custody["C1"] = 1.5  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        state.margin_in_use["C1"] = True

@@ -17,6 +17,7 @@ from rfq.errors import ValidationError
 from rfq.identity import Member, Role
 from rfq.instruments import Averaging, Leg, OptionTerms, Side, Template, Terms
 from rfq.ledger.state import Guarantee
+from rfq.money import to_micros as M
 from rfq.queries import CcrRow
 from rfq.rating import pd_of, score_of
 from rfq.risk.contagion import cascade
@@ -503,7 +504,14 @@ def test_a_guarantee_for_c1_moves_the_dealers_exposure_to_the_guarantor_and_stop
     None
 ):
     line = Guarantee(
-        "g1", "G1", "C1", line=150.0, asset_id="x", asset_value=200.0, granted_height=1, paid=10.0
+        "g1",
+        "G1",
+        "C1",
+        line=M(150),
+        asset_id="x",
+        asset_value=M(200),
+        granted_height=1,
+        paid=M(10),
     )
     network = exposure_network(SMALL, EDGES, LGDS, [line])
     to_c1 = {
