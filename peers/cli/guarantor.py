@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                             {
                                 "guarantor": args.member,
                                 "exposure": msgspec.to_builtins(exposure),
-                                "lines": [msgspec.to_builtins(g) for g in service.lines.values()],
+                                "lines": [_line_json(g) for g in service.lines.values()],
                             },
                             sort_keys=True,
                         )
@@ -198,6 +198,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return run_until_signal(serve)
+
+
+def _line_json(guarantee: Any) -> dict[str, Any]:
+    """A line as the JSON report shows it: its amounts in currency units, like the exposure
+    (the chain holds them as integer micros)."""
+    import msgspec
+
+    from rfq.money import from_micros
+
+    money = ("line", "asset_value", "allocated", "paid")
+    out: dict[str, Any] = msgspec.to_builtins(guarantee)
+    return {**out, **{f: from_micros(getattr(guarantee, f)) for f in money}}
 
 
 def _print_lines(member: str, service: Any) -> None:

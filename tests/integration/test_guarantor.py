@@ -68,6 +68,7 @@ async def test_guarantor_g1_grants_client_c1_a_line_with_botc_and_the_same_asset
     lines = json.loads(capsys.readouterr().out)
     assert {g["id"]: g["status"] for g in lines["lines"]} == {"g1": "revoked", "g2": "live"}
     assert lines["exposure"]["outstanding"] == 1e6
+    assert {g["id"]: (g["line"], g["asset_value"]) for g in lines["lines"]}["g2"] == (1e6, 2e6)
     assert lines["exposure"]["free_capacity"] == 3e8 - 1e6
     for node in nodes.values():
         await node.stop()

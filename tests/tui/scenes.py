@@ -212,7 +212,7 @@ def contracts() -> tuple[ContractView, ...]:
             mark=531.2,
             mtm=-4_400,
             status=Status.MARGIN_CALL,
-            call=MarginCall(1, "C1", "D3", 4_400, 4_400, TODAY, 40, 90),
+            call=MarginCall(1, "C1", "D3", M(4_400), M(4_400), TODAY, 40, 90),
         ),
         view(
             "C1-0aa913",

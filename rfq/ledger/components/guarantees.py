@@ -126,9 +126,9 @@ def credit_event(state: LedgerState, party: str, event_id: str, reason: str) -> 
     """The party defaults: it may no longer trade, its contracts run the default waterfall
     (its cash margin in custody, then its guarantors' lines) and it leaves the authorities."""
     members.record_default(state, party, reason)
-    collateral = from_micros(state.custody.get(party) or 0)
+    collateral = state.custody.get(party) or 0
     lines = tuple(
-        GuaranteeLine(g.guarantor, from_micros(g.line - g.paid))
+        GuaranteeLine(g.guarantor, g.line - g.paid)
         for g in sorted(live_guarantees(state, party), key=lambda g: g.id)
         if g.line - g.paid > 0
     )
@@ -149,7 +149,7 @@ def apply_waterfall(state: LedgerState, resolved: CreditEventResolved) -> None:
     for use in resolved.guarantees:
         for g in sorted(live_guarantees(state, resolved.party), key=lambda g: g.id):
             if g.guarantor == use.guarantor:
-                paid = g.paid + to_micros(use.amount)
+                paid = g.paid + use.amount  # exact: the sum of its payment instructions
                 state.guarantees[g.id] = msgspec.structs.replace(g, paid=paid)
                 break
 

@@ -20,7 +20,7 @@ from rfq.contracts.model import PaymentKind, PaymentStatus
 from rfq.ledger.components import guarantees
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed
-from rfq.money import Micros, from_micros, to_micros
+from rfq.money import Micros, to_micros
 
 if TYPE_CHECKING:
     from rfq.ledger.components.contracts import Trade
@@ -90,7 +90,7 @@ def book_payment(state: LedgerState, out: PaymentInstruction, settled_by: str | 
     """A contract's payment instruction. ``settled_by``: the confirmed margin-call payment
     whose posting produced it; its variation margin has already moved."""
     payer = out.payer
-    amount = to_micros(out.amount)  # the contract's float leaves it here, onto the grid
+    amount = out.amount  # micros: the contract rounded its figure onto the grid
     if out.kind == PaymentKind.COLLATERAL:
         # The defaulter's collateral is cash margin held in custody: earmark it now.
         payer = CUSTODY
@@ -119,7 +119,7 @@ def margin_called(state: LedgerState, out: MarginCalled) -> None:
         PaymentKind.MARGIN_CALL,
         out.payer,
         out.payee,
-        to_micros(out.amount),
+        out.amount,
         out.date,
         due=out.due,
     )
@@ -178,7 +178,7 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
             id=payment.id,
             contract_id=payment.contract_id,
             payer=payment.payer,
-            amount=from_micros(payment.amount),
+            amount=payment.amount,
         )
         state.book_event(posted, settled_by=payment.id)
     state.payments[payment.id] = msgspec.structs.replace(

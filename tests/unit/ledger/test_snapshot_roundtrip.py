@@ -272,7 +272,7 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "5f19bd22ff10e4a29cf0a3cb1e9f1aa079099389cdb211c822793ab3bd64c79e"
+PINNED_DIGEST = "0df47a9ecb1bda5de100ea3a8b739fa165647096039cf0f2fdcc1b3ec6012952"
 """SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout,
 amounts of money in integer micros since roadmap [2/5]): a change means stored chains and
 snapshots no longer verify."""
@@ -331,6 +331,11 @@ def _amounts_hashed(state: LedgerState) -> list[tuple[str, object]]:
             out.extend((f"{name}[{key}].{f}", raw[f]) for f in fields)
             if name == "trades":
                 out.extend((f"{name}[{key}].cover[{g}]", a) for g, a in raw["guarantee_cover"])
+    for cid in state.book.ids():  # the contract book's open margin calls
+        call = state.book.get(cid).margin_call
+        if call is not None:
+            raw = msgspec.msgpack.decode(msgspec.msgpack.encode(call))
+            out.extend((f"book[{cid}].margin_call.{f}", raw[f]) for f in ("amount", "outstanding"))
     return out
 
 

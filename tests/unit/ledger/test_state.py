@@ -272,9 +272,9 @@ def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guaran
         o for r in chain.results for o in r.outputs if type(o).__name__ == "CreditEventResolved"
     ]
     [resolved] = defaulted
-    assert resolved.collateral_applied == pytest.approx(60_000.0)
-    assert resolved.guarantee_applied == pytest.approx(100_000.0)
-    assert resolved.unrecovered == pytest.approx(40_000.0)
+    assert resolved.collateral_applied == to_micros(60_000)
+    assert resolved.guarantee_applied == to_micros(100_000)
+    assert resolved.unrecovered == to_micros(40_000)
     payouts = {
         p.kind: p for p in chain.state.payments.values() if p.kind in ("collateral", "guarantee")
     }

@@ -329,8 +329,8 @@ def test_views_from_the_contract_engine_give_the_same_hand_checked_netting_set()
     contract = view("r1").contract
     book.apply(OpenContract(contract))
     [call] = book.apply(Fixing(date=AS_OF, prices=(Price("RB2605", 3300.0),)))
-    assert isinstance(call, MarginCalled) and (call.payer, call.amount) == ("D1", 10_000.0)
-    book.apply(MarginPosted(id="p1", contract_id="r1", payer="D1", amount=10_000.0))
+    assert isinstance(call, MarginCalled) and (call.payer, call.amount) == ("D1", M(10_000))
+    book.apply(MarginPosted(id="p1", contract_id="r1", payer="D1", amount=M(10_000)))
     engine_view = book.get("r1")
     assert (engine_view.client_mtm, engine_view.vm_balance) == (10_000.0, 10_000.0)
     dealer_side, client_side = bilateral_exposures(
