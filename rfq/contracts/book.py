@@ -79,7 +79,8 @@ class ContractRecord(msgspec.Struct, frozen=True, array_like=True):
     contract: Contract
     ordinal: int
     status: Status
-    vm_balance: float
+    vm_balance: Micros
+    """The variation margin moved dealer -> client, in micros: an exact sum of postings."""
     avg_sum: float
     avg_count: int
     avg_last: dt.date | None
@@ -96,7 +97,7 @@ class _WireRecord(msgspec.Struct, frozen=True, array_like=True):
     contract: msgspec.Raw
     ordinal: int
     status: Status
-    vm_balance: float
+    vm_balance: Micros
     avg_sum: float
     avg_count: int
     avg_last: dt.date | None
@@ -683,13 +684,16 @@ class ContractBook:
         if not (type(event.amount) is int and event.amount > 0):
             raise ValidationError("amount must be a positive number of micros", where="amount")
         cols = self._cols
-        amount = from_micros(event.amount)  # the variation-margin column computes in units
-        signed = amount if event.payer == c.dealer else -amount
-        cols.vm[slot] = float(cols.vm[slot]) + signed
+        signed = event.amount if event.payer == c.dealer else -event.amount
+        # The balance is an exact sum of micros; the column holds it in units for the
+        # float marks (always ``from_micros`` of an integer, so it restores bit for bit).
+        cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
         self._touch(entry)
         out: list[BookOutput] = []
         payee = c.client if event.payer == c.dealer else c.dealer
-        self._pay(entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, amount, None, out)
+        self._pay_micros(
+            entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, event.amount, None, out
+        )
         call = entry.margin_call
         if call is not None and call.payer == event.payer:
             outstanding = call.outstanding - event.amount
@@ -1091,7 +1095,7 @@ class ContractBook:
         return (
             entry.ordinal,
             entry.status,
-            vm,
+            to_micros(vm),
             avg_sum,
             avg_count,
             None if avg_last == NO_DATE else dt.date.fromordinal(avg_last),
@@ -1260,7 +1264,7 @@ class ContractBook:
                 book._by_party.setdefault(party, set()).add(c.id)
             if rec.status.terminal:
                 entry.vm, entry.avg_sum, entry.avg_count = (
-                    rec.vm_balance,
+                    from_micros(rec.vm_balance),
                     rec.avg_sum,
                     rec.avg_count,
                 )
@@ -1274,7 +1278,7 @@ class ContractBook:
             book._cols.push(
                 c,
                 [book._underlying(leg.underlying) for leg in c.terms.legs],
-                vm=rec.vm_balance,
+                vm=from_micros(rec.vm_balance),
                 avg_sum=rec.avg_sum,
                 avg_count=rec.avg_count,
                 avg_last=avg_last,

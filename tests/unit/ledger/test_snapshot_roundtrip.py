@@ -272,7 +272,7 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "0df47a9ecb1bda5de100ea3a8b739fa165647096039cf0f2fdcc1b3ec6012952"
+PINNED_DIGEST = "e6ae4e87b2f96d2d1ecaf09502a968164825d4bca4ffd1952cb5c342bfa15a44"
 """SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout,
 amounts of money in integer micros since roadmap [2/5]): a change means stored chains and
 snapshots no longer verify."""
@@ -331,11 +331,12 @@ def _amounts_hashed(state: LedgerState) -> list[tuple[str, object]]:
             out.extend((f"{name}[{key}].{f}", raw[f]) for f in fields)
             if name == "trades":
                 out.extend((f"{name}[{key}].cover[{g}]", a) for g, a in raw["guarantee_cover"])
-    for cid in state.book.ids():  # the contract book's open margin calls
-        call = state.book.get(cid).margin_call
+    book = msgspec.msgpack.decode(state.book.state_bytes())  # the bytes the root hashes
+    for record in book["contracts"]:  # ContractRecord, array-like: contract, ordinal, ...
+        cid, vm_balance, call = record[0]["id"], record[3], record[6]
+        out.append((f"book[{cid}].vm_balance", vm_balance))
         if call is not None:
-            raw = msgspec.msgpack.decode(msgspec.msgpack.encode(call))
-            out.extend((f"book[{cid}].margin_call.{f}", raw[f]) for f in ("amount", "outstanding"))
+            out.extend((f"book[{cid}].margin_call.{f}", call[f]) for f in ("amount", "outstanding"))
     return out
 
 
