@@ -220,7 +220,7 @@ class Bus:
         """Deliver verified messages on ``subject`` to ``handler``; drops go to ``on_drop``."""
 
         async def dispatch(msg: Msg) -> None:
-            result = self.verifier.open(msg.data, channel)
+            result = self.verifier.open(msg.data, channel, subject=msg.subject)
             try:
                 if isinstance(result, Received):
                     await handler(result, msg)

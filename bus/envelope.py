@@ -8,6 +8,13 @@ drops, counting by reason and never raising: oversized or malformed bytes, boxes
 unknown senders, bad signatures, other networks, unexpected kinds, the wrong role for a kind,
 expired or future-dated messages, replays, floods, and payloads that do not decode.
 
+Cheap checks come first, so that a flood costs little: size, the envelope's shape, the
+sender's connection identity where the subject names it (``Channel.sender_token``), the
+directory, replays and the sender's token bucket all run before any signature is verified or
+any box opened. A sender over its rate is dropped unverified; a token is spent only once the
+signature verifies, so a forger naming someone else cannot use up that member's rate. A
+channel may set a stricter rate (``Channel.rate_per_s``, ``burst``), with buckets of its own.
+
 Replays: a receiver subscribed to several subjects may see one sender's messages slightly out
 of order (nats-py dispatches each subscription in its own task), so the verifier keeps, per
 sender, the highest nonce seen and the exact nonces seen within a window below it. A nonce
@@ -22,7 +29,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
 import structlog
@@ -42,6 +49,9 @@ _signed_decoder = msgspec.msgpack.Decoder(SignedMessage)
 _encoder = msgspec.msgpack.Encoder()
 
 Clock = Callable[[], float]
+MAX_LOGGED_KEYS = 1024
+"""(reason, sender) pairs whose first drop is logged as a warning; the claimed sender of a
+message that fails early is anyone's guess, so the set must not grow without bound."""
 
 
 class DropReason(enum.StrEnum):
@@ -70,6 +80,12 @@ class Channel(Generic[T]):
     decoder: msgspec.msgpack.Decoder[T]
     roles: Mapping[str, frozenset[Role]]
     max_bytes: int | None = None  # overrides the verifier's limit (blocks are big)
+    rate_per_s: float | None = None  # a stricter per-sender rate of its own (with ``burst``)
+    burst: int | None = None
+    sender_token: int | None = None
+    """Which dot-separated token of the subject names the publisher (the server's permissions
+    let a member publish only under its own id there): a message claiming another sender is
+    dropped before its signature is checked."""
 
     @classmethod
     def of(
@@ -79,12 +95,18 @@ class Channel(Generic[T]):
         roles: Mapping[str, Iterable[Role]],
         *,
         max_bytes: int | None = None,
+        rate_per_s: float | None = None,
+        burst: int | None = None,
+        sender_token: int | None = None,
     ) -> Channel[T]:
         return cls(
             name=name,
             decoder=msgspec.msgpack.Decoder(union),
             roles={k: frozenset(v) for k, v in roles.items()},
             max_bytes=max_bytes,
+            rate_per_s=rate_per_s,
+            burst=burst,
+            sender_token=sender_token,
         )
 
 
@@ -99,9 +121,9 @@ class Received(Generic[T]):
         return self.message.sender
 
 
-@dataclass(frozen=True)
-class Dropped:
-    """Why a message was refused; ``message`` is set when the signature was good."""
+class Dropped(NamedTuple):
+    """Why a message was refused; ``message`` is set when the signature was good. (A named
+    tuple: a flood makes one per message, and it is several times cheaper than a dataclass.)"""
 
     reason: DropReason
     detail: str
@@ -166,12 +188,26 @@ class Outbox:
 
 
 @dataclass
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    rate: float
+    burst: float
+    tokens: float
+    refilled: float
+
+    def has_token(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + max(now - self.refilled, 0.0) * self.rate)
+        self.refilled = now
+        return self.tokens >= 1.0
+
+
+@dataclass
 class _SenderState:
     high: int = 0
     seen: set[int] = field(default_factory=set)
     order: deque[int] = field(default_factory=deque)
-    tokens: float = 0.0
-    refilled: float = 0.0
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
 
 
 class Verifier:
@@ -215,9 +251,15 @@ class Verifier:
         message: SignedMessage | None = None,
     ) -> Dropped:
         self.drops[reason] += 1
+        count = self.drops[reason]
         key = (reason.value, sender)
-        level = log.debug if key in self._logged else log.warning
-        self._logged.add(key)
+        if key not in self._logged and len(self._logged) < MAX_LOGGED_KEYS:
+            self._logged.add(key)
+            level = log.warning
+        elif count & (count - 1) == 0:  # powers of two: a flood shows in the log, not floods it
+            level = log.info
+        else:
+            return Dropped(reason, detail, sender, message)
         level(
             "message_dropped",
             reason=reason.value,
@@ -229,16 +271,59 @@ class Verifier:
         )
         return Dropped(reason, detail, sender, message)
 
-    def open(self, data: bytes, channel: Channel[T]) -> Received[T] | Dropped:
-        """Check one message against every rule; never raises on any input."""
+    def open(
+        self, data: bytes, channel: Channel[T], *, subject: str | None = None
+    ) -> Received[T] | Dropped:
+        """Check one message against every rule; never raises on any input. ``subject`` is
+        where it was published (checked against ``channel.sender_token``)."""
         try:
-            return self._open(data, channel)
+            return self._open(data, channel, subject)
         except Exception as exc:  # a bug must not take the subscriber loop down
             return self._drop(
                 DropReason.MALFORMED, f"unexpected {type(exc).__name__}", channel.name
             )
 
-    def _open(self, data: bytes, channel: Channel[T]) -> Received[T] | Dropped:
+    def _bucket(self, state: _SenderState, channel: Channel[T], now: float) -> _Bucket:
+        key = channel.name if channel.rate_per_s is not None else ""
+        bucket = state.buckets.get(key)
+        if bucket is None:
+            rate = min(channel.rate_per_s or self.rate_per_s, self.rate_per_s)
+            burst = float(min(channel.burst or self.burst, self.burst))
+            bucket = state.buckets[key] = _Bucket(rate, burst, burst, now)
+        return bucket
+
+    def _cheap(
+        self, claimed: str, nonce: int | None, channel: Channel[T], subject: str | None
+    ) -> Dropped | tuple[_SenderState, _Bucket]:
+        """The checks that cost no cryptography, by the sender the message claims: its
+        connection identity, the directory, replays and its rate."""
+        name = channel.name
+        if channel.sender_token is not None and subject is not None:
+            parts = subject.split(".")
+            publisher = parts[channel.sender_token] if channel.sender_token < len(parts) else ""
+            if publisher != claimed:
+                return self._drop(
+                    DropReason.SENDER_MISMATCH,
+                    f"published as {publisher!r}, claims {claimed!r}",
+                    name,
+                    publisher or None,
+                )
+        state = self._senders.get(claimed)
+        if state is None:
+            if claimed not in self.directory:
+                return self._drop(DropReason.UNKNOWN_SENDER, "not in the directory", name)
+            state = self._senders[claimed] = _SenderState()
+        if nonce is not None and (nonce in state.seen or nonce <= state.high - self.window):
+            return self._drop(DropReason.REPLAY, "nonce seen before", name, claimed)
+        now = self.clock()
+        bucket = state.buckets.get(channel.name if channel.rate_per_s is not None else "")
+        if bucket is None:
+            bucket = self._bucket(state, channel, now)
+        if not bucket.has_token(now):
+            return self._drop(DropReason.RATE_LIMITED, "sender over its rate", name, claimed)
+        return state, bucket
+
+    def _open(self, data: bytes, channel: Channel[T], subject: str | None) -> Received[T] | Dropped:
         name = channel.name
         if len(data) > (channel.max_bytes or self.max_bytes):
             return self._drop(DropReason.OVERSIZED, f"{len(data)} bytes", name)
@@ -252,6 +337,9 @@ class Verifier:
                 return self._drop(DropReason.NOT_FOR_ME, "sealed to others", name, outer.sender)
             if outer.sender not in self.directory:
                 return self._drop(DropReason.UNKNOWN_SENDER, "sealed by a stranger", name)
+            cheap = self._cheap(outer.sender, None, channel, subject)
+            if isinstance(cheap, Dropped):
+                return cheap
             try:
                 inner = _signed_decoder.decode(self.sealer.open(outer))
             except SealError as exc:
@@ -271,11 +359,16 @@ class Verifier:
         sender = message.sender
         if message.chain_id != self.chain_id:
             return self._drop(DropReason.WRONG_NETWORK, message.chain_id[:40], name, sender)
+        cheap = self._cheap(sender, message.nonce, channel, subject)
+        if isinstance(cheap, Dropped):
+            return cheap
+        state, bucket = cheap
         member = self.directory.get(sender)
         if member is None:
             return self._drop(DropReason.UNKNOWN_SENDER, "not in the directory", name)
         if not signature_valid(message, self.directory):
             return self._drop(DropReason.BAD_SIGNATURE, "signature does not verify", name, sender)
+        bucket.tokens -= 1.0  # only a verified message spends the sender's rate
         allowed = channel.roles.get(message.kind)
         if allowed is None:
             return self._drop(
@@ -289,22 +382,11 @@ class Verifier:
                 sender,
                 message,
             )
-        now = self.clock()
-        now_ms = int(now * 1000)
+        now_ms = int(self.clock() * 1000)
         if now_ms > message.expires_ms:
             return self._drop(DropReason.EXPIRED, "past its expiry", name, sender, message)
         if message.timestamp_ms > now_ms + self.max_future_ms:
             return self._drop(DropReason.FUTURE, "timestamp ahead of our clock", name, sender)
-        state = self._senders.get(sender)
-        if state is None:
-            state = self._senders[sender] = _SenderState(tokens=float(self.burst), refilled=now)
-        if message.nonce in state.seen or message.nonce <= state.high - self.window:
-            return self._drop(DropReason.REPLAY, f"nonce {message.nonce}", name, sender)
-        state.tokens = min(self.burst, state.tokens + (now - state.refilled) * self.rate_per_s)
-        state.refilled = now
-        if state.tokens < 1.0:
-            return self._drop(DropReason.RATE_LIMITED, "sender over its rate", name, sender)
-        state.tokens -= 1.0
         try:
             payload = channel.decoder.decode(message.body)
         except DECODE_ERRORS as exc:

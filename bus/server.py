@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -75,6 +76,22 @@ def pid_running(pid: int) -> bool:
     return stat.rsplit(") ", 1)[1][:1] != "Z"
 
 
+ROUTE_USER = "botc-route"
+
+
+def new_route_password() -> str:
+    """A cluster route password: hex, so it needs no escaping in a route URL."""
+    return secrets.token_hex(24)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner only (0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -100,6 +117,7 @@ class NatsServer:
         routes: Sequence[int] = (),
         binary: str | None = None,
         max_payload: int = 8 * 1024 * 1024,
+        route_password: str | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.name = name
@@ -111,6 +129,7 @@ class NatsServer:
         self.routes = tuple(routes)
         self.binary = binary
         self.max_payload = max_payload
+        self.route_password = route_password
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = self.store_dir / f"{name}.conf"
         self.log_path = self.store_dir / f"{name}.log"
@@ -138,10 +157,16 @@ class NatsServer:
         if self.cluster_name is not None:
             if self.cluster_port is None:
                 raise ServerError("a cluster node needs a cluster port")
-            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.routes)
+            login = f"{ROUTE_USER}:{self.route_password}@" if self.route_password else ""
+            routes = ", ".join(f"nats-route://{login}{self.host}:{p}" for p in self.routes)
+            guard = (
+                f"authorization {{ user: {ROUTE_USER}, password: {_quote(self.route_password)} }}, "
+                if self.route_password
+                else ""
+            )
             lines.append(
                 f"cluster {{ name: {_quote(self.cluster_name)}, host: {self.host}, "
-                f"port: {self.cluster_port}, routes: [{routes}] }}"
+                f"port: {self.cluster_port}, {guard}routes: [{routes}] }}"
             )
         if self.auth:
             lines.append(self.auth)
@@ -153,7 +178,7 @@ class NatsServer:
         binary = find_binary(self.binary)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_stale()
-        self.config_path.write_text(self.config_text())
+        write_private(self.config_path, self.config_text())  # it may hold the route password
         self.log_path.write_text("")
         log_file = self.log_path.open("ab")
         try:
@@ -261,7 +286,10 @@ class NatsServer:
 
 
 class NatsCluster:
-    """N JetStream nodes on loopback, fully meshed by routes. ``urls`` lists every node."""
+    """N JetStream nodes on loopback, fully meshed by routes. ``urls`` lists every node.
+
+    Routes need a password (the network's, from ``botc init``, or one made for this cluster):
+    a server that does not know it cannot join and sees none of the cluster's messages."""
 
     def __init__(
         self,
@@ -271,11 +299,13 @@ class NatsCluster:
         auth: str | None = None,
         cluster_name: str = "botc",
         binary: str | None = None,
+        route_password: str | None = None,
     ) -> None:
         if size < 1:
             raise ServerError("a cluster has at least one node")
         cluster_ports = [reserve_port() for _ in range(size)]
         client_ports = [reserve_port() for _ in range(size)]
+        self.route_password = route_password or new_route_password()
         self.nodes = [
             NatsServer(
                 Path(store_dir) / f"n{i + 1}",
@@ -286,6 +316,7 @@ class NatsCluster:
                 cluster_port=cluster_ports[i],
                 routes=[p for j, p in enumerate(cluster_ports) if j != i],
                 binary=binary,
+                route_password=self.route_password,
             )
             for i in range(size)
         ]

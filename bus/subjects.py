@@ -2,12 +2,15 @@
 
 Subjects are built from member and underlying ids, which are single tokens (no dots or
 wildcards); ``token()`` refuses anything else so a crafted id cannot widen a subscription.
-The permission templates in ``peers.netdir`` are written against these names.
+``patterns`` and ``js_api`` turn the role-policy table (``rfq.policy``) into the subjects
+nats-server permissions name (``peers.netdir.permissions``).
 """
 
 from __future__ import annotations
 
 import re
+
+from rfq.policy import JsCall, Reach, Topic
 
 PREFIX = "otc"
 
@@ -124,3 +127,51 @@ RISK_ALERTS = f"{PREFIX}.risk.alert"
 def inbox_prefix(member: str) -> str:
     """Per-member reply inbox prefix, so a member can only read its own replies."""
     return f"_INBOX_{token(member)}"
+
+
+MARKET_ALL = f"{PREFIX}.>"
+
+
+def patterns(topic: Topic, reach: Reach, member: str) -> list[str]:
+    """The subjects a permission for ``topic`` names: ``member``'s own, or all of them."""
+    own = reach == Reach.OWN
+    match topic:
+        case Topic.RFQ_PUBLIC if not own:
+            return [rfq_public_all(a) for a in RFQ_ASSET_CLASSES]
+        case Topic.RFQ_DIRECT:
+            return [rfq_direct(member) if own else RFQ_DIRECT_ALL]
+        case Topic.QUOTE:
+            return [quotes_for(member) if own else QUOTE_ALL]
+        case Topic.NOTE:
+            return [notify(member) if own else NOTIFY_ALL]
+        case Topic.TX:
+            return [tx(member) if own else TX_ALL]
+        case Topic.QUERY:
+            return [query(member) if own else QUERY_ALL]
+        case Topic.INBOX if own:
+            return [f"{inbox_prefix(member)}.>"]
+        case Topic.CONSENSUS if not own:
+            return [CONSENSUS_ALL]
+        case Topic.PRICE if not own:
+            return [PRICE_ALL]
+        case Topic.CHAIN if not own:
+            return [CHAIN_ALL]
+        case Topic.RISK_ALERT if not own:
+            return [RISK_ALERTS]
+        case Topic.MARKET if not own:
+            return [MARKET_ALL]
+    raise SubjectError(f"no {reach} subject for {topic}")
+
+
+JS_API = "$JS.API"
+_JS_CALLS = {
+    JsCall.STREAM_INFO: "STREAM.INFO",
+    JsCall.STREAM_CREATE: "STREAM.CREATE",
+    JsCall.MSG_GET: "STREAM.MSG.GET",
+}
+
+
+def js_api(call: JsCall, stream: str = CHAIN_STREAM) -> str:
+    """The JetStream API subject nats-py requests for ``call`` on ``stream`` (its
+    ``JetStreamManager.stream_info``, ``add_stream`` and ``get_msg``/``get_last_msg``)."""
+    return f"{JS_API}.{_JS_CALLS[call]}.{token(stream)}"

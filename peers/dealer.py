@@ -23,16 +23,23 @@ and tenor limits. ``botc dealer`` gives it each dealer's own parameters
 
 Answers go only within the RFQ's deadline: an RFQ that arrives late, or whose pricing finishes
 late, gets no answer. A signed RFQ that is malformed or invalid gets a Decline with the reason.
+
+Fair admission: verified RFQs wait in one small queue per client and are priced round-robin,
+one client at a time, so a client flooding RFQs (within the bus's per-sender rate, which the
+RFQ channel tightens to ``RFQ_RATE_PER_S``) takes its turn like any other and cannot starve
+the rest; what does not fit in its queue is dropped and counted (``stats["rate_limited"]``,
+logged as ``message_dropped`` with reason ``rate_limited``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import heapq
 import importlib
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, Self, runtime_checkable
@@ -76,7 +83,20 @@ from rfq.rating import score_of
 
 log = structlog.get_logger(__name__)
 
-RFQ_CHANNEL: Channel[RfqChannelMessage] = Channel.of("rfqs", RfqChannelMessage, RFQ_ROLES)
+RFQ_RATE_PER_S = 20.0
+"""Per client: RFQs and cancels a dealer verifies (and may price) a second, by default; a
+person or a client's algorithm asks far fewer, a flood beyond it is dropped before its
+signature is checked. Pricing costs milliseconds, so this bounds what one client can make a
+dealer spend (``DealerBot(rfq_rate_per_s=...)`` changes it, e.g. for a latency benchmark)."""
+RFQ_BURST = 40
+RFQ_QUEUE_PER_CLIENT = 16
+"""Verified RFQs of one client waiting to be priced; a flood's excess is dropped."""
+SEEN_RFQS_KEPT = 10_000
+"""RFQs (and cancels) remembered, newest first out of mind last: bounded under a flood."""
+
+RFQ_CHANNEL: Channel[RfqChannelMessage] = Channel.of(
+    "rfqs", RfqChannelMessage, RFQ_ROLES, rate_per_s=RFQ_RATE_PER_S, burst=RFQ_BURST
+)
 
 
 @dataclass
@@ -246,6 +266,8 @@ class DealerBot(Service):
         credit_limit: float = DEFAULT_CREDIT_LIMIT,
         credit_limits: Mapping[str, float] | None = None,
         attach_market: bool = True,
+        rfq_rate_per_s: float = RFQ_RATE_PER_S,
+        rfq_burst: int = RFQ_BURST,
     ) -> None:
         if bus.identity.role != Role.DEALER:
             raise PeerError(f"{bus.member_id} is a {bus.identity.role}, not a dealer")
@@ -268,11 +290,21 @@ class DealerBot(Service):
         self.headroom: dict[str, float] = {}
         """Per client: the initial margin beyond this dealer's line it can still carry."""
         self.cancelled: set[str] = set()
+        self._cancel_order: deque[str] = deque()  # bounds ``cancelled`` to SEEN_RFQS_KEPT
         self.booked: set[str] = set()
         self.ledger = LedgerClient(bus, genesis)
         self._follower: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
-        self.seen_rfqs: list[Rfq] = []
+        self.seen_rfqs: deque[Rfq] = deque(maxlen=SEEN_RFQS_KEPT)
+        self.queue_per_client = RFQ_QUEUE_PER_CLIENT
+        self.rfq_channel = dataclasses.replace(
+            RFQ_CHANNEL, rate_per_s=rfq_rate_per_s, burst=rfq_burst
+        )
+        self._queues: dict[str, deque[Rfq]] = {}
+        self._turns: deque[str] = deque()  # clients with RFQs waiting, in round-robin order
+        self._work = asyncio.Event()
+        self._pricer: asyncio.Task[None] | None = None
+        self._flooding: set[str] = set()
 
     async def start(self, *, follow_chain: bool = False, every_s: float = 2.0) -> Self:
         """Subscribe to RFQs; with ``follow_chain`` also track this dealer's trades and the
@@ -284,12 +316,16 @@ class DealerBot(Service):
             await self.market.attach(self.bus)
         if follow_chain:
             self._follower = asyncio.create_task(self._follow_chain(every_s))
+        self._pricer = asyncio.create_task(self._price_in_turn(), name=f"{self.me}-pricer")
         for asset in subjects.RFQ_ASSET_CLASSES:
             await self.bus.subscribe(
-                subjects.rfq_public_all(asset), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
+                subjects.rfq_public_all(asset),
+                self.rfq_channel,
+                self._on_rfq,
+                on_drop=self._on_drop,
             )
         await self.bus.subscribe(
-            subjects.rfq_direct(self.me), RFQ_CHANNEL, self._on_rfq, on_drop=self._on_drop
+            subjects.rfq_direct(self.me), self.rfq_channel, self._on_rfq, on_drop=self._on_drop
         )
         await self.bus.flush()
         log.info("dealer_ready", dealer=self.me, strategy=type(self.strategy).__name__)
@@ -299,6 +335,8 @@ class DealerBot(Service):
         """Stop following the chain (the bus, and its subscriptions, belong to the caller)."""
         if self._follower is not None:
             await cancel_and_wait(self._follower)
+        if self._pricer is not None:
+            await cancel_and_wait(self._pricer)
 
     async def sync_from_chain(self) -> int:
         """Fold new trades of this dealer into its book and refresh client ratings."""
@@ -341,11 +379,74 @@ class DealerBot(Service):
             log.warning("rfq_impersonation", sender=received.sender, claims=payload.client)
             return
         if isinstance(payload, Cancel):
-            self.cancelled.add(payload.rfq_id)
+            if payload.rfq_id not in self.cancelled:
+                self.cancelled.add(payload.rfq_id)
+                self._cancel_order.append(payload.rfq_id)
+                if len(self._cancel_order) > SEEN_RFQS_KEPT:
+                    self.cancelled.discard(self._cancel_order.popleft())
             self.book.release(f"{payload.rfq_id}-{self.me}")
             self.stats["cancelled"] += 1
             return
-        await self.handle_rfq(payload)
+        if payload.is_direct and self.me not in payload.dealers:
+            return
+        self._enqueue(payload)
+
+    def _enqueue(self, rfq: Rfq) -> None:
+        """Queue a verified RFQ for its client's turn (dropped, counted, when its queue is
+        full: the client is sending faster than it is served)."""
+        queue = self._queues.setdefault(rfq.client, deque())
+        if len(queue) >= self.queue_per_client:
+            self.stats["rate_limited"] += 1
+            count = self.stats["rate_limited"]
+            if rfq.client not in self._flooding:
+                self._flooding.add(rfq.client)  # clients: genesis members, a bounded set
+                report = log.warning
+            elif count & (count - 1) == 0:
+                report = log.info
+            else:
+                return
+            report(
+                "message_dropped",
+                reason=DropReason.RATE_LIMITED.value,
+                detail="client's RFQ queue is full",
+                sender=rfq.client,
+                channel=RFQ_CHANNEL.name,
+                peer=self.me,
+                count=self.stats["rate_limited"],
+            )
+            return
+        if not queue:
+            self._turns.append(rfq.client)
+        queue.append(rfq)
+        self._work.set()
+
+    @property
+    def queued(self) -> int:
+        """RFQs verified and waiting to be priced."""
+        return sum(len(q) for q in self._queues.values())
+
+    async def _price_in_turn(self) -> None:
+        """Price queued RFQs one client at a time, round-robin."""
+        while True:
+            if not self._turns:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            client = self._turns.popleft()
+            queue = self._queues[client]
+            rfq = queue.popleft()
+            if queue:
+                self._turns.append(client)
+            else:
+                del self._queues[client]
+            try:
+                await self.handle_rfq(rfq)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats["handler_errors"] += 1
+                log.exception("rfq_failed", rfq=rfq.id, error=repr(exc))
+            await asyncio.sleep(0)  # let the bus hand over what arrived meanwhile
 
     def context_for(self, rfq: Rfq) -> DealerContext:
         """What this dealer knows right now for pricing ``rfq``."""

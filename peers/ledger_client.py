@@ -26,6 +26,7 @@ from peers.errors import PeerError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
 from rfq.ledger.block import max_faulty
 from rfq.ledger.state import Receipt, Receipts
+from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
     REPLY_ROLES,
     ContractsQuery,
@@ -49,7 +50,7 @@ from rfq.signing import SignedMessage, tx_id
 log = structlog.get_logger(__name__)
 
 NOTE_CHANNEL: Channel[Receipt | Receipts] = Channel.of(
-    "notes", Receipt | Receipts, {"receipt": AUTHORITY_ELIGIBLE, "receipts": AUTHORITY_ELIGIBLE}
+    "notes", Receipt | Receipts, channel_roles(BusChannel.NOTES)
 )
 
 

@@ -37,18 +37,10 @@ from peers.ledger_client import LedgerUnavailable
 from peers.market import MarketData
 from peers.netdir import NetDir
 from peers.runtime import open_bus
+from rfq.contracts.templates import templates
+from rfq.contracts.templates.base import LoadDraw
 from rfq.errors import RfqError
-from rfq.instruments import (
-    CATALOG,
-    FUTURES_ROOTS,
-    Averaging,
-    Leg,
-    OptionTerms,
-    Side,
-    Template,
-    Terms,
-    listed_futures,
-)
+from rfq.instruments import CATALOG, FUTURES_ROOTS, Side, Terms, listed_futures
 from rfq.messages import Accept, Quote
 
 log = structlog.get_logger(__name__)
@@ -146,7 +138,8 @@ def refusal_kind(reason: str) -> str:
 
 def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Terms:
     """Plausible terms on what is listed ``today``, maturities 1-6 months: a futures month is
-    picked among those still trading at maturity (the far month always is)."""
+    picked among those still trading at maturity (the far month always is); the template is
+    drawn by its ``load_weight`` and makes its own terms (``ContractTemplate.load_terms``)."""
     maturity = today + dt.timedelta(days=rng.choice((30, 60, 90, 120, 180)))
     root = rng.choice(FUTURES_ROOTS)
     listed = listed_futures(root, today)
@@ -155,64 +148,24 @@ def random_terms(rng: random.Random, today: dt.date, market: MarketData) -> Term
     month = future.contract_month
     side = rng.choice((Side.BUY, Side.SELL))
     quantity = rng.choice((100, 200, 500, 1000, 2000))
-    template = rng.choices(list(Template), weights=(30, 10, 10, 10, 8, 8, 12, 12), k=1)[0]
-    if template == Template.SPOT_SWAP:
-        return Terms(template, (Leg("TSBILLET"),), side, quantity, today, maturity)
-    if template == Template.INDEX_SWAP:
-        return Terms(
-            template,
-            (Leg("CSI300"),),
-            side,
-            rng.choice((1, 2, 5)),
-            today,
-            maturity,
-            multiplier=300.0,
-        )
-    if template == Template.SPREAD_SWAP:
-        return Terms(
-            template,
-            (Leg(f"HC{month}", 1.0), Leg(f"RB{month}", -1.0)),
-            side,
-            quantity,
-            today,
-            maturity,
-        )
-    if template == Template.CALENDAR_SPREAD:
-        near, far = listed[1], listed[2]
-        return Terms(
-            template,
-            (Leg(near.id, 1.0), Leg(far.id, -1.0)),
-            side,
-            quantity,
-            today,
-            min(maturity, near.last_trading_day or maturity),
-        )
-    if template == Template.AVERAGE_PRICE_SWAP:
-        start = maturity - dt.timedelta(days=20)
-        return Terms(
-            template,
-            (Leg(underlying),),
-            side,
-            quantity,
-            today,
-            maturity,
-            averaging=Averaging(start, maturity),
-        )
-    if template == Template.EUROPEAN_OPTION:
-        latest = market.latest.get(underlying)
-        spot = latest.price if latest else CATALOG[underlying].start_price
-        tick = CATALOG[underlying].tick
-        strike = round(spot * rng.choice((0.95, 1.0, 1.05)) / tick) * tick
-        return Terms(
-            template,
-            (Leg(underlying),),
-            side,
-            quantity,
-            today,
-            maturity,
-            option=OptionTerms(rng.choice(("call", "put")), strike),
-        )
-    return Terms(template, (Leg(underlying),), side, quantity, today, maturity)
+    known = [t for t in templates() if t.load_weight > 0]
+    template = rng.choices(known, weights=[t.load_weight for t in known], k=1)[0]
+
+    def spot(name: str) -> float:
+        latest = market.latest.get(name)
+        return latest.price if latest else CATALOG[name].start_price
+
+    draw = LoadDraw(
+        today=today,
+        maturity=maturity,
+        underlying=underlying,
+        month=month or "",
+        listed=listed,
+        side=side,
+        quantity=quantity,
+        spot=spot,
+    )
+    return template.load_terms(rng, draw)
 
 
 class SimulatedClient:

@@ -33,17 +33,28 @@ def default_netdir() -> Path:
     return Path(platformdirs.user_data_dir("botc")) / "network"
 
 
-def ensure_network(path: Path | None) -> tuple[NetDir, bool]:
+def ensure_network(path: Path | None, *, authorities: int = 4) -> tuple[NetDir, bool]:
     """The given network, or the default one; ``True`` if it was created just now.
 
-    A directory that does not exist yet or is empty gets a fresh network (three dealers, five
-    clients); a directory with other files in it is refused, never written into.
+    A directory that does not exist yet or is empty gets a fresh network (``authorities``
+    initial authorities: N-1 dealers, at least three, and the CCP; five clients); a directory
+    with other files in it is refused, never written into. An existing network keeps its own
+    authority set (``authorities`` then must be its size or the default).
     """
     target = default_netdir() if path is None else path
     net = NetDir(target)
     if not (target / GENESIS).exists() and _absent_or_empty(target):
-        return create_network(target, dealers=3, clients=5, params=NetworkParams()), True
-    net.genesis()  # not a network: one line naming the directory
+        dealers = max(3, authorities - 1)
+        created = create_network(
+            target, dealers=dealers, clients=5, authorities=authorities, params=NetworkParams()
+        )
+        return created, True
+    genesis = net.genesis()  # not a network: one line naming the directory
+    have = len(genesis.authorities.initial)
+    if authorities not in (4, have):
+        raise NetDirError(
+            f"--authorities {authorities}: {target} already has {have} initial authorities"
+        )
     return net, False
 
 
@@ -150,7 +161,10 @@ class Marketplace:
         # Kept before starting, so a stop signal while it starts still finds it to stop.
         if self.cluster_size > 1:
             self.cluster = NatsCluster(
-                self.net.data_dir("nats"), self.cluster_size, auth=self.net.auth_conf()
+                self.net.data_dir("nats"),
+                self.cluster_size,
+                auth=self.net.auth_conf(),
+                route_password=self.net.route_password(),
             )
             self.net.write_run_file(self.cluster.start().urls)
         else:

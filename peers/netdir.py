@@ -7,6 +7,9 @@ NETDIR/keys/<ID>.key        a member's secret key file, mode 0600 (botc keygen w
                             member's machine; botc init writes every member's on one machine)
 NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user, by role
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
+NETDIR/nats/route.secret    the cluster route password, mode 0600 (a server without it
+                            cannot join the cluster)
+NETDIR/nats/cluster.conf    a docker-compose cluster node (holds the route password, 0600)
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
 NETDIR/data/<ID>/           each peer's own state (SQLite)
 NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
@@ -19,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 import msgspec
 
 from bus import subjects
+from bus.server import ROUTE_USER, new_route_password
 from peers.errors import PeerError
 from peers.genesis import (
     KEY_SUFFIX,
@@ -40,6 +45,7 @@ from peers.genesis import (
     read_key_file,
     write_atomic,
     write_new_key,
+    write_secret,
 )
 from rfq.errors import ValidationError
 from rfq.genesis import add_identity, new_draft, seal_draft, set_authorities
@@ -51,6 +57,7 @@ from rfq.identity import (
     NetworkParams,
     Role,
 )
+from rfq.policy import POLICY, Grant, Reach, Scope, Topic, policy
 
 GENESIS = "genesis.toml"
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -92,6 +99,29 @@ class NetDir:
     @property
     def auth_conf_path(self) -> Path:
         return self.path / "nats" / "auth.conf"
+
+    @property
+    def route_secret_path(self) -> Path:
+        return self.path / "nats" / "route.secret"
+
+    def route_password(self) -> str | None:
+        """The cluster route password ``botc init`` made (None for a network made before
+        routes had one: ``NatsCluster`` then makes its own for the run)."""
+        try:
+            mode = stat.S_IMODE(self.route_secret_path.stat().st_mode)
+            text = self.route_secret_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise NetDirError(f"{self.route_secret_path}: cannot read ({exc.strerror})") from None
+        if mode & 0o077:
+            raise NetDirError(
+                f"{self.route_secret_path}: permissions {mode:04o} are too open "
+                f"(run: chmod 600 {self.route_secret_path})"
+            )
+        if not text.isalnum():
+            raise NetDirError(f"{self.route_secret_path}: not a route password")
+        return text
 
     @property
     def run_file(self) -> Path:
@@ -167,52 +197,75 @@ class NetDir:
 
 
 def permissions(member: Member) -> dict[str, Any]:
-    """nats-server subject permissions for one member, by role (DESIGN.md section 4)."""
-    me = member.id
-    pub = [subjects.tx(me), subjects.QUERY_ALL]
-    sub = [
-        f"{subjects.inbox_prefix(me)}.>",
-        subjects.notify(me),
-        subjects.PRICE_ALL,
-    ]
-    allow_responses = False
-    if member.role == Role.CLIENT:
-        pub += [subjects.rfq_public_all(a) for a in subjects.RFQ_ASSET_CLASSES]
-        pub.append(subjects.RFQ_DIRECT_ALL)
-        sub.append(subjects.quotes_for(me))
-    if member.role == Role.DEALER:
-        sub += [subjects.rfq_public_all(a) for a in subjects.RFQ_ASSET_CLASSES]
-        sub.append(subjects.rfq_direct(me))
-        pub.append(subjects.QUOTE_ALL)
-    if member.role in AUTHORITY_ELIGIBLE:
-        pub += [
-            subjects.CONSENSUS_ALL,
-            subjects.CHAIN_ALL,
-            subjects.SYNC_ALL,
-            subjects.NOTIFY_ALL,
-            "$JS.API.>",
-        ]
-        sub += [
-            subjects.CONSENSUS_ALL,
-            subjects.TX_ALL,
-            subjects.query(me),
-            subjects.SYNC_ALL,
-            subjects.CHAIN_ALL,
-            subjects.RISK_ALERTS,
-        ]
-        allow_responses = True
-    if member.role == Role.ORACLE:
-        pub.append(subjects.PRICE_ALL)
-        sub.append(subjects.query(me))
-        allow_responses = True
-    if member.role == Role.REGULATOR:
-        sub = [">"]
-        pub += [subjects.RISK_ALERTS, subjects.query(me), subjects.NOTIFY_ALL, "$JS.API.>"]
-        allow_responses = True
-    perms: dict[str, Any] = {"publish": {"allow": pub}, "subscribe": {"allow": sub}}
-    if allow_responses:
+    """nats-server subject permissions for one member, from its role's policy (``rfq.policy``).
+
+    Only allow lists: whatever the policy does not grant is refused by the server. JetStream
+    calls are granted one by one on the ``CHAIN`` stream (no ``$JS.API.>``): nobody may purge,
+    delete or update a stream, nor create one but CHAIN."""
+    entry = policy(member.role)
+    pub = _subjects(entry.publish, member.id)
+    pub += [subjects.js_api(call) for call in sorted(entry.jetstream)]
+    perms: dict[str, Any] = {
+        "publish": {"allow": pub},
+        "subscribe": {"allow": _subjects(entry.subscribe, member.id)},
+    }
+    if entry.serves_requests:
         perms["allow_responses"] = True
     return perms
+
+
+def _subjects(grants: Sequence[Grant], member_id: str) -> list[str]:
+    out: list[str] = []
+    for topic, reach in grants:
+        for subject in subjects.patterns(topic, reach, member_id):
+            if subject not in out:
+                out.append(subject)
+    return out
+
+
+_PLACEHOLDER = "ID"
+
+
+def permission_table() -> str:
+    """The README's permission table, generated from the role-policy table (a unit test
+    keeps the README's copy equal to it). ``<id>`` stands for the member's own id."""
+
+    def named(subject_list: Sequence[str]) -> str:
+        shown = []
+        for subject in subject_list:
+            tokens = subject.split(".")
+            tokens = ["<id>" if t == _PLACEHOLDER else t for t in tokens]
+            text = ".".join(tokens).replace(f"_INBOX_{_PLACEHOLDER}", "_INBOX_<id>")
+            shown.append(f"`{text}`")
+        return ", ".join(shown) or "none"
+
+    rows = [
+        "| role | publishes | subscribes | JetStream API | transactions | queries answered "
+        "(own / named / all) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for role, entry in POLICY.items():
+        pub = [s for g in entry.publish for s in _shown(g)]
+        sub = [s for g in entry.subscribe for s in _shown(g)]
+        calls = [subjects.js_api(c) for c in sorted(entry.jetstream)]
+        by_scope = {
+            scope: [q for q, sc in sorted(entry.queries.items()) if sc == scope]
+            for scope in (Scope.OWN, Scope.NAMED, Scope.ALL)
+        }
+        queries = " / ".join(", ".join(qs) or "-" for qs in by_scope.values())
+        replies = " (answers requests)" if entry.serves_requests else ""
+        rows.append(
+            f"| {role} | {named(pub)}{replies} | {named(sub)} | {named(calls)} | "
+            f"{', '.join(sorted(entry.transactions))} | {queries} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _shown(grant: Grant) -> list[str]:
+    """A grant's subjects for the table (the per-asset-class RFQ subjects as one)."""
+    if grant == (Topic.RFQ_PUBLIC, Reach.ANY):
+        return [f"{subjects.PREFIX}.rfq.<asset class>.*"]
+    return subjects.patterns(*grant, _PLACEHOLDER)
 
 
 def auth_conf_text(genesis: Genesis) -> str:
@@ -225,9 +278,12 @@ def auth_conf_text(genesis: Genesis) -> str:
     )
 
 
-def cluster_conf_text() -> str:
+def cluster_conf_text(route_password: str) -> str:
     """A JetStream cluster node for docker-compose: ``NODE`` names it, the routes name the
-    three services ``nats1``..``nats3`` (nats-server expands ``$NODE`` from the environment)."""
+    three services ``nats1``..``nats3`` (nats-server expands ``$NODE`` from the environment).
+    Routes authenticate with the network's route password, so the file is private (0600)."""
+    login = f"{ROUTE_USER}:{route_password}@"
+    routes = ", ".join(f"nats-route://{login}nats{i}:6222" for i in (1, 2, 3))
     return (
         "# One node of a three-node JetStream cluster (docker-compose.yml): NODE=n1|n2|n3\n"
         "server_name: $NODE\n"
@@ -237,7 +293,8 @@ def cluster_conf_text() -> str:
         "cluster {\n"
         "  name: botc\n"
         "  port: 6222\n"
-        "  routes: [nats-route://nats1:6222, nats-route://nats2:6222, nats-route://nats3:6222]\n"
+        f'  authorization {{ user: {ROUTE_USER}, password: "{route_password}" }}\n'
+        f"  routes: [{routes}]\n"
         "}\n"
         'include "auth.conf"\n'
     )
@@ -293,6 +350,8 @@ _CAPITAL = {
 
 
 MIN_DEALERS, MAX_DEALERS = 3, 64
+MIN_AUTHORITIES, MAX_AUTHORITIES = 4, 10
+"""Every authority checks every other's messages: consensus cost per node grows with the set."""
 """Three dealers and the CCP are the four initial authorities; 64 dealers, the CCP and 16
 guarantors leave room for any authority set a network may elect."""
 MIN_CLIENTS, MAX_CLIENTS = 1, 1000
@@ -305,8 +364,11 @@ network only once everything else is in place."""
 
 def check_sizes(dealers: int, clients: int, guarantors: int, authorities: int = 4) -> None:
     """Refuse member counts outside the documented bounds (before anything is written)."""
-    if authorities < 4:
-        raise NetDirError("a BFT network needs at least 4 authorities")
+    if not MIN_AUTHORITIES <= authorities <= MAX_AUTHORITIES:
+        raise NetDirError(
+            f"--authorities must be {MIN_AUTHORITIES} to {MAX_AUTHORITIES}, not {authorities} "
+            "(a BFT network needs at least 4)"
+        )
     least = max(MIN_DEALERS, authorities - 1)
     if dealers < least:
         raise NetDirError(
@@ -420,11 +482,22 @@ def _local_ceremony(
 
 
 def write_nats_confs(nats_dir: Path, genesis: Genesis) -> None:
-    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node."""
+    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node.
+
+    The route password is kept if ``nats_dir`` has one (servers of one cluster on several
+    machines share it: copy ``route.secret`` and ``cluster.conf`` to each), else made."""
     nats_dir.mkdir(exist_ok=True)
     write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
     write_atomic(nats_dir / "server.conf", server_conf_text())
-    write_atomic(nats_dir / "cluster.conf", cluster_conf_text())
+    secret = nats_dir / "route.secret"
+    try:
+        route_password = secret.read_text().strip()
+    except FileNotFoundError:
+        route_password = ""
+    if not route_password.isalnum():
+        route_password = new_route_password()
+        write_secret(secret, route_password + "\n")
+    write_secret(nats_dir / "cluster.conf", cluster_conf_text(route_password))
 
 
 def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:

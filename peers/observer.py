@@ -30,6 +30,7 @@ from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.errors import DECODE_ERRORS
 from rfq.identity import Genesis
 from rfq.ledger.block import Block, BlockError, BlockHeader
+from rfq.ledger.executor import BlockExecutor
 from rfq.ledger.follow import follow_block
 from rfq.ledger.state import BlockResult, LedgerState, genesis_header
 from rfq.queries import MAX_BLOCKS_PER_REPLY, BlocksQuery, BlocksReply
@@ -44,24 +45,31 @@ BlockListener = Callable[[Block, BlockResult], None]
 class ChainFollower(Service):
     """Follows the chain from the genesis: ``state`` and ``head`` are always a final block's.
 
-    ``diverged`` names the height and reason when a block sealed by a quorum re-executes to
-    another state root here: the follower then stops applying (its state would be wrong) and
-    says so, rather than showing figures of a state the chain never had.
+    A block that fails any check (a sealed one that re-executed to another state root here
+    included) is refused, counted and logged, and the state stays at its parent: the follower
+    never shows figures of a state the chain did not have.
     """
 
     def __init__(self, bus: Bus, genesis: Genesis, *, query_timeout_s: float = 2.0) -> None:
         self.bus = bus
         self.genesis = genesis
-        self.state = LedgerState(genesis)
-        self.head: BlockHeader = genesis_header(genesis)
+        self.executor = BlockExecutor(LedgerState(genesis), genesis_header(genesis))
         self.query_timeout_s = query_timeout_s
         self.listeners: list[BlockListener] = []
         self.stats: Counter[str] = Counter()
-        self.diverged = ""
         self._announced: asyncio.Queue[Block] = asyncio.Queue(maxsize=256)
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._replies = reply_channel(genesis.params.consensus_max_bytes)
+
+    @property
+    def state(self) -> LedgerState:
+        """The state after the newest followed block (read it; never write it)."""
+        return self.executor.state
+
+    @property
+    def head(self) -> BlockHeader:
+        return self.executor.head
 
     @property
     def height(self) -> int:
@@ -101,7 +109,7 @@ class ChainFollower(Service):
         await self.catch_up()
         while True:
             block = await self._announced.get()
-            if self.diverged or block.height <= self.head.height:
+            if block.height <= self.head.height:
                 continue
             if block.height > self.head.height + 1:
                 await self.catch_up()
@@ -113,23 +121,15 @@ class ChainFollower(Service):
         """Apply the blocks that extend the head, in order; stop at the first bad one."""
         applied = 0
         for block in blocks:
-            if self.diverged:
-                break
             if block.height != self.head.height + 1:
                 self.stats["block_out_of_place"] += 1
                 continue
-            root_before = self.state.state_root()
             try:
-                result = follow_block(self.state, self.head, block)
+                result = follow_block(self.executor, block)
             except BlockError as exc:
-                if self.state.state_root() != root_before:
-                    self.diverged = f"block {block.height}: {exc.reason}"
-                    log.error("follower_diverged", height=block.height, reason=exc.reason)
-                else:
-                    self.stats["block_refused"] += 1
-                    log.warning("follower_block_refused", height=block.height, reason=exc.reason)
+                self.stats["block_refused"] += 1
+                log.warning("follower_block_refused", height=block.height, reason=exc.reason)
                 break
-            self.head = block.header
             self.stats["blocks"] += 1
             applied += 1
             for listener in list(self.listeners):
@@ -142,7 +142,7 @@ class ChainFollower(Service):
     async def catch_up(self) -> int:
         """Fetch the blocks after the head from the authorities until none moves it on."""
         applied = 0
-        while not self.diverged:
+        while True:
             blocks = await self._fetch(self.head.height + 1)
             moved = self._apply(blocks)
             if not moved:

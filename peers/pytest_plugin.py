@@ -57,7 +57,9 @@ def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture
 def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path / "cluster", 3, auth=network.auth_conf()).start()
+    cluster = NatsCluster(
+        tmp_path / "cluster", 3, auth=network.auth_conf(), route_password=network.route_password()
+    ).start()
     network.write_run_file(cluster.urls)
     _prove_round_trip(network, cluster.urls[0], cluster.urls[-1])
     try:

@@ -50,7 +50,7 @@ from peers.ledger_client import (
 from peers.observer import ChainFollower
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.errors import RfqError, ValidationError
-from rfq.identity import AUTHORITY_ELIGIBLE, GRADES, Genesis, Role
+from rfq.identity import GRADES, Genesis, Role
 from rfq.ledger.block import Block
 from rfq.ledger.consensus import (
     EQUIVOCATION_KINDS,
@@ -69,6 +69,7 @@ from rfq.ledger.tx import (
     Nominate,
     Veto,
 )
+from rfq.policy import Scope, query_scope
 from rfq.queries import (
     REGULATOR_QUERY_ROLES,
     REGULATOR_REPLY_ROLES,
@@ -101,8 +102,8 @@ def regulator_reply_channel(max_bytes: int) -> Channel[RegulatorReply]:
     return Channel.of("regulator_reply", RegulatorReply, REGULATOR_REPLY_ROLES, max_bytes=max_bytes)
 
 
-FULL_VIEW_ROLES = frozenset({Role.REGULATOR, *AUTHORITY_ELIGIBLE})
-"""Who sees the whole CCR table and may run what-if contagion."""
+FULL_VIEW_ROLES = frozenset(r for r in Role if query_scope(r, "q_risk") == Scope.ALL)
+"""Who sees the whole CCR table (the role-policy table's scope of ``q_risk``)."""
 
 MAX_ALERTS_KEPT = 200
 VOTE_WINDOW_HEIGHTS = 512
@@ -341,7 +342,7 @@ class RegulatorService(Service):
                 rows = tuple(r for r in rows if r.institution == who)
                 alerts = tuple(a for a in alerts if a.institution == who)
             return RiskReply(assessment.height, rows, alerts)
-        if not full:
+        if member is None or query_scope(member.role, "q_whatif") is None:
             return QueryRefused("what-if runs are for the regulator and the authorities")
         if assessment is None:
             return QueryRefused("the monitor has not read the chain yet")

@@ -73,7 +73,7 @@ from typing import Any, Final
 
 import structlog
 
-from peers.authority.store import ChainStore
+from peers.authority.store import ChainStore, SqliteChainStore
 from peers.authority.verify import Verdict, verify_chain
 from peers.bank import (
     DEFAULT_CLIENT_BALANCE,
@@ -410,8 +410,7 @@ def punctuality(payments: Iterable[Payment], since_height: int = 0) -> dict[str,
 
 def block_hashes(store: ChainStore) -> dict[int, str]:
     """Every stored block's hash by height (without decoding the blocks)."""
-    rows = store.db.execute("SELECT height, hash FROM blocks ORDER BY height")
-    return {int(h): bytes(x).hex() for h, x in rows}
+    return {h: x.hex() for h, x in store.block_hashes().items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1662,7 +1661,7 @@ class Soak:
         for member in eligible:
             path = self.net.path / "data" / member / "chain.db"
             if path.exists():
-                stores[member] = ChainStore(path)
+                stores[member] = SqliteChainStore(path)
         try:
             verdicts = {m: verify_chain(genesis, s) for m, s in stores.items()}
             hashes = {m: block_hashes(s) for m, s in stores.items()}

@@ -420,6 +420,16 @@ class Directory:
         self._verify[member.id] = member.verify_key
         self._box[member.id] = member.box_public
 
+    def copy(self) -> Directory:
+        """An independent directory with the same members (keys not decoded again)."""
+        twin = Directory(())
+        twin._members, twin._verify, twin._box = (
+            dict(self._members),
+            dict(self._verify),
+            dict(self._box),
+        )
+        return twin
+
     def __contains__(self, member_id: object) -> bool:
         return member_id in self._members
 

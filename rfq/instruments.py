@@ -14,7 +14,7 @@ import functools
 import re
 import types
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -22,7 +22,9 @@ from rfq.errors import ValidationError
 
 
 class Template(enum.StrEnum):
-    """Smart-contract templates (DESIGN.md section 6)."""
+    """Names of the built-in smart-contract templates (DESIGN.md section 6). What a template
+    is and does lives in its module under ``rfq.contracts.templates``; ``Terms.template`` is
+    any registered name."""
 
     PRICE_SWAP = "price_swap"
     SPOT_SWAP = "spot_swap"
@@ -34,18 +36,8 @@ class Template(enum.StrEnum):
     EUROPEAN_OPTION = "european_option"
 
 
-# Templates whose settlement is one underlying at weight 1.
-SINGLE_LEG = frozenset(
-    {
-        Template.PRICE_SWAP,
-        Template.SPOT_SWAP,
-        Template.AVERAGE_PRICE_SWAP,
-        Template.FORWARD,
-        Template.EUROPEAN_OPTION,
-    }
-)
-# Templates that settle on leg A minus leg B.
-TWO_LEG = frozenset({Template.SPREAD_SWAP, Template.CALENDAR_SPREAD})
+TemplateName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+"""A template's name on the wire: any registered one (``validate_terms`` refuses the rest)."""
 
 
 class Side(enum.StrEnum):
@@ -79,7 +71,8 @@ class OptionTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Terms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What is traded, without the price: the part of a contract a client puts in an RFQ."""
 
-    template: Template
+    template: TemplateName
+    """A registered template's name (``rfq.contracts.templates``)."""
     legs: tuple[Leg, ...]
     client_side: Side
     quantity: float
@@ -113,8 +106,18 @@ def validate_terms(
     maturity on or before it is in the past. With ``today`` (the business date of a new
     trade) the terms must also be tradable then (``check_listed``): no expired or unlisted
     month, no maturity after a month's last trading day. Contracts already on chain are
-    validated without it, so a month expiring never invalidates them.
+    validated without it, so a month expiring never invalidates them. What a template asks of
+    its legs, averaging window and option terms is its own (``ContractTemplate.validate_legs``
+    and ``validate_extras``).
     """
+    from rfq.contracts.templates import REGISTRY
+
+    template = REGISTRY.get(terms.template)
+    if template is None:
+        names = ", ".join(REGISTRY)
+        raise ValidationError(
+            f"unknown template {terms.template!r} (one of {names})", where="template"
+        )
     if not terms.legs:
         raise ValidationError("at least one leg is required", where="legs")
     for i, leg in enumerate(terms.legs):
@@ -128,19 +131,7 @@ def validate_terms(
             )
         if leg.weight == 0 or leg.weight != leg.weight:
             raise ValidationError("weight must be a non-zero number", where=f"legs[{i}].weight")
-    if terms.template in SINGLE_LEG and (len(terms.legs) != 1 or terms.legs[0].weight != 1.0):
-        raise ValidationError(f"{terms.template} takes exactly one leg with weight 1", where="legs")
-    if terms.template in TWO_LEG:
-        if len(terms.legs) != 2:
-            raise ValidationError(f"{terms.template} takes two legs (A minus B)", where="legs")
-        if terms.legs[0].weight <= 0 or terms.legs[1].weight >= 0:
-            raise ValidationError(
-                f"{terms.template} is leg A (weight > 0) minus leg B (weight < 0)", where="legs"
-            )
-    if terms.template == Template.CALENDAR_SPREAD and catalog is not None:
-        roots = {catalog[leg.underlying].root for leg in terms.legs}
-        if len(roots) != 1:
-            raise ValidationError("a calendar spread is two months of one future", where="legs")
+    template.validate_legs(terms, catalog)
     if not terms.quantity > 0:
         raise ValidationError("quantity must be positive", where="quantity")
     if not terms.multiplier > 0:
@@ -150,24 +141,7 @@ def validate_terms(
             f"maturity {terms.maturity} is not after the trade date {terms.trade_date}",
             where="maturity",
         )
-    if terms.template == Template.AVERAGE_PRICE_SWAP:
-        if terms.averaging is None:
-            raise ValidationError("average_price_swap needs an averaging window", where="averaging")
-        if terms.averaging.start > terms.averaging.end:
-            raise ValidationError("averaging window starts after it ends", where="averaging")
-        if terms.averaging.end > terms.maturity:
-            raise ValidationError("averaging window ends after maturity", where="averaging")
-    elif terms.averaging is not None:
-        raise ValidationError(f"{terms.template} takes no averaging window", where="averaging")
-    if terms.template == Template.EUROPEAN_OPTION:
-        if terms.option is None:
-            raise ValidationError("european_option needs option terms", where="option")
-        if not terms.option.strike > 0:
-            raise ValidationError("strike must be positive", where="option.strike")
-        if terms.option.premium < 0:
-            raise ValidationError("premium cannot be negative", where="option.premium")
-    elif terms.option is not None:
-        raise ValidationError(f"{terms.template} takes no option terms", where="option")
+    template.validate_extras(terms)
     if today is not None:
         check_listed(terms, today, catalog=catalog)
 

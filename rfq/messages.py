@@ -24,8 +24,8 @@ from typing import Final
 import msgspec
 
 from rfq.errors import DECODE_ERRORS, ValidationError
-from rfq.identity import Role
 from rfq.instruments import CATALOG, Terms, Underlying, validate_terms
+from rfq.policy import BusChannel, channel_roles
 from rfq.signing import SignedMessage
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -110,11 +110,12 @@ QuoteChannelMessage = Quote | Decline
 PriceChannelMessage = Price
 OracleReply = History
 
-RFQ_ROLES: Final = {"rfq": {Role.CLIENT}, "rfq_cancel": {Role.CLIENT}}
-QUOTE_ROLES: Final = {"quote": {Role.DEALER}, "decline": {Role.DEALER}}
-PRICE_ROLES: Final = {"px": {Role.ORACLE}}
-ORACLE_QUERY_ROLES: Final = {"px_history_req": set(Role)}
-ORACLE_REPLY_ROLES: Final = {"px_history": {Role.ORACLE}}
+# Who may send each kind on each channel: derived from the role-policy table.
+RFQ_ROLES: Final = channel_roles(BusChannel.RFQS)
+QUOTE_ROLES: Final = channel_roles(BusChannel.QUOTES)
+PRICE_ROLES: Final = channel_roles(BusChannel.PRICES)
+ORACLE_QUERY_ROLES: Final = channel_roles(BusChannel.ORACLE_QUERY)
+ORACLE_REPLY_ROLES: Final = channel_roles(BusChannel.ORACLE_REPLY)
 
 _quote_decoder = msgspec.msgpack.Decoder(Quote)
 

@@ -16,9 +16,10 @@ from typing import Final, TypeVar
 import msgspec
 
 from rfq.contracts.model import ContractView
-from rfq.identity import AUTHORITY_ELIGIBLE, Member, Role
+from rfq.identity import Member
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
 from rfq.money import Micros
+from rfq.policy import BusChannel, Scope, channel_roles, query_scope
 
 
 class StatusQuery(msgspec.Struct, frozen=True, tag="q_status"):
@@ -158,9 +159,9 @@ class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
 
 
 class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
-    """Scores and grades of the members asked about (a client: itself only), and the standing
-    of every member that may no longer trade (public: everyone must know whom not to trade
-    with), e.g. ``{"D3": "defaulted"}``."""
+    """Scores and grades of the members asked about (one whose ratings scope is its own:
+    itself only), and the standing of every member that may no longer trade (public: everyone
+    must know whom not to trade with), e.g. ``{"D3": "defaulted"}``."""
 
     ratings: dict[str, float]
     grades: dict[str, str]
@@ -257,35 +258,9 @@ Reply = (
     | QueryRefused
 )
 
-QUERY_ROLES: Final = {
-    tag: frozenset(Role)
-    for tag in (
-        "q_status",
-        "q_headers",
-        "q_contracts",
-        "q_trades",
-        "q_receipts",
-        "q_payments",
-        "q_ratings",
-        "q_guarantees",
-        "q_blocks",
-    )
-}
-REPLY_ROLES: Final = {
-    tag: frozenset(AUTHORITY_ELIGIBLE)
-    for tag in (
-        "r_status",
-        "r_headers",
-        "r_contracts",
-        "r_trades",
-        "r_receipts",
-        "r_payments",
-        "r_ratings",
-        "r_guarantees",
-        "r_blocks",
-        "r_refused",
-    )
-}
+# Who may send each kind on each channel: derived from the role-policy table.
+QUERY_ROLES: Final = channel_roles(BusChannel.QUERY)
+REPLY_ROLES: Final = channel_roles(BusChannel.QUERY_REPLY)
 
 
 def refusal(member: Member, query: Query) -> str | None:
@@ -296,38 +271,38 @@ def refusal(member: Member, query: Query) -> str | None:
         return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
     if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
         return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
-    if member.role == Role.REGULATOR:
+    kind = str(query.__struct_config__.tag)
+    scope = query_scope(member.role, kind)
+    if scope is None:
+        return _NOT_SERVED.get(kind, f"{member.role}s may not ask {kind}")
+    if scope != Scope.OWN:
         return None
     match query:
         case ContractsQuery(party=party) | TradesQuery(party=party):
             if party not in (None, member.id):
                 return f"{member.id} may only see its own trades and contracts"
         case PaymentsQuery(party=party):
-            if member.role != Role.BANK and party not in (None, member.id):
+            if party not in (None, member.id):
                 return f"{member.id} may only see its own payments"
         case RatingsQuery(members=members):
-            if member.role not in (Role.DEALER, Role.CCP, Role.GUARANTOR) and any(
-                m != member.id for m in members
-            ):
+            if any(m != member.id for m in members):
                 return f"{member.id} may only see its own rating"
         case GuaranteesQuery(client=client):
-            if member.role not in (Role.GUARANTOR, Role.DEALER) and client not in (None, member.id):
+            if client not in (None, member.id):
                 return f"{member.id} may only see its own guarantees"
-        case BlocksQuery():
-            if member.role not in (*AUTHORITY_ELIGIBLE, Role.REGULATOR):
-                return "blocks are served to authorities and the regulator"
         case _:
             pass
     return None
 
 
+_NOT_SERVED: Final = {"q_blocks": "blocks are served to authorities and the regulator"}
+
+
 RegulatorQuery = RiskQuery | WhatIfQuery
 RegulatorReply = RiskReply | WhatIfReply | QueryRefused
-REGULATOR_QUERY_ROLES: Final = {"q_risk": frozenset(Role), "q_whatif": frozenset(Role)}
-REGULATOR_REPLY_ROLES: Final = {
-    tag: frozenset({Role.REGULATOR}) for tag in ("r_risk", "r_whatif", "r_refused")
-}
-ALERT_ROLES: Final = {"risk_alert": frozenset({Role.REGULATOR})}
+REGULATOR_QUERY_ROLES: Final = channel_roles(BusChannel.REGULATOR_QUERY)
+REGULATOR_REPLY_ROLES: Final = channel_roles(BusChannel.REGULATOR_REPLY)
+ALERT_ROLES: Final = channel_roles(BusChannel.ALERTS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,9 +31,9 @@ from peers.counterparty import AcceptRefused, ClientSession, RfqHandle
 from peers.errors import PeerError
 from peers.ledger_client import LedgerUnavailable, QueryDenied
 from rfq.clock import utc_today
+from rfq.contracts.templates import REGISTRY, templates
 from rfq.errors import RfqError
 from rfq.identity import Role
-from rfq.instruments import Template
 from rfq.ledger.state import Receipt
 from rfq.messages import Price, Quote
 from rfq.queries import (
@@ -413,9 +413,9 @@ class ClientScreen(RoleScreen):
 
     @on(MarketWatch.Picked)
     def _market_picked(self, event: MarketWatch.Picked) -> None:
-        template = self.ticket.draft().template
-        if template in (Template.SPREAD_SWAP, Template.CALENDAR_SPREAD):
-            return
+        template = REGISTRY.get(self.ticket.draft().template)
+        if template is not None and not template.ticket.market_pick:
+            return  # a spread's legs are two months: one pick cannot fill them
         self.ticket.set_field("legs", event.underlying)
         self.ticket.query_one("#quantity").focus()
 
@@ -740,16 +740,16 @@ class ClientScreen(RoleScreen):
             commands.append(
                 (f"Show {tab}", f"switch to the {tab} tab", partial(self.action_show_tab, tab))
             )
-        for template in Template:
+        for template in templates():
             commands.append(
                 (
-                    f"Ticket: {fmt.TEMPLATE_LABELS[template]}",
+                    f"Ticket: {template.label}",
                     "set the ticket's template",
-                    partial(self._set_template, template),
+                    partial(self._set_template, template.name),
                 )
             )
         return commands
 
-    def _set_template(self, template: Template) -> None:
+    def _set_template(self, template: str) -> None:
         self.action_show_tab("trade")
-        self.ticket.set_field("template", template.value)
+        self.ticket.set_field("template", template)

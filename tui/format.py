@@ -8,33 +8,24 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from rfq.instruments import Leg, Template, Terms
+from rfq.contracts.templates import REGISTRY
+from rfq.instruments import Leg, Terms
 from rfq.money import from_micros
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 DASH = "—"
 
-TEMPLATE_LABELS: dict[Template, str] = {
-    Template.PRICE_SWAP: "Price swap",
-    Template.SPOT_SWAP: "Spot swap",
-    Template.AVERAGE_PRICE_SWAP: "Average-price swap",
-    Template.SPREAD_SWAP: "Spread swap",
-    Template.CALENDAR_SPREAD: "Calendar spread",
-    Template.INDEX_SWAP: "Index swap",
-    Template.FORWARD: "Forward",
-    Template.EUROPEAN_OPTION: "European option",
-}
 
-TEMPLATE_SHORT: dict[Template, str] = {
-    Template.PRICE_SWAP: "swap",
-    Template.SPOT_SWAP: "spot",
-    Template.AVERAGE_PRICE_SWAP: "avg",
-    Template.SPREAD_SWAP: "spread",
-    Template.CALENDAR_SPREAD: "calendar",
-    Template.INDEX_SWAP: "index",
-    Template.FORWARD: "fwd",
-    Template.EUROPEAN_OPTION: "option",
-}
+def template_label(name: str) -> str:
+    """The ticket's and palette's name for a template (``Price swap``); its id if unknown."""
+    template = REGISTRY.get(name)
+    return name if template is None else template.label
+
+
+def template_short(name: str) -> str:
+    """The blotter's word for a template (``swap``); its id if unknown."""
+    template = REGISTRY.get(name)
+    return name if template is None else template.short
 
 
 def number(value: float | None, decimals: int = 2) -> str:
@@ -170,7 +161,7 @@ def product(terms: Terms) -> str:
     what = legs_text(terms.legs)
     if terms.option is not None:
         return f"{terms.option.type} {price(terms.option.strike)} {what}"
-    return f"{TEMPLATE_SHORT[terms.template]} {what}"
+    return f"{template_short(terms.template)} {what}"
 
 
 def side_text(terms: Terms) -> Text:

@@ -23,17 +23,15 @@ from typing import Any
 from peers.market import MarketData
 from rfq.contracts.model import ContractView
 from rfq.contracts.payoff import signed_size
+from rfq.contracts.templates import REGISTRY
 from rfq.errors import ValidationError
 from rfq.instruments import (
     CATALOG,
-    Averaging,
     Leg,
-    OptionTerms,
     Side,
     Template,
     Terms,
     Underlying,
-    listed_futures,
     listed_underlyings,
 )
 from rfq.messages import MAX_DEADLINE_S, MIN_DEADLINE_S, Rfq, check_deadline_s, validate_rfq
@@ -116,35 +114,12 @@ class RfqRequest:
 # Default legs: futures months listed on the business date
 
 
-def covering_months(root: str, today: dt.date, maturity: dt.date) -> list[str]:
-    """The months of ``root`` listed on ``today`` that still trade on ``maturity`` (a swap to
-    that date fixes on them), front first; the far listed month when none does."""
-    listed = listed_futures(root, today)
-    covering = [
-        u.id for u in listed if u.last_trading_day is not None and u.last_trading_day >= maturity
-    ]
-    return covering or [listed[-1].id]
-
-
-def default_legs(template: Template, today: dt.date, maturity: dt.date | None = None) -> str:
-    """Legs a ticket of ``template`` opens with on ``today``: the nearest rebar month listed
-    then that trades to ``maturity`` (the default tenor when None); HC minus RB of that
-    month for a spread; the next rebar month minus it for a calendar spread."""
-    if template == Template.INDEX_SWAP:
-        return "CSI300"
-    if template == Template.SPOT_SWAP:
-        return "TSBILLET"
-    until = maturity or parse_date(DEFAULT_MATURITY, today, field="maturity")
-    months = covering_months("RB", today, until)
-    near = months[0]
-    if template == Template.SPREAD_SWAP:
-        return f"HC{near.removeprefix('RB')} - {near}"
-    if template == Template.CALENDAR_SPREAD:
-        if len(months) < 2:
-            listed = [u.id for u in listed_futures("RB", today)]
-            months = listed[-2:]
-        return f"{months[1]} - {months[0]}"
-    return near
+def default_legs(template: str, today: dt.date, maturity: dt.date | None = None) -> str:
+    """Legs a ticket of ``template`` opens with on ``today`` (the template's own
+    ``default_legs``): the nearest rebar month listed then that trades to ``maturity`` (the
+    default tenor when None); HC minus RB of that month for a spread; the next rebar month
+    minus it for a calendar spread."""
+    return REGISTRY[template].default_legs(today, maturity)
 
 
 def example_legs(today: dt.date) -> tuple[str, str]:
@@ -249,12 +224,31 @@ def field_of(where: str | None) -> str:
     return _WHERE_FIELD.get(where, "ticket")
 
 
+@dataclass(frozen=True)
+class _DraftReader:
+    """The draft's fields, parsed for a template's own ticket rows (``ticket_extras``)."""
+
+    draft: TicketDraft
+    today: dt.date
+
+    def text(self, field: str) -> str:
+        value = getattr(self.draft, field)
+        assert isinstance(value, str)
+        return value
+
+    def date(self, field: str) -> dt.date:
+        return parse_date(self.text(field), self.today, field=field)
+
+    def number(self, field: str, label: str) -> float:
+        return parse_number(self.text(field), field=field, label=label)
+
+
 def build_terms(draft: TicketDraft, today: dt.date) -> Terms:
-    """The draft's terms, parsed but not yet checked against the contract rules."""
-    try:
-        template = Template(draft.template)
-    except ValueError:
-        raise TicketError("template", f"unknown template {draft.template!r}") from None
+    """The draft's terms, parsed but not yet checked against the contract rules: the common
+    fields here, the template's own rows by its ``ticket_extras``."""
+    template = REGISTRY.get(draft.template)
+    if template is None:
+        raise TicketError("template", f"unknown template {draft.template!r}")
     try:
         side = Side(draft.side)
     except ValueError:
@@ -263,30 +257,20 @@ def build_terms(draft: TicketDraft, today: dt.date) -> Terms:
     quantity = parse_number(draft.quantity, field="quantity", label="quantity")
     multiplier = parse_number(draft.multiplier, field="multiplier", label="multiplier")
     maturity = parse_date(draft.maturity, today, field="maturity")
-    averaging = None
-    if template == Template.AVERAGE_PRICE_SWAP:
-        averaging = Averaging(
-            start=parse_date(draft.avg_start, today, field="avg_start"),
-            end=parse_date(draft.avg_end, today, field="avg_end"),
-        )
-    option = None
-    if template == Template.EUROPEAN_OPTION:
-        if draft.option_type not in ("call", "put"):
-            raise TicketError("option_type", "choose call or put")
-        option = OptionTerms(
-            type="call" if draft.option_type == "call" else "put",
-            strike=parse_number(draft.strike, field="strike", label="strike"),
-        )
+    try:
+        extras = template.ticket_extras(_DraftReader(draft, today))
+    except ValidationError as exc:
+        raise TicketError(exc.where or "ticket", exc.message) from None
     return Terms(
-        template=template,
+        template=template.name,
         legs=legs,
         client_side=side,
         quantity=quantity,
         trade_date=today,
         maturity=maturity,
         multiplier=multiplier,
-        averaging=averaging,
-        option=option,
+        averaging=extras.averaging,
+        option=extras.option,
     )
 
 

@@ -19,8 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from rfq.instruments import Template
-from tui.format import TEMPLATE_LABELS
+from rfq.contracts.templates import REGISTRY, templates
+from rfq.contracts.templates.base import TicketSpec
 from tui.model import (
     TICKET_FIELDS,
     RfqRequest,
@@ -35,6 +35,8 @@ from tui.model import (
 )
 
 SIDE_WORDS = [("Client buys (pays fixed)", "buy"), ("Client sells (receives fixed)", "sell")]
+ROWS = ("averaging", "option")
+"""The ticket's optional rows (``TicketSpec.rows``): each shows for the templates declaring it."""
 OPTION_SIDE_WORDS = [
     ("Client buys option (pays premium)", "buy"),
     ("Client sells option (gets premium)", "sell"),
@@ -86,7 +88,7 @@ class RfqTicket(Vertical):
         yield self._row(
             "Template",
             Select(
-                [(label, template.value) for template, label in TEMPLATE_LABELS.items()],
+                [(template.label, template.name) for template in templates()],
                 value=draft.template,
                 allow_blank=False,
                 compact=True,
@@ -237,15 +239,14 @@ class RfqTicket(Vertical):
         legs = self.query_one("#legs", Input)
         if legs.value != self._auto_legs:
             return  # the user's own legs (or a market watch pick) stay as they are
-        try:
-            template = Template(self._value("template"))
-        except ValueError:
+        template = REGISTRY.get(self._value("template"))
+        if template is None:
             return
         try:
             maturity: dt.date | None = parse_date(self._value("maturity"), today, field="maturity")
         except TicketError:
             maturity = None
-        wanted = default_legs(template, today, maturity)
+        wanted = default_legs(template.name, today, maturity)
         if wanted != legs.value:
             self._auto_legs = wanted
             with legs.prevent(Input.Changed):
@@ -272,14 +273,18 @@ class RfqTicket(Vertical):
             self._shown_summary = summary
             self.query_one("#ticket-summary", Static).update(summary, layout=False)
 
+    @staticmethod
+    def _spec(template: str) -> TicketSpec:
+        known = REGISTRY.get(template)
+        return TicketSpec() if known is None else known.ticket
+
     def _show_template_rows(self, template: str) -> None:
-        for name, wanted in (
-            ("averaging", template == Template.AVERAGE_PRICE_SWAP),
-            ("option", template == Template.EUROPEAN_OPTION),
-        ):
+        """Show the optional rows the template declares, and word the side its way."""
+        spec = self._spec(template)
+        for name in ROWS:
             for widget in self.query(f".ticket-row.{name}"):
-                widget.display = wanted  # its errors show only while -shown (CSS)
-        self._word_the_side(template == Template.EUROPEAN_OPTION)
+                widget.display = name in spec.rows  # its errors show only while -shown (CSS)
+        self._word_the_side(spec.premium_side)
 
     def _word_the_side(self, option: bool) -> None:
         """An option's buyer pays the premium, its seller receives it: say so, not "fixed"."""
@@ -301,12 +306,13 @@ class RfqTicket(Vertical):
         if self.query_one("#legs", Input).value == "":
             self._auto_legs = ""  # an empty field takes the template's default legs
         self._follow_default_legs(self.today())
-        if template == Template.AVERAGE_PRICE_SWAP:
+        rows = self._spec(template).rows
+        if "averaging" in rows:
             start, end = self.query_one("#avg_start", Input), self.query_one("#avg_end", Input)
             if not start.value and not end.value:
                 maturity = self._value("maturity").strip()
                 start.value, end.value = ("1m", maturity) if maturity else ("1m", "3m")
-        if template == Template.EUROPEAN_OPTION:
+        if "option" in rows:
             strike = self.query_one("#strike", Input)
             if not strike.value:
                 strike.value = self._atm_strike()

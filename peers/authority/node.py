@@ -8,20 +8,26 @@
   last decision; ``idle_block_ms`` has passed), so idle validators do not time out on an idle
   proposer. The QBFT instance (``rfq.ledger.consensus``) does the rest; its actions are
   carried out here: broadcasts on ``otc.ibft.<height>``, timers, decisions, evidence.
-- Blocks are executed in place on the state. A proposal that is not the block finally decided
-  (a round change) is undone by reloading the state from the database.
-- A decided block is written with its receipts (and a state snapshot every
-  ``snapshot_every`` blocks) in one SQLite transaction, published to the JetStream stream
-  ``CHAIN``, and its receipts are sent to the submitters by the block's proposer.
-- Catch-up: on start, and whenever consensus messages show the network is ahead, blocks are
-  fetched from the ``CHAIN`` stream or from other authorities' query services, each checked
-  (link, transactions root, a quorum of valid commit seals of that height's authority set)
-  and re-executed (its state root must match) before it is stored.
+- Blocks are executed by the ``BlockExecutor`` (``rfq.ledger.executor``) on an overlay of
+  the final state: a proposal that is not the block finally decided (a round change) is
+  discarded at the cost of what it touched, never by reloading or replaying.
+- A decided block is committed into the final state, written with its receipts (and a state
+  snapshot every ``snapshot_every`` blocks) in one transaction of the ``ChainStore``,
+  published to the JetStream stream ``CHAIN``, and its receipts are sent to the submitters by
+  the block's proposer.
+- Catch-up (``peers.authority.catchup``): on start, and whenever consensus messages show the
+  network is ahead, blocks are fetched from the ``CHAIN`` stream or from other authorities'
+  query services, each checked (link, transactions root, a quorum of valid commit seals of
+  that height's authority set) and re-executed (its state root must match) before it is
+  stored.
 - Queries: ``otc.query.<id>`` answers members about their own records, the regulator about
-  everything (``rfq.queries``). Answers only ever show final blocks: a query that reads the
-  state while it holds an executed proposal is held, and answered as soon as a block is
-  final (or the proposal undone). If no block has been final for ``QUERY_SETTLE_S`` (a stuck
-  round), the proposal is undone so that the final state can answer.
+  everything (``rfq.queries``, ``QueryService``). Answers only ever show final blocks: the
+  contract book holds a pending proposal's changes (the executor journals it), so a query
+  that reads the state while a proposal is pending is held, and answered as soon as a block
+  is final (or the proposal discarded). If no block has been final for ``QUERY_SETTLE_S`` (a
+  stuck round), the proposal is discarded so that the final state can answer.
+
+The node itself only sequences: mempool -> consensus -> executor -> store -> publish.
 """
 
 from __future__ import annotations
@@ -41,34 +47,39 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from bus import subjects
-from bus.client import Bus, RequestError
+from bus.client import Bus
 from bus.envelope import Channel, Received
+from peers.authority.catchup import BlockRefused, CatchUp
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
-from peers.authority.store import ChainStore
+from peers.authority.store import ChainStore, SqliteChainStore
 from peers.errors import PeerError
-from peers.ledger_client import reply_channel
 from peers.service import cancel_and_wait
-from rfq.errors import DECODE_ERRORS, RfqError
+from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
 from rfq.ledger.block import (
     Block,
     BlockError,
     BlockHeader,
     build_block,
-    check_block,
 )
 from rfq.ledger.consensus import (
-    CONSENSUS_KINDS,
     Broadcast,
     ConsensusMessage,
     Decide,
     Defer,
     Evidence,
+    FutureBuffer,
+    FutureDrop,
     QbftInstance,
     Reject,
+    RejectReason,
     ScheduleTimeout,
+    decode_consensus,
 )
+from rfq.ledger.executor import BlockExecutor
+from rfq.ledger.executor import Pending as PendingBlock
+from rfq.ledger.follow import follow_block
 from rfq.ledger.state import (
     BlockResult,
     LedgerError,
@@ -79,11 +90,10 @@ from rfq.ledger.state import (
 )
 from rfq.ledger.tx import TX_ROLES, ByzantineEvidence, Transaction
 from rfq.messages import Accept
+from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
-    MAX_BLOCKS_PER_REPLY,
     QUERY_ROLES,
     BlocksQuery,
-    BlocksReply,
     HeadersQuery,
     Query,
     QueryRefused,
@@ -104,17 +114,13 @@ def tx_channel(max_block_bytes: int) -> Channel[Transaction]:
 
 def consensus_channel(max_bytes: int) -> Channel[ConsensusMessage]:
     return Channel.of(
-        "ibft",
-        ConsensusMessage,
-        {k: AUTHORITY_ELIGIBLE for k in CONSENSUS_KINDS},
-        max_bytes=max_bytes,
+        "ibft", ConsensusMessage, channel_roles(BusChannel.CONSENSUS), max_bytes=max_bytes
     )
 
 
 QUERY_CHANNEL: Channel[Query] = Channel.of("query", Query, QUERY_ROLES)
 
 _encoder = msgspec.msgpack.Encoder()
-_block_decoder = msgspec.msgpack.Decoder(Block)
 FUTURE_TOLERANCE_MS = 5_000
 QUERY_SETTLE_S = 1.0
 MAX_HELD_QUERIES = 1_000
@@ -124,11 +130,6 @@ _STORE_QUERIES = (HeadersQuery, ReceiptsQuery, BlocksQuery)
 
 class NodeError(PeerError):
     """The node cannot continue (its database disagrees with the chain)."""
-
-
-def _unrounded_key(header: BlockHeader) -> bytes:
-    """A block's identity apart from its round (a locked block is re-proposed with another)."""
-    return msgspec.structs.replace(header, round=0).hash()
 
 
 class AuthorityNode:
@@ -149,42 +150,52 @@ class AuthorityNode:
         self.genesis = genesis
         self.params = genesis.params
         self.me = bus.member_id
-        self.store = ChainStore(Path(data_dir) / "chain.db")
+        self.store: ChainStore = SqliteChainStore(Path(data_dir) / "chain.db")
         self.queries = QueryService(bus.member_id, self.store)
         self.mempool = Mempool(self.params.mempool_max)
         self.verified: set[bytes] = set()
         self.stats: Counter[str] = Counter()
-        self.state = LedgerState(genesis)
         self.genesis_header = genesis_header(genesis)
-        self.head = self.genesis_header
+        self.executor = BlockExecutor(LedgerState(genesis), self.genesis_header)
         self.instance: QbftInstance | None = None
-        self.deferred: dict[int, list[tuple[SignedMessage, ConsensusMessage]]] = {}
+        self.deferred = FutureBuffer()
+        """Consensus messages for later heights: bounded per authority, others dropped."""
         self.timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
-        self._executed: bytes | None = None  # key of the candidate the state holds beyond head
-        self._executed_result: BlockResult | None = None
         self._held: list[tuple[Member, Query, Msg]] = []  # queries awaiting a final state
         self._held_timer: asyncio.TimerHandle | None = None
         self._last_decided = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Future[Any]] = set()
-        self._syncing = False
         self._stopped = False
         self.js = bus.nc.jetstream()
+        self.catchup = CatchUp(
+            bus=bus,
+            js=self.js,
+            height=lambda: self.head.height,
+            authorities=lambda: self.state.authorities,
+            apply=self._apply_synced,
+            stats=self.stats,
+            max_reply_bytes=self.params.consensus_max_bytes,
+        )
         self.decided_listeners: list[Callable[[Block, BlockResult | None], None]] = []
 
     @property
+    def state(self) -> LedgerState:
+        """The final state, the last final block's: its maps are apart from a pending
+        proposal, its contract book holds the proposal's changes (journaled) until it is
+        committed or discarded, which is why queries wait while one is pending."""
+        return self.executor.state
+
+    @property
+    def head(self) -> BlockHeader:
+        """The last final block's header."""
+        return self.executor.head
+
+    @property
     def speculating(self) -> bool:
-        """The state holds an executed proposal beyond the final head (not yet final)."""
-        return self._executed is not None
-
-    def _speculate(self, block: Block, result: BlockResult) -> None:
-        self._executed = _unrounded_key(block.header)
-        self._executed_result = result
-
-    def _settle(self) -> None:
-        self._executed = None
-        self._executed_result = None
+        """A proposal is executed beyond the final head (not yet final)."""
+        return self.executor.pending is not None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -229,8 +240,7 @@ class AuthorityNode:
             await cancel_and_wait(task)
         for pending in list(self._background):  # a block being published, a note being sent
             await cancel_and_wait(pending)
-        if self._executed is not None:
-            self._reload()
+        self.executor.discard()
         self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
         self.store.close()
 
@@ -255,8 +265,7 @@ class AuthorityNode:
 
     def _load(self) -> None:
         """The newest snapshot, then re-execute the stored blocks after it."""
-        self.state, self.head = self.rebuild_from_store()
-        self._settle()
+        self.executor = BlockExecutor(*self.rebuild_from_store())
         log.info("chain_loaded", height=self.head.height)
 
     def rebuild_from_store(self) -> tuple[LedgerState, BlockHeader]:
@@ -293,22 +302,43 @@ class AuthorityNode:
         self.stats["replayed_blocks"] += replayed
         return state, head
 
-    def _reload(self) -> None:
-        """Undo an executed proposal: back to the last final block."""
-        self.state, head = self.rebuild_from_store()
-        assert head.hash() == self.head.hash()
-        self._settle()
-        self.stats["reloads"] += 1
-        self._answer_held()
+    def _discard(self) -> None:
+        """Drop the pending proposal (if any): the final state is as it was."""
+        if self.executor.pending is not None:
+            self.executor.discard()
+            self.stats["proposals_discarded"] += 1
+            self._answer_held()
 
     async def _ensure_stream(self) -> None:
+        """Create the ``CHAIN`` stream once, locked: no purge, no delete, no rollup.
+
+        Authorities may create ``CHAIN`` (and no other stream) but no member may update,
+        purge or delete it, so it keeps every block it was given. A ``CHAIN`` that exists
+        with another configuration (created by a faulty authority before us) is reported:
+        its blocks are checked like any others, and catch-up falls back to the peers."""
         try:
-            await self.js.stream_info(subjects.CHAIN_STREAM)
-            return
+            info = await self.js.stream_info(subjects.CHAIN_STREAM)
         except NotFoundError:
-            pass
+            info = None
         except Exception as exc:  # no JetStream: catch-up falls back to peers
             log.warning("jetstream_unavailable", error=str(exc))
+            return
+        if info is not None:
+            config = info.config
+            if (
+                list(config.subjects or ()) != [subjects.CHAIN_ALL]
+                or not config.deny_delete
+                or not config.deny_purge
+                or config.allow_rollup_hdrs
+            ):
+                self.stats["chain_stream_misconfigured"] += 1
+                log.error(
+                    "chain_stream_misconfigured",
+                    subjects=config.subjects,
+                    deny_delete=config.deny_delete,
+                    deny_purge=config.deny_purge,
+                    allow_rollup_hdrs=config.allow_rollup_hdrs,
+                )
             return
         for replicas in (3, 1):
             try:
@@ -320,6 +350,9 @@ class AuthorityNode:
                         num_replicas=replicas,
                         max_msgs_per_subject=1,
                         duplicate_window=120.0,
+                        deny_delete=True,
+                        deny_purge=True,
+                        allow_rollup_hdrs=False,
                     )
                 )
                 return
@@ -431,10 +464,8 @@ class AuthorityNode:
             sign=lambda payload: self.bus.outbox.sign(payload),
             round_timeout_ms=self.params.round_timeout_ms,
         )
-        for message, payload in self.deferred.pop(height, []):
+        for message, payload in self.deferred.take(height):
             self._run(self.instance.handle(message, payload))
-        for passed in [h for h in self.deferred if h <= self.head.height]:
-            del self.deferred[passed]
 
     def _ensure_started(self) -> None:
         if self.instance is not None and not self.instance.started:
@@ -451,12 +482,31 @@ class AuthorityNode:
             self._new_instance()
         assert self.instance is not None
         if height > self.instance.height:
-            self.deferred.setdefault(height, []).append((received.message, payload))
-            if height > self.instance.height + 1 or len(self.deferred.get(height, [])) > 2:
-                self._spawn_sync()
+            dropped = self._defer(received.message, payload)
+            if dropped == FutureDrop.TOO_FAR or (
+                dropped is None
+                and (height > self.instance.height + 1 or self.deferred.count_at(height) > 2)
+            ):
+                self._spawn_sync()  # an authority is ahead of us: we may be behind
+            return
+        if received.sender not in self.state.authorities:
+            # Refused before it may start the height: a candidate cannot pace our blocks.
+            self.stats[f"reject_{RejectReason.NOT_AUTHORITY}"] += 1
             return
         self._ensure_started()
         self._run(self.instance.handle(received.message, payload))
+
+    def _defer(self, message: SignedMessage, payload: ConsensusMessage) -> FutureDrop | None:
+        """Hold a message for a later height, unless its sender is no authority of ours or
+        over its share (counted in ``stats`` as ``future_dropped_<reason>``)."""
+        current = self.instance.height if self.instance else self.head.height + 1
+        dropped = self.deferred.add(
+            message, payload, current=current, authorities=self.state.authorities
+        )
+        if dropped is not None:
+            self.stats[f"future_dropped_{dropped}"] += 1
+            log.debug("consensus_future_dropped", reason=str(dropped), sender=message.sender)
+        return dropped
 
     def _run(self, actions: Sequence[object]) -> None:
         for action in actions:
@@ -477,9 +527,8 @@ class AuthorityNode:
                     log.debug(
                         "consensus_reject", reason=str(reason), sender=message.sender, detail=detail
                     )
-                case Defer(message=message, height=height):
-                    payload = msgspec.msgpack.decode(message.body, type=ConsensusMessage)
-                    self.deferred.setdefault(height, []).append((message, payload))
+                case Defer(message=message):
+                    self._defer(message, decode_consensus(message))
                 case _:
                     pass
 
@@ -501,39 +550,34 @@ class AuthorityNode:
 
     # -- blocks ----------------------------------------------------------------------------
 
-    def _execute(self, block: Block) -> BlockResult:
-        """Run ``block`` on the state (undoing another executed candidate first)."""
-        key = _unrounded_key(block.header)
-        if self._executed == key and self._executed_result is not None:
-            return self._executed_result
-        if self._executed is not None:
-            self._reload()
-        result = self.state.execute(
-            block.height, block.header.timestamp_ms, self.head, block.txs, verified=self.verified
-        )
-        self._speculate(block, result)
-        return result
+    def _execute(self, block: Block) -> PendingBlock:
+        """``block`` on an overlay of the final state (the pending one if it is the same
+        block in another round; any other pending proposal is discarded)."""
+        before = self.executor.pending
+        try:
+            return self.executor.propose(block, verified=self.verified)
+        finally:
+            if before is not None and self.executor.pending is not before:
+                self.stats["proposals_discarded"] += 1
 
     def _validate(self, block: Block) -> str | None:
         now_ms = int(time.time() * 1000)
         if block.header.timestamp_ms > now_ms + FUTURE_TOLERANCE_MS:
             return "timestamp is in the future"
         try:
-            self._execute(block)
+            proposal = self._execute(block)
         except RfqError as exc:
-            self._reload()
+            self._answer_held()
             return f"does not execute: {exc}"
-        if self.state.state_root() != block.header.state_root:
+        if proposal.root != block.header.state_root:
             self.stats["state_root_mismatch"] += 1
             log.warning("state_root_mismatch", height=block.height, proposer=block.header.proposer)
-            self._reload()
+            self._discard()
             return "state root differs from ours"
         return None
 
     def _make_block(self, round_: int) -> Block:
-        if self._executed is not None:
-            self._reload()
-
+        self._discard()
         txs: list[bytes] = []
         size = 0
         for pending in self.mempool.take(self.params.max_block_txs):
@@ -543,17 +587,17 @@ class AuthorityNode:
             size += len(pending.data)
         timestamp = max(int(time.time() * 1000), self.head.timestamp_ms + 1)
         height = self.head.height + 1
-        result = self.state.execute(height, timestamp, self.head, txs, verified=self.verified)
+        proposal = self.executor.execute(height, timestamp, txs, verified=self.verified)
         block = build_block(
             self.head,
             proposer=self.me,
             round=round_,
             timestamp_ms=timestamp,
             txs=txs,
-            state_root=self.state.state_root(),
-            authorities=self.state.gov.previous_set,
+            state_root=proposal.root,
+            authorities=proposal.state.gov.previous_set,
         )
-        self._speculate(block, result)
+        proposal.bind(block)
         return block
 
     def _decide(self, block: Block) -> None:
@@ -565,7 +609,7 @@ class AuthorityNode:
         self.instance = None
         self._last_decided = time.monotonic()
         self.stats["blocks"] += 1
-        if block.header.proposer == self.me and result is not None:
+        if block.header.proposer == self.me:
             by_sender: dict[str, list[Receipt]] = {}
             for receipt in result.receipts:
                 by_sender.setdefault(receipt.sender, []).append(receipt)
@@ -576,24 +620,14 @@ class AuthorityNode:
         self._spawn(self._publish_block(block))
         self._wake.set()
 
-    def _commit_state(self, block: Block) -> BlockResult | None:
-        """Bring the state to exactly ``block`` and check its root."""
-        key = _unrounded_key(block.header)
-        result = self._executed_result
-        if self._executed != key:
-            if self._executed is not None:
-                self._reload()
-            result = self.state.execute(
-                block.height,
-                block.header.timestamp_ms,
-                self.head,
-                block.txs,
-                verified=self.verified,
-            )
-        if self.state.state_root() != block.header.state_root:
+    def _commit_state(self, block: Block) -> BlockResult:
+        """Bring the final state to exactly ``block`` (the pending proposal when it is the
+        one decided) and check its root."""
+        proposal = self._execute(block)
+        if proposal.root != block.header.state_root:
             raise NodeError(f"decided block {block.height} does not match our state root")
-        self._settle()
-        return result
+        proposal.commit(block.header)
+        return proposal.result
 
     def _persist(self, block: Block, result: BlockResult | None) -> None:
         snapshot = None
@@ -603,9 +637,8 @@ class AuthorityNode:
             block,
             receipts=result.receipts if result else (),
             snapshot=snapshot,
-            state_root=self.state.state_root(),
+            state_root=block.header.state_root,
         )
-        self.head = block.header
         ids = [tx_id_of(tx) for tx in block.txs]
         self.mempool.remove(ids)
         self.verified.difference_update(ids)
@@ -635,106 +668,29 @@ class AuthorityNode:
     # -- catch-up --------------------------------------------------------------------------
 
     def _spawn_sync(self) -> None:
-        if not self._syncing:
+        if not self.catchup.running:
             self._tasks.append(asyncio.create_task(self.catch_up()))
 
     async def catch_up(self) -> int:
-        """Fetch, check and apply blocks the network has and we do not; returns how many.
-
-        The stream first, then the other authorities whenever the stream does not move this
-        node forward (it may be behind, or poisoned with blocks out of place or invalid: those
-        are checked like any other, counted and skipped). A pass where no source moves the
-        node forward ends the catch-up, so nothing a member puts on the stream keeps it
-        spinning."""
-        if self._syncing:
-            return 0
-        self._syncing = True
-        applied = 0
-        try:
-            while True:
-                start = self.head.height + 1
-                moved = 0
-                for fetch in (self._fetch_stream, self._fetch_peers):
-                    moved = self._apply_in_order(await fetch(start))
-                    if moved:
-                        break
-                if not moved:
-                    break
-                applied += moved
-        finally:
-            self._syncing = False
+        """Fetch, check and apply blocks the network has and we do not; returns how many
+        (``CatchUp``: the stream first, then the other authorities)."""
+        applied = await self.catchup.run()
         if applied:
             log.info("caught_up", blocks=applied, height=self.head.height)
             self.instance = None
             self._wake.set()
         return applied
 
-    def _apply_in_order(self, blocks: Sequence[Block]) -> int:
-        """Apply the fetched blocks that extend the chain, in order; returns how many. A block
-        out of place is skipped, an invalid one ends the batch (the next source is asked)."""
-        applied = 0
-        for block in blocks:
-            if block.height != self.head.height + 1:
-                self.stats["sync_out_of_place"] += 1
-                continue
-            try:
-                self._apply_synced(block)
-            except NodeError as exc:
-                log.warning("sync_block_refused", height=block.height, reason=str(exc))
-                break
-            applied += 1
-        return applied
-
     def _apply_synced(self, block: Block) -> None:
-        if self._executed is not None:
-            self._reload()
+        """Check, execute, commit and store one fetched block (``BlockRefused``: not taken)."""
+        self._discard()
         try:
-            check_block(self.head, block, self.state.authorities, self.state.directory)
+            follow_block(self.executor, block)
         except BlockError as exc:
             self.stats["sync_rejected"] += 1
-            raise NodeError(f"block {block.height} from the network fails checks: {exc}") from None
-        self.state.execute(block.height, block.header.timestamp_ms, self.head, block.txs)
-        if self.state.state_root() != block.header.state_root:
-            self._reload()
-            raise NodeError(f"block {block.height} re-executes to another state root")
+            raise BlockRefused(f"block {block.height} from the network: {exc.reason}") from None
         self._persist(block, None)
         self.instance = None
-
-    async def _fetch_stream(self, start: int) -> list[Block]:
-        out: list[Block] = []
-        for height in range(start, start + MAX_BLOCKS_PER_REPLY):
-            try:
-                msg = await self.js.get_last_msg(
-                    subjects.CHAIN_STREAM, subjects.chain_block(height)
-                )
-            except Exception:
-                break
-            try:
-                out.append(_block_decoder.decode(msg.data or b""))
-            except DECODE_ERRORS:
-                break
-        return out
-
-    async def _fetch_peers(self, start: int) -> list[Block]:
-        replies = reply_channel(self.params.consensus_max_bytes)
-        for peer in self.state.authorities:
-            if peer == self.me:
-                continue
-            try:
-                reply = await self.bus.request(
-                    subjects.query(peer),
-                    BlocksQuery(start, start + MAX_BLOCKS_PER_REPLY - 1),
-                    replies,
-                    timeout=2.0,
-                )
-            except RequestError:
-                continue
-            if isinstance(reply.payload, BlocksReply) and reply.payload.blocks:
-                try:
-                    return [_block_decoder.decode(b) for b in reply.payload.blocks]
-                except DECODE_ERRORS:
-                    continue
-        return []
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -790,7 +746,7 @@ class AuthorityNode:
             self._answer_held()
         elif time.monotonic() - self._last_decided >= QUERY_SETTLE_S:
             self.stats["stuck_proposal_undone"] += 1
-            self._reload()
+            self._discard()
         else:
             self._arm_held_timer()
 

@@ -1,8 +1,8 @@
 """An authority's query service: answers from the final state and the chain store.
 
-Members never run nodes: they read the chain here. A member sees its own trades, contracts,
-payments and receipts; the regulator everything; the bank every payment; dealers and the
-regulator every rating; authorities fetch blocks to catch up (``rfq.queries`` has the rules).
+Members never run nodes: they read the chain here. How much of each answer a member sees is
+its role's query scope in the role-policy table (``rfq.policy``); ``rfq.queries.refusal``
+refuses asking for more.
 The node decides *when* a query may be answered (only where its state is a final block's);
 this class decides *what* the answer is, and reads nothing but what it is given.
 """
@@ -14,6 +14,7 @@ from rfq.contracts.model import ContractView
 from rfq.identity import Role
 from rfq.ledger.block import BlockHeader
 from rfq.ledger.state import LedgerState, Trade, business_date
+from rfq.policy import sees_all
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
@@ -66,7 +67,7 @@ class QueryService:
         query: Query,
     ) -> Reply:
         """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``."""
-        everything = role == Role.REGULATOR
+
         match query:
             case StatusQuery():
                 return StatusReply(
@@ -104,7 +105,7 @@ class QueryService:
             case ContractsQuery(
                 party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
             ):
-                target = party or (None if everything else who)
+                target = party or (None if sees_all(role, "q_contracts") else who)
                 views: list[ContractView]
                 if target is None:
                     views = [state.book.get(cid) for cid in state.book.ids()]
@@ -117,7 +118,7 @@ class QueryService:
                 rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
                 return ContractsReply(head.height, tuple(rows), total, next_cursor)
             case TradesQuery(party=party, underlying=underlying, limit=limit, cursor=cursor):
-                target = party or (None if everything else who)
+                target = party or (None if sees_all(role, "q_trades") else who)
                 trades = [
                     t
                     for t in state.trades.values()
@@ -134,17 +135,17 @@ class QueryService:
                 return TradesReply(tuple(rows_t), total, next_cursor, head.height)
             case ReceiptsQuery(tx_ids=tx_ids):
                 receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
-                if not everything:
+                if not sees_all(role, "q_receipts"):
                     receipts = [r for r in receipts if r.sender == who]
                 return ReceiptsReply(tuple(receipts))
             case PaymentsQuery(status=status, party=party, cursor=cursor, limit=limit):
-                scope = party if (everything or role == Role.BANK) else who
+                scope = party if sees_all(role, "q_payments") else who
                 payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
                 rows_p, next_cursor, total = page(payments, lambda p: p.id, cursor, limit)
                 return PaymentsReply(tuple(rows_p), total, next_cursor, head.height)
             case RatingsQuery(members=members):
                 wanted = members or tuple(state.ratings)
-                if role == Role.CLIENT:
+                if not sees_all(role, "q_ratings"):
                     wanted = (who,)
                 scores = {m: state.rating(m) for m in wanted}
                 known = {m: s for m, s in scores.items() if s is not None}
@@ -159,17 +160,14 @@ class QueryService:
                     },
                 )
             case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
-                target = client or (None if everything or role == Role.GUARANTOR else who)
+                # Named: that client's guarantees; unnamed: all, or those the asker is party
+                # to (as the client or as the guarantor that granted them).
+                everyone = not client and sees_all(role, "q_guarantees")
                 guarantees = [
                     g
                     for g in state.guarantees.values()
-                    if (target is None or g.client == target)
-                    and (
-                        role != Role.GUARANTOR
-                        or everything
-                        or g.guarantor == who
-                        or client is not None
-                    )
+                    if everyone
+                    or (g.client == client if client else who in (g.client, g.guarantor))
                 ]
                 guarantees.sort(key=lambda g: g.id)
                 rows_g, next_cursor, total = page(guarantees, lambda g: g.id, cursor, limit)

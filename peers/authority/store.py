@@ -1,4 +1,7 @@
-"""An authority's own SQLite database (WAL): final blocks and state snapshots.
+"""An authority's chain store: final blocks, their receipts and state snapshots.
+
+``ChainStore`` is what the node, the query service and the verifier need of it;
+``SqliteChainStore`` keeps it in the authority's own SQLite database (WAL).
 
 Every final block is written in one transaction together with, every ``snapshot_every``
 blocks (and on shutdown), a snapshot of the state after it; the database is never half a
@@ -11,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -47,17 +51,79 @@ class StoreError(PeerError):
     """The database is unreadable or inconsistent; names the file and what is wrong."""
 
 
-class ChainStore:
+class ChainStore(Protocol):
+    """Final blocks in height order, each written atomically with its receipts (and
+    optionally a snapshot of the state after it); never half a block ahead."""
+
+    @property
+    def path(self) -> Path:
+        """Where the store lives (named in errors)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def append(
+        self,
+        block: Block,
+        *,
+        receipts: Sequence[Receipt] = (),
+        snapshot: bytes | None = None,
+        state_root: bytes | None = None,
+    ) -> None:
+        """Persist a final block, its receipts (and optionally the state after it)
+        atomically; ``StoreError`` when the height is already stored."""
+        ...
+
+    def receipts(self, tx_ids: Sequence[str]) -> list[Receipt]: ...
+
+    def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None: ...
+
+    def height(self) -> int:
+        """The highest stored block (0: none)."""
+        ...
+
+    def block(self, height: int) -> Block | None: ...
+
+    def raw_block(self, height: int) -> bytes | None:
+        """The block's bytes as stored (not decoded)."""
+        ...
+
+    def block_hash(self, height: int) -> bytes | None:
+        """The hash stored with the block (what ``botc chain verify`` checks it against)."""
+        ...
+
+    def block_hashes(self) -> dict[int, bytes]:
+        """Every stored block's hash by height (without decoding the blocks)."""
+        ...
+
+    def blocks(self, start: int, end: int | None = None) -> Iterator[Block]:
+        """Blocks ``start`` .. ``end`` inclusive, in order."""
+        ...
+
+    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes, bytes] | None:
+        """(height, state root, bytes) of the newest snapshot (at most ``at_most``)."""
+        ...
+
+    def snapshots(self) -> list[tuple[int, bytes, bytes]]: ...
+
+
+class SqliteChainStore:
+    """``ChainStore`` in one SQLite file (WAL, ``synchronous=NORMAL``)."""
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable chain database ({exc})") from None
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     def close(self) -> None:
         self.db.close()
@@ -129,6 +195,14 @@ class ChainStore:
     def raw_block(self, height: int) -> bytes | None:
         row = self.db.execute("SELECT data FROM blocks WHERE height = ?", (height,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def block_hash(self, height: int) -> bytes | None:
+        row = self.db.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def block_hashes(self) -> dict[int, bytes]:
+        rows = self.db.execute("SELECT height, hash FROM blocks ORDER BY height")
+        return {int(h): bytes(x) for h, x in rows}
 
     def blocks(self, start: int, end: int | None = None) -> Iterator[Block]:
         """Blocks ``start`` .. ``end`` inclusive, in order (decoded lazily)."""

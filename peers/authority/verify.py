@@ -18,6 +18,7 @@ from peers.authority.store import ChainStore
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Genesis
 from rfq.ledger.block import Block, BlockError
+from rfq.ledger.executor import BlockExecutor
 from rfq.ledger.follow import follow_block
 from rfq.ledger.state import LedgerState, genesis_header
 
@@ -34,18 +35,16 @@ class Verdict:
 
 def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
     """``ok`` with the verified height, or the first bad height and why."""
-    state = LedgerState(genesis)
-    head = genesis_header(genesis)
+    executor = BlockExecutor(LedgerState(genesis), genesis_header(genesis))
+    head = executor.head
     snapshots = {h: (root, data) for h, root, data in store.snapshots()}
     tip = store.height()
     if 0 in snapshots and (fault := _snapshot_fault(genesis, snapshots[0], head.state_root)):
         return Verdict(False, 0, fault)
     for height in range(1, tip + 1):
-        row = store.db.execute("SELECT hash, data FROM blocks WHERE height = ?", (height,))
-        found = row.fetchone()
-        if found is None:
+        stored_hash, data = store.block_hash(height), store.raw_block(height)
+        if stored_hash is None or data is None:
             return Verdict(False, height, "block missing")
-        stored_hash, data = bytes(found[0]), bytes(found[1])
         try:
             block = _block_decoder.decode(data)
         except DECODE_ERRORS as exc:
@@ -55,7 +54,7 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
         if block.hash() != stored_hash:
             return Verdict(False, height, "stored hash differs from the block's hash")
         try:
-            follow_block(state, head, block)
+            follow_block(executor, block)
         except BlockError as exc:
             return Verdict(False, height, exc.reason)
         if height in snapshots and (

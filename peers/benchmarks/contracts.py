@@ -34,17 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_contracts(n: int, seed: int, trade_date: dt.date) -> list[Any]:
-    """``n`` seeded contracts of all eight templates over the catalog's underlyings."""
+    """``n`` seeded contracts of every registered template over the catalog's underlyings
+    (each template draws its own legs: ``ContractTemplate.bench_shape``)."""
     from rfq.contracts import Contract, MarginTerms
-    from rfq.instruments import (
-        Averaging,
-        Leg,
-        OptionTerms,
-        Side,
-        Template,
-        Terms,
-        listed_underlyings,
-    )
+    from rfq.contracts.templates import templates as registered
+    from rfq.contracts.templates.base import BenchPool
+    from rfq.instruments import Side, Terms, listed_underlyings
 
     listed = listed_underlyings(trade_date)
     rng = np.random.default_rng(seed)
@@ -52,48 +47,20 @@ def build_contracts(n: int, seed: int, trade_date: dt.date) -> list[Any]:
     roots = sorted({listed[u].root for u in futures})
     months = sorted({listed[u].contract_month or "" for u in futures})
     price = {u.id: u.start_price for u in listed.values()}
-    templates = list(Template)
+    templates = registered()
     out: list[Any] = []
     for i in range(n):
         template = templates[int(rng.integers(len(templates)))]
         fut = futures[int(rng.integers(len(futures)))]
-        multiplier = 1.0
-        averaging = None
-        option = None
         maturity = trade_date + dt.timedelta(days=int(rng.integers(60, 366)))
-        if template in (Template.PRICE_SWAP, Template.FORWARD, Template.EUROPEAN_OPTION):
-            legs: tuple[Leg, ...] = (Leg(fut),)
-        elif template == Template.SPOT_SWAP:
-            legs = (Leg("TSBILLET"),)
-        elif template == Template.AVERAGE_PRICE_SWAP:
-            legs = (Leg(fut),)
-            start = trade_date + dt.timedelta(days=int(rng.integers(0, 8)))
-            end = start + dt.timedelta(days=int(rng.integers(5, 40)))
-            averaging = Averaging(start, end)
-            maturity = end + dt.timedelta(days=int(rng.integers(0, 6)))
-        elif template == Template.SPREAD_SWAP:
-            month = months[int(rng.integers(len(months)))]
-            legs = (Leg(f"HC{month}", 1.0), Leg(f"RB{month}", -1.0))
-        elif template == Template.CALENDAR_SPREAD:
-            root = roots[int(rng.integers(len(roots)))]
-            near, far = sorted(rng.choice(len(months), size=2, replace=False).tolist())
-            legs = (Leg(f"{root}{months[far]}", 1.0), Leg(f"{root}{months[near]}", -1.0))
-        elif rng.random() < 0.5:  # index swap on points
-            legs = (Leg("CSI300"),)
-            multiplier = 300.0
-        else:  # index swap on a weighted basket
-            picks = rng.choice(len(futures), size=3, replace=False).tolist()
-            legs = tuple(Leg(futures[k], w) for k, w in zip(picks, (0.5, 0.3, 0.2), strict=True))
+        pool = BenchPool(trade_date, fut, futures, roots, months)
+        shape = template.bench_shape(rng, pool, maturity)
+        legs, multiplier = shape.legs, shape.multiplier
         level = sum(leg.weight * price[leg.underlying] for leg in legs)
         gross = sum(abs(leg.weight) * price[leg.underlying] for leg in legs)
         quantity = float(rng.integers(1, 5001)) if multiplier == 1.0 else float(rng.integers(1, 21))
         fixed: float | None = round(level + float(rng.normal(0.0, 0.01)) * gross, 1)
-        if template == Template.EUROPEAN_OPTION:
-            strike = round(level * (1 + float(rng.normal(0.0, 0.05))), 1)
-            option = OptionTerms(
-                "call" if rng.random() < 0.5 else "put", strike, round(strike * 0.02, 1)
-            )
-            fixed = None
+        fixed, option = template.bench_option(rng, level, fixed)
         exposure = gross * quantity * multiplier
         margin = (
             MarginTerms(
@@ -108,14 +75,14 @@ def build_contracts(n: int, seed: int, trade_date: dt.date) -> list[Any]:
             Contract(
                 id=f"B{i:06d}",
                 terms=Terms(
-                    template=template,
+                    template=template.name,
                     legs=legs,
                     client_side=Side.BUY if rng.random() < 0.5 else Side.SELL,
                     quantity=quantity,
                     trade_date=trade_date,
-                    maturity=maturity,
+                    maturity=shape.maturity,
                     multiplier=multiplier,
-                    averaging=averaging,
+                    averaging=shape.averaging,
                     option=option,
                 ),
                 client=f"client{int(rng.integers(500)):03d}",
@@ -143,7 +110,7 @@ def scalar_tick(
 ) -> int:
     """The baseline: the same tick, one contract at a time, in plain Python."""
     from rfq.contracts import payoff
-    from rfq.instruments import Template
+    from rfq.contracts.templates import template_of
 
     calls = 0
     for contract in contracts:
@@ -153,7 +120,7 @@ def scalar_tick(
             st[0] = st[0] + payoff.level(contract.terms.legs, prices)
             st[1] += 1
         mark = payoff.level(contract.terms.legs, prices)
-        if contract.terms.template == Template.AVERAGE_PRICE_SWAP:
+        if template_of(contract.terms).averaging:
             mark = payoff.average_estimate(
                 st[0], int(st[1]), mark, payoff.remaining_days(contract, day)
             )

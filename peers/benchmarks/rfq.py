@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROUNDS = 300
+BENCH_RFQ_RATE = 2000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +87,15 @@ async def _serve(netdir: Path, servers: list[str], members: list[str], ready: An
     for i, member in enumerate(members):
         closers.append(await _baseline_responder(net, servers, member))
         bus = await open_bus(net, member, servers=servers)
-        bot = DealerBot(bus, net.genesis(), market=market, credit_limit=1e18, attach_market=i == 0)
+        bot = DealerBot(
+            bus,
+            net.genesis(),
+            market=market,
+            credit_limit=1e18,
+            attach_market=i == 0,
+            rfq_rate_per_s=BENCH_RFQ_RATE,  # one client asking back to back: no flood
+            rfq_burst=int(BENCH_RFQ_RATE),
+        )
         await bot.start()
         closers.append(bus.close)
     ready.put(len(members))
@@ -211,7 +220,7 @@ def _bench_terms(today: dt.date) -> list[Any]:
     from rfq.instruments import Leg, OptionTerms, Side, Template, Terms, listed_futures
 
     maturity = today + dt.timedelta(days=120)
-    rb, hc = (listed_futures(root, today)[-1].id for root in ("RB", "HC"))
+    rb, hc, sc = (listed_futures(root, today)[-1].id for root in ("RB", "HC", "SC"))
     return [
         Terms(Template.PRICE_SWAP, (Leg(rb),), Side.BUY, 1000, today, maturity),
         Terms(
@@ -224,7 +233,7 @@ def _bench_terms(today: dt.date) -> list[Any]:
         ),
         Terms(
             Template.EUROPEAN_OPTION,
-            (Leg("SC2605"),),
+            (Leg(sc),),
             Side.BUY,
             500,
             today,

@@ -356,7 +356,7 @@ def _percentile(values: list[float], q: float) -> float:
 def measure(live: int, settled: int) -> dict[str, Any]:
     """Build one state of ``live`` + ``settled`` contracts and time everything on it."""
     from peers.authority.queries import QueryService
-    from peers.authority.store import ChainStore
+    from peers.authority.store import SqliteChainStore
     from peers.logging import configure_logging
     from rfq.ledger.state import LedgerState
 
@@ -398,7 +398,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         fixing_regulator.append(_regulator_following(market, monitor, result) * 1000)
 
     with tempfile.TemporaryDirectory() as tmp:
-        queries = QueryService("D1", ChainStore(Path(tmp) / "chain.db"))
+        queries = QueryService("D1", SqliteChainStore(Path(tmp) / "chain.db"))
         regulator: list[float] = []
         by_queries: list[float] = []
         for _ in range(20):

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "contracts": "time to revalue 100,000 live contracts on one price fixing",
     "risk": "SA-CCR over 10,000 trades; cascade and DebtRank on 1,000 institutions",
     "scale": "an authority, the regulator and a client at 10k, 50k and 100k live contracts",
+    "flood": "other clients' RFQ round trips while one client floods 10,000 RFQs/s",
 }
 
 DESCRIPTION = (

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     import json
 
-    from peers.authority.store import ChainStore
+    from peers.authority.store import SqliteChainStore
     from peers.authority.verify import verify_chain
     from peers.errors import CliError
     from peers.netdir import NetDir
@@ -48,7 +48,7 @@ def run_verify(args: argparse.Namespace) -> int:
     path = net.path / "data" / args.member / "chain.db"
     if not path.is_file():
         raise CliError(f"{path}: no chain database (has {args.member} run as an authority?)")
-    store = ChainStore(path)
+    store = SqliteChainStore(path)
     try:
         verdict = verify_chain(genesis, store)
     finally:

@@ -15,7 +15,8 @@ def register(subparsers: Any) -> None:
             "and a nats-server configuration in which every member is an nkey user with "
             "subject permissions by role. Members: dealers D1..Dn, a CCP, guarantors G1..Gn, "
             "the regulator REG, the price ORACLE, the settlement BANK and clients C1..Cn; the "
-            "initial authorities are D1-D3 and the CCP, other dealers and guarantors are "
+            "initial authorities are the first N-1 dealers and the CCP (--authorities N, 4 to "
+            "10; default 4: D1-D3 and the CCP), other dealers and guarantors are "
             "candidates. The network is written completely or not at all: a failure leaves "
             "nothing behind, and --force replaces an existing network only once the new one "
             "is complete. NETDIR may be new, empty, or a directory without a network."
@@ -25,8 +26,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dealers",
         type=int,
-        default=3,
-        help="number of dealers, 3 to 64 (default 3)",
+        default=None,
+        help="number of dealers, 3 to 64 (default 3, or N-1 for --authorities N)",
+    )
+    parser.add_argument(
+        "--authorities",
+        type=int,
+        default=4,
+        metavar="N",
+        help="initial authorities, 4 to 10: the first N-1 dealers and the CCP (default 4)",
     )
     parser.add_argument(
         "--clients",
@@ -45,12 +53,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def default_dealers(authorities: int) -> int:
+    """Enough dealers for the authority set: N-1 of them sit in it beside the CCP."""
+    return max(3, authorities - 1)
+
+
 def run(args: argparse.Namespace) -> int:
     from peers.netdir import create_network
 
     net = create_network(
         args.netdir,
-        dealers=args.dealers,
+        dealers=default_dealers(args.authorities) if args.dealers is None else args.dealers,
+        authorities=args.authorities,
         clients=args.clients,
         guarantors=args.guarantors,
         name=args.name,

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cluster == 1:
         nodes = [NatsServer(store, name="n1", port=args.port, auth=auth)]
     else:
-        cluster = NatsCluster(store, args.cluster, auth=auth)
+        cluster = NatsCluster(store, args.cluster, auth=auth, route_password=net.route_password())
         nodes = cluster.nodes
     previous = _stop_on_signals()
     try:

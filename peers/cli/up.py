@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
         metavar="NETDIR",
         help="network directory (default: the user data directory)",
     )
+    parser.add_argument(
+        "--authorities",
+        type=int,
+        default=4,
+        metavar="N",
+        help="initial authorities (4 to 10) of a network created now (default 4)",
+    )
     parser.add_argument("--headless", action="store_true", help="no terminal: a summary line")
     parser.add_argument("--clients", type=int, default=2, help="simulated clients (default 2)")
     parser.add_argument("--rate", type=float, default=2.0, help="their RFQs per second (default 2)")
@@ -82,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--clients must be >= 0 and --rate > 0")
     if args.duration is not None and args.duration <= 0:
         raise CliError("--duration must be positive")
-    net, created = ensure_network(Path(args.net) if args.net else None)
+    net, created = ensure_network(
+        Path(args.net) if args.net else None, authorities=args.authorities
+    )
     if created:
         say(f"created a network in {net.path}")
     if args.log_file is None:  # logs go to a file, never over the progress or the terminal

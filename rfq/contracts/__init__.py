@@ -1,7 +1,10 @@
 """Smart derivative contracts: the pure engine the PoA authorities run on chain.
 
 - ``Contract`` (``model``): ``Terms`` + agreed price + margin rate + parties + margin terms.
-- ``payoff``: the eight templates' settlement price, value, P&L and initial margin, scalar.
+- ``templates``: the template registry, one module per template (its terms' rules, payoff
+  scalar and vectorised, fair value, credit exposure, SA-CCR mapping, ticket, random terms).
+- ``payoff``: settlement price, value, P&L and initial margin of one contract, scalar, by its
+  template.
 - ``ContractBook`` (``book``): every contract; apply ``BookEvent``s (``events``), get
   ``BookOutput``s (lifecycle records, ``PaymentInstruction``s, formula-3 ``RatingRecord``s),
   canonical ``state_bytes()`` (or the cheaper sha256 ``state_digest()``) for the state root.

@@ -9,6 +9,10 @@ no clock but the block's. Applying the same event twice changes nothing and emit
 Live contracts sit in numpy columns (``rfq.contracts.columns``) so one fixing tick revalues
 a hundred thousand of them in a few array operations; rarer events (margin posted, close-out,
 credit event, settlement) go through scalar code, one contract at a time.
+
+A block executed but not decided is undone by the book's journal (``checkpoint``, then
+``rollback`` or ``release``; ``rfq.ledger.executor``): each contract record and column row is
+kept as it was before its first change, so undoing costs what the block changed.
 """
 
 from __future__ import annotations
@@ -227,6 +231,30 @@ def _nan_to_none(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+class _BookJournal:
+    """What ``ContractBook.rollback`` needs: the book's small fields as they were and, as
+    the block goes, each touched contract's record before its first change."""
+
+    def __init__(self, book: ContractBook) -> None:
+        self.scalars = (book._height, book._date, book._mark_ord, book._next_ordinal)
+        self.px, self.last = book._px.copy(), book._last.copy()
+        self.underlyings = len(book._uidx)
+        self.hist = {name: len(dates) for name, (dates, _) in book._hist.items()}
+        self.series_blob = dict(book._series_blob)
+        self.seen_digest = book._seen_digest
+        self.seen: list[str] = []
+        self.opened: list[str] = []
+        self.entries: dict[str, tuple[Any, ...]] = {}
+
+    def save(self, entry: _Entry) -> None:
+        cid = entry.contract.id
+        if cid in self.entries or entry.ordinal >= self.scalars[3]:  # opened since: no record
+            return
+        saved = tuple(getattr(entry, name) for name in _Entry.__slots__)
+        seqs = _Entry.__slots__.index("seqs")
+        self.entries[cid] = (*saved[:seqs], dict(entry.seqs), *saved[seqs + 1 :])
+
+
 class ContractBook:
     """All contracts; apply ``BookEvent``s, query contracts, produce canonical state bytes."""
 
@@ -255,6 +283,7 @@ class ContractBook:
         self._seen_sorted: list[str] = []
         self._seen_digest: bytes | None = None
         self._series_blob: dict[str, msgspec.Raw] = {}
+        self._journal: _BookJournal | None = None
 
     # ----------------------------------------------------------------------------------------
     # queries
@@ -319,7 +348,11 @@ class ContractBook:
         return entry
 
     def _touch(self, entry: _Entry) -> None:
-        """The entry's record changed: drop its cached bytes."""
+        """The entry's record changes: drop its cached bytes (called before the change, so
+        that a journal keeps the record as it was)."""
+        journal = self._journal
+        if journal is not None:
+            journal.save(entry)
         entry.blob = None
         entry.digest = None
         self._dirty.add(entry.contract.id)
@@ -469,6 +502,7 @@ class ContractBook:
         cols = self._cols
         if cols.n == 0:
             return []
+        cols.save_all()  # the tick writes every row
         px = self._px
         levels = cols.levels(px)
         fixed_today = self._last[: len(self._uidx)] == day
@@ -518,6 +552,8 @@ class ContractBook:
         if self._mark_ord != NO_DATE:
             self._cols.revalue(self._px, self._mark_ord, np.array([slot], dtype=np.intp))
         self._entries[contract.id] = entry
+        if self._journal is not None:
+            self._journal.opened.append(contract.id)
         self._new_ids.append(contract.id)
         for party in (contract.client, contract.dealer):
             self._by_party.setdefault(party, set()).add(contract.id)
@@ -685,6 +721,7 @@ class ContractBook:
             raise ValidationError("amount must be a positive number of micros", where="amount")
         cols = self._cols
         signed = event.amount if event.payer == c.dealer else -event.amount
+        cols.save_row(slot)
         # The balance is an exact sum of micros; the column holds it in units for the
         # float marks (always ``from_micros`` of an integer, so it restores bit for bit).
         cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
@@ -705,9 +742,7 @@ class ContractBook:
             else:
                 entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
         self._touch(entry)
-        self._seen.add(key)
-        bisect.insort(self._seen_sorted, key)
-        self._seen_digest = None
+        self._mark_seen(key)
         return out
 
     # --- the block clock ---------------------------------------------------------------------
@@ -746,9 +781,9 @@ class ContractBook:
             )
         out: list[BookOutput] = []
         if not call.short:
+            self._touch(entry)
             call = msgspec.structs.replace(call, short=True)
             entry.margin_call = call
-            self._touch(entry)
         if self._date is not None and self._date > call.due:
             self._default_on_call(slot, entry, call, out)
         return out
@@ -756,9 +791,10 @@ class ContractBook:
     def _default_on_call(
         self, slot: int, entry: _Entry, call: MarginCall, out: list[BookOutput]
     ) -> None:
+        self._touch(entry)
         entry.status = Status.IN_DEFAULT
         entry.defaulting_party = call.payer
-        self._touch(entry)
+        self._cols.save_row(slot)
         self._cols.call_open[slot] = False
         self._cols.in_default[slot] = True
         out.append(
@@ -896,8 +932,8 @@ class ContractBook:
                     recovery_rate=recovery_rate if defaulted else None,
                 )
             )
-        entry.ratings = tuple(records)
         self._touch(entry)
+        entry.ratings = tuple(records)
         out.extend(records)
 
     def _close_out(self, event: CloseOut) -> list[BookOutput]:
@@ -964,9 +1000,7 @@ class ContractBook:
         )
         self._terminate(slot, entry, outcome, level, value)
         self._rate(entry, out)
-        self._seen.add(key)
-        bisect.insort(self._seen_sorted, key)
-        self._seen_digest = None
+        self._mark_seen(key)
         self._cols.compact()
         return out
 
@@ -1037,8 +1071,8 @@ class ContractBook:
                     entry, PaymentKind.GUARANTEE, use.guarantor, other, use.amount, today, out
                 )
             self._pay(entry, PaymentKind.CLOSE_OUT, other, party, due, today, out)
-            entry.defaulting_party = party
             self._touch(entry)
+            entry.defaulting_party = party
             outcome = Outcome(
                 status=Status.DEFAULTED,
                 date=today,
@@ -1068,11 +1102,90 @@ class ContractBook:
                 recovery_rate=result.recovery_rate,
             )
         )
+        self._mark_seen(key)
+        cols.compact()
+        return out
+
+    def _mark_seen(self, key: str) -> None:
         self._seen.add(key)
         bisect.insort(self._seen_sorted, key)
         self._seen_digest = None
-        cols.compact()
-        return out
+        if self._journal is not None:
+            self._journal.seen.append(key)
+
+    # ----------------------------------------------------------------------------------------
+    # journal: undo a block that was executed but not decided
+
+    @property
+    def journaling(self) -> bool:
+        return self._journal is not None
+
+    def checkpoint(self) -> None:
+        """Start recording what the events change, for ``rollback`` (or ``release``).
+
+        The journal keeps the record of each contract an event touches (before it changes),
+        the columns' rows it writes (or all of them, for a fixing's tick or a compaction,
+        which touch every row anyway), the ids opened and seen keys added, and the few small
+        fields as they were: undoing costs what the block changed, not the book's size.
+        """
+        if self._journal is not None:
+            raise ValidationError("the book is already journaling", where="journal")
+        self._refresh()
+        self._tree.digest()
+        self._journal = _BookJournal(self)
+        self._cols.checkpoint()
+
+    def release(self) -> None:
+        """Keep every change since ``checkpoint`` and stop journaling."""
+        self._journal = None
+        self._cols.release()
+
+    def rollback(self) -> None:
+        """Put the book back exactly as it was at ``checkpoint`` (state and caches)."""
+        journal = self._journal
+        if journal is None:
+            raise ValidationError("the book is not journaling", where="journal")
+        self._journal = None
+        self._cols.rollback()
+        (self._height, self._date, self._mark_ord, self._next_ordinal) = journal.scalars
+        self._px, self._last, self._series_blob = journal.px, journal.last, journal.series_blob
+        for name in list(self._uidx)[journal.underlyings :]:
+            del self._uidx[name]
+        for name in [n for n in self._hist if n not in journal.hist]:
+            del self._hist[name]
+        for name, size in journal.hist.items():
+            dates, prices = self._hist[name]
+            del dates[size:], prices[size:]
+        for key in journal.seen:
+            self._seen.discard(key)
+            k = bisect.bisect_left(self._seen_sorted, key)
+            del self._seen_sorted[k]
+        self._seen_digest = journal.seen_digest
+        ids, blobs = self._sorted_ids, self._blobs
+        assert ids is not None  # built by checkpoint's refresh
+        tree_changes: list[tuple[str, bytes | None]] = []
+        for cid in journal.opened:
+            entry = self._entries.pop(cid)
+            for party in (entry.contract.client, entry.contract.dealer):
+                held = self._by_party.get(party)
+                if held is not None:
+                    held.discard(cid)
+                    if not held:
+                        del self._by_party[party]
+            k = bisect.bisect_left(ids, cid)
+            if k < len(ids) and ids[k] == cid:
+                del ids[k], blobs[k]
+            tree_changes.append((cid, None))
+        for cid, saved in journal.entries.items():
+            entry = self._entries[cid]
+            for name, value in zip(_Entry.__slots__, saved, strict=True):
+                setattr(entry, name, value)
+            assert entry.blob is not None and entry.digest is not None
+            blobs[bisect.bisect_left(ids, cid)] = entry.blob
+            tree_changes.append((cid, entry.digest))
+        self._tree.update(tree_changes)
+        self._new_ids.clear()
+        self._dirty.clear()
 
     # ----------------------------------------------------------------------------------------
     # canonical state
@@ -1150,6 +1263,7 @@ class ContractBook:
         if rows.size:
             for slot in rows.tolist():
                 self._touch(self._entries[cols.ids[slot]])
+                cols.save_row(slot)
             cols.dirty[rows] = False
         entries, tree = self._entries, self._tree
         ids = self._sorted_ids

@@ -9,7 +9,9 @@ dropped by ``compact`` (order-preserving) once they are half the table.
 
 The arithmetic mirrors ``rfq.contracts.payoff`` operation for operation (elementwise float64
 multiply/add/divide/max, no reductions), so a row's mark and value equal the scalar ones bit
-for bit.
+for bit. Each row's payoff is its template's ``vector_payoff`` over the row's ``PayoffRow``
+(fixed, strike, flag); templates sharing one function (every linear one) share one pass, and a
+tick runs one pass per function in the table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy.typing as npt
 
 from rfq.contracts import payoff
 from rfq.contracts.model import Contract
-from rfq.instruments import Template
+from rfq.contracts.templates import template_of
+from rfq.contracts.templates.base import VectorPayoff
 from rfq.money import MICROS
 
 F64 = npt.NDArray[np.float64]
@@ -30,19 +33,44 @@ I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 Rows = slice | npt.NDArray[np.intp]
 
-KIND_LINEAR, KIND_CALL, KIND_PUT = 0, 1, 2
 NO_DATE = -1
 # date(1970, 1, 1).toordinal(): ordinal -> datetime64[D] offset.
 _EPOCH = 719163
 
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
-_INTS = ("kind", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
+_INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
 _BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
+
+
+_COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS
+
+
+class _ColumnsJournal:
+    """The table's size as it was, and rows (or, once a pass writes every row, all of them)
+    before their first write since ``LiveColumns.checkpoint``."""
+
+    def __init__(self, cols: LiveColumns) -> None:
+        self.n, self.inactive, self.width = cols.n, cols.inactive, cols.width
+        self.kinds = cols.kinds  # replaced, never changed in place
+        self.rows: dict[int, tuple[tuple[Any, ...], I64, F64]] = {}
+        self.full: tuple[dict[str, Any], I64, F64, list[str]] | None = None
 
 
 def _as_dt64(ordinals: I64) -> npt.NDArray[np.datetime64]:
     return (ordinals - _EPOCH).astype("datetime64[D]")
+
+
+_PAYOFFS: list[VectorPayoff] = []
+"""Every distinct vectorised payoff seen, by ``kind`` code (process-wide, append-only)."""
+
+
+def _payoff_kind(function: VectorPayoff) -> int:
+    for code, known in enumerate(_PAYOFFS):
+        if known is function:
+            return code
+    _PAYOFFS.append(function)
+    return len(_PAYOFFS) - 1
 
 
 class LiveColumns:
@@ -58,7 +86,8 @@ class LiveColumns:
     mta: F64
     mark: F64
     mtm: F64
-    kind: I64
+    kind: I64  # the row's vectorised payoff (``_PAYOFFS``)
+    flag: I64  # the template's own flag (call or put...)
     avg_start: I64
     avg_end: I64
     avg_last: I64
@@ -80,7 +109,74 @@ class LiveColumns:
         self.ids: list[str] = []
         self.slot: dict[str, int] = {}
         self.inactive = 0
+        self.kinds: list[int] = []  # payoff kinds pushed so far, ascending
+        self._journal: _ColumnsJournal | None = None
         self._alloc(max(capacity, 16))
+
+    # ----------------------------------------------------------------------------------------
+    # journal (``ContractBook.checkpoint``): rows as they were before their first write
+
+    def checkpoint(self) -> None:
+        self._journal = _ColumnsJournal(self)
+
+    def release(self) -> None:
+        self._journal = None
+
+    def save_row(self, slot: int) -> None:
+        """Keep row ``slot`` as it is now, before it is written (once per journal)."""
+        journal = self._journal
+        if journal is None or journal.full is not None or slot >= journal.n:
+            return
+        if slot not in journal.rows:
+            journal.rows[slot] = (
+                tuple(getattr(self, name)[slot].item() for name in _COLUMNS),
+                self.leg_u[:, slot].copy(),
+                self.leg_w[:, slot].copy(),
+            )
+
+    def save_all(self) -> None:
+        """Keep every row as it is now (before a pass that writes them all)."""
+        journal = self._journal
+        if journal is None or journal.full is not None:
+            return
+        n = journal.n
+        journal.full = (
+            {name: getattr(self, name)[:n].copy() for name in _COLUMNS},
+            self.leg_u[:, :n].copy(),
+            self.leg_w[:, :n].copy(),
+            self.ids[:n],
+        )
+
+    def rollback(self) -> None:
+        journal = self._journal
+        if journal is None:
+            return
+        self._journal = None
+        n = journal.n
+        if journal.full is not None:
+            arrays, leg_u, leg_w, ids = journal.full
+            for name, array in arrays.items():
+                getattr(self, name)[:n] = array
+            self.leg_u[: leg_u.shape[0], :n] = leg_u
+            self.leg_w[: leg_w.shape[0], :n] = leg_w
+            self.ids = ids
+            self.slot = {cid: k for k, cid in enumerate(ids)}
+        else:
+            for cid in self.ids[n:]:
+                del self.slot[cid]
+            del self.ids[n:]
+        for slot, (values, leg_u_row, leg_w_row) in journal.rows.items():
+            for name, value in zip(_COLUMNS, values, strict=True):
+                getattr(self, name)[slot] = value
+            self.leg_u[: leg_u_row.shape[0], slot] = leg_u_row
+            self.leg_w[: leg_w_row.shape[0], slot] = leg_w_row
+        if self.width != journal.width:
+            self.leg_u, self.leg_w = (
+                self.leg_u[: journal.width].copy(),
+                self.leg_w[: journal.width].copy(),
+            )
+            self.width = journal.width
+        self.n, self.inactive, self.kinds = n, journal.inactive, journal.kinds
 
     # ----------------------------------------------------------------------------------------
     # storage
@@ -129,14 +225,17 @@ class LiveColumns:
             self._resize(self.cap * 2 if self.n == self.cap else self.cap, width)
         i = self.n
         terms = contract.terms
-        option = terms.option
-        self.fixed[i] = contract.fixed_price if contract.fixed_price is not None else 0.0
-        self.strike[i] = option.strike if option is not None else 0.0
-        self.kind[i] = (
-            KIND_LINEAR if option is None else KIND_CALL if option.type == "call" else KIND_PUT
-        )
+        template = template_of(terms)
+        row = template.payoff_row(contract)
+        self.fixed[i] = row.fixed
+        self.strike[i] = row.strike
+        self.flag[i] = row.flag
+        kind = _payoff_kind(template.vector_payoff)
+        if kind not in self.kinds:
+            self.kinds = sorted([*self.kinds, kind])
+        self.kind[i] = kind
         self.sqm[i] = payoff.signed_size(contract)
-        self.is_avg[i] = terms.template == Template.AVERAGE_PRICE_SWAP
+        self.is_avg[i] = template.averaging
         if terms.averaging is not None:
             self.avg_start[i] = terms.averaging.start.toordinal()
             self.avg_end[i] = terms.averaging.end.toordinal()
@@ -171,6 +270,7 @@ class LiveColumns:
         return i
 
     def deactivate(self, slot: int) -> None:
+        self.save_row(slot)
         self.active[slot] = False
         self.call_open[slot] = False
         self.inactive += 1
@@ -179,6 +279,7 @@ class LiveColumns:
         """Drop inactive rows (keeping order) once they are at least half the table."""
         if self.inactive == 0 or self.inactive * 2 < self.n:
             return False
+        self.save_all()
         n = self.n
         keep = np.flatnonzero(self.active[:n])
         for name in _FLOATS + _FLOATS_NAN + _INTS + _BOOLS:
@@ -253,11 +354,13 @@ class LiveColumns:
     def values(self, mark: F64, rows: Rows | None = None) -> F64:
         """Value to the client of every row (or the given rows) at these marks."""
         sel = self._sel(rows)
-        kind = self.kind[sel]
-        linear = mark - self.fixed[sel]
-        call = np.maximum(mark - self.strike[sel], 0.0)
-        put = np.maximum(self.strike[sel] - mark, 0.0)
-        unit = np.where(kind == KIND_CALL, call, np.where(kind == KIND_PUT, put, linear))
+        fixed, strike, flag = self.fixed[sel], self.strike[sel], self.flag[sel]
+        unit: F64 | None = None
+        for code in self.kinds:
+            part = _PAYOFFS[code](mark, fixed, strike, flag)
+            unit = part if unit is None else np.where(self.kind[sel] == code, part, unit)
+        if unit is None:
+            unit = np.zeros_like(mark)
         out: F64 = unit * self.sqm[sel]
         return out
 

@@ -16,7 +16,7 @@ import re
 import msgspec
 
 from rfq.errors import ValidationError
-from rfq.instruments import Template, Terms, validate_terms
+from rfq.instruments import Terms, validate_terms
 from rfq.messages import Quote
 from rfq.money import Micros
 
@@ -86,9 +86,9 @@ class MarginTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Contract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An executed trade: terms, agreed price, margin rate, parties, margin terms.
 
-    ``fixed_price`` is required except for ``european_option`` (whose price is the premium,
-    ``terms.option.premium``). ``margin`` None means the trade is not margined (no variation
-    margin, the ``Margin`` flag of formula 3 is 0).
+    ``fixed_price`` is required except for a template priced by its premium
+    (``european_option``: ``terms.option.premium``). ``margin`` None means the trade is not
+    margined (no variation margin, the ``Margin`` flag of formula 3 is 0).
     """
 
     id: str
@@ -132,7 +132,9 @@ def validate_contract(contract: Contract) -> None:
         _finite(terms.option.strike, "option.strike", positive=True)
         _finite(terms.option.premium, "option.premium", nonneg=True)
     if contract.fixed_price is None:
-        if terms.template != Template.EUROPEAN_OPTION:
+        from rfq.contracts.templates import template_of
+
+        if not template_of(terms).premium_priced:
             raise ValidationError(f"{terms.template} needs a fixed price", where="fixed_price")
     else:
         _finite(contract.fixed_price, "fixed_price")

@@ -39,8 +39,9 @@ from rfq.contracts.events import (
     Price,
 )
 from rfq.contracts.model import Contract, MarginTerms, Status, validate_contract
+from rfq.contracts.templates import REGISTRY
 from rfq.errors import DECODE_ERRORS, ValidationError
-from rfq.instruments import Averaging, Leg, OptionTerms, Side, Template, Terms
+from rfq.instruments import Averaging, Leg, OptionTerms, Side, Terms
 from rfq.money import from_micros
 
 HEADER = ("date", "underlying", "price")
@@ -59,7 +60,7 @@ class OfflineContract(msgspec.Struct, frozen=True):
     quantity: float
     trade_date: dt.date
     maturity: dt.date
-    template: Template
+    template: str
     legs: tuple[Leg, ...] = ()
     underlying: str | None = None
     fixed_price: float | None = None
@@ -118,8 +119,8 @@ def _contract(obj: Any, index: int, prefix: str) -> Contract:
     if not isinstance(obj, dict):
         raise ValidationError("a contract must be a JSON object", where=prefix.rstrip(".") or None)
     template = obj.get("template")
-    if template not in {t.value for t in Template}:
-        names = ", ".join(t.value for t in Template)
+    if not isinstance(template, str) or template not in REGISTRY:
+        names = ", ".join(REGISTRY)
         raise ValidationError(
             f"unknown template {template!r} (one of {names})", where=f"{prefix}template"
         )
@@ -417,7 +418,7 @@ def run(
         report.append(
             {
                 "id": contract.id,
-                "template": contract.terms.template.value,
+                "template": str(contract.terms.template),
                 "client_side": contract.terms.client_side.value,
                 "settlement_price": view.outcome.settlement_price,
                 "client_pnl": view.outcome.client_pnl,

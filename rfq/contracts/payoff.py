@@ -1,5 +1,6 @@
-"""Template payoffs, one contract at a time: the engine's definition and the vectorised
-book's reference.
+"""Payoffs, one contract at a time: the engine's definition and the vectorised book's
+reference. Each template's own payoff is its ``unit_payoff`` (``rfq.contracts.templates``);
+this module is what every template shares.
 
 Every figure is float64 computed in a fixed order so that every authority (and the numpy
 columns in ``rfq.contracts.columns``) gets the same bits:
@@ -25,7 +26,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from rfq.contracts.model import Contract
-from rfq.instruments import Leg, Side, Template
+from rfq.contracts.templates import template_of
+from rfq.instruments import Leg, Side
 
 
 def size(contract: Contract) -> float:
@@ -40,11 +42,8 @@ def signed_size(contract: Contract) -> float:
 
 def notional_price(contract: Contract) -> float:
     """The fixed price, or an option's strike when it has none (its premium is not a price
-    level, and the strike is what the exposure scales with)."""
-    if contract.fixed_price is not None:
-        return contract.fixed_price
-    assert contract.terms.option is not None, "validate_contract guarantees one of the two"
-    return contract.terms.option.strike
+    level, and the strike is what the exposure scales with): the template's own rule."""
+    return template_of(contract.terms).notional_price(contract)
 
 
 def notional(contract: Contract) -> float:
@@ -70,13 +69,8 @@ def level(legs: Sequence[Leg], prices: Mapping[str, float]) -> float:
 
 
 def unit_payoff(contract: Contract, settlement: float) -> float:
-    option = contract.terms.option
-    if option is not None:
-        if option.type == "call":
-            return max(settlement - option.strike, 0.0)
-        return max(option.strike - settlement, 0.0)
-    assert contract.fixed_price is not None
-    return settlement - contract.fixed_price
+    """Payoff per unit at this level, by the contract's template."""
+    return template_of(contract.terms).unit_payoff(contract, settlement)
 
 
 def client_value(contract: Contract, settlement: float) -> float:
@@ -140,7 +134,7 @@ def revalue(
 ) -> tuple[float, float]:
     """(mark, client value) of one contract at the latest prices: the scalar revaluation."""
     mark = level(contract.terms.legs, prices)
-    if contract.terms.template == Template.AVERAGE_PRICE_SWAP:
+    if template_of(contract.terms).averaging:
         mark = average_estimate(avg_sum, avg_count, mark, remaining_days(contract, as_of))
     return mark, client_value(contract, mark)
 

@@ -39,19 +39,23 @@ exponential timeouts eventually outlast the network delay.
 
 Own messages are applied locally when they are signed; the shell need not loop them back
 (if it does, they are recognised as duplicates). Messages for a later height come back as
-``Defer`` for the shell to buffer; earlier heights are ignored. Nothing a peer sends makes
+``Defer`` for the shell to buffer (in a ``FutureBuffer``, which bounds what each authority
+may have waiting and drops everyone else's); earlier heights are ignored. Nothing a peer sends makes
 ``handle`` raise: invalid input comes back as ``Reject`` with a reason.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 
-from rfq.errors import RfqError
+from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Directory, Identity
 from rfq.ledger.block import (
     Block,
@@ -79,6 +83,17 @@ DEFAULT_MAX_ROUND = 10_000
 """Rounds above this are refused outright (no honest network ever gets there)."""
 DEFAULT_LOOKAHEAD_ROUNDS = 10
 """How far above its round an instance stores votes; further ones only count for f + 1."""
+DEFAULT_HEIGHTS_AHEAD = 4
+"""How many heights above the one being decided a ``FutureBuffer`` holds messages for."""
+DEFAULT_FUTURE_PER_SENDER = 64
+"""Messages one authority may have waiting in a ``FutureBuffer`` (oldest evicted first)."""
+DEFAULT_FUTURE_BYTES_PER_SENDER = 16 * 1024 * 1024
+"""Body bytes one authority may have waiting in a ``FutureBuffer`` (two maximal proposals)."""
+HASH_BYTES = 32
+
+BlockHash = Annotated[bytes, msgspec.Meta(min_length=HASH_BYTES, max_length=HASH_BYTES)]
+"""A SHA-256 block hash: a vote naming anything longer is malformed (and not kept)."""
+SealBytes = Annotated[bytes, msgspec.Meta(max_length=128)]
 
 
 class ConsensusError(RfqError):
@@ -113,7 +128,7 @@ class Proposal(_Msg, frozen=True, tag="ibft_proposal"):
 class Prepare(_Msg, frozen=True, tag="ibft_prepare"):
     height: int
     round: int
-    block_hash: bytes
+    block_hash: BlockHash
 
 
 class Commit(_Msg, frozen=True, tag="ibft_commit"):
@@ -121,8 +136,8 @@ class Commit(_Msg, frozen=True, tag="ibft_commit"):
 
     height: int
     round: int
-    block_hash: bytes
-    seal: bytes
+    block_hash: BlockHash
+    seal: SealBytes
 
 
 class RoundChange(_Msg, frozen=True, tag="ibft_round_change"):
@@ -289,7 +304,7 @@ def verify_evidence(
             return "a signature does not verify"
     try:
         a, b = decode_consensus(msg_a), decode_consensus(msg_b)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+    except (*DECODE_ERRORS, ValueError) as exc:
         return f"a payload does not decode ({exc})"
     if not isinstance(a, type(b)):
         return "different payload types"
@@ -456,7 +471,7 @@ class QbftInstance:
         if payload is None:
             try:
                 payload = decode_consensus(message)
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            except (*DECODE_ERRORS, ValueError) as exc:
                 raise _Invalid(RejectReason.MALFORMED, str(exc)[:160]) from None
         elif not isinstance(payload, Proposal | Prepare | Commit | RoundChange) or (
             kind_of(payload) != message.kind
@@ -627,11 +642,11 @@ class QbftInstance:
             raise _Invalid(RejectReason.BAD_CERTIFICATE, f"{m.sender!r} is not an authority")
         try:
             payload = decode_consensus(m)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except (*DECODE_ERRORS, ValueError) as exc:
             raise _Invalid(RejectReason.BAD_CERTIFICATE, str(exc)[:160]) from None
         if not signature_valid(m, self.directory):
             raise _Invalid(RejectReason.BAD_CERTIFICATE, f"bad signature by {m.sender!r}")
-        if len(self._verified) < 4096:
+        if len(self._verified) < 4096 and len(m.body) <= 4096:  # bounded: small ones only
             self._verified[m] = payload
         return payload
 
@@ -656,7 +671,8 @@ class QbftInstance:
             if m.sender in senders:
                 raise _Invalid(RejectReason.BAD_CERTIFICATE, f"two prepares by {m.sender!r}")
             senders.add(m.sender)
-            self._note(PREPARE_KIND, round, m.sender, p.block_hash, m)
+            if not self._too_far(round):  # as for far proposals: judged, not kept as evidence
+                self._note(PREPARE_KIND, round, m.sender, p.block_hash, m)
         if voted is None or len(senders) < self.quorum:
             raise _Invalid(
                 RejectReason.BAD_CERTIFICATE,
@@ -873,3 +889,133 @@ class QbftInstance:
 
 
 HeightState = QbftInstance
+
+
+# --------------------------------------------------------------------------------------------
+# Messages for heights not reached yet
+
+
+class FutureDrop(enum.StrEnum):
+    """Why a ``FutureBuffer`` refused (or later evicted) a message."""
+
+    NOT_AUTHORITY = "not_authority"
+    PASSED = "passed"
+    TOO_FAR = "too_far"
+    OVERSIZED = "oversized"
+    EVICTED = "evicted"
+
+
+@dataclass(frozen=True)
+class _Held:
+    seq: int
+    height: int
+    message: SignedMessage
+    payload: ConsensusMessage
+
+    @property
+    def size(self) -> int:
+        return len(self.message.body)
+
+
+class FutureBuffer:
+    """Consensus messages for heights above the one being decided, held until it is reached.
+
+    Bounded, so that nothing a peer sends grows it without limit: only members of the current
+    authority set are held (a member that becomes an authority later may lose its first few
+    messages; the others' quorum, its round changes and catch-up cover for that), only for at
+    most ``heights_ahead`` heights above ``current``, and at most ``per_sender`` messages and
+    ``bytes_per_sender`` body bytes per sender, its oldest evicted first. Memory is therefore
+    at most ``authorities * bytes_per_sender`` (times two: the decoded payload is kept too).
+    Refusals are counted by reason in ``drops``. Pure: the shell passes the heights in.
+    """
+
+    def __init__(
+        self,
+        *,
+        heights_ahead: int = DEFAULT_HEIGHTS_AHEAD,
+        per_sender: int = DEFAULT_FUTURE_PER_SENDER,
+        bytes_per_sender: int = DEFAULT_FUTURE_BYTES_PER_SENDER,
+    ) -> None:
+        if heights_ahead < 1 or per_sender < 1 or bytes_per_sender < 1:
+            raise ConsensusError("a future buffer needs room for at least one message")
+        self.heights_ahead = heights_ahead
+        self.per_sender = per_sender
+        self.bytes_per_sender = bytes_per_sender
+        self.drops: Counter[str] = Counter()
+        self._held: dict[str, deque[_Held]] = {}
+        self._bytes: dict[str, int] = {}
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._held.values())
+
+    @property
+    def bytes_held(self) -> int:
+        return sum(self._bytes.values())
+
+    def held_by(self, sender: str) -> int:
+        return len(self._held.get(sender, ()))
+
+    def count_at(self, height: int) -> int:
+        return sum(1 for q in self._held.values() for h in q if h.height == height)
+
+    def heights(self) -> set[int]:
+        return {h.height for q in self._held.values() for h in q}
+
+    def add(
+        self,
+        message: SignedMessage,
+        payload: ConsensusMessage,
+        *,
+        current: int,
+        authorities: Collection[str],
+    ) -> FutureDrop | None:
+        """Hold ``message`` (for ``payload.height``) while ``current`` is being decided;
+        ``None`` when held, else why not. Holding it may evict the sender's oldest."""
+        sender, height = message.sender, payload.height
+        reason: FutureDrop | None = None
+        if sender not in authorities:
+            reason = FutureDrop.NOT_AUTHORITY
+        elif height <= current:
+            reason = FutureDrop.PASSED
+        elif height > current + self.heights_ahead:
+            reason = FutureDrop.TOO_FAR
+        elif len(message.body) > self.bytes_per_sender:
+            reason = FutureDrop.OVERSIZED
+        if reason is not None:
+            self.drops[reason] += 1
+            return reason
+        queue = self._held.setdefault(sender, deque())
+        held = _Held(next(self._seq), height, message, payload)
+        queue.append(held)
+        self._bytes[sender] = self._bytes.get(sender, 0) + held.size
+        while len(queue) > self.per_sender or self._bytes[sender] > self.bytes_per_sender:
+            self._forget(sender, queue.popleft())
+            self.drops[FutureDrop.EVICTED] += 1
+        return None
+
+    def take(self, height: int) -> list[tuple[SignedMessage, ConsensusMessage]]:
+        """The messages held for ``height``, in arrival order, and forget everything at or
+        below it (those heights are decided)."""
+        taken: list[_Held] = []
+        for sender, queue in list(self._held.items()):
+            keep: deque[_Held] = deque()
+            for held in queue:
+                if held.height == height:
+                    taken.append(held)
+                elif held.height > height:
+                    keep.append(held)
+                    continue
+                self._bytes[sender] -= held.size
+            self._held[sender] = keep
+            if not keep:
+                del self._held[sender], self._bytes[sender]
+        taken.sort(key=lambda held: held.seq)
+        return [(held.message, held.payload) for held in taken]
+
+    def discard_through(self, height: int) -> None:
+        """Forget every message for ``height`` or below."""
+        self.take(height)
+
+    def _forget(self, sender: str, held: _Held) -> None:
+        self._bytes[sender] -= held.size

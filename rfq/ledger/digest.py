@@ -234,6 +234,150 @@ class BucketTree:
             i >>= ARITY_BITS
         return BucketPath(entries, tuple(siblings))
 
+    def node(self, depth: int, index: int) -> bytes:
+        """Node ``index`` at ``depth`` (``DEPTH``: a bucket's hash), as of the last digest."""
+        levels = self._levels
+        return EMPTY[depth] if levels is None else levels[depth][index]
+
+    def fork(self) -> TreeOverlay:
+        """A copy-on-write overlay: this tree is brought up to date and must not change
+        while the overlay lives (``TreeOverlay.commit`` folds the overlay into it)."""
+        self.digest()
+        return TreeOverlay(self)
+
+
+class TreeOverlay:
+    """A ``BucketTree``'s changes kept apart from it: the buckets it writes are copied (one
+    bucket each, a handful of entries), the nodes it rehashes kept in a dict; everything
+    else is read through from the parent. ``commit`` writes both into the parent, so a
+    block's cost is what it touched, whatever the tree's size."""
+
+    __slots__ = ("_buckets", "_digest", "_dirty", "_nodes", "name", "parent")
+
+    def __init__(self, parent: BucketTree) -> None:
+        self.parent = parent
+        self.name = parent.name
+        self._buckets: dict[int, dict[str, bytes]] = {}
+        """Copies of the buckets written (an emptied bucket stays as ``{}``)."""
+        self._nodes: list[dict[int, bytes]] = [{} for _ in range(DEPTH + 1)]
+        """``_nodes[d][i]``: node ``i`` at depth ``d`` rehashed here."""
+        self._dirty: set[int] = set()
+        self._digest = parent.digest()
+
+    def _bucket(self, b: int) -> dict[str, bytes] | None:
+        bucket = self._buckets.get(b)
+        return self.parent._buckets.get(b) if bucket is None else bucket
+
+    def update(self, changes: Iterable[tuple[str, bytes | None]]) -> None:
+        """As ``BucketTree.update``, on copies of the buckets touched."""
+        local, parent, dirty, sha256 = self._buckets, self.parent._buckets, self._dirty, _sha256
+        for key, vh in changes:
+            raw = key.encode()
+            head = sha256(raw).digest()
+            b = head[0] << 8 | head[1]
+            bucket = local.get(b)
+            if bucket is None:
+                if vh is None and key not in parent.get(b, ()):
+                    continue
+                bucket = local[b] = dict(parent.get(b, ()))
+            if vh is not None:
+                bucket[key] = len(raw).to_bytes(4, "big") + raw + vh
+            elif bucket.pop(key, None) is None:
+                continue
+            dirty.add(b)
+
+    def put(self, key: str, vh: bytes) -> None:
+        self.update(((key, vh),))
+
+    def remove(self, key: str) -> None:
+        self.update(((key, None),))
+
+    def get(self, key: str) -> bytes | None:
+        bucket = self._bucket(bucket_of(key))
+        entry = None if bucket is None else bucket.get(key)
+        return None if entry is None else entry[-32:]
+
+    def node(self, depth: int, index: int) -> bytes:
+        found = self._nodes[depth].get(index)
+        return self.parent.node(depth, index) if found is None else found
+
+    def digest(self) -> bytes:
+        if not self._dirty:
+            return self._digest
+        sha256, join, leaves = _sha256, b"".join, self._nodes[DEPTH]
+        for b in self._dirty:
+            bucket = self._bucket(b)
+            if not bucket:
+                leaves[b] = EMPTY[DEPTH]
+            else:
+                leaves[b] = sha256(
+                    BUCKET_PREFIX + join([bucket[k] for k in sorted(bucket)])
+                ).digest()
+        changed: Iterable[int] = self._dirty
+        levels = self.parent._levels
+        for depth in range(DEPTH - 1, -1, -1):
+            parents = {i >> ARITY_BITS for i in changed}
+            nodes, below = self._nodes[depth], self._nodes[depth + 1]
+            level = None if levels is None else levels[depth + 1]
+            empty = [EMPTY[depth + 1]] * ARITY
+            for p in parents:
+                base = p << ARITY_BITS
+                children = empty.copy() if level is None else level[base : base + ARITY]
+                for j in range(ARITY):
+                    h = below.get(base + j)
+                    if h is not None:
+                        children[j] = h
+                nodes[p] = sha256(NODE_PREFIX + join(children)).digest()
+            changed = parents
+        self._dirty = set()
+        self._digest = map_digest(self.name, self.node(0, 0))
+        return self._digest
+
+    def full_digest(self) -> bytes:
+        buckets = {b: dict(bucket) for b, bucket in self.parent._buckets.items()}
+        for b, bucket in self._buckets.items():
+            buckets[b] = bucket
+        hashes = {b: {k: e[-32:] for k, e in bucket.items()} for b, bucket in buckets.items()}
+        return map_digest(self.name, tree_root(hashes))
+
+    def path(self, key: str) -> BucketPath:
+        self.digest()
+        b = bucket_of(key)
+        bucket = self._bucket(b) or {}
+        entries = tuple((k, bucket[k][-32:]) for k in sorted(bucket) if k != key)
+        siblings: list[tuple[bytes, ...]] = []
+        i = b
+        for depth in range(DEPTH, 0, -1):
+            empty = EMPTY[depth]
+            base = i & ~(ARITY - 1)
+            group = [self.node(depth, base + j) for j in range(ARITY)]
+            siblings.append(
+                tuple(b"" if h == empty else h for j, h in enumerate(group) if base + j != i)
+            )
+            i >>= ARITY_BITS
+        return BucketPath(entries, tuple(siblings))
+
+    def commit(self) -> None:
+        """Write the overlay's buckets and nodes into the parent."""
+        digest = self.digest()
+        parent = self.parent
+        buckets = parent._buckets
+        for b, bucket in self._buckets.items():
+            if bucket:
+                buckets[b] = bucket
+            else:
+                buckets.pop(b, None)
+        if any(self._nodes):
+            levels = parent._levels
+            if levels is None:
+                levels = parent._levels = [[EMPTY[d]] * (ARITY**d) for d in range(DEPTH + 1)]
+            for depth, nodes in enumerate(self._nodes):
+                level = levels[depth]
+                for i, h in nodes.items():
+                    level[i] = h
+        parent._digest = digest
+        self._buckets, self._nodes = {}, [{} for _ in range(DEPTH + 1)]
+
 
 class DigestMap(Generic[V]):
     """A dict of msgspec-encodable values of one type, authenticated by a ``BucketTree``.
@@ -250,7 +394,7 @@ class DigestMap(Generic[V]):
         self._decoder = None if value_type in (str, int) else msgspec.msgpack.Decoder(value_type)
         self._items: dict[str, V] = {}
         self._dirty: set[str] = set()
-        self._tree = BucketTree(self.name)
+        self._tree: BucketTree | TreeOverlay = BucketTree(self.name)
         self.journal: list[tuple[str, bool, V | None]] | None = None
         """While a transaction runs: (key, existed, old value) per write, for ``undo``."""
 
@@ -264,7 +408,7 @@ class DigestMap(Generic[V]):
         for key, existed, old in reversed(entries):
             if existed:
                 self[key] = old  # type: ignore[assignment]
-            elif key in self._items:
+            elif key in self:
                 del self[key]
 
     def __getitem__(self, key: str) -> V:
@@ -288,13 +432,18 @@ class DigestMap(Generic[V]):
     def values(self) -> Iterator[V]:
         return iter(self._items.values())
 
+    def _canonical(self, key: str, value: V) -> V:
+        """``value`` as the map stores and hashes it (see the class's note)."""
+        if self._decoder is not None:
+            decoded: V = self._decoder.decode(_encoder.encode(value))
+            return decoded
+        if type(value) is not self.value_type:  # e.g. a float amount in a map of micros
+            raise TypeError(f"{self.name.decode()}[{key!r}]: {value!r} is not {self.value_type}")
+        return value
+
     def __setitem__(self, key: str, value: V) -> None:
         self._record(key)
-        if self._decoder is not None:
-            value = self._decoder.decode(_encoder.encode(value))
-        elif type(value) is not self.value_type:  # e.g. a float amount in a map of micros
-            raise TypeError(f"{self.name.decode()}[{key!r}]: {value!r} is not {self.value_type}")
-        self._items[key] = value
+        self._items[key] = self._canonical(key, value)
         self._dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
@@ -323,19 +472,18 @@ class DigestMap(Generic[V]):
     def full_digest(self) -> bytes:
         """The same digest recomputed from every entry (audit: must equal ``digest()``)."""
         buckets: dict[int, dict[str, bytes]] = {}
-        for key, value in self._items.items():
+        for key, value in self.items():
             buckets.setdefault(bucket_of(key), {})[key] = value_hash(_encoder.encode(value))
         return map_digest(self.name, tree_root(buckets))
 
     def prove(self, key: str) -> tuple[bytes | None, BucketPath]:
         """``key``'s canonical value encoding (None when absent) and its path to ``digest()``."""
         self.digest()
-        value = self._items.get(key)
-        encoded = None if key not in self._items else _encoder.encode(value)
+        encoded = _encoder.encode(self.get(key)) if key in self else None
         return encoded, self._tree.path(key)
 
     def to_dict(self) -> dict[str, V]:
-        return dict(self._items)
+        return dict(self.items())
 
     def load(self, items: dict[str, V]) -> None:
         for key, value in items.items():
@@ -343,9 +491,147 @@ class DigestMap(Generic[V]):
 
     def encode(self) -> bytes:
         """The entries as bytes, sorted by key (``decode_into`` reads them back)."""
-        return _encoder.encode(dict(sorted(self._items.items())))
+        return _encoder.encode(dict(sorted(self.items())))
 
     def decode_into(self, data: bytes) -> None:
         """Load entries encoded by ``encode``; raises msgspec errors on bad bytes."""
         items = msgspec.msgpack.decode(data, type=dict[str, self.value_type])  # type: ignore[name-defined]
         self.load(items)
+
+    def fork(self) -> DigestOverlay[V]:
+        """A copy-on-write overlay of this map (see ``DigestOverlay``)."""
+        return DigestOverlay(self)
+
+
+_GONE: Any = object()
+"""An overlay's mark for a key it deleted."""
+
+
+class DigestOverlay(DigestMap[V]):
+    """A ``DigestMap`` on top of another: writes stay here, reads fall through, and the
+    digest and proofs are those of the merged map (``TreeOverlay``). ``commit`` folds the
+    writes into the parent, which must not change while the overlay lives; dropping the
+    overlay discards them. A fork costs nothing whatever the parent's size, a write or read
+    a dict operation or two.
+
+    Iteration gives the order a dict would have had after the same writes in place (kept
+    keys where they were, keys added or re-added at the end, in that order), and ``commit``
+    leaves the parent's dict in that order: executing on an overlay and committing is
+    indistinguishable from executing in place, float sums over ``values()`` included.
+    """
+
+    def __init__(self, parent: DigestMap[V]) -> None:
+        if isinstance(parent, DigestOverlay):
+            raise TypeError("an overlay of an overlay is not supported")
+        parent.digest()  # the parent's tree up to date: the overlay's starts from it
+        self.name = parent.name
+        self.value_type = parent.value_type
+        self._decoder = parent._decoder
+        self.parent = parent
+        self._local: dict[str, Any] = {}
+        """Key -> value written here, or ``_GONE`` for a key deleted here."""
+        self._tail: dict[str, None] = {}
+        """Keys added while absent, in the order a dict would hold them (at its end)."""
+        self._length = len(parent)
+        self._dirty = set()
+        self._tree = parent._tree.fork()  # type: ignore[union-attr]
+        self.journal = None
+
+    def _record(self, key: str) -> None:
+        if self.journal is not None:
+            self.journal.append((key, key in self, self.get(key)))
+
+    def __getitem__(self, key: str) -> V:
+        value = self._local.get(key, _GONE)
+        if value is _GONE:
+            if key in self._local:
+                raise KeyError(key)
+            return self.parent._items[key]
+        return value  # type: ignore[no-any-return]
+
+    def get(self, key: str) -> V | None:
+        value = self._local.get(key, _GONE)
+        if value is _GONE:
+            return None if key in self._local else self.parent._items.get(key)
+        return value  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        value = self._local.get(key, _GONE)  # type: ignore[call-overload]
+        if value is _GONE:
+            return key not in self._local and key in self.parent._items
+        return True
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self.items())
+
+    def items(self) -> Iterator[tuple[str, V]]:
+        local, tail = self._local, self._tail
+        for key, value in self.parent._items.items():
+            if key in local:
+                if key in tail:
+                    continue
+                value = local[key]
+                if value is _GONE:
+                    continue
+            yield key, value
+        for key in tail:
+            yield key, local[key]
+
+    def values(self) -> Iterator[V]:
+        return (value for _, value in self.items())
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self._record(key)
+        value = self._canonical(key, value)
+        if key not in self:
+            self._tail[key] = None
+            self._length += 1
+        self._local[key] = value
+        self._dirty.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._record(key)
+        self._local[key] = _GONE
+        self._tail.pop(key, None)
+        self._length -= 1
+        self._dirty.add(key)
+
+    def _sync(self) -> None:
+        changes: list[tuple[str, bytes | None]] = []
+        encode, sha256 = _encoder.encode, _sha256
+        for key in self._dirty:
+            if key in self:
+                changes.append((key, sha256(VALUE_PREFIX + encode(self[key])).digest()))
+            else:
+                changes.append((key, None))
+        self._tree.update(changes)
+        self._dirty = set()
+
+    @property
+    def written(self) -> int:
+        """Keys written here (what the overlay holds, whatever the parent's size)."""
+        return len(self._local)
+
+    def commit(self) -> None:
+        """Fold the writes into the parent (its dict order as if written in place)."""
+        self.digest()
+        items, local, tail = self.parent._items, self._local, self._tail
+        for key, value in local.items():
+            if key in tail:
+                continue
+            if value is _GONE:
+                items.pop(key, None)
+            else:
+                items[key] = value
+        for key in tail:
+            items.pop(key, None)  # a key deleted and added again goes to the end
+            items[key] = local[key]
+        tree = self._tree
+        assert isinstance(tree, TreeOverlay)
+        tree.commit()
+        self._local, self._tail, self._length = {}, {}, len(self.parent)

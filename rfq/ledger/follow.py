@@ -3,29 +3,29 @@
 An authority catching up, ``botc chain verify`` and the regulator's observer node all take a
 block someone else decided and must not trust its sender: the header must extend the head,
 the transactions must be the header's, a quorum of the authority set in force must have
-sealed it, and executing it must reach the header's state root.
+sealed it, and executing it must reach the header's state root. The block runs on the
+executor's overlay, so one that fails leaves the state as it was.
 """
 
 from __future__ import annotations
 
 from rfq.errors import RfqError
-from rfq.ledger.block import Block, BlockError, BlockHeader, check_block
-from rfq.ledger.state import BlockResult, LedgerState
+from rfq.ledger.block import Block, BlockError, check_block
+from rfq.ledger.executor import BlockExecutor, ExecutorError
+from rfq.ledger.state import BlockResult
 
 
-def follow_block(state: LedgerState, head: BlockHeader, block: Block) -> BlockResult:
-    """Check ``block`` against ``head`` and the authorities of ``state``, then execute it.
+def follow_block(executor: BlockExecutor, block: Block) -> BlockResult:
+    """Check ``block`` against the executor's head and authority set, execute and commit it.
 
-    Raises ``BlockError`` naming the first problem. A block that fails its checks leaves
-    ``state`` untouched; one that executes to another state root (or not at all) has been
-    applied and the state must be rebuilt by the caller.
+    Raises ``BlockError`` naming the first problem; the final state is then unchanged.
     """
-    check_block(head, block, state.authorities, state.directory)
+    state = executor.state
+    check_block(executor.head, block, state.authorities, state.directory)
     height = block.header.height
     try:
-        result = state.execute(height, block.header.timestamp_ms, head, block.txs)
+        return executor.apply(block)
+    except ExecutorError:
+        raise BlockError(height, "state root differs from the header's") from None
     except RfqError as exc:
         raise BlockError(height, f"does not execute: {exc}") from None
-    if state.state_root() != block.header.state_root:
-        raise BlockError(height, "state root differs from the header's")
-    return result

@@ -217,6 +217,21 @@ class LedgerState:
         known = ", ".join(self.layout.provable)
         raise ProofError(f"no component {component!r} (one of {known})")
 
+    def fork(self) -> LedgerState:
+        """An overlay of this state to execute a block on (``rfq.ledger.executor``): each
+        map a copy-on-write ``DigestOverlay``, the other fields copied: immutable values, and
+        the two caches components mutate (the members' directory, the expiry heap), which
+        are small beside the maps. The contract book is shared: the executor journals it.
+        This state must not change while the overlay lives."""
+        child = object.__new__(type(self))
+        child.__dict__.update(self.__dict__)
+        for name in self.layout.maps:
+            setattr(child, name, getattr(self, name).fork())
+        child.directory = self.directory.copy()
+        child.expiries = None if self.expiries is None else list(self.expiries)
+        child._result = None
+        return child
+
     # -- persistence -----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:

@@ -31,6 +31,7 @@ import msgspec
 from rfq.identity import Member, Role
 from rfq.messages import Accept
 from rfq.money import Micros
+from rfq.policy import transaction_roles
 from rfq.signing import SignedMessage
 
 
@@ -131,22 +132,8 @@ Transaction = (
     | ByzantineEvidence
 )
 
-TX_ROLES: Final[dict[str, frozenset[Role]]] = {
-    "accept": frozenset({Role.CLIENT}),
-    "fixing_tx": frozenset({Role.ORACLE}),
-    "close_out": frozenset({Role.CLIENT, Role.DEALER}),
-    "credit_event": frozenset({Role.REGULATOR}),
-    "payment_confirmed": frozenset({Role.BANK}),
-    "payment_failed": frozenset({Role.BANK}),
-    "guarantee_grant": frozenset({Role.GUARANTOR}),
-    "guarantee_revoke": frozenset({Role.GUARANTOR}),
-    "rating_update": frozenset({Role.REGULATOR}),
-    "register_member": frozenset({Role.REGULATOR}),
-    "gov_nominate": frozenset({Role.REGULATOR}),
-    "gov_veto": frozenset({Role.REGULATOR}),
-    "gov_evict": frozenset({Role.REGULATOR}),
-    "evidence": frozenset(Role),
-}
+TX_ROLES: Final[dict[str, frozenset[Role]]] = transaction_roles()
+"""Who may submit each kind: derived from the role-policy table (``rfq.policy``)."""
 
 tx_decoder: Final = msgspec.msgpack.Decoder(Transaction)
 signed_decoder: Final = msgspec.msgpack.Decoder(SignedMessage)

@@ -30,16 +30,19 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from rfq.errors import ValidationError
-from rfq.instruments import CATALOG, Leg, Side, Template, Terms, Underlying
-from rfq.pricing.black76 import black76_quantile_payoff
+from rfq.instruments import CATALOG, Leg, Terms, Underlying
 from rfq.pricing.fair_value import FairValue, FixingHistory, basket_history, settlement_vol
 from rfq.pricing.garch import MIN_SAMPLE_RETURNS, PERIODS_PER_YEAR, VolModel
 from rfq.rating import Grade, pd_of
+
+if TYPE_CHECKING:
+    from rfq.contracts.templates.base import ContractTemplate
 
 EPE_FACTOR = 1.0 / math.sqrt(2.0 * math.pi)
 PFE_Z = 1.6448536269514722  # one-sided 95 % normal quantile
@@ -68,35 +71,32 @@ def linear_pfe(abs_vol: float, tenor_years: float, z: float = PFE_Z) -> float:
     )
 
 
+def _template(terms: Terms) -> ContractTemplate:
+    from rfq.contracts.templates import template_of
+
+    return template_of(terms)
+
+
 def client_owes_dealer(terms: Terms) -> bool:
     """Whether the client can end up owing the dealer (false only for a bought option)."""
-    return not (terms.template == Template.EUROPEAN_OPTION and terms.client_side == Side.BUY)
+    return _template(terms).client_owes_dealer(terms)
 
 
 def trade_epe(terms: Terms, fair: FairValue, abs_vol: float) -> float:
-    """EPE per unit of ``terms`` for the dealer, from its fair value and the reference's vol."""
-    if not client_owes_dealer(terms):
+    """EPE per unit of ``terms`` for the dealer, from its fair value and the reference's vol
+    (the template's ``epe_per_unit``; 0 when the client can never owe the dealer)."""
+    template = _template(terms)
+    if not template.client_owes_dealer(terms):
         return 0.0
-    if terms.template == Template.EUROPEAN_OPTION:
-        opt = fair.option
-        if opt is None:
-            raise ValidationError("an option's fair value carries its Black-76 value", where="fair")
-        # The undiscounted premium: the expected payoff at maturity.
-        return opt.price / fair.discount_factor
-    return linear_epe(abs_vol, fair.tenor_years)
+    return template.epe_per_unit(terms, fair, abs_vol)
 
 
 def trade_pfe(terms: Terms, fair: FairValue, abs_vol: float, z: float = PFE_Z) -> float:
     """Potential future exposure per unit for credit limits (95 % by default)."""
-    if not client_owes_dealer(terms):
+    template = _template(terms)
+    if not template.client_owes_dealer(terms):
         return 0.0
-    if terms.template == Template.EUROPEAN_OPTION:
-        if terms.option is None or fair.vol is None:
-            raise ValidationError("an option's fair value carries its vol", where="fair")
-        return black76_quantile_payoff(
-            terms.option.type, fair.forward, terms.option.strike, fair.tenor_years, fair.vol.vol, z
-        )
-    return linear_pfe(abs_vol, fair.tenor_years, z)
+    return template.pfe_per_unit(terms, fair, abs_vol, z)
 
 
 class CreditCharge(msgspec.Struct, frozen=True):

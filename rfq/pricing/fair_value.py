@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from rfq.errors import ValidationError
-from rfq.instruments import CATALOG, Leg, Template, Terms, Underlying
-from rfq.pricing.black76 import Black76, black76
+from rfq.instruments import CATALOG, Leg, Terms, Underlying
+from rfq.pricing.black76 import Black76
 from rfq.pricing.errors import MissingPrice, Unsupported
 from rfq.pricing.garch import PERIODS_PER_YEAR, VolEstimate, VolModel, vol_model
 
@@ -43,7 +43,7 @@ DAYS_PER_YEAR = 365.0
 class FairValue(msgspec.Struct, frozen=True):
     """A template's fair value per unit and how it was reached."""
 
-    template: Template
+    template: str
     value: float
     forward: float
     leg_forwards: tuple[float, ...]
@@ -209,7 +209,8 @@ def fair_value(
     include_weekends: bool = False,
     catalog: Mapping[str, Underlying] = CATALOG,
 ) -> FairValue:
-    """Fair value per unit of ``terms`` on ``today`` (terms assumed valid, maturity ahead)."""
+    """Fair value per unit of ``terms`` on ``today`` (terms assumed valid, maturity ahead):
+    the legs' forwards to maturity, then the template's own ``fair_value``."""
     fixings = fixings or {}
     vol_models = vol_models or {}
     tenor = max((terms.maturity - today).days, 0) / DAYS_PER_YEAR
@@ -226,34 +227,26 @@ def fair_value(
         for leg in terms.legs
     ]
     forward = sum(leg.weight * f for leg, f in zip(terms.legs, fwd, strict=True))
-    template = terms.template
-    if template == Template.AVERAGE_PRICE_SWAP:
-        return _average_price(terms, today, prices, fixings, carry_rate, include_weekends, catalog)
-    if template == Template.EUROPEAN_OPTION:
-        if terms.option is None:
-            raise ValidationError("european_option needs option terms", where="option")
-        if forward <= 0:
-            raise Unsupported("an option needs a positive forward (Black-76 is lognormal)")
-        vol = settlement_vol(
-            terms.legs,
-            today=today,
-            maturity=terms.maturity,
-            leg_forwards=fwd,
-            fixings=fixings,
-            vol_models=vol_models,
-            catalog=catalog,
-        )
-        opt = black76(
-            terms.option.type, forward, terms.option.strike, tenor, vol.vol, discount_rate
-        )
-        df = math.exp(-discount_rate * tenor)
-        return FairValue(
-            template, opt.price, forward, tuple(fwd), tenor, vol, opt, discount_factor=df
-        )
-    return FairValue(template, forward, forward, tuple(fwd), tenor)
+    from rfq.contracts.templates import template_of
+    from rfq.contracts.templates.base import PricingInputs
+
+    market = PricingInputs(
+        today=today,
+        prices=prices,
+        fixings=fixings,
+        vol_models=vol_models,
+        carry_rate=carry_rate,
+        discount_rate=discount_rate,
+        include_weekends=include_weekends,
+        catalog=catalog,
+        tenor_years=tenor,
+        leg_forwards=tuple(fwd),
+        forward=forward,
+    )
+    return template_of(terms).fair_value(terms, market)
 
 
-def _average_price(
+def average_price(
     terms: Terms,
     today: dt.date,
     prices: Mapping[str, float],
@@ -262,6 +255,8 @@ def _average_price(
     include_weekends: bool,
     catalog: Mapping[str, Underlying],
 ) -> FairValue:
+    """An average-price swap's fair value: the mean over the window's fixing dates of the
+    fixing where fixed and the forward otherwise."""
     window = terms.averaging
     if window is None:
         raise ValidationError("average_price_swap needs an averaging window", where="averaging")

@@ -52,7 +52,7 @@ from collections.abc import Mapping
 import msgspec
 
 from rfq.errors import ValidationError
-from rfq.instruments import CATALOG, Side, Template, Terms, Underlying, validate_terms
+from rfq.instruments import CATALOG, Side, Terms, Underlying, validate_terms
 from rfq.pricing.credit import (
     DEFAULT_LGD,
     PFE_Z,
@@ -100,7 +100,8 @@ class QuoteParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     per-trade notional and tenor limits.
     """
 
-    templates: frozenset[Template] = frozenset(Template)
+    templates: frozenset[str] | None = None
+    """The templates this dealer quotes; None: every registered template."""
     half_spread_bps: float = 10.0
     skew_per_unit: float = 0.0
     tighten_bps_per_grade: float = 0.0
@@ -203,7 +204,7 @@ def decide(
         validate_terms(terms, catalog=catalog, today=ctx.today)
     except ValidationError as exc:
         return DeclineDecision(DeclineCode.BAD_TERMS, str(exc))
-    if terms.template not in params.templates:
+    if params.templates is not None and terms.template not in params.templates:
         return DeclineDecision(
             DeclineCode.UNSUPPORTED, f"this dealer does not quote {terms.template}"
         )
@@ -269,25 +270,22 @@ def decide(
     spread_bps = max(params.half_spread_bps - params.tighten_bps_per_grade * notches_above_bbb, 0.0)
     half_spread = spread_bps * 1e-4 * gross
     position = sum(leg.weight * ctx.inventory.get(leg.underlying, 0.0) for leg in terms.legs)
-    delta = 1.0
-    if terms.template == Template.EUROPEAN_OPTION and fair.option is not None:
-        delta = fair.option.delta
+    from rfq.contracts.templates import template_of
+
+    template = template_of(terms)
+    delta = template.quote_delta(fair)
     skew = -params.skew_per_unit * position * delta
     sign = 1.0 if terms.client_side == Side.BUY else -1.0
     raw = fair.value + sign * (half_spread + charge.per_unit) + skew
     price = _round(raw, sign, _tick(terms, catalog)) if params.round_to_tick else raw
-    if terms.template == Template.EUROPEAN_OPTION:
+    if template.min_price is not None:
         # A premium is never negative: a client writing a near-worthless option is offered 0.
-        price = max(price, 0.0)
+        price = max(price, template.min_price)
 
     # Credit terms and the limit.
     owes = client_owes_dealer(terms)
     im_rate = params.im_rates.get(grade, 0.0) if owes else 0.0
-    reference_price = (
-        terms.option.strike
-        if terms.option is not None and terms.template == Template.EUROPEAN_OPTION
-        else price
-    )
+    reference_price = template.reference_price(terms, price)
     notional = abs(reference_price) * units
     initial_margin = im_rate * notional
     pfe = trade_pfe(terms, fair, xvol.abs_vol, params.pfe_z) * units

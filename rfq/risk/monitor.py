@@ -4,7 +4,8 @@ the exposure network out (paper section III.2-III.3).
 **Netting sets.** Every (client, dealer) pair with live contracts is one bilateral netting set
 (one CSA: the contracts' variation-margin terms). SA-CCR (``rfq.risk.saccr``) is run on it twice,
 once from each party's side: ``Exposure(creditor, debtor)`` is what the creditor stands to lose
-if the debtor defaults. Each contract becomes SA-CCR trades from the creditor's side:
+if the debtor defaults. Each contract becomes SA-CCR trades from the creditor's side, by its
+template's ``saccr_trades`` (``rfq.contracts.templates``); the built-in templates map them so:
 
 - one trade per leg, classified by ``rfq.instruments.CATALOG``: commodities in their hedging set
   (metals, energy, agricultural) with the commodity type (steel, crude_oil, ...) as the risk
@@ -59,9 +60,14 @@ import msgspec
 import numpy as np
 
 from rfq.contracts.model import ContractView, Status
+from rfq.contracts.templates import template_of
+from rfq.contracts.templates.base import (
+    DAYS_PER_YEAR,
+    SaccrView,
+)
 from rfq.errors import ValidationError
 from rfq.identity import Member, Role
-from rfq.instruments import CATALOG, SINGLE_LEG, AssetClass, Side, Template
+from rfq.instruments import Side
 from rfq.ledger.state import Guarantee
 from rfq.money import from_micros
 from rfq.queries import CcrRow, RiskAlert, WhatIfReply
@@ -76,7 +82,7 @@ from rfq.risk.contagion import (
     eisenberg_noe,
 )
 from rfq.risk.loss import expected_loss
-from rfq.risk.saccr import NettingSet, NettingSetResult, OptionSpec, Trade, compute_netting_set
+from rfq.risk.saccr import NettingSet, NettingSetResult, Trade, compute_netting_set
 
 DEFAULT_RECOVERY_RATE = 0.40
 """RR when an institution has no default on chain: the market convention for senior unsecured
@@ -88,14 +94,11 @@ UNRATED_GRADE = "BB"
 MPOR_DAYS = 10.0
 """Margin period of risk of a margined netting set, in business days (BCBS 279, daily margin)."""
 
-DAYS_PER_YEAR = 365.0
-MIN_OPTION_EXPIRY_YEARS = 1.0 / DAYS_PER_YEAR
 
 INSTITUTION_ROLES = frozenset({Role.CLIENT, Role.DEALER, Role.CCP, Role.GUARANTOR})
 """Members that carry credit risk: rows of the CCR table and nodes of the exposure network."""
 
 MODELS = ("cascade", "debtrank", "eisenberg-noe")
-OTHER_COMMODITIES = "other"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def leg_prices(
         for v in views
         if v.mark is not None
         and math.isfinite(v.mark)
-        and v.contract.terms.template != Template.AVERAGE_PRICE_SWAP
+        and not template_of(v.contract.terms).averaging
     ]
     changed = True
     while changed:
@@ -210,71 +213,8 @@ def leg_prices(
     return prices
 
 
-def _leg_price(view: ContractView, underlying: str, prices: Mapping[str, float]) -> float:
-    """A leg's price: the latest known, else (one leg) the agreed price or strike, else the
-    catalog's reference price, else the contract's price level."""
-    if underlying in prices:
-        return prices[underlying]
-    contract = view.contract
-    option = contract.terms.option
-    agreed = contract.fixed_price if contract.fixed_price is not None else None
-    if agreed is None and option is not None:
-        agreed = option.strike
-    if contract.terms.template in SINGLE_LEG and agreed is not None:
-        return agreed
-    known = CATALOG.get(underlying)
-    if known is not None:
-        return known.start_price
-    return abs(agreed) if agreed is not None else 0.0
-
-
 # ---------------------------------------------------------------------------------------------
-# Contract terms -> SA-CCR trades
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where an underlying sits in SA-CCR: asset class, hedging set and risk factor."""
-
-    asset_class: str
-    hedging_set: str | None
-    reference: str
-    is_index: bool = False
-
-
-def placement_of(underlying_id: str) -> Placement:
-    """Commodities by the catalog's hedging set and commodity type; equity underlyings quoted in
-    points are indices; anything else is the conservative commodity set "other"."""
-    u = CATALOG.get(underlying_id)
-    if u is not None and u.asset_class == AssetClass.COMMODITY:
-        return Placement("commodity", u.hedging_set, u.commodity_type or u.root)
-    if u is not None and u.asset_class == AssetClass.EQUITY:
-        return Placement("equity", None, u.root or u.id, is_index=u.unit == "points")
-    return Placement("commodity", OTHER_COMMODITIES, underlying_id)
-
-
-def _trade(
-    trade_id: str,
-    placement: Placement,
-    *,
-    notional: float,
-    mtm: float,
-    maturity: float,
-    delta: float | None = None,
-    option: OptionSpec | None = None,
-) -> Trade:
-    return Trade(
-        id=trade_id,
-        asset_class=placement.asset_class,
-        notional=notional,
-        mtm=mtm,
-        maturity=maturity,
-        hedging_set=placement.hedging_set,
-        reference=placement.reference,
-        is_index=placement.is_index,
-        delta=delta,
-        option=option,
-    )
+# Contract terms -> SA-CCR trades (each template's ``saccr_trades``)
 
 
 def contract_trades(
@@ -286,58 +226,11 @@ def contract_trades(
         raise ValidationError(f"{creditor!r} is not a party", where=f"contract {contract.id!r}")
     terms = contract.terms
     long = (terms.client_side == Side.BUY) == (creditor == contract.client)
-    sign = 1.0 if long else -1.0
     size = terms.quantity * terms.multiplier
     maturity = max((terms.maturity - as_of).days, 0) / DAYS_PER_YEAR
     value = 0.0 if view.client_mtm is None else view.client_mtm
     mtm = value if creditor == contract.client else -value
-    option = terms.option
-    if option is not None:
-        forward = math.fsum(
-            leg.weight * _leg_price(view, leg.underlying, prices) for leg in terms.legs
-        )
-        placement = placement_of(terms.legs[0].underlying)
-        notional = abs(forward) * size
-        if forward > 0:
-            spec = OptionSpec(
-                type=option.type,
-                bought=long,
-                price=forward,
-                strike=option.strike,
-                expiry=max(maturity, MIN_OPTION_EXPIRY_YEARS),
-            )
-            return (
-                _trade(
-                    contract.id,
-                    placement,
-                    notional=notional,
-                    mtm=mtm,
-                    maturity=maturity,
-                    option=spec,
-                ),
-            )
-        # A level at or below zero has no supervisory delta: count the option as deep in the
-        # money (delta of a call +-1, of a put -+1), the conservative side.
-        delta = sign if option.type == "call" else -sign
-        return (
-            _trade(
-                contract.id, placement, notional=notional, mtm=mtm, maturity=maturity, delta=delta
-            ),
-        )
-    trades = []
-    for k, leg in enumerate(terms.legs):
-        price = _leg_price(view, leg.underlying, prices)
-        trades.append(
-            _trade(
-                contract.id if len(terms.legs) == 1 else f"{contract.id}/{k}",
-                placement_of(leg.underlying),
-                notional=abs(leg.weight * price) * size,
-                mtm=mtm if k == 0 else 0.0,
-                maturity=maturity,
-                delta=sign if leg.weight > 0 else -sign,
-            )
-        )
-    return tuple(trades)
+    return template_of(terms).saccr_trades(SaccrView(view, long, size, maturity, mtm, prices))
 
 
 # ---------------------------------------------------------------------------------------------

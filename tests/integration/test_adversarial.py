@@ -1,16 +1,23 @@
-"""Bad actors against a live marketplace: replays, forgeries, impersonation, floods."""
+"""Bad actors against a live marketplace: replays, forgeries, impersonation, floods, and
+attacks on the bus itself (the CHAIN stream, snooping streams, rogue cluster routes)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import time
 
 import msgspec
+import nats
+import nats.js.errors
 import pytest
+from nats.js.api import StreamConfig
 
 from bus import subjects
 from bus.envelope import DropReason
+from bus.server import NatsServer, reserve_port
+from peers.authority.node import AuthorityNode
 from peers.ledger_client import LedgerClient
 from peers.netdir import create_network
 from rfq.identity import NetworkParams
@@ -98,7 +105,9 @@ async def test_forged_signatures_never_reach_a_dealer_or_the_chain(live_market):
     )
     forged = msgspec.structs.replace(signed_accept, signature=bytes(64))
     await c1.bus.nc.publish(subjects.tx("C1"), msgspec.msgpack.encode(forged))
-    forged_rfq = msgspec.structs.replace(handle.signed, signature=bytes(64), nonce=1)
+    # A fresh nonce: one seen before (or older than the window) is a replay, dropped unverified.
+    fresh = c1.bus.outbox.next_nonce()
+    forged_rfq = msgspec.structs.replace(handle.signed, signature=bytes(64), nonce=fresh)
     await c1.bus.nc.publish(
         subjects.rfq_public("commodity", "RB2605"), msgspec.msgpack.encode(forged_rfq)
     )
@@ -225,3 +234,159 @@ def flood_rfq(today: dt.date, i: int) -> Rfq:
         terms=swap(today),
         deadline_ms=int(time.time() * 1000) + 1,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The bus locked to the roles: JetStream and cluster routes
+
+
+def refused_publish(bus, subject: str):
+    """The server refused ``bus``'s publish on ``subject`` (nats-py lower-cases its -ERR)."""
+    needle = f'permissions violation for publish to "{subject}"'.lower()
+    return lambda: any(needle in e.lower() for e in bus.errors)
+
+
+@pytest.mark.adversarial
+async def test_no_dealer_guarantor_or_ccp_can_purge_delete_or_reconfigure_the_chain(
+    live_market, bus_factory
+):
+    node = live_market.authorities["D1"]
+    info = await node.js.stream_info(subjects.CHAIN_STREAM)
+    assert info.config.deny_delete and info.config.deny_purge
+    assert not info.config.allow_rollup_hdrs
+    for member in ("D1", "G1", "CCP"):
+        attacker = await bus_factory(member)
+        js = attacker.nc.jetstream(timeout=1)
+        for attack, api in (
+            (js.purge_stream(subjects.CHAIN_STREAM), "STREAM.PURGE"),
+            (js.delete_stream(subjects.CHAIN_STREAM), "STREAM.DELETE"),
+            (js.delete_msg(subjects.CHAIN_STREAM, 1), "STREAM.MSG.DELETE"),
+            (
+                js.update_stream(StreamConfig(name=subjects.CHAIN_STREAM, subjects=[">"])),
+                "STREAM.UPDATE",
+            ),
+        ):
+            with pytest.raises(TimeoutError):  # the server never passes it on: no reply
+                await asyncio.wait_for(attack, 0.5)
+            subject = f"$JS.API.{api}.{subjects.CHAIN_STREAM}"
+            await wait_for(refused_publish(attacker, subject), 5, f"{member}'s {api} refused")
+        # Create is allowed on CHAIN alone, and only creates: another config is refused.
+        with pytest.raises(nats.js.errors.BadRequestError, match="different configuration"):
+            await js.add_stream(
+                StreamConfig(name=subjects.CHAIN_STREAM, subjects=[subjects.CHAIN_ALL])
+            )
+        # A rollup would purge the block before it: refused by the stream.
+        with pytest.raises(nats.js.errors.APIError):
+            await js.publish(subjects.chain_block(10**9), b"x", headers={"Nats-Rollup": "all"})
+    after = await node.js.stream_info(subjects.CHAIN_STREAM)
+    assert after.config.deny_delete and after.config.deny_purge
+    assert after.state.messages >= info.state.messages
+    first = await node.js.get_last_msg(subjects.CHAIN_STREAM, subjects.chain_block(1))
+    assert first.data  # block 1 is still there
+    # And the chain goes on: a trade is final and its block lands on the stream.
+    c1 = live_market.clients["C1"]
+    handle = await c1.send_rfq(swap(live_market.today), deadline_s=3)
+    await handle.collect()
+    assert (await c1.committed(await c1.accept(handle.best()))).ok
+    height = node.head.height
+
+    async def stored() -> bool:
+        try:
+            await node.js.get_last_msg(subjects.CHAIN_STREAM, subjects.chain_block(height))
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while not await stored():
+        assert time.monotonic() < deadline, f"block {height} never reached the CHAIN stream"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize("capture", ["otc.query.>", "_INBOX_C1.>", "otc.note.*"])
+async def test_no_member_can_create_a_stream_that_captures_queries_inboxes_or_notes(
+    live_market, nats_server, bus_factory, capture
+):
+    for member in ("D1", "G1", "CCP", "REG", "C1", "BANK", "ORACLE"):
+        attacker = await bus_factory(member)
+        js = attacker.nc.jetstream(timeout=1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                js.add_stream(StreamConfig(name="SNOOP", subjects=[capture])), 0.5
+            )
+        await wait_for(
+            refused_publish(attacker, "$JS.API.STREAM.CREATE.SNOOP"),
+            5,
+            f"{member}'s stream on {capture} refused",
+        )
+    # The server's JetStream store holds the one stream the authorities created.
+    streams = nats_server.store_dir / "js" / "jetstream" / "$G" / "streams"
+    assert sorted(p.name for p in streams.iterdir()) == [subjects.CHAIN_STREAM]
+
+
+@pytest.mark.adversarial
+async def test_a_rogue_server_without_the_route_password_cannot_join_the_cluster(
+    nats_cluster, bus_factory, tmp_path
+):
+    nodes = nats_cluster.nodes
+    rogue = NatsServer(
+        tmp_path / "rogue",
+        name="rogue",
+        cluster_name="botc",
+        cluster_port=reserve_port(),
+        routes=[n.cluster_port for n in nodes],
+    ).start()
+    try:
+        spy = nats.NATS()
+        await spy.connect(servers=[rogue.url], allow_reconnect=False)
+        stolen: list[str] = []
+
+        async def on_msg(msg):
+            stolen.append(msg.subject)
+
+        await spy.subscribe(">", cb=on_msg)
+        await spy.flush()
+
+        def route_refused() -> bool:
+            text = " ".join(n.log_path.read_text(errors="replace") for n in nodes)
+            return "Router connection closed: Authentication Failure" in text
+
+        await wait_for(route_refused, 10, "the cluster refusing the rogue's route")
+        c1 = await bus_factory("C1", servers=[nodes[0].url])
+        d1 = await bus_factory("D1", servers=[nodes[2].url])
+        heard: list[str] = []
+
+        async def on_rfq(msg):
+            heard.append(msg.subject)
+
+        await d1.nc.subscribe("otc.rfq.commodity.*", cb=on_rfq)
+        await d1.flush()
+        # The cluster carries C1's RFQs from node 1 to node 3 ...
+        deadline = time.monotonic() + 10
+        while not heard:
+            assert time.monotonic() < deadline, "the cluster never carried C1's RFQ"
+            await c1.nc.publish("otc.rfq.commodity.RB2605", b"rfq")
+            await asyncio.sleep(0.05)
+        # ... and none of them, nor anything else, to the rogue, whose own traffic flows.
+        await spy.publish("rogue.ping", b"")
+        await spy.flush()
+        await wait_for(lambda: "rogue.ping" in stolen, 5, "the rogue's own message")
+        assert stolen == ["rogue.ping"]
+        await spy.close()
+    finally:
+        rogue.stop()
+
+
+@pytest.mark.adversarial
+async def test_a_chain_stream_created_unlocked_by_a_faulty_authority_is_reported(
+    nats_server, network, bus_factory
+):
+    faulty = await bus_factory("D1")
+    await faulty.nc.jetstream().add_stream(
+        StreamConfig(name=subjects.CHAIN_STREAM, subjects=[subjects.CHAIN_ALL])
+    )
+    node = AuthorityNode(await bus_factory("D2"), network.genesis(), network.data_dir("D2"))
+    await node._ensure_stream()
+    assert node.stats["chain_stream_misconfigured"] == 1
+    node.store.close()

@@ -119,7 +119,9 @@ async def test_a_query_never_sees_a_block_that_is_not_final(
     client = await bus_factory("C1")
     await submit(client, [TxFactory(network).trade("not-final")])
     await wait_for(lambda: alone.speculating, what="the lone proposer executes its block")
-    assert "not-final" in alone.state.trades
+    pending = alone.executor.pending
+    assert pending is not None and "not-final" in pending.state.trades
+    assert "not-final" not in alone.state.trades  # the final state is apart from it
     reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
     # Each query is held until the proposal is undone (QUERY_SETTLE_S): a generous reply
     # timeout, so that a loaded machine's slow answer is not mistaken for no answer.

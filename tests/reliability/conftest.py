@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from peers.authority.store import ChainStore
+from peers.authority.store import SqliteChainStore
 from peers.authority.verify import verify_chain
 from peers.counterparty import ClientSession
 from peers.ledger_client import LedgerClient, LedgerUnavailable
@@ -178,7 +178,7 @@ def same_chains(net: NetDir) -> None:
     for member in genesis.authorities.initial:
         path = net.path / "data" / member / "chain.db"
         if path.exists():
-            stores[member] = ChainStore(path)
+            stores[member] = SqliteChainStore(path)
     try:
         tip = min(s.height() for s in stores.values())
         assert tip > 0

@@ -242,3 +242,104 @@ def test_well_formed_msgpack_of_the_wrong_shape_is_dropped(fields):
     tag, head, rest = fields
     result = v.open(msgspec.msgpack.encode([tag, head, *rest]), PINGS)
     assert isinstance(result, Dropped)
+
+
+class CountingChecks:
+    """Counts the signature checks the verifier makes (the expensive step)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import bus.envelope
+
+        self.calls = 0
+        real = bus.envelope.signature_valid
+
+        def counted(message: SignedMessage, directory: Directory) -> bool:
+            self.calls += 1
+            return real(message, directory)
+
+        monkeypatch.setattr(bus.envelope, "signature_valid", counted)
+
+
+def test_a_flood_over_the_rate_is_dropped_before_any_signature_is_checked(
+    alice, dan, eve, directory, clock, monkeypatch
+):
+    checks = CountingChecks(monkeypatch)
+    v = verifier(dan, directory, clock, rate_per_s=10, burst=5)
+    flood = outbox(eve, directory, clock)
+    results = [v.open(flood.encode(Ping(str(i))), PINGS) for i in range(1_000)]
+    assert sum(isinstance(r, Received) for r in results) == 5
+    assert v.drops[DropReason.RATE_LIMITED] == 995
+    assert checks.calls == 5
+    assert isinstance(v.open(outbox(alice, directory, clock).encode(Ping("hi")), PINGS), Received)
+
+
+def test_copies_of_one_message_are_replays_dropped_before_their_signature_is_checked(
+    alice, dan, directory, clock, monkeypatch
+):
+    checks = CountingChecks(monkeypatch)
+    v = verifier(dan, directory, clock)
+    data = outbox(alice, directory, clock).encode(Ping("once"))
+    results = [v.open(data, PINGS) for _ in range(500)]
+    assert isinstance(results[0], Received)
+    assert v.drops == {DropReason.REPLAY: 499}
+    assert checks.calls == 1
+
+
+def test_a_forger_naming_alice_cannot_use_up_alices_rate(alice, dan, eve, directory, clock):
+    v = verifier(dan, directory, clock, rate_per_s=10, burst=5)
+    forged_by = outbox(eve, directory, clock)
+    for i in range(50):
+        signed = forged_by.sign(Ping(str(i)))
+        forged = msgspec.structs.replace(signed, sender="alice")
+        v.open(msgspec.msgpack.encode(forged), PINGS)
+    assert v.drops == {DropReason.BAD_SIGNATURE: 50}
+    honest = outbox(alice, directory, clock)
+    assert all(isinstance(v.open(honest.encode(Ping("hi")), PINGS), Received) for _ in range(5))
+
+
+def test_a_sealed_flood_over_the_rate_is_dropped_before_any_box_is_opened(
+    alice, dan, directory, clock, monkeypatch
+):
+    v = verifier(dan, directory, clock, rate_per_s=10, burst=3)
+    opened = 0
+    real_open = v.sealer.open  # type: ignore[union-attr]
+
+    def counted(box: object) -> bytes:
+        nonlocal opened
+        opened += 1
+        return real_open(box)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(v.sealer, "open", counted)
+    sender = outbox(alice, directory, clock)
+    results = [v.open(sender.encode(Ping(str(i)), seal_to=["dan"]), PINGS) for i in range(100)]
+    assert sum(isinstance(r, Received) for r in results) == 3
+    assert v.drops[DropReason.RATE_LIMITED] == 97 and opened == 3
+
+
+def test_a_channel_with_its_own_rate_has_buckets_of_its_own(alice, dan, directory, clock):
+    slow: Channel[Ping | Order] = Channel.of(
+        "slow", Ping | Order, {"ping": {Role.CLIENT}}, rate_per_s=1, burst=2
+    )
+    v = verifier(dan, directory, clock, rate_per_s=10, burst=5)
+    sender = outbox(alice, directory, clock)
+    on_slow = [v.open(sender.encode(Ping(str(i))), slow) for i in range(10)]
+    assert sum(isinstance(r, Received) for r in on_slow) == 2
+    on_default = [v.open(sender.encode(Ping(str(i))), PINGS) for i in range(10)]
+    assert sum(isinstance(r, Received) for r in on_default) == 5
+    clock.now += 1.0
+    assert isinstance(v.open(sender.encode(Ping("later")), slow), Received)
+
+
+def test_a_message_claiming_another_sender_than_its_subject_names_is_dropped_unverified(
+    alice, dan, eve, directory, clock, monkeypatch
+):
+    checks = CountingChecks(monkeypatch)
+    own: Channel[Ping | Order] = Channel.of(
+        "own", Ping | Order, {"ping": {Role.CLIENT}}, sender_token=2
+    )
+    v = verifier(dan, directory, clock)
+    data = outbox(alice, directory, clock).encode(Ping("hi"))
+    result = v.open(data, own, subject="otc.tx.eve")
+    assert isinstance(result, Dropped) and result.reason == DropReason.SENDER_MISMATCH
+    assert checks.calls == 0
+    assert isinstance(v.open(data, own, subject="otc.tx.alice"), Received)

@@ -19,7 +19,7 @@ MATURITY = D(2025, 12, 31)
 def contract(
     cid: str = "C1",
     *,
-    template: Template = Template.PRICE_SWAP,
+    template: str = Template.PRICE_SWAP,
     legs: tuple[tuple[str, float], ...] = (("RB2601", 1.0),),
     side: Side = Side.BUY,
     fixed: float | None = 3000.0,

@@ -2,8 +2,9 @@
 
 The other consensus tests import it. Each ``Node`` is the I/O shell an authority would run,
 reduced to its essentials: it carries out the instance's actions, keeps its chain, buffers
-deferred messages, and (like a node reading the JetStream ``CHAIN`` stream) syncs decided
-blocks it missed, checking them with ``check_block``. Messages travel through a ``Network``:
+deferred messages (in a bounded ``FutureBuffer``, as the node does), and (like a node reading
+the JetStream ``CHAIN`` stream) syncs decided blocks it missed, checking them with
+``check_block``. Messages travel through a ``Network``:
 
 - ``TimedNetwork``: a virtual clock and a heap of events; per-message latency from a seeded
   RNG (or a ``route`` hook), so every run replays exactly; a sync takes ``sync_delay_ms``.
@@ -33,6 +34,7 @@ from rfq.ledger.consensus import (
     Decide,
     Defer,
     Evidence,
+    FutureBuffer,
     QbftInstance,
     Reject,
     RejectReason,
@@ -87,7 +89,7 @@ class Node:
     byzantine: bool = False
     up: bool = True
     instance: QbftInstance | None = None
-    deferred: dict[int, list[SignedMessage]] = field(default_factory=lambda: defaultdict(list))
+    deferred: FutureBuffer = field(default_factory=FutureBuffer)
     decided: dict[int, Block] = field(default_factory=dict)
     synced: dict[int, Block] = field(default_factory=dict)
     evidence: list[Evidence] = field(default_factory=list)
@@ -162,10 +164,10 @@ class Node:
         )
         instance = self.instance
         self.apply(instance.start())
-        for message in self.deferred.pop(instance.height, []):
+        for message, payload in self.deferred.take(instance.height):
             if self.instance is not instance:
                 break
-            self.apply(instance.handle(message))
+            self.apply(instance.handle(message, payload))
 
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -181,8 +183,14 @@ class Node:
             elif isinstance(action, Reject):
                 self.rejects.append(action)
             elif isinstance(action, Defer):
-                self.deferred[action.height].append(action.message)
-                self.net.request_sync(self.name)
+                held = self.deferred.add(
+                    action.message,
+                    decode_consensus(action.message),
+                    current=self.height,
+                    authorities=self.net.names,
+                )
+                if held is None:
+                    self.net.request_sync(self.name)
 
     def decide(self, block: Block) -> None:
         height = block.header.height

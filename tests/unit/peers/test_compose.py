@@ -42,7 +42,7 @@ def test_three_nats_nodes_run_the_cluster_config_botc_init_writes(compose, net):
     for name, svc in nats.items():
         assert svc["command"] == ["-c", "/etc/nats/cluster.conf"]
         assert "./net/nats:/etc/nats:ro" in svc["volumes"]
-        assert f"nats-route://{name}:6222" in conf
+        assert f"@{name}:6222" in conf
     assert 'include "auth.conf"' in conf
     assert {s["environment"]["NODE"] for s in nats.values()} == {"n1", "n2", "n3"}
 

@@ -194,3 +194,30 @@ def test_init_help_states_the_bounds_it_enforces(capsys):
     assert f"dealers, {MIN_DEALERS} to {MAX_DEALERS}" in text
     assert f"clients, {MIN_CLIENTS} to {MAX_CLIENTS}" in text
     assert f"guarantors, {MIN_GUARANTORS} to {MAX_GUARANTORS}" in text
+
+
+def test_init_with_seven_authorities_makes_six_dealers_and_the_ccp_the_initial_set(
+    tmp_path, capsys
+):
+    code, out, _ = run(capsys, "init", str(tmp_path / "net"), "--authorities", "7")
+    assert code == 0
+    genesis = NetDir(tmp_path / "net").genesis()
+    assert genesis.authorities.initial == ("D1", "D2", "D3", "D4", "D5", "D6", "CCP")
+    assert "authorities: D1, D2, D3, D4, D5, D6, CCP" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--authorities", "11"), "--authorities must be 4 to 10, not 11"),
+        (("--authorities", "3"), "--authorities must be 4 to 10, not 3"),
+        (("--authorities", "7", "--dealers", "4"), "--dealers must be at least 6"),
+    ],
+)
+def test_an_authority_set_outside_4_to_10_or_without_enough_dealers_is_refused(
+    tmp_path, capsys, argv, message
+):
+    code, _, err = run(capsys, "init", str(tmp_path / "net"), *argv)
+    assert code == 2
+    assert message in one_line_error(err)
+    assert not (tmp_path / "net").exists()

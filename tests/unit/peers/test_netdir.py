@@ -142,7 +142,8 @@ def test_clients_may_only_read_their_own_quotes_and_only_the_oracle_prices(net):
         m.id for m in genesis.members if "otc.ibft.*" in permissions(m)["publish"]["allow"]
     ]
     assert all(genesis.member(i).role in {Role.DEALER, Role.CCP, Role.GUARANTOR} for i in consensus)
-    assert permissions(genesis.member("REG"))["subscribe"]["allow"] == [">"]
+    # The regulator reads every B-OTC subject, and of the inboxes only its own.
+    assert permissions(genesis.member("REG"))["subscribe"]["allow"] == ["_INBOX_REG.>", "otc.>"]
 
 
 def test_a_genesis_creation_time_that_is_not_an_iso_timestamp_is_named(net, capsys):
