@@ -10,7 +10,10 @@ accounts were opened or adjusted).
 The loop, every ``poll_s`` seconds:
 
 1. Ask an authority for pending and failed payment instructions (``PaymentsQuery``: the
-   bank sees them all).
+   bank sees them all). Only instructions proven final are taken: each one's entry proven
+   against the state root of a header sealed by a quorum of the authority set the bank
+   follows (``peers.ledger_client``); an answer without that proof is dropped and counted
+   (``ledger.dropped``), and another authority is asked.
 2. Execute each one not yet in the journal, exactly once: debit the payer, credit the payee,
    write the journal row *and* the signed ``PaymentConfirmed`` in one SQLite transaction.
    An instruction already in the journal is never executed again, whatever happens.
@@ -18,6 +21,8 @@ The loop, every ``poll_s`` seconds:
    is final: committed, or refused because the instruction is already confirmed. Only a
    confirmation that expired unconfirmed is signed afresh (the ledger confirms an instruction
    at most once whatever the bytes, so that is safe too).
+   An account is opened only for a member the chain is proven to know (its ``members``
+   entry proven under a final header); a payer or payee proven absent is refused.
 4. A payer without the funds: submit ``PaymentFailed`` with the reason, once; the
    instruction stays unexecuted and is executed later if the balance allows. A margin call
    is not paid once its deadline is too close to be met (the contract defaults instead): it
@@ -55,11 +60,11 @@ from peers.errors import PeerError
 from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.contracts.model import PaymentKind
-from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Role
+from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
 from rfq.ledger.state import CUSTODY, Payment, Receipt
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
 from rfq.money import Micros, from_micros, to_micros
-from rfq.queries import PaymentsQuery, PaymentsReply, ReceiptsQuery, ReceiptsReply
+from rfq.queries import PaymentsQuery, PaymentsReply
 from rfq.signing import tx_id
 
 log = structlog.get_logger(__name__)
@@ -615,12 +620,14 @@ class BankService(Service):
         self.genesis = genesis
         self.books = books
         self.config = config or BankConfig()
+        self._owns_ledger = ledger is None
         self.ledger = ledger or LedgerClient(bus, genesis)
+        if not self.ledger.verify:
+            raise PeerError("the bank acts only on proven answers: its ledger client must verify")
         self.after_execute = after_execute
         self.me = bus.member_id
         self.stats: Counter[str] = Counter()
         self.log = log.bind(peer=self.me)
-        self._roles = {m.id: m.role for m in genesis.members}
         self._notes: dict[str, Receipt] = {}
         self._last_submit: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
@@ -655,6 +662,8 @@ class BankService(Service):
             await cancel_and_wait(self._task)
         with contextlib.suppress(ValueError):
             self.ledger.listeners.remove(self._on_receipt)
+        if self._owns_ledger:
+            await self.ledger.close()
         self.log.info("bank_stopped", **self.counts())
 
     def wake(self) -> None:
@@ -732,7 +741,7 @@ class BankService(Service):
 
     async def _business_date(self) -> dt.date | None:
         try:
-            return dt.date.fromisoformat((await self.ledger.status()).business_date)
+            return dt.date.fromisoformat((await self.ledger.chain_status()).business_date)
         except ValueError:
             return None
 
@@ -753,14 +762,30 @@ class BankService(Service):
             self.log.info("margin_call_held_back", instruction=payment.id, seconds=delay)
         return True
 
+    async def _open_known(self, payment: Payment) -> str | None:
+        """Open the accounts ``payment`` needs, for members the chain is proven to know;
+        the reason it cannot be executed when one is proven absent (None: it can)."""
+        missing = [m for m in (payment.payer, payment.payee) if not self.books.has_account(m)]
+        if not missing:
+            return None
+        proven = await self.ledger.prove("members", missing)
+        for member in missing:
+            entry = proven.entry("members", member)
+            if not entry.present:
+                self.stats["unknown_member"] += 1
+                return f"{member} is not a member of the network"
+            role = entry.decode(Member).role
+            self.books.open_account(member, to_micros(self.config.opening_balance(member, role)))
+        return None
+
     async def _handle(self, payment: Payment) -> None:
         instruction = payment
         ilog = self.log.bind(instruction=payment.id, contract=payment.contract_id)
-        for member in (instruction.payer, instruction.payee):
-            if not self.books.has_account(member):
-                role = self._roles.get(member)
-                opening = to_micros(self.config.opening_balance(member, role))
-                self.books.open_account(member, opening)
+        unknown = await self._open_known(payment)
+        if unknown is not None:
+            ilog.warning("instruction_unexecutable", error=unknown)
+            await self._report_failure(payment, f"{UNEXECUTABLE}{unknown}")
+            return
         try:
             execution = self.books.execute(instruction, sign=self._signer(instruction))
         except InsufficientFunds as exc:
@@ -818,11 +843,8 @@ class BankService(Service):
         if not open_txs:
             return
         missing = [o.tx_id for o in open_txs if not _final(self._notes.get(o.tx_id))]
-        if missing:
-            reply = await self.ledger.query(ReceiptsQuery(tuple(missing[:500])))
-            if isinstance(reply, ReceiptsReply):
-                for receipt in reply.receipts:
-                    self._notes[receipt.tx_id] = receipt
+        if missing:  # final receipts only: proven committed, or refused by more than f
+            self._notes.update(await self.ledger.final_receipts(missing[:500]))
         for out in open_txs:
             note = self._notes.get(out.tx_id)
             if note is not None:

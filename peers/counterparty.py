@@ -247,6 +247,10 @@ class ClientSession(Service):
         self.status = ServiceStatus.RUNNING
         return self
 
+    async def _shutdown(self) -> None:
+        """Stop the ledger client's receipt checks (the bus stays the caller's)."""
+        await self.ledger.close()
+
     # -- asking ----------------------------------------------------------------------------
 
     async def send_rfq(

@@ -337,6 +337,7 @@ class DealerBot(Service):
             await cancel_and_wait(self._follower)
         if self._pricer is not None:
             await cancel_and_wait(self._pricer)
+        await self.ledger.close()
 
     async def sync_from_chain(self) -> int:
         """Fold new trades of this dealer into its book and refresh client ratings."""

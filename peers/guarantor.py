@@ -119,6 +119,7 @@ class GuarantorService(Service):
         self.bus = bus
         self.genesis = genesis
         self.me = bus.member_id
+        self._owns_ledger = ledger is None
         self.ledger = ledger or LedgerClient(bus, genesis)
         self.poll_s = poll_s
         self.capacity = genesis.member(self.me).capital
@@ -142,6 +143,8 @@ class GuarantorService(Service):
     async def _shutdown(self) -> None:
         if self._task is not None:
             await cancel_and_wait(self._task)
+        if self._owns_ledger:
+            await self.ledger.close()
 
     # -- grants ----------------------------------------------------------------------------
 

@@ -2,18 +2,38 @@
 
 Members never run nodes (paper section II.1): they submit signed transactions on
 ``otc.tx.<me>`` and read through the authorities' query services. ``submit`` returns at once
-with the transaction id; ``wait`` resolves when the receipt arrives on ``otc.note.<me>`` (sent
-by the block's proposer, or at admission when an authority refuses it) or, if that
-notification was lost, when a receipts query finds it. ``query`` asks the authorities in
-turn until one answers, so one authority being down is invisible to the member.
+with the transaction id; ``wait`` resolves when the transaction's receipt is final. ``query``
+asks the authorities in turn until one answers, so one authority being down is invisible to
+the member.
+
+No authority is believed alone (``rfq.ledger.light``): queries that can be proven (status,
+ratings, contracts, trades, payments, guarantees, receipts, ``prove``) are asked ``proven``
+and an answer is taken only with a final header sealed by a quorum of the authority set the
+client follows and a witness of every entry shown against that header's state root. An
+answer that fails is dropped, counted in ``dropped`` by reason, and the next authority is
+asked. Computed figures are not proven (a contract's marks and values, a client's margin
+headroom); headers and blocks are taken as answered (the chain's own checks cover them).
+
+Receipts: a notice on ``otc.note.<me>`` is only a hint. A receipt is final when a proven
+receipts query shows the transaction id in the state's ``committed`` map under a final header
+(it committed ok), or when more than ``f`` authorities of the followed set sent the same
+refusal (a notice or a receipts answer each). A notice from a member that is not an authority
+is dropped, so neither a dealer nor a guarantor can tell a client that its trade failed.
+
+```python
+async with LedgerClient(bus, genesis) as ledger:
+    receipt = await ledger.submit_and_wait(payload)
+    ledger.dropped  # Counter of answers and notices refused, by reason
+```
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 import msgspec
 import structlog
@@ -23,11 +43,13 @@ from bus import subjects
 from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
 from peers.errors import PeerError
+from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
-from rfq.ledger.block import max_faulty
-from rfq.ledger.state import Receipt, Receipts
+from rfq.ledger.light import LightClient, LightError, Verified
+from rfq.ledger.state import Guarantee, Payment, Receipt, Receipts, Trade
 from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
+    MAX_RECEIPTS,
     REPLY_ROLES,
     ContractsQuery,
     ContractsReply,
@@ -35,8 +57,12 @@ from rfq.queries import (
     GuaranteesReply,
     PaymentsQuery,
     PaymentsReply,
+    ProveQuery,
+    ProveReply,
     Query,
     QueryRefused,
+    RatingsQuery,
+    RatingsReply,
     ReceiptsQuery,
     ReceiptsReply,
     Reply,
@@ -70,6 +96,25 @@ class QueryDenied(PeerError):
     """The authority refused the query (e.g. someone else's records)."""
 
 
+PROVABLE_QUERIES = (
+    StatusQuery,
+    RatingsQuery,
+    ContractsQuery,
+    TradesQuery,
+    PaymentsQuery,
+    GuaranteesQuery,
+    ReceiptsQuery,
+)
+
+
+def _vote(receipt: Receipt) -> tuple[object, ...]:
+    """What authorities must agree on for a refusal to be final: the outcome and reason, and
+    for a block's receipt its place (an admission refusal is made at each one's own height)."""
+    if receipt.index < 0:
+        return (receipt.ok, -1, receipt.reason)
+    return (receipt.ok, receipt.height, receipt.index, receipt.reason)
+
+
 PagedQuery = ContractsQuery | TradesQuery | PaymentsQuery | GuaranteesQuery
 PagedReply = ContractsReply | TradesReply | PaymentsReply | GuaranteesReply
 R = TypeVar("R", ContractsReply, TradesReply, PaymentsReply, GuaranteesReply)
@@ -96,70 +141,198 @@ async def read_pages(
             raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
         rows.extend(getattr(reply, PAGE_ROWS[kind]))
         if not reply.next_cursor or len(rows) >= max_rows:
-            return msgspec.structs.replace(reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor="")
+            # One page's proof does not cover the others' rows: the whole carries none.
+            return msgspec.structs.replace(
+                reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor="", proof=None
+            )
         cursor = reply.next_cursor
 
 
-class LedgerClient:
-    """Submit and query on behalf of one member."""
+class LedgerClient(Service):
+    """Submit, hear receipts and query on behalf of one member; a ``Service``: ``start``
+    subscribes to the member's notices, ``close`` unsubscribes and stops the receipt checks
+    it started. ``verify=False`` takes answers as given (a view of each authority's own
+    word, e.g. ``botc status``)."""
 
-    def __init__(self, bus: Bus, genesis: Genesis, *, authorities: Sequence[str] | None = None):
+    def __init__(
+        self,
+        bus: Bus,
+        genesis: Genesis,
+        *,
+        authorities: Sequence[str] | None = None,
+        verify: bool = True,
+    ):
         self.bus = bus
         self.genesis = genesis
+        self.verify = verify
         self.authorities = list(authorities or genesis.authorities.initial)
+        # The keys the bus verifies members with (a stand-in bus without: the genesis').
+        self.light = LightClient(genesis, getattr(bus, "directory", None))
+        self.dropped: Counter[str] = Counter()
+        """Answers and notices refused, by reason (``rfq.ledger.light.LightError.kind``, or
+        ``wrong_sender``, ``note_not_from_authority``, ``bad_receipt``)."""
+        self.stats: Counter[str] = Counter()
+        """``verified``: answers taken with their proofs; ``proven_ok``: receipts proven
+        committed; ``agreed_refusal``: refusals final by f+1 authorities."""
         self._receipts: dict[str, Receipt] = {}
         self._waiters: dict[str, list[asyncio.Future[Receipt]]] = {}
-        self._refusals: dict[str, set[str]] = {}
+        self._votes: dict[str, dict[str, Receipt]] = {}
+        self._checking: dict[str, asyncio.Task[None]] = {}
+        self._subscription: Any = None
         self.remember = 50_000
-        self.authorities_in_force = tuple(genesis.authorities.initial)
         self.listeners: list[Callable[[Receipt], None]] = []
-        self._started = False
         self.replies = reply_channel(genesis.params.consensus_max_bytes)
         self.eligible = [m.id for m in genesis.members if m.role in AUTHORITY_ELIGIBLE]
 
-    async def start(self) -> LedgerClient:
-        if not self._started:
-            await self.bus.subscribe(
-                subjects.notify(self.bus.member_id), NOTE_CHANNEL, self._on_note
-            )
-            await self.bus.flush()
-            self._started = True
+    @property
+    def authorities_in_force(self) -> tuple[str, ...]:
+        """The authority set the light client follows (sealing the next height)."""
+        return self.light.authorities
+
+    async def start(self) -> Self:
+        if self.status != ServiceStatus.NEW:
+            return self
+        self._subscription = await self.bus.subscribe(
+            subjects.notify(self.bus.member_id), NOTE_CHANNEL, self._on_note
+        )
+        await self.bus.flush()
+        self.status = ServiceStatus.RUNNING
         return self
 
+    async def _shutdown(self) -> None:
+        if self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe()
+            except Exception as exc:  # the bus may be closed already
+                log.debug("note_unsubscribe_failed", error=repr(exc))
+            self._subscription = None
+        for task in set(self._checking.values()):
+            await cancel_and_wait(task)
+        self._checking.clear()
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(LedgerUnavailable("the ledger client closed"))
+        self._waiters.clear()
+
+    # -- receipts ----------------------------------------------------------------------------
+
     async def _on_note(self, received: Received[Receipt | Receipts], msg: Msg) -> None:
-        note = received.payload
+        note, authority = received.payload, received.sender
+        if self.verify and authority not in self.light.authorities:
+            self.dropped["note_not_from_authority"] += 1
+            log.warning("note_dropped", peer=self.bus.member_id, sender=authority)
+            return
+        heard: list[str] = []
         for receipt in note.receipts if isinstance(note, Receipts) else (note,):
             if receipt.sender and receipt.sender != self.bus.member_id:
                 continue
-            if receipt.index < 0:
-                self._refused_by(receipt, received.sender)
-            else:
+            if not self.verify and receipt.index >= 0:
                 self._record(receipt)
+            elif not self._voted(receipt, authority) and receipt.index >= 0:
+                heard.append(receipt.tx_id)
+        if heard:
+            self._check_soon(heard, authority)
 
-    def _refused_by(self, receipt: Receipt, authority: str) -> None:
-        """An authority refused the transaction at admission. One authority may lie; f+1
-        distinct ones include an honest one, so their refusal is final."""
-        refusers = self._refusals.setdefault(receipt.tx_id, set())
-        refusers.add(authority)
-        if len(refusers) > max_faulty(len(self.authorities_in_force)):
+    def _voted(self, receipt: Receipt, authority: str) -> bool:
+        """Count ``authority``'s word on a transaction; True once the receipt is final. A
+        refusal is final when more than ``f`` authorities of the followed set agree on it
+        (one of them is honest); an ok is final only with a proof (``_check``)."""
+        if receipt.tx_id in self._receipts:
+            return True
+        if self.verify and authority not in self.light.authorities:
+            return False
+        votes = self._votes.setdefault(receipt.tx_id, {})
+        votes[authority] = receipt
+        while len(self._votes) > self.remember:
+            self._votes.pop(next(iter(self._votes)))
+        if receipt.ok:
+            return False
+        key = _vote(receipt)
+        agree = [a for a, r in votes.items() if _vote(r) == key and a in self.light.authorities]
+        if len(agree) > self.light.max_faulty or not self.verify:
+            self.stats["agreed_refusal"] += 1
             self._record(receipt)
+            return True
+        return False
+
+    def _check_soon(self, tx_ids: Sequence[str], first: str) -> None:
+        """Ask for the proof (or the agreeing authorities) of receipts heard of: one query
+        for a block's worth, first of the authority that sent them (it has the block)."""
+        fresh = [t for t in tx_ids if t not in self._checking and t not in self._receipts]
+        if not fresh or self.status != ServiceStatus.RUNNING:
+            return
+        task = asyncio.create_task(self._check(fresh, first), name=f"{self.bus.member_id}-receipts")
+        for t in fresh:
+            self._checking[t] = task
+
+        def forget(_: object) -> None:
+            for t in fresh:
+                if self._checking.get(t) is task:
+                    del self._checking[t]
+
+        task.add_done_callback(forget)
+
+    async def _check(self, tx_ids: list[str], first: str, *, rounds: int = 4) -> None:
+        delay = 0.05
+        for _ in range(rounds):
+            await self.final_receipts(tx_ids, timeout=1.0, first=first)
+            tx_ids = [t for t in tx_ids if t not in self._receipts]
+            if not tx_ids:
+                return
+            await asyncio.sleep(delay)
+            delay *= 3
 
     def _record(self, receipt: Receipt) -> None:
-        # A block's receipt is the final word; an admission refusal never replaces it.
-        current = self._receipts.get(receipt.tx_id)
-        if current is not None and current.index >= 0 and receipt.index < 0:
+        if receipt.tx_id in self._receipts:
             return
         self._receipts[receipt.tx_id] = receipt
-        self._refusals.pop(receipt.tx_id, None)
+        self._votes.pop(receipt.tx_id, None)
         while len(self._receipts) > self.remember:  # a long-running peer keeps the newest
             self._receipts.pop(next(iter(self._receipts)))
-        while len(self._refusals) > self.remember:
-            self._refusals.pop(next(iter(self._refusals)))
         for listener in list(self.listeners):
             listener(receipt)
         for future in self._waiters.pop(receipt.tx_id, []):
             if not future.done():
                 future.set_result(receipt)
+
+    def final(self, tx_id: str) -> Receipt | None:
+        """The transaction's final receipt, if one is known."""
+        return self._receipts.get(tx_id)
+
+    async def final_receipts(
+        self, tx_ids: Sequence[str], *, timeout: float = 2.0, first: str | None = None
+    ) -> dict[str, Receipt]:
+        """The final receipts of ``tx_ids`` that can be established now: proven committed,
+        or refused alike by more than ``f`` authorities (asked in turn, ``first`` first,
+        until they agree)."""
+        order = list(self.authorities)
+        if first in order:
+            order.remove(first)
+            order.insert(0, first)
+        pending = [t for t in dict.fromkeys(tx_ids) if t not in self._receipts]
+        for start in range(0, len(pending), MAX_RECEIPTS):
+            await self._gather(pending[start : start + MAX_RECEIPTS], order, timeout)
+        return {t: r for t in tx_ids if (r := self._receipts.get(t)) is not None}
+
+    async def _gather(self, wanted: list[str], order: list[str], timeout: float) -> None:
+        for authority in order:
+            try:
+                reply, sender, _ = await self._ask(authority, ReceiptsQuery(tuple(wanted)), timeout)
+            except (RequestError, QueryDenied):
+                continue
+            if not isinstance(reply, ReceiptsReply):
+                continue
+            for receipt in reply.receipts:
+                if receipt.ok or not self.verify:
+                    if self.verify and receipt.tx_id not in self._receipts:
+                        self.stats["proven_ok"] += 1
+                    self._record(receipt)  # ``_ask`` checked its proof
+                else:
+                    self._voted(receipt, sender)
+            wanted = [t for t in wanted if t not in self._receipts]
+            if not any(self._votes.get(t) for t in wanted):
+                return  # nothing more to gather: no one has refused what remains
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -176,10 +349,10 @@ class LedgerClient:
         return tx_id(data).hex()
 
     async def wait(self, tx_id: str, *, timeout: float = 10.0, poll_s: float = 1.0) -> Receipt:
-        """The transaction's receipt: committed (``ok``) or refused with a reason.
+        """The transaction's final receipt: committed (``ok``) or refused with a reason.
 
-        A block's receipt is final; so is a refusal at admission by f+1 authorities. Anything
-        less keeps waiting (and polling the receipts) until the deadline.
+        Final is proven committed, or a refusal more than ``f`` authorities agree on;
+        anything less keeps waiting (and asking for the receipt) until the deadline.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -194,48 +367,128 @@ class LedgerClient:
             try:
                 await asyncio.wait_for(asyncio.shield(future), min(poll_s, remaining))
             except TimeoutError:
-                await self._poll(tx_id)
-
-    async def _poll(self, tx_id: str) -> None:
-        try:
-            reply = await self.query(ReceiptsQuery((tx_id,)), timeout=1.0)
-        except (LedgerUnavailable, QueryDenied):
-            return
-        if isinstance(reply, ReceiptsReply):
-            for receipt in reply.receipts:
-                self._record(receipt)
+                await self.final_receipts((tx_id,), timeout=1.0)
 
     async def submit_and_wait(self, payload: msgspec.Struct, *, timeout: float = 10.0) -> Receipt:
         return await self.wait(await self.submit(payload), timeout=timeout)
 
     # -- queries ---------------------------------------------------------------------------
 
+    async def _ask(
+        self, authority: str, query: Query, timeout: float
+    ) -> tuple[Reply, str, Verified | None]:
+        """``authority``'s answer to ``query``, who signed it and, when the query can be
+        proven, what its proof established. Raises ``RequestError`` for no answer or one
+        that fails its checks (counted in ``dropped``), ``QueryDenied`` for a refusal."""
+        proven = self.verify and isinstance(query, (*PROVABLE_QUERIES, ProveQuery))
+        if proven and isinstance(query, PROVABLE_QUERIES):
+            query = msgspec.structs.replace(query, proven=True)
+        received = await self.bus.request(
+            subjects.query(authority), query, self.replies, timeout=timeout
+        )
+        reply = received.payload
+        if received.sender != authority and self.verify:
+            self._drop("wrong_sender", authority, f"answered by {received.sender}")
+        if isinstance(reply, QueryRefused):
+            raise QueryDenied(reply.reason)
+        verified = None
+        if proven:
+            try:
+                verified = self._check_answer(reply)
+            except LightError as exc:
+                self._drop(exc.kind, authority, exc.reason)
+        elif isinstance(reply, StatusReply):
+            self._follow_set(reply.authorities)
+        return reply, received.sender, verified
+
+    def _drop(self, kind: str, authority: str, reason: str) -> NoReturn:
+        """Count a refused answer and ask ``authority`` last from now on."""
+        self.dropped[kind] += 1
+        if authority in self.authorities:
+            self.authorities.remove(authority)
+            self.authorities.append(authority)
+        log.warning(
+            "answer_dropped", peer=self.bus.member_id, authority=authority, kind=kind, reason=reason
+        )
+        raise RequestError(f"answer dropped ({kind}: {reason})")
+
+    def _check_answer(self, reply: Reply) -> Verified:
+        """The answer's proof, verified, and every row it shows proven; ``LightError``."""
+        verified = self.light.verify(getattr(reply, "proof", None))
+        match reply:
+            case StatusReply():
+                gov = verified.governance
+                if (
+                    reply.height != verified.height
+                    or reply.last_hash != verified.header_hash.hex()
+                    or tuple(reply.authorities) != gov.authorities
+                    or tuple(reply.candidates) != gov.candidates
+                ):
+                    raise LightError("bad_row", "the status is not the proven header's")
+            case ContractsReply():
+                verified.contracts(reply.contracts)
+            case RatingsReply():
+                verified.ratings(reply.ratings, reply.grades, reply.standing)
+            case PaymentsReply():
+                verified.rows("payments", reply.payments, lambda p: p.id, Payment)
+            case TradesReply():
+                verified.rows("trades", reply.trades, lambda t: t.rfq_id, Trade)
+            case GuaranteesReply():
+                verified.rows("guarantees", reply.guarantees, lambda g: g.id, Guarantee)
+            case ReceiptsReply():
+                for receipt in reply.receipts:
+                    if receipt.ok != verified.committed(receipt.tx_id):
+                        raise LightError(
+                            "bad_receipt",
+                            f"{receipt.tx_id[:12]} is {'ok' if receipt.ok else 'refused'} "
+                            "but the state says otherwise",
+                        )
+            case _:
+                pass
+        self._follow_set(verified.governance.authorities)
+        self.stats["verified"] += 1
+        return verified
+
     async def query(self, query: Query, *, timeout: float = 2.0) -> Reply:
-        """Ask the authorities in turn; the first answer wins (refusals raise)."""
+        """Ask the authorities in turn; the first answer that passes its checks wins
+        (refusals raise ``QueryDenied``)."""
         errors = []
         for authority in list(self.authorities):
             try:
-                reply = await self.bus.request(
-                    subjects.query(authority), query, self.replies, timeout=timeout
-                )
+                reply, _, _ = await self._ask(authority, query, timeout)
             except RequestError as exc:
                 errors.append(f"{authority}: {exc}")
                 continue
             # Prefer the authority that answered next time.
             self.authorities.remove(authority)
             self.authorities.insert(0, authority)
-            if isinstance(reply.payload, QueryRefused):
-                raise QueryDenied(reply.payload.reason)
-            if isinstance(reply.payload, StatusReply):
-                self._follow_set(reply.payload.authorities)
-            return reply.payload
+            return reply
         raise LedgerUnavailable("no authority answered: " + "; ".join(errors))
 
+    async def prove(self, component: str, keys: Sequence[str], *, timeout: float = 2.0) -> Verified:
+        """Proofs of ``component[key]`` for each key (present or absent) under a final
+        header, asking the authorities in turn (``rfq.queries.PROVABLE``)."""
+        errors = []
+        for authority in list(self.authorities):
+            try:
+                reply, _, verified = await self._ask(
+                    authority, ProveQuery(component, tuple(keys)), timeout
+                )
+            except RequestError as exc:
+                errors.append(f"{authority}: {exc}")
+                continue
+            if isinstance(reply, ProveReply) and verified is not None:
+                return verified
+            errors.append(f"{authority}: answered {type(reply).__name__}")
+        raise LedgerUnavailable("no authority proved it: " + "; ".join(errors))
+
     def _follow_set(self, authorities: Sequence[str]) -> None:
-        """Ask the current authorities first (a by-elected one included), then the others."""
-        self.authorities_in_force = tuple(authorities)
-        current = [a for a in authorities if a in self.eligible]
-        self.authorities = current + [a for a in self.authorities if a not in current]
+        """Ask the current authorities first (a by-elected one included), then the others;
+        among them, keep the order of preference (the last to answer well first)."""
+        current = {a for a in authorities if a in self.eligible}
+        known = [a for a in self.authorities if a in current]
+        joined = [a for a in authorities if a in current and a not in known]
+        self.authorities = known + joined + [a for a in self.authorities if a not in current]
 
     async def query_all(
         self, query: PagedQuery, kind: type[R], *, timeout: float = 2.0, max_rows: int = 10**7
@@ -247,14 +500,16 @@ class LedgerClient:
 
         return await read_pages(ask, query, kind, max_rows=max_rows)
 
-    async def status(self) -> StatusReply:
+    async def chain_status(self) -> StatusReply:
+        """The chain's tip and authority set, as an authority answers ``StatusQuery``."""
         reply = await self.query(StatusQuery())
         if not isinstance(reply, StatusReply):
             raise LedgerUnavailable(f"unexpected reply {type(reply).__name__}")
         return reply
 
     async def ask_all(self, query: Query, *, timeout: float = 2.0) -> dict[str, Any]:
-        """Every authority's own answer (``botc status`` shows each); errors as strings."""
+        """Every authority's own answer, as given (``botc status`` shows each); errors as
+        strings."""
 
         async def one(authority: str) -> tuple[str, Any]:
             try:

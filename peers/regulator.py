@@ -181,6 +181,7 @@ class RegulatorService(Service):
             raise CliError(f"{bus.member_id} is a {bus.identity.role}, not the regulator")
         self.bus = bus
         self.genesis = genesis
+        self._owns_ledger = ledger is None
         self.ledger = ledger or LedgerClient(bus, genesis)
         self.poll_s = poll_s
         self.query_timeout_s = query_timeout_s
@@ -232,6 +233,8 @@ class RegulatorService(Service):
         for task in [t for t in (self._task, *self._background) if t is not None]:
             await cancel_and_wait(task)
         await self.follower.close()
+        if self._owns_ledger:
+            await self.ledger.close()
         log.info("regulator_closed", height=self.height, alerts=len(self.alerts))
 
     def _spawn(self, coro: Any) -> None:

@@ -114,6 +114,7 @@ CHANNEL_KINDS: Final[Mapping[BusChannel, frozenset[str]]] = MappingProxyType(
                 "q_ratings",
                 "q_guarantees",
                 "q_blocks",
+                "q_prove",
             }
         ),
         BusChannel.QUERY_REPLY: frozenset(
@@ -127,6 +128,7 @@ CHANNEL_KINDS: Final[Mapping[BusChannel, frozenset[str]]] = MappingProxyType(
                 "r_ratings",
                 "r_guarantees",
                 "r_blocks",
+                "r_prove",
                 "r_refused",
             }
         ),
@@ -190,11 +192,13 @@ EVERY_MEMBER_QUERIES: Final = {
     "q_payments": Scope.OWN,
     "q_ratings": Scope.OWN,
     "q_guarantees": Scope.OWN,
+    "q_prove": Scope.OWN,
     "px_history_req": Scope.ALL,
     "q_risk": Scope.OWN,
 }
 """What any member may ask: the chain's status and headers, its own records, price history,
-its own line of the regulator's CCR table."""
+its own line of the regulator's CCR table, proofs of public entries (``rfq.queries.PROVABLE``:
+the registry, committed transaction ids, standing, governance)."""
 
 _EVERY_MEMBER_SENDS: Final = {
     BusChannel.QUERY: _kinds(BusChannel.QUERY),

@@ -17,13 +17,15 @@ import msgspec
 
 from rfq.contracts.model import ContractView
 from rfq.identity import Member
+from rfq.ledger.light import AnswerProof
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
 from rfq.money import Micros
 from rfq.policy import BusChannel, Scope, channel_roles, query_scope
 
 
 class StatusQuery(msgspec.Struct, frozen=True, tag="q_status"):
-    pass
+    proven: bool = False
+    """Attach an ``AnswerProof`` (the header, its seals and the governance it names)."""
 
 
 class HeadersQuery(msgspec.Struct, frozen=True, tag="q_headers"):
@@ -35,6 +37,13 @@ class HeadersQuery(msgspec.Struct, frozen=True, tag="q_headers"):
 
 PAGE_LIMIT: Final = 1000
 """Rows per page at most (a page of contracts stays near 0.5 MB, far under max payload)."""
+PROVEN_PAGE_LIMIT: Final = 250
+"""Rows per page at most when each row carries its proof (about 2.3 KB a row in a large map:
+a page stays near 0.6 MB)."""
+PROVABLE: Final = frozenset({"members", "committed", "standing", "governance"})
+"""What any member may ask to have proven (``ProveQuery``): the registry, committed
+transaction ids (knowing an id means having the transaction), who may not trade, the
+authority set."""
 MAX_RECEIPTS: Final = 500
 """Transaction ids one ``ReceiptsQuery`` may name."""
 
@@ -47,6 +56,9 @@ class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
     ids: tuple[str, ...] = ()
     cursor: str = ""
     limit: int = PAGE_LIMIT
+    proven: bool = False
+    """With a witness of each contract's record: what the chain holds (terms, status, margin,
+    outcome) is proven; the marks and values computed from prices are not."""
 
 
 class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
@@ -56,10 +68,15 @@ class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
     underlying: str | None = None
     limit: int = PAGE_LIMIT
     cursor: str = ""
+    proven: bool = False
 
 
 class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
+    """Receipts by transaction id; ``proven``: with a witness of each id in ``committed``
+    (present: committed ok; absent: not committed at that height)."""
+
     tx_ids: tuple[str, ...]
+    proven: bool = False
 
 
 class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
@@ -69,16 +86,21 @@ class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
     party: str | None = None
     cursor: str = ""
     limit: int = PAGE_LIMIT
+    proven: bool = False
 
 
 class RatingsQuery(msgspec.Struct, frozen=True, tag="q_ratings"):
     members: tuple[str, ...] = ()
+    proven: bool = False
+    """With a witness of each score and of each standing entry shown (the headroom, computed
+    from the book, is not proven)."""
 
 
 class GuaranteesQuery(msgspec.Struct, frozen=True, tag="q_guarantees"):
     client: str | None = None
     cursor: str = ""
     limit: int = PAGE_LIMIT
+    proven: bool = False
 
 
 class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
@@ -86,6 +108,14 @@ class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
 
     start: int
     end: int
+
+
+class ProveQuery(msgspec.Struct, frozen=True, tag="q_prove"):
+    """Proofs of ``component[key]`` for each key (present or absent), under the final head;
+    ``component`` one of ``PROVABLE`` (the regulator may ask for any)."""
+
+    component: str
+    keys: tuple[str, ...]
 
 
 Query = (
@@ -98,6 +128,7 @@ Query = (
     | RatingsQuery
     | GuaranteesQuery
     | BlocksQuery
+    | ProveQuery
 )
 
 MAX_BLOCKS_PER_REPLY: Final = 64
@@ -125,6 +156,7 @@ class StatusReply(msgspec.Struct, frozen=True, tag="r_status"):
     is_authority: bool
     business_date: str = ""
     open_contracts: int = 0
+    proof: AnswerProof | None = None
 
 
 class HeadersReply(msgspec.Struct, frozen=True, tag="r_headers"):
@@ -138,6 +170,7 @@ class ContractsReply(msgspec.Struct, frozen=True, tag="r_contracts"):
     contracts: tuple[ContractView, ...]
     total: int = 0
     next_cursor: str = ""
+    proof: AnswerProof | None = None
 
 
 class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):
@@ -145,10 +178,12 @@ class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):
     total: int = 0
     next_cursor: str = ""
     height: int = 0
+    proof: AnswerProof | None = None
 
 
 class ReceiptsReply(msgspec.Struct, frozen=True, tag="r_receipts"):
     receipts: tuple[Receipt, ...]
+    proof: AnswerProof | None = None
 
 
 class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
@@ -156,6 +191,7 @@ class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
     total: int = 0
     next_cursor: str = ""
     height: int = 0
+    proof: AnswerProof | None = None
 
 
 class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
@@ -169,16 +205,24 @@ class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
     headroom: dict[str, Micros] = {}
     """Per client asked about: the initial margin beyond a dealer's line it can still take on
     (micros; ``LedgerState.margin_headroom``); dealers size their quotes by it."""
+    proof: AnswerProof | None = None
 
 
 class GuaranteesReply(msgspec.Struct, frozen=True, tag="r_guarantees"):
     guarantees: tuple[Guarantee, ...]
     total: int = 0
     next_cursor: str = ""
+    proof: AnswerProof | None = None
 
 
 class BlocksReply(msgspec.Struct, frozen=True, tag="r_blocks"):
     blocks: tuple[bytes, ...]
+
+
+class ProveReply(msgspec.Struct, frozen=True, tag="r_prove"):
+    """The witnesses of a ``ProveQuery``, in its ``proof``."""
+
+    proof: AnswerProof
 
 
 class QueryRefused(msgspec.Struct, frozen=True, tag="r_refused"):
@@ -255,6 +299,7 @@ Reply = (
     | RatingsReply
     | GuaranteesReply
     | BlocksReply
+    | ProveReply
     | QueryRefused
 )
 
@@ -271,6 +316,8 @@ def refusal(member: Member, query: Query) -> str | None:
         return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
     if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
         return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
+    if isinstance(query, ProveQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
+        return f"at most {PROVEN_PAGE_LIMIT} keys per proof ({len(query.keys)} asked)"
     kind = str(query.__struct_config__.tag)
     scope = query_scope(member.role, kind)
     if scope is None:
@@ -290,6 +337,9 @@ def refusal(member: Member, query: Query) -> str | None:
         case GuaranteesQuery(client=client):
             if client not in (None, member.id):
                 return f"{member.id} may only see its own guarantees"
+        case ProveQuery(component=component):
+            if component not in PROVABLE:
+                return f"{component!r} is not public (one of {', '.join(sorted(PROVABLE))})"
         case _:
             pass
     return None

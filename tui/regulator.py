@@ -111,7 +111,7 @@ class RegulatorDesk:
         return reply
 
     async def status(self) -> tuple[StatusReply, dict[str, StatusReply | str]]:
-        status = await self.ledger.status()
+        status = await self.ledger.chain_status()
         answers = await self.ledger.ask_all(StatusQuery(), timeout=1.0)
         per_authority: dict[str, StatusReply | str] = {
             member: answer if isinstance(answer, StatusReply) else str(answer)

@@ -704,7 +704,9 @@ class AuthorityNode:
         why = refusal(member, query)
         if why:
             await self.bus.reply(msg, QueryRefused(why))
-        elif self.speculating and not isinstance(query, _STORE_QUERIES):
+        elif self.speculating and not (
+            isinstance(query, _STORE_QUERIES) and not getattr(query, "proven", False)
+        ):  # a proven answer needs the final state (its proofs are of the state)
             self._hold(member, query, msg)
         else:
             await self.bus.reply(msg, self.answer(member.id, member.role, query))

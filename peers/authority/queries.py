@@ -5,19 +5,30 @@ its role's query scope in the role-policy table (``rfq.policy``); ``rfq.queries.
 refuses asking for more.
 The node decides *when* a query may be answered (only where its state is a final block's);
 this class decides *what* the answer is, and reads nothing but what it is given.
+
+A query marked ``proven`` (and every ``ProveQuery``) is answered with an ``AnswerProof``: the
+head's header and commit seals, the state root's parts, the governance struct and a witness
+per row (``rfq.ledger.light``), so the member believes the answer without believing this
+authority. A proven page holds at most ``PROVEN_PAGE_LIMIT`` rows, so it stays far under the
+payload limit with its proofs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from peers.authority.store import ChainStore
 from rfq.contracts.model import ContractView
 from rfq.identity import Role
-from rfq.ledger.block import BlockHeader
+from rfq.ledger.block import BlockHeader, CommitSeal
+from rfq.ledger.light import COMMITTED, AnswerProof, Witness, witness_of
+from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
 from rfq.ledger.state import LedgerState, Trade, business_date
 from rfq.policy import sees_all
 from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
+    PROVEN_PAGE_LIMIT,
     BlocksQuery,
     BlocksReply,
     ContractsQuery,
@@ -29,6 +40,8 @@ from rfq.queries import (
     HeadersReply,
     PaymentsQuery,
     PaymentsReply,
+    ProveQuery,
+    ProveReply,
     Query,
     QueryRefused,
     RatingsQuery,
@@ -50,12 +63,45 @@ def _trade_key(trade: Trade) -> str:
     return newest_first_key(trade.height, trade.rfq_id)
 
 
+def _limit(limit: int, proven: bool) -> int:
+    return min(limit, PROVEN_PAGE_LIMIT) if proven else limit
+
+
 class QueryService:
     """What authority ``me`` answers, from a final state and its own chain store."""
 
     def __init__(self, me: str, store: ChainStore) -> None:
         self.me = me
         self.store = store
+        self._sealed: tuple[bytes, BlockHeader, tuple[CommitSeal, ...]] | None = None
+
+    def _seals(self, head: BlockHeader) -> tuple[BlockHeader, tuple[CommitSeal, ...]]:
+        """The head as stored, with its commit seals (read once per head)."""
+        cached = self._sealed
+        if cached is not None and cached[0] == head.hash():
+            return cached[1], cached[2]
+        block = self.store.block(head.height) if head.height > 0 else None
+        header = head
+        seals: tuple[CommitSeal, ...] = ()
+        if block is not None and block.hash() == head.hash():
+            header, seals = block.header, block.seals
+        self._sealed = (head.hash(), header, seals)
+        return header, seals
+
+    def proof(
+        self, state: LedgerState, head: BlockHeader, witnesses: Iterable[tuple[str, str]]
+    ) -> AnswerProof:
+        """The proof of ``(component, key)`` entries of ``state`` at final ``head``."""
+        header, seals = self._seals(head)
+        governance = state.prove(GOVERNANCE)
+        assert governance.value is not None
+        out: list[Witness] = []
+        for component, key in witnesses:
+            try:
+                out.append(witness_of(state.prove(component, key)))
+            except ProofError:
+                continue  # not a component: the member finds the witness missing
+        return AnswerProof(header, seals, governance.parts, governance.value, tuple(out))
 
     def answer(
         self,
@@ -69,7 +115,7 @@ class QueryService:
         """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``."""
 
         match query:
-            case StatusQuery():
+            case StatusQuery(proven=proven):
                 return StatusReply(
                     authority=self.me,
                     height=head.height,
@@ -82,6 +128,7 @@ class QueryService:
                     is_authority=self.me in state.authorities,
                     business_date=str(business_date(head.timestamp_ms, state.book)),
                     open_contracts=state.book.open_count,
+                    proof=self.proof(state, head, ()) if proven else None,
                 )
             case HeadersQuery(limit=limit, before=before):
                 top = head.height if before <= 0 else min(before - 1, head.height)
@@ -103,7 +150,12 @@ class QueryService:
                         )
                 return HeadersReply(tuple(infos))
             case ContractsQuery(
-                party=party, open_only=open_only, ids=ids, cursor=cursor, limit=limit
+                party=party,
+                open_only=open_only,
+                ids=ids,
+                cursor=cursor,
+                limit=limit,
+                proven=proven,
             ):
                 target = party or (None if sees_all(role, "q_contracts") else who)
                 views: list[ContractView]
@@ -115,9 +167,18 @@ class QueryService:
                     views = state.book.by_party(target, open_only=open_only)
                 if ids:
                     views = [v for v in views if v.contract.id in ids]
-                rows, next_cursor, total = page(views, lambda v: v.contract.id, cursor, limit)
-                return ContractsReply(head.height, tuple(rows), total, next_cursor)
-            case TradesQuery(party=party, underlying=underlying, limit=limit, cursor=cursor):
+                rows, next_cursor, total = page(
+                    views, lambda v: v.contract.id, cursor, _limit(limit, proven)
+                )
+                proof = (
+                    self.proof(state, head, ((CONTRACTS, v.contract.id) for v in rows))
+                    if proven
+                    else None
+                )
+                return ContractsReply(head.height, tuple(rows), total, next_cursor, proof)
+            case TradesQuery(
+                party=party, underlying=underlying, limit=limit, cursor=cursor, proven=proven
+            ):
                 target = party or (None if sees_all(role, "q_trades") else who)
                 trades = [
                     t
@@ -131,35 +192,65 @@ class QueryService:
                         if underlying in state.book.get(t.contract_id).contract.terms.underlyings
                     ]
                 trades.sort(key=_trade_key)
-                rows_t, next_cursor, total = page(trades, _trade_key, cursor, limit)
-                return TradesReply(tuple(rows_t), total, next_cursor, head.height)
-            case ReceiptsQuery(tx_ids=tx_ids):
+                rows_t, next_cursor, total = page(trades, _trade_key, cursor, _limit(limit, proven))
+                proof = (
+                    self.proof(state, head, (("trades", t.rfq_id) for t in rows_t))
+                    if proven
+                    else None
+                )
+                return TradesReply(tuple(rows_t), total, next_cursor, head.height, proof)
+            case ReceiptsQuery(tx_ids=tx_ids, proven=proven):
                 receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
                 if not sees_all(role, "q_receipts"):
                     receipts = [r for r in receipts if r.sender == who]
-                return ReceiptsReply(tuple(receipts))
-            case PaymentsQuery(status=status, party=party, cursor=cursor, limit=limit):
+                proof = (
+                    self.proof(state, head, ((COMMITTED, r.tx_id) for r in receipts))
+                    if proven
+                    else None
+                )
+                return ReceiptsReply(tuple(receipts), proof)
+            case PaymentsQuery(
+                status=status, party=party, cursor=cursor, limit=limit, proven=proven
+            ):
                 scope = party if sees_all(role, "q_payments") else who
                 payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
-                rows_p, next_cursor, total = page(payments, lambda p: p.id, cursor, limit)
-                return PaymentsReply(tuple(rows_p), total, next_cursor, head.height)
-            case RatingsQuery(members=members):
+                rows_p, next_cursor, total = page(
+                    payments, lambda p: p.id, cursor, _limit(limit, proven)
+                )
+                proof = (
+                    self.proof(state, head, (("payments", p.id) for p in rows_p))
+                    if proven
+                    else None
+                )
+                return PaymentsReply(tuple(rows_p), total, next_cursor, head.height, proof)
+            case RatingsQuery(members=members, proven=proven):
                 wanted = members or tuple(state.ratings)
                 if not sees_all(role, "q_ratings"):
                     wanted = (who,)
                 scores = {m: state.rating(m) for m in wanted}
                 known = {m: s for m, s in scores.items() if s is not None}
+                standing = {m: s.status for m, s in state.standing.items()}
+                proof = (
+                    self.proof(
+                        state,
+                        head,
+                        [*(("ratings", m) for m in known), *(("standing", m) for m in standing)],
+                    )
+                    if proven
+                    else None
+                )
                 return RatingsReply(
                     known,
                     {m: str(grade_of(s)) for m, s in known.items()},
-                    {m: s.status for m, s in state.standing.items()},
+                    standing,
                     {
                         m: state.margin_headroom(m)
                         for m in known
                         if (member := state.members.get(m)) and member.role == Role.CLIENT
                     },
+                    proof,
                 )
-            case GuaranteesQuery(client=client, cursor=cursor, limit=limit):
+            case GuaranteesQuery(client=client, cursor=cursor, limit=limit, proven=proven):
                 # Named: that client's guarantees; unnamed: all, or those the asker is party
                 # to (as the client or as the guarantor that granted them).
                 everyone = not client and sees_all(role, "q_guarantees")
@@ -170,10 +261,22 @@ class QueryService:
                     or (g.client == client if client else who in (g.client, g.guarantor))
                 ]
                 guarantees.sort(key=lambda g: g.id)
-                rows_g, next_cursor, total = page(guarantees, lambda g: g.id, cursor, limit)
-                return GuaranteesReply(tuple(rows_g), total, next_cursor)
+                rows_g, next_cursor, total = page(
+                    guarantees, lambda g: g.id, cursor, _limit(limit, proven)
+                )
+                proof = (
+                    self.proof(state, head, (("guarantees", g.id) for g in rows_g))
+                    if proven
+                    else None
+                )
+                return GuaranteesReply(tuple(rows_g), total, next_cursor, proof)
             case BlocksQuery(start=start, end=end):
                 end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, head.height)
                 raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
                 return BlocksReply(tuple(b for b in raw if b is not None))
+            case ProveQuery(component=component, keys=keys):
+                if component == GOVERNANCE:
+                    return ProveReply(self.proof(state, head, ()))
+                wanted = keys[:PROVEN_PAGE_LIMIT]
+                return ProveReply(self.proof(state, head, ((component, k) for k in wanted)))
         return QueryRefused("unknown query")

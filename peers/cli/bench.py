@@ -13,6 +13,7 @@ from typing import Any
 BENCHMARKS = {
     "rfq": "time from an RFQ to every dealer's answer (p50, p99), against a plain NATS fan-out",
     "chain": "committed transactions per second and finality latency (four authorities)",
+    "query": "a query's round trip with and without its proof (p50, p99), and its size",
     "contracts": "time to revalue 100,000 live contracts on one price fixing",
     "risk": "SA-CCR over 10,000 trades; cascade and DebtRank on 1,000 institutions",
     "scale": "an authority, the regulator and a client at 10k, 50k and 100k live contracts",

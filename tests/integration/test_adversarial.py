@@ -15,18 +15,23 @@ import pytest
 from nats.js.api import StreamConfig
 
 from bus import subjects
-from bus.envelope import DropReason
+from bus.envelope import DropReason, Received
 from bus.server import NatsServer, reserve_port
 from peers.authority.node import AuthorityNode
-from peers.ledger_client import LedgerClient
+from peers.bank import BankBooks, BankConfig, BankService
+from peers.ledger_client import LedgerClient, reply_channel
 from peers.netdir import create_network
+from rfq.contracts.model import PaymentKind
 from rfq.identity import NetworkParams
 from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.ledger.consensus import Prepare
+from rfq.ledger.state import Payment, Receipt
 from rfq.ledger.tx import Evict
 from rfq.messages import Accept, Quote, Rfq
+from rfq.money import to_micros as M
+from rfq.queries import PaymentsQuery, PaymentsReply
 
-from .chainkit import wait_for
+from .chainkit import TxFactory, start_authorities, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -165,27 +170,27 @@ async def test_dealer_d2_quoting_in_d1s_name_is_ignored_by_the_client_and_refuse
 async def test_consensus_messages_from_an_evicted_authority_are_refused(
     live_market, bus_factory, network
 ):
-    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
-    receipt = await reg.submit_and_wait(Evict("D3", "test"), timeout=20)
-    assert receipt.ok
-    nodes = [n for m, n in live_market.authorities.items() if m != "D3"]
-    await wait_for(lambda: all("D3" not in n.state.authorities for n in nodes))
-    d3 = live_market.authorities["D3"].bus
-    height = max(n.head.height for n in nodes) + 1
-    rejected_before = sum(n.stats["reject_not_authority"] for n in nodes)
-    for i in range(5):
-        await d3.publish(subjects.consensus(height), Prepare(height, 0, bytes([i]) * 32))
-    await d3.flush()
-    await wait_for(
-        lambda: sum(n.stats["reject_not_authority"] for n in nodes) - rejected_before >= 5,
-        what="the evicted authority's five prepares refused",
-    )
-    start = max(n.head.height for n in nodes)
-    await wait_for(
-        lambda: all(n.head.height > start for n in nodes),
-        timeout=20,
-        what="blocks keep being final without D3",
-    )
+    async with LedgerClient(await bus_factory("REG"), network.genesis()) as reg:
+        receipt = await reg.submit_and_wait(Evict("D3", "test"), timeout=20)
+        assert receipt.ok
+        nodes = [n for m, n in live_market.authorities.items() if m != "D3"]
+        await wait_for(lambda: all("D3" not in n.state.authorities for n in nodes))
+        d3 = live_market.authorities["D3"].bus
+        height = max(n.head.height for n in nodes) + 1
+        rejected_before = sum(n.stats["reject_not_authority"] for n in nodes)
+        for i in range(5):
+            await d3.publish(subjects.consensus(height), Prepare(height, 0, bytes([i]) * 32))
+        await d3.flush()
+        await wait_for(
+            lambda: sum(n.stats["reject_not_authority"] for n in nodes) - rejected_before >= 5,
+            what="the evicted authority's five prepares refused",
+        )
+        start = max(n.head.height for n in nodes)
+        await wait_for(
+            lambda: all(n.head.height > start for n in nodes),
+            timeout=20,
+            what="blocks keep being final without D3",
+        )
 
 
 async def test_oversized_messages_are_dropped_and_the_dealers_keep_quoting(live_market):
@@ -234,6 +239,140 @@ def flood_rfq(today: dt.date, i: int) -> Rfq:
         terms=swap(today),
         deadline_ms=int(time.time() * 1000) + 1,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Forged answers and receipts: the bank and the client believe only what is proven final
+
+
+MADE_UP = Payment("made-up/1", "no-contract", PaymentKind.SETTLEMENT, "D2", "CCP", M(1_000_000), 1)
+
+
+async def bank_with_one_real_margin(network, bus_factory):
+    """D1, D2 and D3 run (a quorum of four); CCP's node does not, so whoever holds its key
+    answers on ``otc.query.CCP``. C1's trade r1 is final: one real instruction is pending."""
+    nodes = await start_authorities(network, bus_factory, ("D1", "D2", "D3"))
+    await submit(await bus_factory("C1"), [TxFactory(network).trade("r1", client="C1")])
+    await wait_for(lambda: all("r1" in n.state.trades for n in nodes.values()), timeout=20)
+    return nodes
+
+
+@pytest.mark.adversarial
+async def test_a_made_up_answer_to_the_bank_moves_no_money_and_another_authority_is_asked(
+    network, nats_server, bus_factory
+):
+    """Whoever holds CCP's key hears the bank's queries and answers each with an instruction
+    that makes D2 pay CCP 1,000,000. (A member without an authority's key cannot even do
+    that: NATS refuses it the query subjects and the bank's reply inbox.)"""
+    nodes = await bank_with_one_real_margin(network, bus_factory)
+    liar = await bus_factory("CCP")
+
+    async def made_up(msg):
+        await liar.reply(msg, PaymentsReply((MADE_UP,), 1, "", 1))
+
+    await liar.nc.subscribe(subjects.query("CCP"), cb=made_up)
+    await liar.flush()
+    genesis = network.genesis()
+    books = BankBooks(network.data_dir("BANK") / "bank.db")
+    bus = await bus_factory("BANK")
+    ledger = LedgerClient(bus, genesis, authorities=["CCP", "D1", "D2", "D3"])
+    async with (
+        ledger,
+        BankService(bus, genesis, books, config=BankConfig(poll_s=0.2), ledger=ledger) as bank,
+    ):
+        await wait_for(
+            lambda: bank.counts()["confirmed"] == 1, timeout=30, what="the real margin confirmed"
+        )
+        assert ledger.dropped["no_proof"] >= 1
+        assert ledger.authorities[-1] == "CCP"  # asked last from then on
+        assert [e.instruction_id for e in books.journal()] == ["r1/initial_margin/1"]
+        assert books.entry(MADE_UP.id) is None
+        assert bank.balances()["D2"] == bank.balances()["CCP"] == M(5.0e9)
+        assert books.balanced()
+    books.close()
+    for node in nodes.values():
+        await node.stop()
+
+
+@pytest.mark.adversarial
+async def test_a_real_authoritys_answer_with_a_tampered_entry_is_dropped_and_counted(
+    network, nats_server, bus_factory
+):
+    nodes = await bank_with_one_real_margin(network, bus_factory)
+    genesis = network.genesis()
+    liar = await bus_factory("CCP")
+    replies = reply_channel(genesis.params.consensus_max_bytes)
+    tampered = 0
+
+    async def relay_and_tamper(msg):
+        """Pass the bank's signed query on to D1 and its proven answer back, as CCP, with
+        the first pending instruction's amount made 1,000,000."""
+        nonlocal tampered
+        answer = await liar.nc.request(subjects.query("D1"), msg.data, timeout=2)
+        received = liar.verifier.open(answer.data, replies)
+        assert isinstance(received, Received)
+        payload = received.payload
+        if isinstance(payload, PaymentsReply) and payload.payments:
+            first = msgspec.structs.replace(payload.payments[0], amount=M(1_000_000))
+            payload = msgspec.structs.replace(payload, payments=(first, *payload.payments[1:]))
+            tampered += 1
+        await liar.reply(msg, payload)
+
+    await liar.nc.subscribe(subjects.query("CCP"), cb=relay_and_tamper)
+    await liar.flush()
+    books = BankBooks(network.data_dir("BANK") / "bank.db")
+    bus = await bus_factory("BANK")
+    ledger = LedgerClient(bus, genesis, authorities=["CCP", "D1", "D2", "D3"])
+    async with (
+        ledger,
+        BankService(bus, genesis, books, config=BankConfig(poll_s=0.2), ledger=ledger) as bank,
+    ):
+        await wait_for(
+            lambda: bank.counts()["confirmed"] == 1, timeout=30, what="the real margin confirmed"
+        )
+        assert tampered >= 1 and ledger.dropped["bad_row"] >= 1
+        assert ledger.authorities[-1] == "CCP"
+        [entry] = books.journal()
+        on_chain = nodes["D1"].state.payments[entry.instruction_id]
+        assert entry.amount == on_chain.amount != M(1_000_000)
+        assert books.balanced()
+        async with LedgerClient(await bus_factory("REG"), genesis) as reg:
+            [paid] = (await reg.query(PaymentsQuery(status="confirmed"))).payments
+        assert paid.bank_ref == entry.bank_ref
+    books.close()
+    for node in nodes.values():
+        await node.stop()
+
+
+@pytest.mark.adversarial
+async def test_forged_refusals_from_guarantor_g1_and_dealer_d3_do_not_fail_client_c1s_trade(
+    live_market, bus_factory
+):
+    """G1 is no authority; D3 is one, but one authority is not f+1. Their refusals arrive
+    before C1 has even submitted its accept: nothing they say makes it final."""
+    c1 = live_market.clients["C1"]
+    handle = await c1.send_rfq(swap(live_market.today), deadline_s=3)
+    await handle.collect()
+    best = handle.best()
+    signed = c1.bus.outbox.sign(
+        Accept(handle.id, best.id, "C1", best.dealer, c1.signed_quote(best))
+    )
+    tx_id = hashlib.sha256(msgspec.msgpack.encode(signed)).hexdigest()
+    in_block = Receipt(tx_id, "C1", "accept", False, 1, 0, "insufficient margin")
+    at_admission = Receipt(tx_id, "C1", "accept", False, 1, -1, "insufficient margin")
+    for liar in (live_market.authorities["D3"].bus, await bus_factory("G1")):
+        for forged in (in_block, at_admission):
+            await liar.publish(subjects.notify("C1"), forged)
+        await liar.flush()
+    await wait_for(
+        lambda: c1.ledger.dropped["note_not_from_authority"] >= 2,
+        what="G1's two notices dropped",
+    )
+    assert c1.ledger.final(tx_id) is None
+    await c1.ledger.submit_signed(signed)
+    receipt = await c1.ledger.wait(tx_id, timeout=15)
+    assert receipt.ok
+    assert all(handle.id in n.state.trades for n in live_market.authorities.values())
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,46 +32,48 @@ async def test_guarantor_g1_grants_client_c1_a_line_with_botc_and_the_same_asset
     network, nats_server, bus_factory, capsys
 ):
     nodes = await start_authorities(network, bus_factory)
-    reg = await LedgerClient(await bus_factory("REG"), network.genesis()).start()
-    net = str(network.path)
-    grant = ("guarantor", "--net", net, "--id", "G1", "grant", "--client", "C1")
-    pledge = ("--line", "1e6", "--asset", RECEIPT, "--asset-value", "2e6")
-    capsys.readouterr()
+    async with LedgerClient(await bus_factory("REG"), network.genesis()) as reg:
+        net = str(network.path)
+        grant = ("guarantor", "--net", net, "--id", "G1", "grant", "--client", "C1")
+        pledge = ("--line", "1e6", "--asset", RECEIPT, "--asset-value", "2e6")
+        capsys.readouterr()
 
-    assert await botc(*grant, *pledge, "--id", "g1") == 0
-    assert capsys.readouterr().out.startswith(
-        "ok: guarantee g1 for C1, line 1,000,000.00 against asset"
-    )
-    [g1] = (await reg.query(GuaranteesQuery())).guarantees
-    assert (g1.id, g1.guarantor, g1.client, g1.line, g1.asset_value) == (
-        "g1",
-        "G1",
-        "C1",
-        M(1e6),
-        M(2e6),
-    )
-    assert g1.asset_id == hashlib.sha256(RECEIPT.encode()).hexdigest() == asset_id(RECEIPT)
+        assert await botc(*grant, *pledge, "--id", "g1") == 0
+        assert capsys.readouterr().out.startswith(
+            "ok: guarantee g1 for C1, line 1,000,000.00 against asset"
+        )
+        [g1] = (await reg.query(GuaranteesQuery())).guarantees
+        assert (g1.id, g1.guarantor, g1.client, g1.line, g1.asset_value) == (
+            "g1",
+            "G1",
+            "C1",
+            M(1e6),
+            M(2e6),
+        )
+        assert g1.asset_id == hashlib.sha256(RECEIPT.encode()).hexdigest() == asset_id(RECEIPT)
 
-    assert await botc(*grant, *pledge, "--id", "g2") == 1
-    assert capsys.readouterr().out.strip() == "refused: asset already pledged to guarantee g1"
+        assert await botc(*grant, *pledge, "--id", "g2") == 1
+        assert capsys.readouterr().out.strip() == "refused: asset already pledged to guarantee g1"
 
-    assert await botc("guarantor", "--net", net, "--id", "G1", "revoke", "--guarantee", "g1") == 0
-    assert capsys.readouterr().out.startswith("ok: guarantee g1 revoked")
-    again = ("guarantor", "--net", net, "--id", "G1", "revoke", "--guarantee", "g1", "--json")
-    assert await botc(*again) == 1
-    refused = json.loads(capsys.readouterr().out)
-    assert refused["ok"] is False and refused["reason"] == "guarantee g1 is already revoked"
+        assert (
+            await botc("guarantor", "--net", net, "--id", "G1", "revoke", "--guarantee", "g1") == 0
+        )
+        assert capsys.readouterr().out.startswith("ok: guarantee g1 revoked")
+        again = ("guarantor", "--net", net, "--id", "G1", "revoke", "--guarantee", "g1", "--json")
+        assert await botc(*again) == 1
+        refused = json.loads(capsys.readouterr().out)
+        assert refused["ok"] is False and refused["reason"] == "guarantee g1 is already revoked"
 
-    assert await botc(*grant, *pledge, "--id", "g2") == 0  # the asset is free again
-    capsys.readouterr()
-    assert await botc("guarantor", "--net", net, "--id", "G1", "lines", "--json") == 0
-    lines = json.loads(capsys.readouterr().out)
-    assert {g["id"]: g["status"] for g in lines["lines"]} == {"g1": "revoked", "g2": "live"}
-    assert lines["exposure"]["outstanding"] == 1e6
-    assert {g["id"]: (g["line"], g["asset_value"]) for g in lines["lines"]}["g2"] == (1e6, 2e6)
-    assert lines["exposure"]["free_capacity"] == 3e8 - 1e6
-    for node in nodes.values():
-        await node.stop()
+        assert await botc(*grant, *pledge, "--id", "g2") == 0  # the asset is free again
+        capsys.readouterr()
+        assert await botc("guarantor", "--net", net, "--id", "G1", "lines", "--json") == 0
+        lines = json.loads(capsys.readouterr().out)
+        assert {g["id"]: g["status"] for g in lines["lines"]} == {"g1": "revoked", "g2": "live"}
+        assert lines["exposure"]["outstanding"] == 1e6
+        assert {g["id"]: (g["line"], g["asset_value"]) for g in lines["lines"]}["g2"] == (1e6, 2e6)
+        assert lines["exposure"]["free_capacity"] == 3e8 - 1e6
+        for node in nodes.values():
+            await node.stop()
 
 
 async def test_guarantor_g1s_monitor_sees_its_line_cover_client_c1s_initial_margin(
@@ -143,8 +145,9 @@ async def test_botc_guarantor_with_its_node_follows_the_chain_and_logs_its_new_l
             0.0,
             0.0,
         )
-        g1 = LedgerClient(await bus_factory("REG"), network.genesis(), authorities=["G1"])
-        status = await g1.status()  # G1's own node answers: an observer at the chain's tip
+        observer = LedgerClient(await bus_factory("REG"), network.genesis(), authorities=["G1"])
+        async with observer as g1:
+            status = await g1.chain_status()  # G1's own node answers: an observer at the tip
         assert status.authority == "G1" and not status.is_authority
         assert status.height >= nodes["CCP"].head.height - 1
         proc.send_signal(signal.SIGTERM)
