@@ -10,7 +10,10 @@ nats-py's dispatch loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -23,11 +26,13 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 
 from bus import subjects
 from bus.envelope import Channel, Dropped, Outbox, Received, Verifier
 from bus.errors import BusError
 from bus.seal import Sealer
+from bus.tls import TlsSettings, connect_options
 from rfq.identity import Directory, Identity, NetworkParams
 from rfq.signing import SignedMessage
 
@@ -37,6 +42,35 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[Received[T], Msg], Awaitable[None]]
 DropHandler = Callable[[Dropped, Msg], Awaitable[None]]
+
+
+CLOSE_WAIT_S = 1.0
+"""How long closing a connection may wait for its socket to report closed."""
+
+
+async def _bounded_wait_closed(self: TcpTransport) -> None:
+    """nats-py waits for the stream to report closed after a failed connection attempt; when a
+    TLS handshake failed (a certificate for another host, another CA) it never does (asyncio's
+    start_tls took the socket from the plain stream, which is never told), and the client
+    hangs instead of trying the next server or giving up. Bounded here."""
+    writer = self._io_writer
+    if writer is not None:
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_S)
+
+
+TcpTransport.wait_closed = _bounded_wait_closed  # type: ignore[method-assign]
+
+
+class _QuietTlsEof(logging.Filter):
+    """asyncio warns, on every TLS connection the server closes, that nats-py's protocol asked
+    to keep the half-closed socket; harmless, and noise in every service's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 
 class BusStatus(enum.StrEnum):
@@ -68,7 +102,9 @@ class Bus:
         clock: Callable[[], float] = time.time,
         connect_timeout: float = 3.0,
         initial_attempts: int = 3,
+        tls: TlsSettings | None = None,
     ) -> None:
+        self.tls = tls
         self.params = params or NetworkParams()
         self.identity = identity
         self.directory = directory
@@ -93,6 +129,7 @@ class Bus:
         self.nc: NatsClient = NatsClient()
         self.status = BusStatus.NEW
         self.errors: list[str] = []
+        self._tls_errors: list[str] = []
         self.handler_errors: Counter[str] = Counter()
         self.listeners: list[Callable[[BusStatus, str], None]] = []
         self._subs: list[Subscription] = []
@@ -105,8 +142,12 @@ class Bus:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> Bus:
+        """Connect (over TLS when ``tls`` is set: the server's certificate must be the CA's
+        and name the host connected to)."""
+        tls_options = connect_options(self.tls)
         try:
             await self.nc.connect(
+                **tls_options,  # type: ignore[arg-type]
                 servers=self.servers,
                 name=self.member_id,
                 nkeys_seed_str=self.identity.nkey_seed,
@@ -127,6 +168,8 @@ class Bus:
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             last = self.errors[-1] if self.errors else detail
+            if self.tls is not None and self._tls_errors:
+                last = f"TLS: {self._tls_errors[-1]} (trusting the CA in {self.tls.ca_file})"
             raise ConnectError(
                 f"{self.member_id} cannot connect to {', '.join(self.servers)}: {last}"
             ) from None
@@ -170,6 +213,8 @@ class Bus:
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc) or type(exc).__name__
         self.errors.append(text)
+        if isinstance(exc, ssl.SSLError):
+            self._tls_errors.append(_tls_reason(exc))
         # While first connecting, ConnectError reports the failure once, in one line.
         report = log.debug if self.status == BusStatus.NEW else log.warning
         report("nats_error", peer=self.member_id, error=text)
@@ -285,3 +330,11 @@ class Bus:
             "handler_errors": dict(self.handler_errors),
             "nats_errors": len(self.errors),
         }
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    """One line for a failed handshake: the verification message (``IP address mismatch,
+    certificate is not valid for '127.0.0.1'``) rather than OpenSSL's whole tuple."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return exc.reason or str(exc)

@@ -25,6 +25,7 @@ from types import TracebackType
 import structlog
 
 from bus.errors import BusError
+from bus.tls import TlsSettings
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +101,9 @@ class NatsServer:
     """One nats-server process with JetStream in ``store_dir``.
 
     ``auth`` is the text of an ``authorization { ... }`` block (from ``botc init``), or None
-    for an open server. ``port=0`` lets the server choose. Use as a context manager or call
+    for an open server. With ``tls`` clients connect over TLS and a cluster's routes over
+    mutual TLS (the certificate is checked for ``host`` before the server starts).
+    ``port=0`` lets the server choose. Use as a context manager or call
     ``start()``/``stop()``; ``restart()`` keeps the ports.
     """
 
@@ -118,7 +121,9 @@ class NatsServer:
         binary: str | None = None,
         max_payload: int = 8 * 1024 * 1024,
         route_password: str | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
+        self.tls = tls
         self.store_dir = Path(store_dir)
         self.name = name
         self.host = host
@@ -166,15 +171,23 @@ class NatsServer:
             )
             lines.append(
                 f"cluster {{ name: {_quote(self.cluster_name)}, host: {self.host}, "
-                f"port: {self.cluster_port}, {guard}routes: [{routes}] }}"
+                f"port: {self.cluster_port}, {guard}routes: [{routes}]{self._route_tls()} }}"
             )
+        if self.tls is not None:
+            lines.append(self.tls.server_block())
         if self.auth:
             lines.append(self.auth)
         return "\n".join(lines) + "\n"
 
+    def _route_tls(self) -> str:
+        """The cluster's ``tls { }`` (mutual TLS between servers), in its own block."""
+        return f", {self.tls.route_block()}" if self.tls is not None else ""
+
     def start(self, timeout: float = 15.0) -> NatsServer:
         if self.running:
             return self
+        if self.tls is not None:
+            self.tls.check_server(self.host)
         binary = find_binary(self.binary)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_stale()
@@ -300,6 +313,7 @@ class NatsCluster:
         cluster_name: str = "botc",
         binary: str | None = None,
         route_password: str | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         if size < 1:
             raise ServerError("a cluster has at least one node")
@@ -317,6 +331,7 @@ class NatsCluster:
                 routes=[p for j, p in enumerate(cluster_ports) if j != i],
                 binary=binary,
                 route_password=self.route_password,
+                tls=tls,
             )
             for i in range(size)
         ]

@@ -37,16 +37,22 @@ def ensure_network(path: Path | None, *, authorities: int = 4) -> tuple[NetDir, 
     """The given network, or the default one; ``True`` if it was created just now.
 
     A directory that does not exist yet or is empty gets a fresh network (``authorities``
-    initial authorities: N-1 dealers, at least three, and the CCP; five clients); a directory
-    with other files in it is refused, never written into. An existing network keeps its own
-    authority set (``authorities`` then must be its size or the default).
+    initial authorities: N-1 dealers, at least three, and the CCP; five clients; TLS on as with
+    ``botc init``); a directory with other files in it is refused, never written into. An
+    existing network keeps its own authority set (``authorities`` then must be its size or the
+    default).
     """
     target = default_netdir() if path is None else path
     net = NetDir(target)
     if not (target / GENESIS).exists() and _absent_or_empty(target):
         dealers = max(3, authorities - 1)
         created = create_network(
-            target, dealers=dealers, clients=5, authorities=authorities, params=NetworkParams()
+            target,
+            dealers=dealers,
+            clients=5,
+            authorities=authorities,
+            params=NetworkParams(),
+            tls=True,
         )
         return created, True
     genesis = net.genesis()  # not a network: one line naming the directory
@@ -165,11 +171,15 @@ class Marketplace:
                 self.cluster_size,
                 auth=self.net.auth_conf(),
                 route_password=self.net.route_password(),
+                tls=self.net.tls(),
             )
             self.net.write_run_file(self.cluster.start().urls)
         else:
             self.server = NatsServer(
-                self.net.data_dir("nats"), port=self.port, auth=self.net.auth_conf()
+                self.net.data_dir("nats"),
+                port=self.port,
+                auth=self.net.auth_conf(),
+                tls=self.net.tls(),
             )
             self.net.write_run_file([self.server.start().url])
         # The market first; simulated clients once there are dealers to answer them.

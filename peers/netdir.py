@@ -9,7 +9,13 @@ NETDIR/nats/auth.conf       nats-server authorization: each member an nkey user,
 NETDIR/nats/server.conf     a standalone single-node config (port 4222) including auth.conf
 NETDIR/nats/route.secret    the cluster route password, mode 0600 (a server without it
                             cannot join the cluster)
-NETDIR/nats/cluster.conf    a docker-compose cluster node (holds the route password, 0600)
+NETDIR/nats/cluster.conf    a docker-compose cluster node (holds the route password, 0600;
+                            NETDIR/nats is its /etc/nats)
+NETDIR/nats/tls/tls.toml    present: every NATS connection is TLS; names the CA, this machine's
+                            server certificate and key, optional client certificate (botc init
+                            writes a CA and certificates here unless --no-tls; botc tls use)
+NETDIR/nats/tls/ca.key      a one-machine network's CA key, 0600 (in a consortium it stays with
+                            the CA's operator: only ca.pem travels); every key here is 0600
 NETDIR/run/nats.json        where the running server(s) listen (written by botc nats / up)
 NETDIR/data/<ID>/           each peer's own state (SQLite)
 NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.log (the terminal)
@@ -19,6 +25,7 @@ NETDIR/logs/                botc up's logs: one per service, up.log, tui-<ID>.lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -31,6 +38,8 @@ import msgspec
 
 from bus import subjects
 from bus.server import ROUTE_USER, new_route_password
+from bus.tls import SETTINGS as TLS_SETTINGS
+from bus.tls import TlsError, TlsSettings, read_settings, write_local
 from peers.errors import PeerError
 from peers.genesis import (
     KEY_SUFFIX,
@@ -126,6 +135,20 @@ class NetDir:
     @property
     def run_file(self) -> Path:
         return self.path / "run" / "nats.json"
+
+    @property
+    def tls_settings_path(self) -> Path:
+        return self.path / "nats" / "tls" / TLS_SETTINGS
+
+    def tls(self) -> TlsSettings | None:
+        """The network's TLS settings, or None when NETDIR/nats/tls/tls.toml is absent (plaintext).
+        Every server this network starts and every client it opens follows them."""
+        if not self.tls_settings_path.exists():
+            return None
+        try:
+            return read_settings(self.tls_settings_path)
+        except TlsError as exc:
+            raise NetDirError(str(exc)) from None
 
     def check(self) -> None:
         if not self.path.is_dir():
@@ -397,8 +420,12 @@ def create_network(
     force: bool = False,
     params: NetworkParams | None = None,
     authorities: int = 4,
+    tls: bool = False,
 ) -> NetDir:
     """Write a fresh network; refuse to overwrite one unless ``force``.
+
+    With ``tls`` (``botc init``'s default) NETDIR/nats/tls holds a CA, a server certificate for
+    loopback and the docker-compose nodes, and the tls.toml that turns TLS on.
 
     The initial authorities are the first ``authorities - 1`` dealers and the CCP. Creation is
     all or nothing: the files are written to a staging directory and moved into place, so a
@@ -419,7 +446,12 @@ def create_network(
         genesis = _local_ceremony(
             stage / "keys", name, dealers, clients, guarantors, authorities, chosen
         )
-        write_nats_confs(stage / "nats", genesis)
+        settings = None
+        if tls:
+            settings = write_local(stage / "nats" / "tls", name)
+        write_nats_confs(
+            stage / "nats", genesis, tls=settings, tls_home=root.resolve() / "nats" / "tls"
+        )
         write_atomic(stage / GENESIS, genesis_text(genesis))
 
     try:
@@ -481,14 +513,20 @@ def _local_ceremony(
     return genesis
 
 
-def write_nats_confs(nats_dir: Path, genesis: Genesis) -> None:
-    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node.
+def write_nats_confs(
+    nats_dir: Path,
+    genesis: Genesis,
+    *,
+    tls: TlsSettings | None = None,
+    tls_home: Path | None = None,
+) -> None:
+    """NETDIR/nats: the network's nkey users and permissions, a single node, a cluster node;
+    with ``tls``, both configs serve TLS (``tls_home``: where the TLS files will finally be).
 
     The route password is kept if ``nats_dir`` has one (servers of one cluster on several
     machines share it: copy ``route.secret`` and ``cluster.conf`` to each), else made."""
     nats_dir.mkdir(exist_ok=True)
     write_atomic(nats_dir / "auth.conf", auth_conf_text(genesis))
-    write_atomic(nats_dir / "server.conf", server_conf_text())
     secret = nats_dir / "route.secret"
     try:
         route_password = secret.read_text().strip()
@@ -497,7 +535,43 @@ def write_nats_confs(nats_dir: Path, genesis: Genesis) -> None:
     if not route_password.isalnum():
         route_password = new_route_password()
         write_secret(secret, route_password + "\n")
-    write_secret(nats_dir / "cluster.conf", cluster_conf_text(route_password))
+    server, cluster = server_conf_text(), cluster_conf_text(route_password)
+    if tls is not None:
+        server = with_tls(server, moved_tls(tls, tls_home), routes=False)
+        cluster = with_tls(cluster, moved_tls(tls, DOCKER_TLS_DIR), routes=True)
+    write_atomic(nats_dir / "server.conf", server)
+    write_secret(nats_dir / "cluster.conf", cluster)
+
+
+DOCKER_TLS_DIR = Path("/etc/nats/tls")
+"""Where NETDIR/nats/tls is in the docker-compose nats containers (NETDIR/nats is /etc/nats)."""
+
+
+def moved_tls(tls: TlsSettings, home: Path | None) -> TlsSettings:
+    """The settings with each file that lives beside tls.toml found under ``home`` instead
+    (the configs name them where the server will read them)."""
+    if home is None or tls.source is None:
+        return tls
+    here = tls.source.parent
+
+    def move(path: Path | None) -> Path | None:
+        if path is None or path.parent != here:
+            return path
+        return home / path.name
+
+    ca = move(tls.ca_file)
+    assert ca is not None
+    return dataclasses.replace(
+        tls, ca_file=ca, cert_file=move(tls.cert_file), key_file=move(tls.key_file)
+    )
+
+
+def with_tls(conf: str, tls: TlsSettings, *, routes: bool) -> str:
+    """A server config with TLS for clients and, with ``routes``, mutual TLS for the cluster's
+    routes (a ``tls { }`` opening the ``cluster { }`` block, so other cluster settings stay)."""
+    if routes:
+        conf = conf.replace("cluster {\n", f"cluster {{\n  {tls.route_block()}\n", 1)
+    return conf + tls.server_block() + "\n"
 
 
 def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:
@@ -528,7 +602,13 @@ def install_genesis(source: Path, root: Path) -> tuple[NetDir, list[str]]:
         mine.append(identity.member_id)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        write_nats_confs(root / "nats", genesis)
+        tls = NetDir(root).tls()  # a machine that turned TLS on (botc tls use) keeps it
+        write_nats_confs(
+            root / "nats",
+            genesis,
+            tls=tls if tls and tls.cert_file else None,
+            tls_home=root.resolve() / "nats" / "tls",
+        )
         write_atomic(installed, text)
     except OSError as exc:
         raise NetDirError(f"{root}: cannot install the genesis ({_reason(exc)})") from None

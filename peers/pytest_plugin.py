@@ -8,10 +8,12 @@ async def test_my_strategy_quotes(network, nats_server, bus_factory):
     ...
 ```
 
-- ``network``: a fresh network directory (``botc init`` with 3 dealers, 5 clients).
+- ``network``: a fresh network directory (``botc init`` with 3 dealers, 5 clients); plaintext,
+  or with TLS (a CA, certificates, NETDIR/nats/tls/tls.toml) for a test marked ``@pytest.mark.tls``
+  (``pytest --botc-tls``: every test's).
 - ``nats_server``: one nats-server (port 0, JetStream in a temp dir) with the network's nkey
-  users and permissions; the network's run file points at it.
-- ``nats_cluster``: three such nodes, fully routed.
+  users and permissions, and its TLS if it has some; the network's run file points at it.
+- ``nats_cluster``: three such nodes, fully routed (over mutual TLS with the marker).
 - ``bus_factory``: ``await bus_factory("C1")`` returns a connected ``bus.client.Bus`` for a
   member (closed at teardown); ``servers=`` picks other URLs.
 """
@@ -37,15 +39,38 @@ from peers.runtime import open_bus
 BusFactory = Callable[..., Awaitable[Bus]]
 
 
+TLS_MARKER = "tls"
+
+
+TLS_OPTION = "--botc-tls"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        TLS_OPTION,
+        action="store_true",
+        help="every test's network fixture has TLS, as if each test were marked tls",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{TLS_MARKER}: the network fixture has TLS (every NATS connection over TLS)"
+    )
+
+
 @pytest.fixture
-def network(tmp_path: Path) -> NetDir:
-    """A fresh network: D1-D3, CCP, G1, REG, ORACLE, BANK and C1-C5."""
-    return create_network(tmp_path / "net", dealers=3, clients=5)
+def network(tmp_path: Path, request: pytest.FixtureRequest) -> NetDir:
+    """A fresh network: D1-D3, CCP, G1, REG, ORACLE, BANK and C1-C5 (TLS when marked)."""
+    tls = request.node.get_closest_marker(TLS_MARKER) is not None or bool(
+        request.config.getoption(TLS_OPTION)
+    )
+    return create_network(tmp_path / "net", dealers=3, clients=5, tls=tls)
 
 
 @pytest.fixture
 def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats", auth=network.auth_conf()).start()
+    server = NatsServer(tmp_path / "nats", auth=network.auth_conf(), tls=network.tls()).start()
     network.write_run_file([server.url])
     _prove_round_trip(network, server.url, server.url)
     try:
@@ -58,7 +83,11 @@ def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
     cluster = NatsCluster(
-        tmp_path / "cluster", 3, auth=network.auth_conf(), route_password=network.route_password()
+        tmp_path / "cluster",
+        3,
+        auth=network.auth_conf(),
+        route_password=network.route_password(),
+        tls=network.tls(),
     ).start()
     network.write_run_file(cluster.urls)
     _prove_round_trip(network, cluster.urls[0], cluster.urls[-1])

@@ -329,7 +329,8 @@ class RegulatorService(Service):
 
     async def _on_query(self, received: Received[RegulatorQuery], msg: Msg) -> None:
         self.stats["queries"] += 1
-        await self.bus.reply(msg, self.answer(received.sender, received.payload))
+        reply = self.answer(received.sender, received.payload)
+        await self.bus.reply(msg, reply, seal_to=(received.sender,))
 
     def answer(self, who: str, query: RegulatorQuery) -> RegulatorReply:
         """The reply to ``who``'s query (pure over the last assessment)."""

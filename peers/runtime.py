@@ -24,7 +24,8 @@ async def open_bus(
     servers: Sequence[str] | None = None,
     roles: set[Role] | None = None,
 ) -> Bus:
-    """Connect as ``member_id``; with ``roles``, refuse a member of another role (exit 2)."""
+    """Connect as ``member_id`` (over TLS when the network has NETDIR/nats/tls/tls.toml); with
+    ``roles``, refuse a member of another role (exit 2)."""
     from peers.errors import CliError
 
     genesis = net.genesis()
@@ -38,6 +39,7 @@ async def open_bus(
         genesis.chain_id,
         list(servers) if servers else net.server_urls(),
         params=genesis.params,
+        tls=net.tls(),
     )
     await bus.connect()
     return bus

@@ -1392,7 +1392,7 @@ class Soak:
         self.market = market
         (self.net.path / "run" / "load.json").unlink(missing_ok=True)
         market.server = NatsServer(
-            self.net.data_dir("nats"), port=0, auth=self.net.auth_conf()
+            self.net.data_dir("nats"), port=0, auth=self.net.auth_conf(), tls=self.net.tls()
         ).start()
         self.net.write_run_file([market.server.url])
         names = [s.name for s in market.supervisor.services]

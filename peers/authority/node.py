@@ -703,13 +703,14 @@ class AuthorityNode:
         query = received.payload
         why = refusal(member, query)
         if why:
-            await self.bus.reply(msg, QueryRefused(why))
+            await self.bus.reply(msg, QueryRefused(why), seal_to=(member.id,))
         elif self.speculating and not (
             isinstance(query, _STORE_QUERIES) and not getattr(query, "proven", False)
         ):  # a proven answer needs the final state (its proofs are of the state)
             self._hold(member, query, msg)
         else:
-            await self.bus.reply(msg, self.answer(member.id, member.role, query))
+            reply = self.answer(member.id, member.role, query)
+            await self.bus.reply(msg, reply, seal_to=(member.id,))
 
     def _hold(self, member: Member, query: Query, msg: Msg) -> None:
         """Keep a query until the state is final again (the asker retries elsewhere if full)."""
@@ -738,7 +739,7 @@ class AuthorityNode:
                 self.stats["query_failed"] += 1
                 log.error("query_failed", query=type(query).__name__, error=repr(exc))
                 continue
-            self._spawn(self.bus.reply(msg, reply))
+            self._spawn(self.bus.reply(msg, reply, seal_to=(member.id,)))
 
     def _held_overdue(self) -> None:
         """No block final for ``QUERY_SETTLE_S``: undo the stuck proposal so the final state

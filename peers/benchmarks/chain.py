@@ -11,6 +11,11 @@ open, initial margin to book) submitted as fast as the network accepts them, kee
 - ``verify_per_s``: single-core Ed25519 verifications per second in this process (libsodium),
   the same-run reference: every authority verifies each trade's two signatures, so
   ``tps / verify_per_s`` shows how close the chain runs to its cryptographic floor.
+
+``--tls`` runs every connection over TLS; ``--paired`` runs without TLS and with it in one
+invocation, in the order plain, TLS, TLS, plain (half of ``--tx`` each, so a load drifting
+during the run weighs on both alike), and reports ``tls_over_plain_tps`` and
+``tls_over_plain_finality_p50``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--profile", metavar="DIR", default=None, help="write a cProfile dump per authority"
+    )
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="every connection over TLS")
+    tls.add_argument(
+        "--paired", action="store_true", help="without TLS, then with it; report both and ratios"
     )
 
 
@@ -213,13 +223,57 @@ async def _drive(
 
 
 def run(args: argparse.Namespace) -> int:
-    from bus.server import NatsServer
     from peers.errors import CliError
-    from peers.netdir import create_network
-    from rfq.identity import NetworkParams
 
     if args.authorities < 4 or args.tx < 1 or args.window < 1:
         raise CliError("--authorities must be >= 4, --tx and --window >= 1")
+    if not args.paired:
+        result = measure(args, tls=args.tls)
+        print(json.dumps(result) if args.json else _report(result))
+        return 0
+    # A B B A: plaintext, TLS, TLS, plaintext, each with half the transactions, so a load
+    # that drifts during the run weighs on both alike.
+    half = max(1, args.tx // 2)
+    runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for tls_on in (False, True, True, False):
+        runs[tls_on].append(_run_once(args, tls=tls_on, tx=half))
+    plain, tls = _summary(args, False, runs[False]), _summary(args, True, runs[True])
+
+    def ratio(key: str) -> float | None:
+        a, b = tls[key], plain[key]
+        return round(a / b, 3) if a is not None and b else None
+
+    paired = {
+        "plain": plain,
+        "tls": tls,
+        "tls_over_plain_tps": ratio("tps"),
+        "tls_over_plain_finality_p50": ratio("finality_p50_ms"),
+        "tls_over_plain_finality_p99": ratio("finality_p99_ms"),
+    }
+    if args.json:
+        print(json.dumps(paired))
+    else:
+        print(_report(plain))
+        print(_report(tls))
+        print(
+            f"TLS over plaintext: tps x{paired['tls_over_plain_tps']}, "
+            f"finality p50 x{paired['tls_over_plain_finality_p50']}, "
+            f"p99 x{paired['tls_over_plain_finality_p99']}"
+        )
+    return 0
+
+
+def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
+    """One run on a temporary network (with TLS or without)."""
+    return _summary(args, tls, [_run_once(args, tls=tls, tx=args.tx)])
+
+
+def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]:
+    """A temporary network, its authorities, ``tx`` transactions: the raw outcome."""
+    from bus.server import NatsServer
+    from peers.netdir import create_network
+    from rfq.identity import NetworkParams
+
     with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp:
         net = create_network(
             Path(tmp) / "net",
@@ -227,10 +281,11 @@ def run(args: argparse.Namespace) -> int:
             clients=5,
             authorities=args.authorities,
             params=NetworkParams(block_time_ms=30, idle_block_ms=1000, mempool_max=200_000),
+            tls=tls,
         )
-        with NatsServer(Path(tmp) / "nats", auth=net.auth_conf()) as server:
+        with NatsServer(Path(tmp) / "nats", auth=net.auth_conf(), tls=net.tls()) as server:
             servers = [server.url]
-            txs = _presign(net, args.tx)
+            txs = _presign(net, tx)
             ctx = mp.get_context("spawn")
             ready = ctx.Queue()
             members = list(net.genesis().authorities.initial)
@@ -253,15 +308,31 @@ def run(args: argparse.Namespace) -> int:
                     p.terminate()
                 for p in procs:
                     p.join(15)
-    rate = verify_rate()
-    finality = outcome["finality"]
-    tps = outcome["committed"] / outcome["seconds"] if outcome["seconds"] > 0 else 0.0
-    result = {
+    outcome["verify_per_s"] = verify_rate()
+    outcome["tx"] = tx
+    return outcome
+
+
+def _summary(args: argparse.Namespace, tls: bool, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one or more runs in the same mode, taken together."""
+    finality = [f for o in outcomes for f in o["finality"]]
+    committed = sum(o["committed"] for o in outcomes)
+    seconds = sum(o["seconds"] for o in outcomes)
+    refused: dict[str, int] = {}
+    for o in outcomes:
+        for reason, count in o["refused"].items():
+            refused[reason] = refused.get(reason, 0) + count
+    rate = statistics.mean(o["verify_per_s"] for o in outcomes)
+    tps = committed / seconds if seconds > 0 else 0.0
+    return {
         "authorities": args.authorities,
-        "tx": args.tx,
-        "committed": outcome["committed"],
-        "refused": outcome["refused"],
-        "lost": outcome["lost"],
+        "tx": sum(o["tx"] for o in outcomes),
+        "tls": tls,
+        "runs": len(outcomes),
+        "committed": committed,
+        "refused": refused,
+        "lost": sum(o["lost"] for o in outcomes),
+        "seconds": round(seconds, 2),
         "tps": round(tps, 1),
         "finality_p50_ms": round(statistics.median(finality), 1) if finality else None,
         "finality_p99_ms": round(percentile(finality, 99), 1) if finality else None,
@@ -269,20 +340,19 @@ def run(args: argparse.Namespace) -> int:
         "tps_per_verify_rate": round(tps / rate, 4),
         "target": {"tps": 1500, "finality_p50_ms": 250},
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(
-            f"{args.authorities} authorities, {outcome['committed']} of {args.tx} committed "
-            f"in {outcome['seconds']:.1f} s"
-        )
-        print(f"  tps              {result['tps']:10.1f}   (target >= 1500)")
-        print(f"  finality p50     {result['finality_p50_ms']} ms   (target < 250)")
-        print(f"  finality p99     {result['finality_p99_ms']} ms")
-        print(
-            f"  verify/s (1 core){result['verify_per_s']:10.1f}   tps/verify "
-            f"{result['tps_per_verify_rate']:.3f}"
-        )
-        if outcome["refused"] or outcome["lost"]:
-            print(f"  refused {outcome['refused']}  no receipt {outcome['lost']}")
-    return 0
+
+
+def _report(result: dict[str, Any]) -> str:
+    over = "over TLS" if result["tls"] else "plaintext"
+    lines = [
+        f"{result['authorities']} authorities, {over}, {result['committed']} of {result['tx']} "
+        f"committed in {result['seconds']:.1f} s",
+        f"  tps              {result['tps']:10.1f}   (target >= 1500)",
+        f"  finality p50     {result['finality_p50_ms']} ms   (target < 250)",
+        f"  finality p99     {result['finality_p99_ms']} ms",
+        f"  verify/s (1 core){result['verify_per_s']:10.1f}   tps/verify "
+        f"{result['tps_per_verify_rate']:.3f}",
+    ]
+    if result["refused"] or result["lost"]:
+        lines.append(f"  refused {result['refused']}  no receipt {result['lost']}")
+    return "\n".join(lines)

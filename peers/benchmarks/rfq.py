@@ -15,16 +15,23 @@ network's nkey authentication and permissions.
 Both kinds of responder run side by side and the client alternates one baseline round with
 one RFQ round, so on a shared, noisy machine each pair of measurements sees the same load.
 Reported: p50 and p99 of each, and ``ratio_p50 = p50 / baseline_p50``.
+
+``--tls`` runs the embedded network with TLS (every connection, the baseline's too; a ``--net``
+network follows its own NETDIR/nats/tls). ``--paired`` runs the same measurement without TLS and
+then with it, in one run (two nats-servers, one plaintext and one TLS, each with its own
+responders, their rounds interleaved), and reports ``tls_over_plain_p50``: what TLS costs an RFQ.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import statistics
 import tempfile
@@ -51,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=os.cpu_count() or 2, help="responder processes"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="the embedded network over TLS")
+    tls.add_argument(
+        "--paired",
+        action="store_true",
+        help="the embedded network without TLS, then with it; report both and their ratio",
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -108,11 +122,13 @@ async def _baseline_responder(net: Any, servers: list[str], member: str) -> Any:
     import nats
 
     from bus import subjects
+    from bus.tls import connect_options
     from rfq.identity import verify_signature
 
     identity = net.identity(member)
     client_key = net.genesis().member("C1").verify_key
     nc = await nats.connect(
+        **connect_options(net.tls()),
         servers=servers,
         nkeys_seed_str=identity.nkey_seed,
         inbox_prefix=subjects.inbox_prefix(member),
@@ -151,8 +167,10 @@ class _BaselineClient:
         import nats
 
         from bus import subjects
+        from bus.tls import connect_options
 
         self.nc = await nats.connect(
+            **connect_options(self.net.tls()),
             servers=self.servers,
             nkeys_seed_str=self.identity.nkey_seed,
             inbox_prefix=subjects.inbox_prefix("C1"),
@@ -243,39 +261,78 @@ def _bench_terms(today: dt.date) -> list[Any]:
     ]
 
 
+class _Side:
+    """One network's market for the benchmark: an oracle (a year of history, one simulated
+    day), the responders in their processes, a baseline client and a real client."""
+
+    def __init__(self, net: Any, servers: list[str], dealers: list[str], workers: int) -> None:
+        self.net, self.servers, self.dealers, self.workers = net, servers, dealers, workers
+        self.procs: list[Any] = []
+        self.base_ms: list[float] = []
+        self.real_ms: list[float] = []
+
+    async def open(self) -> None:
+        from peers.oracle import OracleService, Simulator
+        from peers.runtime import open_bus
+        from rfq.clock import utc_today
+
+        net, servers = self.net, self.servers
+        self.oracle = OracleService(await open_bus(net, "ORACLE", servers=servers))
+        sim = Simulator(start=utc_today(), seed=1, ticks_per_day=2)
+        self.oracle.history = {k: list(v) for k, v in sim.history.items()}
+        await self.oracle.start()
+        self.procs = await asyncio.to_thread(
+            _start_workers, net.path, servers, self.dealers, self.workers
+        )
+        for price in sim.ticks():
+            await self.oracle.publish(price)
+        await self.oracle.bus.flush()
+        self.baseline = _BaselineClient(net, servers, self.dealers)
+        self.real = _RfqClient(net, servers, self.dealers)
+        await self.baseline.open()
+        await self.real.open()
+
+    async def round(self, measured: bool) -> None:
+        b, r = await self.baseline.round(), await self.real.round()
+        if measured:
+            self.base_ms.append(b)
+            self.real_ms.append(r)
+
+    async def close(self) -> None:
+        for close in (
+            getattr(getattr(self, "baseline", None), "close", None),
+            getattr(getattr(self, "real", None), "close", None),
+        ):
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+        oracle = getattr(self, "oracle", None)
+        if oracle is not None:
+            await oracle.bus.close()
+        await asyncio.to_thread(_stop_workers, self.procs)
+
+
+async def _measure_sides(sides: list[_Side], warmup: int, rounds: int) -> None:
+    """Open every side, then alternate their rounds (a baseline and an RFQ round each), so a
+    noisy machine's load falls on every side alike."""
+    try:
+        for side in sides:
+            await side.open()
+        for i in range(warmup + rounds):
+            for side in sides:
+                await side.round(i >= warmup)
+    finally:
+        for side in sides:
+            await side.close()
+
+
 async def _measure(
     net: Any, servers: list[str], dealers: list[str], workers: int, warmup: int, rounds: int
 ) -> tuple[list[float], list[float]]:
-    """Start an oracle (a year of history, one simulated day), then the responders, then
-    alternate baseline and RFQ rounds."""
-    from peers.oracle import OracleService, Simulator
-    from peers.runtime import open_bus
-    from rfq.clock import utc_today
-
-    oracle = OracleService(await open_bus(net, "ORACLE", servers=servers))
-    sim = Simulator(start=utc_today(), seed=1, ticks_per_day=2)
-    oracle.history = {k: list(v) for k, v in sim.history.items()}
-    await oracle.start()
-    procs = await asyncio.to_thread(_start_workers, net.path, servers, dealers, workers)
-    for price in sim.ticks():
-        await oracle.publish(price)
-    await oracle.bus.flush()
-    baseline, real = _BaselineClient(net, servers, dealers), _RfqClient(net, servers, dealers)
-    base_ms, real_ms = [], []
-    try:
-        await baseline.open()
-        await real.open()
-        for i in range(warmup + rounds):
-            b, r = await baseline.round(), await real.round()
-            if i >= warmup:
-                base_ms.append(b)
-                real_ms.append(r)
-    finally:
-        await baseline.close()
-        await real.close()
-        await oracle.bus.close()
-        await asyncio.to_thread(_stop_workers, procs)
-    return base_ms, real_ms
+    """One network: alternate baseline and RFQ rounds."""
+    side = _Side(net, servers, dealers, workers)
+    await _measure_sides([side], warmup, rounds)
+    return side.base_ms, side.real_ms
 
 
 def _start_workers(netdir: Path, servers: list[str], dealers: list[str], workers: int) -> list[Any]:
@@ -302,17 +359,80 @@ def _stop_workers(procs: list[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from peers.errors import CliError
+
+    if args.dealers < 1 or args.rounds < 1 or args.workers < 1 or args.warmup < 0:
+        raise CliError("--dealers, --rounds and --workers must be >= 1, --warmup >= 0")
+    if (args.tls or args.paired) and not args.embedded:
+        raise CliError("--tls and --paired need --embedded (a --net network follows its own TLS)")
+    if not args.paired:
+        result = measure(args, tls=args.tls)
+        print(json.dumps(result) if args.json else _report(result))
+        return 0
+    plain, tls = measure_paired(args)
+    paired = {
+        "plain": plain,
+        "tls": tls,
+        "tls_over_plain_p50": round(tls["p50_ms"] / plain["p50_ms"], 3),
+        "tls_over_plain_p99": round(tls["p99_ms"] / plain["p99_ms"], 3),
+        "tls_over_plain_baseline_p50": round(tls["baseline_p50_ms"] / plain["baseline_p50_ms"], 3),
+    }
+    if args.json:
+        print(json.dumps(paired))
+    else:
+        print(_report(plain))
+        print(_report(tls))
+        print(
+            f"TLS over plaintext: rfq p50 x{paired['tls_over_plain_p50']:.2f}, "
+            f"p99 x{paired['tls_over_plain_p99']:.2f}, "
+            f"baseline p50 x{paired['tls_over_plain_baseline_p50']:.2f}"
+        )
+    return 0
+
+
+def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same network twice in one run: once through a plaintext nats-server, once through
+    a TLS one (a copy of the network directory without tls.toml), their rounds interleaved."""
+    from bus.server import NatsServer
+    from peers.netdir import NetDir, create_network
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
+        net = create_network(tmp / "tls", dealers=max(args.dealers, 3), clients=1, tls=True)
+        shutil.copytree(net.path, tmp / "plain")
+        plain = NetDir(tmp / "plain")
+        plain.tls_settings_path.unlink()
+        plain_server = stack.enter_context(NatsServer(tmp / "nats-plain", auth=plain.auth_conf()))
+        tls_server = stack.enter_context(
+            NatsServer(tmp / "nats-tls", auth=net.auth_conf(), tls=net.tls())
+        )
+        dealers = [m.id for m in net.genesis().members if m.role == "dealer"][: args.dealers]
+        workers = min(args.workers, len(dealers))
+        sides = [
+            _Side(plain, [plain_server.url], dealers, workers),
+            _Side(net, [tls_server.url], dealers, workers),
+        ]
+        asyncio.run(_measure_sides(sides, args.warmup, args.rounds))
+    plain_side, tls_side = sides
+    return (
+        _result(args, dealers, workers, False, plain_side.base_ms, plain_side.real_ms),
+        _result(args, dealers, workers, True, tls_side.base_ms, tls_side.real_ms),
+    )
+
+
+def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
+    """One measurement: a temporary network (TLS or not) with ``--embedded``, else ``--net``."""
     from bus.server import NatsServer
     from peers.errors import CliError
     from peers.netdir import NetDir, create_network
 
-    if args.dealers < 1 or args.rounds < 1 or args.workers < 1 or args.warmup < 0:
-        raise CliError("--dealers, --rounds and --workers must be >= 1, --warmup >= 0")
     with ExitStack() as stack:
         if args.embedded:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
-            net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1)
-            server = stack.enter_context(NatsServer(tmp / "nats", auth=net.auth_conf()))
+            net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1, tls=tls)
+            server = stack.enter_context(
+                NatsServer(tmp / "nats", auth=net.auth_conf(), tls=net.tls())
+            )
             servers = [server.url]
         else:
             net = NetDir(args.net)
@@ -323,11 +443,23 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{net.path} has {len(dealers)} dealers, --dealers asks {args.dealers}")
         workers = min(args.workers, len(dealers))
         base, real = asyncio.run(_measure(net, servers, dealers, workers, args.warmup, args.rounds))
+        tls_on = net.tls() is not None
+    return _result(args, dealers, workers, tls_on, base, real)
 
-    result = {
+
+def _result(
+    args: argparse.Namespace,
+    dealers: list[str],
+    workers: int,
+    tls_on: bool,
+    base: list[float],
+    real: list[float],
+) -> dict[str, Any]:
+    return {
         "dealers": len(dealers),
         "rounds": args.rounds,
         "workers": workers,
+        "tls": tls_on,
         "p50_ms": round(statistics.median(real), 3),
         "p99_ms": round(percentile(real, 99), 3),
         "baseline_p50_ms": round(statistics.median(base), 3),
@@ -335,14 +467,17 @@ def run(args: argparse.Namespace) -> int:
         "ratio_p50": round(statistics.median(real) / statistics.median(base), 3),
         "target": {"ratio_p50": 1.5, "p99_ms": 20.0},
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"RFQ to {len(dealers)} dealers, {args.rounds} rounds, {workers} responder processes")
-        print(f"  rfq       p50 {result['p50_ms']:8.2f} ms   p99 {result['p99_ms']:8.2f} ms")
-        print(
+
+
+def _report(result: dict[str, Any]) -> str:
+    over = "over TLS" if result["tls"] else "plaintext"
+    return "\n".join(
+        [
+            f"RFQ to {result['dealers']} dealers, {result['rounds']} rounds, "
+            f"{result['workers']} responder processes, {over}",
+            f"  rfq       p50 {result['p50_ms']:8.2f} ms   p99 {result['p99_ms']:8.2f} ms",
             f"  baseline  p50 {result['baseline_p50_ms']:8.2f} ms   "
-            f"p99 {result['baseline_p99_ms']:8.2f} ms"
-        )
-        print(f"  ratio p50 {result['ratio_p50']:.2f}  (target <= 1.5; p99 target < 20 ms)")
-    return 0
+            f"p99 {result['baseline_p99_ms']:8.2f} ms",
+            f"  ratio p50 {result['ratio_p50']:.2f}  (target <= 1.5; p99 target < 20 ms)",
+        ]
+    )

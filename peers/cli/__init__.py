@@ -26,6 +26,7 @@ COMMANDS = (
     "keygen",
     "genesis",
     "nats",
+    "tls",
     "oracle",
     "dealer",
     "authority",

@@ -13,7 +13,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Write NETDIR/genesis.toml, one key file per member (mode 0600) under NETDIR/keys, "
             "and a nats-server configuration in which every member is an nkey user with "
-            "subject permissions by role. Members: dealers D1..Dn, a CCP, guarantors G1..Gn, "
+            "subject permissions by role; unless --no-tls, a CA, a server certificate for "
+            "loopback and the docker-compose nodes, and NETDIR/nats/tls/tls.toml, so every NATS "
+            "connection is TLS. Members: dealers D1..Dn, a CCP, guarantors G1..Gn, "
             "the regulator REG, the price ORACLE, the settlement BANK and clients C1..Cn; the "
             "initial authorities are the first N-1 dealers and the CCP (--authorities N, 4 to "
             "10; default 4: D1-D3 and the CCP), other dealers and guarantors are "
@@ -50,6 +52,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--name", default="botc-local", help="network name (default botc-local)")
     parser.add_argument("--force", action="store_true", help="replace an existing network")
+    parser.add_argument(
+        "--no-tls",
+        dest="tls",
+        action="store_false",
+        help="plaintext NATS (default: TLS, with a CA and certificates in NETDIR/nats/tls)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -69,11 +77,14 @@ def run(args: argparse.Namespace) -> int:
         guarantors=args.guarantors,
         name=args.name,
         force=args.force,
+        tls=args.tls,
     )
     genesis = net.genesis()
     print(f"created network {genesis.name} ({genesis.chain_id}) in {net.path}")
     print(f"  members:     {', '.join(m.id for m in genesis.members)}")
     print(f"  authorities: {', '.join(genesis.authorities.initial)}")
     print(f"  candidates:  {', '.join(genesis.authorities.candidates) or '-'}")
+    tls = net.tls()
+    print(f"  tls:         {f'on (CA {tls.ca_file})' if tls else 'off (--no-tls)'}")
     print(f"  next:        botc nats --net {net.path}   (or: botc up --net {net.path})")
     return 0

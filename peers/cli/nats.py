@@ -15,7 +15,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Run nats-server with JetStream and the network's nkey users and permissions, in "
             "the foreground until Ctrl-C. The listening URLs are written to NETDIR/run/nats.json, "
-            "where every other botc command finds them. A node that dies is restarted."
+            "where every other botc command finds them. A node that dies is restarted. With "
+            "NETDIR/nats/tls/tls.toml, clients connect over TLS and a cluster's routes use mutual "
+            "TLS (its certificate is checked first: readable, the CA's, for this host)."
         ),
     )
     parser.add_argument("--net", required=True, metavar="NETDIR", help="network directory")
@@ -39,12 +41,15 @@ def run(args: argparse.Namespace) -> int:
     net = NetDir(args.net)
     net.genesis()
     auth = net.auth_conf()
+    tls = net.tls()
     store = net.data_dir("nats")
     nodes: list[NatsServer]
     if args.cluster == 1:
-        nodes = [NatsServer(store, name="n1", port=args.port, auth=auth)]
+        nodes = [NatsServer(store, name="n1", port=args.port, auth=auth, tls=tls)]
     else:
-        cluster = NatsCluster(store, args.cluster, auth=auth, route_password=net.route_password())
+        cluster = NatsCluster(
+            store, args.cluster, auth=auth, route_password=net.route_password(), tls=tls
+        )
         nodes = cluster.nodes
     previous = _stop_on_signals()
     try:

@@ -15,14 +15,15 @@ import pytest
 from nats.js.api import StreamConfig
 
 from bus import subjects
+from bus.client import RequestError
 from bus.envelope import DropReason, Received
 from bus.server import NatsServer, reserve_port
-from peers.authority.node import AuthorityNode
+from peers.authority.node import QUERY_CHANNEL, AuthorityNode
 from peers.bank import BankBooks, BankConfig, BankService
 from peers.ledger_client import LedgerClient, reply_channel
 from peers.netdir import create_network
 from rfq.contracts.model import PaymentKind
-from rfq.identity import NetworkParams
+from rfq.identity import NetworkParams, Role
 from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.ledger.consensus import Prepare
 from rfq.ledger.state import Payment, Receipt
@@ -301,17 +302,16 @@ async def test_a_real_authoritys_answer_with_a_tampered_entry_is_dropped_and_cou
     nodes = await bank_with_one_real_margin(network, bus_factory)
     genesis = network.genesis()
     liar = await bus_factory("CCP")
-    replies = reply_channel(genesis.params.consensus_max_bytes)
     tampered = 0
 
     async def relay_and_tamper(msg):
-        """Pass the bank's signed query on to D1 and its proven answer back, as CCP, with
-        the first pending instruction's amount made 1,000,000."""
+        """Answer the bank, as CCP, with the proven answer an honest authority (D1) gives it
+        (a relayed one is sealed to the bank: CCP could not read it), the first pending
+        instruction's amount made 1,000,000."""
         nonlocal tampered
-        answer = await liar.nc.request(subjects.query("D1"), msg.data, timeout=2)
-        received = liar.verifier.open(answer.data, replies)
-        assert isinstance(received, Received)
-        payload = received.payload
+        asked = liar.verifier.open(msg.data, QUERY_CHANNEL)
+        assert isinstance(asked, Received)
+        payload = nodes["D1"].answer("BANK", Role.BANK, asked.payload)
         if isinstance(payload, PaymentsReply) and payload.payments:
             first = msgspec.structs.replace(payload.payments[0], amount=M(1_000_000))
             payload = msgspec.structs.replace(payload, payments=(first, *payload.payments[1:]))
@@ -529,3 +529,30 @@ async def test_a_chain_stream_created_unlocked_by_a_faulty_authority_is_reported
     await node._ensure_stream()
     assert node.stats["chain_stream_misconfigured"] == 1
     node.store.close()
+
+
+async def test_an_authoritys_answer_is_sealed_to_the_member_that_asked(
+    network, nats_server, bus_factory
+):
+    """CCP (its node not running) takes the bank's signed query, replays it to D1 and gets
+    the answer: sealed to the bank, unreadable by CCP."""
+    nodes = await start_authorities(network, bus_factory, ids=("D1", "D2", "D3"))
+    genesis = network.genesis()
+    bank, liar = await bus_factory("BANK"), await bus_factory("CCP")
+    asked: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def capture(msg):
+        if not asked.done():
+            asked.set_result(msg.data)
+
+    await liar.nc.subscribe(subjects.query("CCP"), cb=capture)
+    await liar.flush()
+    replies = reply_channel(genesis.params.consensus_max_bytes)
+    with pytest.raises(RequestError):  # nobody answers as CCP: the request only delivers it
+        await bank.request(subjects.query("CCP"), PaymentsQuery(), replies, timeout=0.5)
+    answer = await liar.nc.request(subjects.query("D1"), await asked, timeout=5)
+    opened = liar.verifier.open(answer.data, replies)
+    assert not isinstance(opened, Received)
+    assert opened.reason == DropReason.NOT_FOR_ME
+    for node in nodes.values():
+        await node.stop()
