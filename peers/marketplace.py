@@ -19,6 +19,7 @@ from typing import Any
 import platformdirs
 
 from bus.server import NatsCluster, NatsServer
+from peers.callout import CalloutThread, start_callout
 from peers.netdir import GENESIS, NetDir, NetDirError, create_network
 from peers.supervisor import Service, Supervisor
 from rfq.identity import AUTHORITY_ELIGIBLE, NetworkParams, Role
@@ -145,6 +146,7 @@ class Marketplace:
         self.cluster_size = cluster
         self.server: NatsServer | None = None
         self.cluster: NatsCluster | None = None
+        self.callouts: list[CalloutThread] = []
         self.started_at = time.monotonic()
         self.supervisor = Supervisor(
             service_list(
@@ -174,6 +176,7 @@ class Marketplace:
                 tls=self.net.tls(),
             )
             self.net.write_run_file(self.cluster.start().urls)
+            self.start_callouts(self.cluster.urls)
         else:
             self.server = NatsServer(
                 self.net.data_dir("nats"),
@@ -182,6 +185,7 @@ class Marketplace:
                 tls=self.net.tls(),
             )
             self.net.write_run_file([self.server.start().url])
+            self.start_callouts([self.server.url])
         # The market first; simulated clients once there are dealers to answer them.
         names = [s.name for s in self.supervisor.services]
         market = [n for n in names if n != CLIENTS]
@@ -192,10 +196,21 @@ class Marketplace:
             missing += self.supervisor.wait_ready(timeout, [CLIENTS])
         return missing
 
+    def start_callouts(self, urls: Sequence[str]) -> None:
+        """One auth callout per server, in this process (``peers.callout``): members reach
+        the bus as the chain's registry says, before any peer starts."""
+        for url in urls:
+            callout = start_callout(self.net, [url])
+            if callout is not None:
+                self.callouts.append(callout)
+
     def stop(self) -> None:
-        """Every peer first (they may still flush to the bus), then the nats-server(s)."""
+        """Every peer first (they may still flush to the bus), then the callouts and the
+        nats-server(s)."""
         try:
             self.supervisor.stop()
+            for callout in self.callouts:
+                callout.stop()
         finally:
             if self.server is not None:
                 self.server.stop()

@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus, RequestError
 from peers.ledger_client import reply_channel
+from peers.membership import sync_directory
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.errors import DECODE_ERRORS
 from rfq.identity import Genesis
@@ -131,6 +132,7 @@ class ChainFollower(Service):
                 log.warning("follower_block_refused", height=block.height, reason=exc.reason)
                 break
             self.stats["blocks"] += 1
+            sync_directory(self.bus.directory, self.state.members.values())
             applied += 1
             for listener in list(self.listeners):
                 try:

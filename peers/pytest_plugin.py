@@ -11,9 +11,12 @@ async def test_my_strategy_quotes(network, nats_server, bus_factory):
 - ``network``: a fresh network directory (``botc init`` with 3 dealers, 5 clients); plaintext,
   or with TLS (a CA, certificates, NETDIR/nats/tls/tls.toml) for a test marked ``@pytest.mark.tls``
   (``pytest --botc-tls``: every test's).
-- ``nats_server``: one nats-server (port 0, JetStream in a temp dir) with the network's nkey
-  users and permissions, and its TLS if it has some; the network's run file points at it.
-- ``nats_cluster``: three such nodes, fully routed (over mutual TLS with the marker).
+- ``nats_server``: one nats-server (port 0, JetStream in a temp dir) with the network's auth
+  and its TLS if it has some: its auth callout (``peers.callout``, in a thread) admits members
+  from the chain's registry; the network's run file points at it.
+- ``nats_cluster``: three such nodes, fully routed (over mutual TLS with the marker), one
+  callout each.
+- ``auth_callout``: the ``peers.callout.AuthCallout`` beside ``nats_server``.
 - ``bus_factory``: ``await bus_factory("C1")`` returns a connected ``bus.client.Bus`` for a
   member (closed at teardown); ``servers=`` picks other URLs.
 """
@@ -33,6 +36,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus
 from bus.server import NatsCluster, NatsServer, ServerError
+from peers.callout import AuthCallout, CalloutThread, start_callout
 from peers.netdir import NetDir, create_network
 from peers.runtime import open_bus
 
@@ -72,10 +76,15 @@ def network(tmp_path: Path, request: pytest.FixtureRequest) -> NetDir:
 def nats_server(network: NetDir, tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats", auth=network.auth_conf(), tls=network.tls()).start()
     network.write_run_file([server.url])
-    _prove_round_trip(network, server.url, server.url)
+    callouts = []
     try:
+        callouts.append(start_callout(network, [server.url]))
+        _CALLOUTS[server.url] = callouts
+        _prove_round_trip(network, server.url, server.url)
         yield server
     finally:
+        _CALLOUTS.pop(server.url, None)
+        _stop_callouts(callouts)
         server.stop()
         _report_server_trouble(server)
 
@@ -90,10 +99,14 @@ def nats_cluster(network: NetDir, tmp_path: Path) -> Iterator[NatsCluster]:
         tls=network.tls(),
     ).start()
     network.write_run_file(cluster.urls)
-    _prove_round_trip(network, cluster.urls[0], cluster.urls[-1])
+    callouts = []
     try:
+        for url in cluster.urls:
+            callouts.append(start_callout(network, [url]))
+        _prove_round_trip(network, cluster.urls[0], cluster.urls[-1])
         yield cluster
     finally:
+        _stop_callouts(callouts)
         cluster.stop()
         _report_server_trouble(*cluster.nodes)
 
@@ -133,6 +146,25 @@ def _prove_round_trip(network: NetDir, subscribe_at: str, publish_at: str) -> No
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, round_trip()).result()
+
+
+_CALLOUTS: dict[str, list[CalloutThread | None]] = {}
+"""The callouts the ``nats_server`` fixtures run, by server URL."""
+
+
+@pytest.fixture
+def auth_callout(nats_server: NatsServer) -> AuthCallout:
+    """The auth callout beside ``nats_server``: its ``stats`` and ``refusals``."""
+    running = [c for c in _CALLOUTS.get(nats_server.url, []) if c is not None]
+    if not running or running[0].callout is None:
+        raise ServerError("the network's server config has no auth callout")
+    return running[0].callout
+
+
+def _stop_callouts(callouts: Sequence[CalloutThread | None]) -> None:
+    for callout in callouts:
+        if callout is not None:
+            callout.stop()
 
 
 def _report_server_trouble(*servers: NatsServer) -> None:

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -130,20 +130,31 @@ GOVERNANCE_ACTIONS = ("nominate", "veto", "evict", "credit-event", "rating")
 
 
 def governance_payload(
-    genesis: Genesis, action: str, member: str, *, reason: str = "", grade: str = ""
+    genesis: Genesis,
+    action: str,
+    member: str,
+    *,
+    reason: str = "",
+    grade: str = "",
+    members: Container[str] | None = None,
 ) -> msgspec.Struct:
     """The transaction for one governance action; ``CliError`` (exit 2) on bad input.
 
-    The member must be in the genesis; an eviction and a credit event need a reason, a rating
-    a grade of the scale. Whether the ledger accepts it (a candidate that is already one, an
-    authority that is not) is the chain's answer, in the receipt.
+    The member must be in the genesis, or in ``members`` (the chain's registry, for members
+    admitted since); an eviction and a credit event need a reason, a rating a grade of the
+    scale. Whether the ledger accepts it (a candidate that is already one, an authority that
+    is not) is the chain's answer, in the receipt.
     """
     if action not in GOVERNANCE_ACTIONS:
         raise CliError(f"unknown action {action!r} (expected {', '.join(GOVERNANCE_ACTIONS)})")
-    try:
-        genesis.member(member)
-    except ValidationError:
-        raise CliError(f"no member {member!r} in the network's genesis") from None
+    if members is not None:
+        if member not in members:
+            raise CliError(f"no member {member!r} on chain")
+    else:
+        try:
+            genesis.member(member)
+        except ValidationError:
+            raise CliError(f"no member {member!r} in the network's genesis") from None
     if action == "nominate":
         return Nominate(member)
     if action == "veto":

@@ -1395,6 +1395,7 @@ class Soak:
             self.net.data_dir("nats"), port=0, auth=self.net.auth_conf(), tls=self.net.tls()
         ).start()
         self.net.write_run_file([market.server.url])
+        market.start_callouts([market.server.url])
         names = [s.name for s in market.supervisor.services]
         peers = [n for n in names if n != CLIENTS]
         market.supervisor.start(peers)

@@ -86,6 +86,8 @@ WORDS: dict[str, str] = {
     "guarantee_revoke": "guarantee revoked",
     "rating_update": "rating update",
     "register_member": "member registered",
+    "suspend_member": "member suspended",
+    "offboard_member": "member offboarded",
     "gov_nominate": "nomination",
     "gov_veto": "veto",
     "gov_evict": "eviction",

@@ -54,6 +54,7 @@ from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
 from peers.authority.store import ChainStore, SqliteChainStore
 from peers.errors import PeerError
+from peers.membership import sync_directory
 from peers.service import cancel_and_wait
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
@@ -211,8 +212,14 @@ class AuthorityNode:
             self.stats["background_failed"] += 1
             log.error("background_task_failed", error=repr(task.exception()))
 
+    def _learn_members(self) -> None:
+        sync_directory(self.bus.directory, self.state.members.values())
+
     async def start(self) -> AuthorityNode:
         self._load()
+        # The bus verifies members the chain registered after the genesis (peers.membership).
+        self._learn_members()
+        self.decided_listeners.append(lambda block, result: self._learn_members())
         await self._ensure_stream()
         await self.bus.subscribe(
             subjects.TX_ALL, tx_channel(self.params.max_block_bytes), self._on_tx

@@ -271,6 +271,7 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
 def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]:
     """A temporary network, its authorities, ``tx`` transactions: the raw outcome."""
     from bus.server import NatsServer
+    from peers.callout import start_callout
     from peers.netdir import create_network
     from rfq.identity import NetworkParams
 
@@ -285,6 +286,7 @@ def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]
         )
         with NatsServer(Path(tmp) / "nats", auth=net.auth_conf(), tls=net.tls()) as server:
             servers = [server.url]
+            callout = start_callout(net, servers)  # members connect through it
             txs = _presign(net, tx)
             ctx = mp.get_context("spawn")
             ready = ctx.Queue()
@@ -308,6 +310,8 @@ def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]
                     p.terminate()
                 for p in procs:
                     p.join(15)
+                if callout is not None:
+                    callout.stop()
     outcome["verify_per_s"] = verify_rate()
     outcome["tx"] = tx
     return outcome

@@ -423,6 +423,7 @@ def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
 def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
     """One measurement: a temporary network (TLS or not) with ``--embedded``, else ``--net``."""
     from bus.server import NatsServer
+    from peers.callout import start_callout
     from peers.errors import CliError
     from peers.netdir import NetDir, create_network
 
@@ -434,6 +435,9 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
                 NatsServer(tmp / "nats", auth=net.auth_conf(), tls=net.tls())
             )
             servers = [server.url]
+            callout = start_callout(net, servers)  # members connect through it
+            if callout is not None:
+                stack.callback(callout.stop)
         else:
             net = NetDir(args.net)
             servers = net.server_urls()

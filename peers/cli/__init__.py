@@ -27,6 +27,7 @@ COMMANDS = (
     "genesis",
     "nats",
     "tls",
+    "callout",
     "oracle",
     "dealer",
     "authority",

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import structlog
 
     from bus.server import NatsCluster, NatsServer
+    from peers.callout import CalloutThread, start_callout
     from peers.errors import CliError
     from peers.netdir import NetDir
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             store, args.cluster, auth=auth, route_password=net.route_password(), tls=tls
         )
         nodes = cluster.nodes
+    callouts: list[CalloutThread] = []
     previous = _stop_on_signals()
     try:
         if args.cluster == 1:
@@ -59,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
             cluster.start()
         urls = [n.url for n in nodes]
         net.write_run_file(urls)
+        for url in urls:  # one auth callout per node: members connect as the chain says
+            callout = start_callout(net, [url])
+            if callout is not None:
+                callouts.append(callout)
         print(f"nats ready: {' '.join(urls)}  (Ctrl-C to stop)", flush=True)
         while True:
             time.sleep(0.5)
@@ -72,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         for sig in previous:  # a second signal must not cut the stop short
             signal.signal(sig, signal.SIG_IGN)
         try:
+            for callout in callouts:
+                callout.stop()
             for node in nodes:
                 node.stop()
             net.run_file.unlink(missing_ok=True)

@@ -27,6 +27,12 @@ Or run one governance action and print its receipt
   credit-event MEMBER --reason T  declare a member's default (its contracts run the waterfall;
                                   an authority is evicted)
   rating MEMBER GRADE             record an external agency grade (AAA AA A BBB BB B CCC)
+  admit IDENTITY.json             admit the member botc keygen made (its proof checked here
+    [--rating G] [--capital X]    and again by the ledger); its bus access follows at once
+    [--ccr-threshold X]
+  suspend MEMBER --reason TEXT    the member may no longer trade; its connections end
+  offboard MEMBER --reason TEXT   the member may send nothing more; its connections end
+                                  (its live contracts run to maturity)
 
 Exit codes: 0 applied, 1 refused by the chain, 2 bad input or no authority reachable.
 """
@@ -69,6 +75,24 @@ def register(subparsers: Any) -> None:
     )
     sub.add_argument("target", metavar="MEMBER", help="a member id, e.g. C1")
     sub.add_argument("grade", metavar="GRADE", help="AAA, AA, A, BBB, BB, B or CCC")
+    sub = actions.add_parser(
+        "admit",
+        help="admit a new member from its identity file",
+        description="Admit the member whose identity file botc keygen wrote.",
+    )
+    sub.add_argument("target", metavar="IDENTITY.json", help="the member's public identity file")
+    sub.add_argument("--rating", default=None, help="its external grade (AAA ... CCC)")
+    sub.add_argument("--capital", type=float, default=0.0, help="its capital (risk monitor)")
+    sub.add_argument(
+        "--ccr-threshold", type=float, default=0.0, help="its exposure alert threshold"
+    )
+    for name, text in (
+        ("suspend", "stop MEMBER trading and end its bus access"),
+        ("offboard", "remove MEMBER: it may send nothing more"),
+    ):
+        sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("target", metavar="MEMBER", help="a member id, e.g. C3")
+        sub.add_argument("--reason", required=True, help="recorded on chain")
     parser.set_defaults(handler=run)
 
 
@@ -121,33 +145,53 @@ def _one_shot(net: Any, member: str, servers: list[str] | None, args: argparse.N
     import asyncio
     import json
     import sys
+    from pathlib import Path
 
+    import msgspec
+
+    from peers.errors import CliError
     from peers.ledger_client import LedgerClient
     from peers.regulator import governance_payload
     from peers.runtime import open_bus
     from rfq.identity import Role
+    from rfq.ledger.tx import RegisterMember
+
+    payload: msgspec.Struct | None = None
 
     genesis = net.genesis()
-    payload = governance_payload(
-        genesis,
-        args.action,
-        args.target,
-        reason=getattr(args, "reason", "") or "",
-        grade=getattr(args, "grade", "") or "",
-    )
+    membership = args.action in MEMBERSHIP_ACTIONS
+    if membership:
+        path = Path(args.target)
+        if args.action == "admit" and not path.is_file():
+            raise CliError(f"{path}: no such identity file")
+    elif args.target not in {m.id for m in genesis.members}:
+        membership = True  # admitted after the genesis: checked against the chain's registry
+    else:
+        payload = governance_payload(
+            genesis,
+            args.action,
+            args.target,
+            reason=getattr(args, "reason", "") or "",
+            grade=getattr(args, "grade", "") or "",
+        )
 
     async def main() -> int:
+        nonlocal payload
         bus = await open_bus(net, member, servers=servers, roles={Role.REGULATOR})
         try:
+            if membership:
+                payload = await _membership_payload(bus, genesis, args)
+            assert payload is not None
             ledger = await LedgerClient(bus, genesis).start()
             receipt = await ledger.submit_and_wait(payload, timeout=args.timeout)
         finally:
             await bus.close()
+        target = payload.member.id if isinstance(payload, RegisterMember) else args.target
         print(
             json.dumps(
                 {
                     "action": args.action,
-                    "member": args.target,
+                    "member": target,
                     "tx_id": receipt.tx_id,
                     "ok": receipt.ok,
                     "height": receipt.height,
@@ -163,3 +207,39 @@ def _one_shot(net: Any, member: str, servers: list[str] | None, args: argparse.N
         return 0
 
     return asyncio.run(main())
+
+
+MEMBERSHIP_ACTIONS = ("admit", "suspend", "offboard")
+"""Actions checked against the chain's state before they are sent (exit 2 when it refuses)."""
+
+
+async def _membership_payload(bus: Any, genesis: Any, args: argparse.Namespace) -> Any:
+    """Admit, suspend or offboard, checked against the state this regulator verified itself:
+    a follower executes the final blocks from the genesis (no single authority is trusted)."""
+    from pathlib import Path
+
+    from peers.membership import admission_payload, standing_payload
+    from peers.observer import ChainFollower
+
+    follower = ChainFollower(bus, genesis)
+    await follower.catch_up()
+    if args.action == "admit":
+        return admission_payload(
+            Path(args.target),
+            follower.state,
+            rating=args.rating,
+            capital=args.capital,
+            ccr_threshold=args.ccr_threshold,
+        )
+    if args.action in MEMBERSHIP_ACTIONS:
+        return standing_payload(follower.state, args.action, args.target, args.reason)
+    from peers.regulator import governance_payload
+
+    return governance_payload(
+        genesis,
+        args.action,
+        args.target,
+        reason=getattr(args, "reason", "") or "",
+        grade=getattr(args, "grade", "") or "",
+        members=follower.state.members,
+    )

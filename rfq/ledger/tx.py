@@ -16,7 +16,9 @@ the same id and is refused as a duplicate.
 | ``guarantee_grant`` | ``GuaranteeGrant``: a line against a pledged asset | a guarantor |
 | ``guarantee_revoke`` | ``GuaranteeRevoke`` | the granting guarantor |
 | ``rating_update`` | ``ExternalRating``: an agency's new grade | the regulator |
-| ``register_member`` | ``RegisterMember`` | the regulator |
+| ``register_member`` | ``RegisterMember``: a member admitted after the genesis | the regulator |
+| ``suspend_member`` | ``SuspendMember``: the member may no longer trade | the regulator |
+| ``offboard_member`` | ``OffboardMember``: the member may send nothing more | the regulator |
 | ``gov_nominate``, ``gov_veto``, ``gov_evict`` | the authority set | the regulator |
 | ``evidence`` | ``ByzantineEvidence``: two conflicting consensus messages | any member |
 """
@@ -91,7 +93,28 @@ class ExternalRating(msgspec.Struct, frozen=True, tag="rating_update"):
 
 
 class RegisterMember(msgspec.Struct, frozen=True, tag="register_member"):
+    """Admit ``member`` after the genesis. ``proof`` is the proof of possession of its
+    identity file (``rfq.genesis.identity_bytes`` signed by its key, base64): the ledger
+    checks it again, so no one can be registered under a key its holder did not present."""
+
     member: Member
+    proof: str = ""
+
+
+class SuspendMember(msgspec.Struct, frozen=True, tag="suspend_member"):
+    """The member may no longer trade (its ``standing`` becomes ``suspended``); its bus
+    access ends with it (``peers.callout``)."""
+
+    member: str
+    reason: str
+
+
+class OffboardMember(msgspec.Struct, frozen=True, tag="offboard_member"):
+    """The member leaves: admission refuses any transaction it signs from the next one on;
+    its live contracts run to maturity on the fixings and the bank's payments."""
+
+    member: str
+    reason: str
 
 
 class Nominate(msgspec.Struct, frozen=True, tag="gov_nominate"):
@@ -126,6 +149,8 @@ Transaction = (
     | GuaranteeRevoke
     | ExternalRating
     | RegisterMember
+    | SuspendMember
+    | OffboardMember
     | Nominate
     | Veto
     | Evict

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from rfq.errors import DECODE_ERRORS
 from rfq.ledger.block import BlockHeader
+from rfq.ledger.components import members
 from rfq.ledger.components.base import CheckedTx, Component, LedgerError
 from rfq.ledger.tx import signed_decoder, tx_decoder
 from rfq.signing import kind_of, signature_valid, tx_id
@@ -33,6 +34,11 @@ def check(state: LedgerState, tx: bytes, now_ms: int, verified: Container[bytes]
     member = state.members.get(signed.sender)
     if member is None:
         raise LedgerError(f"unknown sender {signed.sender!r}")
+    gone = members.offboarded(state, signed.sender)
+    if gone is not None:
+        raise LedgerError(
+            f"sender {signed.sender} was offboarded at height {gone.height} ({gone.reason})"
+        )
     spec = state.layout.kinds.get(signed.kind)
     if spec is None:
         raise LedgerError(f"{signed.kind!r} is not a transaction")

@@ -1,6 +1,8 @@
-"""Members, their ratings and their standing as a component: the regulator registers members and
-records agencies' grades; each settled trade folds into the parties' ratings (formula 3 of the
-rating model); a member that defaulted or was suspended may no longer trade."""
+"""Members, their ratings and their standing as a component: the regulator admits members after
+the genesis (their proof of possession checked here), records agencies' grades, suspends and
+offboards; each settled trade folds into the parties' ratings (formula 3 of the rating model); a
+member that defaulted, was suspended or offboarded may no longer trade, and an offboarded one
+may send nothing at all (``admission.check``)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import msgspec
 
 from rfq.contracts.events import RatingRecord
 from rfq.errors import ValidationError
+from rfq.genesis import proof_problem
 from rfq.identity import GRADES, Directory, Member, Role, validate_member
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
-from rfq.ledger.tx import ExternalRating, RegisterMember
+from rfq.ledger.tx import ExternalRating, OffboardMember, RegisterMember, SuspendMember
 from rfq.money import from_micros
 from rfq.rating import RatingEvidence, RatingTuple, combined_score, fold, score_of
 
@@ -30,8 +33,8 @@ class RatingState(msgspec.Struct, frozen=True):
 
 
 class Standing(msgspec.Struct, frozen=True):
-    """A member that may no longer trade: ``status`` is ``defaulted`` (a credit event) or
-    ``suspended``; members in good standing have no entry."""
+    """A member that may no longer trade: ``status`` is ``defaulted`` (a credit event),
+    ``suspended`` or ``offboarded`` (the regulator); members in good standing have no entry."""
 
     status: str
     reason: str
@@ -55,6 +58,10 @@ def _index(state: LedgerState) -> None:
     state.directory = Directory(state.members.values())
 
 
+SUSPENDED = "suspended"
+OFFBOARDED = "offboarded"
+
+
 def register(state: LedgerState, tx: RegisterMember, ctx: TxContext) -> Refs:
     member = tx.member
     if member.id in state.members:
@@ -65,6 +72,12 @@ def register(state: LedgerState, tx: RegisterMember, ctx: TxContext) -> Refs:
         raise LedgerError(str(exc)) from None
     if member.role == Role.REGULATOR:
         raise LedgerError("a network has one regulator")
+    for other in state.members.values():
+        if member.sign_key == other.sign_key or member.box_key == other.box_key:
+            raise LedgerError(f"member {member.id}: its key is already {other.id}'s")
+    problem = proof_problem(member, tx.proof)
+    if problem is not None:
+        raise LedgerError(f"member {member.id}: {problem}")
     grade = member.external_rating
     _admit(state, member, grade if grade in GRADES else None)
     state.directory.add(member)
@@ -113,6 +126,38 @@ def record_default(state: LedgerState, party: str, reason: str) -> None:
         state.standing[party] = Standing("defaulted", reason[:200], state.height)
 
 
+def _bar(state: LedgerState, member_id: str, status: str, reason: str) -> Refs:
+    """Set ``member_id``'s standing to ``status`` (offboarding also ends a suspension)."""
+    member = state.members.get(member_id)
+    if member is None:
+        raise LedgerError(f"unknown member {member_id!r}")
+    if member.role == Role.REGULATOR:
+        raise LedgerError("the regulator cannot be suspended or offboarded")
+    if member_id in state.gov.authorities:
+        raise LedgerError(f"{member_id} is an authority: evict it first")
+    current = state.standing.get(member_id)
+    if current is not None and (current.status != SUSPENDED or status == SUSPENDED):
+        raise LedgerError(f"{member_id} is already {current.status} (height {current.height})")
+    if not reason.strip():
+        raise LedgerError(f"{status} needs a reason")
+    state.standing[member_id] = Standing(status, reason.strip()[:200], state.height)
+    return (member_id,)
+
+
+def suspend(state: LedgerState, tx: SuspendMember, ctx: TxContext) -> Refs:
+    return _bar(state, tx.member, SUSPENDED, tx.reason)
+
+
+def offboard(state: LedgerState, tx: OffboardMember, ctx: TxContext) -> Refs:
+    return _bar(state, tx.member, OFFBOARDED, tx.reason)
+
+
+def offboarded(state: LedgerState, member_id: str) -> Standing | None:
+    """The member's standing when it was offboarded (it may send nothing), else None."""
+    standing = state.standing.get(member_id)
+    return standing if standing is not None and standing.status == OFFBOARDED else None
+
+
 def refuse_if_barred(state: LedgerState, role: str, party: str) -> None:
     standing = state.standing.get(party)
     if standing is not None:
@@ -125,7 +170,12 @@ def refuse_if_barred(state: LedgerState, role: str, party: str) -> None:
 COMPONENT = Component(
     "members",
     maps={"members": Member, "ratings": RatingState, "standing": Standing},
-    kinds=(tx_kind(RegisterMember, register), tx_kind(ExternalRating, external_rating)),
+    kinds=(
+        tx_kind(RegisterMember, register),
+        tx_kind(ExternalRating, external_rating),
+        tx_kind(SuspendMember, suspend),
+        tx_kind(OffboardMember, offboard),
+    ),
     setup=_from_genesis,
     loaded=_index,
 )

@@ -83,9 +83,19 @@ def test_every_member_that_runs_a_service_has_one(compose, net):
 def test_peers_mount_the_network_and_reach_every_nats_node(compose):
     anchor = compose["x-peer"]
     assert "./net:/net" in anchor["volumes"]
-    for command in peer_services(compose).values():
+    for name, command in peer_services(compose).items():
         servers = command[command.index("--servers") + 1].split(",")
-        assert servers == [f"nats://nats{i}:4222" for i in (1, 2, 3)]
+        if command[0] == "callout":  # one beside each node, on that node
+            assert servers == [f"nats://nats{name[-1]}:4222"]
+        else:
+            assert servers == [f"nats://nats{i}:4222" for i in (1, 2, 3)]
+
+
+def test_each_nats_node_has_its_auth_callout(compose):
+    callouts = [c for c in peer_services(compose).values() if c[0] == "callout"]
+    assert sorted(c[c.index("--servers") + 1] for c in callouts) == [
+        f"nats://nats{i}:4222" for i in (1, 2, 3)
+    ]
 
 
 def test_the_image_installs_every_package_and_runs_botc():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -33,8 +34,13 @@ def test_init_writes_a_genesis_keys_and_a_nats_config(tmp_path, capsys):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
         assert net.identity(member.id).public_nkey == member.sign_key
     conf = (tmp_path / "net" / "nats" / "auth.conf").read_text()
-    assert all(m.sign_key in conf for m in genesis.members)
+    static = {"D1", "D2", "D3", "CCP", "REG"}  # the rest connect through the auth callout
+    assert {m.id for m in genesis.members if m.sign_key in conf} == static
+    assert "auth_callout" in conf
     assert not any(net.identity(m.id).nkey_seed in conf for m in genesis.members)
+    secret = tmp_path / "net" / "nats" / "callout.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert not any(seed in conf for seed in json.loads(secret.read_text()).values())
 
 
 def test_key_files_never_leave_the_seed_in_the_genesis(tmp_path):
