@@ -63,7 +63,7 @@ from rfq.contracts.model import PaymentKind
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
 from rfq.ledger.state import CUSTODY, Payment, Receipt
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed, signed_decoder
-from rfq.money import from_micros, to_micros
+from rfq.money import Micros, from_micros, to_micros
 from rfq.queries import PaymentsQuery, PaymentsReply
 from rfq.signing import tx_id
 
@@ -92,14 +92,14 @@ class UnknownAccount(BankError):
 class InsufficientFunds(BankError):
     """The payer's balance does not cover the instruction; nothing was moved."""
 
-    def __init__(self, instruction_id: str, payer: str, balance: float, amount: float) -> None:
+    def __init__(self, instruction_id: str, payer: str, balance: Micros, amount: Micros) -> None:
         self.instruction_id = instruction_id
         self.payer = payer
         self.balance = balance
         self.amount = amount
         super().__init__(
-            f"insufficient funds: {payer} holds {balance:.2f}, instruction "
-            f"{instruction_id} needs {amount:.2f}"
+            f"insufficient funds: {payer} holds {from_micros(balance):.2f}, instruction "
+            f"{instruction_id} needs {from_micros(amount):.2f}"
         )
 
 
@@ -121,7 +121,7 @@ class JournalEntry:
     kind: str
     payer: str
     payee: str
-    amount: float
+    amount: Micros
     bank_ref: str
     executed_ms: int
     state: JournalState
@@ -242,9 +242,10 @@ class BankBooks:
 
     # -- accounts ------------------------------------------------------------------------
 
-    def open_account(self, member: str, balance: float = 0.0) -> bool:
-        """Open ``member``'s account with ``balance`` paid in; False if it exists (unchanged)."""
-        micros = to_micros(balance)
+    def open_account(self, member: str, balance: Micros = 0) -> bool:
+        """Open ``member``'s account with ``balance`` (micros) paid in; False if it exists
+        (unchanged)."""
+        micros = _micros(balance)
         if micros < 0:
             raise BankError(f"{member}: an opening balance cannot be negative")
         with self._transaction() as db:
@@ -255,13 +256,14 @@ class BankBooks:
                 "INSERT INTO funding (member, amount, reason, at_ms) VALUES (?, ?, 'opening', ?)",
                 (member, micros, _now_ms()),
             )
-        log.debug("account_opened", member=member, balance=balance)
+        log.debug("account_opened", member=member, balance=from_micros(micros))
         return True
 
-    def set_balance(self, member: str, balance: float) -> float:
-        """Set ``member``'s balance (an adjustment: cash paid in or taken out, recorded so the
-        books still balance); opens the account if needed. Returns the adjustment."""
-        micros = to_micros(balance)
+    def set_balance(self, member: str, balance: Micros) -> Micros:
+        """Set ``member``'s balance (micros; an adjustment: cash paid in or taken out,
+        recorded so the books still balance); opens the account if needed. Returns the
+        adjustment."""
+        micros = _micros(balance)
         if micros < 0:
             raise BankError(f"{member}: a balance cannot be negative")
         with self._transaction() as db:
@@ -277,8 +279,13 @@ class BankBooks:
                     "INSERT INTO funding (member, amount, reason, at_ms) VALUES (?, ?, ?, ?)",
                     (member, delta, reason, _now_ms()),
                 )
-        log.info("balance_set", member=member, balance=balance, adjustment=from_micros(delta))
-        return from_micros(delta)
+        log.info(
+            "balance_set",
+            member=member,
+            balance=from_micros(micros),
+            adjustment=from_micros(delta),
+        )
+        return delta
 
     def has_account(self, member: str) -> bool:
         return (
@@ -286,15 +293,15 @@ class BankBooks:
             is not None
         )
 
-    def balance(self, member: str) -> float:
+    def balance(self, member: str) -> Micros:
         row = self.db.execute("SELECT balance FROM accounts WHERE member = ?", (member,)).fetchone()
         if row is None:
             raise UnknownAccount(member)
-        return from_micros(int(row[0]))
+        return int(row[0])
 
-    def balances(self) -> dict[str, float]:
+    def balances(self) -> dict[str, Micros]:
         rows = self.db.execute("SELECT member, balance FROM accounts ORDER BY member")
-        return {str(m): from_micros(int(b)) for m, b in rows}
+        return {str(m): int(b) for m, b in rows}
 
     def total_micros(self) -> int:
         row = self.db.execute("SELECT COALESCE(SUM(balance), 0) FROM accounts").fetchone()
@@ -304,9 +311,6 @@ class BankBooks:
         """What was paid into the books from outside: openings and adjustments."""
         row = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM funding").fetchone()
         return int(row[0])
-
-    def total(self) -> float:
-        return from_micros(self.total_micros())
 
     def balanced(self) -> bool:
         """The books' invariant: executions move money, they never create or destroy it."""
@@ -322,7 +326,7 @@ class BankBooks:
         the journal returns its entry with ``fresh=False`` and moves nothing. Raises
         ``InsufficientFunds`` or ``UnknownAccount`` (nothing moved).
         """
-        amount = to_micros(instruction.amount)
+        amount = instruction.amount
         if amount <= 0:
             raise BankError(f"instruction {instruction.id}: amount must be positive")
         if instruction.payer == instruction.payee:
@@ -343,8 +347,8 @@ class BankBooks:
                 raise InsufficientFunds(
                     instruction.id,
                     instruction.payer,
-                    from_micros(balances[instruction.payer]),
-                    instruction.amount,
+                    balances[instruction.payer],
+                    amount,
                 )
             cursor = db.execute(
                 "INSERT INTO journal (instruction_id, contract_id, kind, payer, payee, amount, "
@@ -529,7 +533,7 @@ def journal_entry(row: Any) -> JournalEntry:
         kind=str(kind),
         payer=str(payer),
         payee=str(payee),
-        amount=from_micros(int(amount)),
+        amount=int(amount),
         bank_ref=str(ref),
         executed_ms=int(at),
         state=JournalState(str(state)),
@@ -566,7 +570,8 @@ class BankConfig:
     """Opening balances and timing.
 
     ``balances`` overrides the opening balance of single members (e.g. a client that cannot
-    pay); it applies when an account is opened, so a restart never resets a balance.
+    pay); it applies when an account is opened, so a restart never resets a balance. These
+    are the operator's figures in currency units; the books take them onto the money grid.
     """
 
     client_balance: float = DEFAULT_CLIENT_BALANCE
@@ -672,14 +677,15 @@ class BankService(Service):
         opened = 0
         for member in self.genesis.members:
             balance = self.config.opening_balance(member.id, member.role)
-            opened += self.books.open_account(member.id, balance)
-        opened += self.books.open_account(CUSTODY, self.config.balances.get(CUSTODY, 0.0))
+            opened += self.books.open_account(member.id, to_micros(balance))
+        custody = self.config.balances.get(CUSTODY, 0.0)
+        opened += self.books.open_account(CUSTODY, to_micros(custody))
         return opened
 
-    def balances(self) -> dict[str, float]:
+    def balances(self) -> dict[str, Micros]:
         return self.books.balances()
 
-    def set_balance(self, member: str, balance: float) -> float:
+    def set_balance(self, member: str, balance: Micros) -> Micros:
         return self.books.set_balance(member, balance)
 
     def counts(self) -> dict[str, int]:
@@ -769,7 +775,7 @@ class BankService(Service):
                 self.stats["unknown_member"] += 1
                 return f"{member} is not a member of the network"
             role = entry.decode(Member).role
-            self.books.open_account(member, self.config.opening_balance(member, role))
+            self.books.open_account(member, to_micros(self.config.opening_balance(member, role)))
         return None
 
     async def _handle(self, payment: Payment) -> None:
@@ -798,7 +804,7 @@ class BankService(Service):
             kind=payment.kind,
             payer=payment.payer,
             payee=payment.payee,
-            amount=payment.amount,
+            amount=from_micros(payment.amount),
             bank_ref=execution.entry.bank_ref,
         )
         if self.after_execute is not None:
@@ -921,6 +927,13 @@ class BankService(Service):
         await self.ledger.submit_signed(signed)
         self.books.submitted(out.instruction_id, out.purpose)
         self._last_submit[out.tx_id] = time.time()
+
+
+def _micros(amount: Micros) -> Micros:
+    """``amount`` as the books take it: an integer of micros, nothing else."""
+    if type(amount) is not int:
+        raise BankError(f"an amount in the books is integer micros, not {amount!r}")
+    return amount
 
 
 UNEXECUTABLE = "unexecutable: "

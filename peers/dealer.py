@@ -69,6 +69,7 @@ from rfq.messages import (
     RfqChannelMessage,
     validate_rfq,
 )
+from rfq.money import from_micros
 from rfq.pricing.strategy import (
     DEFAULT_CREDIT_LIMIT,
     DeclineCode,
@@ -358,7 +359,7 @@ class DealerBot(Service):
         if isinstance(ratings, RatingsReply):
             self.ratings.update(ratings.ratings)
             self.standing = dict(ratings.standing)
-            self.headroom.update(ratings.headroom)
+            self.headroom.update({c: from_micros(m) for c, m in ratings.headroom.items()})
         return added
 
     async def _follow_chain(self, every_s: float) -> None:

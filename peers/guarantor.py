@@ -38,6 +38,7 @@ from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.identity import Genesis, Role
 from rfq.ledger.state import Guarantee, Receipt
 from rfq.ledger.tx import GuaranteeGrant, GuaranteeRevoke
+from rfq.money import from_micros, to_micros
 from rfq.queries import GuaranteesQuery, GuaranteesReply
 
 log = structlog.get_logger(__name__)
@@ -82,9 +83,9 @@ def make_grant(
     return GuaranteeGrant(
         id=gid,
         client=client,
-        line=float(line),
+        line=to_micros(line),
         asset_id=asset_id(asset),
-        asset_value=float(asset_value),
+        asset_value=to_micros(asset_value),
     )
 
 
@@ -176,7 +177,10 @@ class GuarantorService(Service):
         if receipt.ok:
             self.stats["granted"] += 1
             glog.info(
-                "guarantee_granted", line=grant.line, asset_id=grant.asset_id, height=receipt.height
+                "guarantee_granted",
+                line=from_micros(grant.line),
+                asset_id=grant.asset_id,
+                height=receipt.height,
             )
         else:
             self.stats["refused"] += 1
@@ -207,23 +211,28 @@ class GuarantorService(Service):
             if before is None:
                 glog.info(
                     "line_seen",
-                    line=g.line,
+                    line=from_micros(g.line),
                     status=g.status,
-                    available=g.available,
-                    allocated=g.allocated,
-                    paid=g.paid,
+                    available=from_micros(g.available),
+                    allocated=from_micros(g.allocated),
+                    paid=from_micros(g.paid),
                 )
                 continue
             if g.allocated != before.allocated:
                 glog.info(
                     "line_allocated",
-                    allocated=g.allocated,
-                    was=before.allocated,
-                    available=g.available,
+                    allocated=from_micros(g.allocated),
+                    was=from_micros(before.allocated),
+                    available=from_micros(g.available),
                 )
             if g.paid != before.paid:
                 self.stats["payouts"] += 1
-                glog.warning("guarantee_paid", paid=g.paid, was=before.paid, available=g.available)
+                glog.warning(
+                    "guarantee_paid",
+                    paid=from_micros(g.paid),
+                    was=from_micros(before.paid),
+                    available=from_micros(g.available),
+                )
             if g.status != before.status:
                 glog.info("line_status", status=g.status, was=before.status)
         self.lines = fresh
@@ -231,13 +240,13 @@ class GuarantorService(Service):
 
     def exposure(self) -> Exposure:
         live = [g for g in self.lines.values() if g.status == "live"]
-        outstanding = sum(g.line - g.paid for g in live)
+        outstanding = from_micros(sum(g.line - g.paid for g in live))
         return Exposure(
             capacity=self.capacity,
             outstanding=outstanding,
-            allocated=sum(g.allocated for g in live),
-            paid=sum(g.paid for g in self.lines.values()),
-            available=sum(g.available for g in live),
+            allocated=from_micros(sum(g.allocated for g in live)),
+            paid=from_micros(sum(g.paid for g in self.lines.values())),
+            available=from_micros(sum(g.available for g in live)),
             free_capacity=self.capacity - outstanding,
             live_lines=len(live),
         )

@@ -96,7 +96,7 @@ from rfq.ledger.block import quorum
 from rfq.ledger.state import ACCEPT_GRACE_MS, LedgerState, Payment, genesis_header
 from rfq.ledger.tx import CreditEventTx, PriceFixing, signed_decoder, tx_decoder
 from rfq.messages import Accept, decode_quote
-from rfq.money import MICROS, from_micros, to_micros
+from rfq.money import from_micros
 
 log = structlog.get_logger(__name__)
 
@@ -317,8 +317,8 @@ def read_chain(
                         accept_ms=signed.timestamp_ms,
                         valid_until_ms=quote.valid_until_ms,
                         tx_id=receipt.tx_id,
-                        initial_margin=trade.initial_margin,
-                        dealer_line=trade.dealer_line,
+                        initial_margin=from_micros(trade.initial_margin),
+                        dealer_line=from_micros(trade.dealer_line),
                     )
                 )
             elif signed.kind in _FACT_KINDS:
@@ -340,7 +340,7 @@ def read_chain(
                         out.reason,
                         contract=out.contract_id,
                         payment_id=call.id if call else None,
-                        amount=call.amount if call else None,
+                        amount=from_micros(call.amount) if call else None,
                         deadline_height=out.height,  # due date passed, payer reported short
                         failure=call.failure if call else None,
                         confirmed_height=call.confirmed_height
@@ -547,9 +547,9 @@ class BankView:
             if e.executed_ms > at_ms or e.state == JournalState.REFUSED:  # refused: reversed
                 continue
             if e.payer == member:
-                micros -= to_micros(e.amount)
+                micros -= e.amount
             if e.payee == member:
-                micros += to_micros(e.amount)
+                micros += e.amount
         return from_micros(micros)
 
 
@@ -785,13 +785,14 @@ def check_bank_conserves(
                         f"{p.id} is confirmed on chain but the bank never executed it",
                     )
                 )
-            elif round(entry.amount * MICROS) != round(p.amount * MICROS):
+            elif entry.amount != p.amount:
                 out.append(
                     Violation(
                         "bank_conserves",
                         p.confirmed_height,
                         (p.id,),
-                        f"{p.id}: the chain confirmed {p.amount}, the bank moved {entry.amount}",
+                        f"{p.id}: the chain confirmed {from_micros(p.amount)}, the bank moved "
+                        f"{from_micros(entry.amount)}",
                     )
                 )
             elif entry.bank_ref and p.bank_ref and entry.bank_ref != p.bank_ref:
@@ -812,20 +813,22 @@ def check_bank_conserves(
                     "bank_conserves",
                     p.created_height,
                     (p.id,),
-                    f"{p.id} ({p.kind}, {p.payer} -> {p.payee}, {p.amount:.2f}) has been "
+                    f"{p.id} ({p.kind}, {p.payer} -> {p.payee}, {from_micros(p.amount):.2f}) has "
+                    "been "
                     f"pending since block {p.created_height} without an outcome on chain",
                 )
             )
         if p.status == "failed" and entry is None and p.kind != "margin_call":
             held = bank.balance_at(p.payer, int(due_ms))
-            if held is not None and held + EPSILON >= p.amount and created_ms < due_ms:
+            owed = from_micros(p.amount)
+            if held is not None and held + EPSILON >= owed and created_ms < due_ms:
                 out.append(
                     Violation(
                         "bank_conserves",
                         p.created_height,
                         (p.id, p.payer),
                         f"{p.id} stays failed ({p.failure}) though {p.payer} has held "
-                        f"{held:.2f} >= {p.amount:.2f} for {due_s:.0f}s",
+                        f"{held:.2f} >= {owed:.2f} for {due_s:.0f}s",
                     )
                 )
     for e in bank.journal:
@@ -858,7 +861,8 @@ def check_bank_conserves(
                     "bank_conserves",
                     e.height or payment.created_height,
                     (e.instruction_id,),
-                    f"the bank moved {e.amount:.2f} for {e.instruction_id} ({e.state}) but the "
+                    f"the bank moved {from_micros(e.amount):.2f} for {e.instruction_id} "
+                    f"({e.state}) but the "
                     f"chain has it {payment.status}",
                 )
             )

@@ -19,6 +19,7 @@ from rfq.contracts.model import ContractView
 from rfq.identity import Member
 from rfq.ledger.light import AnswerProof
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
+from rfq.money import Micros
 from rfq.policy import BusChannel, Scope, channel_roles, query_scope
 
 
@@ -201,9 +202,9 @@ class RatingsReply(msgspec.Struct, frozen=True, tag="r_ratings"):
     ratings: dict[str, float]
     grades: dict[str, str]
     standing: dict[str, str] = {}
-    headroom: dict[str, float] = {}
+    headroom: dict[str, Micros] = {}
     """Per client asked about: the initial margin beyond a dealer's line it can still take on
-    (``LedgerState.margin_headroom``); dealers size their quotes by it."""
+    (micros; ``LedgerState.margin_headroom``); dealers size their quotes by it."""
     proof: AnswerProof | None = None
 
 

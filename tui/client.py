@@ -634,19 +634,19 @@ class ClientScreen(RoleScreen):
                 [
                     g.id,
                     g.guarantor,
-                    Text(fmt.money(g.line), justify="right"),
-                    Text(fmt.money(g.allocated), justify="right"),
-                    Text(fmt.money(g.line - g.allocated - g.paid), justify="right"),
-                    Text(fmt.money(g.paid), justify="right"),
-                    f"{g.asset_id} ({fmt.money(g.asset_value)})",
+                    Text(fmt.micros(g.line), justify="right"),
+                    Text(fmt.micros(g.allocated), justify="right"),
+                    Text(fmt.micros(g.line - g.allocated - g.paid), justify="right"),
+                    Text(fmt.micros(g.paid), justify="right"),
+                    f"{g.asset_id} ({fmt.micros(g.asset_value)})",
                     Text(fmt.words(g.status), style="green" if g.status == "live" else "dim"),
                 ],
             )
             for g in credit.guarantees
         )
-        per_dealer: dict[str, list[float]] = {}
+        per_dealer: dict[str, list[int]] = {}
         for trade in credit.trades:
-            row = per_dealer.setdefault(trade.dealer, [0, 0.0, 0.0, 0.0, 0.0])
+            row = per_dealer.setdefault(trade.dealer, [0, 0, 0, 0, 0])
             row[0] += 1
             row[1] += trade.dealer_line
             row[2] += sum(amount for _, amount in trade.guarantee_cover)
@@ -658,10 +658,10 @@ class ClientScreen(RoleScreen):
                 [
                     dealer,
                     Text(f"{int(row[0])}", justify="right"),
-                    Text(fmt.money(row[1]), justify="right"),
-                    Text(fmt.money(row[2]), justify="right"),
-                    Text(fmt.money(row[3]), justify="right"),
-                    Text(fmt.money(row[4]), justify="right"),
+                    Text(fmt.micros(row[1]), justify="right"),
+                    Text(fmt.micros(row[2]), justify="right"),
+                    Text(fmt.micros(row[3]), justify="right"),
+                    Text(fmt.micros(row[4]), justify="right"),
                 ],
             )
             for dealer, row in sorted(per_dealer.items())

@@ -707,13 +707,13 @@ class DealerScreen(RoleScreen):
                     trade.contract_id,
                     trade.client,
                     Text(fmt.price(trade.price), justify="right"),
-                    Text(fmt.money(trade.initial_margin), justify="right"),
-                    Text(fmt.money(trade.dealer_line), justify="right"),
+                    Text(fmt.micros(trade.initial_margin), justify="right"),
+                    Text(fmt.micros(trade.dealer_line), justify="right"),
                     Text(
-                        fmt.money(sum(a for _, a in trade.guarantee_cover)),
+                        fmt.micros(sum(a for _, a in trade.guarantee_cover)),
                         justify="right",
                     ),
-                    Text(fmt.money(trade.cash_margin), justify="right"),
+                    Text(fmt.micros(trade.cash_margin), justify="right"),
                 ],
             )
             for trade in shown

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from rfq.contracts.templates import REGISTRY
 from rfq.instruments import Leg, Terms
+from rfq.money import from_micros
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 DASH = "—"
@@ -41,6 +42,11 @@ def price(value: float | None) -> str:
     if abs(value - round(value)) < 1e-9:
         return f"{value:,.0f}"
     return f"{value:,.2f}"
+
+
+def micros(value: int | None) -> str:
+    """An amount the ledger holds (integer micros, ``rfq.money``) as compact money."""
+    return money(None if value is None else from_micros(value))
 
 
 def money(value: float | None) -> str:

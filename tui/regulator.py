@@ -591,9 +591,9 @@ class RegulatorScreen(RoleScreen):
                         fmt.side_text(terms) if terms else "",
                         Text(f"{terms.quantity:g}" if terms else "", justify="right"),
                         Text(fmt.price(trade.price), justify="right"),
-                        Text(fmt.money(trade.initial_margin), justify="right"),
-                        Text(fmt.money(trade.dealer_line), justify="right"),
-                        Text(fmt.money(sum(a for _, a in trade.guarantee_cover)), justify="right"),
+                        Text(fmt.micros(trade.initial_margin), justify="right"),
+                        Text(fmt.micros(trade.dealer_line), justify="right"),
+                        Text(fmt.micros(sum(a for _, a in trade.guarantee_cover)), justify="right"),
                         fmt.words(view.status) if view else "",
                     ],
                 )

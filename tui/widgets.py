@@ -594,7 +594,7 @@ def contract_cells(view: ContractView) -> list[Any]:
     }.get(str(view.status), "")
     margin = fmt.money(view.initial_margin)
     if call is not None:
-        margin += f" call {fmt.money(call.outstanding)}"
+        margin += f" call {fmt.micros(call.outstanding)}"
     return [
         Text(contract.id, style="bold"),
         contract.dealer,

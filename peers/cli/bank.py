@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from peers.netdir import NetDir
     from peers.runtime import open_bus, run_until_signal
     from rfq.identity import Role
+    from rfq.money import from_micros
 
     for name in ("opening_balance", "institution_balance"):
         value = getattr(args, name)
@@ -108,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
             report = {
                 "bank": args.member,
                 "db": str(db_path),
-                "balances": books.balances(),
-                "total": books.total(),
+                "balances": {m: from_micros(b) for m, b in books.balances().items()},
+                "total": from_micros(books.total_micros()),
                 "balanced": books.balanced(),
                 **books.summary(),
             }

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from peers.runtime import open_bus, run_until_signal
     from rfq.identity import Role
     from rfq.ledger.state import Receipt
+    from rfq.money import from_micros
 
     net = NetDir(args.net)
     genesis = net.genesis()
@@ -140,8 +141,9 @@ def run(args: argparse.Namespace) -> int:
                     assert grant_tx is not None
                     receipt = await service.submit_grant(grant_tx, timeout=args.timeout)
                     what = (
-                        f"guarantee {grant_tx.id} for {grant_tx.client}, line {grant_tx.line:,.2f} "
-                        f"against asset {grant_tx.asset_id[:16]}… worth {grant_tx.asset_value:,.2f}"
+                        f"guarantee {grant_tx.id} for {grant_tx.client}, "
+                        f"line {from_micros(grant_tx.line):,.2f} against asset "
+                        f"{grant_tx.asset_id[:16]}… worth {from_micros(grant_tx.asset_value):,.2f}"
                     )
                     return show(receipt, what)
                 if args.action == "revoke":
@@ -155,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                             {
                                 "guarantor": args.member,
                                 "exposure": msgspec.to_builtins(exposure),
-                                "lines": [msgspec.to_builtins(g) for g in service.lines.values()],
+                                "lines": [_line_json(g) for g in service.lines.values()],
                             },
                             sort_keys=True,
                         )
@@ -198,7 +200,21 @@ def run(args: argparse.Namespace) -> int:
     return run_until_signal(serve)
 
 
+def _line_json(guarantee: Any) -> dict[str, Any]:
+    """A line as the JSON report shows it: its amounts in currency units, like the exposure
+    (the chain holds them as integer micros)."""
+    import msgspec
+
+    from rfq.money import from_micros
+
+    money = ("line", "asset_value", "allocated", "paid")
+    out: dict[str, Any] = msgspec.to_builtins(guarantee)
+    return {**out, **{f: from_micros(getattr(guarantee, f)) for f in money}}
+
+
 def _print_lines(member: str, service: Any) -> None:
+    from rfq.money import from_micros
+
     e = service.exposure()
     print(
         f"{member}: capacity {e.capacity:,.0f}, outstanding {e.outstanding:,.0f}, "
@@ -207,6 +223,6 @@ def _print_lines(member: str, service: Any) -> None:
     print(f"{'guarantee':<24} {'client':<8} {'line':>14} {'allocated':>14} {'paid':>14} status")
     for g in sorted(service.lines.values(), key=lambda g: g.id):
         print(
-            f"{g.id:<24} {g.client:<8} {g.line:>14,.0f} {g.allocated:>14,.0f} "
-            f"{g.paid:>14,.0f} {g.status}"
+            f"{g.id:<24} {g.client:<8} {from_micros(g.line):>14,.0f} "
+            f"{from_micros(g.allocated):>14,.0f} {from_micros(g.paid):>14,.0f} {g.status}"
         )

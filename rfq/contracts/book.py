@@ -64,7 +64,7 @@ from rfq.contracts.model import (
 from rfq.errors import ValidationError
 from rfq.ledger.digest import BucketPath, BucketTree, book_digest, value_hash
 from rfq.ledger.proof import CONTRACTS
-from rfq.money import is_payable, on_grid
+from rfq.money import Micros, from_micros, to_micros
 
 SNAPSHOT_VERSION = 1
 _UNDERLYING_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -83,7 +83,8 @@ class ContractRecord(msgspec.Struct, frozen=True, array_like=True):
     contract: Contract
     ordinal: int
     status: Status
-    vm_balance: float
+    vm_balance: Micros
+    """The variation margin moved dealer -> client, in micros: an exact sum of postings."""
     avg_sum: float
     avg_count: int
     avg_last: dt.date | None
@@ -100,7 +101,7 @@ class _WireRecord(msgspec.Struct, frozen=True, array_like=True):
     contract: msgspec.Raw
     ordinal: int
     status: Status
-    vm_balance: float
+    vm_balance: Micros
     avg_sum: float
     avg_count: int
     avg_last: dt.date | None
@@ -613,9 +614,21 @@ class ContractBook:
         date: dt.date | None,
         out: list[BookOutput],
     ) -> None:
-        if not is_payable(amount):  # less than the money grid's step is never an instruction
+        micros = to_micros(amount)  # the engine's float leaves it here, onto the grid
+        self._pay_micros(entry, kind, payer, payee, micros, date, out)
+
+    def _pay_micros(
+        self,
+        entry: _Entry,
+        kind: PaymentKind,
+        payer: str,
+        payee: str,
+        micros: Micros,
+        date: dt.date | None,
+        out: list[BookOutput],
+    ) -> None:
+        if micros <= 0:  # less than the money grid's step is never an instruction
             return
-        amount = on_grid(amount)
         self._touch(entry)
         seq = entry.next_seq(kind.value)
         out.append(
@@ -625,7 +638,7 @@ class ContractBook:
                 kind=kind,
                 payer=payer,
                 payee=payee,
-                amount=amount,
+                amount=micros,
                 date=date,
             )
         )
@@ -660,7 +673,7 @@ class ContractBook:
         amount is on the money grid, so paying exactly it leaves nothing outstanding."""
         c = entry.contract
         payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
-        amount = on_grid(abs(delta))
+        amount = to_micros(abs(delta))
         self._touch(entry)
         seq = entry.next_seq("margin_call")
         entry.margin_call = MarginCall(
@@ -704,20 +717,23 @@ class ContractBook:
         c = entry.contract
         if event.payer not in (c.client, c.dealer):
             raise ValidationError(f"{event.payer!r} is not a party to {c.id}", where="payer")
-        if not (math.isfinite(event.amount) and event.amount > 0):
-            raise ValidationError("amount must be a positive finite number", where="amount")
+        if not (type(event.amount) is int and event.amount > 0):
+            raise ValidationError("amount must be a positive number of micros", where="amount")
         cols = self._cols
-        amount = float(event.amount)
-        signed = amount if event.payer == c.dealer else -amount
+        signed = event.amount if event.payer == c.dealer else -event.amount
         cols.save_row(slot)
-        cols.vm[slot] = float(cols.vm[slot]) + signed
+        # The balance is an exact sum of micros; the column holds it in units for the
+        # float marks (always ``from_micros`` of an integer, so it restores bit for bit).
+        cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
         self._touch(entry)
         out: list[BookOutput] = []
         payee = c.client if event.payer == c.dealer else c.dealer
-        self._pay(entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, amount, None, out)
+        self._pay_micros(
+            entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, event.amount, None, out
+        )
         call = entry.margin_call
         if call is not None and call.payer == event.payer:
-            outstanding = on_grid(call.outstanding - amount)
+            outstanding = call.outstanding - event.amount
             if outstanding <= 0:
                 entry.margin_call = None
                 entry.status = Status.LIVE
@@ -786,7 +802,8 @@ class ContractBook:
                 contract_id=entry.contract.id,
                 party=call.payer,
                 reason=(
-                    f"short at the deadline: margin call {call.seq} of {call.amount:,.2f} "
+                    f"short at the deadline: margin call {call.seq} of "
+                    f"{from_micros(call.amount):,.2f} "
                     f"due {call.due} unpaid"
                 ),
                 height=self._height,
@@ -1002,18 +1019,18 @@ class ContractBook:
             for cid in sorted(self._by_party.get(party, ()))
             if not self._entries[cid].status.terminal
         ]
-        claims: list[float] = []
+        claims: list[Micros] = []
         owed_to: list[float] = []
         for cid in ids:
             slot = cols.slot[cid]
             mtm = float(cols.mtm[slot])
             value = 0.0 if math.isnan(mtm) else mtm
             net = value - float(cols.vm[slot])  # dealer -> client
-            if party == self._entries[cid].contract.client:
-                claims.append(max(-net, 0.0))
+            if party == self._entries[cid].contract.client:  # the claim onto the grid
+                claims.append(to_micros(max(-net, 0.0)))
                 owed_to.append(max(net, 0.0))
             else:
-                claims.append(max(net, 0.0))
+                claims.append(to_micros(max(net, 0.0)))
                 owed_to.append(max(-net, 0.0))
         result = waterfall(claims, event.collateral, event.guarantees)  # validates inputs
         out: list[BookOutput] = []
@@ -1046,9 +1063,11 @@ class ContractBook:
                     dealer_pnl=-pnl,
                 )
             )
-            self._pay(entry, PaymentKind.COLLATERAL, party, other, rec.collateral, today, out)
+            self._pay_micros(
+                entry, PaymentKind.COLLATERAL, party, other, rec.collateral, today, out
+            )
             for use in rec.guarantees:
-                self._pay(
+                self._pay_micros(
                     entry, PaymentKind.GUARANTEE, use.guarantor, other, use.amount, today, out
                 )
             self._pay(entry, PaymentKind.CLOSE_OUT, other, party, due, today, out)
@@ -1066,7 +1085,9 @@ class ContractBook:
                 recovery_rate=result.recovery_rate,
             )
             self._terminate(slot, entry, outcome, mark, value)
-            self._rate(entry, out, guarantee=guaranteed, recovery_rate=result.recovery_rate)
+            self._rate(
+                entry, out, guarantee=from_micros(guaranteed), recovery_rate=result.recovery_rate
+            )
         out.append(
             CreditEventResolved(
                 event_id=event.id,
@@ -1187,7 +1208,7 @@ class ContractBook:
         return (
             entry.ordinal,
             entry.status,
-            vm,
+            to_micros(vm),
             avg_sum,
             avg_count,
             None if avg_last == NO_DATE else dt.date.fromordinal(avg_last),
@@ -1357,7 +1378,7 @@ class ContractBook:
                 book._by_party.setdefault(party, set()).add(c.id)
             if rec.status.terminal:
                 entry.vm, entry.avg_sum, entry.avg_count = (
-                    rec.vm_balance,
+                    from_micros(rec.vm_balance),
                     rec.avg_sum,
                     rec.avg_count,
                 )
@@ -1371,7 +1392,7 @@ class ContractBook:
             book._cols.push(
                 c,
                 [book._underlying(leg.underlying) for leg in c.terms.legs],
-                vm=rec.vm_balance,
+                vm=from_micros(rec.vm_balance),
                 avg_sum=rec.avg_sum,
                 avg_count=rec.avg_count,
                 avg_last=avg_last,

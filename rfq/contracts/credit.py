@@ -1,11 +1,11 @@
 """The default waterfall (paper section II.3): collateral first, then the guarantors up to
 their lines, the rest is the counterparties' loss.
 
-Pure arithmetic on what the ledger hands in (the defaulter's collateral and its available
-guarantee lines, which live in the ledger's guarantee registry). Claims are served in the
-order given (the book passes them in contract-id order): deterministic, and never applies
-more than a pool holds or a claim asks. Pro-rata sharing across counterparties would be a
-ledger policy on top (pass claims one at a time).
+Pure integer arithmetic (micros) on what the ledger hands in (the defaulter's collateral and
+its available guarantee lines, which live in the ledger's guarantee registry). Claims are
+served in the order given (the book passes them in contract-id order): deterministic, and
+never applies more than a pool holds or a claim asks. Pro-rata sharing across
+counterparties would be a ledger policy on top (pass claims one at a time).
 """
 
 from __future__ import annotations
@@ -16,57 +16,61 @@ import msgspec
 
 from rfq.contracts.events import GuaranteeLine, GuaranteeUse
 from rfq.errors import ValidationError
+from rfq.money import Micros
 
 
 class ClaimRecovery(msgspec.Struct, frozen=True):
-    """What one claim got back: from collateral, from each guarantor, and what is lost."""
+    """What one claim got back: from collateral, from each guarantor, and what is lost
+    (integer micros, like every amount)."""
 
-    claim: float
-    collateral: float
+    claim: Micros
+    collateral: Micros
     guarantees: tuple[GuaranteeUse, ...]
-    unrecovered: float
+    unrecovered: Micros
 
     @property
-    def guaranteed(self) -> float:
-        total = 0.0
-        for use in self.guarantees:
-            total = total + use.amount
-        return total
+    def guaranteed(self) -> Micros:
+        return sum(use.amount for use in self.guarantees)
 
 
 class Waterfall(msgspec.Struct, frozen=True):
-    exposure: float
-    collateral_applied: float
-    guarantee_applied: float
+    exposure: Micros
+    collateral_applied: Micros
+    guarantee_applied: Micros
     guarantees: tuple[GuaranteeUse, ...]
-    shortfall: float
-    unrecovered: float
+    shortfall: Micros
+    unrecovered: Micros
     recovery_rate: float
     claims: tuple[ClaimRecovery, ...]
 
 
+def _micros(value: object, what: str, where: str) -> Micros:
+    if type(value) is not int or value < 0:
+        raise ValidationError(f"{what} must be a whole number of micros >= 0", where=where)
+    return value
+
+
 def waterfall(
-    claims: Sequence[float], collateral: float, lines: Sequence[GuaranteeLine]
+    claims: Sequence[Micros], collateral: Micros, lines: Sequence[GuaranteeLine]
 ) -> Waterfall:
-    """Apply ``collateral`` then ``lines`` (in order) to ``claims`` (in order).
+    """Apply ``collateral`` then ``lines`` (in order) to ``claims`` (in order), all in
+    integer micros: the sums are exact, so what the guarantors pay per claim adds up to
+    what comes off their lines.
 
     ``shortfall`` is what the collateral left uncovered (what the guarantors were asked
     for); ``recovery_rate`` = (collateral + guarantees applied) / exposure, 1.0 when nothing
     was owed.
     """
-    if not collateral >= 0 or collateral == float("inf"):
-        raise ValidationError("collateral must be a finite amount >= 0", where="collateral")
-    for k, line in enumerate(lines):
-        if not line.available >= 0 or line.available == float("inf"):
-            raise ValidationError(
-                "a guarantee line must be a finite amount >= 0", where=f"guarantees[{k}]"
-            )
-    pool = float(collateral)
-    left = [float(line.available) for line in lines]
+    pool = _micros(collateral, "collateral", "collateral")
+    left = [
+        _micros(line.available, "a guarantee line", f"guarantees[{k}]")
+        for k, line in enumerate(lines)
+    ]
     out: list[ClaimRecovery] = []
-    for claim in map(float, claims):
+    for i, claim in enumerate(claims):
+        claim = _micros(claim, "a claim", f"claims[{i}]")
         from_collateral = min(pool, claim)
-        pool = pool - from_collateral
+        pool -= from_collateral
         rest = claim - from_collateral
         uses: list[GuaranteeUse] = []
         for k, line in enumerate(lines):
@@ -74,20 +78,17 @@ def waterfall(
                 break
             paid = min(left[k], rest)
             if paid > 0:
-                left[k] = left[k] - paid
-                rest = rest - paid
+                left[k] -= paid
+                rest -= paid
                 uses.append(GuaranteeUse(line.guarantor, paid))
-        out.append(ClaimRecovery(claim, from_collateral, tuple(uses), max(rest, 0.0)))
-    exposure = 0.0
-    applied = 0.0
-    guaranteed = 0.0
-    by_guarantor: dict[str, float] = {}
+        out.append(ClaimRecovery(claim, from_collateral, tuple(uses), rest))
+    exposure = sum(rec.claim for rec in out)
+    applied = sum(rec.collateral for rec in out)
+    by_guarantor: dict[str, Micros] = {}
     for rec in out:
-        exposure = exposure + rec.claim
-        applied = applied + rec.collateral
         for use in rec.guarantees:
-            guaranteed = guaranteed + use.amount
-            by_guarantor[use.guarantor] = by_guarantor.get(use.guarantor, 0.0) + use.amount
+            by_guarantor[use.guarantor] = by_guarantor.get(use.guarantor, 0) + use.amount
+    guaranteed = sum(by_guarantor.values())
     order = list(dict.fromkeys(line.guarantor for line in lines))
     totals = tuple(GuaranteeUse(g, by_guarantor[g]) for g in order if g in by_guarantor)
     recovered = applied + guaranteed
@@ -96,8 +97,8 @@ def waterfall(
         collateral_applied=applied,
         guarantee_applied=guaranteed,
         guarantees=totals,
-        shortfall=max(exposure - applied, 0.0),
-        unrecovered=max(exposure - recovered, 0.0),
+        shortfall=max(exposure - applied, 0),
+        unrecovered=max(exposure - recovered, 0),
         recovery_rate=1.0 if exposure <= 0 else min(recovered / exposure, 1.0),
         claims=tuple(out),
     )

@@ -13,6 +13,7 @@ import datetime as dt
 import msgspec
 
 from rfq.contracts.model import Contract, PaymentKind, Status
+from rfq.money import Micros
 
 # --------------------------------------------------------------------------------------------
 # Inputs
@@ -49,13 +50,13 @@ class OpenContract(_Event, frozen=True, tag="open_contract"):
 
 
 class MarginPosted(_Event, frozen=True, tag="margin_posted"):
-    """``payer`` transfers ``amount`` of variation margin; clears its open call when it covers
-    it. Keyed by ``id`` (the ledger transaction id)."""
+    """``payer`` transfers ``amount`` (micros) of variation margin; clears its open call when
+    it covers it. Keyed by ``id`` (the ledger transaction id)."""
 
     id: str
     contract_id: str
     payer: str
-    amount: float
+    amount: Micros
 
 
 class BlockPassed(_Event, frozen=True, tag="block_passed"):
@@ -90,20 +91,21 @@ class CloseOut(_Event, frozen=True, tag="close_out"):
 
 
 class GuaranteeLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A guarantor's line available to the defaulting party (from the ledger's registry)."""
+    """A guarantor's line available to the defaulting party (from the ledger's registry;
+    micros)."""
 
     guarantor: str
-    available: float
+    available: Micros
 
 
 class CreditEvent(_Event, frozen=True, tag="credit_event"):
     """``party`` defaults: all its open contracts terminate at the current mark, the amount
-    it owes is met from ``collateral`` first, then from the guarantee lines in order.
-    Keyed by ``id``."""
+    it owes is met from ``collateral`` (its cash margin in custody, micros) first, then from
+    the guarantee lines in order. Keyed by ``id``."""
 
     id: str
     party: str
-    collateral: float = 0.0
+    collateral: Micros = 0
     guarantees: tuple[GuaranteeLine, ...] = ()
 
 
@@ -129,23 +131,26 @@ class ContractOpened(_Output, frozen=True, tag="contract_opened"):
 
 class PaymentInstruction(_Output, frozen=True, tag="payment_instruction"):
     """Money the settlement bank must move. ``id`` is ``<contract>/<kind>/<n>``: the n-th
-    payment of that kind on that contract, so a replayed event can never mint a new one."""
+    payment of that kind on that contract, so a replayed event can never mint a new one.
+    ``amount`` is integer micros: the engine's float figure rounded once onto the grid."""
 
     id: str
     contract_id: str
     kind: PaymentKind
     payer: str
     payee: str
-    amount: float
+    amount: Micros
     date: dt.date | None
 
 
 class MarginCalled(_Output, frozen=True, tag="margin_call"):
+    """A variation-margin call of ``amount`` micros (``client_mtm``: the float mark)."""
+
     contract_id: str
     seq: int
     payer: str
     payee: str
-    amount: float
+    amount: Micros
     client_mtm: float
     date: dt.date
     due: dt.date
@@ -183,37 +188,40 @@ class ContractClosedOut(_Output, frozen=True, tag="close_out"):
 
 
 class ContractDefaulted(_Output, frozen=True, tag="default"):
+    """One contract of a defaulter: what it owed and how the waterfall met it (micros); the
+    P&L figures are the engine's floats."""
+
     contract_id: str
     party: str
     date: dt.date | None
     mark: float | None
-    owed_by_defaulter: float
-    collateral_applied: float
-    guarantee_applied: float
-    unrecovered: float
+    owed_by_defaulter: Micros
+    collateral_applied: Micros
+    guarantee_applied: Micros
+    unrecovered: Micros
     client_pnl: float
     dealer_pnl: float
 
 
 class GuaranteeUse(msgspec.Struct, frozen=True):
     guarantor: str
-    amount: float
+    amount: Micros
 
 
 class CreditEventResolved(_Output, frozen=True, tag="credit_event_resolved"):
     """The waterfall's totals. ``shortfall`` is what collateral left for the guarantors;
     ``unrecovered`` is what the counterparties lose. ``recovery_rate`` = recovered / exposure
-    (1 when nothing was owed)."""
+    (1 when nothing was owed). Amounts in micros."""
 
     event_id: str
     party: str
     contract_ids: tuple[str, ...]
-    exposure: float
-    collateral_applied: float
-    guarantee_applied: float
+    exposure: Micros
+    collateral_applied: Micros
+    guarantee_applied: Micros
     guarantees: tuple[GuaranteeUse, ...]
-    shortfall: float
-    unrecovered: float
+    shortfall: Micros
+    unrecovered: Micros
     recovery_rate: float
 
 

@@ -18,6 +18,7 @@ import msgspec
 from rfq.errors import ValidationError
 from rfq.instruments import Terms, validate_terms
 from rfq.messages import Quote
+from rfq.money import Micros
 
 
 class Status(enum.StrEnum):
@@ -149,13 +150,14 @@ def validate_contract(contract: Contract) -> None:
 
 class MarginCall(msgspec.Struct, frozen=True):
     """An open variation-margin call: ``payer`` owes ``outstanding`` by the end of ``due``;
-    ``short`` once the bank has reported the payer cannot pay it (``MarginShort``)."""
+    ``short`` once the bank has reported the payer cannot pay it (``MarginShort``). Both
+    amounts are integer micros (``rfq.money``)."""
 
     seq: int
     payer: str
     payee: str
-    amount: float
-    outstanding: float
+    amount: Micros
+    outstanding: Micros
     date: dt.date
     height: int
     due: dt.date

@@ -35,12 +35,14 @@ from rfq.contracts.events import (
     Fixing,
     MarginCalled,
     MarginPosted,
+    PaymentInstruction,
     Price,
 )
 from rfq.contracts.model import Contract, MarginTerms, Status, validate_contract
 from rfq.contracts.templates import REGISTRY
 from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.instruments import Averaging, Leg, OptionTerms, Side, Terms
+from rfq.money import from_micros
 
 HEADER = ("date", "underlying", "price")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -302,7 +304,11 @@ def _round(value: Any) -> Any:
 
 
 def _record(output: BookOutput) -> dict[str, Any]:
+    """An output as the report shows it: amounts of money in currency units (the book
+    emits them as integer micros; back in units they are the figures on the grid)."""
     record: dict[str, Any] = msgspec.to_builtins(output)
+    if isinstance(output, (PaymentInstruction, MarginCalled)):
+        record["amount"] = from_micros(output.amount)
     return record
 
 

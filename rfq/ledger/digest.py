@@ -389,7 +389,8 @@ class DigestMap(Generic[V]):
     def __init__(self, name: str, value_type: Any) -> None:
         self.name = name.encode()
         self.value_type = value_type
-        # str and int values are canonical as they are; anything else is round-tripped.
+        # str and int values are canonical as they are (and must be exactly that type: no
+        # float, no bool in a map of integer micros); anything else is round-tripped.
         self._decoder = None if value_type in (str, int) else msgspec.msgpack.Decoder(value_type)
         self._items: dict[str, V] = {}
         self._dirty: set[str] = set()
@@ -431,11 +432,18 @@ class DigestMap(Generic[V]):
     def values(self) -> Iterator[V]:
         return iter(self._items.values())
 
+    def _canonical(self, key: str, value: V) -> V:
+        """``value`` as the map stores and hashes it (see the class's note)."""
+        if self._decoder is not None:
+            decoded: V = self._decoder.decode(_encoder.encode(value))
+            return decoded
+        if type(value) is not self.value_type:  # e.g. a float amount in a map of micros
+            raise TypeError(f"{self.name.decode()}[{key!r}]: {value!r} is not {self.value_type}")
+        return value
+
     def __setitem__(self, key: str, value: V) -> None:
         self._record(key)
-        if self._decoder is not None:
-            value = self._decoder.decode(_encoder.encode(value))
-        self._items[key] = value
+        self._items[key] = self._canonical(key, value)
         self._dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
@@ -577,8 +585,7 @@ class DigestOverlay(DigestMap[V]):
 
     def __setitem__(self, key: str, value: V) -> None:
         self._record(key)
-        if self._decoder is not None:
-            value = self._decoder.decode(_encoder.encode(value))
+        value = self._canonical(key, value)
         if key not in self:
             self._tail[key] = None
             self._length += 1

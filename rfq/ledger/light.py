@@ -52,6 +52,7 @@ from rfq.ledger.proof import (
     verify_state_proof,
 )
 from rfq.ledger.state import Governance, RatingState, Standing, genesis_header
+from rfq.money import from_micros
 from rfq.rating import grade_of
 
 T = TypeVar("T")
@@ -163,7 +164,7 @@ class Verified:
                 record.contract,
                 record.ordinal,
                 record.status,
-                record.vm_balance,
+                from_micros(record.vm_balance),  # micros on chain, units in the view
                 record.avg_sum,
                 record.avg_count,
                 record.margin_call,

@@ -30,6 +30,7 @@ from rfq.ledger.components.payments import CUSTODY, Payment
 from rfq.ledger.components.registry import LAYOUT, Layout
 from rfq.ledger.digest import DigestMap
 from rfq.ledger.proof import ProofError, RootParts, StateProof, state_root_of
+from rfq.money import Micros
 from rfq.signing import tx_id
 
 __all__ = [
@@ -123,12 +124,12 @@ class LedgerState:
     payments: DigestMap[Payment]
     guarantees: DigestMap[Guarantee]
     pledges: DigestMap[str]
-    custody: DigestMap[float]
+    custody: DigestMap[Micros]
     close_requests: DigestMap[tuple[tuple[str, float | None], ...]]
     ratings: DigestMap[RatingState]
     committed: DigestMap[int]
     standing: DigestMap[Standing]
-    margin_in_use: DigestMap[float]
+    margin_in_use: DigestMap[Micros]
     """Per client: the cash initial margin its live contracts require."""
     gov: Governance
     book: ContractBook
@@ -174,8 +175,9 @@ class LedgerState:
             and (status is None or p.status == status)
         ]
 
-    def margin_headroom(self, client: str) -> float:
-        """The initial margin, beyond a dealer's credit line, the client can still take on."""
+    def margin_headroom(self, client: str) -> Micros:
+        """The initial margin, beyond a dealer's credit line, the client can still take on
+        (micros)."""
         return payments.margin_headroom(self, client)
 
     def maps(self) -> list[DigestMap[Any]]:

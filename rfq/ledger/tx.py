@@ -32,6 +32,7 @@ import msgspec
 
 from rfq.identity import Member, Role
 from rfq.messages import Accept
+from rfq.money import Micros
 from rfq.policy import transaction_roles
 from rfq.signing import SignedMessage
 
@@ -58,7 +59,7 @@ class CreditEventTx(msgspec.Struct, frozen=True, tag="credit_event"):
 
 class PaymentConfirmed(msgspec.Struct, frozen=True, tag="payment_confirmed"):
     instruction_id: str
-    amount: float
+    amount: Micros
     bank_ref: str
 
 
@@ -72,13 +73,14 @@ class GuaranteeGrant(msgspec.Struct, frozen=True, tag="guarantee_grant"):
 
     ``asset_id`` is the SHA-256 (hex) of the asset's off-chain identifier: one asset backs one
     live guarantee. ``line`` may not exceed ``asset_value`` nor the guarantor's free capacity.
+    Both are money in micros (``rfq.money``).
     """
 
     id: str
     client: str
-    line: float
+    line: Micros
     asset_id: str
-    asset_value: float
+    asset_value: Micros
 
 
 class GuaranteeRevoke(msgspec.Struct, frozen=True, tag="guarantee_revoke"):

@@ -22,6 +22,7 @@ from rfq.contracts.model import ContractView, PaymentStatus, Status
 from rfq.identity import Member
 from rfq.ledger.state import BlockResult, Guarantee, LedgerState
 from rfq.ledger.tx import PriceFixing
+from rfq.money import from_micros
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     MPOR_DAYS,
@@ -63,7 +64,7 @@ def cash_margin_held(state: LedgerState, contract_id: str) -> float:
     payment = state.payments.get(f"{contract_id}/initial_margin/1")
     if payment is not None and payment.status in NOT_HELD:
         return 0.0
-    return trade.cash_margin
+    return from_micros(trade.cash_margin)  # the risk models compute in currency units
 
 
 class IncrementalMonitor:

@@ -69,6 +69,7 @@ from rfq.errors import ValidationError
 from rfq.identity import Member, Role
 from rfq.instruments import Side
 from rfq.ledger.state import Guarantee
+from rfq.money import from_micros
 from rfq.queries import CcrRow, RiskAlert, WhatIfReply
 from rfq.rating import grade_of, pd_of
 from rfq.risk.contagion import (
@@ -471,7 +472,7 @@ def exposure_network(
         for g in lines.get(debtor, ()):
             if g.guarantor == debtor or remaining <= 0:
                 continue
-            take = min(g.line - g.paid, remaining)
+            take = min(from_micros(g.line - g.paid), remaining)
             cover[g.guarantor] = cover.get(g.guarantor, 0.0) + take
             remaining -= take
         scale = remaining / total if total > 0 else 1.0

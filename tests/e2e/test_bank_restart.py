@@ -8,6 +8,7 @@ import pytest
 
 from peers.bank import Execution, JournalState, OutState, Purpose
 from rfq.ledger.state import CUSTODY
+from rfq.money import to_micros as M
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ async def test_a_bank_stopped_after_executing_c1s_margin_confirms_it_once_after_
 
     bank = await market.start_bank(after_execute=crash_after_execute)
     books = market.books
-    funded = books.total()
+    funded = books.total_micros()
     await asyncio.wait_for(executed.wait(), 15)
     await bank.close()
     [execution] = crashed_on
@@ -50,7 +51,7 @@ async def test_a_bank_stopped_after_executing_c1s_margin_confirms_it_once_after_
     assert (await market.payment(stopped_id)).status == "pending"
     assert market.confirmations_on_chain(stopped_id) == []
     payer = entry.payer
-    assert bank.balances()[payer] == pytest.approx(5.0e7 - entry.amount)
+    assert bank.balances()[payer] == M(5.0e7) - entry.amount
     await market.stop_bank()
 
     # a new bank process, on its own connection, on the same books
@@ -75,9 +76,9 @@ async def test_a_bank_stopped_after_executing_c1s_margin_confirms_it_once_after_
     # each executed once: C1 and C2 paid their margins once, custody holds both
     balances = bank.balances()
     for traded in (c1, c2):
-        assert balances[traded.trade.client] == pytest.approx(5.0e7 - traded.trade.cash_margin)
-    assert balances[CUSTODY] == pytest.approx(c1.trade.cash_margin + c2.trade.cash_margin)
-    assert books.total() == funded and books.balanced()
+        assert balances[traded.trade.client] == M(5.0e7) - traded.trade.cash_margin
+    assert balances[CUSTODY] == c1.trade.cash_margin + c2.trade.cash_margin
+    assert books.total_micros() == funded and books.balanced()
     polls = bank.polls
     await market.until(lambda: bank.polls >= polls + 2, what="two further polls")  # change nothing
     assert bank.counts()["executed"] == 2

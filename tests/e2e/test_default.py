@@ -7,6 +7,8 @@ import pytest
 from rfq.contracts.model import Status
 from rfq.identity import NetworkParams
 from rfq.ledger.state import CUSTODY
+from rfq.money import from_micros
+from rfq.money import to_micros as M
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +28,7 @@ async def test_c1_misses_a_margin_call_and_collateral_then_guarantor_g1_cover_de
 ):
     market = marketplace
     bank, books, g1 = market.bank, market.books, market.guarantor
-    funded = books.total()
+    funded = books.total_micros()
     rating_before = (await market.ratings("C1"))["C1"]
     line = 0.0
 
@@ -42,19 +44,19 @@ async def test_c1_misses_a_margin_call_and_collateral_then_guarantor_g1_cover_de
     traded = await market.trade("C1", quantity=1000, before_accept=pledge_then_accept)
     cid, dealer, price = traded.id, traded.quote.dealer, traded.quote.price
     trade = traded.trade
-    assert trade.guarantee_cover == (("g1", line),)
-    cash = trade.cash_margin
-    assert cash == pytest.approx(trade.initial_margin - line) and cash > 0
+    assert trade.guarantee_cover == (("g1", M(line)),)
+    cash = trade.cash_margin  # micros, like every amount on chain
+    assert cash == trade.initial_margin - M(line) and cash > 0
 
     # C1 pays the cash part of its initial margin, then has nothing left at the bank
     await market.until(lambda: market.settled(cid), what="the cash margin confirmed")
     opening = bank.balances()
-    bank.set_balance("C1", 0.0)
+    bank.set_balance("C1", 0)
     await market.until(lambda: g1.lines.get("g1") is not None and g1.lines["g1"].allocated > 0)
-    assert g1.lines["g1"].allocated == line
+    assert g1.lines["g1"].allocated == M(line)
 
     # the next close costs C1 its collateral plus half the line: a margin call it cannot meet
-    loss = cash + line / 2
+    loss = from_micros(cash) + line / 2
     call_day = market.next_day()
     await market.fix(call_day, price - loss / 1000)
     call_id = f"{cid}/margin_call/1"
@@ -62,7 +64,7 @@ async def test_c1_misses_a_margin_call_and_collateral_then_guarantor_g1_cover_de
         lambda: _status(market, call_id, "failed"), what="the bank reporting the call unpaid"
     )
     call = await market.payment(call_id)
-    assert call.payer == "C1" and call.amount == pytest.approx(loss)
+    assert call.payer == "C1" and from_micros(call.amount) == pytest.approx(loss)
     assert call.failure.startswith("insufficient funds: C1 holds 0.00")
     assert call.due == call_day
     assert (await market.contract(cid)).status == Status.MARGIN_CALL  # short, but not yet due
@@ -81,17 +83,17 @@ async def test_c1_misses_a_margin_call_and_collateral_then_guarantor_g1_cover_de
     payments = await market.payments(cid)
     collateral = payments[f"{cid}/collateral/1"]
     assert (collateral.payer, collateral.payee) == (CUSTODY, dealer)
-    assert collateral.amount == pytest.approx(cash)
+    assert collateral.amount == cash  # all of the cash margin in custody
     guarantee = payments[f"{cid}/guarantee/1"]
     assert (guarantee.payer, guarantee.payee) == ("G1", dealer)
-    assert guarantee.amount == pytest.approx(line / 2)
+    assert from_micros(guarantee.amount) == pytest.approx(line / 2)
     assert f"{cid}/im_return/1" not in payments  # the collateral took all of it
     assert payments[call_id].status == "lapsed"  # failed, then its contract defaulted
 
     # the guarantor's line shows the payout; the allocation is released
     on_chain = (await market.guarantees())["g1"]
-    assert on_chain.paid == pytest.approx(line / 2)
-    assert on_chain.allocated == 0.0
+    assert on_chain.paid == guarantee.amount
+    assert on_chain.allocated == 0
     await market.until(lambda: g1.lines["g1"].paid > 0, what="G1's monitor seeing the payout")
     assert g1.exposure().paid == pytest.approx(line / 2)
 
@@ -103,12 +105,12 @@ async def test_c1_misses_a_margin_call_and_collateral_then_guarantor_g1_cover_de
     assert call_id not in journal
     assert {f"{cid}/collateral/1", f"{cid}/guarantee/1"} <= set(journal)
     balances = bank.balances()
-    assert balances["C1"] == 0.0
-    assert balances[CUSTODY] == pytest.approx(opening[CUSTODY] - cash) == 0.0
-    assert balances["G1"] == pytest.approx(opening["G1"] - line / 2)
-    assert balances[dealer] == pytest.approx(opening[dealer] + cash + line / 2)
+    assert balances["C1"] == 0
+    assert balances[CUSTODY] == opening[CUSTODY] - cash == 0
+    assert balances["G1"] == opening["G1"] - guarantee.amount
+    assert balances[dealer] == opening[dealer] + cash + guarantee.amount
     assert books.balanced()
-    assert books.total() == pytest.approx(funded - opening["C1"])  # C1's cash was taken out
+    assert books.total_micros() == funded - opening["C1"]  # C1's cash was taken out
     assert bank.counts()["failed"] == 1
 
 

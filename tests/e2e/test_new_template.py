@@ -44,6 +44,7 @@ from rfq.contracts.templates.base import (
 )
 from rfq.instruments import Leg, OptionTerms, Side, Terms, Underlying
 from rfq.ledger.state import CUSTODY
+from rfq.money import to_micros
 from rfq.pricing.fair_value import FairValue, settlement_vol
 from rfq.risk.monitor import contract_trades
 
@@ -233,7 +234,7 @@ async def test_c1_writes_a_digital_defined_only_here_and_it_is_quoted_traded_mar
     await market.until(lambda: market.settled(cid), what="the premium and initial margin")
     paid = await market.payments(cid)
     got = paid[f"{cid}/premium/1"]
-    assert (got.payer, got.payee, got.amount) == (dealer, "C1", pytest.approx(premium * size))
+    assert (got.payer, got.payee, got.amount) == (dealer, "C1", to_micros(premium * size))
     posted = paid[f"{cid}/initial_margin/1"]
     assert (posted.payer, posted.payee, posted.amount) == ("C1", CUSTODY, im)
 
@@ -245,7 +246,7 @@ async def test_c1_writes_a_digital_defined_only_here_and_it_is_quoted_traded_mar
     assert view.mark == strike + 10.0
     assert view.client_mtm == -PAYOUT * size
     call = await market.payment(f"{cid}/margin_call/1")
-    assert (call.payer, call.payee, call.amount) == ("C1", dealer, PAYOUT * size)
+    assert (call.payer, call.payee, call.amount) == ("C1", dealer, to_micros(PAYOUT * size))
     await market.until(lambda: market.settled(cid), what="the margin call paid")
 
     # the regulator's SA-CCR mapping is the template's: the payout, long for the dealer
@@ -277,13 +278,13 @@ async def test_c1_writes_a_digital_defined_only_here_and_it_is_quoted_traded_mar
         )
     )
     back = paid[f"{cid}/settlement/1"]
-    assert (back.payer, back.payee, back.amount) == (dealer, "C1", PAYOUT * size)
+    assert (back.payer, back.payee, back.amount) == (dealer, "C1", to_micros(PAYOUT * size))
     returned = paid[f"{cid}/im_return/1"]
     assert (returned.payer, returned.payee, returned.amount) == (CUSTODY, "C1", im)
 
     # the bank's books: C1 is up the premium, the dealer down it, custody empty
     await market.until(lambda: bank.counts()["unconfirmed"] == 0, what="the bank's receipts")
     balances = bank.balances()
-    assert balances["C1"] == pytest.approx(opening["C1"] + premium * size)
-    assert balances[dealer] == pytest.approx(opening[dealer] - premium * size)
-    assert balances[CUSTODY] == opening[CUSTODY] == 0.0
+    assert balances["C1"] == opening["C1"] + got.amount  # to the micro: the premium
+    assert balances[dealer] == opening[dealer] - got.amount
+    assert balances[CUSTODY] == opening[CUSTODY] == 0

@@ -7,6 +7,7 @@ import pytest
 from peers.bank import JournalState
 from rfq.contracts.model import Status
 from rfq.ledger.state import CUSTODY
+from rfq.money import from_micros
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +17,7 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
 ):
     market = marketplace
     bank, books = market.bank, market.books
-    funded = books.total()
+    funded = books.total_micros()
     opening = bank.balances()
 
     # RFQ -> quotes -> accept -> a final block -> a live contract
@@ -31,7 +32,8 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
         price,
     )
     im = traded.trade.cash_margin
-    assert im == pytest.approx(traded.quote.initial_margin_rate * price * 1000) and im > 0
+    assert type(im) is int and im > 0  # integer micros
+    assert from_micros(im) == pytest.approx(traded.quote.initial_margin_rate * price * 1000)
 
     # the bank takes C1's initial margin into custody and confirms it
     await market.until(lambda: market.settled(cid), what="the initial margin confirmed")
@@ -48,7 +50,7 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
     )
     call = await market.payment(f"{cid}/margin_call/1")
     assert (call.payer, call.payee) == ("C1", dealer)
-    assert call.amount == pytest.approx(drop * 1000)
+    assert from_micros(call.amount) == pytest.approx(drop * 1000)
 
     # the bank pays the call: the contract is live again, the variation margin has moved
     await market.until(lambda: market.settled(cid), what="the margin call paid")
@@ -77,7 +79,7 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
     )
     close = payments[f"{cid}/close_out/1"]
     assert (close.payer, close.payee) == (dealer, "C1")
-    assert close.amount == pytest.approx((drop - 20.0) * 1000)  # value -20k, posted -60k
+    assert from_micros(close.amount) == pytest.approx((drop - 20.0) * 1000)  # -20k, posted -60k
     back = payments[f"{cid}/im_return/1"]
     assert (back.payer, back.payee, back.amount) == (CUSTODY, "C1", im)
 
@@ -92,10 +94,11 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
         assert (entry.bank_ref, entry.height) == (on_chain.bank_ref, on_chain.confirmed_height)
         assert entry.amount == on_chain.amount
         assert [ok for _, _, ok in market.confirmations_on_chain(instruction_id)] == [True]
-    assert books.total() == funded and books.balanced()
-    balances = bank.balances()
-    assert balances["C1"] == pytest.approx(opening["C1"] - 20_000.0)
-    assert balances[dealer] == pytest.approx(opening[dealer] + 20_000.0)
-    assert balances[CUSTODY] == opening[CUSTODY] == 0.0
+    assert books.total_micros() == funded and books.balanced()
+    balances = bank.balances()  # to the micro: C1 paid the call, got the close-out back
+    assert balances["C1"] == opening["C1"] - call.amount + close.amount
+    assert balances[dealer] == opening[dealer] + call.amount - close.amount
+    assert from_micros(balances["C1"] - opening["C1"]) == pytest.approx(-20_000.0)
+    assert balances[CUSTODY] == opening[CUSTODY] == 0
     counts = bank.counts()
     assert (counts["executed"], counts["confirmed"], counts["failed"]) == (4, 4, 0)

@@ -29,6 +29,7 @@ from rfq.ledger.consensus import Prepare
 from rfq.ledger.state import Payment, Receipt
 from rfq.ledger.tx import Evict
 from rfq.messages import Accept, Quote, Rfq
+from rfq.money import to_micros as M
 from rfq.queries import PaymentsQuery, PaymentsReply
 
 from .chainkit import TxFactory, start_authorities, submit, wait_for
@@ -245,7 +246,7 @@ def flood_rfq(today: dt.date, i: int) -> Rfq:
 # Forged answers and receipts: the bank and the client believe only what is proven final
 
 
-MADE_UP = Payment("made-up/1", "no-contract", PaymentKind.SETTLEMENT, "D2", "CCP", 1_000_000.0, 1)
+MADE_UP = Payment("made-up/1", "no-contract", PaymentKind.SETTLEMENT, "D2", "CCP", M(1_000_000), 1)
 
 
 async def bank_with_one_real_margin(network, bus_factory):
@@ -287,7 +288,7 @@ async def test_a_made_up_answer_to_the_bank_moves_no_money_and_another_authority
         assert ledger.authorities[-1] == "CCP"  # asked last from then on
         assert [e.instruction_id for e in books.journal()] == ["r1/initial_margin/1"]
         assert books.entry(MADE_UP.id) is None
-        assert bank.balances()["D2"] == bank.balances()["CCP"] == 5.0e9
+        assert bank.balances()["D2"] == bank.balances()["CCP"] == M(5.0e9)
         assert books.balanced()
     books.close()
     for node in nodes.values():
@@ -312,7 +313,7 @@ async def test_a_real_authoritys_answer_with_a_tampered_entry_is_dropped_and_cou
         assert isinstance(asked, Received)
         payload = nodes["D1"].answer("BANK", Role.BANK, asked.payload)
         if isinstance(payload, PaymentsReply) and payload.payments:
-            first = msgspec.structs.replace(payload.payments[0], amount=1_000_000.0)
+            first = msgspec.structs.replace(payload.payments[0], amount=M(1_000_000))
             payload = msgspec.structs.replace(payload, payments=(first, *payload.payments[1:]))
             tampered += 1
         await liar.reply(msg, payload)
@@ -333,7 +334,7 @@ async def test_a_real_authoritys_answer_with_a_tampered_entry_is_dropped_and_cou
         assert ledger.authorities[-1] == "CCP"
         [entry] = books.journal()
         on_chain = nodes["D1"].state.payments[entry.instruction_id]
-        assert entry.amount == on_chain.amount != 1_000_000.0
+        assert entry.amount == on_chain.amount != M(1_000_000)
         assert books.balanced()
         async with LedgerClient(await bus_factory("REG"), genesis) as reg:
             [paid] = (await reg.query(PaymentsQuery(status="confirmed"))).payments

@@ -17,6 +17,8 @@ from peers.bank import BankBooks, BankConfig, BankService, JournalState, Purpose
 from peers.cli import main
 from peers.ledger_client import LedgerClient
 from rfq.ledger.state import CUSTODY
+from rfq.money import from_micros
+from rfq.money import to_micros as M
 from rfq.queries import PaymentsQuery
 
 from .chainkit import TxFactory, start_authorities, submit, wait_for
@@ -79,7 +81,7 @@ async def test_the_bank_executes_client_c1s_initial_margin_once_and_confirms_it_
         async with BankService(
             await bus_factory("BANK"), genesis, books, config=BankConfig(poll_s=0.2)
         ) as bank:
-            funded = books.total()
+            funded = books.total_micros()
             await wait_for(
                 lambda: bank.counts()["confirmed"] == 1, timeout=20, what="the margin confirmed"
             )
@@ -90,12 +92,12 @@ async def test_the_bank_executes_client_c1s_initial_margin_once_and_confirms_it_
             assert on_chain.confirmed_height == entry.height
             assert (entry.payer, entry.payee, entry.amount) == ("C1", CUSTODY, on_chain.amount)
             balances = bank.balances()
-            assert balances["C1"] == 5.0e7 - on_chain.amount
+            assert balances["C1"] == M(5.0e7) - on_chain.amount
             assert balances[CUSTODY] == on_chain.amount
-            assert balances["D1"] == 5.0e9 and balances["REG"] == 0.0
+            assert balances["D1"] == M(5.0e9) and balances["REG"] == 0
             await more_passes(bank, 3)  # more passes change nothing
             assert bank.counts()["executed"] == 1
-            assert books.total() == funded and books.balanced()
+            assert books.total_micros() == funded and books.balanced()
         books.close()
         await stop_all(nodes)
 
@@ -122,14 +124,14 @@ async def test_client_c3_without_funds_is_reported_once_and_paid_once_it_is_fund
             await more_passes(bank, 5)  # still short: no second notice, nothing executed
             assert bank.counts()["failed"] == 1
             assert books.journal() == []
-            assert bank.balances()["C3"] == 0.0
+            assert bank.balances()["C3"] == 0
 
-            bank.set_balance("C3", 1.0e6)
+            bank.set_balance("C3", M(1.0e6))
             bank.wake()
             await wait_for(lambda: bank.counts()["confirmed"] == 1, timeout=20, what="paid")
             paid = await payment(reg, "r3/initial_margin/1")
             assert paid.status == "confirmed"
-            assert bank.balances()["C3"] == pytest.approx(1.0e6 - paid.amount)
+            assert bank.balances()["C3"] == M(1.0e6) - paid.amount
             assert books.balanced()
             assert books.out_tx("r3/initial_margin/1", Purpose.FAIL).state == "done"
         books.close()
@@ -171,7 +173,7 @@ async def test_a_confirmation_that_expired_unsent_is_signed_anew_and_confirms_on
         receipts = [r for n in nodes.values() for r in n.store.receipts([final.tx_id])]
         assert receipts and receipts[0].ok and receipts[0].height == entry.height
         assert not [r for n in nodes.values() for r in n.store.receipts(signed_first)]
-        assert bank.balances()["C1"] == 5.0e7 - on_chain.amount
+        assert bank.balances()["C1"] == M(5.0e7) - on_chain.amount
         books.close()
         await stop_all(nodes)
 
@@ -221,8 +223,8 @@ async def test_botc_bank_settles_as_a_process_stops_on_sigterm_and_shows_its_boo
         capsys.readouterr()  # the in-process peers' logs so far
         assert main(["bank", "--net", str(network.path), "--show"]) == 0
         shown = json.loads(capsys.readouterr().out)
-        assert shown["balances"]["C2"] == 5.0e7 - found.amount
-        assert shown["balances"][CUSTODY] == found.amount
+        assert shown["balances"]["C2"] == from_micros(M(5.0e7) - found.amount)  # units
+        assert shown["balances"][CUSTODY] == from_micros(found.amount)
         assert shown["balanced"] and shown["executed"] == shown["confirmed"] == 1
         books = BankBooks(network.data_dir("BANK") / "bank.db")
         assert books.entry("r2/initial_margin/1").state == JournalState.CONFIRMED

@@ -14,6 +14,7 @@ import pytest
 from peers.cli import main
 from peers.guarantor import GuarantorError, GuarantorService, asset_id
 from peers.ledger_client import LedgerClient
+from rfq.money import to_micros as M
 from rfq.queries import GuaranteesQuery
 
 from .chainkit import TxFactory, start_authorities, submit, wait_for
@@ -46,8 +47,8 @@ async def test_guarantor_g1_grants_client_c1_a_line_with_botc_and_the_same_asset
             "g1",
             "G1",
             "C1",
-            1e6,
-            2e6,
+            M(1e6),
+            M(2e6),
         )
         assert g1.asset_id == hashlib.sha256(RECEIPT.encode()).hexdigest() == asset_id(RECEIPT)
 
@@ -69,6 +70,7 @@ async def test_guarantor_g1_grants_client_c1_a_line_with_botc_and_the_same_asset
         lines = json.loads(capsys.readouterr().out)
         assert {g["id"]: g["status"] for g in lines["lines"]} == {"g1": "revoked", "g2": "live"}
         assert lines["exposure"]["outstanding"] == 1e6
+        assert {g["id"]: (g["line"], g["asset_value"]) for g in lines["lines"]}["g2"] == (1e6, 2e6)
         assert lines["exposure"]["free_capacity"] == 3e8 - 1e6
         for node in nodes.values():
             await node.stop()
@@ -92,7 +94,7 @@ async def test_guarantor_g1s_monitor_sees_its_line_cover_client_c1s_initial_marg
             what="the line allocated to r1's initial margin",
         )
         line = guarantor.lines["g1"]
-        assert line.allocated == 10_000.0 and line.available == 0.0 and line.paid == 0.0
+        assert line.allocated == M(10_000) and line.available == 0 and line.paid == 0
         exposure = guarantor.exposure()
         assert (exposure.outstanding, exposure.allocated, exposure.live_lines) == (1e4, 1e4, 1)
         revoke = await guarantor.revoke("g1")

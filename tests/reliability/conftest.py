@@ -28,7 +28,6 @@ from peers.netdir import NetDir, create_network
 from peers.runtime import open_bus
 from rfq.identity import NetworkParams
 from rfq.instruments import Leg, Side, Template, Terms, listed_futures
-from rfq.money import to_micros
 from rfq.queries import ContractsQuery, ContractsReply, PaymentsQuery, PaymentsReply, TradesQuery
 
 FAST = NetworkParams(block_time_ms=50, idle_block_ms=500, round_timeout_ms=1000)
@@ -168,7 +167,7 @@ def check_bank(bank_db: Path, confirmed: list) -> None:
         if payment.bank_ref and payment.kind == "variation_margin":
             continue  # settled by its margin call's payment, not executed separately
         assert payment.id in journal, f"{payment.id} confirmed on chain, never executed"
-        assert journal[payment.id] == to_micros(payment.amount), payment.id
+        assert journal[payment.id] == payment.amount, payment.id  # both integer micros
 
 
 def same_chains(net: NetDir) -> None:

@@ -22,6 +22,7 @@ from rfq.instruments import (
 )
 from rfq.ledger.state import GovernanceEvent, Guarantee, Receipt, Trade
 from rfq.messages import Decline, Quote, Rfq
+from rfq.money import to_micros as M
 from rfq.queries import CcrRow, HeaderInfo, RiskAlert, RiskReply, StatusReply, WhatIfReply
 from tui.messages import (
     AnswerArrived,
@@ -211,7 +212,7 @@ def contracts() -> tuple[ContractView, ...]:
             mark=531.2,
             mtm=-4_400,
             status=Status.MARGIN_CALL,
-            call=MarginCall(1, "C1", "D3", 4_400, 4_400, TODAY, 40, 90),
+            call=MarginCall(1, "C1", "D3", M(4_400), M(4_400), TODAY, 40, 90),
         ),
         view(
             "C1-0aa913",
@@ -250,7 +251,7 @@ def credit() -> CreditView:
         score=74.2,
         grade="A",
         guarantees=(
-            Guarantee("G1-C1-1", "G1", "C1", 2_000_000, "WH-0042", 2_500_000, 12, 400_000),
+            Guarantee("G1-C1-1", "G1", "C1", M(2_000_000), "WH-0042", M(2_500_000), 12, M(400_000)),
         ),
         trades=(
             Trade(
@@ -262,10 +263,10 @@ def credit() -> CreditView:
                 3166.0,
                 "ab" * 32,
                 47,
-                253_280,
-                151_968,
-                (("G1", 50_000.0),),
-                51_312,
+                M(253_280),
+                M(151_968),
+                (("G1", M(50_000)),),
+                M(51_312),
             ),
             Trade(
                 "C1-2b77a0",
@@ -276,10 +277,10 @@ def credit() -> CreditView:
                 -151.0,
                 "cd" * 32,
                 44,
-                12_080,
-                10_000,
+                M(12_080),
+                M(10_000),
                 (),
-                2_080,
+                M(2_080),
             ),
         ),
     )

@@ -43,7 +43,7 @@ from rfq.ledger.digest import BucketPath
 from rfq.ledger.proof import BOOK, CONTRACTS
 from rfq.ledger.tx import CloseOutRequest, PriceFixing
 from rfq.messages import Accept, Quote, decode_quote
-from rfq.money import on_grid
+from rfq.money import Micros, from_micros, to_micros
 from rfq.signing import signature_valid, tx_id
 
 if TYPE_CHECKING:
@@ -64,10 +64,12 @@ class Trade(msgspec.Struct, frozen=True):
     price: float
     tx_id: str
     height: int
-    initial_margin: float
-    dealer_line: float
-    guarantee_cover: tuple[tuple[str, float], ...]
-    cash_margin: float
+    initial_margin: Micros
+    dealer_line: Micros
+    guarantee_cover: tuple[tuple[str, Micros], ...]
+    cash_margin: Micros
+    """Money in micros: the initial margin, the part of it the dealer's line covers, the
+    parts guarantors' lines cover (by guarantee id) and the cash rest the client pays."""
 
 
 def business_date(timestamp_ms: int, book: ContractBook) -> dt.date:
@@ -211,10 +213,10 @@ def accept(state: LedgerState, tx: Accept, ctx: TxContext) -> Refs:
         raise LedgerError(f"refused by the contract: {exc}") from None
     # Initial margin: the dealer's line, then the guarantors' lines, then cash. A trade
     # whose cash part the client's capital cannot carry never becomes a live contract.
-    margin = initial_margin(contract)
-    dealer_line = min(max(quote.credit_line, 0.0), margin)
+    margin = to_micros(initial_margin(contract))  # the float model's figure, onto the grid
+    dealer_line = min(max(to_micros(quote.credit_line), 0), margin)
     rest = margin - dealer_line
-    cover: list[tuple[Guarantee, float]] = []
+    cover: list[tuple[Guarantee, Micros]] = []
     for g in sorted(guarantees.live_guarantees(state, quote.client), key=lambda g: g.id):
         if rest <= 0:
             break
@@ -222,19 +224,19 @@ def accept(state: LedgerState, tx: Accept, ctx: TxContext) -> Refs:
         if take > 0:
             cover.append((g, take))
             rest -= take
-    cash = on_grid(max(rest, 0.0))
-    in_use = state.margin_in_use.get(quote.client) or 0.0
-    capital = state.members[quote.client].capital
+    cash = max(rest, 0)
+    in_use = state.margin_in_use.get(quote.client) or 0
+    capital = to_micros(state.members[quote.client].capital)
     if cash > 0 and in_use + cash > capital:  # margin_headroom says the same, before cover
         raise LedgerError(
-            f"initial margin {margin:,.2f} exceeds {quote.client}'s credit lines "
-            f"({margin - cash:,.2f}) and the capital the chain knows of "
-            f"({capital - in_use:,.2f} free of {capital:,.2f})"
+            f"initial margin {from_micros(margin):,.2f} exceeds {quote.client}'s credit lines "
+            f"({from_micros(margin - cash):,.2f}) and the capital the chain knows of "
+            f"({from_micros(capital - in_use):,.2f} free of {from_micros(capital):,.2f})"
         )
     book_event(state, OpenContract(contract))  # the last step that can refuse
     guarantees.allocate(state, cover)
     if cash > 0:
-        state.margin_in_use[quote.client] = on_grid(in_use + cash)
+        state.margin_in_use[quote.client] = in_use + cash
     refs = [contract.id]
     margin_id = payments.instruct(
         state,

@@ -14,6 +14,7 @@ from rfq.identity import Role
 from rfq.ledger.components import governance, members
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
 from rfq.ledger.tx import CreditEventTx, GuaranteeGrant, GuaranteeRevoke
+from rfq.money import Micros, from_micros, to_micros
 
 if TYPE_CHECKING:
     from rfq.ledger.state import LedgerState
@@ -26,17 +27,22 @@ class Guarantee(msgspec.Struct, frozen=True):
     id: str
     guarantor: str
     client: str
-    line: float
+    line: Micros
     asset_id: str
-    asset_value: float
+    asset_value: Micros
     granted_height: int
-    allocated: float = 0.0
-    paid: float = 0.0
+    allocated: Micros = 0
+    paid: Micros = 0
     status: str = "live"  # live | revoked
 
     @property
-    def available(self) -> float:
-        return max(self.line - self.allocated - self.paid, 0.0)
+    def available(self) -> Micros:
+        return max(self.line - self.allocated - self.paid, 0)
+
+
+def money(micros: Micros) -> str:
+    """An amount for a refusal's message, in currency units (as the messages always read)."""
+    return f"{from_micros(micros)}"
 
 
 def live_guarantees(state: LedgerState, client: str) -> list[Guarantee]:
@@ -58,8 +64,10 @@ def grant(state: LedgerState, tx: GuaranteeGrant, ctx: TxContext) -> Refs:
     if not (tx.line > 0 and tx.asset_value > 0):
         raise LedgerError("line and asset value must be positive")
     if tx.line > tx.asset_value:
-        raise LedgerError(f"line {tx.line} exceeds the pledged asset's value {tx.asset_value}")
-    capacity = state.members[guarantor].capital
+        raise LedgerError(
+            f"line {money(tx.line)} exceeds the pledged asset's value {money(tx.asset_value)}"
+        )
+    capacity = to_micros(state.members[guarantor].capital)
     outstanding = sum(
         g.line - g.paid
         for g in state.guarantees.values()
@@ -67,7 +75,9 @@ def grant(state: LedgerState, tx: GuaranteeGrant, ctx: TxContext) -> Refs:
     )
     if outstanding + tx.line > capacity:
         free = capacity - outstanding
-        raise LedgerError(f"line {tx.line} exceeds {guarantor}'s free capacity {free}")
+        raise LedgerError(
+            f"line {money(tx.line)} exceeds {guarantor}'s free capacity {money(free)}"
+        )
     state.guarantees[tx.id] = Guarantee(
         id=tx.id,
         guarantor=guarantor,
@@ -88,27 +98,27 @@ def revoke(state: LedgerState, tx: GuaranteeRevoke, ctx: TxContext) -> Refs:
         raise LedgerError(f"{guarantor} granted no guarantee {tx.id!r}")
     if g.status != "live":
         raise LedgerError(f"guarantee {tx.id} is already {g.status}")
-    if g.allocated > 1e-9:
-        raise LedgerError(f"guarantee {tx.id} covers margin of live trades ({g.allocated})")
+    if g.allocated > 0:
+        raise LedgerError(f"guarantee {tx.id} covers margin of live trades ({money(g.allocated)})")
     state.guarantees[g.id] = msgspec.structs.replace(g, status="revoked")
     if state.pledges.get(g.asset_id) == g.id:
         del state.pledges[g.asset_id]
     return (g.id,)
 
 
-def allocate(state: LedgerState, cover: list[tuple[Guarantee, float]]) -> None:
+def allocate(state: LedgerState, cover: list[tuple[Guarantee, Micros]]) -> None:
     """A trade's initial margin takes these amounts of these lines."""
     for g, take in cover:
         state.guarantees[g.id] = msgspec.structs.replace(g, allocated=g.allocated + take)
 
 
-def free_cover(state: LedgerState, cover: tuple[tuple[str, float], ...]) -> None:
+def free_cover(state: LedgerState, cover: tuple[tuple[str, Micros], ...]) -> None:
     """A contract ended: the lines that covered its initial margin free up."""
     for gid, amount in cover:
         g = state.guarantees.get(gid)
         if g is not None:
             state.guarantees[gid] = msgspec.structs.replace(
-                g, allocated=max(g.allocated - amount, 0.0)
+                g, allocated=max(g.allocated - amount, 0)
             )
 
 
@@ -116,7 +126,7 @@ def credit_event(state: LedgerState, party: str, event_id: str, reason: str) -> 
     """The party defaults: it may no longer trade, its contracts run the default waterfall
     (its cash margin in custody, then its guarantors' lines) and it leaves the authorities."""
     members.record_default(state, party, reason)
-    collateral = state.custody.get(party) or 0.0
+    collateral = state.custody.get(party) or 0
     lines = tuple(
         GuaranteeLine(g.guarantor, g.line - g.paid)
         for g in sorted(live_guarantees(state, party), key=lambda g: g.id)
@@ -139,7 +149,8 @@ def apply_waterfall(state: LedgerState, resolved: CreditEventResolved) -> None:
     for use in resolved.guarantees:
         for g in sorted(live_guarantees(state, resolved.party), key=lambda g: g.id):
             if g.guarantor == use.guarantor:
-                state.guarantees[g.id] = msgspec.structs.replace(g, paid=g.paid + use.amount)
+                paid = g.paid + use.amount  # exact: the sum of its payment instructions
+                state.guarantees[g.id] = msgspec.structs.replace(g, paid=paid)
                 break
 
 

@@ -16,6 +16,7 @@ from rfq.genesis import proof_problem
 from rfq.identity import GRADES, Directory, Member, Role, validate_member
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
 from rfq.ledger.tx import ExternalRating, OffboardMember, RegisterMember, SuspendMember
+from rfq.money import from_micros
 from rfq.rating import RatingEvidence, RatingTuple, combined_score, fold, score_of
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def rate(state: LedgerState, record: RatingRecord) -> None:
     if current is None:
         return
     trade = state.trades.get(record.contract_id)
-    guarantee = sum(a for _, a in trade.guarantee_cover) if trade else 0.0
+    guarantee = from_micros(sum(a for _, a in trade.guarantee_cover)) if trade else 0.0
     settled = RatingTuple(  # formula 3; Rt_prev is formula 1 as the state held it
         rt_prev=current.score,
         size=record.size,

@@ -20,7 +20,7 @@ from rfq.contracts.model import PaymentKind, PaymentStatus
 from rfq.ledger.components import guarantees
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed
-from rfq.money import is_payable, on_grid, to_micros
+from rfq.money import Micros, to_micros
 
 if TYPE_CHECKING:
     from rfq.ledger.components.contracts import Trade
@@ -36,7 +36,7 @@ class Payment(msgspec.Struct, frozen=True):
     kind: PaymentKind
     payer: str
     payee: str
-    amount: float
+    amount: Micros
     created_height: int
     date: dt.date | None = None
     status: PaymentStatus = PaymentStatus.PENDING
@@ -54,7 +54,7 @@ def instruct(
     kind: PaymentKind,
     payer: str,
     payee: str,
-    amount: float,
+    amount: Micros,
     date: dt.date | None,
     *,
     status: PaymentStatus = PaymentStatus.PENDING,
@@ -65,7 +65,7 @@ def instruct(
     step: a zero or negative movement is never an instruction."""
     if payment_id in state.payments:
         return payment_id
-    if not is_payable(amount):
+    if amount <= 0:
         return None
     payment = Payment(
         id=payment_id,
@@ -73,7 +73,7 @@ def instruct(
         kind=kind,
         payer=payer,
         payee=payee,
-        amount=on_grid(amount),
+        amount=amount,
         created_height=state.height,
         date=date,
         status=status,
@@ -90,11 +90,12 @@ def book_payment(state: LedgerState, out: PaymentInstruction, settled_by: str | 
     """A contract's payment instruction. ``settled_by``: the confirmed margin-call payment
     whose posting produced it; its variation margin has already moved."""
     payer = out.payer
+    amount = out.amount  # micros: the contract rounded its figure onto the grid
     if out.kind == PaymentKind.COLLATERAL:
         # The defaulter's collateral is cash margin held in custody: earmark it now.
         payer = CUSTODY
-        held = state.custody.get(out.payer) or 0.0
-        state.custody[out.payer] = max(on_grid(held - out.amount), 0.0)
+        held = state.custody.get(out.payer) or 0
+        state.custody[out.payer] = max(held - amount, 0)
     settled = out.kind == PaymentKind.VARIATION_MARGIN and settled_by is not None
     instruct(
         state,
@@ -103,7 +104,7 @@ def book_payment(state: LedgerState, out: PaymentInstruction, settled_by: str | 
         out.kind,
         payer,
         out.payee,
-        out.amount,
+        amount,
         out.date,
         status=PaymentStatus.CONFIRMED if settled else PaymentStatus.PENDING,
         bank_ref=settled_by if settled else None,
@@ -138,7 +139,7 @@ def contract_ended(
         return
     in_use = state.margin_in_use.get(trade.client)
     if in_use is not None and trade.cash_margin > 0:
-        left = on_grid(in_use - trade.cash_margin)
+        left = in_use - trade.cash_margin
         if left > 0:
             state.margin_in_use[trade.client] = left
         else:
@@ -146,10 +147,10 @@ def contract_ended(
     margin = state.payments.get(f"{contract_id}/initial_margin/1")
     if margin is None or margin.status != PaymentStatus.CONFIRMED:
         return
-    held = state.custody.get(trade.client) or 0.0
+    held = state.custody.get(trade.client) or 0
     refund = min(margin.amount, held)
-    if is_payable(refund):
-        state.custody[trade.client] = on_grid(held - refund)
+    if refund > 0:
+        state.custody[trade.client] = held - refund
         instruct(
             state,
             f"{contract_id}/im_return/1",
@@ -170,8 +171,8 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
         raise LedgerError(f"payment {tx.instruction_id} is already confirmed")
     if payment.status == PaymentStatus.LAPSED:
         raise LedgerError(f"payment {tx.instruction_id} lapsed: its contract has ended")
-    if to_micros(tx.amount) != to_micros(payment.amount):
-        raise LedgerError(f"confirmed {tx.amount}, instructed {payment.amount}")
+    if tx.amount != payment.amount:
+        raise LedgerError(f"confirmed {tx.amount} micros, instructed {payment.amount}")
     if payment.kind == PaymentKind.MARGIN_CALL:  # the contract's event first: it may refuse
         posted = MarginPosted(
             id=payment.id,
@@ -188,8 +189,8 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
         failure=None,
     )
     if payment.kind == PaymentKind.INITIAL_MARGIN:
-        held = state.custody.get(payment.payer) or 0.0
-        state.custody[payment.payer] = on_grid(held + payment.amount)
+        held = state.custody.get(payment.payer) or 0
+        state.custody[payment.payer] = held + payment.amount
     return (payment.id,)
 
 
@@ -213,20 +214,21 @@ def fail(state: LedgerState, tx: PaymentFailed, ctx: TxContext) -> Refs:
     return (payment.id,)
 
 
-def margin_headroom(state: LedgerState, client: str) -> float:
+def margin_headroom(state: LedgerState, client: str) -> Micros:
     """The initial margin, beyond a dealer's credit line, that the client can still take
     on: its capital less the cash margin of its live contracts, plus its guarantors'
     available lines (an accept needing more is refused)."""
     member = state.members.get(client)
     if member is None:
-        return 0.0
+        return 0
     lines = sum(g.available for g in guarantees.live_guarantees(state, client))
-    return member.capital - (state.margin_in_use.get(client) or 0.0) + lines
+    return to_micros(member.capital) - (state.margin_in_use.get(client) or 0) + lines
 
 
 COMPONENT = Component(
     "payments",
-    maps={"payments": Payment, "custody": float, "margin_in_use": float},
+    maps={"payments": Payment, "custody": Micros, "margin_in_use": Micros},
     kinds=(tx_kind(PaymentConfirmed, confirm), tx_kind(PaymentFailed, fail)),
 )
-"""``margin_in_use``: per client, the cash initial margin its live contracts require."""
+"""``custody``: per client, its cash initial margin the bank holds; ``margin_in_use``: per
+client, the cash initial margin its live contracts require (both in micros)."""

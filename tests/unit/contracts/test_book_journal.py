@@ -38,9 +38,9 @@ def events() -> list[object]:
             fixed=-151.0,
             quantity=1000,
         ),
-        MarginPosted("pay-1", "C0", "bob", 10_000.0),
+        MarginPosted("pay-1", "C0", "bob", 10_000_000_000),  # 10,000.00 in micros
         CloseOut("close-1", "C1", D(2025, 11, 5), 3150.0),
-        CreditEvent("credit-1", "alice", 0.0, ()),
+        CreditEvent("credit-1", "alice", 0, ()),
         Fixing(D(2025, 11, 12), (Price("HC2601", 3700.0), Price("RB2601", 3800.0))),
         BlockPassed(3, D(2025, 11, 13)),
     ]

@@ -32,6 +32,7 @@ from rfq.contracts import (
 )
 from rfq.errors import ValidationError
 from rfq.instruments import Side, Template
+from rfq.money import to_micros as M
 
 from .contracts_factory import D, contract
 
@@ -70,7 +71,7 @@ def test_variation_margin_waits_for_the_threshold_and_the_minimum_transfer_amoun
     assert (call.payer, call.payee, call.amount, call.client_mtm) == (
         "bob",
         "alice",
-        2000.0,
+        M(2000),
         7000.0,
     )
     assert call.due == D(2025, 11, 7)  # made on the 6th, one business day of cure
@@ -79,41 +80,41 @@ def test_variation_margin_waits_for_the_threshold_and_the_minimum_transfer_amoun
 
 def test_margin_posted_clears_the_call_and_moves_money_once(book):
     book.apply(fix(6, 3070))
-    out = book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    out = book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
     (pay,) = of(PaymentInstruction, out)
     assert (pay.id, pay.payer, pay.payee, pay.amount, pay.kind) == (
         "C1/variation_margin/1",
         "bob",
         "alice",
-        2000.0,
+        M(2000),
         "variation_margin",
     )
     assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
     view = book.get("C1")
     assert (view.status, view.vm_balance, view.margin_call) == (Status.LIVE, 2000.0, None)
     # The same posting again: nothing.
-    assert book.apply(MarginPosted("tx1", "C1", "bob", 2000.0)) == []
+    assert book.apply(MarginPosted("tx1", "C1", "bob", M(2000))) == []
     assert book.get("C1").vm_balance == 2000.0
 
 
 def test_a_partial_posting_leaves_the_rest_of_the_call_open(book):
     book.apply(fix(6, 3070))
-    out = book.apply(MarginPosted("tx1", "C1", "bob", 1500.0))
+    out = book.apply(MarginPosted("tx1", "C1", "bob", M(1500)))
     assert of(MarginCallMet, out) == []
     call = book.get("C1").margin_call
     assert call is not None
-    assert call.outstanding == 500.0
-    assert of(MarginCallMet, book.apply(MarginPosted("tx2", "C1", "bob", 500.0))) == [
+    assert call.outstanding == M(500)
+    assert of(MarginCallMet, book.apply(MarginPosted("tx2", "C1", "bob", M(500)))) == [
         MarginCallMet("C1", 1)
     ]
 
 
 def test_margin_flows_back_when_the_market_turns(book):
     book.apply(fix(6, 3070))
-    book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
     assert book.apply(fix(7, 3075)) == []  # 2,500 needed, 2,000 held: under the MTA
     (call,) = book.apply(fix(10, 3000))  # MTM 0: Alice returns the 2,000
-    assert (call.payer, call.payee, call.amount) == ("alice", "bob", 2000.0)
+    assert (call.payer, call.payee, call.amount) == ("alice", "bob", M(2000))
 
 
 def test_a_call_unpaid_because_nobody_acted_waits_past_its_due_date(book):
@@ -123,7 +124,7 @@ def test_a_call_unpaid_because_nobody_acted_waits_past_its_due_date(book):
     for height in range(2, 200):
         assert book.apply(BlockPassed(height, D(2025, 11, 9))) == []
     assert book.get("C1").status == Status.MARGIN_CALL
-    out = book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    out = book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
     assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
 
 
@@ -131,7 +132,7 @@ def test_a_payer_reported_short_may_still_pay_until_the_call_is_due(book):
     book.apply(fix(6, 3070))
     assert book.apply(MarginShort("C1", 1, "insufficient funds")) == []
     assert book.apply(BlockPassed(2, D(2025, 11, 7))) == []  # the due date itself: still in time
-    out = book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    out = book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
     assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
     assert book.apply(BlockPassed(3, D(2025, 11, 8))) == []
 
@@ -149,7 +150,7 @@ def test_a_call_paid_to_the_last_grid_step_leaves_nothing_outstanding(book):
     left 1e-7 outstanding and defaulted a payer who paid in full."""
     book.apply(fix(6, 3070.012345678901))
     call = book.get("C1").margin_call
-    assert call is not None and call.amount == round(call.amount, 6)
+    assert call is not None and type(call.amount) is int  # micros: on the grid
     book.apply(MarginPosted("tx1", "C1", "bob", call.amount))
     assert book.get("C1").margin_call is None
 
@@ -166,11 +167,11 @@ def test_a_short_payer_past_the_due_date_is_put_in_default(book):
     # No more calls, no more postings; the ledger now applies the credit event.
     assert book.apply(fix(10, 3200)) == []
     with pytest.raises(ValidationError, match="in_default"):
-        book.apply(MarginPosted("late", "C1", "bob", 2000.0))
-    out = book.apply(CreditEvent("ce1", "bob", collateral=0.0))
+        book.apply(MarginPosted("late", "C1", "bob", M(2000)))
+    out = book.apply(CreditEvent("ce1", "bob", collateral=0))
     (defaulted,) = of(ContractDefaulted, out)
     # Bob owes Alice the MTM of 20,000; nothing to recover it from.
-    assert (defaulted.owed_by_defaulter, defaulted.unrecovered) == (20000.0, 20000.0)
+    assert (defaulted.owed_by_defaulter, defaulted.unrecovered) == (M(20000), M(20000))
     view = book.get("C1")
     assert (view.status, view.defaulting_party) == (Status.DEFAULTED, "bob")
     records = of(RatingRecord, out)
@@ -191,29 +192,29 @@ def test_the_credit_event_waterfall_uses_collateral_then_the_guarantor_then_book
         CreditEvent(
             "ce1",
             "alice",
-            collateral=30000.0,
-            guarantees=(GuaranteeLine("gina", 50000.0),),
+            collateral=M(30000),
+            guarantees=(GuaranteeLine("gina", M(50000)),),
         )
     )
     (summary,) = of(CreditEventResolved, out)
     assert summary.contract_ids == ("A-bob", "B-carol", "Z-bob")
-    assert summary.exposure == 100000.0
-    assert summary.collateral_applied == 30000.0
-    assert summary.shortfall == 70000.0
-    assert summary.guarantee_applied == 50000.0
-    assert summary.unrecovered == 20000.0
+    assert summary.exposure == M(100000)
+    assert summary.collateral_applied == M(30000)
+    assert summary.shortfall == M(70000)
+    assert summary.guarantee_applied == M(50000)
+    assert summary.unrecovered == M(20000)
     assert summary.recovery_rate == 0.8
     pays = [
         (p.contract_id, p.kind, p.payer, p.payee, p.amount) for p in of(PaymentInstruction, out)
     ]
     assert pays == [
-        ("A-bob", "collateral", "alice", "bob", 30000.0),
-        ("A-bob", "guarantee", "gina", "bob", 30000.0),
-        ("B-carol", "guarantee", "gina", "carol", 20000.0),
-        ("Z-bob", "close_out", "bob", "alice", 4000.0),
+        ("A-bob", "collateral", "alice", "bob", M(30000)),
+        ("A-bob", "guarantee", "gina", "bob", M(30000)),
+        ("B-carol", "guarantee", "gina", "carol", M(20000)),
+        ("Z-bob", "close_out", "bob", "alice", M(4000)),
     ]
     defaults = {d.contract_id: d for d in of(ContractDefaulted, out)}
-    assert defaults["B-carol"].unrecovered == 20000.0
+    assert defaults["B-carol"].unrecovered == M(20000)
     alice = [r for r in of(RatingRecord, out) if r.party == "alice"]
     assert [(r.contract_id, r.default, r.recovery_rate, r.guarantee) for r in alice] == [
         ("A-bob", True, 0.8, 30000.0),
@@ -223,7 +224,7 @@ def test_the_credit_event_waterfall_uses_collateral_then_the_guarantor_then_book
     assert all(v.status == Status.DEFAULTED for v in b.by_party("alice"))
     # Replaying the credit event changes nothing.
     before = b.state_bytes()
-    assert b.apply(CreditEvent("ce1", "alice", collateral=30000.0)) == []
+    assert b.apply(CreditEvent("ce1", "alice", collateral=M(30000))) == []
     assert b.state_bytes() == before
 
 
@@ -235,21 +236,21 @@ def test_a_guarantor_pays_no_more_than_its_line_and_several_lines_are_used_in_or
         CreditEvent(
             "ce",
             "alice",
-            collateral=10000.0,
-            guarantees=(GuaranteeLine("gina", 50000.0), GuaranteeLine("hugo", 100000.0)),
+            collateral=M(10000),
+            guarantees=(GuaranteeLine("gina", M(50000)), GuaranteeLine("hugo", M(100000))),
         )
     )
     (summary,) = of(CreditEventResolved, out)
     assert [(g.guarantor, g.amount) for g in summary.guarantees] == [
-        ("gina", 50000.0),
-        ("hugo", 40000.0),
+        ("gina", M(50000)),
+        ("hugo", M(40000)),
     ]
-    assert (summary.unrecovered, summary.recovery_rate) == (0.0, 1.0)
+    assert (summary.unrecovered, summary.recovery_rate) == (0, 1.0)
 
 
 def test_a_close_out_at_an_agreed_price_settles_the_difference_net_of_margin(book):
     book.apply(fix(6, 3070))
-    book.apply(MarginPosted("tx1", "C1", "bob", 2000.0))
+    book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
     out = book.apply(CloseOut("co1", "C1", D(2025, 11, 7), price=3050.0))
     (closed,) = of(ContractClosedOut, out)
     assert (closed.price, closed.agreed, closed.client_pnl, closed.dealer_pnl) == (
@@ -259,7 +260,7 @@ def test_a_close_out_at_an_agreed_price_settles_the_difference_net_of_margin(boo
         -5000.0,
     )
     (pay,) = of(PaymentInstruction, out)
-    assert (pay.kind, pay.payer, pay.payee, pay.amount) == ("close_out", "bob", "alice", 3000.0)
+    assert (pay.kind, pay.payer, pay.payee, pay.amount) == ("close_out", "bob", "alice", M(3000))
     (rating,) = of(RatingRecord, out)
     assert (rating.party, rating.length_days, rating.margin, rating.default) == (
         "alice",
@@ -396,13 +397,13 @@ def test_a_bought_option_pays_its_premium_at_inception_and_its_payoff_at_maturit
         "O1/premium/1",
         "alice",
         "bob",
-        5000.0,
+        M(5000),
     )
     out = b.apply(fix(10, 3300, "RB2605"))
     (settled,) = of(ContractSettled, out)
     assert settled.client_pnl == 5000.0  # (100 - 50) x 100
     (pay,) = of(PaymentInstruction, out)
-    assert (pay.payer, pay.payee, pay.amount) == ("bob", "alice", 10000.0)
+    assert (pay.payer, pay.payee, pay.amount) == ("bob", "alice", M(10000))
 
 
 def test_queries_list_a_partys_contracts_by_id():
@@ -435,9 +436,9 @@ def test_a_contract_the_engine_cannot_run_is_refused_naming_the_field(change, fi
 
 def test_margin_from_someone_outside_the_contract_is_refused(book):
     with pytest.raises(ValidationError, match="not a party"):
-        book.apply(MarginPosted("tx", "C1", "mallory", 10.0))
+        book.apply(MarginPosted("tx", "C1", "mallory", M(10)))
     with pytest.raises(ValidationError, match="positive"):
-        book.apply(MarginPosted("tx", "C1", "bob", 0.0))
+        book.apply(MarginPosted("tx", "C1", "bob", 0))
 
 
 def test_a_fixing_tick_with_several_underlyings_revalues_a_spread():

@@ -39,6 +39,7 @@ from rfq.ledger.state import (
     Trade,
 )
 from rfq.ledger.tx import CreditEventTx, GuaranteeGrant
+from rfq.money import to_micros
 
 from .harness import Chain, make_net, trade_tx
 
@@ -54,7 +55,9 @@ def chain() -> Chain:
     c.block(
         trade_tx(NET, rfq_id="r1", at_ms=at - 500),
         trade_tx(NET, rfq_id="r2", client="C2", dealer="D2", at_ms=at - 500),
-        NET.tx("G1", GuaranteeGrant("g1", "C1", 50_000.0, asset, 100_000.0), at_ms=at),
+        NET.tx(
+            "G1", GuaranteeGrant("g1", "C1", to_micros(50_000), asset, to_micros(100_000)), at_ms=at
+        ),
         at_ms=at,
     )
     at += 1000

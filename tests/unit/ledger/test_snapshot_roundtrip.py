@@ -36,6 +36,7 @@ from rfq.ledger.tx import (
     SuspendMember,
     Veto,
 )
+from rfq.money import to_micros
 
 from .harness import TODAY, Chain, Net, make_net, seeded_identity, swap_terms, trade_tx
 
@@ -156,7 +157,9 @@ class Run:
         elif kind == "grant":
             self.n += 1
             asset = hashlib.sha256(f"asset-{self.n}".encode()).hexdigest()
-            grant = GuaranteeGrant(f"g{self.n}", op[1], op[2], asset, op[2] * 2)
+            grant = GuaranteeGrant(
+                f"g{self.n}", op[1], to_micros(op[2]), asset, to_micros(op[2] * 2)
+            )
             txs.append(net.tx("G1", grant, at_ms=at))
         elif kind == "idle":
             for _ in range(op[1] - 1):
@@ -281,11 +284,12 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "b9bb5142fa47bf4f06673cea0c9ac2ab84c5bc2a0119b77326ecfdbf9ae2cd80"
+PINNED_DIGEST = "2ffaddc05384a860985fbc06069ba6fbacdd236a60dc217871ea86e39f533a9e"
 """SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout):
-a change means stored chains and snapshots no longer verify. Last changed when the run took
-in suspend and offboard and a register carries its proof of possession (no stored chain held
-a register_member: nothing submitted one before ``botc regulator admit``)."""
+a change means stored chains and snapshots no longer verify. Last changed when amounts of
+money became integer micros (roadmap [2/5]), after the run took in suspend and offboard and
+a register carries its proof of possession (no stored chain held a register_member: nothing
+submitted one before ``botc regulator admit``)."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():
@@ -314,3 +318,70 @@ def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_b
         "reelect",
     }
     assert digest.hexdigest() == PINNED_DIGEST
+
+
+MONEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "payments": ("amount",),
+    "guarantees": ("line", "asset_value", "allocated", "paid"),
+    "trades": ("initial_margin", "dealer_line", "cash_margin"),
+}
+"""Per map of structs: its amounts of money (``rfq.money.Micros``)."""
+
+MONEY_MAPS = ("custody", "margin_in_use")
+"""Maps whose values are amounts of money."""
+
+
+def _amounts_hashed(state: LedgerState) -> list[tuple[str, object]]:
+    """Every amount of money the state root hashes, as its canonical bytes decode untyped."""
+    import msgspec
+
+    out: list[tuple[str, object]] = []
+    for name in MONEY_MAPS:
+        for key, value in getattr(state, name).items():
+            out.append((f"{name}[{key}]", msgspec.msgpack.decode(msgspec.msgpack.encode(value))))
+    for name, fields in MONEY_FIELDS.items():
+        for key, value in getattr(state, name).items():
+            raw = msgspec.msgpack.decode(msgspec.msgpack.encode(value))
+            out.extend((f"{name}[{key}].{f}", raw[f]) for f in fields)
+            if name == "trades":
+                out.extend((f"{name}[{key}].cover[{g}]", a) for g, a in raw["guarantee_cover"])
+    book = msgspec.msgpack.decode(state.book.state_bytes())  # the bytes the root hashes
+    for record in book["contracts"]:  # ContractRecord, array-like: contract, ordinal, ...
+        cid, vm_balance, call = record[0]["id"], record[3], record[6]
+        out.append((f"book[{cid}].vm_balance", vm_balance))
+        if call is not None:
+            out.extend((f"book[{cid}].margin_call.{f}", call[f]) for f in ("amount", "outstanding"))
+    return out
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(_op, min_size=5, max_size=40))
+def test_every_amount_of_money_the_state_root_hashes_is_an_integer_of_micros(ops):
+    """Whatever runs, no float's formatting or platform rounding reaches the root through an
+    amount: each one is hashed as a msgpack integer."""
+    seen: list[int] = []
+
+    def only_integers(state: LedgerState) -> None:
+        amounts = _amounts_hashed(state)
+        floats = [(where, v) for where, v in amounts if type(v) is not int]
+        assert floats == [], f"at {state.height}"
+        seen.append(len(amounts))
+
+    run = Run(after_block=only_integers)
+    for op in ops:
+        run.step(op)
+    assert seen
+
+
+def test_a_float_amount_cannot_enter_a_map_of_micros():
+    import pytest
+
+    state = Run().chain.state
+    with pytest.raises(TypeError, match="custody"):
+        state.custody["C1"] = 1.5  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        state.margin_in_use["C1"] = True

@@ -21,6 +21,7 @@ from rfq.ledger.tx import (
     PriceFixing,
 )
 from rfq.messages import Accept, Quote
+from rfq.money import to_micros
 from rfq.signing import SignedMessage, sign_payload
 from rfq.signing import tx_id as tx_id_of
 
@@ -65,13 +66,13 @@ def test_client_c1_accepting_d1s_quote_opens_a_live_contract_with_cash_margin(ne
     assert view.status == Status.LIVE
     assert (view.contract.client, view.contract.dealer) == ("C1", "D1")
     margin = chain.state.payments["r1/initial_margin/1"]
-    assert (margin.payer, margin.payee, margin.amount) == ("C1", CUSTODY, 320_000.0)
-    assert chain.state.trades["r1"].cash_margin == 320_000.0
+    assert (margin.payer, margin.payee, margin.amount) == ("C1", CUSTODY, to_micros(320_000))
+    assert chain.state.trades["r1"].cash_margin == to_micros(320_000)
 
 
 def test_a_dealer_credit_line_reduces_the_cash_margin(net, chain):
     chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.1, credit_line=120_000))
-    assert chain.state.payments["r1/initial_margin/1"].amount == 200_000.0
+    assert chain.state.payments["r1/initial_margin/1"].amount == to_micros(200_000)
 
 
 def test_a_second_accept_of_one_rfq_is_rejected_and_the_rest_of_the_block_commits(net, chain):
@@ -153,23 +154,25 @@ def test_a_replayed_transaction_is_a_duplicate(net, chain):
 def test_a_payment_confirmed_twice_is_refused_and_state_is_unchanged(net, chain):
     chain.block(trade_tx(net, rfq_id="r1"))
     confirm = net.tx(
-        "BANK", PaymentConfirmed("r1/initial_margin/1", 320_000.0, "b1"), at_ms=T0 + 2000
+        "BANK", PaymentConfirmed("r1/initial_margin/1", to_micros(320_000), "b1"), at_ms=T0 + 2000
     )
     assert chain.block(confirm).receipts[0].ok
-    assert chain.state.custody["C1"] == 320_000.0
+    assert chain.state.custody["C1"] == to_micros(320_000)
     root = chain.state.payments.digest()
     replay = net.tx(
-        "BANK", PaymentConfirmed("r1/initial_margin/1", 320_000.0, "b2"), at_ms=T0 + 3000
+        "BANK", PaymentConfirmed("r1/initial_margin/1", to_micros(320_000), "b2"), at_ms=T0 + 3000
     )
     result = chain.block(replay)
     assert result.receipts[0].reason == "payment r1/initial_margin/1 is already confirmed"
     assert chain.state.payments.digest() == root
-    assert chain.state.custody["C1"] == 320_000.0
+    assert chain.state.custody["C1"] == to_micros(320_000)
 
 
 def test_a_confirmation_for_the_wrong_amount_is_refused(net, chain):
     chain.block(trade_tx(net, rfq_id="r1"))
-    wrong = net.tx("BANK", PaymentConfirmed("r1/initial_margin/1", 1.0, "b1"), at_ms=T0 + 2000)
+    wrong = net.tx(
+        "BANK", PaymentConfirmed("r1/initial_margin/1", to_micros(1), "b1"), at_ms=T0 + 2000
+    )
     assert "instructed" in chain.block(wrong).receipts[0].reason
 
 
@@ -177,15 +180,19 @@ class TestGuarantees:
     def grant(
         self, net, gid, *, client="C1", line=1e6, name="warehouse-7", value=2e6, guarantor="G1"
     ):
-        return net.tx(guarantor, GuaranteeGrant(gid, client, line, asset(name), value), at_ms=T0)
+        return net.tx(
+            guarantor,
+            GuaranteeGrant(gid, client, to_micros(line), asset(name), to_micros(value)),
+            at_ms=T0,
+        )
 
     def test_a_line_covers_initial_margin_before_cash(self, net, chain):
         assert chain.block(self.grant(net, "g1", line=300_000, value=600_000)).receipts[0].ok
         chain.block(trade_tx(net, rfq_id="r1", price=3200, im_rate=0.1))
         trade = chain.state.trades["r1"]
-        assert trade.guarantee_cover == (("g1", 300_000.0),)
-        assert chain.state.payments["r1/initial_margin/1"].amount == 20_000.0
-        assert chain.state.guarantees["g1"].allocated == 300_000.0
+        assert trade.guarantee_cover == (("g1", to_micros(300_000)),)
+        assert chain.state.payments["r1/initial_margin/1"].amount == to_micros(20_000)
+        assert chain.state.guarantees["g1"].allocated == to_micros(300_000)
 
     def test_one_asset_cannot_back_two_live_guarantees(self, net, chain):
         chain.block(self.grant(net, "g1"))
@@ -240,7 +247,7 @@ def test_a_fixing_marks_calls_margin_and_the_banks_confirmation_meets_the_call(n
     view = chain.state.book.get("r1")
     assert view.status == Status.MARGIN_CALL
     call = chain.state.payments["r1/margin_call/1"]
-    assert (call.payer, call.payee, call.amount) == ("C1", "D1", 100_000.0)
+    assert (call.payer, call.payee, call.amount) == ("C1", "D1", to_micros(100_000))
     confirm_all(chain, "margin_call")
     assert chain.state.book.get("r1").status == Status.LIVE
     vm = [p for p in chain.state.payments.values() if p.kind == "variation_margin"]
@@ -265,17 +272,15 @@ def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guaran
         o for r in chain.results for o in r.outputs if type(o).__name__ == "CreditEventResolved"
     ]
     [resolved] = defaulted
-    assert resolved.collateral_applied == pytest.approx(60_000.0)
-    assert resolved.guarantee_applied == pytest.approx(100_000.0)
-    assert resolved.unrecovered == pytest.approx(40_000.0)
+    assert resolved.collateral_applied == to_micros(60_000)
+    assert resolved.guarantee_applied == to_micros(100_000)
+    assert resolved.unrecovered == to_micros(40_000)
     payouts = {
         p.kind: p for p in chain.state.payments.values() if p.kind in ("collateral", "guarantee")
     }
     assert payouts["collateral"].payer == CUSTODY and payouts["collateral"].payee == "D1"
-    assert payouts["guarantee"].payer == "G1" and payouts["guarantee"].amount == pytest.approx(
-        100_000.0
-    )
-    assert chain.state.guarantees["g1"].paid == pytest.approx(100_000.0)
+    assert payouts["guarantee"].payer == "G1" and payouts["guarantee"].amount == to_micros(100_000)
+    assert chain.state.guarantees["g1"].paid == to_micros(100_000)
     assert chain.state.rating("C1") < rating_before
     assert chain.state.ratings["C1"].evidence.last.default
 
@@ -294,8 +299,8 @@ def test_both_parties_asking_the_same_close_out_price_terminate_the_contract(net
     assert view.status == Status.CLOSED_OUT
     assert view.outcome.client_pnl == pytest.approx(50_000.0)
     refund = chain.state.payments["r1/im_return/1"]
-    assert (refund.payer, refund.payee, refund.amount) == (CUSTODY, "C1", 320_000.0)
-    assert chain.state.custody["C1"] == 0.0
+    assert (refund.payer, refund.payee, refund.amount) == (CUSTODY, "C1", to_micros(320_000))
+    assert chain.state.custody["C1"] == 0
     assert chain.state.rating("C1") >= chain.state.ratings["C1"].evidence.last.rt_prev
 
 
@@ -444,7 +449,7 @@ def test_a_margin_call_paid_in_full_never_defaults_the_payer_however_long_the_ch
     at = chain.head.timestamp_ms + 1000
     chain.block(fixing(net, TODAY, 3187.654321, at), at_ms=at)
     [call] = confirm_all(chain, "margin_call")
-    assert call.amount == round(call.amount, 6)
+    assert type(call.amount) is int  # integer micros: on the grid by construction
     for day in range(1, 10):
         chain.block(at_ms=chain.head.timestamp_ms + day * DAY_MS)
     assert chain.state.book.get("r1").status == Status.LIVE
@@ -502,7 +507,7 @@ def test_an_accept_whose_initial_margin_the_client_cannot_carry_is_refused_and_c
     assert not receipt.ok
     assert "exceeds C1's credit lines (100,000.00)" in receipt.reason
     assert "r1" not in chain.state.book and "r1" not in chain.state.trades
-    assert chain.state.guarantees["g1"].allocated == 0.0
+    assert chain.state.guarantees["g1"].allocated == 0
     # 12.8M of cash margin fits; a second one does not while the first is live.
     first = chain.block(trade_tx(net, rfq_id="r2", terms=swap_terms(quantity=40_000)))
     assert first.receipts[0].ok, first.receipts[0].reason

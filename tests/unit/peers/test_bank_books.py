@@ -26,6 +26,7 @@ from rfq.contracts.model import PaymentKind
 from rfq.identity import Identity, Role
 from rfq.ledger.state import Payment
 from rfq.ledger.tx import PaymentConfirmed, signed_decoder, tx_decoder
+from rfq.money import to_micros as M
 from rfq.signing import sign_payload
 
 BANK = Identity.generate("BANK", Role.BANK)
@@ -48,13 +49,14 @@ def signer(instruction: Payment):
 
 
 def margin(contract: str = "r1", client: str = "C1", amount: float = 320_000.0) -> Payment:
+    """An initial margin instruction for ``amount`` currency units (held as micros)."""
     return Payment(
         f"{contract}/initial_margin/1",
         contract,
         PaymentKind.INITIAL_MARGIN,
         client,
         CUSTODY,
-        amount,
+        M(amount),
         created_height=1,
     )
 
@@ -62,9 +64,9 @@ def margin(contract: str = "r1", client: str = "C1", amount: float = 320_000.0) 
 @pytest.fixture
 def books(tmp_path):
     books = BankBooks(tmp_path / "bank.db")
-    books.open_account("C1", 1_000_000.0)
-    books.open_account("D1", 5.0e9)
-    books.open_account(CUSTODY, 0.0)
+    books.open_account("C1", M(1_000_000))
+    books.open_account("D1", M(5.0e9))
+    books.open_account(CUSTODY, 0)
     yield books
     books.close()
 
@@ -74,8 +76,8 @@ def test_client_c1s_initial_margin_is_executed_once_however_often_the_bank_is_to
     again = books.execute(margin(), sign=signer(margin()))
     assert first.fresh and not again.fresh
     assert again.entry == first.entry
-    assert books.balance("C1") == 680_000.0
-    assert books.balance(CUSTODY) == 320_000.0
+    assert books.balance("C1") == M(680_000)
+    assert books.balance(CUSTODY) == M(320_000)
     assert [e.instruction_id for e in books.journal()] == ["r1/initial_margin/1"]
     assert first.entry.bank_ref == "BANK-0000000001"
     assert first.entry.state == JournalState.EXECUTED
@@ -88,7 +90,7 @@ def test_the_signed_confirmation_is_stored_with_the_execution_and_names_its_bank
     assert out.tx_id == hashlib.sha256(out.tx).hexdigest()
     confirmation = tx_decoder.decode(signed_decoder.decode(out.tx).body)
     assert confirmation == PaymentConfirmed(
-        "r1/initial_margin/1", 320_000.0, execution.entry.bank_ref
+        "r1/initial_margin/1", M(320_000), execution.entry.bank_ref
     )
     books.execute(margin(), sign=signer(margin()))
     assert books.out_tx("r1/initial_margin/1", Purpose.CONFIRM) == out  # the same bytes
@@ -101,7 +103,7 @@ def test_a_failure_while_signing_leaves_neither_journal_row_nor_moved_money(book
     with pytest.raises(RuntimeError, match="HSM offline"):
         books.execute(margin(), sign=broken)
     assert books.journal() == []
-    assert books.balance("C1") == 1_000_000.0
+    assert books.balance("C1") == M(1_000_000)
     assert books.out_tx("r1/initial_margin/1", Purpose.CONFIRM) is None
 
 
@@ -110,13 +112,13 @@ def test_client_c1_without_the_funds_is_refused_and_nothing_moves(books):
     with pytest.raises(InsufficientFunds) as refused:
         books.execute(big)
     assert refused.value.payer == "C1"
-    assert refused.value.balance == 1_000_000.0
+    assert refused.value.balance == M(1_000_000)
     assert "insufficient funds" in str(refused.value)
     assert books.journal() == []
-    assert books.balance("C1") == 1_000_000.0
-    books.set_balance("C1", 2_000_000.0)  # C1 is funded: the same instruction now executes
+    assert books.balance("C1") == M(1_000_000)
+    books.set_balance("C1", M(2_000_000))  # C1 is funded: the same instruction now executes
     assert books.execute(big).fresh
-    assert books.balance("C1") == pytest.approx(999_999.99)
+    assert books.balance("C1") == M(999_999.99)
     assert books.balanced()
 
 
@@ -131,15 +133,15 @@ def test_an_instruction_for_an_account_the_bank_does_not_hold_is_refused(books):
 def test_the_journal_survives_a_restart_and_is_still_executed_once(tmp_path):
     path = tmp_path / "bank.db"
     first = BankBooks(path)
-    first.open_account("C1", 1e6)
+    first.open_account("C1", M(1e6))
     first.open_account(CUSTODY)
     first.execute(margin(amount=1000.0), sign=signer(margin(amount=1000.0)))
     first.close()
     second = BankBooks(path)
-    assert not second.open_account("C1", 5e7)  # an existing account keeps its balance
+    assert not second.open_account("C1", M(5e7))  # an existing account keeps its balance
     again = second.execute(margin(amount=1000.0))
     assert not again.fresh
-    assert second.balances() == {"C1": 999_000.0, CUSTODY: 1000.0}
+    assert second.balances() == {"C1": M(999_000), CUSTODY: M(1000)}
     assert [o.instruction_id for o in second.open_txs()] == ["r1/initial_margin/1"]
     second.close()
 
@@ -206,13 +208,13 @@ def test_executions_never_create_or_destroy_money_and_never_overdraw(opening, sc
     books = BankBooks(":memory:")
     model = {}
     for member, amount in zip(MEMBERS, opening, strict=True):
-        books.open_account(member, amount)
+        books.open_account(member, M(amount))
         model[member] = round(amount * 1_000_000)
     funded = books.total_micros()
     executed: dict[str, tuple[str, str, int]] = {}
     for number, payer, payee, amount in script:
         iid = f"r/{number}"
-        instruction = Payment(iid, "r", PaymentKind.SETTLEMENT, payer, payee, amount, 1)
+        instruction = Payment(iid, "r", PaymentKind.SETTLEMENT, payer, payee, M(amount), 1)
         micros = round(amount * 1_000_000)
         try:
             result = books.execute(instruction)
@@ -232,7 +234,7 @@ def test_executions_never_create_or_destroy_money_and_never_overdraw(opening, sc
         model[payee] += micros
     assert books.total_micros() == funded == books.funded_micros()
     assert books.balanced()
-    assert books.balances() == {m: v / 1_000_000 for m, v in sorted(model.items())}
+    assert books.balances() == dict(sorted(model.items()))
     assert all(v >= 0 for v in books.balances().values())
     assert sorted(e.instruction_id for e in books.journal()) == sorted(executed)
     books.close()
@@ -241,10 +243,18 @@ def test_executions_never_create_or_destroy_money_and_never_overdraw(opening, sc
 def test_a_confirmation_the_chain_refuses_reverses_the_movement_and_money_is_conserved(books):
     total = books.total_micros()
     books.execute(margin(amount=1000.0), sign=signer(margin(amount=1000.0)))
-    assert books.balances()["C1"] == 999_000.0
+    assert books.balances()["C1"] == M(999_000)
     assert books.settle("r1/initial_margin/1", JournalState.REFUSED, height=9, reason="lapsed")
-    assert (books.balances()["C1"], books.balances()[CUSTODY]) == (1_000_000.0, 0.0)
+    assert (books.balances()["C1"], books.balances()[CUSTODY]) == (M(1_000_000), 0)
     assert books.total_micros() == total
     # The chain's word is recorded once: a second refusal moves nothing.
     assert not books.settle("r1/initial_margin/1", JournalState.REFUSED, height=9, reason="x")
-    assert books.balances()["C1"] == 1_000_000.0
+    assert books.balances()["C1"] == M(1_000_000)
+
+
+def test_the_books_take_amounts_only_as_integer_micros(books):
+    with pytest.raises(BankError, match="integer micros"):
+        books.open_account("C7", 1.5)  # type: ignore[arg-type]
+    with pytest.raises(BankError, match="integer micros"):
+        books.set_balance("C1", 2e6)  # type: ignore[arg-type]
+    assert books.balance("C1") == M(1_000_000) and not books.has_account("C7")

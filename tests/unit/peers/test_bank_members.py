@@ -18,6 +18,7 @@ from rfq.ledger.light import Verified
 from rfq.ledger.proof import ProofResult
 from rfq.ledger.state import Governance, Payment, Receipt
 from rfq.ledger.tx import PaymentFailed
+from rfq.money import to_micros as M
 from rfq.queries import PaymentsReply
 
 
@@ -76,7 +77,7 @@ def bank_with(net, instruction: Payment, members: dict) -> tuple[BankService, Pr
 
 
 def test_an_instruction_paying_a_member_proven_absent_opens_no_account_and_is_failed(net):
-    stranger = Payment("k/settlement/1", "k", PaymentKind.SETTLEMENT, "C1", "ZZ_NOBODY", 10.0, 3)
+    stranger = Payment("k/settlement/1", "k", PaymentKind.SETTLEMENT, "C1", "ZZ_NOBODY", M(10), 3)
     bank, ledger = bank_with(net, stranger, {})
     asyncio.run(bank.poll())
     assert "ZZ_NOBODY" not in bank.balances()
@@ -88,8 +89,8 @@ def test_an_instruction_paying_a_member_proven_absent_opens_no_account_and_is_fa
 
 def test_a_member_admitted_after_the_genesis_gets_the_account_its_proven_role_opens(net):
     c9 = msgspec.structs.replace(net.genesis().member("C1"), id="C9")
-    pays = Payment("k/settlement/1", "k", PaymentKind.SETTLEMENT, "C9", "D1", 10.0, 3)
+    pays = Payment("k/settlement/1", "k", PaymentKind.SETTLEMENT, "C9", "D1", M(10), 3)
     bank, _ = bank_with(net, pays, {"C9": c9})
     asyncio.run(bank.poll())
-    assert bank.balances()["C9"] == BankConfig().client_balance - 10.0
+    assert bank.balances()["C9"] == M(BankConfig().client_balance) - M(10)
     assert [e.instruction_id for e in bank.books.journal()] == [pays.id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from peers.bank import JournalEntry, JournalState
 from peers.soak import BankView, check_bank_conserves
 from rfq.ledger.state import Payment
-from rfq.money import MICROS
+from rfq.money import MICROS, to_micros
 
 END_MS = 100_000
 BLOCK_MS = {h: 1_000 * h for h in range(1, 101)}
@@ -14,7 +14,7 @@ BLOCK_MS = {h: 1_000 * h for h in range(1, 101)}
 def payment(pid: str, status: str = "confirmed", *, kind="initial_margin", height=10, **kw):
     fields = {"payer": "C1", "payee": "CUSTODY", "amount": 100.0, **kw}
     return Payment(
-        pid, "k", kind, fields.pop("payer"), fields.pop("payee"), fields.pop("amount"),
+        pid, "k", kind, fields.pop("payer"), fields.pop("payee"), to_micros(fields.pop("amount")),
         created_height=height, status=status,
         confirmed_height=height + 1 if status == "confirmed" else None, **fields,
     )  # fmt: skip
@@ -22,8 +22,8 @@ def payment(pid: str, status: str = "confirmed", *, kind="initial_margin", heigh
 
 def entry(pid: str, amount: float = 100.0, state=JournalState.CONFIRMED, at_ms=11_000, ref=None):
     return JournalEntry(
-        1, pid, "k", "initial_margin", "C1", "CUSTODY", amount, ref or f"B-{pid}", at_ms, state,
-        11, "",
+        1, pid, "k", "initial_margin", "C1", "CUSTODY", to_micros(amount), ref or f"B-{pid}", at_ms,
+        state, 11, "",
     )  # fmt: skip
 
 

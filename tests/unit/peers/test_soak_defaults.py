@@ -11,14 +11,14 @@ from peers.soak import (
     explain_defaults,
     underfunded_clients,
 )
-from rfq.money import MICROS
+from rfq.money import MICROS, to_micros
 
 BLOCK_MS = {h: 1_000 * h for h in range(1, 200)}
 
 
 def entry(seq: int, payer: str, payee: str, amount: float, at_ms: int) -> JournalEntry:
     return JournalEntry(
-        seq, f"i{seq}", "k", "margin_call", payer, payee, amount, f"B-{seq}", at_ms,
+        seq, f"i{seq}", "k", "margin_call", payer, payee, to_micros(amount), f"B-{seq}", at_ms,
         JournalState.CONFIRMED, None, "",
     )  # fmt: skip
 

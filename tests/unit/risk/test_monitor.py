@@ -17,6 +17,7 @@ from rfq.errors import ValidationError
 from rfq.identity import Member, Role
 from rfq.instruments import Averaging, Leg, OptionTerms, Side, Template, Terms
 from rfq.ledger.state import Guarantee
+from rfq.money import to_micros as M
 from rfq.queries import CcrRow
 from rfq.rating import pd_of, score_of
 from rfq.risk.contagion import cascade
@@ -328,8 +329,8 @@ def test_views_from_the_contract_engine_give_the_same_hand_checked_netting_set()
     contract = view("r1").contract
     book.apply(OpenContract(contract))
     [call] = book.apply(Fixing(date=AS_OF, prices=(Price("RB2605", 3300.0),)))
-    assert isinstance(call, MarginCalled) and (call.payer, call.amount) == ("D1", 10_000.0)
-    book.apply(MarginPosted(id="p1", contract_id="r1", payer="D1", amount=10_000.0))
+    assert isinstance(call, MarginCalled) and (call.payer, call.amount) == ("D1", M(10_000))
+    book.apply(MarginPosted(id="p1", contract_id="r1", payer="D1", amount=M(10_000)))
     engine_view = book.get("r1")
     assert (engine_view.client_mtm, engine_view.vm_balance) == (10_000.0, 10_000.0)
     dealer_side, client_side = bilateral_exposures(
@@ -503,7 +504,14 @@ def test_a_guarantee_for_c1_moves_the_dealers_exposure_to_the_guarantor_and_stop
     None
 ):
     line = Guarantee(
-        "g1", "G1", "C1", line=150.0, asset_id="x", asset_value=200.0, granted_height=1, paid=10.0
+        "g1",
+        "G1",
+        "C1",
+        line=M(150),
+        asset_id="x",
+        asset_value=M(200),
+        granted_height=1,
+        paid=M(10),
     )
     network = exposure_network(SMALL, EDGES, LGDS, [line])
     to_c1 = {
