@@ -35,13 +35,3 @@ def to_micros(amount: float) -> Micros:
 def from_micros(micros: Micros) -> float:
     """An amount in currency units (display, float models): exact for any real balance."""
     return micros / MICROS
-
-
-def on_grid(amount: float) -> float:
-    """``amount`` rounded onto the money grid (the same float every platform computes)."""
-    return from_micros(to_micros(amount))
-
-
-def is_payable(amount: float) -> bool:
-    """Whether ``amount`` is at least one grid step: anything less is never an instruction."""
-    return to_micros(amount) > 0
