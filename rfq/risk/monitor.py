@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -82,6 +83,7 @@ from rfq.risk.contagion import (
     eisenberg_noe,
 )
 from rfq.risk.loss import expected_loss
+from rfq.risk.positions import Pair, PairTerms, PositionTable
 from rfq.risk.saccr import NettingSet, NettingSetResult, Trade, compute_netting_set
 
 DEFAULT_RECOVERY_RATE = 0.40
@@ -146,12 +148,18 @@ class DirectedExposure(msgspec.Struct, frozen=True):
 @dataclass(frozen=True, eq=False)
 class Assessment:
     """The monitor's picture at one height: the CCR table, the directed exposures behind it and
-    the exposure network contagion runs on."""
+    the exposure network contagion runs on (``source``: the network, or what builds it the
+    first time a cascade or a what-if asks for it)."""
 
     height: int
     rows: tuple[CcrRow, ...]
     exposures: tuple[DirectedExposure, ...]
-    network: ExposureNetwork
+    source: ExposureNetwork | Callable[[], ExposureNetwork]
+
+    @functools.cached_property
+    def network(self) -> ExposureNetwork:
+        source = self.source
+        return source if isinstance(source, ExposureNetwork) else source()
 
     def row(self, institution: str) -> CcrRow | None:
         for row in self.rows:
@@ -258,16 +266,62 @@ def bilateral_exposures(
         live = [v for v in inp.contracts if not v.status.terminal]
         ended = [v for v in inp.contracts if v.status.terminal]
         prices = market_prices(live, ended, inp.prices)
-    pairs: dict[tuple[str, str], list[ContractView]] = {}
+    pairs: dict[Pair, list[ContractView]] = {}
     for view in inp.contracts:
         if not view.status.terminal:
             pairs.setdefault((view.contract.client, view.contract.dealer), []).append(view)
-    out: list[DirectedExposure] = []
-    for (client, dealer), views in sorted(pairs.items()):
-        out.extend(
-            pair_exposures(client, dealer, views, inp.cash_margin, inp.as_of, prices, inp.mpor_days)
+    table = PositionTable()
+    scalar = {pair for pair, views in pairs.items() if not all([table.add(v) for v in views])}
+    found = netting_pair_exposures(
+        table, pairs, scalar, inp.cash_margin, inp.as_of, prices, inp.mpor_days
+    )
+    return tuple(x for pair in sorted(found) for x in found[pair])
+
+
+def pair_terms(views: Iterable[ContractView], cash_margin: Mapping[str, float]) -> PairTerms:
+    """A netting pair's margin terms and collateral (``pair_exposures`` spells them out)."""
+    terms = [v.contract.margin for v in views]
+    margined = all(m is not None for m in terms)
+    return PairTerms(
+        margined=margined,
+        threshold=max((m.threshold for m in terms if m is not None), default=0.0),
+        mta=max((m.minimum_transfer_amount for m in terms if m is not None), default=0.0),
+        vm_to_client=math.fsum(v.vm_balance for v in views),
+        cash_im=math.fsum(max(cash_margin.get(v.contract.id, 0.0), 0.0) for v in views),
+    )
+
+
+def netting_pair_exposures(
+    table: PositionTable,
+    pairs: Mapping[Pair, Collection[ContractView]],
+    scalar: Collection[Pair],
+    cash_margin: Mapping[str, float],
+    as_of: dt.date,
+    prices: Mapping[str, float],
+    mpor_days: float,
+) -> dict[Pair, tuple[DirectedExposure, DirectedExposure]]:
+    """The pairs' exposures: those in ``scalar`` (a contract ``table`` could not hold) one by
+    one with ``pair_exposures``, the others valued together from ``table``'s columns."""
+    out: dict[Pair, tuple[DirectedExposure, DirectedExposure]] = {}
+    vector = sorted(pair for pair in pairs if pair not in scalar)
+    terms = [pair_terms(pairs[pair], cash_margin) for pair in vector]
+    results = table.evaluate(vector, terms, prices, as_of, mpor_days)
+    for pair, result in zip(vector, results, strict=True):
+        if result is None:  # a non-finite figure: the scalar path names the fault
+            scalar = {*scalar, pair}
+            continue
+        count = len(pairs[pair])
+        client, dealer = pair
+        out[pair] = (
+            DirectedExposure(result[0].id, dealer, client, count, result[0]),
+            DirectedExposure(result[1].id, client, dealer, count, result[1]),
         )
-    return tuple(out)
+    for pair in scalar:
+        if pair in pairs:
+            out[pair] = pair_exposures(
+                *pair, pairs[pair], cash_margin, as_of, prices, mpor_days
+            )
+    return out
 
 
 def pair_exposures(
@@ -368,9 +422,39 @@ def credit_of(
         return Credit("D", 1.0, lgd)
     score = ratings.get(member.id)
     if score is not None and math.isfinite(score) and 0.0 <= score <= 100.0:
-        return Credit(str(grade_of(score)), pd_of(score), lgd)
+        return Credit(str(grade_of(score)), _pd_of(score), lgd)
     grade = member.external_rating or UNRATED_GRADE
-    return Credit(grade, pd_of(grade), lgd)
+    return Credit(grade, _pd_of(grade), lgd)
+
+
+_pd_of = functools.lru_cache(maxsize=8192)(pd_of)
+"""``pd_of`` is pure and the scores repeat from block to block."""
+
+
+def ccr_row(
+    member: Member,
+    ratings: Mapping[str, float],
+    defaults: Mapping[str, tuple[float, ...]],
+    recovery_rate: float,
+    ead: float,
+    netting_sets: int,
+    open_contracts: int,
+) -> CcrRow:
+    """An institution's row of the CCR table (``ead``: what it owes over its netting sets)."""
+    credit = credit_of(member, ratings, defaults, recovery_rate)
+    return CcrRow(
+        institution=member.id,
+        role=str(member.role),
+        grade=credit.grade,
+        pd=credit.pd,
+        lgd=credit.lgd,
+        ead=ead,
+        el=expected_loss(credit.pd, ead, credit.lgd, where=member.id),
+        threshold=member.ccr_threshold,
+        netting_sets=netting_sets,
+        open_contracts=open_contracts,
+        alert=member.ccr_threshold > 0 and ead > member.ccr_threshold,
+    )
 
 
 def assess(inp: MonitorInput) -> Assessment:
@@ -415,26 +499,24 @@ def assessment_of(
     rows: list[CcrRow] = []
     lgd: dict[str, float] = {}
     for m in institutions:
-        credit = credit_of(m, ratings, defaults, recovery_rate)
-        lgd[m.id] = credit.lgd
-        ead = math.fsum(owed.get(m.id, ()))
-        rows.append(
-            CcrRow(
-                institution=m.id,
-                role=str(m.role),
-                grade=credit.grade,
-                pd=credit.pd,
-                lgd=credit.lgd,
-                ead=ead,
-                el=expected_loss(credit.pd, ead, credit.lgd, where=m.id),
-                threshold=m.ccr_threshold,
-                netting_sets=len(counterparties.get(m.id, ())),
-                open_contracts=open_contracts.get(m.id, 0),
-                alert=m.ccr_threshold > 0 and ead > m.ccr_threshold,
-            )
+        row = ccr_row(
+            m,
+            ratings,
+            defaults,
+            recovery_rate,
+            math.fsum(owed.get(m.id, ())),
+            len(counterparties.get(m.id, ())),
+            open_contracts.get(m.id, 0),
         )
-    network = exposure_network(institutions, exposures, lgd, guarantees)
-    return Assessment(height, tuple(rows), exposures, network)
+        lgd[m.id] = row.lgd
+        rows.append(row)
+    guarantees = tuple(guarantees)
+    return Assessment(
+        height,
+        tuple(rows),
+        exposures,
+        lambda: exposure_network(institutions, exposures, lgd, guarantees),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
