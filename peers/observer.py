@@ -62,6 +62,8 @@ class ChainFollower(Service):
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._replies = reply_channel(genesis.params.consensus_max_bytes)
+        self._members_synced = 0
+        """How many chain members the bus directory was last synced with."""
 
     @property
     def state(self) -> LedgerState:
@@ -132,7 +134,10 @@ class ChainFollower(Service):
                 log.warning("follower_block_refused", height=block.height, reason=exc.reason)
                 break
             self.stats["blocks"] += 1
-            sync_directory(self.bus.directory, self.state.members.values())
+            if len(self.state.members) != self._members_synced:
+                # a member is never removed: only a block that registered one changes the count
+                sync_directory(self.bus.directory, self.state.members.values())
+                self._members_synced = len(self.state.members)
             applied += 1
             for listener in list(self.listeners):
                 try:

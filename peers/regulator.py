@@ -80,7 +80,7 @@ from rfq.queries import (
     RiskQuery,
     RiskReply,
 )
-from rfq.risk.incremental import IncrementalMonitor, cash_margin_held, changed_contracts
+from rfq.risk.incremental import IncrementalMonitor, feed, is_fixing, named_contracts
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     Assessment,
@@ -209,6 +209,7 @@ class RegulatorService(Service):
         self.follower.listeners.append(self._on_block)
         self.monitor = IncrementalMonitor(recovery_rate=recovery_rate)
         self._changed: set[str] = set()
+        self._fixing = False
         self._everything_changed = True
         self._new_block = asyncio.Event()
         self._votes: dict[tuple[str, int, int, str], tuple[bytes, SignedMessage]] = {}
@@ -272,12 +273,10 @@ class RegulatorService(Service):
                 log.exception("regulator_refresh_crashed", error=repr(exc))
 
     def _on_block(self, block: Block, result: BlockResult) -> None:
+        # read now: the payments a block refers to may leave the hot state later
         if not self._everything_changed:
-            changed = changed_contracts(self.follower.state, result)
-            if changed is None:
-                self._everything_changed = True
-            else:
-                self._changed |= changed
+            self._changed |= named_contracts(self.follower.state, result)
+            self._fixing = self._fixing or is_fixing(result)
         self._new_block.set()
 
     async def refresh(self) -> bool:
@@ -290,10 +289,9 @@ class RegulatorService(Service):
                 return False
             started = time.perf_counter()
             state = self.follower.state
-            changed = state.book.ids() if self._everything_changed else self._changed
-            self._everything_changed, self._changed = False, set()
-            for cid in changed:
-                self.monitor.put(state.book.get(cid), cash_margin_held(state, cid))
+            changed = None if self._everything_changed else self._changed
+            put = feed(self.monitor, state, changed, self._fixing)
+            self._everything_changed, self._changed, self._fixing = False, set(), False
             assessment = await asyncio.to_thread(
                 self.monitor.assess,
                 self.follower.height,
@@ -309,7 +307,7 @@ class RegulatorService(Service):
             log.debug(
                 "regulator_assessed",
                 height=assessment.height,
-                changed=len(changed),
+                changed=put,
                 netting_pairs=self.monitor.recomputed,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )

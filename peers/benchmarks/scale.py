@@ -306,13 +306,14 @@ def _regulator_following(market: _Market, monitor: Any, result: Any) -> float:
     """The observer regulator's update for one block it executed: the contracts the block
     changed into the incremental monitor, then its assessment (``peers.regulator``)."""
     from rfq.ledger.state import business_date
-    from rfq.risk.incremental import cash_margin_held, changed_contracts
+    from rfq.risk.incremental import feed, is_fixing, named_contracts
 
     started = time.perf_counter()
     state = market.state
-    changed = changed_contracts(state, result)
-    for cid in state.book.ids() if changed is None else changed:
-        monitor.put(state.book.get(cid), cash_margin_held(state, cid))
+    if result is None:  # the first, whole read
+        feed(monitor, state, None)
+    else:
+        feed(monitor, state, named_contracts(state, result), is_fixing(result))
     monitor.assess(
         state.height,
         business_date(state.timestamp_ms, state.book),
@@ -386,7 +387,8 @@ def measure(live: int, settled: int) -> dict[str, Any]:
     from rfq.risk.incremental import IncrementalMonitor
 
     monitor = IncrementalMonitor()
-    _regulator_following(market, monitor, market.block([], set())[0])  # the first, whole read
+    market.block([], set())
+    _regulator_following(market, monitor, None)  # the first, whole read
     fixing_exec, fixing_root, fixing_regulator = [], [], []
     date = market.business_date()
     for step in range(3):

@@ -15,12 +15,15 @@ contract prices an underlying.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from rfq.contracts.model import ContractView, PaymentStatus, Status
+from rfq.contracts.templates import template_of
 from rfq.identity import Member
 from rfq.ledger.state import BlockResult, Guarantee, LedgerState
 from rfq.ledger.tx import PriceFixing
@@ -37,7 +40,7 @@ from rfq.risk.monitor import (
     netting_pair_exposures,
     observed_defaults,
 )
-from rfq.risk.positions import Pair, PositionTable
+from rfq.risk.positions import Pair, PairTerms, PositionTable
 
 FIXING_KIND = str(PriceFixing.__struct_config__.tag)
 NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
@@ -48,14 +51,60 @@ def changed_contracts(state: LedgerState, result: BlockResult) -> set[str] | Non
     """The contracts a block executed on ``state`` changed, or None for all of them (a price
     fixing marks every live contract): those its outputs name and those of the payments its
     transactions refer to (a confirmed initial margin moves into custody)."""
-    if any(r.ok and r.kind == FIXING_KIND for r in result.receipts):
+    if is_fixing(result):
         return None
+    return named_contracts(state, result)
+
+
+def is_fixing(result: BlockResult) -> bool:
+    return any(r.ok and r.kind == FIXING_KIND for r in result.receipts)
+
+
+def named_contracts(state: LedgerState, result: BlockResult) -> set[str]:
+    """The contracts a block's outputs name, and those of the payments it referred to."""
     changed = {cid for o in result.outputs if (cid := getattr(o, "contract_id", None))}
     for receipt in result.receipts:
         for ref in receipt.refs:
             if (payment := state.payments.get(ref)) is not None:
                 changed.add(payment.contract_id)
     return changed
+
+
+def feed(
+    monitor: IncrementalMonitor,
+    state: LedgerState,
+    named: Collection[str] | None,
+    fixing: bool = False,
+) -> int:
+    """Put into ``monitor`` what blocks executed on ``state`` changed since the last feed:
+    ``named`` the contracts they named (``named_contracts``, read as each block is applied),
+    ``fixing`` whether one was a price fixing; None: everything in the book, as a monitor
+    starting on a state needs. Returns how many contracts it put.
+
+    A fixing re-marks every live contract: those the monitor holds are re-read (an ended
+    contract is not: it stays as it ended), with the cash margin it has for them unless a
+    block named them (only a payment or a contract event moves a margin into custody)."""
+    book = state.book
+    ids: Iterable[str]
+    if named is None:
+        ids = book.ids()
+    elif fixing:
+        # the order contracts are put in changes no figure (the monitor's sums are canonical)
+        ids = [*monitor.live, *sorted(set(named) - monitor.live.keys())]
+    else:
+        ids = sorted(named)
+    put = 0
+    for cid in ids:
+        view = book.find(cid)
+        if view is None:  # out of the hot state: it ended (and was pruned in the same block)
+            monitor.drop(cid)
+            continue
+        if named is None or cid in named or cid not in monitor.live:
+            monitor.put(view, cash_margin_held(state, cid))
+        else:
+            monitor.put(view, monitor.cash_margin(cid))
+        put += 1
+    return put
 
 
 def cash_margin_held(state: LedgerState, contract_id: str) -> float:
@@ -68,6 +117,51 @@ def cash_margin_held(state: LedgerState, contract_id: str) -> float:
     if payment is not None and payment.status in NOT_HELD:
         return 0.0
     return from_micros(trade.cash_margin)  # the risk models compute in currency units
+
+
+EXACT_SCALE = 2**1074
+"""Every finite float is a whole multiple of 2**-1074: sums kept as integers of that unit are
+exact, and one division rounds them as ``math.fsum`` does."""
+
+
+def exact(value: float) -> int:
+    numerator, denominator = value.as_integer_ratio()
+    return numerator * (EXACT_SCALE // denominator)
+
+
+class _PairSums:
+    """A netting pair's margin terms and collateral, kept as its contracts come and go."""
+
+    __slots__ = ("cash", "mtas", "thresholds", "unmargined", "vm")
+
+    def __init__(self) -> None:
+        self.unmargined = 0
+        self.thresholds: Counter[float] = Counter()
+        self.mtas: Counter[float] = Counter()
+        self.vm = 0
+        self.cash = 0
+
+    def terms(self) -> PairTerms:
+        return PairTerms(
+            margined=self.unmargined == 0,
+            threshold=max(self.thresholds, default=0.0),
+            mta=max(self.mtas, default=0.0),
+            vm_to_client=self.vm / EXACT_SCALE,
+            cash_im=self.cash / EXACT_SCALE,
+        )
+
+    def count(self, view: ContractView, sign: int) -> None:
+        margin = view.contract.margin
+        if margin is None:
+            self.unmargined += sign
+            return
+        for counter, value in (
+            (self.thresholds, margin.threshold),
+            (self.mtas, margin.minimum_transfer_amount),
+        ):
+            counter[value] += sign
+            if not counter[value]:
+                del counter[value]
 
 
 class IncrementalMonitor:
@@ -99,6 +193,7 @@ class IncrementalMonitor:
         self._defaulted: dict[str, ContractView] = {}
         self._defaults: dict[str, tuple[float, ...]] | None = None
         self._cash: dict[str, float] = {}
+        self._sums: dict[Pair, _PairSums] = {}
         self._exposures: dict[Pair, tuple[DirectedExposure, DirectedExposure]] = {}
         self._ordered: list[Pair] | None = None
         self._owed: dict[str, dict[str, tuple[str, float]]] = {}
@@ -111,6 +206,11 @@ class IncrementalMonitor:
         self._reprice = True
         self._prices: dict[str, float] = {}
         self._live_prices: dict[str, float] = {}
+        self._single_leg: dict[tuple[str, float], list[str]] = {}
+        """Live contracts of one leg (not averaging), by (underlying, weight), in id order."""
+        self._multi_leg: dict[str, None] = {}
+        self._by_underlying: dict[str, Counter[Pair]] = {}
+        """The netting pairs holding a leg on each underlying: those a price moves."""
         """What the live contracts' marks alone price (``market_prices``' first step)."""
         self._as_of: dt.date | None = None
         self.recomputed = 0
@@ -123,6 +223,17 @@ class IncrementalMonitor:
     @property
     def defaulted(self) -> Mapping[str, ContractView]:
         return self._defaulted
+
+    def cash_margin(self, contract_id: str) -> float:
+        """The cash margin held the monitor has for a live contract."""
+        return self._cash.get(contract_id, 0.0)
+
+    def drop(self, contract_id: str) -> None:
+        """A contract that ended without the monitor seeing how: it leaves its netting set."""
+        old = self._live.get(contract_id)
+        if old is not None:
+            self._leave(contract_id, (old.contract.client, old.contract.dealer))
+            self._reprice = self._reprice or old.mark is not None
 
     def put(self, view: ContractView, cash_margin: float = 0.0) -> None:
         """The contract as it now stands: live, or ended (it leaves its netting set)."""
@@ -140,36 +251,104 @@ class IncrementalMonitor:
             return
         if old is not None and old.mark != view.mark:
             self._reprice = True
-        elif old is None and view.mark is not None:
-            # a new contract implies a price only for an underlying none priced yet
-            legs = view.contract.terms.legs
-            unpriced = any(g.underlying not in self._live_prices for g in legs)
-            self._reprice = self._reprice or unpriced
+        elif old is None:
+            # a new contract moves a price only if it comes first of its kind, or prices an
+            # underlying none priced yet
+            first = self._keep_priced(view)
+            if view.mark is not None and not self._reprice:
+                legs = view.contract.terms.legs
+                unpriced = any(g.underlying not in self._live_prices for g in legs)
+                self._reprice = first or unpriced
         self._live[cid] = view
         members = self._pairs.get(pair)
         if members is None:
             members = self._pairs[pair] = {}
+            self._sums[pair] = _PairSums()
             self._ordered = None
         members[cid] = view
+        sums = self._sums[pair]
         if old is None:
             for party in pair:
                 self._open[party] = self._open.get(party, 0) + 1
             if not self._table.add(view):
                 self._scalar.setdefault(pair, set()).add(cid)
-        elif cid in self._table:
-            self._table.set_mtm(cid, view.client_mtm)
-        if cash_margin > 0:
-            self._cash[cid] = cash_margin
+            sums.count(view, 1)
+            sums.vm += exact(view.vm_balance)
         else:
-            self._cash.pop(cid, None)
+            if cid in self._table:
+                self._table.set_mtm(cid, view.client_mtm)
+            if old.vm_balance != view.vm_balance:
+                sums.vm += exact(view.vm_balance) - exact(old.vm_balance)
+        held = self._cash.get(cid, 0.0)
+        if cash_margin != held and (cash_margin > 0 or held > 0):
+            sums.cash += exact(max(cash_margin, 0.0)) - exact(held)
+            if cash_margin > 0:
+                self._cash[cid] = cash_margin
+            else:
+                del self._cash[cid]
         self._dirty.add(pair)
 
+    def _keep_priced(self, view: ContractView) -> bool:
+        """Index a new live contract for ``_live_market_prices``; True if it now comes first
+        of its leg and weight (or has several legs)."""
+        terms = view.contract.terms
+        cid = view.contract.id
+        for leg in terms.legs:
+            pairs = self._by_underlying.setdefault(leg.underlying, Counter())
+            pairs[(view.contract.client, view.contract.dealer)] += 1
+        if template_of(terms).averaging:
+            return False
+        if len(terms.legs) != 1:
+            self._multi_leg[cid] = None
+            return True
+        ids = self._single_leg.setdefault((terms.legs[0].underlying, terms.legs[0].weight), [])
+        i = bisect.bisect_left(ids, cid)
+        ids.insert(i, cid)
+        return i == 0
+
+    def _forget_priced(self, view: ContractView) -> None:
+        terms = view.contract.terms
+        cid = view.contract.id
+        for leg in terms.legs:
+            pairs = self._by_underlying[leg.underlying]
+            pairs[(view.contract.client, view.contract.dealer)] -= 1
+            if pairs[(view.contract.client, view.contract.dealer)] <= 0:
+                del pairs[(view.contract.client, view.contract.dealer)]
+        self._multi_leg.pop(cid, None)
+        key = (terms.legs[0].underlying, terms.legs[0].weight) if len(terms.legs) == 1 else None
+        ids = self._single_leg.get(key) if key is not None else None
+        if ids is not None:
+            i = bisect.bisect_left(ids, cid)
+            if i < len(ids) and ids[i] == cid:
+                del ids[i]
+                if not ids:
+                    del self._single_leg[key]  # type: ignore[arg-type]
+
+    def _live_market_prices(self) -> dict[str, float]:
+        """``market_prices(live, (), known)`` from what can price: per single leg and weight
+        the first marked contract by id, and every marked contract of several legs."""
+        live = self._live
+        views = []
+        for ids in self._single_leg.values():
+            for cid in ids:
+                view = live[cid]
+                if view.mark is not None and math.isfinite(view.mark):
+                    views.append(view)
+                    break
+        views.extend(live[cid] for cid in self._multi_leg)
+        return market_prices(views, (), self._known)
+
     def _leave(self, cid: str, pair: Pair) -> None:
-        del self._live[cid]
+        view = self._live.pop(cid)
+        self._forget_priced(view)
         members = self._pairs[pair]
         del members[cid]
+        sums = self._sums[pair]
+        sums.count(view, -1)
+        sums.vm -= exact(view.vm_balance)
+        sums.cash -= exact(self._cash.get(cid, 0.0))
         if not members:
-            del self._pairs[pair]
+            del self._pairs[pair], self._sums[pair]
             self._ordered = None
         for party in pair:
             self._open[party] -= 1
@@ -191,12 +370,15 @@ class IncrementalMonitor:
         guarantees: Iterable[Guarantee],
     ) -> Assessment:
         if self._reprice:
-            self._live_prices = market_prices(self._live.values(), (), self._known)
+            self._live_prices = self._live_market_prices()
             prices = market_prices((), self._defaulted.values(), self._live_prices)
             self._reprice = False
             if prices != self._prices:
+                moved = {u for u in prices.keys() | self._prices.keys()}
+                moved = {u for u in moved if prices.get(u) != self._prices.get(u)}
                 self._prices = prices
-                self._dirty.update(self._pairs)
+                for underlying in moved:
+                    self._dirty.update(self._by_underlying.get(underlying, ()))
         if as_of != self._as_of:
             self._as_of = as_of
             self._dirty.update(self._pairs)
@@ -247,6 +429,7 @@ class IncrementalMonitor:
             as_of,
             self._prices,
             self.mpor_days,
+            lambda pair: self._sums[pair].terms(),
         )
         self.recomputed = len(found)
         touched: set[str] = set()

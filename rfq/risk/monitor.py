@@ -189,7 +189,31 @@ def market_prices(
 
 
 def _by_id(views: Iterable[ContractView]) -> list[ContractView]:
-    return sorted(views, key=lambda v: v.contract.id)
+    """The views ``leg_prices`` can learn from, in contract id order. Of the marked contracts
+    on one leg of one weight only the first by id can: it prices that underlying (or finds
+    it priced) at its turn, so every later one finds nothing unknown."""
+    first: dict[tuple[str, float], ContractView] = {}
+    rest: list[ContractView] = []
+    for view in views:
+        if not _marked(view):
+            continue
+        legs = view.contract.terms.legs
+        if len(legs) != 1:
+            rest.append(view)
+            continue
+        key = (legs[0].underlying, legs[0].weight)
+        seen = first.get(key)
+        if seen is None or view.contract.id < seen.contract.id:
+            first[key] = view
+    return sorted((*first.values(), *rest), key=lambda v: v.contract.id)
+
+
+def _marked(view: ContractView) -> bool:
+    return (
+        view.mark is not None
+        and math.isfinite(view.mark)
+        and not template_of(view.contract.terms).averaging
+    )
 
 
 def leg_prices(
@@ -202,13 +226,7 @@ def leg_prices(
     leg of unknown price gives that price, repeated until nothing new is learnt.
     """
     prices = dict(known or {})
-    marked = [
-        v
-        for v in views
-        if v.mark is not None
-        and math.isfinite(v.mark)
-        and not template_of(v.contract.terms).averaging
-    ]
+    marked = [v for v in views if _marked(v)]
     changed = True
     while changed:
         changed = False
@@ -299,12 +317,17 @@ def netting_pair_exposures(
     as_of: dt.date,
     prices: Mapping[str, float],
     mpor_days: float,
+    terms_of: Callable[[Pair], PairTerms] | None = None,
 ) -> dict[Pair, tuple[DirectedExposure, DirectedExposure]]:
     """The pairs' exposures: those in ``scalar`` (a contract ``table`` could not hold) one by
-    one with ``pair_exposures``, the others valued together from ``table``'s columns."""
+    one with ``pair_exposures``, the others valued together from ``table``'s columns.
+    ``terms_of`` gives a pair's ``pair_terms`` where the caller keeps them."""
     out: dict[Pair, tuple[DirectedExposure, DirectedExposure]] = {}
     vector = sorted(pair for pair in pairs if pair not in scalar)
-    terms = [pair_terms(pairs[pair], cash_margin) for pair in vector]
+    if terms_of is None:
+        terms = [pair_terms(pairs[pair], cash_margin) for pair in vector]
+    else:
+        terms = [terms_of(pair) for pair in vector]
     results = table.evaluate(vector, terms, prices, as_of, mpor_days)
     for pair, result in zip(vector, results, strict=True):
         if result is None:  # a non-finite figure: the scalar path names the fault

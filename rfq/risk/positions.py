@@ -21,6 +21,7 @@ is refused by ``add``: its netting pair goes to the scalar path (``pair_exposure
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -97,6 +98,18 @@ class _Group:
     volatility: float
 
 
+@dataclass(slots=True)
+class _PairOrder:
+    """A pair's contracts in id order, the rows each has, and their slots in that order."""
+
+    ids: list[str]
+    counts: list[int]
+    rows: I64
+
+
+_NO_ROWS: I64 = np.zeros(0, np.int64)
+
+
 @dataclass(frozen=True, slots=True)
 class PairTerms:
     """What a netting pair's collateral needs besides its trades (``pair_exposures``)."""
@@ -158,8 +171,7 @@ class PositionTable:
         self._free: list[int] = []
         self._slots: dict[str, list[int]] = {}
         self._pair_of: dict[str, Pair] = {}
-        self._pairs: dict[Pair, set[str]] = {}
-        self._pair_rows: dict[Pair, I64] = {}
+        self._pairs: dict[Pair, _PairOrder] = {}
         self._underlyings: dict[str, int] = {}
         self._groups: dict[str, int] = {}
         self._group_list: list[_Group] = []
@@ -189,8 +201,11 @@ class PositionTable:
         cols["mtm"][slots] = 0.0
         self._slots[cid] = slots
         self._pair_of[cid] = pair
-        self._pairs.setdefault(pair, set()).add(cid)
-        self._pair_rows.pop(pair, None)
+        order = self._pairs.setdefault(pair, _PairOrder([], [], _NO_ROWS))
+        i = bisect.bisect_left(order.ids, cid)
+        order.rows = np.insert(order.rows, sum(order.counts[:i]), slots)
+        order.ids.insert(i, cid)
+        order.counts.insert(i, len(slots))
         self.set_mtm(cid, view.client_mtm)
         return True
 
@@ -205,11 +220,13 @@ class PositionTable:
         if slots is None:
             return
         pair = self._pair_of.pop(contract_id)
-        members = self._pairs[pair]
-        members.discard(contract_id)
-        if not members:
+        order = self._pairs[pair]
+        i = bisect.bisect_left(order.ids, contract_id)
+        start = sum(order.counts[:i])
+        order.rows = np.delete(order.rows, slice(start, start + len(slots)))
+        del order.ids[i], order.counts[i]
+        if not order.ids:
             del self._pairs[pair]
-        self._pair_rows.pop(pair, None)
         self._free.extend(slots)
 
     def _slot(self) -> int:
@@ -281,14 +298,7 @@ class PositionTable:
 
     def _rows(self, pair: Pair) -> I64:
         """The pair's row slots, its contracts in id order (each contract's legs in order)."""
-        rows = self._pair_rows.get(pair)
-        if rows is None:
-            slots = self._slots
-            rows = np.array(
-                [s for cid in sorted(self._pairs[pair]) for s in slots[cid]], dtype=np.int64
-            )
-            self._pair_rows[pair] = rows
-        return rows
+        return self._pairs[pair].rows
 
     def _groups_arrays(self) -> tuple[F64, F64, F64, list[tuple[int, int, float]]]:
         if self._group_arrays is None:
