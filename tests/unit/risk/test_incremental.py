@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rfq.contracts.model import Outcome, Status
-from rfq.instruments import Side
+from rfq.contracts.model import MarginTerms, Outcome, Status
+from rfq.instruments import Averaging, OptionTerms, Side, Template
 from rfq.risk.contagion import ExposureNetwork
 from rfq.risk.incremental import IncrementalMonitor
 from rfq.risk.monitor import assess
@@ -28,8 +28,27 @@ change = st.tuples(
     st.sampled_from([Side.BUY, Side.SELL]),
     st.sampled_from([Status.LIVE, Status.LIVE, Status.SETTLED, Status.DEFAULTED]),
     st.sampled_from([0.0, 0.0, 5_000.0]),  # cash initial margin held for it
-    st.integers(0, 2),  # business days on
+    st.sampled_from([0, 0, 0, 2]),  # business days on
+    st.sampled_from([0.0, 0.0, 2_000.0, -7_000.0]),  # variation margin moved to the client
 )
+
+KINDS = ("swap", "spread", "call", "swap", "put", "averaging")
+
+
+def terms_of(index: int) -> dict[str, object]:
+    """A contract's template, legs and margin terms follow from its index (they never change):
+    swaps, spreads, options (held by the columns), an average-price swap (it never prices)
+    and, for some, a CSA."""
+    kind = KINDS[index % len(KINDS)]
+    extra: dict[str, object] = {"margin": MarginTerms(threshold=500.0) if index % 3 else None}
+    if kind == "spread":
+        extra |= {"template": Template.SPREAD_SWAP, "legs": (("RB2605", 1.0), ("HC2605", -1.0))}
+    elif kind in ("call", "put"):
+        extra |= {"template": Template.EUROPEAN_OPTION, "option": OptionTerms(kind, 3250.0)}
+    elif kind == "averaging":
+        window = Averaging(AS_OF, AS_OF + dt.timedelta(days=30))
+        extra |= {"template": Template.AVERAGE_PRICE_SWAP, "averaging": window}
+    return extra
 
 
 @settings(max_examples=60, deadline=None)
@@ -57,9 +76,13 @@ def test_block_after_block_the_incremental_assessment_is_the_whole_market_one(bl
             mark = fixing
             for cid, live_view in list(everything.items()):
                 if cid not in ended:
-                    everything[cid] = msgspec.structs.replace(live_view, mark=mark)
+                    everything[cid] = msgspec.structs.replace(
+                        live_view,
+                        mark=mark + int(cid[1:]),  # marks differ: which contract prices matters
+                        client_mtm=(mark - 3200.0) * 100,
+                    )
                     monitor.put(everything[cid], cash[cid])
-        for index, client, dealer, side, status, held, days in block:
+        for index, client, dealer, side, status, held, days, vm in block:
             cid = f"K{index}"
             if cid in ended:
                 continue  # an ended contract never comes back
@@ -77,9 +100,12 @@ def test_block_after_block_the_incremental_assessment_is_the_whole_market_one(bl
                 client=client,
                 dealer=dealer,
                 side=side,
-                mark=mark,
+                mark=None if mark is None else mark + index,
                 status=status,
                 outcome=outcome,
+                client_mtm=None if mark is None else (mark - 3200.0) * 100 * (index % 2 or -1),
+                vm=vm,
+                **terms_of(index),  # type: ignore[arg-type]
             )
             everything[cid] = v
             cash[cid] = held
