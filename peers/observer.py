@@ -134,10 +134,7 @@ class ChainFollower(Service):
                 log.warning("follower_block_refused", height=block.height, reason=exc.reason)
                 break
             self.stats["blocks"] += 1
-            if len(self.state.members) != self._members_synced:
-                # a member is never removed: only a block that registered one changes the count
-                sync_directory(self.bus.directory, self.state.members.values())
-                self._members_synced = len(self.state.members)
+            self._sync_members()
             applied += 1
             for listener in list(self.listeners):
                 try:
@@ -145,6 +142,15 @@ class ChainFollower(Service):
                 except Exception:
                     log.exception("follower_listener_failed", height=block.height)
         return applied
+
+    def _sync_members(self) -> None:
+        """Add the members a block registered to the bus directory (so their messages verify).
+        A member is never removed, so only a block that registered one changes the count:
+        the other blocks cost nothing here, however many members the chain has."""
+        members = self.state.members
+        if len(members) != self._members_synced:
+            sync_directory(self.bus.directory, members.values())
+            self._members_synced = len(members)
 
     async def catch_up(self) -> int:
         """Fetch the blocks after the head from the authorities until none moves it on."""

@@ -28,6 +28,7 @@ from rfq.identity import Member
 from rfq.ledger.state import BlockResult, Guarantee, LedgerState
 from rfq.ledger.tx import PriceFixing
 from rfq.money import from_micros
+from rfq.queries import CcrRow
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     INSTITUTION_ROLES,

@@ -341,9 +341,7 @@ def netting_pair_exposures(
         )
     for pair in scalar:
         if pair in pairs:
-            out[pair] = pair_exposures(
-                *pair, pairs[pair], cash_margin, as_of, prices, mpor_days
-            )
+            out[pair] = pair_exposures(*pair, pairs[pair], cash_margin, as_of, prices, mpor_days)
     return out
 
 

@@ -100,14 +100,13 @@ class _Group:
 
 @dataclass(slots=True)
 class _PairOrder:
-    """A pair's contracts in id order, the rows each has, and their slots in that order."""
+    """A pair's contracts in id order, and their rows' slots in that order (None: re-derive)."""
 
     ids: list[str]
-    counts: list[int]
-    rows: I64
+    rows: I64 | None
 
 
-_NO_ROWS: I64 = np.zeros(0, np.int64)
+_STATIC = tuple(name for name in _COLUMNS if name != "mtm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +168,7 @@ class PositionTable:
         }
         self._high = 0
         self._free: list[int] = []
+        self._pending: list[tuple[int, dict[str, Any]]] = []
         self._slots: dict[str, list[int]] = {}
         self._pair_of: dict[str, Pair] = {}
         self._pairs: dict[Pair, _PairOrder] = {}
@@ -194,26 +194,20 @@ class PositionTable:
             return False
         pair = (view.contract.client, view.contract.dealer)
         slots = [self._slot() for _ in rows]
-        cols = self._cols
-        for slot, row in zip(slots, rows, strict=True):
-            for name, value in row.items():
-                cols[name][slot] = value
-        cols["mtm"][slots] = 0.0
+        self._pending.extend(zip(slots, rows, strict=True))
         self._slots[cid] = slots
         self._pair_of[cid] = pair
-        order = self._pairs.setdefault(pair, _PairOrder([], [], _NO_ROWS))
-        i = bisect.bisect_left(order.ids, cid)
-        order.rows = np.insert(order.rows, sum(order.counts[:i]), slots)
-        order.ids.insert(i, cid)
-        order.counts.insert(i, len(slots))
+        order = self._pairs.get(pair)
+        if order is None:
+            order = self._pairs[pair] = _PairOrder([], None)
+        bisect.insort(order.ids, cid)
+        order.rows = None
         self.set_mtm(cid, view.client_mtm)
         return True
 
     def set_mtm(self, contract_id: str, client_mtm: float | None) -> None:
         """The contract's value to the client now (carried on its first trade, 0 unpriced)."""
-        self._cols["mtm"][self._slots[contract_id][0]] = (
-            0.0 if client_mtm is None else client_mtm
-        )
+        self._cols["mtm"][self._slots[contract_id][0]] = 0.0 if client_mtm is None else client_mtm
 
     def remove(self, contract_id: str) -> None:
         slots = self._slots.pop(contract_id, None)
@@ -221,10 +215,8 @@ class PositionTable:
             return
         pair = self._pair_of.pop(contract_id)
         order = self._pairs[pair]
-        i = bisect.bisect_left(order.ids, contract_id)
-        start = sum(order.counts[:i])
-        order.rows = np.delete(order.rows, slice(start, start + len(slots)))
-        del order.ids[i], order.counts[i]
+        del order.ids[bisect.bisect_left(order.ids, contract_id)]
+        order.rows = None
         if not order.ids:
             del self._pairs[pair]
         self._free.extend(slots)
@@ -298,7 +290,21 @@ class PositionTable:
 
     def _rows(self, pair: Pair) -> I64:
         """The pair's row slots, its contracts in id order (each contract's legs in order)."""
-        return self._pairs[pair].rows
+        order = self._pairs[pair]
+        if order.rows is None:
+            slots = self._slots
+            order.rows = np.array([s for cid in order.ids for s in slots[cid]], np.int64)
+        return order.rows
+
+    def _flush(self) -> None:
+        """Write the rows added since the last valuation into the columns, column by column."""
+        latest = dict(self._pending)  # a slot freed and taken again: its newest row
+        self._pending = []
+        if not latest:
+            return
+        slots = np.fromiter(latest, np.int64, len(latest))
+        for name in _STATIC:
+            self._cols[name][slots] = [row[name] for row in latest.values()]
 
     def _groups_arrays(self) -> tuple[F64, F64, F64, list[tuple[int, int, float]]]:
         if self._group_arrays is None:
@@ -329,6 +335,7 @@ class PositionTable:
         n = len(pairs)
         if n == 0:
             return []
+        self._flush()
         parts = [self._rows(pair) for pair in pairs]
         rows = np.concatenate(parts)
         local = np.repeat(np.arange(n), [len(p) for p in parts])
@@ -341,7 +348,7 @@ class PositionTable:
                 known[index] = price
         with np.errstate(all="ignore"):
             given = known[cols["underlying"][rows]]
-            price = np.where(np.isnan(given), cols["fallback"][rows], given)
+            level_price = np.where(np.isnan(given), cols["fallback"][rows], given)
             days = cols["maturity"][rows] - as_of.toordinal()
             years = np.maximum(days, 0) / DAYS_PER_YEAR
             mf = np.sqrt(np.minimum(np.maximum(years, MIN_MATURITY_YEARS), 1.0))
@@ -349,7 +356,7 @@ class PositionTable:
             long, kind = cols["long"][rows], cols["kind"][rows]
             group = cols["group"][rows]
             sign = np.where(long, 1.0, -1.0)
-            level = weight * price
+            level = weight * level_price
             notional = np.abs(level) * size
             linear_delta = np.where(weight > 0, sign, -sign)
             expiry = np.maximum(years, MIN_OPTION_EXPIRY_YEARS)
@@ -361,16 +368,14 @@ class PositionTable:
             cdf = ndtr(np.where(call, d1, -d1))
             option_delta = np.where(call, np.where(long, cdf, -cdf), np.where(long, -cdf, cdf))
             deep = np.where(call, sign, -sign)
-            delta = np.where(
-                kind == LINEAR, linear_delta, np.where(level > 0, option_delta, deep)
-            )
+            delta = np.where(kind == LINEAR, linear_delta, np.where(level > 0, option_delta, deep))
             amount = delta * notional * factor[group]
             width = len(self._group_list)
             key = local * width + group
-            unmargined = self._addons(np.bincount(key, amount * mf, n * width), n, order)
             mf_margined = maturity_factor_margined(mpor_days)
-            margined = self._addons(np.bincount(key, amount * mf_margined, n * width), n, order)
-            value = np.bincount(local, cols["mtm"][rows], n)
+            unmargined = self._addons(_sums(key, amount * mf, n * width), n, order)
+            margined = self._addons(_sums(key, amount * mf_margined, n * width), n, order)
+            value = _sums(local, cols["mtm"][rows], n)
             results = self._netting_sets(pairs, terms, value, unmargined, margined)
         return results
 
@@ -463,6 +468,12 @@ class PositionTable:
             finite = all(math.isfinite(s.ead) for s in pair_sides)
             out.append((dealer_side, client_side) if finite else None)
         return out
+
+
+def _sums(bins: I64, weights: F64, length: int) -> F64:
+    """Per bin, its weights added in array order (``np.bincount``: sequential, so canonical
+    when the rows are)."""
+    return np.bincount(bins, weights, length).astype(np.float64)
 
 
 def _addons(columns: list[list[float]], i: int) -> AddOns:

@@ -91,3 +91,30 @@ def test_a_bus_directory_learns_the_members_the_chain_registered(tmp_path, state
     assert sync_directory(directory, state.members.values()) == 1
     assert directory.get("D9") == member
     assert sync_directory(directory, state.members.values()) == 0
+
+
+def test_a_chain_follower_syncs_the_bus_directory_only_after_a_block_that_registered_a_member(
+    tmp_path, state, monkeypatch
+):
+    from types import SimpleNamespace
+
+    import peers.observer
+    from peers.observer import ChainFollower
+
+    passes: list[int] = []
+
+    def counted(directory: Directory, members: object) -> int:
+        passes.append(1)
+        return sync_directory(directory, members)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(peers.observer, "sync_directory", counted)
+    bus = SimpleNamespace(directory=Directory(state.genesis.members))
+    follower = ChainFollower(bus, state.genesis)  # type: ignore[arg-type]
+    follower.executor.state = state
+    follower._sync_members()
+    follower._sync_members()  # a block that registered no one: no pass over every member
+    assert len(passes) == 1
+    state.members["D9"] = admission_payload(identity_file(tmp_path, "D9"), state).member
+    follower._sync_members()
+    assert len(passes) == 2
+    assert "D9" in bus.directory
