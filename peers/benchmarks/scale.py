@@ -13,7 +13,8 @@ admission, as the node's mempool does, so execution skips them), then measures:
   trades (the contracts it changed into the incremental monitor, then the assessment);
   ``regulator_fixing_block_ms`` the same after a fixing (every live contract re-read);
   ``regulator_by_queries_ms`` the baseline: the refresh as it was before the regulator followed
-  blocks (the whole market read from an authority's query service, the whole monitor run);
+  blocks (the whole market read from an authority's query service, the whole monitor run),
+  only up to ``OLD_PATH_LIMIT`` live contracts, where that path could still run (else null);
 - ``client_query_p99_ms`` (and p50): one client's paged contracts query, answer encoded;
 - ``snapshot_ms``, ``restart_s``: encoding the state, and rebuilding it from that snapshot;
 - ``authority_rss_mb``: the child's resident memory holding the state, with
@@ -48,6 +49,10 @@ TARGETS = {
     "restart_s": 3.0,
 }
 """At 100k live contracts (roadmap [4/5])."""
+OLD_PATH_LIMIT = 15_000
+"""Live contracts above which the baseline is not run: the whole-read regulator's reply passed
+nats' 8 MB max payload at about 15,800 live contracts, so the old path could not run there
+(in process, without that limit, it reads every page by building every view: quadratic)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,11 +102,15 @@ def _line(r: dict[str, Any]) -> str:
         f"fixing block {r['fixing_block_ms']:.0f} ms (exec {r['fixing_exec_ms']:.0f} + root "
         f"{r['fixing_root_ms']:.0f}), regulator p99 {r['regulator_update_p99_ms']:.1f} ms "
         f"(fixing {r['regulator_fixing_block_ms']:.0f}, "
-        f"by queries {r['regulator_by_queries_ms']:.0f}), "
+        f"by queries {_ms(r['regulator_by_queries_ms'])}), "
         f"client query p50/p99 {r['client_query_p50_ms']:.1f}/{r['client_query_p99_ms']:.1f} ms, "
         f"snapshot {r['snapshot_ms']:.0f} ms, restart {r['restart_s']:.2f} s, "
         f"RSS {r['authority_rss_mb']:.0f} MB ({r['rss_per_live_contract_kb']:.2f} kB/contract)"
     )
+
+
+def _ms(value: float | None) -> str:
+    return "not run" if value is None else f"{value:.0f}"
 
 
 def _rss_mb() -> float:
@@ -405,7 +414,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
             txs, verified = market.trades(20, days=240)
             result, _, _ = market.block(txs, verified)
             regulator.append(_regulator_following(market, monitor, result) * 1000)
-            if len(by_queries) < 3:
+            if live <= OLD_PATH_LIMIT and len(by_queries) < 3:
                 by_queries.append(_regulator_by_queries(market, queries) * 1000)
         client = [t * 1000 for t in _client_queries(market, queries, 100)]
 
@@ -433,7 +442,9 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         "regulator_update_p50_ms": round(statistics.median(regulator), 1),
         "regulator_update_p99_ms": round(_percentile(regulator, 0.99), 1),
         "regulator_fixing_block_ms": round(statistics.median(fixing_regulator), 1),
-        "regulator_by_queries_ms": round(statistics.median(by_queries), 1),
+        "regulator_by_queries_ms": (
+            round(statistics.median(by_queries), 1) if by_queries else None
+        ),
         "client_query_p50_ms": round(statistics.median(client), 2),
         "client_query_p99_ms": round(_percentile(client, 0.99), 2),
         "snapshot_ms": round(statistics.median(snapshots), 1),
