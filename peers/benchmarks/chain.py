@@ -30,11 +30,17 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from peers.benchmarks import serve
 from peers.benchmarks.rfq import percentile
 from rfq.signing import tx_id
+
+if TYPE_CHECKING:
+    from peers.netdir import NetDir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -268,14 +274,36 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
     return _summary(args, tls, [_run_once(args, tls=tls, tx=args.tx)])
 
 
+@contextlib.contextmanager
+def running_authorities(net: NetDir, servers: list[str], profile: str | None) -> Iterator[None]:
+    """The genesis authorities, one process each, ready (caught up) on entry, stopped on exit."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_authority, args=(str(net.path), servers, m, ready, profile), daemon=True
+        )
+        for m in net.genesis().authorities.initial
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=60)
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(15)
+
+
 def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]:
     """A temporary network, its authorities, ``tx`` transactions: the raw outcome."""
-    from bus.server import NatsServer
-    from peers.callout import start_callout
     from peers.netdir import create_network
     from rfq.identity import NetworkParams
 
-    with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp, ExitStack() as stack:
         net = create_network(
             Path(tmp) / "net",
             dealers=args.authorities - 1,
@@ -284,34 +312,10 @@ def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]
             params=NetworkParams(block_time_ms=30, idle_block_ms=1000, mempool_max=200_000),
             tls=tls,
         )
-        with NatsServer(Path(tmp) / "nats", auth=net.auth_conf(), tls=net.tls()) as server:
-            servers = [server.url]
-            callout = start_callout(net, servers)  # members connect through it
-            txs = _presign(net, tx)
-            ctx = mp.get_context("spawn")
-            ready = ctx.Queue()
-            members = list(net.genesis().authorities.initial)
-            procs = [
-                ctx.Process(
-                    target=_authority,
-                    args=(str(net.path), servers, m, ready, args.profile),
-                    daemon=True,
-                )
-                for m in members
-            ]
-            for p in procs:
-                p.start()
-            try:
-                for _ in procs:
-                    ready.get(timeout=60)
-                outcome = asyncio.run(_drive(net, servers, txs, args.window))
-            finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    p.join(15)
-                if callout is not None:
-                    callout.stop()
+        servers = serve(stack, net, Path(tmp) / "nats")
+        txs = _presign(net, tx)
+        stack.enter_context(running_authorities(net, servers, args.profile))
+        outcome = asyncio.run(_drive(net, servers, txs, args.window))
     outcome["verify_per_s"] = verify_rate()
     outcome["tx"] = tx
     return outcome
