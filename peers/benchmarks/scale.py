@@ -36,12 +36,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peers.prebuild import MarketBuilder
 
 SIZES = (10_000, 50_000, 100_000)
 FULL_SIZES = (*SIZES, 200_000)
 TRADES_PER_CLIENT = 200
-BLOCK_TXS = 1_000
 TARGETS = {
     "fixing_block_ms": 200.0,
     "regulator_update_p99_ms": 50.0,
@@ -119,157 +121,7 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-class _Market:
-    """A network of identities and a state driven block by block, as an authority does."""
-
-    def __init__(self, clients: int) -> None:
-        from rfq.identity import AuthoritySetup, Genesis, Identity, NetworkParams, Role
-        from rfq.ledger.block import genesis_block
-        from rfq.ledger.state import LedgerState
-        from rfq.rating import RatingWeights
-
-        members: list[tuple[str, Role, dict[str, Any]]] = [
-            *((f"D{i}", Role.DEALER, {"external_rating": "A", "capital": 1e12}) for i in (1, 2, 3)),
-            ("CCP", Role.CCP, {"external_rating": "AA", "capital": 1e12}),
-            ("REG", Role.REGULATOR, {}),
-            ("ORACLE", Role.ORACLE, {}),
-            ("BANK", Role.BANK, {}),
-            *(
-                (f"C{i}", Role.CLIENT, {"external_rating": "A", "capital": 1e12})
-                for i in range(1, clients + 1)
-            ),
-        ]
-        self.ids = {mid: Identity.generate(mid, role) for mid, role, _ in members}
-        self.genesis = Genesis(
-            name="bench-scale",
-            chain_id="bench-scale",
-            created=dt.datetime.now(dt.UTC).isoformat(),
-            members=tuple(self.ids[mid].member(mid, **extra) for mid, _, extra in members),
-            authorities=AuthoritySetup(initial=("CCP", "D1", "D2", "D3")),
-            rating=RatingWeights(alpha=0.4, beta=0.6),
-            params=NetworkParams(),
-        )
-        self.clients = [f"C{i}" for i in range(1, clients + 1)]
-        self.dealers = ["D1", "D2", "D3"]
-        self.state = LedgerState(self.genesis)
-        self.now_ms = int(time.time() * 1000)
-        self.head = genesis_block(
-            self.genesis.chain_id,
-            b"\0" * 32,
-            self.state.authorities,
-            self.state.state_root(),
-            self.now_ms,
-        ).header
-        self.nonce = 0
-        self.made = 0
-
-    def sign(self, who: str, payload: Any) -> Any:
-        from rfq.signing import sign_payload
-
-        self.nonce += 1
-        return sign_payload(
-            self.ids[who],
-            payload,
-            chain_id=self.genesis.chain_id,
-            nonce=self.nonce,
-            timestamp_ms=self.now_ms,
-            expires_ms=self.now_ms + 3_000_000,
-        )
-
-    def trades(self, count: int, days: int) -> tuple[list[bytes], set[bytes]]:
-        """Signed accepts and the ids an admitting node would already have verified."""
-        import msgspec
-
-        from rfq.instruments import Leg, Side, Template, Terms, listed_futures
-        from rfq.messages import Accept, Quote
-        from rfq.signing import tx_id
-
-        today = self.business_date()
-        future = listed_futures("RB", today)[-1]
-        month, last = future.id, future.last_trading_day or today + dt.timedelta(days=days)
-        txs, verified = [], set()
-        for _ in range(count):
-            i = self.made
-            self.made += 1
-            client = self.clients[i % len(self.clients)]
-            dealer = self.dealers[i % len(self.dealers)]
-            terms = Terms(
-                Template.PRICE_SWAP,
-                (Leg(month),),
-                Side.BUY if i % 2 else Side.SELL,
-                10 + i % 90,
-                today,
-                min(today + dt.timedelta(days=days), last),
-            )
-            rfq_id = f"s{i}"
-            quote = Quote(
-                f"{rfq_id}-{dealer}",
-                rfq_id,
-                client,
-                dealer,
-                terms,
-                3200.0 + i % 50,
-                self.now_ms + 3_000_000,
-                0.1,
-                0.0,
-            )
-            signed_quote = self.sign(dealer, quote)
-            tx = msgspec.msgpack.encode(
-                self.sign(client, Accept(rfq_id, quote.id, client, dealer, signed_quote))
-            )
-            verified.add(tx_id(msgspec.msgpack.encode(signed_quote)))
-            verified.add(tx_id(tx))
-            txs.append(tx)
-        return txs, verified
-
-    def business_date(self) -> dt.date:
-        from rfq.ledger.state import business_date
-
-        return business_date(self.state.timestamp_ms or self.now_ms, self.state.book)
-
-    def fixing(self, date: dt.date, price: float) -> bytes:
-        import msgspec
-
-        from rfq.instruments import listed_futures
-        from rfq.ledger.tx import PriceFixing
-
-        months = [f.id for f in listed_futures("RB", date)]
-        payload = PriceFixing(date=date, prices=tuple((m, price) for m in months))
-        return msgspec.msgpack.encode(self.sign("ORACLE", payload))
-
-    def block(self, txs: list[bytes], verified: set[bytes]) -> tuple[Any, float, float]:
-        """Execute one block; (result, execution seconds, state-root seconds)."""
-        from rfq.ledger.block import build_block, proposer_for
-
-        height = self.head.height + 1
-        self.now_ms += 1000
-        started = time.perf_counter()
-        result = self.state.execute(height, self.now_ms, self.head, txs, verified=verified)
-        executed = time.perf_counter()
-        root = self.state.state_root()
-        rooted = time.perf_counter()
-        refused = [r.reason for r in result.receipts if not r.ok]
-        if refused:
-            raise RuntimeError(f"block {height}: {len(refused)} refused, e.g. {refused[0]}")
-        self.head = build_block(
-            self.head,
-            proposer=proposer_for(height, 0, self.state.gov.previous_set),
-            round=0,
-            timestamp_ms=self.now_ms,
-            txs=txs,
-            state_root=root,
-            authorities=self.state.gov.previous_set,
-        ).header
-        return result, executed - started, rooted - executed
-
-    def fill(self, count: int, days: int) -> None:
-        while count > 0:
-            txs, verified = self.trades(min(count, BLOCK_TXS), days)
-            self.block(txs, verified)
-            count -= len(txs)
-
-
-def _regulator_by_queries(market: _Market, queries: Any) -> float:
+def _regulator_by_queries(market: MarketBuilder, queries: Any) -> float:
     """The regulator's refresh before it followed blocks, in process: every open contract,
     pending and failed payment, rating and guarantee read from an authority's query service,
     then the whole-market monitor. The baseline of ``regulator_update_*``."""
@@ -311,7 +163,7 @@ def _regulator_by_queries(market: _Market, queries: Any) -> float:
     return time.perf_counter() - started
 
 
-def _regulator_following(market: _Market, monitor: Any, result: Any) -> float:
+def _regulator_following(market: MarketBuilder, monitor: Any, result: Any) -> float:
     """The observer regulator's update for one block it executed: the contracts the block
     changed into the incremental monitor, then its assessment (``peers.regulator``)."""
     from rfq.ledger.state import business_date
@@ -332,7 +184,7 @@ def _regulator_following(market: _Market, monitor: Any, result: Any) -> float:
     return time.perf_counter() - started
 
 
-def _client_queries(market: _Market, queries: Any, samples: int) -> list[float]:
+def _client_queries(market: MarketBuilder, queries: Any, samples: int) -> list[float]:
     import msgspec
 
     from rfq.identity import Role
@@ -367,11 +219,12 @@ def measure(live: int, settled: int) -> dict[str, Any]:
     from peers.authority.queries import QueryService
     from peers.authority.store import SqliteChainStore
     from peers.logging import configure_logging
+    from peers.prebuild import bench_market
     from rfq.ledger.state import LedgerState
 
     configure_logging("error")
     clients = max(1, min(1_000, (live + settled) // TRADES_PER_CLIENT))
-    market = _Market(clients)
+    market = bench_market(clients)
     gc.collect()
     empty_rss = _rss_mb()
     started = time.perf_counter()
