@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from peers.benchmarks.scale import _Market, _next_weekday
+from peers.benchmarks.scale import _next_weekday
+from peers.prebuild import MarketBuilder, bench_market
 from rfq.contracts.model import Status
 from rfq.ledger.state import BlockResult, business_date
 from rfq.risk.incremental import IncrementalMonitor, cash_margin_held, feed, is_fixing
@@ -10,7 +11,7 @@ from rfq.risk.incremental import named_contracts as named_by
 from rfq.risk.monitor import Assessment, MonitorInput, assess
 
 
-def whole_market(market: _Market) -> Assessment:
+def whole_market(market: MarketBuilder) -> Assessment:
     state = market.state
     views = [state.book.get(cid) for cid in state.book.ids()]
     live = [v for v in views if not v.status.terminal]
@@ -28,7 +29,7 @@ def whole_market(market: _Market) -> Assessment:
     )
 
 
-def incremental(market: _Market, monitor: IncrementalMonitor) -> Assessment:
+def incremental(market: MarketBuilder, monitor: IncrementalMonitor) -> Assessment:
     state = market.state
     return monitor.assess(
         state.height,
@@ -40,7 +41,7 @@ def incremental(market: _Market, monitor: IncrementalMonitor) -> Assessment:
 
 
 def test_fed_block_by_block_from_a_ledger_the_monitor_keeps_the_whole_market_assessment() -> None:
-    market = _Market(clients=4)
+    market = bench_market(4)
     market.fill(30, days=30)
     monitor = IncrementalMonitor()
     feed(monitor, market.state, None)  # a monitor starting on a state reads it all
