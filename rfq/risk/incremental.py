@@ -103,7 +103,7 @@ def feed(
         if named is None or cid in named or cid not in monitor.live:
             monitor.put(view, cash_margin_held(state, cid))
         else:
-            monitor.put(view, monitor.cash_margin(cid))
+            monitor.remark(view)
         put += 1
     return put
 
@@ -235,6 +235,25 @@ class IncrementalMonitor:
         if old is not None:
             self._leave(contract_id, (old.contract.client, old.contract.dealer))
             self._reprice = self._reprice or old.mark is not None
+
+    def remark(self, view: ContractView) -> None:
+        """``put`` with the cash margin the monitor holds for it, made short for the common
+        case of a fixing: a live contract that stays live with a new mark and value."""
+        cid = view.contract.id
+        old = self._live.get(cid)
+        if old is None or old.status is not view.status or view.status.terminal:
+            self.put(view, self._cash.get(cid, 0.0))
+            return
+        pair = (view.contract.client, view.contract.dealer)
+        self._live[cid] = view
+        self._pairs[pair][cid] = view
+        if old.mark != view.mark:
+            self._reprice = True
+        if old.client_mtm != view.client_mtm and cid in self._table:
+            self._table.set_mtm(cid, view.client_mtm)
+        if old.vm_balance != view.vm_balance:
+            self._sums[pair].vm += exact(view.vm_balance) - exact(old.vm_balance)
+        self._dirty.add(pair)
 
     def put(self, view: ContractView, cash_margin: float = 0.0) -> None:
         """The contract as it now stands: live, or ended (it leaves its netting set)."""

@@ -195,6 +195,7 @@ class PositionTable:
         pair = (view.contract.client, view.contract.dealer)
         slots = [self._slot() for _ in rows]
         self._pending.extend(zip(slots, rows, strict=True))
+        self._cols["mtm"][slots] = 0.0  # a slot taken again still holds its old value
         self._slots[cid] = slots
         self._pair_of[cid] = pair
         order = self._pairs.get(pair)

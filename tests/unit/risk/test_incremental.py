@@ -81,7 +81,7 @@ def test_block_after_block_the_incremental_assessment_is_the_whole_market_one(bl
                         mark=mark + int(cid[1:]),  # marks differ: which contract prices matters
                         client_mtm=(mark - 3200.0) * 100,
                     )
-                    monitor.put(everything[cid], cash[cid])
+                    monitor.remark(everything[cid])  # as feed does: the cash it holds
         for index, client, dealer, side, status, held, days, vm in block:
             cid = f"K{index}"
             if cid in ended:
