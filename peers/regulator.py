@@ -4,9 +4,9 @@ The regulator runs no node and never trades (paper section II.1). ``RegulatorSer
 
 - **follows the chain** as a full observer node (``peers.observer.ChainFollower``): it checks
   and executes every final block on its own copy of the state, as an authority would, and is
-  the trade repository. The views of live contracts are kept current from what each block
-  changed (every one on a fixing), and the CCR table is recomputed with the pure monitor
-  (``rfq.risk.monitor.assess``, run off the event loop) at each new height: nothing is read
+  the trade repository. What each block changed (every live contract on a fixing) is fed to
+  the incremental monitor (``rfq.risk.incremental``; its valuation runs off the event loop),
+  which re-values only the netting sets, institutions and prices it touched: nothing is read
   from a single authority, and nothing grows a reply past the bus's payload limit;
 - **alerts**: when an institution's EAD crosses its genesis ``ccr_threshold`` it publishes a
   ``RiskAlert`` with the cascade its default would start on ``otc.risk.alert`` and keeps it;

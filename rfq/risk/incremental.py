@@ -1,14 +1,17 @@
-"""The risk monitor kept between blocks: a block re-computes only the netting sets it touched.
+"""The risk monitor kept between blocks: a block re-computes only what it touched.
 
 ``assess`` of ``rfq.risk.monitor`` starts from the whole market each time: every live
 contract's SA-CCR trades, every netting set, the CCR table and the exposure network. A block
 changes a few contracts (a trade opens one, a confirmation moves one's cash margin, a maturity
 ends one); only a fixing marks them all. ``IncrementalMonitor`` holds the live contracts by
-(client, dealer) netting pair with each pair's two directed exposures, and re-computes a pair
-only when one of its contracts, its cash margin, the prices implied by the marks or the
-business date changed. The CCR table and the network are then built from the cached
-exposures, which number the netting sets, not the contracts. Its assessment is the one
-``assess`` gives for the same contracts (a property test holds them equal); prices follow
+(client, dealer) netting pair as rows of SA-CCR positions (``rfq.risk.positions``), each pair's
+margin terms and collateral as exact running sums, its two directed exposures, and per
+institution its EAD as a debtor and its CCR row. It re-values a pair only when one of its
+contracts or its cash margin changed, a price one of its underlyings has moved, or the business
+date moved; the dirty pairs are valued together in a few array operations (a fixing: all of
+them), and only the rows of the institutions in them are re-derived. The exposure network is
+built when a cascade or a what-if first asks for it. Its assessment is the one ``assess`` gives
+for the same contracts, to the bit (a property test holds them equal); prices follow
 ``market_prices``: live marks first, the stale marks of ended contracts only where no live
 contract prices an underlying.
 """
