@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,9 +101,11 @@ class _Group:
 
 @dataclass(slots=True)
 class _PairOrder:
-    """A pair's contracts in id order, and their rows' slots in that order (None: re-derive)."""
+    """A pair's contracts in id order, each one's row slots, and all of them in that order
+    as one array (None: re-derive it)."""
 
     ids: list[str]
+    slots: list[list[int]]
     rows: I64 | None
 
 
@@ -200,8 +203,10 @@ class PositionTable:
         self._pair_of[cid] = pair
         order = self._pairs.get(pair)
         if order is None:
-            order = self._pairs[pair] = _PairOrder([], None)
-        bisect.insort(order.ids, cid)
+            order = self._pairs[pair] = _PairOrder([], [], None)
+        i = bisect.bisect_left(order.ids, cid)
+        order.ids.insert(i, cid)
+        order.slots.insert(i, slots)
         order.rows = None
         self.set_mtm(cid, view.client_mtm)
         return True
@@ -216,7 +221,8 @@ class PositionTable:
             return
         pair = self._pair_of.pop(contract_id)
         order = self._pairs[pair]
-        del order.ids[bisect.bisect_left(order.ids, contract_id)]
+        i = bisect.bisect_left(order.ids, contract_id)
+        del order.ids[i], order.slots[i]
         order.rows = None
         if not order.ids:
             del self._pairs[pair]
@@ -293,8 +299,7 @@ class PositionTable:
         """The pair's row slots, its contracts in id order (each contract's legs in order)."""
         order = self._pairs[pair]
         if order.rows is None:
-            slots = self._slots
-            order.rows = np.array([s for cid in order.ids for s in slots[cid]], np.int64)
+            order.rows = np.fromiter(itertools.chain.from_iterable(order.slots), np.int64)
         return order.rows
 
     def _flush(self) -> None:
