@@ -293,3 +293,23 @@ async def test_messages_from_keys_the_chain_never_admitted_are_refused_counted_a
     assert learner.stats["learned"] == 0
     assert len(client.bus.held) <= client.bus.held.max_senders * client.bus.held.per_sender
     assert client.bus.verifier.accepted  # the client still takes its real dealers' answers
+
+
+async def test_a_suspended_client_reinstated_connects_again_without_a_server_restart(
+    live_market, network, auth_callout
+):
+    victim = live_market.clients["C2"].bus
+    statuses: list[BusStatus] = []
+    victim.listeners.append(lambda status, why: statuses.append(status))
+    code, receipt, err = await botc_regulator(network, "suspend", "C2", "--reason", "review")
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    await wait_for(lambda: BusStatus.DISCONNECTED in statuses, 10, "C2 disconnected")
+    with pytest.raises(ConnectError):
+        await open_bus(network, "C2")
+    code, receipt, err = await botc_regulator(network, "reinstate", "C2", "--reason", "cleared")
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    bus = await connect_once_admitted(network, "C2")
+    await bus.close()
+    code, receipt, err = await botc_regulator(network, "reinstate", "C2", "--reason", "twice")
+    assert code == 1 and receipt is not None and not receipt["ok"], err
+    assert receipt["reason"] == "C2 is not suspended"
