@@ -22,6 +22,7 @@ import pytest
 from bus import subjects
 from bus.client import Bus, BusStatus, ConnectError
 from bus.envelope import DropReason, Outbox
+from peers.counterparty import ClientSession
 from peers.dealer import DealerBot
 from peers.genesis import keygen
 from peers.oracle import Simulator
@@ -313,3 +314,29 @@ async def test_a_suspended_client_reinstated_connects_again_without_a_server_res
     code, receipt, err = await botc_regulator(network, "reinstate", "C2", "--reason", "twice")
     assert code == 1 and receipt is not None and not receipt["ok"], err
     assert receipt["reason"] == "C2 is not suspended"
+
+
+async def test_a_client_admitted_at_runtime_gets_quotes_from_dealers_that_started_before_it(
+    live_market, network, auth_callout
+):
+    _, identity_path = keygen(network.path / "keys", "C9", Role.CLIENT, "Client C9")
+    code, receipt, err = await botc_regulator(
+        network, "admit", str(identity_path), "--rating", "BBB", "--capital", "2e7"
+    )
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    bus = await connect_once_admitted(network, "C9")
+    try:
+        session = await ClientSession(bus, network.genesis()).start()
+        await session.market.attach(bus)
+        handle = await session.send_rfq(rebar_swap(live_market.today), deadline_s=8)
+        await wait_for(lambda: handle.quotes, 10, "a dealer quotes C9")
+        learned = [d.ledger.member_keys.stats["learned"] for d in live_market.dealers.values()]
+        assert learned == [1, 1, 1]
+        quote = handle.best()
+        assert quote is not None
+        signed = await session.accept(quote)
+        final = await session.ledger.wait(tx_id(msgspec.msgpack.encode(signed)).hex(), timeout=15)
+        assert final.ok, final.reason
+        await session.close()
+    finally:
+        await bus.close()
