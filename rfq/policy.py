@@ -254,6 +254,9 @@ def _authority(
             *_EVERY_MEMBER_SUBSCRIBE,
             (Topic.TX, Reach.ANY),
             (Topic.CONSENSUS, Reach.ANY),
+            # The final blocks as they are announced, which its JetStream consumer of CHAIN
+            # holds anyway: what a callout run by a NATS node operator follows the chain by.
+            (Topic.CHAIN, Reach.ANY),
             (Topic.QUERY, Reach.OWN),
             (Topic.RISK_ALERT, Reach.ANY),
             *subscribe,
