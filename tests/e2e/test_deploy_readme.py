@@ -2,7 +2,8 @@
 one directory standing for all the machines (``institutions/<ID>`` each institution's own),
 through the real ``botc`` command line. Afterwards every institution holds the sealed genesis
 it installed and its own key only, the NATS node operators share one cluster configuration,
-and every directory docker-compose.yml mounts is there with what its services read.
+and every directory docker-compose.yml mounts is there with what its services read; and the
+consortium starts and trades over TLS, each peer opening its bus from its own directory.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import yaml
 
 from bus.server import find_binary
 from peers.genesis import read_genesis
 from peers.netdir import NetDir
+from peers.runtime import open_bus
 from tests.deploy_readme import ROOT, institutions, sh_blocks
+
+from .marketplace import Marketplace
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +121,54 @@ def test_every_directory_compose_mounts_holds_what_its_service_reads(consortium)
             assert tls is not None and tls.ca_file.is_relative_to(path), name
             written = tomllib.loads((path / "nats" / "tls" / "tls.toml").read_text())
             assert "/" not in written["ca_file"], "the CA by a path the container has too"
+
+
+class Consortium(NetDir):
+    """The regulator's directory, as the test's nats-server and its callout see the network
+    (``botc nats --net institutions/REG``); every member's data stays in its own."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root / "REG")
+        self.root = root
+
+    def home(self, member_id: str) -> NetDir:
+        return NetDir(self.root / member_id)
+
+    def data_dir(self, member_id: str) -> Path:
+        return self.home(member_id).data_dir(member_id)
+
+
+@pytest.fixture
+def network(consortium: Path) -> Consortium:
+    return Consortium(consortium / "institutions")
+
+
+@pytest_asyncio.fixture
+async def bus_factory(network: Consortium, nats_server):
+    opened = []
+
+    async def make(member_id: str, *, servers=None):
+        bus = await open_bus(
+            network.home(member_id), member_id, servers=servers or [nats_server.url]
+        )
+        opened.append(bus)
+        return bus
+
+    yield make
+    for bus in opened:
+        await bus.close()
+
+
+@pytest.mark.integration
+async def test_the_consortium_the_readme_builds_starts_and_trades_over_tls(
+    network: Consortium, nats_server, bus_factory
+):
+    assert network.tls() is not None and nats_server.url.startswith(("nats://", "tls://"))
+    market = await Marketplace.open(network, bus_factory)
+    try:
+        traded = await market.trade("C1")
+        assert traded.trade.client == "C1"
+        assert (network.root / "D1" / "data" / "D1").is_dir()
+        assert not (network.root / "REG" / "data" / "D1").exists()
+    finally:
+        await market.close()
