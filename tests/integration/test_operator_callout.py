@@ -15,8 +15,8 @@ from peers.genesis import keygen
 from peers.netdir import NetDir
 from rfq.identity import Role
 
-from .chainkit import wait_for
-from .test_membership import botc_regulator, connect_once_admitted
+from .chainkit import botc_regulator, wait_for
+from .test_membership import connect_once_admitted
 
 pytestmark = pytest.mark.integration
 
