@@ -188,11 +188,12 @@ class Bus:
         self.listeners: list[Callable[[BusStatus, str], None]] = []
         self._subs: list[Subscription] = []
         self._closing = False
-        self.stranger_hook: Callable[[str], None] | None = None
+        self.stranger_hook: Callable[[str], bool] | None = None
         """Told the id a message claims when its sender is not in the directory (a member
-        admitted after the genesis, or a forgery): the member's ledger client learns the key
-        from the chain and calls ``redeliver``, or ``discard_held``. Without a hook such a
-        message is dropped (it is counted ``unknown_sender`` either way)."""
+        admitted after the genesis, or a forgery); True when it is looking the key up (the
+        member's ledger client asks the chain, then calls ``redeliver`` or ``discard_held``),
+        and the message is held meanwhile. Otherwise, or without a hook, it is dropped; it is
+        counted ``unknown_sender`` either way."""
         self.held = HeldMail()
 
     @property
@@ -357,9 +358,9 @@ class Bus:
                 and hook is not None
                 and result.reason == DropReason.UNKNOWN_SENDER
                 and result.claimed is not None
-                and self.held.hold(result.claimed, (msg, channel, handler, on_drop), len(msg.data))
+                and hook(result.claimed)  # a lookup is under way: worth holding
             ):
-                hook(result.claimed)
+                self.held.hold(result.claimed, (msg, channel, handler, on_drop), len(msg.data))
             if on_drop is not None:
                 await on_drop(result, msg)
         except asyncio.CancelledError:

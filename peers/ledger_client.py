@@ -163,7 +163,7 @@ class MemberKeys:
     remembered for ``negative_ttl_s`` and the messages dropped. Lookups are bounded: at most
     ``rate_per_s`` (burst ``burst``) and ``max_inflight`` at once, claims that cannot be a
     member id never asked, so a flood of made-up senders cannot make the peer query without
-    end; over the rate, a message stays held (bounded) until a later one finds a token."""
+    end; a message over the rate is dropped (a later one from the sender asks again)."""
 
     def __init__(
         self,
@@ -198,33 +198,34 @@ class MemberKeys:
     def bus(self) -> Any:
         return self.ledger.bus
 
-    def want(self, sender: str) -> None:
-        """A message claims ``sender``, whom the directory does not know: look it up (within
-        the bounds) and redeliver or drop what the bus holds for it."""
+    def want(self, sender: str) -> bool:
+        """A message claims ``sender``, whom the directory does not know: look it up, within
+        the bounds. True when a lookup (or a redelivery) is under way, so the bus holds the
+        message; False when it is dropped: a proven absence remembered, a claim that cannot
+        be an id, or no token left (a later message from the sender asks again)."""
         if sender in self._inflight:
-            return
-        if sender in self.bus.directory:  # learned since the message was held
+            return True
+        if sender in self.bus.directory:  # learned since the message was checked
             self._spawn(sender, self.bus.redeliver(sender))
-            return
+            return True
         now = self.clock()
         until = self._absent.get(sender)
         if until is not None and until > now:
             self.stats["known_absent"] += 1
-            self.bus.discard_held(sender)
-            return
+            return False
         if not MEMBER_ID.match(sender):
             self.stats["not_an_id"] += 1
             self._remember_absent(sender, now)
-            self.bus.discard_held(sender)
-            return
+            return False
         self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate_per_s)
         self._refilled = now
         if self._tokens < 1.0 or len(self._inflight) >= self.max_inflight:
             self.stats["rate_limited"] += 1
-            return
+            return False
         self._tokens -= 1.0
         self.stats["asked"] += 1
         self._spawn(sender, self._learn(sender))
+        return True
 
     def _spawn(self, sender: str, work: Awaitable[Any]) -> None:
         async def run() -> None:

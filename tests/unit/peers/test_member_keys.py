@@ -68,6 +68,15 @@ def learner(chain: dict[str, Any], **options: Any) -> tuple[MemberKeys, FakeLedg
     return keys, ledger, clock
 
 
+def arrive(keys: MemberKeys, sender: str) -> bool:
+    """What the bus does with a message from a sender it does not know: hold it only while
+    the key is looked up."""
+    looking = keys.want(sender)
+    if looking:
+        keys.ledger.bus.held.hold(sender, "message", 100)
+    return looking
+
+
 async def settle(keys: MemberKeys) -> None:
     while keys._inflight:
         await asyncio.sleep(0)
@@ -76,9 +85,8 @@ async def settle(keys: MemberKeys) -> None:
 async def test_a_member_proven_on_chain_joins_the_directory_and_its_held_messages_come_back():
     d4 = Identity.generate("D4", Role.DEALER).member("Dealer D4")
     keys, ledger, _ = learner({"D4": d4})
-    ledger.bus.held.hold("D4", "quote", 100)
-    keys.want("D4")
-    keys.want("D4")  # one lookup in flight per sender
+    assert arrive(keys, "D4") and arrive(keys, "D4")  # held while the one lookup runs
+    assert len(ledger.bus.held) == 2
     await settle(keys)
     assert ledger.asked == ["D4"]
     assert ledger.bus.directory.get("D4") == d4
@@ -88,10 +96,11 @@ async def test_a_member_proven_on_chain_joins_the_directory_and_its_held_message
 
 async def test_a_proven_absence_is_remembered_for_a_while_and_its_messages_dropped():
     keys, ledger, clock = learner({}, negative_ttl_s=10.0)
+    looked = []
     for _ in range(3):
-        ledger.bus.held.hold("X9", "forged", 100)
-        keys.want("X9")
+        looked.append(arrive(keys, "X9"))
         await settle(keys)
+    assert looked == [True, False, False]
     assert ledger.asked == ["X9"] and "X9" not in ledger.bus.held
     assert (keys.stats["unknown"], keys.stats["known_absent"]) == (1, 2)
     clock.now += 11  # perhaps admitted since: asked again
@@ -102,8 +111,8 @@ async def test_a_proven_absence_is_remembered_for_a_while_and_its_messages_dropp
 
 async def test_a_flood_of_made_up_senders_is_looked_up_at_the_rate_only():
     keys, ledger, clock = learner({}, rate_per_s=2.0, burst=5, max_inflight=100)
-    for n in range(200):
-        keys.want(f"X{n}")
+    held = [arrive(keys, f"X{n}") for n in range(200)]
+    assert held.count(True) == 5  # the rest dropped at once, not held
     await settle(keys)
     assert len(ledger.asked) == 5 and keys.stats["rate_limited"] == 195
     clock.now += 1.0
@@ -116,7 +125,7 @@ async def test_a_flood_of_made_up_senders_is_looked_up_at_the_rate_only():
 async def test_a_claim_that_cannot_be_a_member_id_is_never_looked_up():
     keys, ledger, _ = learner({})
     for claim in ("", "9X", "x" * 40, "D1.>", "a b"):
-        keys.want(claim)
+        assert not arrive(keys, claim)
     await settle(keys)
     assert ledger.asked == [] and keys.stats["not_an_id"] == 5
 
@@ -124,8 +133,7 @@ async def test_a_claim_that_cannot_be_a_member_id_is_never_looked_up():
 async def test_no_authority_answering_drops_the_held_messages_and_is_counted():
     keys, ledger, _ = learner({})
     ledger.down = True
-    ledger.bus.held.hold("D4", "quote", 100)
-    keys.want("D4")
+    assert arrive(keys, "D4")
     await settle(keys)
     assert keys.stats["failed"] == 1 and "D4" not in ledger.bus.held
 
