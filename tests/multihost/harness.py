@@ -17,7 +17,6 @@ the peers' logs, and checks the soak's invariants (``peers.soak``) after each fa
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import sqlite3
@@ -27,7 +26,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from bus.server import ROUTE_USER, find_binary, write_private
 from bus.tls import TlsSettings
@@ -52,6 +50,7 @@ from peers.soak import (
 )
 from peers.supervisor import Service, Supervisor
 from rfq.identity import Genesis, NetworkParams
+from rfq.ledger.block import Block
 
 from ..ceremony import INITIAL_AUTHORITIES, Institutions, botc, ceremony
 from .netns import Host, Topology
@@ -177,6 +176,8 @@ class MultiHost:
         self.supervisor: Supervisor | None = None
         self.log_dir = root / "logs"
         self.samples: list[ProgressSample] = []
+        self.host_of: dict[str, str] = {}
+        """Each supervised service's host."""
         self.silenced: set[str] = set()
         """Authorities cut off by a fault: sampled as not answering (the progress clock runs
         only while a quorum answers)."""
@@ -249,6 +250,7 @@ class MultiHost:
 
     def services(self) -> list[Service]:
         def on(member_id: str, name: str, *args: str | Path) -> Service:
+            self.host_of[name] = member_id
             return Service(
                 name,
                 tuple(str(a) for a in args),
@@ -256,6 +258,7 @@ class MultiHost:
             )
 
         reg = str(self.home("REG"))
+        self.host_of.update({f"callout-{n.name}": h for h, n in self.nats.items()})
         out = [
             Service(
                 f"callout-{node.name}",
@@ -269,17 +272,38 @@ class MultiHost:
         for d in DEALERS:
             out.append(on(d, f"dealer-{d}", "dealer", "--net", self.home(d), "--id", d))
         out.append(
-            on("ORACLE", "oracle", "oracle", "--net", self.home("ORACLE"), "--simulate",
-               "--day-seconds", "30")  # fmt: skip
+            on(
+                "ORACLE",
+                "oracle",
+                "oracle",
+                "--net",
+                self.home("ORACLE"),
+                "--simulate",
+                "--day-seconds",
+                "30",
+            )
         )
         out.append(on("BANK", "bank", "bank", "--net", self.home("BANK")))
         out.append(on("REG", "regulator", "regulator", "--net", reg))
         for c in CLIENTS:
             others = [x for x in CLIENTS if x != c]
             out.append(
-                on(c, f"load-{c}", "load", "--net", self.home(c), "--clients", "1",
-                   *[f"--exclude={x}" for x in others], "--rate", "0.5",
-                   "--duration", "100000", "--stats-file", self.root / f"load-{c}.json")  # fmt: skip
+                on(
+                    c,
+                    f"load-{c}",
+                    "load",
+                    "--net",
+                    self.home(c),
+                    "--clients",
+                    "1",
+                    *[f"--exclude={x}" for x in others],
+                    "--rate",
+                    "0.5",
+                    "--duration",
+                    "100000",
+                    "--stats-file",
+                    self.root / f"load-{c}.json",
+                )
             )
         return out
 
@@ -312,7 +336,8 @@ class MultiHost:
                 out = self.log_dir / f"{s.name}.out"
                 tail = out.read_text(errors="replace")[-600:] if out.exists() else ""
                 details.append(f"{s.name} (exit {s.last_exit}): {tail}")
-            raise AssertionError("not ready within %.0fs:\n%s" % (timeout, "\n".join(details)))
+            listing = "\n".join(details)
+            raise AssertionError(f"not ready within {timeout:.0f}s:\n{listing}")
 
     def stop(self) -> None:
         self._sampling.set()
@@ -389,10 +414,28 @@ class MultiHost:
         self.until(self.in_step, timeout=timeout, what="all authorities in step")
         self.wait_advance(3, among=AUTHORITIES, timeout=timeout)
 
-    def blocks_since(self, authority: str, height: int) -> list[Any]:
+    def blocks_since(self, authority: str, height: int) -> list[Block]:
+        """The blocks above ``height`` in the authority's database."""
         store = SqliteChainStore(self.chain_db(authority))
         try:
-            return [b.header for b in store.blocks(height + 1)]
+            return list(store.blocks(height + 1))
+        finally:
+            store.close()
+
+    def took_part(self, authority: str, height: int) -> tuple[int, int]:
+        """Blocks above ``height`` the authority proposed, and those it sealed (as D1 has
+        them)."""
+        blocks = self.blocks_since("D1", height)
+        proposed = sum(b.header.proposer == authority for b in blocks)
+        sealed = sum(any(s.authority == authority for s in b.seals) for b in blocks)
+        return proposed, sealed
+
+    def trades(self) -> ChainFacts:
+        """The chain's facts as the tallest authority's database has them."""
+        tallest = max(AUTHORITIES, key=self.height)
+        store = SqliteChainStore(self.chain_db(tallest))
+        try:
+            return read_chain(self.genesis, store)
         finally:
             store.close()
 
@@ -456,7 +499,9 @@ class MultiHost:
         return time.monotonic() - self.started
 
 
-def allow(services: Iterable[str], events: Iterable[str], from_ms: int, until_ms: int) -> list[Allowance]:
+def allow(
+    services: Iterable[str], events: Iterable[str], from_ms: int, until_ms: int
+) -> list[Allowance]:
     """Error lines tolerated as a fault's own consequence: these services, these events, in
     this window (wall-clock ms)."""
     return [Allowance(s, e, from_ms, until_ms) for s in services for e in events]
