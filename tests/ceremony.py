@@ -61,12 +61,14 @@ def ceremony(root: Path, params: NetworkParams) -> Institutions:
         "genesis", "authorities", draft,
         "--initial", ",".join(INITIAL_AUTHORITIES), "--candidates", "G1",
     )  # fmt: skip
-    botc(
-        "genesis", "params", draft,
-        "--set", f"block_time_ms={params.block_time_ms}",
-        "--set", f"idle_block_ms={params.idle_block_ms}",
-        "--set", f"round_timeout_ms={params.round_timeout_ms}",
-    )  # fmt: skip
+    chosen = ["block_time_ms", "idle_block_ms", "round_timeout_ms"]
+    chosen += [  # and any other parameter the test sets
+        name
+        for name in params.__struct_fields__
+        if name not in chosen and getattr(params, name) != getattr(NetworkParams(), name)
+    ]
+    settings = [f"--set={name}={getattr(params, name)}" for name in chosen]
+    botc("genesis", "params", draft, *settings)
     sealed = reg / "genesis.sealed.toml"
     botc("genesis", "seal", draft, "--key", reg / "keys" / "REG.key", sealed)
     for member_id, _ in MEMBERS:  # each machine checks the sha256 and installs the genesis

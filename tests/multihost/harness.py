@@ -63,8 +63,16 @@ INSTITUTIONS = ("D1", "D2", "D3", "CCP", "REG", "ORACLE", "BANK", "C1", "C2")
 """Every institution that runs a peer here (the candidate G1 takes part in the ceremony only)."""
 CLIENT_PORT, ROUTE_PORT = 4222, 6222
 
-PARAMS = NetworkParams(block_time_ms=100, idle_block_ms=500, round_timeout_ms=1000)
-"""2-10 blocks a second; a round that fails times out after a second."""
+PARAMS = NetworkParams(
+    block_time_ms=100,
+    idle_block_ms=500,
+    round_timeout_ms=1000,
+    liveness_missed_rounds=10_000,
+)
+"""2-10 blocks a second; a round that fails times out after a second. An authority cut off
+for 30 s misses more than the default five turns in a row and would be evicted (replaced
+by the candidate G1, which runs nothing here): these faults are about an authority that
+comes back and catches up, so the bound is out of reach."""
 
 
 class NatsNode:
