@@ -20,11 +20,17 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PREFIX = "botcmh"
+SLOWLINK = Path(__file__).with_name("slowlink.py")
+SLOW_TABLE = 5107
+SLOW_MARK = 0x5107
+"""``slowlink``'s mark and routing table (its own constants, kept equal)."""
 SUBNETS = ("10.231.77.0/24", "10.173.19.0/24", "172.29.213.0/24", "192.168.247.0/24")
 """Candidates, the first that no address or route of this machine overlaps is used."""
 
@@ -131,6 +137,8 @@ class Topology:
     hosts: dict[str, Host] = field(default_factory=dict)
     subnet: ipaddress.IPv4Network | None = None
     _cut: list[tuple[Host, str]] = field(default_factory=list)
+    _netem: bool | None = None
+    _slow: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
 
     @property
     def switch(self) -> str:
@@ -161,6 +169,8 @@ class Topology:
         return self
 
     def destroy(self) -> None:
+        for name in list(self._slow):
+            self.clear_impairment(name)
         for host in self.hosts.values():
             kill_namespace(host.ns)
         kill_namespace(self.switch)
@@ -175,17 +185,63 @@ class Topology:
         """The host's switch port down (the host sees no carrier) or up again."""
         run("ip", "-n", self.switch, "link", "set", self[name].port, "up" if up else "down")
 
-    def netem(self, name: str, *, delay_ms: int, loss_pct: float) -> None:
-        """Delay and loss on the host's link, each way."""
-        host = self[name]
-        spec = ("netem", "delay", f"{delay_ms}ms", "loss", f"{loss_pct}%")
-        run("tc", "-n", host.ns, "qdisc", "replace", "dev", "eth0", "root", *spec)
-        run("tc", "-n", self.switch, "qdisc", "replace", "dev", host.port, "root", *spec)
+    def has_netem(self) -> bool:
+        """Whether this kernel has the netem qdisc (``sch_netem``); tried on the switch."""
+        if self._netem is None:
+            added = run(
+                "tc", "-n", self.switch, "qdisc", "add", "dev", "lo", "root",
+                "netem", "delay", "1ms", check=False,
+            )  # fmt: skip
+            self._netem = added.returncode == 0
+            if self._netem:
+                run("tc", "-n", self.switch, "qdisc", "del", "dev", "lo", "root", check=False)
+            elif "unknown" not in added.stderr:
+                raise HarnessError(f"tc netem: {added.stderr.strip()}")
+        return self._netem
 
-    def clear_netem(self, name: str) -> None:
+    def impair(self, name: str, *, delay_ms: int, loss_pct: float) -> str:
+        """Delay and loss on what the host sends (``tc netem`` on its ``eth0``, or, on a
+        kernel without netem, the same in user space: ``slowlink``); returns which."""
         host = self[name]
-        run("tc", "-n", host.ns, "qdisc", "del", "dev", "eth0", "root", check=False)
-        run("tc", "-n", self.switch, "qdisc", "del", "dev", host.port, "root", check=False)
+        if self.has_netem():
+            spec = ("netem", "delay", f"{delay_ms}ms", "loss", f"{loss_pct}%")
+            run("tc", "-n", host.ns, "qdisc", "replace", "dev", "eth0", "root", *spec)
+            return "tc netem"
+        assert self.subnet is not None
+        process = subprocess.Popen(
+            [*host.exec, sys.executable, str(SLOWLINK), str(delay_ms), str(loss_pct / 100)],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            process.kill()
+            raise HarnessError(f"slowlink on {name} did not start (exit {process.wait()})")
+        self._slow[name] = process
+        ns, table = host.ns, str(SLOW_TABLE)
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.eth0.rp_filter=0")  # fmt: skip
+        run("ip", "-n", ns, "link", "set", "slow0", "up")
+        run("ip", "-n", ns, "route", "add", str(self.subnet), "dev", "slow0", "src", host.ip,
+            "table", table)  # fmt: skip
+        run("ip", "-n", ns, "rule", "add", "not", "fwmark", hex(SLOW_MARK), "table", table,
+            "pref", "100")  # fmt: skip
+        return "slowlink (this kernel has no netem)"
+
+    def clear_impairment(self, name: str) -> None:
+        host = self[name]
+        process = self._slow.pop(name, None)
+        if process is None:
+            run("tc", "-n", host.ns, "qdisc", "del", "dev", "eth0", "root", check=False)
+            return
+        run("ip", "-n", host.ns, "rule", "del", "pref", "100", check=False)
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
     def split(self, side_a: Iterable[str], side_b: Iterable[str]) -> None:
         """No packet between a host of ``side_a`` and one of ``side_b`` (blackhole routes on

@@ -19,7 +19,15 @@ import pytest
 from peers.clock import CLOCK_OFFSET_ENV
 
 from ..ceremony import MEMBERS, foreign_secrets
-from .harness import AUTHORITIES, CLIENTS, INSTITUTIONS, NATS_HOSTS, MultiHost, Report
+from .harness import (
+    AUTHORITIES,
+    CLIENTS,
+    INSTITUTIONS,
+    NATS_HOSTS,
+    MultiHost,
+    Report,
+    Tolerated,
+)
 
 pytestmark = pytest.mark.multihost
 
@@ -182,13 +190,13 @@ def test_delay_and_loss_on_an_authoritys_link_slow_it_but_it_keeps_up(hosts: Mul
     since, offsets = hosts.now_s(), hosts.log_offsets()
     before = hosts.heights()
     t0 = time.monotonic()
-    hosts.topology.netem("D2", delay_ms=100, loss_pct=5.0)
+    how = hosts.topology.impair("D2", delay_ms=100, loss_pct=5.0)
     try:
         time.sleep(NETEM_S)  # the impairment; what it did is checked below
         during = hosts.heights()
         lag = max(during.values()) - during["D2"]
     finally:
-        hosts.topology.clear_netem("D2")
+        hosts.topology.clear_impairment("D2")
     spent = time.monotonic() - t0
     blocks = min(during.values()) - max(before.values())
     assert blocks >= 10, (before, during)
@@ -196,7 +204,8 @@ def test_delay_and_loss_on_an_authoritys_link_slow_it_but_it_keeps_up(hosts: Mul
     hosts.wait_advance(3, among=AUTHORITIES, timeout=30)
     result = invariants_hold(hosts, since, offsets)
     record(
-        "netem 100ms 5% loss (D2)",
+        "100ms delay, 5% loss (D2)",
+        by=how,
         before=before,
         during=during,
         blocks_per_s=round(blocks / spent, 1),
@@ -217,9 +226,15 @@ def test_a_killed_nats_node_leaves_the_chain_going_and_rejoins(hosts: MultiHost)
     node.start()
     node.wait_ready(mark)
     hosts.wait_advance(5, among=AUTHORITIES, timeout=60)
-    result = invariants_hold(hosts, since, offsets)
+    # The callout beside n3 follows the chain through n3 alone: while n3 is down, nats-py
+    # logs each failed reconnection at error level, with a traceback (to n3, refused; to the
+    # nodes it learnt of, whose certificates name their own addresses, not n3's).
+    beside = [Tolerated("callout-n3", "nats: encountered error")]
+    beside += [Tolerated("callout-n3", "Traceback (most recent call last)")]
+    result = invariants_hold(hosts, since, offsets, allowances=beside)
     record(
         "NATS node n3 SIGKILLed",
+        error_lines_allowed=sum(result.errors_allowed.values()),
         before=before,
         ten_blocks_without_n3_s=round(went_on_s, 1),
         without_n3=during,
