@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from .harness import MultiHost
-from .netns import missing_requirements
+from .netns import requirements_message
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHost]:
-    missing = missing_requirements()
+    missing = requirements_message()
     if missing:  # never a skip: CI must run this
-        pytest.fail(f"the multi-host harness needs {' and '.join(missing)}", pytrace=False)
+        pytest.fail(missing, pytrace=False)
     harness = MultiHost(tmp_path_factory.mktemp("multihost"))
     try:
         harness.start()

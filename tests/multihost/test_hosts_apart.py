@@ -200,7 +200,7 @@ def test_delay_and_loss_on_an_authoritys_link_slow_it_but_it_keeps_up(hosts: Mul
     spent = time.monotonic() - t0
     blocks = min(during.values()) - max(before.values())
     assert blocks >= 10, (before, during)
-    assert lag <= 3, during  # D2 kept up with the chain through it
+    assert lag <= 5, during  # D2 kept up with the chain through it
     hosts.wait_advance(3, among=AUTHORITIES, timeout=30)
     result = invariants_hold(hosts, since, offsets)
     record(

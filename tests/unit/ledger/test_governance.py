@@ -74,9 +74,7 @@ def test_an_authority_that_keeps_missing_its_proposals_is_evicted(net, chain):
     assert "G1" in chain.state.authorities
 
 
-def test_the_block_whose_start_evicts_a_silent_authority_names_the_set_that_decides_it(
-    net, chain
-):
+def test_the_block_whose_start_evicts_a_silent_authority_names_the_set_that_decides_it(net, chain):
     """Validators of a height check the proposal for the set in force before it: the block
     that counts D2's last missed turn is still decided by D2's set (D2 is gone at the next
     height); naming the new set there made every proposal of that height invalid, and the
