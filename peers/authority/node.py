@@ -64,6 +64,7 @@ from rfq.ledger.block import (
     BlockError,
     BlockHeader,
     build_block,
+    proposer_for,
 )
 from rfq.ledger.clock import clock_skew
 from rfq.ledger.consensus import (
@@ -583,7 +584,9 @@ class AuthorityNode:
             header.timestamp_ms,
             self.clock.now_ms(),
             bound_ms=self.params.max_clock_skew_ms,
-            fresh=header.round == 0,
+            # a block its round's proposer built (a re-proposed locked block names another)
+            fresh=header.proposer
+            == proposer_for(header.height, header.round, self.state.authorities),
         )
         if skew is not None:
             self.stats["clock_skew_refused"] += 1

@@ -41,9 +41,9 @@ def clock_skew(
     """``None`` if a block dated ``timestamp_ms`` is acceptable at ``now_ms``, else why not.
 
     A block dated more than ``bound_ms`` in the future is refused whatever its round. One
-    dated more than ``bound_ms`` in the past is refused only when ``fresh`` (a round-0
-    proposal, made just now): a locked block re-proposed in a later round keeps the timestamp
-    it was first proposed with, and ages honestly while the rounds time out.
+    dated more than ``bound_ms`` in the past is refused only when ``fresh`` (built by its
+    round's proposer, just now): a locked block re-proposed in a later round keeps the
+    timestamp it was first proposed with, and ages honestly while the rounds time out.
     """
     skew = timestamp_ms - now_ms
     if skew > bound_ms or (fresh and -skew > bound_ms):

@@ -31,8 +31,10 @@ from bus.server import ROUTE_USER, find_binary, write_private
 from bus.tls import TlsSettings
 from peers.authority.store import SqliteChainStore
 from peers.authority.verify import verify_chain
+from peers.bank import JournalState
 from peers.soak import (
     Allowance,
+    BankView,
     ChainFacts,
     LogRecord,
     ProgressSample,
@@ -485,11 +487,11 @@ class MultiHost:
         finally:
             for store in stores.values():
                 store.close()
+        bank = as_of(read_bank(self.home("BANK") / "data" / "BANK" / "bank.db"), facts.tip)
         violations = check_chain_verifies(verdicts, hashes)
         window = [s for s in self.samples if s.t_s >= since_t]
         stalls, longest = check_chain_progress(window, bound_s=progress_bound_s(genesis.params))
         violations += stalls
-        bank = read_bank(self.home("BANK") / "data" / "BANK" / "bank.db")
         violations += check_bank_conserves(
             bank,
             facts.payments,
@@ -507,6 +509,22 @@ class MultiHost:
 
     def now_s(self) -> float:
         return time.monotonic() - self.started
+
+
+def as_of(bank: BankView | None, tip: int) -> BankView | None:
+    """The books as the chain up to ``tip`` would find them: the market runs on while the
+    chain is re-verified, and an outcome the bank learnt from a later block is, at ``tip``,
+    an execution still waiting for its confirmation (the books are read after the chain, so
+    every confirmation up to ``tip`` has its execution in them)."""
+    if bank is None:
+        return None
+    journal = [
+        replace(e, state=JournalState.EXECUTED, height=None)
+        if e.state != JournalState.EXECUTED and e.height is not None and e.height > tip
+        else e
+        for e in bank.journal
+    ]
+    return BankView(journal, bank.funding, bank.balances)
 
 
 @dataclass(frozen=True)

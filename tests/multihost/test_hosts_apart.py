@@ -276,24 +276,29 @@ def test_an_authority_3s_off_takes_part_and_10s_off_is_refused_with_a_clear_log_
     started = hosts.log_lines("authority-CCP", offsets, '"authority_started"')
     assert '"clock_offset_ms": 3000' in started[-1]
 
-    # 10 s ahead: its blocks are refused by the three, it refuses theirs, the chain goes on.
+    # 10 s ahead: it refuses every block of the three (each time one warning naming the
+    # proposer, the skew and the bound), so it decides none itself and follows the chain by
+    # catch-up, a height behind: at its turns the three have moved on (they time out and the
+    # next proposer's block is decided), and a proposal of its that does reach them in time
+    # is refused in turn. The chain goes on with the three; nothing of CCP's is in it.
     mark = hosts.log_offsets()
     at = restart_with_clock(hosts, "CCP", 10_000)
     went_on_s = hosts.wait_advance(12, among=others("CCP"), timeout=60)
-    hosts.until(
-        lambda: all(hosts.log_lines(f"authority-{a}", mark, refused) for a in others("CCP")),
-        timeout=30,
-        what="each other authority refusing a proposal of CCP",
-    )
-    for a in others("CCP"):
-        line = json.loads(hosts.log_lines(f"authority-{a}", mark, refused)[0])
-        assert line["proposer"] == "CCP" and line["bound_ms"] == 5_000, line
-        assert 9_000 <= line["skew_ms"] <= 11_000, line
-        assert line["level"] == "warning"
     own = [json.loads(x) for x in hosts.log_lines("authority-CCP", mark, refused)]
-    assert own and all(x["proposer"] != "CCP" and x["skew_ms"] < -5_000 for x in own), own[:3]
-    assert hosts.took_part("CCP", at)[0] == 0  # no block of CCP's made it
-    ten_s = {"blocks_by_others_s": round(went_on_s, 1), "refusals_by_ccp": len(own)}
+    assert own, "CCP refused nothing"
+    for line in own:
+        assert line["proposer"] != "CCP" and line["bound_ms"] == 5_000, line
+        assert -11_000 <= line["skew_ms"] <= -9_000 and line["level"] == "warning", line
+    lines = [x for a in others("CCP") for x in hosts.log_lines(f"authority-{a}", mark, refused)]
+    of_ccp = [json.loads(x) for x in lines]
+    for line in of_ccp:
+        assert line["proposer"] == "CCP" and 9_000 <= line["skew_ms"] <= 11_000, line
+    assert hosts.took_part("CCP", at) == (0, 0)  # no block proposed nor sealed by CCP
+    ten_s = {
+        "blocks_by_others_s": round(went_on_s, 1),
+        "refusals_by_ccp": len(own),
+        "refusals_of_ccp": len(of_ccp),
+    }
 
     # Its clock right again: it catches up and takes part.
     at = restart_with_clock(hosts, "CCP", None)
