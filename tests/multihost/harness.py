@@ -441,7 +441,7 @@ class MultiHost:
         sealed = sum(any(s.authority == authority for s in b.seals) for b in blocks)
         return proposed, sealed
 
-    def trades(self) -> ChainFacts:
+    def chain_facts(self) -> ChainFacts:
         """The chain's facts as the tallest authority's database has them."""
         tallest = max(AUTHORITIES, key=self.height)
         store = SqliteChainStore(self.chain_db(tallest))

@@ -85,10 +85,10 @@ def test_each_institution_runs_on_its_own_host_and_holds_its_own_secret_only(
 
 def test_institutions_trade_across_hosts_over_tls(hosts: MultiHost):
     since, offsets = hosts.now_s(), hosts.log_offsets()
-    before = {c: sum(t.client == c for t in hosts.trades().trades) for c in CLIENTS}
+    before = {c: sum(t.client == c for t in hosts.chain_facts().trades) for c in CLIENTS}
 
     def traded() -> bool:
-        trades = hosts.trades().trades
+        trades = hosts.chain_facts().trades
         by_client = all(sum(t.client == c for t in trades) > before[c] for c in CLIENTS)
         return by_client and len({t.dealer for t in trades}) >= 2
 
