@@ -7,9 +7,9 @@ for a client, a dealer and the regulator (answered by ``QueryService.answer`` an
 from __future__ import annotations
 
 import json
-import tempfile
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path

@@ -63,9 +63,7 @@ def market(tmp_path_factory):
 
 def ask(market, query, who: str = "REG", role: Role = Role.REGULATOR, **service: Any):
     _, chain, store, _ = market
-    return QueryService("D1", store, **service).answer(
-        chain.state, chain.head, 0, who, role, query
-    )
+    return QueryService("D1", store, **service).answer(chain.state, chain.head, 0, who, role, query)
 
 
 def read_all(ask_page, query, rows: str) -> tuple[list[Any], list[int]]:
@@ -100,7 +98,9 @@ def test_a_members_contract_pages_concatenate_to_its_whole_book_with_the_total(m
 
 def test_a_clients_open_contracts_are_its_own_only_whatever_it_names(market):
     rows, totals = read_all(
-        lambda q: ask(market, q, "C1", Role.CLIENT), ContractsQuery(open_only=True, limit=9), "contracts"
+        lambda q: ask(market, q, "C1", Role.CLIENT),
+        ContractsQuery(open_only=True, limit=9),
+        "contracts",
     )
     assert rows and all(v.contract.client == "C1" for v in rows)
     assert set(totals) == {len(rows)} == {TRADES // 2}
