@@ -292,6 +292,9 @@ class DealerBot(Service):
         self.cancelled: set[str] = set()
         self._cancel_order: deque[str] = deque()  # bounds ``cancelled`` to SEEN_RFQS_KEPT
         self.booked: set[str] = set()
+        self.synced_height = 0
+        """The chain height this dealer's book has folded every trade up to (a sync reads
+        only the trades committed after it)."""
         self.ledger = LedgerClient(bus, genesis)
         self._follower: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
@@ -340,10 +343,14 @@ class DealerBot(Service):
         await self.ledger.close()
 
     async def sync_from_chain(self) -> int:
-        """Fold new trades of this dealer into its book and refresh client ratings."""
-        trades = await self.ledger.query_all(TradesQuery(party=self.me), TradesReply)
+        """Fold the trades of this dealer committed since the last sync into its book (a
+        delta: not every trade again) and refresh client ratings."""
+        trades = await self.ledger.query_all(
+            TradesQuery(party=self.me, since_height=self.synced_height), TradesReply
+        )
         added = 0
         if isinstance(trades, TradesReply):
+            self.synced_height = max(self.synced_height, trades.height)
             for trade in trades.trades:
                 if trade.rfq_id in self.booked or trade.dealer != self.me:
                     continue
