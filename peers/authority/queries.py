@@ -21,7 +21,7 @@ from typing import cast
 
 import msgspec
 
-from peers.authority.query_index import TradeIndex, since_key
+from peers.authority.query_index import PaymentIndex, TradeIndex, since_key
 from peers.authority.store import ChainStore
 from rfq.identity import Role
 from rfq.ledger.block import BlockHeader, CommitSeal
@@ -96,6 +96,7 @@ class QueryService:
         self.store = store
         self.reply_budget = reply_budget
         self._trades = TradeIndex()
+        self._payments = PaymentIndex()
         self._sealed: tuple[bytes, BlockHeader, tuple[CommitSeal, ...]] | None = None
 
     def _seals(self, head: BlockHeader) -> tuple[BlockHeader, tuple[CommitSeal, ...]]:
@@ -269,13 +270,14 @@ class QueryService:
                 )
                 return ReceiptsReply(tuple(receipts), proof, next_cursor)
             case PaymentsQuery(status=status, party=party, limit=limit, proven=proven):
-                cursor = read_cursor(who, query, head.height)
+                after = read_cursor(who, query, head.height)
                 scope = party if sees_all(role, "q_payments") else who
-                payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
-                rows_p, last_key, total = page(
-                    payments, lambda p: p.id, cursor, _limit(limit, proven)
-                )
-                next_cursor = make_cursor(who, query, last_key, head.height)
+                self._payments.refresh(state.payments)
+                pkeys = self._payments.ids(scope, status)
+                begin, stop, more = page_of(pkeys, after, _limit(limit, proven))
+                rows_p = [state.payments[pid] for pid in pkeys[begin:stop]]
+                total = len(pkeys)
+                next_cursor = make_cursor(who, query, pkeys[stop - 1], head.height) if more else ""
                 proof = (
                     self.proof(state, head, (("payments", p.id) for p in rows_p))
                     if proven
