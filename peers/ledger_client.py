@@ -132,27 +132,19 @@ async def read_pages(
     """Every row of a paged query, page after page, through ``ask``: one reply of ``kind``
     holding all rows (``total`` from the last page; at least ``max_rows`` rows end it early).
     Pages are read by cursor, so a row committed between two pages is either in a later page
-    or counted in the next read. The whole's ``height`` is the lowest page's (pages may come
-    from authorities at different heights): everything up to it was read, so a delta read
-    (``since_height``) from it misses nothing. Raises ``LedgerUnavailable`` for a reply of
-    another kind."""
+    or counted in the next read. Raises ``LedgerUnavailable`` for a reply of another kind."""
     rows: list[Any] = []
     cursor = ""
-    heights: list[int] = []
     while True:
         reply = await ask(msgspec.structs.replace(query, cursor=cursor))
         if not isinstance(reply, kind):
             raise LedgerUnavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
         rows.extend(getattr(reply, PAGE_ROWS[kind]))
-        heights.append(getattr(reply, "height", 0))
         if not reply.next_cursor or len(rows) >= max_rows:
             # One page's proof does not cover the others' rows: the whole carries none.
-            whole = msgspec.structs.replace(
+            return msgspec.structs.replace(
                 reply, **{PAGE_ROWS[kind]: tuple(rows)}, next_cursor="", proof=None
             )
-            if hasattr(whole, "height"):
-                whole = msgspec.structs.replace(whole, height=min(heights))
-            return whole
         cursor = reply.next_cursor
 
 
