@@ -68,6 +68,9 @@ class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
     proven: bool = False
     """With a witness of each contract's record: what the chain holds (terms, status, margin,
     outcome) is proven; the marks and values computed from prices are not."""
+    since_height: int = 0
+    """Only contracts whose record changed after this height (opened, margin, marks, status):
+    a peer that saw its contracts at a height reads what changed since, not all again."""
 
 
 class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):

@@ -219,6 +219,8 @@ class QueryService:
                             if (cid in held if held is not None else _has(keys, cid))
                         }
                     )
+                if query.since_height:
+                    keys = book.changed_since(keys, query.since_height)
                 begin, stop, more = page_of(keys, after, size)
                 rows = book.views(keys[begin:stop])
                 next_cursor = make_cursor(who, query, keys[stop - 1], head.height) if more else ""

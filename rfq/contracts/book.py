@@ -183,6 +183,7 @@ class _Entry:
         "avg_last",
         "avg_sum",
         "blob",
+        "changed",
         "contract",
         "contract_raw",
         "defaulting_party",
@@ -221,6 +222,8 @@ class _Entry:
         self.mtm = math.nan
         self.blob: msgspec.Raw | None = None
         self.digest: bytes | None = None
+        self.changed = 0
+        """The height its record last changed at (derived, not state: ``changed_since``)."""
 
     def next_seq(self, kind: str) -> int:
         n = self.seqs.get(kind, 0) + 1
@@ -332,6 +335,13 @@ class ContractBook:
         slice of it (``rfq.contracts.party_index``)."""
         return self._parties.ids(EVERYONE if party is None else party, open_only=open_only)
 
+    def changed_since(self, contract_ids: Iterable[str], height: int) -> list[str]:
+        """Those of ``contract_ids`` whose record changed after ``height`` (opened, margin,
+        marks, status): what a peer that saw the book at ``height`` must read again. A
+        restored book counts every contract changed at the restore's height (a superset)."""
+        entries = self._entries
+        return [cid for cid in contract_ids if (e := entries.get(cid)) and e.changed > height]
+
     def views(self, contract_ids: Iterable[str]) -> list[ContractView]:
         """The views of contracts in the book (ids not in it are skipped)."""
         entries = self._entries
@@ -366,6 +376,7 @@ class ContractBook:
             journal.save(entry)
         entry.blob = None
         entry.digest = None
+        entry.changed = self._height
         self._dirty.add(entry.contract.id)
 
     def _view(self, entry: _Entry) -> ContractView:
@@ -553,6 +564,7 @@ class ContractBook:
             raise ValidationError("another contract already has this id", where=contract.id)
         validate_contract(contract)
         entry = _Entry(contract, self._next_ordinal)
+        entry.changed = self._height
         self._next_ordinal += 1
         legs = contract.terms.legs
         leg_index = [self._underlying(leg.underlying) for leg in legs]
@@ -1375,6 +1387,7 @@ class ContractBook:
         for rec in sorted(snap.contracts, key=lambda r: r.ordinal):
             c = rec.contract
             entry = _Entry(c, rec.ordinal)
+            entry.changed = book._height
             entry.status = rec.status
             entry.margin_call = rec.margin_call
             entry.defaulting_party = rec.defaulting_party

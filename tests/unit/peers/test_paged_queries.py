@@ -260,3 +260,36 @@ def test_a_page_of_big_rows_over_the_reply_budget_is_refused_saying_to_ask_fewer
     smaller = ask(market, ContractsQuery(limit=TRADES // 4), reply_budget=budget)
     assert isinstance(smaller, ContractsReply) and len(smaller.contracts) == TRADES // 4
     assert len(msgspec.msgpack.encode(smaller)) <= budget
+
+
+def test_contracts_since_a_height_are_those_opened_or_changed_after_it(tmp_path):
+    net = make_net()
+    chain = Chain(net)
+    chain.block(*_trades(net, 0, 8, T0), at_ms=T0)
+    service = QueryService("D1", SqliteChainStore(tmp_path / "chain.db"))
+
+    def contracts(**filters: Any) -> ContractsReply:
+        reply = service.answer(
+            chain.state, chain.head, 0, "C1", Role.CLIENT, ContractsQuery(**filters)
+        )
+        assert isinstance(reply, ContractsReply)
+        return reply
+
+    seen = contracts()
+    assert contracts(since_height=seen.height).total == 0
+    chain.block(*_trades(net, 8, 4, T0 + 1000), at_ms=T0 + 1000)
+    new = contracts(since_height=seen.height)
+    assert {v.contract.id for v in new.contracts} == {"r0008", "r0010"} and new.total == 2
+    # the delta folded into what was seen is what a full read gives now
+    merged = {v.contract.id: v for v in seen.contracts} | {v.contract.id: v for v in new.contracts}
+    assert sorted(merged) == [v.contract.id for v in contracts().contracts]
+    # an ending is a change: C1's defaulted contracts come again, with their new status
+    from rfq.ledger.tx import CreditEventTx
+
+    before = chain.head.height
+    result = chain.block(
+        net.tx("REG", CreditEventTx("C1", "insolvency"), at_ms=T0 + 1500), at_ms=T0 + 2000
+    )
+    assert result.receipts[0].ok, result.receipts[0].reason
+    ended = contracts(since_height=before)
+    assert ended.total == len(merged) and all(v.status.terminal for v in ended.contracts)
