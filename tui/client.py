@@ -732,6 +732,7 @@ class ClientScreen(RoleScreen):
         self._show_transactions()
         if receipt.ok and receipt.height:
             self.note_height(receipt.height)
+            self._wake.set()  # something of ours changed on chain: read the delta now
 
     def _show_transactions(self) -> None:
         rows = []
