@@ -451,6 +451,8 @@ class DigestMap(Generic[V]):
         self._dirty.add(key)
         if self._feed is not None:
             self._feed.append(key)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
 
     def __delitem__(self, key: str) -> None:
         self._record(key)
@@ -458,6 +460,8 @@ class DigestMap(Generic[V]):
         self._dirty.add(key)
         if self._feed is not None:
             self._feed.append(key)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
 
     # The change feed: derived indexes (the query service's) follow the keys written here
     # instead of re-reading the map. Off until someone follows; several may, each at its own
@@ -476,17 +480,21 @@ class DigestMap(Generic[V]):
         feed = self._feed
         if feed is None or position < self._feed_base:
             return None
-        end = self._feed_base + len(feed)
-        keys = feed[position - self._feed_base :]
-        if len(feed) > FEED_CAP:
-            drop = len(feed) // 2
-            del feed[:drop]
-            self._feed_base += drop
-        return keys, end
+        return feed[position - self._feed_base :], self._feed_base + len(feed)
 
     def _fed(self, keys: Iterable[str]) -> None:
         if self._feed is not None:
             self._feed.extend(keys)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
+
+    def _trim(self) -> None:
+        """Drop the older half of the feed (a reader behind it rebuilds), so a feed nobody
+        reads any more stays bounded."""
+        assert self._feed is not None
+        drop = len(self._feed) // 2
+        del self._feed[:drop]
+        self._feed_base += drop
 
     def _sync(self) -> None:
         """Hand the entries written since the last digest to the tree."""
