@@ -97,8 +97,8 @@ class TradeIndex:
 
 
 def _slots(trade: Trade, book: ContractBook) -> list[tuple[str, str]]:
-    view = book.find(trade.contract_id)
-    underlyings = view.contract.terms.underlyings if view is not None else ()
+    contract = book.terms_of(trade.contract_id)
+    underlyings = contract.terms.underlyings if contract is not None else ()
     parties = (ANY, *dict.fromkeys((trade.client, trade.dealer)))
     return [(p, u) for p in parties for u in (ANY, *dict.fromkeys(underlyings))]
 

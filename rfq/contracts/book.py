@@ -326,6 +326,11 @@ class ContractBook:
         entry = self._entries.get(contract_id)
         return None if entry is None else self._view(entry)
 
+    def terms_of(self, contract_id: str) -> Contract | None:
+        """A contract's terms as opened (no view built: what an index needs)."""
+        entry = self._entries.get(contract_id)
+        return None if entry is None else entry.contract
+
     def by_party(self, party: str, *, open_only: bool = False) -> list[ContractView]:
         """A party's contracts (as client or dealer), by contract id."""
         return [self._view(self._entries[cid]) for cid in self.party_ids(party, open_only)]
