@@ -337,8 +337,17 @@ class QueryService:
                 return GuaranteesReply(tuple(rows_g), total, next_cursor, proof)
             case BlocksQuery(start=start, end=end):
                 end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, head.height)
-                raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
-                return BlocksReply(tuple(b for b in raw if b is not None))
+                blocks: list[bytes] = []
+                size = 0
+                for height in range(max(start, 1), end + 1):
+                    block = self.store.raw_block(height)
+                    if block is None:
+                        continue
+                    if blocks and size + len(block) > self.reply_budget:
+                        break  # full blocks: fewer per reply (the asker asks from the next)
+                    blocks.append(block)
+                    size += len(block)
+                return BlocksReply(tuple(blocks))
             case ProveQuery(component=component, keys=keys):
                 if component == GOVERNANCE:
                     return ProveReply(self.proof(state, head, ()))
