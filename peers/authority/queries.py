@@ -340,13 +340,13 @@ class QueryService:
                 blocks: list[bytes] = []
                 size = 0
                 for height in range(max(start, 1), end + 1):
-                    block = self.store.raw_block(height)
-                    if block is None:
+                    raw = self.store.raw_block(height)
+                    if raw is None:
                         continue
-                    if blocks and size + len(block) > self.reply_budget:
+                    if blocks and size + len(raw) > self.reply_budget:
                         break  # full blocks: fewer per reply (the asker asks from the next)
-                    blocks.append(block)
-                    size += len(block)
+                    blocks.append(raw)
+                    size += len(raw)
                 return BlocksReply(tuple(blocks))
             case ProveQuery(component=component, keys=keys):
                 if component == GOVERNANCE:
