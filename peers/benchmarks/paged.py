@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from peers.benchmarks.scale import TRADES_PER_CLIENT, _Market, _percentile
+from peers.benchmarks.scale import TRADES_PER_CLIENT, _percentile
 
 
 def _timed(ask: Callable[[int], Any], samples: int) -> dict[str, float]:
@@ -40,7 +40,9 @@ def measure(live: int, samples: int = 100) -> dict[str, Any]:
     from rfq.queries import ContractsQuery, TradesQuery
 
     configure_logging("error")
-    market = _Market(max(1, min(1_000, live // TRADES_PER_CLIENT)))
+    from peers.prebuild import bench_market
+
+    market = bench_market(max(1, min(1_000, live // TRADES_PER_CLIENT)))
     began = time.perf_counter()
     market.fill(live, days=240)
     build_s = time.perf_counter() - began
