@@ -143,12 +143,13 @@ class QueryService:
             reply = self._answer(state, head, mempool, who, role, query)
         except CursorRefused as exc:
             return QueryRefused(str(exc))
-        if isinstance(query, PagedQuery) and len(rows_of(reply)) > 1:
+        if isinstance(query, PagedQuery) and (rows := len(rows_of(reply))):
             size = len(_encoder.encode(reply))
             if size > self.reply_budget:
+                fix = "ask for fewer rows (a lower limit)" if rows > 1 else "one row is too big"
                 return QueryRefused(
                     f"the reply would be {size:,} bytes, over the {self.reply_budget:,} a reply "
-                    f"may carry ({len(rows_of(reply))} rows): ask for fewer rows (a lower limit)"
+                    f"may carry ({rows} rows): {fix}"
                 )
         return reply
 
