@@ -1,8 +1,9 @@
 """A market of real signed trades executed block by block outside consensus.
 
 ``MarketBuilder`` signs RFQ accepts of dealers' quotes (two real signatures each) and the
-oracle's fixings, and executes them in blocks through ``rfq.ledger.driver.ChainDriver``, as an
-authority would. ``botc bench scale`` builds its large states with it on a genesis of its own;
+oracle's fixings, and executes them in blocks (of ``BLOCK_TXS``, or fewer within a byte
+bound) through ``rfq.ledger.driver.ChainDriver``, as an authority would. ``botc bench
+scale`` builds its large states with it on a genesis of its own;
 ``prebuild_chain`` (``botc chain prebuild``) runs it on a network made by ``botc init``, seals
 every block with the authorities' keys that network holds, and writes the chain and a snapshot
 of its final state into every authority's store, so ``botc up`` starts a market that already
@@ -152,14 +153,33 @@ class MarketBuilder:
         count: int,
         days: int,
         on_block: Callable[[Block, BlockResult], None] | None = None,
+        *,
+        max_block_bytes: int | None = None,
     ) -> None:
-        """``count`` trades of ``days`` to maturity, ``BLOCK_TXS`` a block."""
+        """``count`` trades of ``days`` to maturity, ``BLOCK_TXS`` a block, or fewer where
+        they would pass ``max_block_bytes`` (as a proposer cuts its blocks)."""
         while count > 0:
             txs, verified = self.trades(min(count, BLOCK_TXS), days)
-            result, _, _ = self.block(txs, verified)
-            if on_block is not None:
-                on_block(self.last_block, result)
+            for chunk in _blocks_of(txs, max_block_bytes):
+                result, _, _ = self.block(chunk, verified)
+                if on_block is not None:
+                    on_block(self.last_block, result)
             count -= len(txs)
+
+
+def _blocks_of(txs: list[bytes], max_bytes: int | None) -> list[list[bytes]]:
+    """``txs`` in order, cut where a block would pass ``max_bytes`` (one tx at least)."""
+    if max_bytes is None:
+        return [txs]
+    out: list[list[bytes]] = [[]]
+    size = 0
+    for tx in txs:
+        if out[-1] and size + len(tx) > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(tx)
+        size += len(tx)
+    return out
 
 
 def bench_market(clients: int) -> MarketBuilder:
@@ -230,15 +250,16 @@ def prebuild_chain(
     dealers = [m for m, r in roles.items() if r == Role.DEALER]
     if not clients or not dealers:
         raise CliError(f"{net.path}: the genesis needs clients and dealers to trade")
-    blocks = -(-contracts // BLOCK_TXS)
     started = time.perf_counter()
-    # the blocks end now, a millisecond apart, so the live chain goes on from them
+    # a millisecond apart after the genesis, ending before now (there are fewer blocks than
+    # trades), so the live chain goes on from them
+    after_genesis = ChainDriver(genesis).head.timestamp_ms + 1
     market = MarketBuilder(
         genesis,
         keys,
         clients=clients,
         dealers=dealers,
-        now_ms=int(time.time() * 1000) - blocks - 1,
+        now_ms=max(after_genesis, int(time.time() * 1000) - contracts - 1),
         step_ms=1,
         seal=True,
         initial_margin_rate=0.0,
@@ -248,20 +269,16 @@ def prebuild_chain(
         made = [0]
 
         def write(block: Block, result: BlockResult) -> None:
-            last = block.height == blocks
-            snapshot = market.state.snapshot() if last else None
             for store in opened:
-                store.append(
-                    block,
-                    receipts=result.receipts,
-                    snapshot=snapshot,
-                    state_root=block.header.state_root,
-                )
+                store.append(block, receipts=result.receipts, state_root=block.header.state_root)
             made[0] += len(block.txs)
             if progress is not None:
                 progress(made[0])
 
-        market.fill(contracts, days, on_block=write)
+        market.fill(contracts, days, on_block=write, max_block_bytes=genesis.params.max_block_bytes)
+        snapshot = market.state.snapshot()
+        for store in opened:
+            store.save_snapshot(market.head.height, market.head.state_root, snapshot)
     finally:
         for store in opened:
             store.close()

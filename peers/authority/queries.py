@@ -30,6 +30,7 @@ from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
 from rfq.ledger.state import LedgerState, business_date
 from rfq.policy import sees_all
 from rfq.queries import (
+    BLOCKS_REPLY_BYTES,
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
     PROVEN_PAGE_LIMIT,
@@ -338,17 +339,15 @@ class QueryService:
                 return GuaranteesReply(tuple(rows_g), total, next_cursor, proof)
             case BlocksQuery(start=start, end=end):
                 end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, head.height)
-                blocks: list[bytes] = []
+                raw: list[bytes] = []
                 size = 0
                 for height in range(max(start, 1), end + 1):
-                    raw = self.store.raw_block(height)
-                    if raw is None:
-                        continue
-                    if blocks and size + len(raw) > self.reply_budget:
-                        break  # full blocks: fewer per reply (the asker asks from the next)
-                    blocks.append(raw)
-                    size += len(raw)
-                return BlocksReply(tuple(blocks))
+                    data = self.store.raw_block(height)
+                    if data is None or (raw and size + len(data) > BLOCKS_REPLY_BYTES):
+                        break
+                    raw.append(data)
+                    size += len(data)
+                return BlocksReply(tuple(raw))
             case ProveQuery(component=component, keys=keys):
                 if component == GOVERNANCE:
                     return ProveReply(self.proof(state, head, ()))

@@ -37,8 +37,9 @@ def register(subparsers: Any) -> None:
         help="write a chain of N live trades into every authority's store, before botc up",
         description=(
             "For a network made by 'botc init' (its directory holds every authority's key): "
-            "execute N real signed trades between its clients and dealers in blocks of 1,000, "
-            "outside consensus, seal each block with every initial authority's key and write "
+            "execute N real signed trades between its clients and dealers in blocks cut as a "
+            "proposer cuts them (the genesis' max_block_bytes), outside consensus, seal each "
+            "block with every initial authority's key and write "
             "the blocks and a snapshot of the final state into every initial authority's "
             "store, so 'botc up' starts a market that already holds N live contracts through "
             "its normal start-up. The trades ask no initial margin, so nothing waits on the "

@@ -3,6 +3,8 @@ the authorities start from as from any chain they made themselves, and go on fro
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from peers.authority.store import SqliteChainStore
@@ -19,17 +21,21 @@ TRADES = 2_500
 async def test_authorities_start_from_a_prebuilt_chain_by_its_snapshot_and_go_on_trading(
     network, nats_server, bus_factory, capsys
 ):
-    assert main(["chain", "prebuild", "--net", str(network.path), "--contracts", str(TRADES)]) == 0
-    assert "2,500 live contracts in 4 stores" in capsys.readouterr().out
+    argv = ["chain", "prebuild", "--net", str(network.path), "--contracts", str(TRADES), "--json"]
+    assert main(argv) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["live_contracts"] == TRADES and len(built["stores"]) == 4
+    height, limit = built["height"], network.genesis().params.max_block_bytes
     for member in AUTHORITIES:  # sealed by a quorum, re-executing to every state root
         store = SqliteChainStore(network.data_dir(member) / "chain.db")
         verdict = verify_chain(network.genesis(), store)
-        assert verdict.ok and verdict.height == 3, (member, verdict)
+        assert verdict.ok and verdict.height == height, (member, verdict)
+        assert all(len(store.raw_block(h) or b"") <= limit + 65_536 for h in range(1, height + 1))
         store.close()
 
     nodes = await start_authorities(network, bus_factory)
     for node in nodes.values():
-        assert node.head.height == 3 and node.state.book.open_count == TRADES
+        assert node.head.height == height and node.state.book.open_count == TRADES
         assert node.stats["replayed_blocks"] == 0 and node.stats["snapshot_rejected"] == 0
     client = await bus_factory("C1")
     await client.nc.publish("otc.tx.C1", TxFactory(network).trade("after", client="C1"))

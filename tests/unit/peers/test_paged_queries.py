@@ -293,32 +293,3 @@ def test_contracts_since_a_height_are_those_opened_or_changed_after_it(tmp_path)
     assert result.receipts[0].ok, result.receipts[0].reason
     ended = contracts(since_height=before)
     assert ended.total == len(merged) and all(v.status.terminal for v in ended.contracts)
-
-
-def test_a_blocks_reply_holds_fewer_blocks_rather_than_pass_the_reply_budget(tmp_path):
-    from rfq.ledger.block import build_block
-    from rfq.queries import BlocksQuery, BlocksReply
-
-    net = make_net()
-    chain = Chain(net)
-    store = SqliteChainStore(tmp_path / "chain.db")
-    for height in range(1, 5):
-        parent = chain.head
-        txs = _trades(net, height * 10, 10, T0 + height * 1000)
-        result = chain.block(*txs, at_ms=T0 + height * 1000)
-        block = build_block(
-            parent,
-            proposer=chain.head.proposer,
-            round=0,
-            timestamp_ms=chain.head.timestamp_ms,
-            txs=txs,
-            state_root=chain.head.state_root,
-            authorities=chain.state.gov.previous_set,
-        )
-        store.append(block, receipts=result.receipts)
-    one = len(store.raw_block(1) or b"")
-    service = QueryService("D1", store, reply_budget=int(one * 2.5))
-    reply = service.answer(chain.state, chain.head, 0, "D2", Role.DEALER, BlocksQuery(1, 4))
-    assert isinstance(reply, BlocksReply) and len(reply.blocks) == 2
-    rest = service.answer(chain.state, chain.head, 0, "D2", Role.DEALER, BlocksQuery(3, 4))
-    assert isinstance(rest, BlocksReply) and len(rest.blocks) == 2
