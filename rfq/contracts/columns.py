@@ -44,6 +44,13 @@ _BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
 
 
 _COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS
+_PUSHED = (
+    *("fixed", "strike", "flag", "kind", "sqm", "is_avg", "avg_start", "avg_end", "avg_sum"),
+    *("avg_count", "avg_last", "maturity", "vm", "margined", "threshold", "mta", "cure_days"),
+    *("call_open", "deadline", "in_default"),
+)
+"""The columns ``LiveColumns.push_many`` gathers per row, in its order (the rest are set
+alike for every row)."""
 
 
 class _ColumnsJournal:
@@ -268,6 +275,78 @@ class LiveColumns:
         self.slot[contract.id] = i
         self.n += 1
         return i
+
+    def push_many(
+        self, rows: list[tuple[Contract, list[int], float, float, int, int, int, bool]]
+    ) -> None:
+        """Append rows as ``push`` would one at a time (a restore's live contracts, in
+        ordinal order), each ``(contract, leg_index, vm, avg_sum, avg_count, avg_last,
+        deadline, in_default)``, a call open where ``deadline`` is a date: the Python values
+        are gathered first and each column written once."""
+        if not rows:
+            return
+        start, count = self.n, len(rows)
+        width = max(self.width, max(len(r[1]) for r in rows))
+        cap = self.cap
+        while cap < start + count:
+            cap *= 2
+        if cap != self.cap or width != self.width:
+            self._resize(cap, width)
+        gathered: list[tuple[Any, ...]] = []
+        legs_u = np.zeros((self.width, count), dtype=np.int64)
+        legs_w = np.zeros((self.width, count), dtype=np.float64)
+        kinds = set(self.kinds)
+        ids, slots = self.ids, self.slot
+        for i, (contract, leg_index, vm, avg_sum, avg_count, avg_last, deadline, in_default) in (
+            enumerate(rows)
+        ):
+            terms = contract.terms
+            template = template_of(terms)
+            row = template.payoff_row(contract)
+            kind = _payoff_kind(template.vector_payoff)
+            kinds.add(kind)
+            averaging, margin = terms.averaging, contract.margin
+            gathered.append(
+                (
+                    row.fixed,
+                    row.strike,
+                    row.flag,
+                    kind,
+                    payoff.signed_size(contract),
+                    template.averaging,
+                    NO_DATE if averaging is None else averaging.start.toordinal(),
+                    NO_DATE if averaging is None else averaging.end.toordinal(),
+                    avg_sum,
+                    avg_count,
+                    avg_last,
+                    terms.maturity.toordinal(),
+                    vm,
+                    margin is not None,
+                    0.0 if margin is None else margin.threshold,
+                    0.0 if margin is None else margin.minimum_transfer_amount,
+                    0 if margin is None else margin.cure_days,
+                    deadline != NO_DATE,
+                    deadline,
+                    in_default,
+                )
+            )
+            for k, (u, leg) in enumerate(zip(leg_index, terms.legs, strict=True)):
+                legs_u[k, i] = u
+                legs_w[k, i] = leg.weight
+            ids.append(contract.id)
+            slots[contract.id] = start + i
+        stop = start + count
+        for name, values in zip(_PUSHED, zip(*gathered, strict=True), strict=True):
+            column = getattr(self, name)
+            column[start:stop] = np.array(values, dtype=column.dtype)
+        self.active[start:stop] = True
+        self.dirty[start:stop] = False
+        self.mark[start:stop] = np.nan
+        self.mtm[start:stop] = np.nan
+        self.leg_u[:, start:stop] = legs_u
+        self.leg_w[:, start:stop] = legs_w
+        self.kinds = sorted(kinds)
+        self.n = stop
 
     def deactivate(self, slot: int) -> None:
         self.save_row(slot)

@@ -494,9 +494,25 @@ class DigestMap(Generic[V]):
         return _encoder.encode(dict(sorted(self.items())))
 
     def decode_into(self, data: bytes) -> None:
-        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes."""
-        items = msgspec.msgpack.decode(data, type=dict[str, self.value_type])  # type: ignore[name-defined]
-        self.load(items)
+        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes.
+
+        Into an empty map each entry is hashed from its bytes in the snapshot rather than
+        re-encoded, and the values are decoded in one call: those bytes are the entry's
+        canonical encoding exactly when the map's digest is the one they were taken with
+        (whoever restores checks it against the stored state root), and a value decoded
+        from canonical bytes is canonical.
+        """
+        items: dict[str, V] = msgspec.msgpack.decode(
+            data,
+            type=dict[str, self.value_type],  # type: ignore[name-defined]
+        )
+        if self._items or self._dirty or not isinstance(self._tree, BucketTree):
+            self.load(items)
+            return
+        raws = msgspec.msgpack.decode(data, type=dict[str, msgspec.Raw])
+        sha256, prefix = _sha256, VALUE_PREFIX
+        self._items = items
+        self._tree.update((key, sha256(prefix + raw).digest()) for key, raw in raws.items())
 
     def fork(self) -> DigestOverlay[V]:
         """A copy-on-write overlay of this map (see ``DigestOverlay``)."""
