@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -221,9 +221,9 @@ class _Entry:
         self, contract: Contract, ordinal: int, contract_raw: msgspec.Raw | None = None
     ) -> None:
         self.contract = contract
-        self.contract_raw = (
-            msgspec.Raw(_snapshot_encoder.encode(contract)) if contract_raw is None else contract_raw
-        )
+        if contract_raw is None:
+            contract_raw = msgspec.Raw(_snapshot_encoder.encode(contract))
+        self.contract_raw = contract_raw
         self.ordinal = ordinal
         self.status = Status.LIVE
         self.margin_call: MarginCall | None = None
@@ -1330,6 +1330,12 @@ class ContractBook:
         Equal to encoding ``snapshot()``, but each contract's record is encoded once and kept
         until it changes, so a block costs the records it touched plus one copy.
         """
+        return self.state_bytes_later()()
+
+    def state_bytes_later(self) -> Callable[[], bytes]:
+        """``state_bytes`` as of now, encoded when called (from another thread, while the
+        book goes on changing): what it encodes is captured now, at the cost of copying a
+        list of references (each record's cached bytes are immutable)."""
         self._refresh()
         wire = _WireSnapshot(
             version=SNAPSHOT_VERSION,
@@ -1341,7 +1347,7 @@ class ContractBook:
             contracts=tuple(self._blobs),
             seen=tuple(self._seen_sorted),
         )
-        return _snapshot_encoder.encode(wire)
+        return lambda: _snapshot_encoder.encode(wire)
 
     def state_digest(self) -> bytes:
         """A 32-byte sha256 commitment to the same state as ``state_bytes``, far cheaper per

@@ -297,9 +297,16 @@ class LiveColumns:
         legs_w = np.zeros((self.width, count), dtype=np.float64)
         kinds = set(self.kinds)
         ids, slots = self.ids, self.slot
-        for i, (contract, leg_index, vm, avg_sum, avg_count, avg_last, deadline, in_default) in (
-            enumerate(rows)
-        ):
+        for i, (
+            contract,
+            leg_index,
+            vm,
+            avg_sum,
+            avg_count,
+            avg_last,
+            deadline,
+            in_default,
+        ) in enumerate(rows):
             terms = contract.terms
             template = template_of(terms)
             row = template.payoff_row(contract)
