@@ -48,7 +48,9 @@ def _store_chain(network: NetDir, contracts: int) -> tuple[int, int]:
     while made < contracts:
         count = min(PER_BLOCK, contracts - made)
         txs = [
-            factory.trade(f"big{made + i}", client=f"C{(made + i) % 5 + 1}", dealer="D1")
+            factory.trade(
+                f"big{made + i}", client=f"C{(made + i) % 5 + 1}", dealer="D1", credit_line=1e12
+            )
             for i in range(count)
         ]
         made += count
@@ -98,9 +100,21 @@ async def test_authorities_restart_from_the_newest_snapshot_not_the_genesis_and_
         state, header = node.rebuild_from_store()  # what a restart loads, timed alone
         load_s.append(time.perf_counter() - again)
         assert header.height >= head and len(state.trades) == CONTRACTS
+    node = nodes["D1"]
+    phases = [time.perf_counter()]
+    found = node.store.latest_snapshot()
+    assert found is not None
+    phases.append(time.perf_counter())
+    restored = LedgerState.restore(network.genesis(), found[2])
+    phases.append(time.perf_counter())
+    assert restored.state_root() == found[1]
+    phases.append(time.perf_counter())
+    read_s, restore_s, root_s = (b - a for a, b in zip(phases, phases[1:], strict=False))
     print(
         f"\n{CONTRACTS} contracts: 4 authorities started in {started_s:.2f} s; "
-        f"snapshot + replay per authority {min(load_s):.2f}..{max(load_s):.2f} s"
+        f"snapshot + replay per authority {min(load_s):.2f}..{max(load_s):.2f} s "
+        f"(read {read_s:.2f} s, restore {restore_s:.2f} s, root {root_s:.2f} s, "
+        f"{len(found[2]) / 2**20:.0f} MB)"
     )
     factory = TxFactory(network)
     c1 = await bus_factory("C1")
