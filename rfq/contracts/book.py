@@ -553,6 +553,7 @@ class ContractBook:
         if rows.size:
             dues = day + cols.cure_days[rows]
             cols.call_open[rows] = True
+            cols.call_short[rows] = False
             cols.deadline[rows] = dues
             for slot, delta, due, mtm in zip(
                 rows.tolist(),
@@ -773,6 +774,7 @@ class ContractBook:
                 entry.margin_call = None
                 entry.status = Status.LIVE
                 cols.call_open[slot] = False
+                cols.call_short[slot] = False
                 out.append(MarginCallMet(contract_id=c.id, seq=call.seq))
             else:
                 entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
@@ -797,9 +799,8 @@ class ContractBook:
         for slot in cols.overdue(day).tolist():
             entry = self._entries[cols.ids[slot]]
             call = entry.margin_call
-            assert call is not None
-            if call.short:  # unreported or still in the bank's hands: the call waits
-                self._default_on_call(slot, entry, call, out)
+            assert call is not None and call.short  # the others wait (``overdue``)
+            self._default_on_call(slot, entry, call, out)
         for slot in cols.due(day).tolist():
             self._try_settle(slot, day, event.date, by_block=True, out=out)
         cols.compact()
@@ -819,6 +820,8 @@ class ContractBook:
             self._touch(entry)
             call = msgspec.structs.replace(call, short=True)
             entry.margin_call = call
+            self._cols.save_row(slot)
+            self._cols.call_short[slot] = True
         if self._date is not None and self._date > call.due:
             self._default_on_call(slot, entry, call, out)
         return out
@@ -831,6 +834,7 @@ class ContractBook:
         entry.defaulting_party = call.payer
         self._cols.save_row(slot)
         self._cols.call_open[slot] = False
+        self._cols.call_short[slot] = False
         self._cols.in_default[slot] = True
         out.append(
             DefaultTriggered(
@@ -1417,7 +1421,7 @@ class ContractBook:
                 book._last[idx] = days[-1]
         book._mark_ord = NO_DATE if snap.mark_date is None else snap.mark_date.toordinal()
         entries, by_party, underlying = book._entries, book._by_party, book._underlying
-        live: list[tuple[Contract, list[int], float, float, int, int, int, bool]] = []
+        live: list[tuple[Contract, list[int], float, float, int, int, int, bool, bool]] = []
         order = sorted(range(len(snap.contracts)), key=lambda k: snap.contracts[k].ordinal)
         for k in order:
             rec = snap.contracts[k]
@@ -1461,6 +1465,7 @@ class ContractBook:
                     rec.avg_count,
                     avg_last,
                     call.due.toordinal() if call is not None else NO_DATE,
+                    call is not None and call.short,
                     rec.status == Status.IN_DEFAULT,
                 )
             )

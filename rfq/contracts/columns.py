@@ -40,14 +40,14 @@ _EPOCH = 719163
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
 _INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
-_BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
+_BOOLS = ("is_avg", "margined", "call_open", "call_short", "in_default", "active", "dirty")
 
 
 _COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS
 _PUSHED = (
     *("fixed", "strike", "flag", "kind", "sqm", "is_avg", "avg_start", "avg_end", "avg_sum"),
     *("avg_count", "avg_last", "maturity", "vm", "margined", "threshold", "mta", "cure_days"),
-    *("call_open", "deadline", "in_default"),
+    *("call_open", "call_short", "deadline", "in_default"),
 )
 """The columns ``LiveColumns.push_many`` gathers per row, in its order (the rest are set
 alike for every row)."""
@@ -104,6 +104,7 @@ class LiveColumns:
     is_avg: BOOL
     margined: BOOL
     call_open: BOOL
+    call_short: BOOL  # the open call's payer was reported short (``MarginCall.short``)
     in_default: BOOL
     active: BOOL
     dirty: BOOL
@@ -223,6 +224,7 @@ class LiveColumns:
         avg_count: int = 0,
         avg_last: int = NO_DATE,
         call_open: bool = False,
+        call_short: bool = False,
         deadline: int = NO_DATE,
         in_default: bool = False,
     ) -> int:
@@ -260,6 +262,7 @@ class LiveColumns:
         self.mta[i] = margin.minimum_transfer_amount if margin is not None else 0.0
         self.cure_days[i] = margin.cure_days if margin is not None else 0
         self.call_open[i] = call_open
+        self.call_short[i] = call_short
         self.deadline[i] = deadline
         self.in_default[i] = in_default
         self.active[i] = True
@@ -277,12 +280,12 @@ class LiveColumns:
         return i
 
     def push_many(
-        self, rows: list[tuple[Contract, list[int], float, float, int, int, int, bool]]
+        self, rows: list[tuple[Contract, list[int], float, float, int, int, int, bool, bool]]
     ) -> None:
         """Append rows as ``push`` would one at a time (a restore's live contracts, in
         ordinal order), each ``(contract, leg_index, vm, avg_sum, avg_count, avg_last,
-        deadline, in_default)``, a call open where ``deadline`` is a date: the Python values
-        are gathered first and each column written once."""
+        deadline, call_short, in_default)``, a call open where ``deadline`` is a date: the
+        Python values are gathered first and each column written once."""
         if not rows:
             return
         start, count = self.n, len(rows)
@@ -305,6 +308,7 @@ class LiveColumns:
             avg_count,
             avg_last,
             deadline,
+            short,
             in_default,
         ) in enumerate(rows):
             terms = contract.terms
@@ -333,6 +337,7 @@ class LiveColumns:
                     0.0 if margin is None else margin.minimum_transfer_amount,
                     0 if margin is None else margin.cure_days,
                     deadline != NO_DATE,
+                    short,
                     deadline,
                     in_default,
                 )
@@ -359,6 +364,7 @@ class LiveColumns:
         self.save_row(slot)
         self.active[slot] = False
         self.call_open[slot] = False
+        self.call_short[slot] = False
         self.inactive += 1
 
     def compact(self) -> bool:
@@ -485,9 +491,12 @@ class LiveColumns:
         return np.flatnonzero(self.active[:n] & ~self.in_default[:n] & (self.maturity[:n] <= day))
 
     def overdue(self, day: int) -> npt.NDArray[np.intp]:
-        """Active rows whose open margin call was due before ``day`` (a date ordinal)."""
+        """Active rows whose open margin call was due before ``day`` (a date ordinal) and
+        whose payer was reported short (the others wait: no pass over them per block)."""
         n = self.n
-        return np.flatnonzero(self.active[:n] & self.call_open[:n] & (self.deadline[:n] < day))
+        return np.flatnonzero(
+            self.active[:n] & self.call_open[:n] & self.call_short[:n] & (self.deadline[:n] < day)
+        )
 
 
 def ordinal(day: dt.date | None) -> int:

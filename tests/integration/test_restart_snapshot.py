@@ -10,6 +10,7 @@ on deciding blocks from there.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -109,7 +110,7 @@ async def test_authorities_restart_from_the_newest_snapshot_not_the_genesis_and_
     phases.append(time.perf_counter())
     assert restored.state_root() == found[1]
     phases.append(time.perf_counter())
-    read_s, restore_s, root_s = (b - a for a, b in zip(phases, phases[1:], strict=False))
+    read_s, restore_s, root_s = (b - a for a, b in itertools.pairwise(phases))
     print(
         f"\n{CONTRACTS} contracts: 4 authorities started in {started_s:.2f} s; "
         f"snapshot + replay per authority {min(load_s):.2f}..{max(load_s):.2f} s "
