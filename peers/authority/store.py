@@ -10,6 +10,12 @@ a part at a time (the block that follows never waits for the whole), and on shut
 snapshot exists once its last part is in; a crash while one is written leaves the previous
 ones. On start the newest snapshot is loaded and the blocks after it re-executed.
 ``botc chain verify`` re-executes everything from the genesis and compares.
+
+The store also keeps the authority's own votes of the last two heights (``own_votes``): each
+proposal, prepare and commit is recorded before it is signed, so an authority that crashes and
+comes back mid-height never signs that step again for another block (equivocation, which gets
+an authority evicted). Written through WAL with ``synchronous=NORMAL``: durable across a
+process crash; a power cut could lose the last vote.
 """
 
 from __future__ import annotations
@@ -52,6 +58,13 @@ CREATE TABLE IF NOT EXISTS receipts (
     height INTEGER NOT NULL,
     sender TEXT NOT NULL,
     data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS own_votes (
+    height INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    block_hash BLOB NOT NULL,
+    PRIMARY KEY (height, round, kind)
 );
 """
 
@@ -132,6 +145,16 @@ class ChainStore(Protocol):
         ...
 
     def snapshots(self) -> list[tuple[int, bytes, bytes]]: ...
+
+    def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
+        """Durably (before it is sent) what this authority signs: a proposal, prepare or
+        commit for ``block_hash``; ``StoreError`` if it signed that step for another block."""
+        ...
+
+    def votes_at(self, height: int) -> dict[tuple[str, int], bytes]:
+        """What this authority signed at ``height``, by (kind, round): after a restart it
+        must not sign those again for another block."""
+        ...
 
 
 class SqliteChainStore:
@@ -322,3 +345,33 @@ class SqliteChainStore:
     def snapshots(self) -> list[tuple[int, bytes, bytes]]:
         rows = self.db.execute("SELECT height, state_root, data FROM snapshots ORDER BY height")
         return [(int(h), bytes(r), self._snapshot_data(int(h), bytes(d))) for h, r, d in rows]
+
+    def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
+        row = self.db.execute(
+            "SELECT block_hash FROM own_votes WHERE height = ? AND round = ? AND kind = ?",
+            (height, round, kind),
+        ).fetchone()
+        if row is not None:
+            if bytes(row[0]) != block_hash:
+                raise StoreError(
+                    f"{self.path}: already signed {kind} at height {height} round {round} "
+                    "for another block"
+                )
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM own_votes WHERE height < ?", (height - 1,))
+            self.db.execute(
+                "INSERT INTO own_votes VALUES (?, ?, ?, ?)", (height, round, kind, block_hash)
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def votes_at(self, height: int) -> dict[tuple[str, int], bytes]:
+        rows = self.db.execute(
+            "SELECT kind, round, block_hash FROM own_votes WHERE height = ?", (height,)
+        )
+        return {(str(k), int(r)): bytes(h) for k, r, h in rows}
