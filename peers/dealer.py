@@ -548,8 +548,8 @@ class DealerBot(Service):
         message = dropped.message
         if dropped.reason != DropReason.BAD_PAYLOAD or message is None or message.kind != "rfq":
             return
-        member = self.genesis.member(message.sender)
-        if member.role != Role.CLIENT:
+        member = self.bus.directory.get(message.sender)  # a client admitted later too
+        if member is None or member.role != Role.CLIENT:
             return
         rfq_id = _lenient_id(message.body) or f"nonce-{message.nonce}"
         decline = Decline(
