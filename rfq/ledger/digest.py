@@ -36,7 +36,7 @@ always hold, hash and later derive from the same values.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -62,6 +62,19 @@ BOOK_PREFIX = b"botc-book\x00"
 
 _sha256 = hashlib.sha256
 _encoder = msgspec.msgpack.Encoder()
+
+
+ENCODE_CHUNK = 4096
+"""Entries a map's snapshot encodes per call (``DigestMap.encode_later``)."""
+
+
+def _map_header(count: int) -> bytes:
+    """The msgpack header of a map of ``count`` entries (what msgspec writes)."""
+    if count < 16:
+        return bytes([0x80 | count])
+    if count < 1 << 16:
+        return b"\xde" + count.to_bytes(2, "big")
+    return b"\xdf" + count.to_bytes(4, "big")
 
 
 def value_hash(encoded: bytes) -> bytes:
@@ -538,10 +551,44 @@ class DigestMap(Generic[V]):
         """The entries as bytes, sorted by key (``decode_into`` reads them back)."""
         return _encoder.encode(dict(sorted(self.items())))
 
+    def encode_later(self) -> Callable[[], bytes]:
+        """``encode()`` as of now, computed when called (from another thread, while the map
+        goes on changing): the entries are captured now by copying the dict (its values are
+        immutable), and encoded later a chunk at a time, so that no single call holds the
+        interpreter long. The bytes are exactly ``encode()``'s."""
+        items = self._items.copy() if type(self) is DigestMap else dict(self.items())
+
+        def encode() -> bytes:
+            keys = sorted(items)
+            parts = [_map_header(len(keys))]
+            for start in range(0, len(keys), ENCODE_CHUNK):
+                chunk = {key: items[key] for key in keys[start : start + ENCODE_CHUNK]}
+                body = _encoder.encode(chunk)
+                parts.append(body[len(_map_header(len(chunk))) :])
+            return b"".join(parts)
+
+        return encode
+
     def decode_into(self, data: bytes) -> None:
-        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes."""
-        items = msgspec.msgpack.decode(data, type=dict[str, self.value_type])  # type: ignore[name-defined]
-        self.load(items)
+        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes.
+
+        Into an empty map each entry is hashed from its bytes in the snapshot rather than
+        re-encoded, and the values are decoded in one call: those bytes are the entry's
+        canonical encoding exactly when the map's digest is the one they were taken with
+        (whoever restores checks it against the stored state root), and a value decoded
+        from canonical bytes is canonical.
+        """
+        items: dict[str, V] = msgspec.msgpack.decode(
+            data,
+            type=dict[str, self.value_type],  # type: ignore[name-defined]
+        )
+        if self._items or self._dirty or not isinstance(self._tree, BucketTree):
+            self.load(items)
+            return
+        raws = msgspec.msgpack.decode(data, type=dict[str, msgspec.Raw])
+        sha256, prefix = _sha256, VALUE_PREFIX
+        self._items = items
+        self._tree.update((key, sha256(prefix + raw).digest()) for key, raw in raws.items())
 
     def fork(self) -> DigestOverlay[V]:
         """A copy-on-write overlay of this map (see ``DigestOverlay``)."""
