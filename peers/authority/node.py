@@ -11,10 +11,11 @@
 - Blocks are executed by the ``BlockExecutor`` (``rfq.ledger.executor``) on an overlay of
   the final state: a proposal that is not the block finally decided (a round change) is
   discarded at the cost of what it touched, never by reloading or replaying.
-- A decided block is committed into the final state, written with its receipts (and a state
-  snapshot every ``snapshot_every`` blocks) in one transaction of the ``ChainStore``,
-  published to the JetStream stream ``CHAIN``, and its receipts are sent to the submitters by
-  the block's proposer.
+- A decided block is committed into the final state, written with its receipts in one
+  transaction of the ``ChainStore``, published to the JetStream stream ``CHAIN``, and its
+  receipts are sent to the submitters by the block's proposer. Every ``snapshot_every``
+  blocks a snapshot of the state is captured and written apart, on the ``SnapshotWriter``'s
+  thread (``peers.authority.snapshots``): the block never waits for it.
 - Catch-up (``peers.authority.catchup``): on start, and whenever consensus messages show the
   network is ahead, blocks are fetched from the ``CHAIN`` stream or from other authorities'
   query services, each checked (link, transactions root, a quorum of valid commit seals of
@@ -52,6 +53,7 @@ from bus.envelope import Channel, Received
 from peers.authority.catchup import BlockRefused, CatchUp
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
+from peers.authority.snapshots import SnapshotWriter
 from peers.authority.store import ChainStore, SqliteChainStore
 from peers.clock import WallClock, wall_clock
 from peers.errors import PeerError
@@ -159,6 +161,8 @@ class AuthorityNode:
         self.clock = clock or wall_clock()
         """Every wall-clock reading of this node (``BOTC_CLOCK_OFFSET_MS`` shifts it)."""
         self.store: ChainStore = SqliteChainStore(Path(data_dir) / "chain.db")
+        self.snapshot_writer = SnapshotWriter(self.store.path)
+        """Writes the snapshot due every ``snapshot_every`` blocks, on its own thread."""
         self.queries = QueryService(bus.member_id, self.store)
         self.mempool = Mempool(self.params.mempool_max)
         self.verified: set[bytes] = set()
@@ -260,6 +264,7 @@ class AuthorityNode:
         for pending in list(self._background):  # a block being published, a note being sent
             await cancel_and_wait(pending)
         self.executor.discard()
+        self.snapshot_writer.close()
         self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
         self.store.close()
 
@@ -280,10 +285,15 @@ class AuthorityNode:
         await self.bus.nc.close()
         for task in tasks:
             await cancel_and_wait(task)
+        self.snapshot_writer.abandon()
         self.store.close()
 
     def _load(self) -> None:
-        """The newest snapshot, then re-execute the stored blocks after it."""
+        """The newest snapshot, then re-execute the stored blocks after it (first the parts
+        of a snapshot a crash left unfinished are cleared: no writer runs yet)."""
+        cleared = self.store.clear_partial_snapshots()
+        if cleared:
+            log.info("partial_snapshot_cleared", parts=cleared)
         self.executor = BlockExecutor(*self.rebuild_from_store())
         log.info("chain_loaded", height=self.head.height)
 
@@ -678,15 +688,19 @@ class AuthorityNode:
         return proposal.result
 
     def _persist(self, block: Block, result: BlockResult | None) -> None:
+        """Store the block; the snapshot due at its height is captured now and written by
+        the ``SnapshotWriter`` on its own thread (the block never waits for it)."""
         snapshot = None
         if block.height % self.params.snapshot_every == 0:
-            snapshot = self.state.snapshot()
+            snapshot = self.state.snapshot_later()
         self.store.append(
             block,
             receipts=result.receipts if result else (),
-            snapshot=snapshot,
             state_root=block.header.state_root,
         )
+        root = block.header.state_root
+        if snapshot is not None and not self.snapshot_writer.submit(block.height, root, snapshot):
+            self.stats["snapshots_skipped"] += 1
         ids = [tx_id_of(tx) for tx in block.txs]
         self.mempool.remove(ids)
         self.verified.difference_update(ids)

@@ -3,9 +3,12 @@
 ``ChainStore`` is what the node, the query service and the verifier need of it;
 ``SqliteChainStore`` keeps it in the authority's own SQLite database (WAL).
 
-Every final block is written in one transaction together with, every ``snapshot_every``
-blocks (and on shutdown), a snapshot of the state after it; the database is never half a
-block ahead. On start the newest snapshot is loaded and the blocks after it re-executed.
+Every final block is written in one transaction with its receipts; the database is never
+half a block ahead. Snapshots of the state after a block are written apart from it: every
+``snapshot_every`` blocks by the node's ``SnapshotWriter`` on its own thread and connection,
+a part at a time (the block that follows never waits for the whole), and on shutdown. A
+snapshot exists once its last part is in; a crash while one is written leaves the previous
+ones. On start the newest snapshot is loaded and the blocks after it re-executed.
 ``botc chain verify`` re-executes everything from the genesis and compares.
 
 The store also keeps the authority's own votes of the last two heights (``own_votes``): each
@@ -18,7 +21,7 @@ process crash; a power cut could lose the last vote.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +47,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     state_root BLOB NOT NULL,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshot_parts (
+    height INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (height, seq)
+);
 CREATE TABLE IF NOT EXISTS receipts (
     tx_id TEXT PRIMARY KEY,
     height INTEGER NOT NULL,
@@ -58,6 +67,10 @@ CREATE TABLE IF NOT EXISTS own_votes (
     PRIMARY KEY (height, round, kind)
 );
 """
+
+
+KEEP_SNAPSHOTS = 3
+"""Snapshots a store keeps (the newest)."""
 
 
 class StoreError(PeerError):
@@ -90,6 +103,20 @@ class ChainStore(Protocol):
     def receipts(self, tx_ids: Sequence[str]) -> list[Receipt]: ...
 
     def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None: ...
+
+    def save_snapshot_parts(
+        self,
+        height: int,
+        state_root: bytes,
+        parts: Iterable[bytes],
+        between: Callable[[int], None] | None = None,
+    ) -> None:
+        """A snapshot written a part at a time; it exists once the last part is in."""
+        ...
+
+    def clear_partial_snapshots(self) -> int:
+        """Drop the parts of a snapshot a crash left unfinished."""
+        ...
 
     def height(self) -> int:
         """The highest stored block (0: none)."""
@@ -175,11 +202,7 @@ class SqliteChainStore:
                     "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
                     (block.height, state_root or block.header.state_root, snapshot),
                 )
-                self.db.execute(
-                    "DELETE FROM snapshots WHERE height < ? AND height NOT IN "
-                    "(SELECT height FROM snapshots ORDER BY height DESC LIMIT 3)",
-                    (block.height,),
-                )
+                self._keep_newest(block.height)
             self.db.execute("COMMIT")
         except sqlite3.IntegrityError:
             self.db.execute("ROLLBACK")
@@ -198,9 +221,77 @@ class SqliteChainStore:
         return out
 
     def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM snapshot_parts WHERE height = ?", (height,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, snapshot)
+            )
+            self._keep_newest(height)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def save_snapshot_parts(
+        self,
+        height: int,
+        state_root: bytes,
+        parts: Iterable[bytes],
+        between: Callable[[int], None] | None = None,
+    ) -> None:
+        """A snapshot written a part at a time, each part in its own short transaction, so
+        that a block being stored meanwhile waits at most for one part. The snapshot exists
+        only once its last part is in: the row naming it is written last, in one
+        transaction with the removal of older snapshots. Killed before that, the parts
+        written are left over (``clear_partial_snapshots``) and the snapshots before stand.
+        ``between(seq)`` runs after each part (tests interrupt it there)."""
+        self.db.execute("DELETE FROM snapshot_parts WHERE height = ?", (height,))
+        seq = 0
+        for seq, part in enumerate(parts):
+            self.db.execute("INSERT INTO snapshot_parts VALUES (?, ?, ?)", (height, seq, part))
+            if between is not None:
+                between(seq)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, b"")
+            )
+            self._keep_newest(height)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _keep_newest(self, height: int) -> None:
+        """Within a transaction: keep the ``KEEP_SNAPSHOTS`` newest snapshots (and their
+        parts), drop the rest."""
         self.db.execute(
-            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, snapshot)
+            "DELETE FROM snapshots WHERE height < ? AND height NOT IN "
+            "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+            (height, KEEP_SNAPSHOTS),
         )
+        self.db.execute(  # not the parts of one being written (higher than any kept)
+            "DELETE FROM snapshot_parts WHERE height < (SELECT MIN(height) FROM snapshots)"
+        )
+
+    def clear_partial_snapshots(self) -> int:
+        """Remove the parts of snapshots never finished (a crash while one was written);
+        returns how many parts."""
+        cursor = self.db.execute(
+            "DELETE FROM snapshot_parts WHERE height NOT IN (SELECT height FROM snapshots)"
+        )
+        return cursor.rowcount
+
+    def _snapshot_data(self, height: int, data: bytes) -> bytes:
+        if data:
+            return data
+        rows = self.db.execute(
+            "SELECT data FROM snapshot_parts WHERE height = ? ORDER BY seq", (height,)
+        )
+        return b"".join(bytes(r[0]) for r in rows)
 
     def height(self) -> int:
         row = self.db.execute("SELECT MAX(height) FROM blocks").fetchone()
@@ -248,15 +339,12 @@ class SqliteChainStore:
         row = self.db.execute(query + " ORDER BY height DESC LIMIT 1", params).fetchone()
         if row is None:
             return None
-        return int(row[0]), bytes(row[1]), bytes(row[2])
+        height = int(row[0])
+        return height, bytes(row[1]), self._snapshot_data(height, bytes(row[2]))
 
     def snapshots(self) -> list[tuple[int, bytes, bytes]]:
-        return [
-            (int(h), bytes(r), bytes(d))
-            for h, r, d in self.db.execute(
-                "SELECT height, state_root, data FROM snapshots ORDER BY height"
-            )
-        ]
+        rows = self.db.execute("SELECT height, state_root, data FROM snapshots ORDER BY height")
+        return [(int(h), bytes(r), self._snapshot_data(int(h), bytes(d))) for h, r, d in rows]
 
     def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
         row = self.db.execute(

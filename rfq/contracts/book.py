@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -61,8 +61,9 @@ from rfq.contracts.model import (
     Status,
     validate_contract,
 )
+from rfq.contracts.party_index import EVERYONE, PartyIndex
 from rfq.errors import ValidationError
-from rfq.ledger.digest import BucketPath, BucketTree, book_digest, value_hash
+from rfq.ledger.digest import VALUE_PREFIX, BucketPath, BucketTree, book_digest, value_hash
 from rfq.ledger.proof import CONTRACTS
 from rfq.money import Micros, from_micros, to_micros
 
@@ -152,8 +153,26 @@ class _DigestWire(msgspec.Struct, frozen=True):
     seen: bytes
 
 
+class _RawBook(msgspec.Struct, frozen=True):
+    """A ``BookSnapshot``'s contract records as bytes (the other fields skipped)."""
+
+    contracts: tuple[msgspec.Raw, ...]
+
+
+class _RecordHead(msgspec.Struct, frozen=True, array_like=True):
+    """A ``ContractRecord``'s contract as bytes (the other fields skipped)."""
+
+    contract: msgspec.Raw
+
+
+class _HeadBook(msgspec.Struct, frozen=True):
+    contracts: tuple[_RecordHead, ...]
+
+
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
+_raw_book_decoder = msgspec.msgpack.Decoder(_RawBook)
+_head_book_decoder = msgspec.msgpack.Decoder(_HeadBook)
 _contract_decoder = msgspec.msgpack.Decoder(Contract)
 
 
@@ -178,19 +197,20 @@ class _Entry:
     """
 
     __slots__ = (
+        "_initial_margin",
+        "_notional",
         "avg_count",
         "avg_last",
         "avg_sum",
         "blob",
+        "changed",
         "contract",
         "contract_raw",
         "defaulting_party",
         "digest",
-        "initial_margin",
         "margin_call",
         "mark",
         "mtm",
-        "notional",
         "ordinal",
         "outcome",
         "ratings",
@@ -199,9 +219,13 @@ class _Entry:
         "vm",
     )
 
-    def __init__(self, contract: Contract, ordinal: int) -> None:
+    def __init__(
+        self, contract: Contract, ordinal: int, contract_raw: msgspec.Raw | None = None
+    ) -> None:
         self.contract = contract
-        self.contract_raw = msgspec.Raw(_snapshot_encoder.encode(contract))
+        if contract_raw is None:
+            contract_raw = msgspec.Raw(_snapshot_encoder.encode(contract))
+        self.contract_raw = contract_raw
         self.ordinal = ordinal
         self.status = Status.LIVE
         self.margin_call: MarginCall | None = None
@@ -209,8 +233,8 @@ class _Entry:
         self.seqs: dict[str, int] = {}
         self.outcome: Outcome | None = None
         self.ratings: tuple[RatingRecord, ...] = ()
-        self.initial_margin = payoff.initial_margin(contract)
-        self.notional = payoff.notional(contract)
+        self._initial_margin: float | None = None
+        self._notional: float | None = None
         # Final values once terminated (live values are in the columns).
         self.vm = 0.0
         self.avg_sum = 0.0
@@ -220,6 +244,21 @@ class _Entry:
         self.mtm = math.nan
         self.blob: msgspec.Raw | None = None
         self.digest: bytes | None = None
+        self.changed = 0
+        """The height its record last changed at (derived, not state: ``changed_since``)."""
+
+    @property
+    def initial_margin(self) -> float:
+        """Computed when first read (a restore opens every contract, few are read)."""
+        if self._initial_margin is None:
+            self._initial_margin = payoff.initial_margin(self.contract)
+        return self._initial_margin
+
+    @property
+    def notional(self) -> float:
+        if self._notional is None:
+            self._notional = payoff.notional(self.contract)
+        return self._notional
 
     def next_seq(self, kind: str) -> int:
         n = self.seqs.get(kind, 0) + 1
@@ -261,7 +300,8 @@ class ContractBook:
     def __init__(self) -> None:
         self._cols = LiveColumns()
         self._entries: dict[str, _Entry] = {}
-        self._by_party: dict[str, set[str]] = {}
+        self._parties = PartyIndex()
+        """Contract ids by party, sorted, all and open (paged queries read it)."""
         self._seen: set[str] = set()
         self._height = 0
         self._date: dt.date | None = None
@@ -321,10 +361,31 @@ class ContractBook:
         entry = self._entries.get(contract_id)
         return None if entry is None else self._view(entry)
 
+    def terms_of(self, contract_id: str) -> Contract | None:
+        """A contract's terms as opened (no view built: what an index needs)."""
+        entry = self._entries.get(contract_id)
+        return None if entry is None else entry.contract
+
     def by_party(self, party: str, *, open_only: bool = False) -> list[ContractView]:
         """A party's contracts (as client or dealer), by contract id."""
-        views = [self._view(self._entries[cid]) for cid in sorted(self._by_party.get(party, ()))]
-        return [v for v in views if not (open_only and v.status.terminal)]
+        return [self._view(self._entries[cid]) for cid in self.party_ids(party, open_only)]
+
+    def party_ids(self, party: str | None, open_only: bool = False) -> Sequence[str]:
+        """A party's contract ids (None: everyone's), sorted, read-only: a page reads a
+        slice of it (``rfq.contracts.party_index``)."""
+        return self._parties.ids(EVERYONE if party is None else party, open_only=open_only)
+
+    def changed_since(self, contract_ids: Iterable[str], height: int) -> list[str]:
+        """Those of ``contract_ids`` whose record changed after ``height`` (opened, margin,
+        marks, status): what a peer that saw the book at ``height`` must read again. A
+        restored book counts every contract changed at the restore's height (a superset)."""
+        entries = self._entries
+        return [cid for cid in contract_ids if (e := entries.get(cid)) and e.changed > height]
+
+    def views(self, contract_ids: Iterable[str]) -> list[ContractView]:
+        """The views of contracts in the book (ids not in it are skipped)."""
+        entries = self._entries
+        return [self._view(entries[cid]) for cid in contract_ids if cid in entries]
 
     def ids(self) -> list[str]:
         return sorted(self._entries)
@@ -355,6 +416,7 @@ class ContractBook:
             journal.save(entry)
         entry.blob = None
         entry.digest = None
+        entry.changed = self._height
         self._dirty.add(entry.contract.id)
 
     def _view(self, entry: _Entry) -> ContractView:
@@ -518,6 +580,7 @@ class ContractBook:
         if rows.size:
             dues = day + cols.cure_days[rows]
             cols.call_open[rows] = True
+            cols.call_short[rows] = False
             cols.deadline[rows] = dues
             for slot, delta, due, mtm in zip(
                 rows.tolist(),
@@ -542,6 +605,7 @@ class ContractBook:
             raise ValidationError("another contract already has this id", where=contract.id)
         validate_contract(contract)
         entry = _Entry(contract, self._next_ordinal)
+        entry.changed = self._height
         self._next_ordinal += 1
         legs = contract.terms.legs
         leg_index = [self._underlying(leg.underlying) for leg in legs]
@@ -555,8 +619,7 @@ class ContractBook:
         if self._journal is not None:
             self._journal.opened.append(contract.id)
         self._new_ids.append(contract.id)
-        for party in (contract.client, contract.dealer):
-            self._by_party.setdefault(party, set()).add(contract.id)
+        self._parties.add(contract.id, (contract.client, contract.dealer))
         out: list[BookOutput] = [
             ContractOpened(
                 contract_id=contract.id,
@@ -738,6 +801,7 @@ class ContractBook:
                 entry.margin_call = None
                 entry.status = Status.LIVE
                 cols.call_open[slot] = False
+                cols.call_short[slot] = False
                 out.append(MarginCallMet(contract_id=c.id, seq=call.seq))
             else:
                 entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
@@ -762,9 +826,8 @@ class ContractBook:
         for slot in cols.overdue(day).tolist():
             entry = self._entries[cols.ids[slot]]
             call = entry.margin_call
-            assert call is not None
-            if call.short:  # unreported or still in the bank's hands: the call waits
-                self._default_on_call(slot, entry, call, out)
+            assert call is not None and call.short  # the others wait (``overdue``)
+            self._default_on_call(slot, entry, call, out)
         for slot in cols.due(day).tolist():
             self._try_settle(slot, day, event.date, by_block=True, out=out)
         cols.compact()
@@ -784,6 +847,8 @@ class ContractBook:
             self._touch(entry)
             call = msgspec.structs.replace(call, short=True)
             entry.margin_call = call
+            self._cols.save_row(slot)
+            self._cols.call_short[slot] = True
         if self._date is not None and self._date > call.due:
             self._default_on_call(slot, entry, call, out)
         return out
@@ -796,6 +861,7 @@ class ContractBook:
         entry.defaulting_party = call.payer
         self._cols.save_row(slot)
         self._cols.call_open[slot] = False
+        self._cols.call_short[slot] = False
         self._cols.in_default[slot] = True
         out.append(
             DefaultTriggered(
@@ -887,6 +953,7 @@ class ContractBook:
         self._touch(entry)
         entry.status = outcome.status
         entry.outcome = outcome
+        self._parties.close(entry.contract.id, (entry.contract.client, entry.contract.dealer))
         entry.margin_call = None
         entry.vm = float(cols.vm[slot])
         entry.avg_sum = float(cols.avg_sum[slot])
@@ -1014,11 +1081,7 @@ class ContractBook:
             return []
         party = event.party
         cols = self._cols
-        ids = [
-            cid
-            for cid in sorted(self._by_party.get(party, ()))
-            if not self._entries[cid].status.terminal
-        ]
+        ids = list(self._parties.ids(party, open_only=True))
         claims: list[Micros] = []
         owed_to: list[float] = []
         for cid in ids:
@@ -1166,20 +1229,18 @@ class ContractBook:
         tree_changes: list[tuple[str, bytes | None]] = []
         for cid in journal.opened:
             entry = self._entries.pop(cid)
-            for party in (entry.contract.client, entry.contract.dealer):
-                held = self._by_party.get(party)
-                if held is not None:
-                    held.discard(cid)
-                    if not held:
-                        del self._by_party[party]
+            self._parties.remove(cid, (entry.contract.client, entry.contract.dealer))
             k = bisect.bisect_left(ids, cid)
             if k < len(ids) and ids[k] == cid:
                 del ids[k], blobs[k]
             tree_changes.append((cid, None))
         for cid, saved in journal.entries.items():
             entry = self._entries[cid]
+            ended = entry.status.terminal
             for name, value in zip(_Entry.__slots__, saved, strict=True):
                 setattr(entry, name, value)
+            if ended and not entry.status.terminal:
+                self._parties.reopen(cid, (entry.contract.client, entry.contract.dealer))
             assert entry.blob is not None and entry.digest is not None
             blobs[bisect.bisect_left(ids, cid)] = entry.blob
             tree_changes.append((cid, entry.digest))
@@ -1295,6 +1356,12 @@ class ContractBook:
         Equal to encoding ``snapshot()``, but each contract's record is encoded once and kept
         until it changes, so a block costs the records it touched plus one copy.
         """
+        return self.state_bytes_later()()
+
+    def state_bytes_later(self) -> Callable[[], bytes]:
+        """``state_bytes`` as of now, encoded when called (from another thread, while the
+        book goes on changing): what it encodes is captured now, at the cost of copying a
+        list of references (each record's cached bytes are immutable)."""
         self._refresh()
         wire = _WireSnapshot(
             version=SNAPSHOT_VERSION,
@@ -1306,7 +1373,7 @@ class ContractBook:
             contracts=tuple(self._blobs),
             seen=tuple(self._seen_sorted),
         )
-        return _snapshot_encoder.encode(wire)
+        return lambda: _snapshot_encoder.encode(wire)
 
     def state_digest(self) -> bytes:
         """A 32-byte sha256 commitment to the same state as ``state_bytes``, far cheaper per
@@ -1345,8 +1412,20 @@ class ContractBook:
         return record, self._tree.path(contract_id), self._header_digest()
 
     @classmethod
-    def from_snapshot(cls, snap: BookSnapshot) -> ContractBook:
-        """Rebuild a book that behaves exactly as the one the snapshot was taken from."""
+    def from_snapshot(
+        cls,
+        snap: BookSnapshot,
+        records: tuple[msgspec.Raw, ...] | None = None,
+        contracts: tuple[msgspec.Raw, ...] | None = None,
+    ) -> ContractBook:
+        """Rebuild a book that behaves exactly as the one the snapshot was taken from.
+
+        ``records`` (and ``contracts``): each contract's record (and its contract) as the
+        snapshot's bytes hold them, in the snapshot's order (``from_state_bytes``). They
+        become the cached record bytes and digests as they are, instead of every record
+        encoded and hashed again: equal to them exactly when the book's digest is the one
+        they were taken with, which whoever restores checks against the stored state root.
+        """
         if snap.version != SNAPSHOT_VERSION:
             raise ValidationError(f"unknown snapshot version {snap.version}", where="version")
         book = cls()
@@ -1363,9 +1442,18 @@ class ContractBook:
                 book._px[idx] = series.prices[-1]
                 book._last[idx] = days[-1]
         book._mark_ord = NO_DATE if snap.mark_date is None else snap.mark_date.toordinal()
-        for rec in sorted(snap.contracts, key=lambda r: r.ordinal):
+        book._parties.load(
+            (rec.contract.id, (rec.contract.client, rec.contract.dealer), not rec.status.terminal)
+            for rec in snap.contracts
+        )
+        entries, underlying = book._entries, book._underlying
+        live: list[tuple[Contract, list[int], float, float, int, int, int, bool, bool]] = []
+        order = sorted(range(len(snap.contracts)), key=lambda k: snap.contracts[k].ordinal)
+        for k in order:
+            rec = snap.contracts[k]
             c = rec.contract
-            entry = _Entry(c, rec.ordinal)
+            entry = _Entry(c, rec.ordinal, None if contracts is None else contracts[k])
+            entry.changed = book._height
             entry.status = rec.status
             entry.margin_call = rec.margin_call
             entry.defaulting_party = rec.defaulting_party
@@ -1373,9 +1461,9 @@ class ContractBook:
             entry.outcome = rec.outcome
             entry.ratings = rec.ratings
             avg_last = NO_DATE if rec.avg_last is None else rec.avg_last.toordinal()
-            book._entries[c.id] = entry
-            for party in (c.client, c.dealer):
-                book._by_party.setdefault(party, set()).add(c.id)
+            if c.id in entries:
+                raise ValidationError(f"contract {c.id} appears twice", where="contracts")
+            entries[c.id] = entry
             if rec.status.terminal:
                 entry.vm, entry.avg_sum, entry.avg_count = (
                     from_micros(rec.vm_balance),
@@ -1389,21 +1477,38 @@ class ContractBook:
                     entry.mtm = rec.outcome.client_value
                 continue
             call = rec.margin_call if rec.status == Status.MARGIN_CALL else None
-            book._cols.push(
-                c,
-                [book._underlying(leg.underlying) for leg in c.terms.legs],
-                vm=from_micros(rec.vm_balance),
-                avg_sum=rec.avg_sum,
-                avg_count=rec.avg_count,
-                avg_last=avg_last,
-                call_open=call is not None,
-                deadline=call.due.toordinal() if call is not None else NO_DATE,
-                in_default=rec.status == Status.IN_DEFAULT,
+            live.append(
+                (
+                    c,
+                    [underlying(leg.underlying) for leg in c.terms.legs],
+                    from_micros(rec.vm_balance),
+                    rec.avg_sum,
+                    rec.avg_count,
+                    avg_last,
+                    call.due.toordinal() if call is not None else NO_DATE,
+                    call is not None and call.short,
+                    rec.status == Status.IN_DEFAULT,
+                )
             )
+        book._cols.push_many(live)
         if book._mark_ord != NO_DATE:
             book._cols.revalue(book._px, book._mark_ord)
+        if records is not None:
+            ids = [rec.contract.id for rec in snap.contracts]
+            if ids != sorted(ids):
+                raise ValidationError("contracts are not in id order", where="contracts")
+            sha256, prefix = hashlib.sha256, VALUE_PREFIX
+            digests = [sha256(prefix + raw).digest() for raw in records]
+            for cid, raw, digest in zip(ids, records, digests, strict=True):
+                entry = entries[cid]
+                entry.blob, entry.digest = raw, digest
+            book._sorted_ids, book._blobs = ids, list(records)
+            book._tree.update(zip(ids, digests, strict=True))
         return book
 
     @classmethod
     def from_state_bytes(cls, data: bytes) -> ContractBook:
-        return cls.from_snapshot(_snapshot_decoder.decode(data))
+        snap = _snapshot_decoder.decode(data)
+        records = _raw_book_decoder.decode(data).contracts
+        heads = _head_book_decoder.decode(data).contracts
+        return cls.from_snapshot(snap, records, tuple(head.contract for head in heads))

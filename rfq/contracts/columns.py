@@ -40,10 +40,17 @@ _EPOCH = 719163
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
 _INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
-_BOOLS = ("is_avg", "margined", "call_open", "in_default", "active", "dirty")
+_BOOLS = ("is_avg", "margined", "call_open", "call_short", "in_default", "active", "dirty")
 
 
 _COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS
+_PUSHED = (
+    *("fixed", "strike", "flag", "kind", "sqm", "is_avg", "avg_start", "avg_end", "avg_sum"),
+    *("avg_count", "avg_last", "maturity", "vm", "margined", "threshold", "mta", "cure_days"),
+    *("call_open", "call_short", "deadline", "in_default"),
+)
+"""The columns ``LiveColumns.push_many`` gathers per row, in its order (the rest are set
+alike for every row)."""
 
 
 class _ColumnsJournal:
@@ -97,6 +104,7 @@ class LiveColumns:
     is_avg: BOOL
     margined: BOOL
     call_open: BOOL
+    call_short: BOOL  # the open call's payer was reported short (``MarginCall.short``)
     in_default: BOOL
     active: BOOL
     dirty: BOOL
@@ -216,6 +224,7 @@ class LiveColumns:
         avg_count: int = 0,
         avg_last: int = NO_DATE,
         call_open: bool = False,
+        call_short: bool = False,
         deadline: int = NO_DATE,
         in_default: bool = False,
     ) -> int:
@@ -253,6 +262,7 @@ class LiveColumns:
         self.mta[i] = margin.minimum_transfer_amount if margin is not None else 0.0
         self.cure_days[i] = margin.cure_days if margin is not None else 0
         self.call_open[i] = call_open
+        self.call_short[i] = call_short
         self.deadline[i] = deadline
         self.in_default[i] = in_default
         self.active[i] = True
@@ -269,10 +279,92 @@ class LiveColumns:
         self.n += 1
         return i
 
+    def push_many(
+        self, rows: list[tuple[Contract, list[int], float, float, int, int, int, bool, bool]]
+    ) -> None:
+        """Append rows as ``push`` would one at a time (a restore's live contracts, in
+        ordinal order), each ``(contract, leg_index, vm, avg_sum, avg_count, avg_last,
+        deadline, call_short, in_default)``, a call open where ``deadline`` is a date: the
+        Python values are gathered first and each column written once."""
+        if not rows:
+            return
+        start, count = self.n, len(rows)
+        width = max(self.width, max(len(r[1]) for r in rows))
+        cap = self.cap
+        while cap < start + count:
+            cap *= 2
+        if cap != self.cap or width != self.width:
+            self._resize(cap, width)
+        gathered: list[tuple[Any, ...]] = []
+        legs_u = np.zeros((self.width, count), dtype=np.int64)
+        legs_w = np.zeros((self.width, count), dtype=np.float64)
+        kinds = set(self.kinds)
+        ids, slots = self.ids, self.slot
+        for i, (
+            contract,
+            leg_index,
+            vm,
+            avg_sum,
+            avg_count,
+            avg_last,
+            deadline,
+            short,
+            in_default,
+        ) in enumerate(rows):
+            terms = contract.terms
+            template = template_of(terms)
+            row = template.payoff_row(contract)
+            kind = _payoff_kind(template.vector_payoff)
+            kinds.add(kind)
+            averaging, margin = terms.averaging, contract.margin
+            gathered.append(
+                (
+                    row.fixed,
+                    row.strike,
+                    row.flag,
+                    kind,
+                    payoff.signed_size(contract),
+                    template.averaging,
+                    NO_DATE if averaging is None else averaging.start.toordinal(),
+                    NO_DATE if averaging is None else averaging.end.toordinal(),
+                    avg_sum,
+                    avg_count,
+                    avg_last,
+                    terms.maturity.toordinal(),
+                    vm,
+                    margin is not None,
+                    0.0 if margin is None else margin.threshold,
+                    0.0 if margin is None else margin.minimum_transfer_amount,
+                    0 if margin is None else margin.cure_days,
+                    deadline != NO_DATE,
+                    short,
+                    deadline,
+                    in_default,
+                )
+            )
+            for k, (u, leg) in enumerate(zip(leg_index, terms.legs, strict=True)):
+                legs_u[k, i] = u
+                legs_w[k, i] = leg.weight
+            ids.append(contract.id)
+            slots[contract.id] = start + i
+        stop = start + count
+        for name, values in zip(_PUSHED, zip(*gathered, strict=True), strict=True):
+            column = getattr(self, name)
+            column[start:stop] = np.array(values, dtype=column.dtype)
+        self.active[start:stop] = True
+        self.dirty[start:stop] = False
+        self.mark[start:stop] = np.nan
+        self.mtm[start:stop] = np.nan
+        self.leg_u[:, start:stop] = legs_u
+        self.leg_w[:, start:stop] = legs_w
+        self.kinds = sorted(kinds)
+        self.n = stop
+
     def deactivate(self, slot: int) -> None:
         self.save_row(slot)
         self.active[slot] = False
         self.call_open[slot] = False
+        self.call_short[slot] = False
         self.inactive += 1
 
     def compact(self) -> bool:
@@ -399,9 +491,12 @@ class LiveColumns:
         return np.flatnonzero(self.active[:n] & ~self.in_default[:n] & (self.maturity[:n] <= day))
 
     def overdue(self, day: int) -> npt.NDArray[np.intp]:
-        """Active rows whose open margin call was due before ``day`` (a date ordinal)."""
+        """Active rows whose open margin call was due before ``day`` (a date ordinal) and
+        whose payer was reported short (the others wait: no pass over them per block)."""
         n = self.n
-        return np.flatnonzero(self.active[:n] & self.call_open[:n] & (self.deadline[:n] < day))
+        return np.flatnonzero(
+            self.active[:n] & self.call_open[:n] & self.call_short[:n] & (self.deadline[:n] < day)
+        )
 
 
 def ordinal(day: dt.date | None) -> int:

@@ -36,7 +36,7 @@ always hold, hash and later derive from the same values.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -46,6 +46,8 @@ V = TypeVar("V")
 BUCKET_BYTES = 2
 """A key's bucket: this many leading bytes of SHA-256(key) (``BucketTree.update`` inlines 2)."""
 BUCKETS = 1 << (8 * BUCKET_BYTES)
+FEED_CAP = 1 << 20
+"""Written keys a map's change feed keeps at most (``DigestMap.follow``)."""
 ARITY_BITS = 4
 ARITY = 1 << ARITY_BITS
 """Children per tree node."""
@@ -60,6 +62,19 @@ BOOK_PREFIX = b"botc-book\x00"
 
 _sha256 = hashlib.sha256
 _encoder = msgspec.msgpack.Encoder()
+
+
+ENCODE_CHUNK = 4096
+"""Entries a map's snapshot encodes per call (``DigestMap.encode_later``)."""
+
+
+def _map_header(count: int) -> bytes:
+    """The msgpack header of a map of ``count`` entries (what msgspec writes)."""
+    if count < 16:
+        return bytes([0x80 | count])
+    if count < 1 << 16:
+        return b"\xde" + count.to_bytes(2, "big")
+    return b"\xdf" + count.to_bytes(4, "big")
 
 
 def value_hash(encoded: bytes) -> bytes:
@@ -397,6 +412,8 @@ class DigestMap(Generic[V]):
         self._tree: BucketTree | TreeOverlay = BucketTree(self.name)
         self.journal: list[tuple[str, bool, V | None]] | None = None
         """While a transaction runs: (key, existed, old value) per write, for ``undo``."""
+        self._feed: list[str] | None = None
+        self._feed_base = 0
 
     def _record(self, key: str) -> None:
         if self.journal is not None:
@@ -445,11 +462,52 @@ class DigestMap(Generic[V]):
         self._record(key)
         self._items[key] = self._canonical(key, value)
         self._dirty.add(key)
+        if self._feed is not None:
+            self._feed.append(key)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
 
     def __delitem__(self, key: str) -> None:
         self._record(key)
         del self._items[key]
         self._dirty.add(key)
+        if self._feed is not None:
+            self._feed.append(key)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
+
+    # The change feed: derived indexes (the query service's) follow the keys written here
+    # instead of re-reading the map. Off until someone follows; several may, each at its own
+    # position; the oldest half is dropped past ``FEED_CAP`` (a reader that far behind
+    # rebuilds from the map).
+
+    def follow(self) -> int:
+        """Start (or keep) recording written keys; the position of the next one."""
+        if self._feed is None:
+            self._feed = []
+        return self._feed_base + len(self._feed)
+
+    def written_since(self, position: int) -> tuple[list[str], int] | None:
+        """The keys written (set or deleted, repeats included) since ``position`` and the
+        position after them; None when those are no longer kept (read the whole map)."""
+        feed = self._feed
+        if feed is None or position < self._feed_base:
+            return None
+        return feed[position - self._feed_base :], self._feed_base + len(feed)
+
+    def _fed(self, keys: Iterable[str]) -> None:
+        if self._feed is not None:
+            self._feed.extend(keys)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
+
+    def _trim(self) -> None:
+        """Drop the older half of the feed (a reader behind it rebuilds), so a feed nobody
+        reads any more stays bounded."""
+        assert self._feed is not None
+        drop = len(self._feed) // 2
+        del self._feed[:drop]
+        self._feed_base += drop
 
     def _sync(self) -> None:
         """Hand the entries written since the last digest to the tree."""
@@ -493,10 +551,44 @@ class DigestMap(Generic[V]):
         """The entries as bytes, sorted by key (``decode_into`` reads them back)."""
         return _encoder.encode(dict(sorted(self.items())))
 
+    def encode_later(self) -> Callable[[], bytes]:
+        """``encode()`` as of now, computed when called (from another thread, while the map
+        goes on changing): the entries are captured now by copying the dict (its values are
+        immutable), and encoded later a chunk at a time, so that no single call holds the
+        interpreter long. The bytes are exactly ``encode()``'s."""
+        items = self._items.copy() if type(self) is DigestMap else dict(self.items())
+
+        def encode() -> bytes:
+            keys = sorted(items)
+            parts = [_map_header(len(keys))]
+            for start in range(0, len(keys), ENCODE_CHUNK):
+                chunk = {key: items[key] for key in keys[start : start + ENCODE_CHUNK]}
+                body = _encoder.encode(chunk)
+                parts.append(body[len(_map_header(len(chunk))) :])
+            return b"".join(parts)
+
+        return encode
+
     def decode_into(self, data: bytes) -> None:
-        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes."""
-        items = msgspec.msgpack.decode(data, type=dict[str, self.value_type])  # type: ignore[name-defined]
-        self.load(items)
+        """Load entries encoded by ``encode``; raises msgspec errors on bad bytes.
+
+        Into an empty map each entry is hashed from its bytes in the snapshot rather than
+        re-encoded, and the values are decoded in one call: those bytes are the entry's
+        canonical encoding exactly when the map's digest is the one they were taken with
+        (whoever restores checks it against the stored state root), and a value decoded
+        from canonical bytes is canonical.
+        """
+        items: dict[str, V] = msgspec.msgpack.decode(
+            data,
+            type=dict[str, self.value_type],  # type: ignore[name-defined]
+        )
+        if self._items or self._dirty or not isinstance(self._tree, BucketTree):
+            self.load(items)
+            return
+        raws = msgspec.msgpack.decode(data, type=dict[str, msgspec.Raw])
+        sha256, prefix = _sha256, VALUE_PREFIX
+        self._items = items
+        self._tree.update((key, sha256(prefix + raw).digest()) for key, raw in raws.items())
 
     def fork(self) -> DigestOverlay[V]:
         """A copy-on-write overlay of this map (see ``DigestOverlay``)."""
@@ -631,6 +723,7 @@ class DigestOverlay(DigestMap[V]):
         for key in tail:
             items.pop(key, None)  # a key deleted and added again goes to the end
             items[key] = local[key]
+        self.parent._fed(local)
         tree = self._tree
         assert isinstance(tree, TreeOverlay)
         tree.commit()

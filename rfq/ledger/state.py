@@ -8,7 +8,9 @@ state root, proofs, snapshot and restore follow from the registry's layout.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Container, Sequence
+import functools
+import gc
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +61,10 @@ MAP_TYPES: dict[str, Any] = LAYOUT.maps
 """The ledger's maps and their value types, in the state root's order (from the registry)."""
 
 _encoder = msgspec.msgpack.Encoder()
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class Receipt(msgspec.Struct, frozen=True, tag="receipt"):
@@ -237,17 +243,54 @@ class LedgerState:
     def snapshot(self) -> bytes:
         """The whole state as bytes: height, timestamp, each part as its snapshot field and
         each map encoded by ``DigestMap.encode``; ``restore`` rebuilds an identical state."""
-        snap = self.layout.snapshot_type(
-            height=self.height,
-            timestamp_ms=self.timestamp_ms,
-            **{p.attr: p.dump(getattr(self, p.attr)) for p in self.layout.parts},
-            maps={name: getattr(self, name).encode() for name in self.layout.maps},
-        )
-        return _encoder.encode(snap)
+        return self.snapshot_later()()
+
+    def snapshot_later(self) -> Callable[[], bytes]:
+        """``snapshot()`` as of now, encoded when called: what it encodes is captured now,
+        cheaply (each map's dict copied, the book's cached record bytes referenced, the
+        immutable parts kept), so that a node can encode and write it on another thread
+        while it goes on executing blocks. The bytes are exactly ``snapshot()``'s."""
+        layout = self.layout
+        parts: dict[str, Callable[[], Any]] = {}
+        for p in layout.parts:
+            value = getattr(self, p.attr)
+            if p.freeze is not None:
+                parts[p.attr] = p.freeze(value)
+            elif p.replaced:
+                parts[p.attr] = functools.partial(p.dump, value)
+            else:
+                parts[p.attr] = functools.partial(_same, p.dump(value))
+        maps = {name: getattr(self, name).encode_later() for name in layout.maps}
+        height, timestamp_ms = self.height, self.timestamp_ms
+
+        def encode() -> bytes:
+            snap = layout.snapshot_type(
+                height=height,
+                timestamp_ms=timestamp_ms,
+                **{attr: dump() for attr, dump in parts.items()},
+                maps={name: encode_map() for name, encode_map in maps.items()},
+            )
+            return _encoder.encode(snap)
+
+        return encode
 
     @classmethod
     def restore(cls, genesis: Genesis, data: bytes) -> LedgerState:
-        """Raises ``ValidationError`` when the bytes are not a snapshot of this network."""
+        """Raises ``ValidationError`` when the bytes are not a snapshot of this network.
+
+        The cyclic garbage collector is paused meanwhile: decoding allocates millions of
+        objects, none of them garbage, and its passes over them cost as much as the rest.
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return cls._restore(genesis, data)
+        finally:
+            if enabled:
+                gc.enable()
+
+    @classmethod
+    def _restore(cls, genesis: Genesis, data: bytes) -> LedgerState:
         state = cls(genesis)
         layout = cls.layout
         try:

@@ -77,7 +77,13 @@ class TxFactory:
         return msgspec.msgpack.encode(signed)
 
     def trade(
-        self, rfq_id: str, *, client: str = "C1", dealer: str = "D1", price: float = 3200.0
+        self,
+        rfq_id: str,
+        *,
+        client: str = "C1",
+        dealer: str = "D1",
+        price: float = 3200.0,
+        credit_line: float = 0.0,
     ) -> bytes:
         now = int(time.time() * 1000)
         quote = Quote(
@@ -89,7 +95,7 @@ class TxFactory:
             price=price,
             valid_until_ms=now + 120_000,
             initial_margin_rate=0.1,
-            credit_line=0.0,
+            credit_line=credit_line,
         )
         self.nonce += 1
         signed_quote = sign_payload(

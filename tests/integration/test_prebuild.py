@@ -34,8 +34,8 @@ async def test_authorities_start_from_a_prebuilt_chain_by_its_snapshot_and_go_on
         store.close()
 
     nodes = await start_authorities(network, bus_factory)
-    for node in nodes.values():
-        assert node.head.height == height and node.state.book.open_count == TRADES
+    for node in nodes.values():  # three up may already have decided an idle block on top
+        assert node.head.height >= height and node.state.book.open_count == TRADES
         assert node.stats["replayed_blocks"] == 0 and node.stats["snapshot_rejected"] == 0
     client = await bus_factory("C1")
     await client.nc.publish("otc.tx.C1", TxFactory(network).trade("after", client="C1"))

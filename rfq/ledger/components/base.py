@@ -122,6 +122,10 @@ class Part:
     replaced: bool = False
     """The value is immutable and handlers replace it: a refused transaction puts the old
     value back. Otherwise the value must refuse atomically (the contract book does)."""
+    freeze: Callable[[Any], Callable[[], Any]] | None = None
+    """What ``dump`` needs, captured now and cheaply, as a function giving ``dump``'s result
+    later (``LedgerState.snapshot_later``; the value goes on changing meanwhile). Without
+    it a ``replaced`` value is kept as it is and dumped later, any other dumped at once."""
 
 
 StateHook = Callable[["LedgerState"], None]

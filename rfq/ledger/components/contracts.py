@@ -326,6 +326,7 @@ COMPONENT = Component(
             digest=_book_digest,
             dump=_book_bytes,
             load=ContractBook.from_state_bytes,
+            freeze=ContractBook.state_bytes_later,
             proofs={CONTRACTS: _prove_contract},
         ),
     ),
