@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Container
@@ -292,6 +293,10 @@ class RegulatorService(Service):
             changed = None if self._everything_changed else self._changed
             put = feed(self.monitor, state, changed, self._fixing)
             self._everything_changed, self._changed, self._fixing = False, set(), False
+            if changed is None:
+                # The state and the monitor it fed are long-lived: kept out of the cyclic
+                # collector's full passes, which at 100k contracts took ~0.8 s in one block.
+                gc.freeze()
             assessment = await asyncio.to_thread(
                 self.monitor.assess,
                 self.follower.height,

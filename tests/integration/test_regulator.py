@@ -9,6 +9,7 @@ MPOR 10 days), so the fifth trade takes C1 past its threshold; C1's default woul
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -95,6 +96,9 @@ async def test_c1s_growing_book_raises_one_alert_with_its_cascade_and_the_risk_t
     await wait_for(
         lambda: _open(service, "C1") == 4 and _open(service, "C2") == 1, what="four C1 trades"
     )
+    # its first whole read froze what it holds: a full collection no longer walks the state
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()
     row = _row(service, "C1")
     assert row.ead == pytest.approx(4 * ONE_TRADE)  # 96,768: below 100,000
     assert not row.alert and not heard and not service.alerts
