@@ -28,6 +28,7 @@ from rfq.ledger.components.guarantees import Guarantee
 from rfq.ledger.components.members import RatingState, Standing
 from rfq.ledger.components.payments import CUSTODY, Payment
 from rfq.ledger.components.registry import LAYOUT, Layout
+from rfq.ledger.components.retention import Pruned
 from rfq.ledger.digest import DigestMap
 from rfq.ledger.proof import ProofError, RootParts, StateProof, state_root_of
 from rfq.money import Micros
@@ -46,6 +47,7 @@ __all__ = [
     "LedgerError",
     "LedgerState",
     "Payment",
+    "Pruned",
     "RatingState",
     "Receipt",
     "Receipts",
@@ -88,6 +90,9 @@ class BlockResult:
     outputs: list[BookOutput] = field(default_factory=list)
     governance: list[GovernanceEvent] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
+    pruned: list[Pruned] = field(default_factory=list)
+    """Entries the block removed from the hot state, with their last values
+    (``rfq.ledger.components.retention``)."""
 
 
 def genesis_header(genesis: Genesis) -> BlockHeader:
@@ -141,6 +146,9 @@ class LedgerState:
     """The business date of the block being executed (contracts)."""
     expiries: list[tuple[int, str]] | None
     """Committed ids by expiry, built when first needed (admission)."""
+    retiring: list[tuple[int, str]] | None
+    """Ended contracts by the height they may leave the hot state, built when first needed
+    (retention)."""
 
     def __init__(self, genesis: Genesis) -> None:
         self.genesis = genesis
@@ -220,7 +228,7 @@ class LedgerState:
     def fork(self) -> LedgerState:
         """An overlay of this state to execute a block on (``rfq.ledger.executor``): each
         map a copy-on-write ``DigestOverlay``, the other fields copied: immutable values, and
-        the two caches components mutate (the members' directory, the expiry heap), which
+        the caches components mutate (the members' directory, the expiry and retiring heaps), which
         are small beside the maps. The contract book is shared: the executor journals it.
         This state must not change while the overlay lives."""
         child = object.__new__(type(self))
@@ -229,6 +237,7 @@ class LedgerState:
             setattr(child, name, getattr(self, name).fork())
         child.directory = self.directory.copy()
         child.expiries = None if self.expiries is None else list(self.expiries)
+        child.retiring = None if self.retiring is None else list(self.retiring)
         child._result = None
         return child
 

@@ -17,7 +17,7 @@ import msgspec
 
 from rfq.contracts.events import MarginCalled, MarginPosted, MarginShort, PaymentInstruction
 from rfq.contracts.model import PaymentKind, PaymentStatus
-from rfq.ledger.components import guarantees
+from rfq.ledger.components import guarantees, retention
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed
 from rfq.money import Micros, to_micros
@@ -191,6 +191,9 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
     if payment.kind == PaymentKind.INITIAL_MARGIN:
         held = state.custody.get(payment.payer) or 0
         state.custody[payment.payer] = held + payment.amount
+    view = state.book.find(payment.contract_id)
+    if view is not None and view.status.terminal:  # it may now leave the hot state
+        retention.schedule(state, payment.contract_id, state.height + state.params.retain_blocks)
     return (payment.id,)
 
 
