@@ -135,9 +135,7 @@ def prunable(state: LedgerState, height: int, parent_ms: int) -> list[str]:
     """The contracts block ``height`` will prune, read from the state after ``height - 1``
     (``parent_ms``: that block's time). Changes nothing."""
     return [
-        cid
-        for cid in _due(_heap(state), height)
-        if _verdict(state, cid, height, parent_ms) == 0
+        cid for cid in _due(_heap(state), height) if _verdict(state, cid, height, parent_ms) == 0
     ]
 
 
