@@ -285,6 +285,9 @@ def read_chain(
     head = genesis_header(genesis)
     facts = ChainFacts()
     ended: dict[str, int] = {}
+    pruned: dict[str, Payment] = {}
+    """Payments that left the hot state (retention), with their last values: the checks
+    read every payment the chain ever made."""
     if 0 in count_at:
         facts.counts[0] = _counts(state)
     for block in store.blocks(1):
@@ -350,13 +353,16 @@ def read_chain(
                 )
             elif isinstance(out, ContractSettled | ContractClosedOut | ContractDefaulted):
                 ended.setdefault(out.contract_id, h.height)
+        for gone in result.pruned:
+            if gone.component == "payments":
+                pruned[gone.key] = gone.value
         for event in result.governance:
             if event.action == "evict":
                 facts.defaults.append(DefaultFact(event.member, "eviction", h.height, event.reason))
         if h.height in count_at:
             facts.counts[h.height] = _counts(state)
     facts.tip = head.height
-    facts.payments = dict(state.payments.items())
+    facts.payments = {**pruned, **dict(state.payments.items())}
     facts.authorities = state.authorities
     facts.trades = [
         TradeFact(**{**asdict(t), "ended_height": ended.get(t.rfq_id)}) for t in facts.trades
