@@ -118,6 +118,24 @@ class ProveQuery(msgspec.Struct, frozen=True, tag="q_prove"):
     keys: tuple[str, ...]
 
 
+class HistoryQuery(msgspec.Struct, frozen=True, tag="q_history"):
+    """Entries that have left the hot state (``rfq.ledger.components.retention``): for each
+    key of ``component`` (``contracts``, ``trades`` or ``payments``), its last value with its
+    proof under the last header whose state held it. Seen as the component's own query
+    scopes it (a member: its own contracts, trades and payments)."""
+
+    component: str
+    keys: tuple[str, ...]
+
+
+HISTORY_COMPONENTS: Final = {
+    "contracts": "q_contracts",
+    "trades": "q_trades",
+    "payments": "q_payments",
+}
+"""What history holds, and the query kind whose scope decides who sees it."""
+
+
 Query = (
     StatusQuery
     | HeadersQuery
@@ -129,6 +147,7 @@ Query = (
     | GuaranteesQuery
     | BlocksQuery
     | ProveQuery
+    | HistoryQuery
 )
 
 MAX_BLOCKS_PER_REPLY: Final = 64
@@ -225,6 +244,13 @@ class ProveReply(msgspec.Struct, frozen=True, tag="r_prove"):
     proof: AnswerProof
 
 
+class HistoryReply(msgspec.Struct, frozen=True, tag="r_history"):
+    """One proof per height at which asked entries were last in the state (each proof's
+    witnesses are those entries; a key not in this authority's history is left out)."""
+
+    proofs: tuple[AnswerProof, ...]
+
+
 class QueryRefused(msgspec.Struct, frozen=True, tag="r_refused"):
     reason: str
 
@@ -300,6 +326,7 @@ Reply = (
     | GuaranteesReply
     | BlocksReply
     | ProveReply
+    | HistoryReply
     | QueryRefused
 )
 
@@ -316,8 +343,10 @@ def refusal(member: Member, query: Query) -> str | None:
         return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
     if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
         return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
-    if isinstance(query, ProveQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
+    if isinstance(query, ProveQuery | HistoryQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
         return f"at most {PROVEN_PAGE_LIMIT} keys per proof ({len(query.keys)} asked)"
+    if isinstance(query, HistoryQuery) and query.component not in HISTORY_COMPONENTS:
+        return f"no history of {query.component!r} (one of {', '.join(HISTORY_COMPONENTS)})"
     kind = str(query.__struct_config__.tag)
     scope = query_scope(member.role, kind)
     if scope is None:

@@ -50,6 +50,7 @@ from bus import subjects
 from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.authority.catchup import BlockRefused, CatchUp
+from peers.authority.history import record_history
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
 from peers.authority.store import ChainStore, SqliteChainStore
@@ -273,6 +274,7 @@ class AuthorityNode:
     def _load(self) -> None:
         """The newest snapshot, then re-execute the stored blocks after it."""
         self.executor = BlockExecutor(*self.rebuild_from_store())
+        record_history(self.store, self.state, self.head)  # in case it stopped in between
         log.info("chain_loaded", height=self.head.height)
 
     def rebuild_from_store(self) -> tuple[LedgerState, BlockHeader]:
@@ -646,6 +648,7 @@ class AuthorityNode:
             snapshot=snapshot,
             state_root=block.header.state_root,
         )
+        record_history(self.store, self.state, block.header)  # what the next block prunes
         ids = [tx_id_of(tx) for tx in block.txs]
         self.mempool.remove(ids)
         self.verified.difference_update(ids)

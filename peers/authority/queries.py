@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from peers.authority.history import history_proofs, parties_of
 from peers.authority.store import ChainStore
 from rfq.contracts.model import ContractView
 from rfq.identity import Role
@@ -26,6 +27,7 @@ from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
 from rfq.ledger.state import LedgerState, Trade, business_date
 from rfq.policy import sees_all
 from rfq.queries import (
+    HISTORY_COMPONENTS,
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
     PROVEN_PAGE_LIMIT,
@@ -38,6 +40,8 @@ from rfq.queries import (
     HeaderInfo,
     HeadersQuery,
     HeadersReply,
+    HistoryQuery,
+    HistoryReply,
     PaymentsQuery,
     PaymentsReply,
     ProveQuery,
@@ -274,6 +278,19 @@ class QueryService:
                 end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, head.height)
                 raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
                 return BlocksReply(tuple(b for b in raw if b is not None))
+            case HistoryQuery(component=component, keys=keys):
+                kind = HISTORY_COMPONENTS.get(component)
+                if kind is None:
+                    return QueryRefused(f"no history of {component!r}")
+                everyone = sees_all(role, kind)
+                return HistoryReply(
+                    history_proofs(
+                        self.store,
+                        component,
+                        keys[:PROVEN_PAGE_LIMIT],
+                        lambda w: everyone or who in parties_of(component, w.value),
+                    )
+                )
             case ProveQuery(component=component, keys=keys):
                 if component == GOVERNANCE:
                     return ProveReply(self.proof(state, head, ()))

@@ -225,6 +225,24 @@ class LedgerState:
         known = ", ".join(self.layout.provable)
         raise ProofError(f"no component {component!r} (one of {known})")
 
+    def prove_many(self, entries: Sequence[tuple[str, str]]) -> list[StateProof]:
+        """``prove`` of each ``(component, key)``, the root parts computed once (what a
+        block is about to prune, for the store's history)."""
+        parts = self.root_parts()
+        out: list[StateProof] = []
+        for component, key in entries:
+            if component in self.layout.proofs:
+                part, prover = self.layout.proofs[component]
+                value, path, header = prover(getattr(self, part.attr), key)
+                out.append(StateProof(component, key, value, path, header, parts))
+            elif component in self.layout.maps:
+                value, path = getattr(self, component).prove(key)
+                out.append(StateProof(component, key, value, path, None, parts))
+            else:
+                known = ", ".join(self.layout.provable)
+                raise ProofError(f"no component {component!r} (one of {known})")
+        return out
+
     def fork(self) -> LedgerState:
         """An overlay of this state to execute a block on (``rfq.ledger.executor``): each
         map a copy-on-write ``DigestOverlay``, the other fields copied: immutable values, and
