@@ -234,3 +234,24 @@ def test_the_hot_state_stays_proportional_to_live_contracts_as_waves_of_trades_s
     assert all(book == 5 and trades == 5 for _, book, trades, _ in sizes), sizes
     assert max(payments for payments, *_ in sizes) <= 5 * 4, sizes
     assert sizes[-1] == sizes[1], sizes  # flat, not growing with the settled ones
+
+
+def test_a_light_client_believes_history_under_an_old_header_that_it_would_call_stale(
+    chain: Chain,
+) -> None:
+    from rfq.ledger.light import LightError
+
+    from .test_light import answer, light
+
+    open_and_settle(chain, ["r1"])
+    old = answer(chain, ("CCP", "D1", "D2"), (("contracts", "r1"),))
+    chain.block(at_ms=chain.head.timestamp_ms + 120_000)
+    client = light(chain.net)
+    client.verify(answer(chain, ("CCP", "D1", "D2")))
+    followed = client.height
+    with pytest.raises(LightError) as stale:
+        client.verify(old)
+    assert stale.value.kind == "stale"
+    verified = client.verify_history(old)
+    assert verified.entry("contracts", "r1").present
+    assert client.height == followed  # history never moves what the client follows
