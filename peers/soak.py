@@ -379,10 +379,11 @@ def _accept_of(body: bytes) -> Accept:
 
 def _open_call(state: LedgerState, contract_id: str) -> Payment | None:
     """The newest margin call of a contract (the one whose deadline passed)."""
-    seq, newest = 1, None
-    while (call := state.payments.get(f"{contract_id}/margin_call/{seq}")) is not None:
-        newest = call
-        seq += 1
+    newest = None
+    for call_id in state.book.payment_ids(contract_id):  # paid ones may have been pruned
+        call = state.payments.get(call_id)
+        if call is not None and call.kind == "margin_call":
+            newest = call
     return newest
 
 

@@ -34,10 +34,9 @@ _witness_decoder = msgspec.msgpack.Decoder(Witness)
 def record_history(store: ChainStore, state: LedgerState, head: BlockHeader) -> int:
     """Prove and keep what the block after ``head`` will prune (``state`` is the final
     state at ``head``); the number of entries kept. Safe to call twice for one head."""
-    cids = retention.prunable(state, head.height + 1, head.timestamp_ms)
-    if not cids:
+    entries = retention.prunable(state, head.height + 1, head.timestamp_ms)
+    if not entries:
         return 0
-    entries = [entry for cid in cids for entry in retention.entries_of(state, cid)]
     governance = state.prove(GOVERNANCE)
     assert governance.value is not None
     proofs = state.prove_many(entries)

@@ -393,6 +393,20 @@ class ContractBook:
             journal.pruned.append(entry)
             journal.unseen += removed
 
+    def forget_seen(self, keys: Iterable[str]) -> None:
+        """Drop seen keys whose events can no longer arrive (the ledger refuses them first:
+        ``margin_posted:<call>`` once the call's payment has left the hot state). Journaled."""
+        removed = []
+        for key in keys:
+            if key in self._seen:
+                self._seen.discard(key)
+                del self._seen_sorted[bisect.bisect_left(self._seen_sorted, key)]
+                removed.append(key)
+        if removed:
+            self._seen_digest = None
+            if self._journal is not None:
+                self._journal.unseen += removed
+
     def prices(self) -> dict[str, float]:
         """Latest fixing of each underlying."""
         return {u: prices[-1] for u, (_, prices) in sorted(self._hist.items())}

@@ -146,7 +146,7 @@ class LedgerState:
     """The business date of the block being executed (contracts)."""
     expiries: list[tuple[int, str]] | None
     """Committed ids by expiry, built when first needed (admission)."""
-    retiring: list[tuple[int, str]] | None
+    retiring: list[tuple[int, str, str]] | None
     """Ended contracts by the height they may leave the hot state, built when first needed
     (retention)."""
 

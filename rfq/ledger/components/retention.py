@@ -22,6 +22,13 @@ Pruning removes the book's record and the seen keys that name the contract
 id) and each of its payments (``payments``). Close-out requests and guarantee allocations
 already went when it ended; committed transaction ids leave by expiry (admission).
 
+A live contract's payments do not wait for its end: a **confirmed payment** other than the
+initial margin (which the contract's end reads to return it) is pruned at
+``confirmed_height + retain_blocks``, and with a margin call goes its ``margin_posted:`` seen
+key. So a contract that lives through many fixings holds its open calls and its initial
+margin, not one payment per fixing. (Readers of a contract's margin calls go by the book's
+sequence numbers, never by counting from 1 until one is missing.)
+
 **Replays stay harmless.** A replayed accept is a duplicate while its id is in
 ``committed`` and expired after; any accept of the same quote is refused once the quote's
 validity and grace have passed, which pruning waits for. A confirmation or failure notice of
@@ -34,29 +41,38 @@ pruned is a new trade (clients draw fresh RFQ ids).
 
 **History.** Each pruned entry is listed in ``BlockResult.pruned`` with its last value.
 Because the rule reads only the state after ``h - 1`` and the parent header,
-``prunable(state, h, parent_ms)`` names, right after block ``h - 1`` is final, what block
-``h`` will prune: an authority proves those entries against block ``h - 1``'s state root and
+``prunable(state, h, parent_ms)`` names, right after block ``h - 1`` is final, the entries
+block ``h`` will prune: an authority proves those entries against block ``h - 1``'s state root and
 keeps the proofs in its store (``peers.authority.store`` history), so they stay readable and
 provable (``HistoryQuery``, ``LightClient.verify_history``) after they leave the state.
 
-**Cost.** Candidates wait in a heap by the height they may go (a cache: rebuilt from the
-book's terminal records after a restore, not committed). A block pops what is due; one not
-final is dropped until a confirmation of one of its payments re-schedules it, one whose
-window moved is pushed back: a block costs what it prunes or re-schedules.
+**Cost.** Candidates wait in a heap by the height they may go (a cache, not committed:
+rebuilt after a restore from the book's terminal records and the confirmed payments, each at
+the first height the rule could hold, so a restored node prunes exactly when the others do).
+A block pops what is due; a contract not final is dropped until a confirmation of one of its
+payments re-schedules it, one whose window moved is pushed back: a block costs what it
+prunes or re-schedules.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rfq.contracts.model import PaymentStatus
+from rfq.contracts.model import PaymentKind, PaymentStatus
 from rfq.ledger.components.base import Component
 
 if TYPE_CHECKING:
     from rfq.ledger.block import BlockHeader
+    from rfq.ledger.components.payments import Payment
     from rfq.ledger.state import LedgerState
+
+CONTRACT, PAYMENT = "contract", "payment"
+"""What a heap entry is due for."""
+CONTRACTS, PAYMENTS, TRADES = "contracts", "payments", "trades"
+"""The components entries are pruned from (as proofs and ``Pruned`` name them)."""
 
 FINAL = frozenset({PaymentStatus.CONFIRMED, PaymentStatus.LAPSED})
 """Payment statuses nothing changes any more."""
@@ -72,19 +88,44 @@ class Pruned:
     value: Any
 
 
-def _heap(state: LedgerState) -> list[tuple[int, str]]:
+def _heap(state: LedgerState) -> list[tuple[int, str, str]]:
+    """(height it may go, ``CONTRACT`` or ``PAYMENT``, id): built from the state when first
+    needed (after a restore too: every candidate's first due height follows from the state)."""
     heap = state.retiring
     if heap is None:
         retain = state.params.retain_blocks
-        heap = state.retiring = [(ended + retain, cid) for cid, ended in state.book.ended()]
+        heap = [(ended + retain, CONTRACT, cid) for cid, ended in state.book.ended()]
+        heap += [
+            (p.confirmed_height + retain, PAYMENT, p.id)
+            for p in state.payments.values()
+            if _payment_prunable(p) and p.confirmed_height is not None
+        ]
         heapq.heapify(heap)
+        state.retiring = heap
     return heap
 
 
 def schedule(state: LedgerState, contract_id: str, height: int) -> None:
     """Look at ``contract_id`` again at ``height`` (it ended, or one of its payments became
     final)."""
-    heapq.heappush(_heap(state), (height, contract_id))
+    heapq.heappush(_heap(state), (height, CONTRACT, contract_id))
+
+
+def payment_final(state: LedgerState, payment: Payment) -> None:
+    """``payment`` was confirmed at this height: it may go ``retain_blocks`` later (and its
+    contract, if that has ended, may go then too)."""
+    due = state.height + state.params.retain_blocks
+    if _payment_prunable(payment):
+        heapq.heappush(_heap(state), (due, PAYMENT, payment.id))
+    view = state.book.find(payment.contract_id)
+    if view is not None and view.status.terminal:
+        schedule(state, payment.contract_id, due)
+
+
+def _payment_prunable(payment: Payment) -> bool:
+    """A payment that may leave before its contract: confirmed and not the initial margin
+    (which the contract's end reads, to return it)."""
+    return payment.status == PaymentStatus.CONFIRMED and payment.kind != PaymentKind.INITIAL_MARGIN
 
 
 def _payment_ids(state: LedgerState, contract_id: str) -> list[str]:
@@ -95,9 +136,11 @@ def _payment_ids(state: LedgerState, contract_id: str) -> list[str]:
     ]
 
 
-def _verdict(state: LedgerState, contract_id: str, height: int, parent_ms: int) -> int | None:
+def _contract_verdict(
+    state: LedgerState, contract_id: str, height: int, parent_ms: int
+) -> int | None:
     """0: prune at ``height``; a later height: look again then; None: not ready until one
-    of its payments is confirmed (``schedule``), or already gone."""
+    of its payments is confirmed (``payment_final``), or already gone."""
     view = state.book.find(contract_id)
     if view is None or not view.status.terminal or view.outcome is None:
         return None
@@ -119,66 +162,99 @@ def _verdict(state: LedgerState, contract_id: str, height: int, parent_ms: int) 
     return 0
 
 
-def _due(heap: list[tuple[int, str]], height: int) -> list[str]:
-    """The heap's contract ids due at ``height`` or before, without popping them."""
-    out: list[str] = []
+def _payment_verdict(state: LedgerState, payment_id: str, height: int) -> bool:
+    payment = state.payments.get(payment_id)
+    return (
+        payment is not None
+        and _payment_prunable(payment)
+        and payment.confirmed_height is not None
+        and payment.confirmed_height + state.params.retain_blocks <= height
+    )
+
+
+def _due(heap: list[tuple[int, str, str]], height: int) -> list[tuple[str, str]]:
+    """The heap's (kind, id) due at ``height`` or before, without popping them."""
+    out: set[tuple[str, str]] = set()
     stack = [0] if heap else []
     while stack:
         i = stack.pop()
         if i < len(heap) and heap[i][0] <= height:
-            out.append(heap[i][1])
+            out.add((heap[i][1], heap[i][2]))
             stack += (2 * i + 1, 2 * i + 2)
-    return sorted(set(out))
+    return sorted(out)
 
 
-def prunable(state: LedgerState, height: int, parent_ms: int) -> list[str]:
-    """The contracts block ``height`` will prune, read from the state after ``height - 1``
-    (``parent_ms``: that block's time). Changes nothing."""
-    return [
-        cid for cid in _due(_heap(state), height) if _verdict(state, cid, height, parent_ms) == 0
-    ]
-
-
-def entries_of(state: LedgerState, contract_id: str) -> list[tuple[str, str]]:
-    """The (component, key) entries pruning ``contract_id`` removes, as they are now."""
-    out = [("contracts", contract_id)]
-    if contract_id in state.trades:
-        out.append(("trades", contract_id))
-    out += [("payments", pid) for pid in _payment_ids(state, contract_id) if pid in state.payments]
+def _entries(
+    state: LedgerState, contracts: Iterable[str], payments: Iterable[str]
+) -> list[tuple[str, str]]:
+    """The (component, key) entries that pruning ``contracts`` and ``payments`` removes, in
+    the order they are removed (contracts by id, each with its payments and trade, then the
+    other payments by id)."""
+    out: list[tuple[str, str]] = []
+    gone: set[str] = set()
+    for cid in sorted(contracts):
+        out.append((CONTRACTS, cid))
+        for pid in _payment_ids(state, cid):
+            if pid in state.payments:
+                out.append((PAYMENTS, pid))
+                gone.add(pid)
+        if cid in state.trades:
+            out.append((TRADES, cid))
+    out += [(PAYMENTS, pid) for pid in sorted(payments) if pid not in gone]
     return out
 
 
+def prunable(state: LedgerState, height: int, parent_ms: int) -> list[tuple[str, str]]:
+    """The (component, key) entries block ``height`` will prune, read from the state after
+    ``height - 1`` (``parent_ms``: that block's time). Changes nothing."""
+    contracts, payments = [], []
+    for kind, key in _due(_heap(state), height):
+        if kind == CONTRACT:
+            if _contract_verdict(state, key, height, parent_ms) == 0:
+                contracts.append(key)
+        elif _payment_verdict(state, key, height):
+            payments.append(key)
+    return _entries(state, contracts, payments)
+
+
 def prune(state: LedgerState, parent: BlockHeader) -> None:
-    """Prune what is due at this height (the rule above), in contract-id order."""
+    """Prune what is due at this height (the rule above)."""
     heap = _heap(state)
     height = state.height
-    ready: set[str] = set()
+    contracts: set[str] = set()
+    payments: set[str] = set()
     later: dict[str, int] = {}
     while heap and heap[0][0] <= height:
-        _, cid = heapq.heappop(heap)
-        verdict = _verdict(state, cid, height, parent.timestamp_ms)
-        if verdict == 0:
-            ready.add(cid)
-        elif verdict is not None:
-            later[cid] = verdict
-    for cid, due in later.items():
-        if cid not in ready:
-            heapq.heappush(heap, (due, cid))
-    pruned = state.block_result().pruned
-    for cid in sorted(ready):
-        if cid not in state.book:
+        _, kind, key = heapq.heappop(heap)
+        if kind == PAYMENT:
+            if _payment_verdict(state, key, height):
+                payments.add(key)
             continue
-        pruned.append(Pruned("contracts", cid, state.book.record_bytes(cid)))
-        for pid in _payment_ids(state, cid):
-            payment = state.payments.get(pid)
-            if payment is not None:
-                pruned.append(Pruned("payments", pid, payment))
-                del state.payments[pid]
-        trade = state.trades.get(cid)
-        if trade is not None:
-            pruned.append(Pruned("trades", cid, trade))
-            del state.trades[cid]
+        verdict = _contract_verdict(state, key, height, parent.timestamp_ms)
+        if verdict == 0:
+            contracts.add(key)
+        elif verdict is not None:
+            later[key] = verdict
+    for cid, due in later.items():
+        if cid not in contracts:
+            heapq.heappush(heap, (due, CONTRACT, cid))
+    pruned = state.block_result().pruned
+    forget: list[str] = []
+    for component, key in _entries(state, contracts, payments):
+        if component == CONTRACTS:
+            pruned.append(Pruned(CONTRACTS, key, state.book.record_bytes(key)))
+        elif component == PAYMENTS:
+            payment = state.payments[key]
+            pruned.append(Pruned(PAYMENTS, key, payment))
+            del state.payments[key]
+            if payment.kind == PaymentKind.MARGIN_CALL:
+                forget.append(f"margin_posted:{key}")
+        else:
+            pruned.append(Pruned(TRADES, key, state.trades[key]))
+            del state.trades[key]
+    for cid in sorted(contracts):
         state.book.prune(cid)
+    state.book.forget_seen(forget)
 
 
 def _no_heap(state: LedgerState) -> None:

@@ -255,3 +255,36 @@ def test_a_light_client_believes_history_under_an_old_header_that_it_would_call_
     verified = client.verify_history(old)
     assert verified.entry("contracts", "r1").present
     assert client.height == followed  # history never moves what the client follows
+
+
+def test_a_long_lived_contract_keeps_its_margin_and_open_call_not_a_payment_per_fixing(
+    chain: Chain,
+) -> None:
+    net = chain.net
+    at = chain.head.timestamp_ms + 1000
+    chain.block(trade_tx(net, rfq_id="r1", terms=swap_terms(days=150), at_ms=at, valid_ms=500))
+    confirm_pending(chain)
+    sizes = []
+    for day in range(1, 13):
+        fixing(chain, TODAY + dt.timedelta(days=day), 3100.0 if day % 2 else 3300.0)
+        confirm_pending(chain)  # the margin call is met
+        for _ in range(RETAIN + 1):
+            chain.block()
+        seen = [k for k in chain.state.book._seen if k.startswith("margin_posted:r1/")]
+        sizes.append((len(chain.state.payments), len(seen)))
+    state = chain.state
+    assert state.payments["r1/initial_margin/1"].status == "confirmed"  # kept while it lives
+    assert state.book.get("r1").status == Status.LIVE
+    assert all(payments == 1 and seen == 0 for payments, seen in sizes), sizes
+    # A call left open when the contract ends still lapses, its predecessors long gone.
+    fixing(chain, TODAY + dt.timedelta(days=13), 3000.0)
+    [call] = [p for p in state.payments.values() if p.kind == "margin_call"]
+    assert call.status == "pending" and call.id != "r1/margin_call/1"
+    at = chain.head.timestamp_ms + 1000
+    chain.block(
+        net.tx("C1", CloseOutRequest("r1", 3000.0), at_ms=at),
+        net.tx("D1", CloseOutRequest("r1", 3000.0), at_ms=at + 1),
+        at_ms=at + 2,
+    )
+    assert state.book.get("r1").status == Status.CLOSED_OUT
+    assert state.payments[call.id].status == "lapsed"
