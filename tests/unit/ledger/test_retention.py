@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from rfq.contracts.model import Status
+from rfq.errors import ValidationError
 from rfq.ledger.block import build_block, proposer_for
 from rfq.ledger.components import retention
 from rfq.ledger.executor import BlockExecutor
@@ -288,3 +289,41 @@ def test_a_long_lived_contract_keeps_its_margin_and_open_call_not_a_payment_per_
     )
     assert state.book.get("r1").status == Status.CLOSED_OUT
     assert state.payments[call.id].status == "lapsed"
+
+
+def test_the_book_prunes_a_terminal_contract_and_its_seen_keys_and_a_rollback_restores_both() -> (
+    None
+):
+    from rfq.contracts import ContractBook
+    from rfq.contracts.events import BlockPassed, CloseOut, Fixing
+
+    from ..contracts.test_book_journal import base, events
+
+    def ended_book() -> ContractBook:
+        book = base()
+        book.apply(CloseOut("close-0", "C1", dt.date(2025, 11, 4), 3150.0))
+        book.state_digest()
+        return book
+
+    book = ended_book()
+    assert "close_out:C1/close-0" in book._seen
+    with pytest.raises(ValidationError):
+        book.prune("C0")  # live: never pruned
+    before, digest = book.state_bytes(), book.state_digest()
+    book.checkpoint()
+    book.prune("C1")
+    assert "C1" not in book and "close_out:C1/close-0" not in book._seen
+    pruned_bytes = book.state_bytes()
+    assert ContractBook.from_state_bytes(pruned_bytes).state_digest() == book.state_digest()
+    for item in events():  # the block goes on: the clock and a fixing tick over the rest
+        if isinstance(item, BlockPassed | Fixing):
+            book.apply(item)
+    book.rollback()
+    assert book.state_bytes() == before and book.state_digest() == digest
+    assert book.get("C1").status == Status.CLOSED_OUT
+    # Pruned without a journal, it is the book the journaled prune made.
+    twin = ended_book()
+    twin.prune("C1")
+    assert twin.state_bytes() == pruned_bytes
+    with pytest.raises(ValidationError):
+        twin.apply(CloseOut("close-1", "C1", dt.date(2025, 11, 5), 3150.0))
