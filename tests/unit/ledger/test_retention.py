@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from rfq.contracts.model import Status
 from rfq.errors import ValidationError
+from rfq.instruments import Side
 from rfq.ledger.block import build_block, proposer_for
 from rfq.ledger.components import retention
 from rfq.ledger.executor import BlockExecutor
@@ -17,8 +20,10 @@ from rfq.ledger.state import LedgerState
 from rfq.ledger.tx import CloseOutRequest, PaymentConfirmed, PriceFixing
 
 from .harness import TODAY, Chain, Net, make_net, swap_terms, trade_tx
+from .test_snapshot_roundtrip import PARAMS, Run, _op
 
 RETAIN = 3
+PRUNING_NET = make_net(**{**PARAMS, "retain_blocks": 2})
 
 
 @pytest.fixture
@@ -327,3 +332,49 @@ def test_the_book_prunes_a_terminal_contract_and_its_seen_keys_and_a_rollback_re
     assert twin.state_bytes() == pruned_bytes
     with pytest.raises(ValidationError):
         twin.apply(CloseOut("close-1", "C1", dt.date(2025, 11, 5), 3150.0))
+
+
+_market = st.one_of(  # trades, fixings that call margin and mature them, the bank paying
+    st.tuples(
+        st.just("trade"),
+        st.sampled_from(["C1", "C2"]),
+        st.sampled_from(["D1", "D2"]),
+        st.sampled_from([Side.BUY, Side.SELL]),
+        st.sampled_from([100, 1000]),
+        st.sampled_from([1, 2, 5]),
+        st.booleans(),
+        st.just(0.1),
+        st.just(0),
+    ),
+    st.tuples(st.just("fix"), st.sampled_from([-0.05, 0.05])),
+    st.just(("confirm", 1.0)),
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(st.integers(0, 2).flatmap(lambda k: _op if k == 0 else _market), max_size=40))
+def test_any_run_prunes_the_same_after_a_restore_at_any_height(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Random runs of every transaction kind with a window of 2 blocks: the state restored
+    from the snapshot before each block executes that block to the same root (the retiring
+    heap a restore rebuilds prunes exactly what the running node's prunes)."""
+    net = PRUNING_NET
+    previous: list[bytes] = [LedgerState(net.genesis).snapshot()]
+    pruned: list[int] = []
+
+    def restored_executes_the_same(state: LedgerState) -> None:
+        height, timestamp, parent, txs, root = run.chain.blocks[-1]
+        restored = LedgerState.restore(net.genesis, previous[0])
+        restored.execute(height, timestamp, parent, txs)
+        assert restored.state_root() == root, f"at {height}"
+        pruned.append(len(run.chain.results[-1].pruned))
+        previous[0] = state.snapshot()
+
+    run = Run(net, after_block=restored_executes_the_same)
+    for op in ops:
+        run.step(op)
+        run.block(at_ms=run.chain.head.timestamp_ms + 20_000)  # windows and quotes pass
+    event(f"pruned entries: {'some' if sum(pruned) else 'none'}")
