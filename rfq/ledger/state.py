@@ -147,8 +147,10 @@ class LedgerState:
     expiries: list[tuple[int, str]] | None
     """Committed ids by expiry, built when first needed (admission)."""
     retiring: list[tuple[int, str, str]] | None
-    """Ended contracts by the height they may leave the hot state, built when first needed
-    (retention)."""
+    """Ended contracts and paid payments by the height they may leave the hot state, built
+    when first needed (retention)."""
+    retiring_ready: list[tuple[str, str]] | None
+    """Those found ready that wait for a block with room, in order (retention)."""
 
     def __init__(self, genesis: Genesis) -> None:
         self.genesis = genesis
@@ -256,6 +258,7 @@ class LedgerState:
         child.directory = self.directory.copy()
         child.expiries = None if self.expiries is None else list(self.expiries)
         child.retiring = None if self.retiring is None else list(self.retiring)
+        child.retiring_ready = None if self.retiring_ready is None else list(self.retiring_ready)
         child._result = None
         return child
 

@@ -51,11 +51,14 @@ rebuilt after a restore from the book's terminal records and the confirmed payme
 the first height the rule could hold, so a restored node prunes exactly when the others do).
 A block pops what is due; a contract not final is dropped until a confirmation of one of its
 payments re-schedules it, one whose window moved is pushed back: a block costs what it
-prunes or re-schedules.
+prunes or re-schedules. At most ``MAX_PRUNED_PER_BLOCK`` contracts and payments go in one
+block, the first in (kind, id) order of those ready; the rest wait one block (every part of
+the rule stays true once true, so every node defers the same ones).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,6 +71,11 @@ if TYPE_CHECKING:
     from rfq.ledger.block import BlockHeader
     from rfq.ledger.components.payments import Payment
     from rfq.ledger.state import LedgerState
+
+MAX_PRUNED_PER_BLOCK = 128
+"""Contracts and payments one block prunes at most (the rest the next blocks, in order): a
+wave of settlements costs a few blocks a little each, rather than one block (and the proofs
+an authority keeps of it) a lot."""
 
 CONTRACT, PAYMENT = "contract", "payment"
 """What a heap entry is due for."""
@@ -204,40 +212,89 @@ def _entries(
     return out
 
 
+def _exists(state: LedgerState, item: tuple[str, str]) -> bool:
+    kind, key = item
+    return key in state.book if kind == CONTRACT else key in state.payments
+
+
+def _select(
+    state: LedgerState, ready: list[tuple[str, str]], fresh: Iterable[tuple[str, str]]
+) -> tuple[list[str], list[str], int]:
+    """The first ``MAX_PRUNED_PER_BLOCK`` still there of the known-ready (sorted) and the
+    freshly verified, in (kind, id) order: contracts and payments to prune now, and how many
+    of ``ready`` were looked at (taken, or gone already)."""
+    new = sorted(set(fresh))
+    taken: list[tuple[str, str]] = []
+    i = j = 0
+    last: tuple[str, str] | None = None
+    while len(taken) < MAX_PRUNED_PER_BLOCK and (i < len(ready) or j < len(new)):
+        if j >= len(new) or (i < len(ready) and ready[i] <= new[j]):
+            item = ready[i]
+            i += 1
+        else:
+            item = new[j]
+            j += 1
+        if item == last or not _exists(state, item):
+            continue
+        last = item
+        taken.append(item)
+    contracts = [key for kind, key in taken if kind == CONTRACT]
+    payments = [key for kind, key in taken if kind == PAYMENT]
+    return contracts, payments, i
+
+
+def _verified(
+    state: LedgerState, height: int, parent_ms: int, due: Iterable[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Of the due (kind, id): those the rule holds for at ``height``, and the contracts to
+    look at again later (id -> height)."""
+    ready, later = [], {}
+    for kind, key in due:
+        if kind == PAYMENT:
+            if _payment_verdict(state, key, height):
+                ready.append((kind, key))
+            continue
+        verdict = _contract_verdict(state, key, height, parent_ms)
+        if verdict == 0:
+            ready.append((kind, key))
+        elif verdict is not None:
+            later[key] = verdict
+    return ready, later
+
+
+def _ready(state: LedgerState) -> list[tuple[str, str]]:
+    if state.retiring_ready is None:
+        state.retiring_ready = []
+    return state.retiring_ready
+
+
 def prunable(state: LedgerState, height: int, parent_ms: int) -> list[tuple[str, str]]:
     """The (component, key) entries block ``height`` will prune, read from the state after
     ``height - 1`` (``parent_ms``: that block's time). Changes nothing."""
-    contracts, payments = [], []
-    for kind, key in _due(_heap(state), height):
-        if kind == CONTRACT:
-            if _contract_verdict(state, key, height, parent_ms) == 0:
-                contracts.append(key)
-        elif _payment_verdict(state, key, height):
-            payments.append(key)
+    fresh, _ = _verified(state, height, parent_ms, _due(_heap(state), height))
+    contracts, payments, _ = _select(state, _ready(state), fresh)
     return _entries(state, contracts, payments)
 
 
 def prune(state: LedgerState, parent: BlockHeader) -> None:
     """Prune what is due at this height (the rule above)."""
-    heap = _heap(state)
+    heap, ready = _heap(state), _ready(state)
     height = state.height
-    contracts: set[str] = set()
-    payments: set[str] = set()
-    later: dict[str, int] = {}
+    due: set[tuple[str, str]] = set()
     while heap and heap[0][0] <= height:
         _, kind, key = heapq.heappop(heap)
-        if kind == PAYMENT:
-            if _payment_verdict(state, key, height):
-                payments.add(key)
-            continue
-        verdict = _contract_verdict(state, key, height, parent.timestamp_ms)
-        if verdict == 0:
-            contracts.add(key)
-        elif verdict is not None:
-            later[key] = verdict
-    for cid, due in later.items():
-        if cid not in contracts:
-            heapq.heappush(heap, (due, CONTRACT, cid))
+        due.add((kind, key))
+    fresh, later = _verified(state, height, parent.timestamp_ms, sorted(due))
+    for cid, at in later.items():
+        heapq.heappush(heap, (at, CONTRACT, cid))
+    contracts, payments, looked = _select(state, ready, fresh)
+    del ready[:looked]
+    taken = {(CONTRACT, c) for c in contracts} | {(PAYMENT, p) for p in payments}
+    for item in fresh:  # ready from now on (the rule stays true): wait in order
+        if item not in taken:
+            k = bisect.bisect_left(ready, item)
+            if k == len(ready) or ready[k] != item:
+                ready.insert(k, item)
     pruned = state.block_result().pruned
     forget: list[str] = []
     for component, key in _entries(state, contracts, payments):
@@ -259,6 +316,7 @@ def prune(state: LedgerState, parent: BlockHeader) -> None:
 
 def _no_heap(state: LedgerState) -> None:
     state.retiring = None
+    state.retiring_ready = None
 
 
 COMPONENT = Component("retention", setup=_no_heap, loaded=_no_heap, begin_block=prune)

@@ -70,7 +70,7 @@ def run(retain: int, waves: int, per_wave: int, live: int) -> list[dict[str, Any
         fix(chain, TODAY + dt.timedelta(days=2 * w + 2), 3300.0)  # the wave settles
         confirm(chain)
         chain.block(at_ms=chain.head.timestamp_ms + 10_000)
-        for _ in range(12):
+        for _ in range(40):  # the window, and the blocks a wave's pruning takes
             chain.block()
         s = chain.state
         rows.append(
