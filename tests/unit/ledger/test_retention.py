@@ -58,7 +58,10 @@ def open_and_settle(chain: Chain, rfq_ids: list[str], *, day: int = 1) -> None:
     at = chain.head.timestamp_ms + 1000
     terms = swap_terms(days=day)
     chain.block(
-        *(trade_tx(chain.net, rfq_id=r, terms=terms, at_ms=at, valid_ms=500) for r in rfq_ids),
+        *(
+            trade_tx(chain.net, rfq_id=r, terms=terms, at_ms=at, valid_ms=500, im_rate=0.001)
+            for r in rfq_ids
+        ),
         at_ms=at + 200,
     )
     confirm_pending(chain)
@@ -378,3 +381,27 @@ def test_any_run_prunes_the_same_after_a_restore_at_any_height(ops: list[tuple])
         run.step(op)
         run.block(at_ms=run.chain.head.timestamp_ms + 20_000)  # windows and quotes pass
     event(f"pruned entries: {'some' if sum(pruned) else 'none'}")
+
+
+def test_a_wave_larger_than_a_block_prunes_is_spread_over_blocks_the_same_after_a_restore(
+    net: Net, chain: Chain
+) -> None:
+    open_and_settle(chain, [f"r{i:03d}" for i in range(300)])
+    start = len(chain.blocks)
+    snapshots = {}
+    per_block = []
+    while len(chain.state.book):
+        snapshots[len(chain.blocks)] = chain.state.snapshot()
+        result = chain.block()
+        items = {(p.component, p.key) for p in result.pruned}
+        contracts = {key for component, key in items if component == "contracts"}
+        loose = {k for c, k in items if c == "payments" and k.split("/")[0] not in contracts}
+        per_block.append(len(contracts) + len(loose))
+        assert len(chain.blocks) - start < 60, "the wave never drains"
+    assert max(per_block) <= retention.MAX_PRUNED_PER_BLOCK
+    assert sum(1 for n in per_block if n) >= 3  # 300 contracts and their payments
+    middle = start + next(k for k, n in enumerate(per_block) if n) + 1
+    restored = LedgerState.restore(net.genesis, snapshots[middle])
+    for height, timestamp, parent, txs, root in chain.blocks[middle:]:
+        restored.execute(height, timestamp, parent, txs)
+        assert restored.state_root() == root, f"restored state differs at {height}"
