@@ -104,7 +104,8 @@ class GuaranteesQuery(msgspec.Struct, frozen=True, tag="q_guarantees"):
 
 
 class BlocksQuery(msgspec.Struct, frozen=True, tag="q_blocks"):
-    """Encoded final blocks ``start`` .. ``end`` inclusive (at most ``MAX_BLOCKS_PER_REPLY``)."""
+    """Encoded final blocks ``start`` .. ``end`` inclusive: at most ``MAX_BLOCKS_PER_REPLY``
+    and ``BLOCKS_REPLY_BYTES``, so a reply may stop early (ask again from after its last)."""
 
     start: int
     end: int
@@ -151,6 +152,9 @@ Query = (
 )
 
 MAX_BLOCKS_PER_REPLY: Final = 64
+BLOCKS_REPLY_BYTES: Final = 4 * 1024 * 1024
+"""A blocks reply stops before this many bytes of blocks (always holding one): 64 full
+blocks (``max_block_bytes``, 1 MB) would be eight times nats' 8 MB max payload."""
 
 
 class HeaderInfo(msgspec.Struct, frozen=True):

@@ -27,6 +27,7 @@ from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
 from rfq.ledger.state import LedgerState, Trade, business_date
 from rfq.policy import sees_all
 from rfq.queries import (
+    BLOCKS_REPLY_BYTES,
     HISTORY_COMPONENTS,
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
@@ -276,8 +277,15 @@ class QueryService:
                 return GuaranteesReply(tuple(rows_g), total, next_cursor, proof)
             case BlocksQuery(start=start, end=end):
                 end = min(end, start + MAX_BLOCKS_PER_REPLY - 1, head.height)
-                raw = [self.store.raw_block(h) for h in range(max(start, 1), end + 1)]
-                return BlocksReply(tuple(b for b in raw if b is not None))
+                raw: list[bytes] = []
+                size = 0
+                for height in range(max(start, 1), end + 1):
+                    data = self.store.raw_block(height)
+                    if data is None or (raw and size + len(data) > BLOCKS_REPLY_BYTES):
+                        break
+                    raw.append(data)
+                    size += len(data)
+                return BlocksReply(tuple(raw))
             case HistoryQuery(component=component, keys=keys):
                 kind = HISTORY_COMPONENTS.get(component)
                 if kind is None:

@@ -10,7 +10,9 @@ open, initial margin to book) submitted as fast as the network accepts them, kee
 - ``finality_p50_ms`` / ``finality_p99_ms``: submission to the receipt of the final block;
 - ``verify_per_s``: single-core Ed25519 verifications per second in this process (libsodium),
   the same-run reference: every authority verifies each trade's two signatures, so
-  ``tps / verify_per_s`` shows how close the chain runs to its cryptographic floor.
+  ``tps / verify_per_s`` shows how close the chain runs to its cryptographic floor;
+- ``tps_at`` (with ``--at N``): the rate over the ``AT_WINDOW`` commits after the N-th, so one
+  run shows whether throughput holds as the chain fills (``--tx 62000 --at 1000 --at 60000``).
 
 ``--tls`` runs every connection over TLS; ``--paired`` runs without TLS and with it in one
 invocation, in the order plain, TLS, TLS, plain (half of ``--tx`` each, so a load drifting
@@ -30,11 +32,21 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from peers.benchmarks import serve
 from peers.benchmarks.rfq import percentile
 from rfq.signing import tx_id
+
+if TYPE_CHECKING:
+    from peers.netdir import NetDir
+
+
+AT_WINDOW = 2_000
+"""Commits over which ``--at`` measures a rate."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tx", type=int, default=20_000, help="transactions (default 20000)")
     parser.add_argument("--window", type=int, default=600, help="most in flight (default 600)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--at",
+        type=int,
+        action="append",
+        metavar="N",
+        help=f"also the rate while the chain holds N trades: the {AT_WINDOW:,} commits after "
+        "the N-th (repeatable; e.g. --tx 62000 --at 1000 --at 60000)",
+    )
     parser.add_argument(
         "--profile", metavar="DIR", default=None, help="write a cProfile dump per authority"
     )
@@ -183,6 +203,7 @@ async def _drive(
         ).start()
     submitted: dict[str, float] = {}
     finality: list[float] = []
+    commit_times: list[float] = []
     refused: dict[str, int] = {}
     done = asyncio.Event()
     in_flight = asyncio.Semaphore(window)
@@ -194,8 +215,9 @@ async def _drive(
             return
         in_flight.release()
         if receipt.ok:
-            finality.append((time.perf_counter() - started) * 1000)
             last_commit[0] = time.perf_counter()
+            finality.append((last_commit[0] - started) * 1000)
+            commit_times.append(last_commit[0])
         else:
             refused[receipt.reason] = refused.get(receipt.reason, 0) + 1
         if len(finality) + sum(refused.values()) == len(txs):
@@ -219,6 +241,7 @@ async def _drive(
         "lost": len(submitted),
         "seconds": elapsed,
         "finality": finality,
+        "commit_times": commit_times,
     }
 
 
@@ -227,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.authorities < 4 or args.tx < 1 or args.window < 1:
         raise CliError("--authorities must be >= 4, --tx and --window >= 1")
+    if args.at and (args.paired or max(args.at) + AT_WINDOW > args.tx or min(args.at) < 0):
+        raise CliError(f"--at N needs one run (not --paired) and N + {AT_WINDOW} <= --tx")
     if not args.paired:
         result = measure(args, tls=args.tls)
         print(json.dumps(result) if args.json else _report(result))
@@ -268,14 +293,36 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
     return _summary(args, tls, [_run_once(args, tls=tls, tx=args.tx)])
 
 
+@contextlib.contextmanager
+def running_authorities(net: NetDir, servers: list[str], profile: str | None) -> Iterator[None]:
+    """The genesis authorities, one process each, ready (caught up) on entry, stopped on exit."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_authority, args=(str(net.path), servers, m, ready, profile), daemon=True
+        )
+        for m in net.genesis().authorities.initial
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=60)
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(15)
+
+
 def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]:
     """A temporary network, its authorities, ``tx`` transactions: the raw outcome."""
-    from bus.server import NatsServer
-    from peers.callout import start_callout
     from peers.netdir import create_network
     from rfq.identity import NetworkParams
 
-    with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp, ExitStack() as stack:
         net = create_network(
             Path(tmp) / "net",
             dealers=args.authorities - 1,
@@ -284,34 +331,10 @@ def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]
             params=NetworkParams(block_time_ms=30, idle_block_ms=1000, mempool_max=200_000),
             tls=tls,
         )
-        with NatsServer(Path(tmp) / "nats", auth=net.auth_conf(), tls=net.tls()) as server:
-            servers = [server.url]
-            callout = start_callout(net, servers)  # members connect through it
-            txs = _presign(net, tx)
-            ctx = mp.get_context("spawn")
-            ready = ctx.Queue()
-            members = list(net.genesis().authorities.initial)
-            procs = [
-                ctx.Process(
-                    target=_authority,
-                    args=(str(net.path), servers, m, ready, args.profile),
-                    daemon=True,
-                )
-                for m in members
-            ]
-            for p in procs:
-                p.start()
-            try:
-                for _ in procs:
-                    ready.get(timeout=60)
-                outcome = asyncio.run(_drive(net, servers, txs, args.window))
-            finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    p.join(15)
-                if callout is not None:
-                    callout.stop()
+        servers = serve(stack, net, Path(tmp) / "nats")
+        txs = _presign(net, tx)
+        stack.enter_context(running_authorities(net, servers, args.profile))
+        outcome = asyncio.run(_drive(net, servers, txs, args.window))
     outcome["verify_per_s"] = verify_rate()
     outcome["tx"] = tx
     return outcome
@@ -328,6 +351,12 @@ def _summary(args: argparse.Namespace, tls: bool, outcomes: list[dict[str, Any]]
             refused[reason] = refused.get(reason, 0) + count
     rate = statistics.mean(o["verify_per_s"] for o in outcomes)
     tps = committed / seconds if seconds > 0 else 0.0
+    times = outcomes[0]["commit_times"]
+    tps_at = {
+        str(n): round(AT_WINDOW / (times[n + AT_WINDOW - 1] - times[n - 1 if n else 0]), 1)
+        for n in getattr(args, "at", None) or ()
+        if n + AT_WINDOW <= len(times)
+    }
     return {
         "authorities": args.authorities,
         "tx": sum(o["tx"] for o in outcomes),
@@ -342,6 +371,7 @@ def _summary(args: argparse.Namespace, tls: bool, outcomes: list[dict[str, Any]]
         "finality_p99_ms": round(percentile(finality, 99), 1) if finality else None,
         "verify_per_s": round(rate, 1),
         "tps_per_verify_rate": round(tps / rate, 4),
+        "tps_at": tps_at,
         "target": {"tps": 1500, "finality_p50_ms": 250},
     }
 
@@ -357,6 +387,8 @@ def _report(result: dict[str, Any]) -> str:
         f"  verify/s (1 core){result['verify_per_s']:10.1f}   tps/verify "
         f"{result['tps_per_verify_rate']:.3f}",
     ]
+    for n, at in result["tps_at"].items():
+        lines.append(f"  tps at {int(n):>7,} trades on chain {at:10.1f}")
     if result["refused"] or result["lost"]:
         lines.append(f"  refused {result['refused']}  no receipt {result['lost']}")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from peers.benchmarks import add_network_choice, serve
 from peers.benchmarks.rfq import _bench_terms, percentile
 
 DEFAULT_RATE = 10_000.0
@@ -38,11 +39,7 @@ DEFAULT_CLIENT_RATE = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--net", metavar="NETDIR", help="a network whose NATS is running")
-    where.add_argument(
-        "--embedded", action="store_true", help="a temporary network and nats-server"
-    )
+    add_network_choice(parser)
     parser.add_argument("--dealers", type=int, default=3, help="dealers answering (default 3)")
     parser.add_argument(
         "--rate", type=float, default=DEFAULT_RATE, help="flood messages a second (10,000)"
@@ -320,7 +317,6 @@ def _stop_workers(procs: list[Any], out: Any, dealers: int) -> list[dict[str, An
 
 
 def run(args: argparse.Namespace) -> int:
-    from bus.server import NatsServer
     from peers.errors import CliError
     from peers.netdir import NetDir, create_network
 
@@ -332,8 +328,7 @@ def run(args: argparse.Namespace) -> int:
         if args.embedded:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
             net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=2)
-            server = stack.enter_context(NatsServer(tmp / "nats", auth=net.auth_conf()))
-            servers = [server.url]
+            servers = serve(stack, net, tmp / "nats")
         else:
             net = NetDir(args.net)
             servers = net.server_urls()

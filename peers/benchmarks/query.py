@@ -20,16 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from peers.benchmarks.chain import _authority, _presign
+from peers.benchmarks import serve
+from peers.benchmarks.chain import _presign, running_authorities
 from peers.benchmarks.rfq import percentile
 from rfq.signing import SignedMessage, tx_id
 
@@ -92,7 +93,6 @@ async def _measure(net: Any, servers: list[str], args: argparse.Namespace) -> di
 
 
 def run(args: argparse.Namespace) -> int:
-    from bus.server import NatsServer
     from peers.errors import CliError
     from peers.netdir import create_network
     from rfq.identity import NetworkParams
@@ -105,28 +105,10 @@ def run(args: argparse.Namespace) -> int:
             clients=5,
             params=NetworkParams(block_time_ms=30, idle_block_ms=1000, mempool_max=200_000),
         )
-        with NatsServer(Path(tmp) / "nats", auth=net.auth_conf()) as server:
-            servers = [server.url]
-            ctx = mp.get_context("spawn")
-            ready = ctx.Queue()
-            members = list(net.genesis().authorities.initial)
-            procs = [
-                ctx.Process(
-                    target=_authority, args=(str(net.path), servers, m, ready, None), daemon=True
-                )
-                for m in members
-            ]
-            for p in procs:
-                p.start()
-            try:
-                for _ in procs:
-                    ready.get(timeout=60)
-                result = asyncio.run(_measure(net, servers, args))
-            finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    p.join(15)
+        with ExitStack() as stack:
+            servers = serve(stack, net, Path(tmp) / "nats")
+            stack.enter_context(running_authorities(net, servers, None))
+            result = asyncio.run(_measure(net, servers, args))
     result = {"trades": args.trades, "rounds": args.rounds, "page": args.page, **result}
     if args.json:
         print(json.dumps(result))

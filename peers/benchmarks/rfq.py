@@ -41,16 +41,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from peers.benchmarks import add_network_choice, serve
+
 DEFAULT_ROUNDS = 300
 BENCH_RFQ_RATE = 2000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--net", metavar="NETDIR", help="a network whose NATS is running")
-    where.add_argument(
-        "--embedded", action="store_true", help="a temporary network and nats-server"
-    )
+    add_network_choice(parser)
     parser.add_argument("--dealers", type=int, default=10, help="dealers answering (default 10)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="measured RFQs")
     parser.add_argument("--warmup", type=int, default=30, help="unmeasured RFQs first")
@@ -393,8 +391,6 @@ def run(args: argparse.Namespace) -> int:
 def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The same network twice in one run: once through a plaintext nats-server, once through
     a TLS one (a copy of the network directory without tls.toml), their rounds interleaved."""
-    from bus.server import NatsServer
-    from peers.callout import start_callout
     from peers.netdir import NetDir, create_network
 
     with ExitStack() as stack:
@@ -403,19 +399,13 @@ def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
         shutil.copytree(net.path, tmp / "plain")
         plain = NetDir(tmp / "plain")
         plain.tls_settings_path.unlink()
-        plain_server = stack.enter_context(NatsServer(tmp / "nats-plain", auth=plain.auth_conf()))
-        tls_server = stack.enter_context(
-            NatsServer(tmp / "nats-tls", auth=net.auth_conf(), tls=net.tls())
-        )
-        for side_net, server in ((plain, plain_server), (net, tls_server)):
-            callout = start_callout(side_net, [server.url])  # members connect through it
-            if callout is not None:
-                stack.callback(callout.stop)
+        plain_servers = serve(stack, plain, tmp / "nats-plain")
+        tls_servers = serve(stack, net, tmp / "nats-tls")
         dealers = [m.id for m in net.genesis().members if m.role == "dealer"][: args.dealers]
         workers = min(args.workers, len(dealers))
         sides = [
-            _Side(plain, [plain_server.url], dealers, workers),
-            _Side(net, [tls_server.url], dealers, workers),
+            _Side(plain, plain_servers, dealers, workers),
+            _Side(net, tls_servers, dealers, workers),
         ]
         asyncio.run(_measure_sides(sides, args.warmup, args.rounds))
     plain_side, tls_side = sides
@@ -427,8 +417,6 @@ def measure_paired(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
 
 def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
     """One measurement: a temporary network (TLS or not) with ``--embedded``, else ``--net``."""
-    from bus.server import NatsServer
-    from peers.callout import start_callout
     from peers.errors import CliError
     from peers.netdir import NetDir, create_network
 
@@ -436,13 +424,7 @@ def measure(args: argparse.Namespace, *, tls: bool) -> dict[str, Any]:
         if args.embedded:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="botc-bench-")))
             net = create_network(tmp / "net", dealers=max(args.dealers, 3), clients=1, tls=tls)
-            server = stack.enter_context(
-                NatsServer(tmp / "nats", auth=net.auth_conf(), tls=net.tls())
-            )
-            servers = [server.url]
-            callout = start_callout(net, servers)  # members connect through it
-            if callout is not None:
-                stack.callback(callout.stop)
+            servers = serve(stack, net, tmp / "nats")
         else:
             net = NetDir(args.net)
             servers = net.server_urls()

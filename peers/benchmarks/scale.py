@@ -13,7 +13,8 @@ admission, as the node's mempool does, so execution skips them), then measures:
   trades (the contracts it changed into the incremental monitor, then the assessment);
   ``regulator_fixing_block_ms`` the same after a fixing (every live contract re-read);
   ``regulator_by_queries_ms`` the baseline: the refresh as it was before the regulator followed
-  blocks (the whole market read from an authority's query service, the whole monitor run);
+  blocks (the whole market read from an authority's query service, the whole monitor run),
+  only up to ``OLD_PATH_LIMIT`` live contracts, where that path could still run (else null);
 - ``client_query_p99_ms`` (and p50): one client's paged contracts query, answer encoded;
 - ``snapshot_ms``, ``restart_s``: encoding the state, and rebuilding it from that snapshot;
 - ``authority_rss_mb``: the child's resident memory holding the state, with
@@ -35,12 +36,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peers.prebuild import MarketBuilder
 
 SIZES = (10_000, 50_000, 100_000)
 FULL_SIZES = (*SIZES, 200_000)
 TRADES_PER_CLIENT = 200
-BLOCK_TXS = 1_000
 TARGETS = {
     "fixing_block_ms": 200.0,
     "regulator_update_p99_ms": 50.0,
@@ -48,6 +51,10 @@ TARGETS = {
     "restart_s": 3.0,
 }
 """At 100k live contracts (roadmap [4/5])."""
+OLD_PATH_LIMIT = 15_000
+"""Live contracts above which the baseline is not run: the whole-read regulator's reply passed
+nats' 8 MB max payload at about 15,800 live contracts, so the old path could not run there
+(in process, without that limit, it reads every page by building every view: quadratic)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,11 +104,15 @@ def _line(r: dict[str, Any]) -> str:
         f"fixing block {r['fixing_block_ms']:.0f} ms (exec {r['fixing_exec_ms']:.0f} + root "
         f"{r['fixing_root_ms']:.0f}), regulator p99 {r['regulator_update_p99_ms']:.1f} ms "
         f"(fixing {r['regulator_fixing_block_ms']:.0f}, "
-        f"by queries {r['regulator_by_queries_ms']:.0f}), "
+        f"by queries {_ms(r['regulator_by_queries_ms'])}), "
         f"client query p50/p99 {r['client_query_p50_ms']:.1f}/{r['client_query_p99_ms']:.1f} ms, "
         f"snapshot {r['snapshot_ms']:.0f} ms, restart {r['restart_s']:.2f} s, "
         f"RSS {r['authority_rss_mb']:.0f} MB ({r['rss_per_live_contract_kb']:.2f} kB/contract)"
     )
+
+
+def _ms(value: float | None) -> str:
+    return "not run" if value is None else f"{value:.0f}"
 
 
 def _rss_mb() -> float:
@@ -110,157 +121,7 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-class _Market:
-    """A network of identities and a state driven block by block, as an authority does."""
-
-    def __init__(self, clients: int) -> None:
-        from rfq.identity import AuthoritySetup, Genesis, Identity, NetworkParams, Role
-        from rfq.ledger.block import genesis_block
-        from rfq.ledger.state import LedgerState
-        from rfq.rating import RatingWeights
-
-        members: list[tuple[str, Role, dict[str, Any]]] = [
-            *((f"D{i}", Role.DEALER, {"external_rating": "A", "capital": 1e12}) for i in (1, 2, 3)),
-            ("CCP", Role.CCP, {"external_rating": "AA", "capital": 1e12}),
-            ("REG", Role.REGULATOR, {}),
-            ("ORACLE", Role.ORACLE, {}),
-            ("BANK", Role.BANK, {}),
-            *(
-                (f"C{i}", Role.CLIENT, {"external_rating": "A", "capital": 1e12})
-                for i in range(1, clients + 1)
-            ),
-        ]
-        self.ids = {mid: Identity.generate(mid, role) for mid, role, _ in members}
-        self.genesis = Genesis(
-            name="bench-scale",
-            chain_id="bench-scale",
-            created=dt.datetime.now(dt.UTC).isoformat(),
-            members=tuple(self.ids[mid].member(mid, **extra) for mid, _, extra in members),
-            authorities=AuthoritySetup(initial=("CCP", "D1", "D2", "D3")),
-            rating=RatingWeights(alpha=0.4, beta=0.6),
-            params=NetworkParams(),
-        )
-        self.clients = [f"C{i}" for i in range(1, clients + 1)]
-        self.dealers = ["D1", "D2", "D3"]
-        self.state = LedgerState(self.genesis)
-        self.now_ms = int(time.time() * 1000)
-        self.head = genesis_block(
-            self.genesis.chain_id,
-            b"\0" * 32,
-            self.state.authorities,
-            self.state.state_root(),
-            self.now_ms,
-        ).header
-        self.nonce = 0
-        self.made = 0
-
-    def sign(self, who: str, payload: Any) -> Any:
-        from rfq.signing import sign_payload
-
-        self.nonce += 1
-        return sign_payload(
-            self.ids[who],
-            payload,
-            chain_id=self.genesis.chain_id,
-            nonce=self.nonce,
-            timestamp_ms=self.now_ms,
-            expires_ms=self.now_ms + 3_000_000,
-        )
-
-    def trades(self, count: int, days: int) -> tuple[list[bytes], set[bytes]]:
-        """Signed accepts and the ids an admitting node would already have verified."""
-        import msgspec
-
-        from rfq.instruments import Leg, Side, Template, Terms, listed_futures
-        from rfq.messages import Accept, Quote
-        from rfq.signing import tx_id
-
-        today = self.business_date()
-        future = listed_futures("RB", today)[-1]
-        month, last = future.id, future.last_trading_day or today + dt.timedelta(days=days)
-        txs, verified = [], set()
-        for _ in range(count):
-            i = self.made
-            self.made += 1
-            client = self.clients[i % len(self.clients)]
-            dealer = self.dealers[i % len(self.dealers)]
-            terms = Terms(
-                Template.PRICE_SWAP,
-                (Leg(month),),
-                Side.BUY if i % 2 else Side.SELL,
-                10 + i % 90,
-                today,
-                min(today + dt.timedelta(days=days), last),
-            )
-            rfq_id = f"s{i}"
-            quote = Quote(
-                f"{rfq_id}-{dealer}",
-                rfq_id,
-                client,
-                dealer,
-                terms,
-                3200.0 + i % 50,
-                self.now_ms + 3_000_000,
-                0.1,
-                0.0,
-            )
-            signed_quote = self.sign(dealer, quote)
-            tx = msgspec.msgpack.encode(
-                self.sign(client, Accept(rfq_id, quote.id, client, dealer, signed_quote))
-            )
-            verified.add(tx_id(msgspec.msgpack.encode(signed_quote)))
-            verified.add(tx_id(tx))
-            txs.append(tx)
-        return txs, verified
-
-    def business_date(self) -> dt.date:
-        from rfq.ledger.state import business_date
-
-        return business_date(self.state.timestamp_ms or self.now_ms, self.state.book)
-
-    def fixing(self, date: dt.date, price: float) -> bytes:
-        import msgspec
-
-        from rfq.instruments import listed_futures
-        from rfq.ledger.tx import PriceFixing
-
-        months = [f.id for f in listed_futures("RB", date)]
-        payload = PriceFixing(date=date, prices=tuple((m, price) for m in months))
-        return msgspec.msgpack.encode(self.sign("ORACLE", payload))
-
-    def block(self, txs: list[bytes], verified: set[bytes]) -> tuple[Any, float, float]:
-        """Execute one block; (result, execution seconds, state-root seconds)."""
-        from rfq.ledger.block import build_block, proposer_for
-
-        height = self.head.height + 1
-        self.now_ms += 1000
-        started = time.perf_counter()
-        result = self.state.execute(height, self.now_ms, self.head, txs, verified=verified)
-        executed = time.perf_counter()
-        root = self.state.state_root()
-        rooted = time.perf_counter()
-        refused = [r.reason for r in result.receipts if not r.ok]
-        if refused:
-            raise RuntimeError(f"block {height}: {len(refused)} refused, e.g. {refused[0]}")
-        self.head = build_block(
-            self.head,
-            proposer=proposer_for(height, 0, self.state.gov.previous_set),
-            round=0,
-            timestamp_ms=self.now_ms,
-            txs=txs,
-            state_root=root,
-            authorities=self.state.gov.previous_set,
-        ).header
-        return result, executed - started, rooted - executed
-
-    def fill(self, count: int, days: int) -> None:
-        while count > 0:
-            txs, verified = self.trades(min(count, BLOCK_TXS), days)
-            self.block(txs, verified)
-            count -= len(txs)
-
-
-def _regulator_by_queries(market: _Market, queries: Any) -> float:
+def _regulator_by_queries(market: MarketBuilder, queries: Any) -> float:
     """The regulator's refresh before it followed blocks, in process: every open contract,
     pending and failed payment, rating and guarantee read from an authority's query service,
     then the whole-market monitor. The baseline of ``regulator_update_*``."""
@@ -302,7 +163,7 @@ def _regulator_by_queries(market: _Market, queries: Any) -> float:
     return time.perf_counter() - started
 
 
-def _regulator_following(market: _Market, monitor: Any, result: Any) -> float:
+def _regulator_following(market: MarketBuilder, monitor: Any, result: Any) -> float:
     """The observer regulator's update for one block it executed: the contracts the block
     changed into the incremental monitor, then its assessment (``peers.regulator``)."""
     from rfq.ledger.state import business_date
@@ -327,7 +188,7 @@ def _regulator_following(market: _Market, monitor: Any, result: Any) -> float:
     return time.perf_counter() - started
 
 
-def _client_queries(market: _Market, queries: Any, samples: int) -> list[float]:
+def _client_queries(market: MarketBuilder, queries: Any, samples: int) -> list[float]:
     import msgspec
 
     from rfq.identity import Role
@@ -362,11 +223,12 @@ def measure(live: int, settled: int) -> dict[str, Any]:
     from peers.authority.queries import QueryService
     from peers.authority.store import SqliteChainStore
     from peers.logging import configure_logging
+    from peers.prebuild import bench_market
     from rfq.ledger.state import LedgerState
 
     configure_logging("error")
     clients = max(1, min(1_000, (live + settled) // TRADES_PER_CLIENT))
-    market = _Market(clients)
+    market = bench_market(clients)
     gc.collect()
     empty_rss = _rss_mb()
     started = time.perf_counter()
@@ -409,7 +271,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
             txs, verified = market.trades(20, days=240)
             result, _, _ = market.block(txs, verified)
             regulator.append(_regulator_following(market, monitor, result) * 1000)
-            if len(by_queries) < 3:
+            if live <= OLD_PATH_LIMIT and len(by_queries) < 3:
                 by_queries.append(_regulator_by_queries(market, queries) * 1000)
         client = [t * 1000 for t in _client_queries(market, queries, 100)]
 
@@ -437,7 +299,9 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         "regulator_update_p50_ms": round(statistics.median(regulator), 1),
         "regulator_update_p99_ms": round(_percentile(regulator, 0.99), 1),
         "regulator_fixing_block_ms": round(statistics.median(fixing_regulator), 1),
-        "regulator_by_queries_ms": round(statistics.median(by_queries), 1),
+        "regulator_by_queries_ms": (
+            round(statistics.median(by_queries), 1) if by_queries else None
+        ),
         "client_query_p50_ms": round(statistics.median(client), 2),
         "client_query_p99_ms": round(_percentile(client, 0.99), 2),
         "snapshot_ms": round(statistics.median(snapshots), 1),

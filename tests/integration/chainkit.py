@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -128,3 +132,22 @@ async def submit(bus: Bus, txs: list[bytes]) -> None:
     for tx in txs:
         await bus.nc.publish(subjects.tx(bus.member_id), tx)
     await bus.flush()
+
+
+async def botc_regulator(network: Any, *args: str) -> tuple[int, dict[str, Any] | None, str]:
+    """``botc regulator --net NETDIR ARGS`` as its own process: (exit code, JSON, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "peers.cli",
+        "regulator",
+        "--net",
+        str(network.path),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    text = out.decode().strip()
+    return proc.returncode or 0, json.loads(text) if text else None, err.decode()

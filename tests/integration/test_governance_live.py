@@ -9,9 +9,6 @@ equivocation, through its running ``RegulatorService``.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from typing import Any
 
 import pytest
@@ -22,28 +19,9 @@ from peers.regulator import RegulatorService
 from rfq.ledger.block import quorum
 from rfq.ledger.consensus import Prepare
 
-from .chainkit import AUTHORITIES, TxFactory, start_authorities, submit, wait_for
+from .chainkit import AUTHORITIES, TxFactory, botc_regulator, start_authorities, submit, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def botc_regulator(network: Any, *args: str) -> tuple[int, dict[str, Any] | None, str]:
-    """Run ``botc regulator --net NETDIR ARGS`` as its own process: (exit code, JSON, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "peers.cli",
-        "regulator",
-        "--net",
-        str(network.path),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    text = out.decode().strip()
-    return proc.returncode or 0, json.loads(text) if text else None, err.decode()
 
 
 def sealed_by(node: AuthorityNode, height: int) -> set[str]:

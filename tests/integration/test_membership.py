@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,28 +24,9 @@ from peers.runtime import open_bus
 from rfq.identity import Directory, Identity, Role
 from rfq.instruments import listed_futures
 
-from .chainkit import TxFactory, rebar_swap, wait_for
+from .chainkit import TxFactory, botc_regulator, rebar_swap, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def botc_regulator(network: Any, *args: str) -> tuple[int, dict[str, Any] | None, str]:
-    """``botc regulator --net NETDIR ARGS`` as its own process: (exit code, JSON, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "peers.cli",
-        "regulator",
-        "--net",
-        str(network.path),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    text = out.decode().strip()
-    return proc.returncode or 0, json.loads(text) if text else None, err.decode()
 
 
 async def stranger_bus(network: Any, identity: Identity) -> Bus:

@@ -1,4 +1,5 @@
-"""``botc bench rfq|chain --paired``: the same measurement without TLS and with it, one run."""
+"""``botc bench`` on its embedded networks: ``rfq|chain --paired`` (without TLS and with it,
+one run), ``flood``; and argument refusals."""
 
 from __future__ import annotations
 
@@ -43,3 +44,17 @@ def test_the_chain_benchmark_paired_commits_every_transaction_both_ways(capsys):
 def test_tls_and_paired_need_the_embedded_network(tmp_path, capsys):
     assert main(["bench", "rfq", "--net", str(tmp_path), "--paired"]) == 2
     assert "--tls and --paired need --embedded" in capsys.readouterr().err
+
+
+def test_the_flood_benchmark_runs_on_its_embedded_network_through_the_auth_callout(capsys):
+    report = run_json(
+        capsys, "--log-level", "error", "bench", "flood", "--embedded",
+        "--seconds", "1", "--rate", "200", "--json",
+    )  # fmt: skip
+    assert report["baseline_rounds"] > 0 and report["flood_rounds"] > 0, report
+    assert report["flood_priced"] > 0, report
+
+
+def test_the_chain_benchmark_refuses_a_rate_point_beyond_its_transactions(capsys):
+    assert main(["bench", "chain", "--tx", "100", "--at", "500"]) == 2
+    assert "--at N needs one run (not --paired) and N + 2000 <= --tx" in capsys.readouterr().err

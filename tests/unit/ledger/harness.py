@@ -10,7 +10,8 @@ import msgspec
 
 from rfq.identity import AuthoritySetup, Genesis, Identity, NetworkParams, Role
 from rfq.instruments import Leg, Side, Template, Terms
-from rfq.ledger.block import BlockHeader, build_block, genesis_block, proposer_for
+from rfq.ledger.block import BlockHeader, genesis_block
+from rfq.ledger.driver import ChainDriver
 from rfq.ledger.state import BlockResult, LedgerState, Receipt
 from rfq.messages import Accept, Quote
 from rfq.rating import RatingWeights
@@ -130,30 +131,39 @@ class Chain:
 
     def __init__(self, net: Net) -> None:
         self.net = net
-        self.state = LedgerState(net.genesis)
         genesis_hash = hashlib.sha256(b"genesis").digest()
-        self.head: BlockHeader = genesis_block(
-            CHAIN, genesis_hash, self.state.authorities, self.state.state_root(), T0 - 1000
-        ).header
+        initial = LedgerState(net.genesis)
+        self.driver = ChainDriver(
+            net.genesis,
+            genesis_block(
+                CHAIN, genesis_hash, initial.authorities, initial.state_root(), T0 - 1000
+            ).header,
+        )
         self.results: list[BlockResult] = []
         self.blocks: list[tuple[int, int, BlockHeader, tuple[bytes, ...], bytes]] = []
         """(height, timestamp, parent header, txs, state root after) of every block."""
 
+    @property
+    def state(self) -> LedgerState:
+        return self.driver.state
+
+    @state.setter
+    def state(self, state: LedgerState) -> None:
+        self.driver.state = state
+
+    @property
+    def head(self) -> BlockHeader:
+        return self.driver.head
+
+    @head.setter
+    def head(self, head: BlockHeader) -> None:
+        self.driver.head = head
+
     def block(self, *txs: bytes, at_ms: int | None = None, round: int = 0) -> BlockResult:
-        height = self.head.height + 1
-        timestamp = at_ms if at_ms is not None else self.head.timestamp_ms + 1000
-        result = self.state.execute(height, timestamp, self.head, txs)
-        block = build_block(
-            self.head,
-            proposer=proposer_for(height, round, self.state.gov.previous_set),
-            round=round,
-            timestamp_ms=timestamp,
-            txs=txs,
-            state_root=self.state.state_root(),
-            authorities=self.state.gov.previous_set,
-        )
-        self.blocks.append((height, timestamp, self.head, txs, block.header.state_root))
-        self.head = block.header
+        parent = self.head
+        timestamp = at_ms if at_ms is not None else parent.timestamp_ms + 1000
+        block, result = self.driver.block(txs, timestamp_ms=timestamp, round=round)
+        self.blocks.append((block.height, timestamp, parent, txs, block.header.state_root))
         self.results.append(result)
         return result
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from peers.cli import build_parser, main
+from peers.cli import build_parser
 from peers.netdir import NetDir, NetDirError, create_network
 from rfq.identity import Role
+from tests.unit.peers.cli import one_line_error, run
 
 MEMBERS = {
     "REG": Role.REGULATOR,
@@ -26,19 +27,6 @@ MEMBERS = {
     "CCP": Role.CCP,
     "C1": Role.CLIENT,
 }
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def files(root: Path) -> dict[str, bytes]:

@@ -22,19 +22,7 @@ from peers.netdir import (
     NetDirError,
     create_network,
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
+from tests.unit.peers.cli import one_line_error, run
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

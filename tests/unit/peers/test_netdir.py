@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from peers.cli import main
 from peers.netdir import NetDir, NetDirError, auth_conf_text, create_network, permissions
 from rfq.identity import Role
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.peers.cli import one_line_error, run
 
 
 def test_init_writes_a_genesis_keys_and_a_nats_config(tmp_path, capsys):
@@ -71,13 +65,6 @@ def test_too_few_dealers_for_four_authorities_is_refused(tmp_path, capsys):
 @pytest.fixture
 def net(tmp_path: Path) -> NetDir:
     return create_network(tmp_path / "net")
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_a_directory_that_is_not_a_network_is_named(tmp_path, capsys):

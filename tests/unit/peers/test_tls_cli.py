@@ -7,18 +7,10 @@ import os
 import stat
 import subprocess
 
-import pytest
-
 from bus.server import find_binary
 from bus.tls import write_ca, write_certificate
-from peers.cli import main
 from peers.netdir import DOCKER_TLS_DIR, NetDir, create_network
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.peers.cli import run
 
 
 def refused(capsys, *argv: str) -> str:
