@@ -129,6 +129,10 @@ class HistoryQuery(msgspec.Struct, frozen=True, tag="q_history"):
     keys: tuple[str, ...]
 
 
+HISTORY_KEYS_LIMIT: Final = 100
+"""Keys one ``HistoryQuery`` may name: each may come under its own header (a header, its
+seals, root parts and governance, some 3 KB, besides the 2-3 KB witness), so a reply stays
+far under the payload limit."""
 HISTORY_COMPONENTS: Final = {
     "contracts": "q_contracts",
     "trades": "q_trades",
@@ -347,8 +351,10 @@ def refusal(member: Member, query: Query) -> str | None:
         return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
     if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
         return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
-    if isinstance(query, ProveQuery | HistoryQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
+    if isinstance(query, ProveQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
         return f"at most {PROVEN_PAGE_LIMIT} keys per proof ({len(query.keys)} asked)"
+    if isinstance(query, HistoryQuery) and len(query.keys) > HISTORY_KEYS_LIMIT:
+        return f"at most {HISTORY_KEYS_LIMIT} keys per history query ({len(query.keys)} asked)"
     if isinstance(query, HistoryQuery) and query.component not in HISTORY_COMPONENTS:
         return f"no history of {query.component!r} (one of {', '.join(HISTORY_COMPONENTS)})"
     kind = str(query.__struct_config__.tag)

@@ -29,6 +29,7 @@ from rfq.policy import sees_all
 from rfq.queries import (
     BLOCKS_REPLY_BYTES,
     HISTORY_COMPONENTS,
+    HISTORY_KEYS_LIMIT,
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
     PROVEN_PAGE_LIMIT,
@@ -295,7 +296,7 @@ class QueryService:
                     history_proofs(
                         self.store,
                         component,
-                        keys[:PROVEN_PAGE_LIMIT],
+                        keys[:HISTORY_KEYS_LIMIT],
                         lambda w: everyone or who in parties_of(component, w.value),
                     )
                 )

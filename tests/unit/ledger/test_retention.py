@@ -405,3 +405,15 @@ def test_a_wave_larger_than_a_block_prunes_is_spread_over_blocks_the_same_after_
     for height, timestamp, parent, txs, root in chain.blocks[middle:]:
         restored.execute(height, timestamp, parent, txs)
         assert restored.state_root() == root, f"restored state differs at {height}"
+
+
+def test_a_history_query_for_too_many_keys_or_an_unknown_component_is_refused(net: Net) -> None:
+    from rfq.queries import HISTORY_KEYS_LIMIT, HistoryQuery, refusal
+
+    c1 = net.genesis.member("C1")
+    assert refusal(c1, HistoryQuery("payments", ("r1/settlement/1",))) is None
+    too_many = HistoryQuery("payments", tuple(f"k{i}" for i in range(HISTORY_KEYS_LIMIT + 1)))
+    assert refusal(c1, too_many) == (
+        f"at most {HISTORY_KEYS_LIMIT} keys per history query ({HISTORY_KEYS_LIMIT + 1} asked)"
+    )
+    assert "no history of 'members'" in (refusal(c1, HistoryQuery("members", ("C1",))) or "")
