@@ -23,8 +23,15 @@ from rfq.errors import DECODE_ERRORS
 from rfq.ledger.block import BlockHeader
 from rfq.ledger.components import retention
 from rfq.ledger.light import AnswerProof, Witness, witness_of
-from rfq.ledger.proof import CONTRACTS, GOVERNANCE, RootParts
-from rfq.ledger.state import LedgerState, Payment, Trade
+from rfq.ledger.proof import (
+    CONTRACTS,
+    GOVERNANCE,
+    ProofError,
+    RootParts,
+    StateProof,
+    verify_state_proof,
+)
+from rfq.ledger.state import LedgerState, Payment, Pruned, Trade
 
 _encoder = msgspec.msgpack.Encoder()
 _parts_decoder = msgspec.msgpack.Decoder(RootParts)
@@ -98,3 +105,34 @@ def history_proofs(
             )
         )
     return tuple(out)
+
+
+def history_fault(store: ChainStore, parent: BlockHeader, pruned: Sequence[Pruned]) -> str:
+    """Why the store's history does not prove what the block after ``parent`` pruned (its
+    last value, under ``parent``'s state root), or "" when it does (``botc chain verify``)."""
+    root = store.history_root(parent.height) if pruned else None
+    if pruned and root is None:
+        return f"history holds no proofs under block {parent.height}, though the next pruned"
+    for gone in pruned:
+        assert root is not None
+        rows = [r for r in store.history(gone.component, [gone.key]) if r[0] == parent.height]
+        what = f"{gone.component}[{gone.key!r}]"
+        if not rows:
+            return f"history lacks {what}, pruned after block {parent.height}"
+        witness = _witness_decoder.decode(rows[0][2])
+        proof = StateProof(
+            gone.component,
+            gone.key,
+            witness.value,
+            witness.path,
+            witness.book_header,
+            _parts_decoder.decode(root[0]),
+        )
+        try:
+            verify_state_proof(proof, parent.state_root, component=gone.component, key=gone.key)
+        except ProofError as exc:
+            return f"history's proof of {what} does not verify: {exc.reason}"
+        value = gone.value if isinstance(gone.value, bytes) else _encoder.encode(gone.value)
+        if witness.value != value:
+            return f"history's {what} is not the value pruned"
+    return ""

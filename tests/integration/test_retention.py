@@ -10,6 +10,8 @@ import time
 import msgspec
 import pytest
 
+from peers.authority.store import SqliteChainStore
+from peers.authority.verify import verify_chain
 from peers.ledger_client import LedgerClient
 from peers.netdir import NetDir, create_network
 from rfq.contracts.book import ContractRecord
@@ -125,5 +127,18 @@ async def test_a_pruned_contract_is_read_from_history_with_a_proof_by_its_client
 
         assert await c2.history("contracts", ["r1"]) == {}  # not C2's contract
         assert await c2.history("payments", sorted(paid)) == {}
+    paths = [n.store.path for n in nodes.values()]
     for n in nodes.values():
         await n.stop()
+    # botc chain verify checks the history too: every pruned entry proven, with its value.
+    store = SqliteChainStore(paths[0])
+    try:
+        assert verify_chain(network.genesis(), store).ok
+        store.db.execute(
+            "UPDATE history SET witness = (SELECT witness FROM history WHERE key = 'r1' "
+            "AND component = 'trades') WHERE component = 'contracts' AND key = 'r1'"
+        )
+        verdict = verify_chain(network.genesis(), store)
+        assert not verdict.ok and "history's proof of contracts['r1']" in verdict.reason
+    finally:
+        store.close()
