@@ -78,6 +78,7 @@ from rfq.ledger.consensus import (
     RejectReason,
     ScheduleTimeout,
     decode_consensus,
+    vote_of,
 )
 from rfq.ledger.executor import BlockExecutor
 from rfq.ledger.executor import Pending as PendingBlock
@@ -470,11 +471,22 @@ class AuthorityNode:
             parent=self.head,
             validate_block=self._validate,
             make_block=self._make_block,
-            sign=lambda payload: self.bus.outbox.sign(payload),
+            sign=self._sign_consensus,
             round_timeout_ms=self.params.round_timeout_ms,
+            signed_before=self.store.votes_at(height) if identity is not None else None,
         )
         for message, payload in self.deferred.take(height):
             self._run(self.instance.handle(message, payload))
+
+    def _sign_consensus(self, payload: ConsensusMessage) -> SignedMessage:
+        """Sign; a proposal, prepare or commit only once it is recorded in the store: after a
+        crash the node knows what it signed at the height it comes back to, and never signs
+        that step again for another block (an honest restart is not equivocation)."""
+        vote = vote_of(payload)
+        if vote is not None:
+            kind, height, round, block_hash = vote
+            self.store.record_vote(height, round, kind, block_hash)
+        return self.bus.outbox.sign(payload)
 
     def _ensure_started(self) -> None:
         if self.instance is not None and not self.instance.started:

@@ -14,6 +14,12 @@ value and path) against that height's state root; ``history_roots`` that height'
 and governance encoding. With the block's header and seals (``blocks``) they make the
 ``AnswerProof`` a light client checks (``peers.authority.history``). Rows are written right
 after the block before the pruning one is final (``save_history``, idempotent).
+
+The store also keeps the authority's own votes of the last two heights (``own_votes``): each
+proposal, prepare and commit is recorded before it is signed, so an authority that crashes and
+comes back mid-height never signs that step again for another block (equivocation, which gets
+an authority evicted). Written through WAL with ``synchronous=NORMAL``: durable across a
+process crash; a power cut could lose the last vote.
 """
 
 from __future__ import annotations
@@ -62,6 +68,13 @@ CREATE TABLE IF NOT EXISTS history_roots (
     height INTEGER PRIMARY KEY,
     parts BLOB NOT NULL,
     governance BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS own_votes (
+    height INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    block_hash BLOB NOT NULL,
+    PRIMARY KEY (height, round, kind)
 );
 """
 
@@ -142,6 +155,16 @@ class ChainStore(Protocol):
 
     def history_root(self, height: int) -> tuple[bytes, bytes] | None:
         """(root parts, governance) encoded, as ``save_history`` kept them for ``height``."""
+        ...
+
+    def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
+        """Durably (before it is sent) what this authority signs: a proposal, prepare or
+        commit for ``block_hash``; ``StoreError`` if it signed that step for another block."""
+        ...
+
+    def votes_at(self, height: int) -> dict[tuple[str, int], bytes]:
+        """What this authority signed at ``height``, by (kind, round): after a restart it
+        must not sign those again for another block."""
         ...
 
 
@@ -295,6 +318,30 @@ class SqliteChainStore:
                 self.db.execute("ROLLBACK")
             raise
 
+    def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
+        row = self.db.execute(
+            "SELECT block_hash FROM own_votes WHERE height = ? AND round = ? AND kind = ?",
+            (height, round, kind),
+        ).fetchone()
+        if row is not None:
+            if bytes(row[0]) != block_hash:
+                raise StoreError(
+                    f"{self.path}: already signed {kind} at height {height} round {round} "
+                    "for another block"
+                )
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM own_votes WHERE height < ?", (height - 1,))
+            self.db.execute(
+                "INSERT INTO own_votes VALUES (?, ?, ?, ?)", (height, round, kind, block_hash)
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
     def history(self, component: str, keys: Sequence[str]) -> list[tuple[int, str, bytes]]:
         out = []
         for key in keys:
@@ -312,3 +359,9 @@ class SqliteChainStore:
             "SELECT parts, governance FROM history_roots WHERE height = ?", (height,)
         ).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def votes_at(self, height: int) -> dict[tuple[str, int], bytes]:
+        rows = self.db.execute(
+            "SELECT kind, round, block_hash FROM own_votes WHERE height = ?", (height,)
+        )
+        return {(str(k), int(r)): bytes(h) for k, r, h in rows}

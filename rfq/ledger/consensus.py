@@ -49,7 +49,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -184,6 +184,18 @@ def _voted_hash(payload: ConsensusMessage) -> bytes | None:
     if isinstance(payload, Prepare | Commit):
         return payload.block_hash
     return None
+
+
+def vote_of(payload: ConsensusMessage) -> tuple[str, int, int, bytes] | None:
+    """(kind, height, round, block hash) of a proposal, prepare or commit: what an authority
+    must never sign twice with two different hashes (``verify_evidence``); None otherwise.
+    A node records it durably before signing, and hands what it signed at a height back to
+    that height's instance after a restart (``signed_before``)."""
+    voted = _voted_hash(payload)
+    if voted is None:
+        return None
+    kind = str(type(payload).__struct_config__.tag)
+    return kind, payload.height, payload.round, voted
 
 
 def round_timeout_ms(
@@ -331,10 +343,14 @@ class QbftInstance:
     """Consensus on the block at one height. Mutable, but deterministic and I/O free.
 
     ``identity`` is this node's key (``None``, or a non-authority, makes an observer that
-    follows and decides but never signs or times out). ``validate_block`` re-executes a
-    proposed block and returns a rejection reason or ``None``; ``make_block(round)`` builds
-    this node's proposal (unsealed, ``header.round == round``, on ``parent``); ``sign`` turns
-    a payload into this node's ``SignedMessage`` (e.g. ``bus.envelope.Outbox.sign``).
+    follows and decides but never signs or times out). ``signed_before`` holds what this
+    node signed at this height before it restarted, by (kind, round): the block hash of each
+    proposal, prepare and commit (``vote_of``); it never signs one of those again for
+    another block, which would be equivocation (it may still move on to later rounds).
+    ``validate_block`` re-executes a proposed block and returns a rejection reason or
+    ``None``; ``make_block(round)`` builds this node's proposal (unsealed, ``header.round ==
+    round``, on ``parent``); ``sign`` turns a payload into this node's ``SignedMessage``
+    (e.g. ``bus.envelope.Outbox.sign``).
 
     The state transition behind ``validate_block`` must not depend on ``header.round``: a
     locked block is re-proposed in a later round with only its round replaced.
@@ -355,6 +371,7 @@ class QbftInstance:
         max_timeout_ms: int = DEFAULT_MAX_TIMEOUT_MS,
         max_round: int = DEFAULT_MAX_ROUND,
         lookahead_rounds: int = DEFAULT_LOOKAHEAD_ROUNDS,
+        signed_before: Mapping[tuple[str, int], bytes] | None = None,
     ) -> None:
         if height != parent.height + 1:
             raise ConsensusError(f"height {height} does not follow parent {parent.height}")
@@ -405,6 +422,7 @@ class QbftInstance:
         self._committed: set[int] = set()
         self._rc_sent: set[int] = set()
         self._verified: dict[SignedMessage, ConsensusMessage] = {}
+        self._signed_before = dict(signed_before or {})
 
     # ---------------------------------------------------------------- public
 
@@ -827,7 +845,7 @@ class QbftInstance:
             return []
         self._committed.add(r)
         self.prepared_round, self.prepared_block, self.prepared_cert = r, cand.block, cert
-        if self.identity is None:
+        if self.identity is None or not self._may_sign(COMMIT_KIND, r, cand.block_hash):
             return []
         seal = make_seal(self.identity, cand.block_hash, r)
         commit = Commit(self.height, r, cand.block_hash, seal.signature)
@@ -847,10 +865,18 @@ class QbftInstance:
             )
         return block
 
+    def _may_sign(self, kind: str, round: int, block_hash: bytes) -> bool:
+        """False when this node signed ``kind`` at ``round`` for another block before it
+        restarted (signing this one would be equivocation)."""
+        before = self._signed_before.get((kind, round))
+        return before is None or before == block_hash
+
     def _propose(self, round: int, block: Block, j: Justification | None) -> list[Action]:
         if self.me is None:
             return []
         self._proposed.add(round)
+        if not self._may_sign(PROPOSAL_KIND, round, block.hash()):
+            return []  # proposed another block at this round before a restart
         signed = self._sign(Proposal(self.height, round, block, j))
         block_hash = block.hash()
         self._note(PROPOSAL_KIND, round, self.me, block_hash, signed)
@@ -861,6 +887,8 @@ class QbftInstance:
         if self.me is None or round in self._prepared_sent:
             return []
         self._prepared_sent.add(round)
+        if not self._may_sign(PREPARE_KIND, round, block_hash):
+            return []
         signed = self._sign(Prepare(self.height, round, block_hash))
         self._note(PREPARE_KIND, round, self.me, block_hash, signed)
         self._prepares.setdefault(round, {})[self.me] = (block_hash, signed)

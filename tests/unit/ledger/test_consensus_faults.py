@@ -117,3 +117,34 @@ def test_a_proposal_with_a_wrong_state_root_is_refused_by_all_and_replaced_next_
     prepares = [decode_consensus(m) for m in net["carol"].sent if m.kind == "ibft_prepare"]
     assert [p.round for p in prepares] == [1]  # nobody but bob prepared bob's block
     net.assert_safe()
+
+
+def _proposer_crashes_after_proposing_and_returns_in_the_same_round(
+    durable_votes: bool,
+) -> TimedNetwork:
+    net = TimedNetwork(4, seed=21, down={"dave"}, max_height=2)  # height 1 needs bob
+    bob = net["bob"]
+    assert proposer_for(1, 0, net.names) == "bob"
+    bob.durable_votes = durable_votes
+    net.start()  # bob proposes height 1 at once
+    net.at(2, bob.crash)  # before the others' prepares reach him
+    net.at(40, bob.restart)  # round 0 still running: its proposer is bob again
+    net.run_until_height(2, within=600_000)
+    return net
+
+
+def test_an_authority_that_restarts_mid_round_never_signs_two_blocks_for_one_step() -> None:
+    net = _proposer_crashes_after_proposing_and_returns_in_the_same_round(durable_votes=True)
+    assert all(not node.evidence for node in net.nodes.values())
+    proposals = [m for m in net["bob"].sent if m.kind == "ibft_proposal"]
+    heights_rounds = [(p.height, p.round) for p in map(decode_consensus, proposals)]
+    assert len(heights_rounds) == len(set(heights_rounds))  # one proposal a round
+    for name in ("alice", "bob", "carol"):
+        assert 1 in net[name].decided or 1 in net[name].synced, name
+    net.assert_safe()
+
+
+def test_without_its_votes_on_disk_a_restarted_proposer_would_equivocate() -> None:
+    net = _proposer_crashes_after_proposing_and_returns_in_the_same_round(durable_votes=False)
+    offenders = {e.offender for node in net.nodes.values() for e in node.evidence}
+    assert offenders == {"bob"}

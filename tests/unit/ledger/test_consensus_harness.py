@@ -40,6 +40,7 @@ from rfq.ledger.consensus import (
     RejectReason,
     ScheduleTimeout,
     decode_consensus,
+    vote_of,
 )
 from rfq.signing import SignedMessage, sign_payload
 
@@ -98,9 +99,21 @@ class Node:
     made: list[tuple[int, int]] = field(default_factory=list)
     validate_hook: Callable[[Block], str | None] | None = None
     txs_per_block: int = 3
+    durable_votes: bool = True
+    """Record what it signs where a crash does not erase it, as the node's store does."""
+    votes: dict[int, dict[tuple[str, int], bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.sign = signer(self.identity, lambda: self.net.now)
+        sign = signer(self.identity, lambda: self.net.now)
+
+        def record_then_sign(payload: ConsensusMessage) -> SignedMessage:
+            vote = vote_of(payload)
+            if vote is not None and self.durable_votes:
+                kind, height, round, block_hash = vote
+                self.votes.setdefault(height, {})[(kind, round)] = block_hash
+            return sign(payload)
+
+        self.sign = record_then_sign
 
     @property
     def height(self) -> int:
@@ -161,6 +174,7 @@ class Node:
             make_block=self.make_block,
             sign=self.sign,
             round_timeout_ms=self.net.round_timeout_ms,
+            signed_before=self.votes.get(parent.height + 1) if self.durable_votes else None,
         )
         instance = self.instance
         self.apply(instance.start())
