@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import resource
 import sys
 import time
 from typing import Any
@@ -88,11 +89,17 @@ def run(retain: int, waves: int, per_wave: int, live: int) -> list[dict[str, Any
 
 
 def main() -> None:
+    """``WAVES PER_WAVE LIVE [RETAIN]``: both runs, or only the one with ``RETAIN`` (then
+    the process's peak RSS is that run's)."""
     waves, per_wave, live = (int(a) for a in sys.argv[1:4])
-    for label, retain in (("no pruning", 10**9), ("retain_blocks=10", 10)):
+    runs = (("no pruning", 10**9), ("retain_blocks=10", 10))
+    if len(sys.argv) > 4:
+        runs = ((f"retain_blocks={sys.argv[4]}", int(sys.argv[4])),)
+    for label, retain in runs:
         started = time.perf_counter()
         rows = run(retain, waves, per_wave, live)
-        print(f"{label}: {time.perf_counter() - started:.1f}s")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{label}: {time.perf_counter() - started:.1f}s, peak RSS {peak:.0f} MB")
         for row in rows:
             print("  ", json.dumps(row))
 
