@@ -15,7 +15,7 @@ import enum
 import logging
 import ssl
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -29,7 +29,7 @@ from nats.aio.subscription import Subscription
 from nats.aio.transport import TcpTransport
 
 from bus import subjects
-from bus.envelope import Channel, Dropped, Outbox, Received, Verifier
+from bus.envelope import Channel, Dropped, DropReason, Outbox, Received, Verifier
 from bus.errors import BusError
 from bus.seal import Sealer
 from bus.tls import TlsSettings, connect_options
@@ -71,6 +71,60 @@ class _QuietTlsEof(logging.Filter):
 
 
 logging.getLogger("asyncio").addFilter(_QuietTlsEof())
+
+
+class HeldMail:
+    """Messages from senders the directory does not know yet, held while the member's ledger
+    client asks the chain for their keys (``Bus.stranger_hook``). Bounded in senders, messages
+    per sender and bytes, the sender held longest evicted first: a flood of made-up senders
+    costs a fixed amount of memory, and evicts only other strangers' messages."""
+
+    def __init__(
+        self, *, max_senders: int = 32, per_sender: int = 16, max_bytes: int = 4 * 1024 * 1024
+    ) -> None:
+        self.max_senders = max_senders
+        self.per_sender = per_sender
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evicted = 0
+        self._held: OrderedDict[str, deque[tuple[int, Any]]] = OrderedDict()
+
+    def __contains__(self, sender: object) -> bool:
+        return sender in self._held
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._held.values())
+
+    def hold(self, sender: str, item: Any, size: int) -> bool:
+        """Keep ``item`` (``size`` bytes) for ``sender``; False when it is larger than the
+        whole allowance."""
+        if size > self.max_bytes:
+            self.evicted += 1
+            return False
+        queue = self._held.get(sender)
+        if queue is None:
+            queue = self._held[sender] = deque()
+        self._held.move_to_end(sender)  # the sender just heard from is evicted last
+        queue.append((size, item))
+        self.bytes += size
+        while len(queue) > self.per_sender or (
+            self.bytes > self.max_bytes and len(self._held) == 1
+        ):
+            self.bytes -= queue.popleft()[0]
+            self.evicted += 1
+        while len(self._held) > self.max_senders or self.bytes > self.max_bytes:
+            self.evicted += self.discard(next(iter(self._held)))
+        return True
+
+    def take(self, sender: str) -> list[Any]:
+        """``sender``'s held items, oldest first, no longer held."""
+        queue = self._held.pop(sender, None) or deque()
+        self.bytes -= sum(size for size, _ in queue)
+        return [item for _, item in queue]
+
+    def discard(self, sender: str) -> int:
+        """Drop ``sender``'s held items; how many there were."""
+        return len(self.take(sender))
 
 
 class BusStatus(enum.StrEnum):
@@ -134,6 +188,13 @@ class Bus:
         self.listeners: list[Callable[[BusStatus, str], None]] = []
         self._subs: list[Subscription] = []
         self._closing = False
+        self.stranger_hook: Callable[[str], bool] | None = None
+        """Told the id a message claims when its sender is not in the directory (a member
+        admitted after the genesis, or a forgery); True when it is looking the key up (the
+        member's ledger client asks the chain, then calls ``redeliver`` or ``discard_held``),
+        and the message is held meanwhile. Otherwise, or without a hook, it is dropped; it is
+        counted ``unknown_sender`` either way."""
+        self.held = HeldMail()
 
     @property
     def member_id(self) -> str:
@@ -265,19 +326,7 @@ class Bus:
         """Deliver verified messages on ``subject`` to ``handler``; drops go to ``on_drop``."""
 
         async def dispatch(msg: Msg) -> None:
-            result = self.verifier.open(msg.data, channel, subject=msg.subject)
-            try:
-                if isinstance(result, Received):
-                    await handler(result, msg)
-                elif on_drop is not None:
-                    await on_drop(result, msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.handler_errors[channel.name] += 1
-                log.exception(
-                    "handler_failed", peer=self.member_id, channel=channel.name, error=repr(exc)
-                )
+            await self._deliver(msg, channel, handler, on_drop, hold=True)
 
         sub = await self.nc.subscribe(
             subject,
@@ -288,6 +337,51 @@ class Bus:
         )
         self._subs.append(sub)
         return sub
+
+    async def _deliver(
+        self,
+        msg: Msg,
+        channel: Channel[T],
+        handler: Handler[T],
+        on_drop: DropHandler | None,
+        *,
+        hold: bool,
+    ) -> None:
+        result = self.verifier.open(msg.data, channel, subject=msg.subject)
+        try:
+            if isinstance(result, Received):
+                await handler(result, msg)
+                return
+            hook = self.stranger_hook
+            if (
+                hold
+                and hook is not None
+                and result.reason == DropReason.UNKNOWN_SENDER
+                and result.claimed is not None
+                and hook(result.claimed)  # a lookup is under way: worth holding
+            ):
+                self.held.hold(result.claimed, (msg, channel, handler, on_drop), len(msg.data))
+            if on_drop is not None:
+                await on_drop(result, msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.handler_errors[channel.name] += 1
+            log.exception(
+                "handler_failed", peer=self.member_id, channel=channel.name, error=repr(exc)
+            )
+
+    async def redeliver(self, sender: str) -> int:
+        """Check again the messages held for ``sender`` (its key now in the directory) and
+        deliver those that verify; returns how many were held."""
+        held = self.held.take(sender)
+        for msg, channel, handler, on_drop in held:
+            await self._deliver(msg, channel, handler, on_drop, hold=False)
+        return len(held)
+
+    def discard_held(self, sender: str) -> int:
+        """Forget the messages held for ``sender`` (the chain does not know it)."""
+        return self.held.discard(sender)
 
     async def request(
         self,

@@ -129,6 +129,8 @@ class Dropped(NamedTuple):
     detail: str
     sender: str | None = None
     message: SignedMessage | None = None
+    claimed: str | None = None
+    """For an unknown sender, the id the message claims (unproven: nothing vouches for it)."""
 
 
 class Outbox:
@@ -249,6 +251,7 @@ class Verifier:
         channel: str,
         sender: str | None = None,
         message: SignedMessage | None = None,
+        claimed: str | None = None,
     ) -> Dropped:
         self.drops[reason] += 1
         count = self.drops[reason]
@@ -259,7 +262,7 @@ class Verifier:
         elif count & (count - 1) == 0:  # powers of two: a flood shows in the log, not floods it
             level = log.info
         else:
-            return Dropped(reason, detail, sender, message)
+            return Dropped(reason, detail, sender, message, claimed)
         level(
             "message_dropped",
             reason=reason.value,
@@ -269,7 +272,7 @@ class Verifier:
             peer=self.peer,
             count=self.drops[reason],
         )
-        return Dropped(reason, detail, sender, message)
+        return Dropped(reason, detail, sender, message, claimed)
 
     def open(
         self, data: bytes, channel: Channel[T], *, subject: str | None = None
@@ -311,7 +314,9 @@ class Verifier:
         state = self._senders.get(claimed)
         if state is None:
             if claimed not in self.directory:
-                return self._drop(DropReason.UNKNOWN_SENDER, "not in the directory", name)
+                return self._drop(
+                    DropReason.UNKNOWN_SENDER, "not in the directory", name, claimed=claimed
+                )
             state = self._senders[claimed] = _SenderState()
         if nonce is not None and (nonce in state.seen or nonce <= state.high - self.window):
             return self._drop(DropReason.REPLAY, "nonce seen before", name, claimed)
@@ -336,7 +341,9 @@ class Verifier:
             if self.sealer is None or not self.sealer.is_recipient(outer):
                 return self._drop(DropReason.NOT_FOR_ME, "sealed to others", name, outer.sender)
             if outer.sender not in self.directory:
-                return self._drop(DropReason.UNKNOWN_SENDER, "sealed by a stranger", name)
+                return self._drop(
+                    DropReason.UNKNOWN_SENDER, "sealed by a stranger", name, claimed=outer.sender
+                )
             cheap = self._cheap(outer.sender, None, channel, subject)
             if isinstance(cheap, Dropped):
                 return cheap
@@ -365,7 +372,9 @@ class Verifier:
         state, bucket = cheap
         member = self.directory.get(sender)
         if member is None:
-            return self._drop(DropReason.UNKNOWN_SENDER, "not in the directory", name)
+            return self._drop(
+                DropReason.UNKNOWN_SENDER, "not in the directory", name, claimed=sender
+            )
         if not signature_valid(message, self.directory):
             return self._drop(DropReason.BAD_SIGNATURE, "signature does not verify", name, sender)
         bucket.tokens -= 1.0  # only a verified message spends the sender's rate

@@ -227,7 +227,7 @@ class ClientSession(Service):
         self.submit_accepts = submit_accepts
         self.ledger = LedgerClient(bus, genesis)
         self.me = bus.member_id
-        self.dealers = frozenset(m.id for m in genesis.members if m.role == Role.DEALER)
+        self._genesis_dealers = frozenset(m.id for m in genesis.members if m.role == Role.DEALER)
         self.rfqs: dict[str, RfqHandle] = {}
         self.accepted: dict[str, SignedMessage] = {}
         self.scoreboard = Scoreboard()
@@ -235,6 +235,14 @@ class ClientSession(Service):
         self.standing: dict[str, str] = {}
         """Members the chain says may not trade (e.g. ``{"D3": "defaulted"}``)."""
         self._standing_read = -math.inf
+
+    @property
+    def dealers(self) -> frozenset[str]:
+        """The dealers this client asks: the genesis's and those admitted since whose keys its
+        bus has learned (``LedgerClient.member_keys``)."""
+        directory = getattr(self.bus, "directory", ())
+        later = {m.id for m in directory if m.role == Role.DEALER}
+        return self._genesis_dealers | later
 
     async def start(self) -> Self:
         """Subscribe to this client's quotes (once; the bus stays the caller's to close)."""
@@ -328,7 +336,9 @@ class ClientSession(Service):
             problem = f"addressed to {answer.client}"
         elif handle is None:
             problem = "for an RFQ this client did not send"
-        elif answer.dealer not in handle.addressed:
+        elif answer.dealer not in handle.addressed and (
+            handle.rfq.is_direct or answer.dealer not in self.dealers
+        ):
             problem = "from a dealer that was not asked"
         elif answer.dealer in handle.answers:
             problem = "a second answer from the same dealer"
@@ -347,6 +357,8 @@ class ClientSession(Service):
             handle.late += 1
             log.info("answer_late", rfq=answer.rfq_id, dealer=answer.dealer)
             return
+        if answer.dealer not in handle.addressed:  # a public RFQ reached a dealer admitted lately
+            handle.addressed = handle.addressed | {answer.dealer}
         latency_ms = (time.time() - handle.sent_at) * 1000
         self.scoreboard.answered(answer.dealer, latency_ms, answer)
         handle._deliver(answer, received.message)

@@ -52,7 +52,7 @@ from bus import subjects
 from bus.client import Bus, BusStatus
 from bus.envelope import Channel, Dropped, DropReason, Received
 from peers.errors import CliError, PeerError
-from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied
+from peers.ledger_client import LedgerClient, LedgerUnavailable, QueryDenied, read_pages
 from peers.market import MarketData
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.contracts.model import contract_of
@@ -78,7 +78,7 @@ from rfq.pricing.strategy import (
     QuoteParams,
     decide,
 )
-from rfq.queries import RatingsQuery, RatingsReply, TradesQuery, TradesReply
+from rfq.queries import Query, RatingsQuery, RatingsReply, Reply, TradesQuery, TradesReply
 from rfq.rating import score_of
 
 log = structlog.get_logger(__name__)
@@ -292,6 +292,9 @@ class DealerBot(Service):
         self.cancelled: set[str] = set()
         self._cancel_order: deque[str] = deque()  # bounds ``cancelled`` to SEEN_RFQS_KEPT
         self.booked: set[str] = set()
+        self.synced_height = 0
+        """The chain height this dealer's book has folded every trade up to (a sync reads
+        only the trades committed after it)."""
         self.ledger = LedgerClient(bus, genesis)
         self._follower: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
@@ -340,10 +343,26 @@ class DealerBot(Service):
         await self.ledger.close()
 
     async def sync_from_chain(self) -> int:
-        """Fold new trades of this dealer into its book and refresh client ratings."""
-        trades = await self.ledger.query_all(TradesQuery(party=self.me), TradesReply)
+        """Fold the trades of this dealer committed since the last sync into its book (a
+        delta: not every trade again) and refresh client ratings."""
+        heights: list[int] = []
+
+        async def ask(page: Query) -> Reply:
+            reply = await self.ledger.query(page)
+            heights.append(getattr(reply, "height", 0))
+            return reply
+
+        trades = await read_pages(
+            ask,
+            TradesQuery(party=self.me, since_height=self.synced_height),
+            TradesReply,
+            max_rows=10**7,
+        )
         added = 0
         if isinstance(trades, TradesReply):
+            # Pages may come from authorities at different heights: everything up to the
+            # lowest was read, so the next delta starts there (``booked`` drops repeats).
+            self.synced_height = max(self.synced_height, min(heights))
             for trade in trades.trades:
                 if trade.rfq_id in self.booked or trade.dealer != self.me:
                     continue
@@ -548,8 +567,8 @@ class DealerBot(Service):
         message = dropped.message
         if dropped.reason != DropReason.BAD_PAYLOAD or message is None or message.kind != "rfq":
             return
-        member = self.genesis.member(message.sender)
-        if member.role != Role.CLIENT:
+        member = self.bus.directory.get(message.sender)  # a client admitted later too
+        if member is None or member.role != Role.CLIENT:
             return
         rfq_id = _lenient_id(message.body) or f"nonce-{message.nonce}"
         decline = Decline(

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, Self, TypeVar
 
@@ -45,8 +46,9 @@ from bus.client import Bus, RequestError
 from bus.envelope import Channel, Received
 from peers.errors import PeerError
 from peers.service import Service, ServiceStatus, cancel_and_wait
-from rfq.identity import AUTHORITY_ELIGIBLE, Genesis
-from rfq.ledger.light import LightClient, LightError, Verified
+from rfq.errors import RfqError
+from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member
+from rfq.ledger.light import MEMBERS, LightClient, LightError, Verified
 from rfq.ledger.proof import ProofResult
 from rfq.ledger.state import Guarantee, Payment, Receipt, Receipts, Trade
 from rfq.policy import BusChannel, channel_roles
@@ -152,6 +154,131 @@ async def read_pages(
         cursor = reply.next_cursor
 
 
+MEMBER_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+"""What a member id can be (``rfq.identity``): other claims are never looked up."""
+
+
+class MemberKeys:
+    """Learns the keys of members admitted after the genesis, so a peer that does not follow
+    the chain (a client, a dealer, the bank) verifies their messages: a message from a sender
+    its bus's directory does not know is held (``Bus.held``) and ``want`` asks the authorities
+    for a proof of ``members[sender]`` under a final header (``LedgerClient.prove``). A proven
+    entry joins the directory and the held messages are checked again; a proven absence is
+    remembered for ``negative_ttl_s`` and the messages dropped. Lookups are bounded: at most
+    ``rate_per_s`` (burst ``burst``) and ``max_inflight`` at once, claims that cannot be a
+    member id never asked, so a flood of made-up senders cannot make the peer query without
+    end; a message over the rate is dropped (a later one from the sender asks again)."""
+
+    def __init__(
+        self,
+        ledger: LedgerClient,
+        *,
+        rate_per_s: float = 2.0,
+        burst: int = 5,
+        max_inflight: int = 2,
+        negative_ttl_s: float = 10.0,
+        max_negative: int = 4096,
+        timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ledger = ledger
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst)
+        self.max_inflight = max_inflight
+        self.negative_ttl_s = negative_ttl_s
+        self.max_negative = max_negative
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.stats: Counter[str] = Counter()
+        """``asked`` lookups, ``learned`` members, ``unknown`` proven absent, ``failed``
+        (no proof), ``known_absent`` claims answered from the remembered absences,
+        ``rate_limited`` claims not looked up for the rate, ``not_an_id``."""
+        self._tokens = self.burst
+        self._refilled = clock()
+        self._absent: OrderedDict[str, float] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def bus(self) -> Any:
+        return self.ledger.bus
+
+    def want(self, sender: str) -> bool:
+        """A message claims ``sender``, whom the directory does not know: look it up, within
+        the bounds. True when a lookup (or a redelivery) is under way, so the bus holds the
+        message; False when it is dropped: a proven absence remembered, a claim that cannot
+        be an id, or no token left (a later message from the sender asks again)."""
+        if sender in self._inflight:
+            return True
+        if sender in self.bus.directory:  # learned since the message was checked
+            self._spawn(sender, self.bus.redeliver(sender))
+            return True
+        now = self.clock()
+        until = self._absent.get(sender)
+        if until is not None and until > now:
+            self.stats["known_absent"] += 1
+            return False
+        if not MEMBER_ID.match(sender):
+            self.stats["not_an_id"] += 1
+            self._remember_absent(sender, now)
+            return False
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate_per_s)
+        self._refilled = now
+        if self._tokens < 1.0 or len(self._inflight) >= self.max_inflight:
+            self.stats["rate_limited"] += 1
+            return False
+        self._tokens -= 1.0
+        self.stats["asked"] += 1
+        self._spawn(sender, self._learn(sender))
+        return True
+
+    def _spawn(self, sender: str, work: Awaitable[Any]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"learn-{sender}")
+        self._inflight[sender] = task
+        task.add_done_callback(lambda _: self._inflight.pop(sender, None))
+
+    async def _learn(self, sender: str) -> None:
+        try:
+            verified = await self.ledger.prove(MEMBERS, (sender,), timeout=self.timeout_s)
+            proven = verified.entry(MEMBERS, sender)
+            member = proven.decode(Member) if proven.present else None
+        except (PeerError, RfqError) as exc:  # no authority proved it, or the proof is bad
+            self.stats["failed"] += 1
+            log.info("member_lookup_failed", peer=self.bus.member_id, sender=sender, error=str(exc))
+            self.bus.discard_held(sender)
+            return
+        if member is None or member.id != sender:
+            self.stats["unknown"] += 1
+            self._remember_absent(sender, self.clock())
+            dropped = self.bus.discard_held(sender)
+            log.info("member_unknown", peer=self.bus.member_id, sender=sender, dropped=dropped)
+            return
+        self.bus.directory.add(member)
+        self._absent.pop(sender, None)
+        self.stats["learned"] += 1
+        log.info(
+            "member_learned",
+            peer=self.bus.member_id,
+            member=sender,
+            role=member.role.value,
+            height=verified.height,
+        )
+        await self.bus.redeliver(sender)
+
+    def _remember_absent(self, sender: str, now: float) -> None:
+        self._absent[sender] = now + self.negative_ttl_s
+        self._absent.move_to_end(sender)
+        while len(self._absent) > self.max_negative:
+            self._absent.popitem(last=False)
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            await cancel_and_wait(task)
+        self._inflight.clear()
+
+
 class LedgerClient(Service):
     """Submit, hear receipts and query on behalf of one member; a ``Service``: ``start``
     subscribes to the member's notices, ``close`` unsubscribes and stops the receipt checks
@@ -187,6 +314,11 @@ class LedgerClient(Service):
         self.listeners: list[Callable[[Receipt], None]] = []
         self.replies = reply_channel(genesis.params.consensus_max_bytes)
         self.eligible = [m.id for m in genesis.members if m.role in AUTHORITY_ELIGIBLE]
+        self.member_keys = MemberKeys(self)
+        """Learns members admitted after the genesis, for the bus (the first ledger client
+        of a bus that has none installs it)."""
+        if verify and getattr(bus, "stranger_hook", False) is None:
+            bus.stranger_hook = self.member_keys.want
 
     @property
     def authorities_in_force(self) -> tuple[str, ...]:
@@ -204,6 +336,9 @@ class LedgerClient(Service):
         return self
 
     async def _shutdown(self) -> None:
+        if getattr(self.bus, "stranger_hook", None) == self.member_keys.want:
+            self.bus.stranger_hook = None
+        await self.member_keys.close()
         if self._subscription is not None:
             try:
                 await self._subscription.unsubscribe()

@@ -1,4 +1,5 @@
-"""Membership after the genesis: the regulator's admit, suspend and offboard transactions.
+"""Membership after the genesis: the regulator's admit, suspend, reinstate and offboard
+transactions.
 
 ``botc keygen`` writes a new institution's identity file on its own machine; the regulator
 admits it with ``botc regulator admit ID.identity.json``. The file is read and its proof of
@@ -10,7 +11,8 @@ again (``rfq.ledger.components.members``).
 
 Suspending and offboarding set the member's ``standing``: a suspended member may no longer
 trade; an offboarded one may send no transaction at all. Either way its bus access ends: the
-auth callout (``peers.callout``) refuses it and disconnects it. An offboarded member's live
+auth callout (``peers.callout``) refuses it and disconnects it. Reinstating lifts a suspension
+(the member trades and connects again); offboarding is final. An offboarded member's live
 contracts stay on the book and run to maturity on the oracle's fixings and the bank's
 payments; a bilateral close-out needs both parties, so they are not closed out early.
 """
@@ -25,9 +27,9 @@ from peers.genesis import CeremonyError, read_identity
 from rfq.errors import ValidationError
 from rfq.identity import GRADES, Directory, Member, Role, validate_member
 from rfq.ledger.state import LedgerState
-from rfq.ledger.tx import OffboardMember, RegisterMember, SuspendMember
+from rfq.ledger.tx import OffboardMember, RegisterMember, ReinstateMember, SuspendMember
 
-STANDING_ACTIONS = ("suspend", "offboard")
+STANDING_ACTIONS = ("suspend", "reinstate", "offboard")
 
 
 def admission_payload(
@@ -79,17 +81,22 @@ def _key_holder(state: LedgerState, member: Member) -> str | None:
 
 def standing_payload(
     state: LedgerState, action: str, member_id: str, reason: str
-) -> SuspendMember | OffboardMember:
-    """The suspend or offboard transaction; ``CliError`` for an unknown member or no reason.
-    Whether the chain accepts it (an authority, a member already offboarded) is its answer."""
+) -> SuspendMember | ReinstateMember | OffboardMember:
+    """The suspend, reinstate or offboard transaction; ``CliError`` for an unknown member or
+    no reason. Whether the chain accepts it (an authority, a member already offboarded, one
+    not suspended) is its answer."""
     if action not in STANDING_ACTIONS:
         raise CliError(f"unknown action {action!r} (expected {', '.join(STANDING_ACTIONS)})")
     if member_id not in state.members:
         raise CliError(f"no member {member_id!r} on chain (height {state.height})")
     if not reason.strip():
         raise CliError(f"{action} needs --reason")
-    kind = SuspendMember if action == "suspend" else OffboardMember
-    return kind(member_id, reason.strip())
+    kinds: dict[str, type[SuspendMember | ReinstateMember | OffboardMember]] = {
+        "suspend": SuspendMember,
+        "reinstate": ReinstateMember,
+        "offboard": OffboardMember,
+    }
+    return kinds[action](member_id, reason.strip())
 
 
 def sync_directory(directory: Directory, members: Iterable[Member]) -> int:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,11 @@ class Service:
     """``botc`` arguments, e.g. ``("authority", "--net", NETDIR, "--id", "D1")``."""
     oneshot: bool = False
     """A job that ends: exit code 0 means done (not restarted)."""
+    wrapper: Sequence[str] = ()
+    """Argv the command runs under, e.g. ``("ip", "netns", "exec", "ns1")`` (a host apart)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Environment set for this service only (read at each start, so a test may change it
+    between ``hold`` and ``release``)."""
     ready: threading.Event = field(default_factory=threading.Event)
     process: subprocess.Popen[str] | None = None
     started_at: float = 0.0
@@ -83,11 +88,16 @@ class Supervisor:
     def _spawn(self, service: Service) -> None:
         log_path = self.log_dir / f"{service.name}.log"
         out = (self.log_dir / f"{service.name}.out").open("a", buffering=1)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", SUPERVISOR_PID_ENV: str(os.getpid())}
+        env = {
+            **os.environ,
+            **service.env,
+            "PYTHONUNBUFFERED": "1",
+            SUPERVISOR_PID_ENV: str(os.getpid()),
+        }
         service.ready.clear()
         service.started_at = time.monotonic()
         service.process = subprocess.Popen(
-            botc_command(service.args, log_path),
+            [*service.wrapper, *botc_command(service.args, log_path)],
             stdout=subprocess.PIPE,
             stderr=out,
             stdin=subprocess.DEVNULL,

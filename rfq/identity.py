@@ -108,6 +108,9 @@ class NetworkParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retention``; an authority keeps them provable in its store's history)."""
     max_block_bytes: int = 1_000_000
     consensus_max_bytes: int = 8 * 1024 * 1024
+    max_clock_skew_ms: int = 5_000
+    """A validator refuses a proposal dated further than this from its own clock
+    (``rfq.ledger.clock``)."""
 
 
 class AuthoritySetup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -242,6 +245,7 @@ def check_params(p: NetworkParams, where: str) -> None:
         "liveness_missed_rounds",
         "max_message_bytes",
         "sender_burst",
+        "max_clock_skew_ms",
     ):
         if getattr(p, name) <= 0:
             raise ValidationError("must be positive", where=f"{where}: params.{name}")

@@ -159,6 +159,7 @@ TRANSACTION_KINDS: Final = frozenset(
         "register_member",
         "suspend_member",
         "offboard_member",
+        "reinstate_member",
         "gov_nominate",
         "gov_veto",
         "gov_evict",
@@ -256,6 +257,9 @@ def _authority(
             *_EVERY_MEMBER_SUBSCRIBE,
             (Topic.TX, Reach.ANY),
             (Topic.CONSENSUS, Reach.ANY),
+            # The final blocks as they are announced, which its JetStream consumer of CHAIN
+            # holds anyway: what a callout run by a NATS node operator follows the chain by.
+            (Topic.CHAIN, Reach.ANY),
             (Topic.QUERY, Reach.OWN),
             (Topic.RISK_ALERT, Reach.ANY),
             *subscribe,
@@ -328,6 +332,7 @@ POLICY: Final[Mapping[Role, RolePolicy]] = MappingProxyType(
                     "register_member",
                     "suspend_member",
                     "offboard_member",
+                    "reinstate_member",
                     "gov_nominate",
                     "gov_veto",
                     "gov_evict",

@@ -9,13 +9,16 @@ other to catch up. Chain headers and the authority set are public.
 
 from __future__ import annotations
 
+import base64
 import bisect
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 import msgspec
 
 from rfq.contracts.model import ContractView
+from rfq.errors import RfqError
 from rfq.identity import Member
 from rfq.ledger.light import AnswerProof
 from rfq.ledger.state import GovernanceEvent, Guarantee, Payment, Receipt, Trade
@@ -45,7 +48,13 @@ PROVABLE: Final = frozenset({"members", "committed", "standing", "governance"})
 transaction ids (knowing an id means having the transaction), who may not trade, the
 authority set."""
 MAX_RECEIPTS: Final = 500
-"""Transaction ids one ``ReceiptsQuery`` may name."""
+"""Receipts per page of a ``ReceiptsQuery`` (more ids: a page and a cursor for the rest)."""
+REPLY_BUDGET: Final = 4 * 1024 * 1024
+"""The encoded bytes a reply may carry: half the bus's max payload (8 MB), the rest for the
+envelope, the seal and headroom. A page over it is refused with a reason (ask fewer rows)."""
+CURSOR_TTL_BLOCKS: Final = 2_000
+"""A page cursor made more than this many blocks ago is expired (about 3 to 15 minutes at 2
+to 10 blocks a second): pages are read one after the other, never held for long."""
 
 
 class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
@@ -59,16 +68,21 @@ class ContractsQuery(msgspec.Struct, frozen=True, tag="q_contracts"):
     proven: bool = False
     """With a witness of each contract's record: what the chain holds (terms, status, margin,
     outcome) is proven; the marks and values computed from prices are not."""
+    since_height: int = 0
+    """Only contracts whose record changed after this height (opened, margin, marks, status):
+    a peer that saw its contracts at a height reads what changed since, not all again."""
 
 
 class TradesQuery(msgspec.Struct, frozen=True, tag="q_trades"):
-    """Trades, newest first, one page."""
+    """Trades, newest first, one page; ``since_height``: only those committed after it (a
+    peer that saw the chain up to a height reads what is new, not every trade again)."""
 
     party: str | None = None
     underlying: str | None = None
     limit: int = PAGE_LIMIT
     cursor: str = ""
     proven: bool = False
+    since_height: int = 0
 
 
 class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
@@ -77,6 +91,8 @@ class ReceiptsQuery(msgspec.Struct, frozen=True, tag="q_receipts"):
 
     tx_ids: tuple[str, ...]
     proven: bool = False
+    cursor: str = ""
+    """More ids than ``MAX_RECEIPTS``: the previous reply's ``next_cursor`` asks the next."""
 
 
 class PaymentsQuery(msgspec.Struct, frozen=True, tag="q_payments"):
@@ -211,6 +227,8 @@ class TradesReply(msgspec.Struct, frozen=True, tag="r_trades"):
 class ReceiptsReply(msgspec.Struct, frozen=True, tag="r_receipts"):
     receipts: tuple[Receipt, ...]
     proof: AnswerProof | None = None
+    next_cursor: str = ""
+    """Non-empty: ids past ``MAX_RECEIPTS`` are still to ask (the query again with it)."""
 
 
 class PaymentsReply(msgspec.Struct, frozen=True, tag="r_payments"):
@@ -349,8 +367,8 @@ def refusal(member: Member, query: Query) -> str | None:
     limit = getattr(query, "limit", 1)
     if not isinstance(limit, int) or limit < 1:
         return f"limit must be a positive number of rows (at most {PAGE_LIMIT} a page)"
-    if isinstance(query, ReceiptsQuery) and len(query.tx_ids) > MAX_RECEIPTS:
-        return f"at most {MAX_RECEIPTS} receipts per query ({len(query.tx_ids)} asked)"
+    if getattr(query, "since_height", 0) < 0:
+        return "since_height must be a height (0: from the genesis)"
     if isinstance(query, ProveQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
         return f"at most {PROVEN_PAGE_LIMIT} keys per proof ({len(query.keys)} asked)"
     if isinstance(query, HistoryQuery) and len(query.keys) > HISTORY_KEYS_LIMIT:
@@ -418,3 +436,86 @@ def page(
 def newest_first_key(height: int, ident: str) -> str:
     """A key that sorts newer heights first (for trades, newest first)."""
     return f"{10**12 - height:013d}:{ident}"
+
+
+# --------------------------------------------------------------------------------------------
+# Cursors
+
+CURSOR_PREFIX: Final = "pc1."
+
+
+class PageCursor(msgspec.Struct, frozen=True, array_like=True):
+    """What a page cursor says: whose it is, which query it continues (its kind and filters,
+    hashed), the key of the last row given and the height the page was read at.
+
+    It carries no authority's secret, so any authority continues another's pagination (the
+    ledger client moves to the next one when one stops answering); a forged cursor only
+    moves the start of a page, since every page is scoped to the asker again."""
+
+    asker: str
+    query: str
+    key: str
+    height: int
+
+
+PagedQuery = ContractsQuery | TradesQuery | PaymentsQuery | GuaranteesQuery | ReceiptsQuery
+
+_cursor_encoder = msgspec.msgpack.Encoder()
+_cursor_decoder = msgspec.msgpack.Decoder(PageCursor)
+
+
+def query_fingerprint(query: PagedQuery) -> str:
+    """The query's kind and filters, hashed: what a cursor must be for (its page size, its
+    cursor and whether proven may change from page to page)."""
+    fields = {"cursor": ""} | ({} if isinstance(query, ReceiptsQuery) else {"limit": 0})
+    bare = msgspec.structs.replace(query, proven=False, **fields)
+    return hashlib.sha256(_cursor_encoder.encode(bare)).hexdigest()[:16]
+
+
+def make_cursor(asker: str, query: PagedQuery, key: str, height: int) -> str:
+    """The opaque cursor of the page after the row with ``key`` ("" for no next page)."""
+    if not key:
+        return ""
+    raw = _cursor_encoder.encode(PageCursor(asker, query_fingerprint(query), key, height))
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class CursorRefused(RfqError):
+    """A page cursor this asker may not continue with (the reason says why)."""
+
+
+def read_cursor(asker: str, query: PagedQuery, height: int) -> str:
+    """The key after which ``query``'s page starts ("" without a cursor), or raises
+    ``CursorRefused``: a cursor that does not decode, is another member's, continues another
+    query, or was made more than ``CURSOR_TTL_BLOCKS`` before ``height``."""
+    text = query.cursor
+    if not text:
+        return ""
+    try:
+        if not text.startswith(CURSOR_PREFIX):
+            raise ValueError(text)
+        body = text[len(CURSOR_PREFIX) :]
+        cursor = _cursor_decoder.decode(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, msgspec.DecodeError):
+        raise CursorRefused("unknown cursor (not one an authority made)") from None
+    if cursor.asker != asker:
+        raise CursorRefused(f"cursor is {cursor.asker}'s, not {asker}'s")
+    if cursor.query != query_fingerprint(query):
+        raise CursorRefused("cursor is for another query (other kind or filters)")
+    if height - cursor.height > CURSOR_TTL_BLOCKS:
+        raise CursorRefused(
+            f"cursor expired: made at height {cursor.height}, {height - cursor.height} blocks "
+            f"ago (a cursor lasts {CURSOR_TTL_BLOCKS} blocks); start again without one"
+        )
+    if not cursor.key:
+        raise CursorRefused("unknown cursor (no position)")
+    return cursor.key
+
+
+def page_of(keys: Sequence[str], after: str, limit: int) -> tuple[int, int, bool]:
+    """Where one page of sorted, unique ``keys`` lies: ``start``, ``stop`` (at most
+    ``min(limit, PAGE_LIMIT)`` keys after ``after``) and whether more follow. A page costs a
+    bisect and its size, whatever the number of keys."""
+    start = bisect.bisect_right(keys, after) if after else 0
+    stop = min(start + max(1, min(limit, PAGE_LIMIT)), len(keys))
+    return start, stop, stop < len(keys)

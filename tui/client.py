@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Sparkline, Static, TabbedContent,
 
 from bus.errors import BusError
 from peers.counterparty import AcceptRefused, ClientSession, RfqHandle
+from peers.deltas import DeltaView
 from peers.errors import PeerError
 from peers.ledger_client import LedgerUnavailable, QueryDenied
 from rfq.clock import utc_today
@@ -85,6 +86,15 @@ from tui.widgets import (
 
 log = structlog.get_logger(__name__)
 
+
+def _contract_id(view: Any) -> str:
+    return str(view.contract.id)
+
+
+def _rfq_id(trade: Any) -> str:
+    return str(trade.rfq_id)
+
+
 TABS = ("trade", "blotter", "credit", "chain")
 
 
@@ -120,6 +130,7 @@ class ClientScreen(RoleScreen):
     def __init__(self) -> None:
         super().__init__(id="client")
         self.session: ClientSession | None = None
+        self._delta_views: tuple[ClientSession, DeltaView[Any], DeltaView[Any]] | None = None
         self.handle: RfqHandle | None = None
         self.contracts: dict[str, Any] = {}
         self.mtm_history: list[float] = []
@@ -357,20 +368,32 @@ class ClientScreen(RoleScreen):
         if isinstance(headers, HeadersReply):
             self.post_message(HeadersLoaded(headers.headers))
         page = self.page_size
-        contracts = await ledger.query_all(ContractsQuery(party=me, limit=page), ContractsReply)
-        self.post_message(ContractsLoaded(contracts.height, contracts.contracts))
+        views = self._delta_views
+        if views is None or views[0] is not session:
+            # The session's contracts and trades, kept by deltas: each poll reads only what
+            # changed since the height the view has seen.
+            views = self._delta_views = (
+                session,
+                DeltaView(ContractsQuery(party=me, limit=page), ContractsReply, _contract_id),
+                DeltaView(TradesQuery(party=me, limit=page), TradesReply, _rfq_id),
+            )
+        _, contract_view, trade_view = views
+        await contract_view.refresh(ledger)
+        contracts = tuple(contract_view.rows[cid] for cid in sorted(contract_view.rows))
+        self.post_message(ContractsLoaded(contract_view.height, contracts))
         ratings = await ledger.query(RatingsQuery(members=(me,)))
         guarantees = await ledger.query_all(GuaranteesQuery(client=me, limit=page), GuaranteesReply)
-        trades = await ledger.query_all(TradesQuery(party=me, limit=page), TradesReply)
+        await trade_view.refresh(ledger)
+        trades = sorted(trade_view.rows.values(), key=lambda t: (-t.height, t.rfq_id))
         credit = CreditView(
             member=me,
             external=self.terminal.member.external_rating or "",
             score=ratings.ratings.get(me) if isinstance(ratings, RatingsReply) else None,
             grade=ratings.grades.get(me) if isinstance(ratings, RatingsReply) else None,
             guarantees=guarantees.guarantees,
-            trades=trades.trades,
+            trades=tuple(trades),
         )
-        self.post_message(CreditLoaded(credit, contracts.height))
+        self.post_message(CreditLoaded(credit, contract_view.height))
         await session.refresh_standing()
         self.post_message(StandingLoaded(dict(session.standing)))
 
@@ -709,6 +732,7 @@ class ClientScreen(RoleScreen):
         self._show_transactions()
         if receipt.ok and receipt.height:
             self.note_height(receipt.height)
+            self._wake.set()  # something of ours changed on chain: read the delta now
 
     def _show_transactions(self) -> None:
         rows = []

@@ -40,11 +40,13 @@ from textual.widgets import (
 
 from bus.client import Bus
 from bus.errors import BusError
+from peers.deltas import DeltaView
 from peers.desk import DeskDealerBot, ExposureRow, ManualAnswer
 from peers.errors import PeerError
 from peers.ledger_client import LedgerUnavailable, QueryDenied
 from rfq.errors import RfqError
 from rfq.instruments import CATALOG
+from rfq.ledger.state import Trade
 from rfq.messages import Decline, Quote, Rfq
 from rfq.queries import PAGE_LIMIT, StatusQuery, StatusReply, TradesQuery, TradesReply
 from rfq.rating import grade_of
@@ -61,6 +63,11 @@ from tui.timing import sleep_or_wake
 from tui.widgets import PickTable, StatusBar, Table
 
 log = structlog.get_logger(__name__)
+
+
+def _rfq_id(trade: Trade) -> str:
+    return trade.rfq_id
+
 
 MANUAL_FIELDS = ("manual-price", "manual-im", "manual-line", "manual-ttl")
 TRADES_SHOWN = 500
@@ -258,6 +265,7 @@ class DealerScreen(RoleScreen):
     async def poll_book(self) -> None:
         app = self.terminal
         warned = False
+        trades: tuple[DeskDealerBot, DeltaView[Trade]] | None = None
         while self.bot is not None:
             bot = self.bot
             try:
@@ -266,10 +274,14 @@ class DealerScreen(RoleScreen):
                     self.terminal.business_date = status.business_date
                     self.terminal.chain_height = max(self.terminal.chain_height, status.height)
                 page = int(getattr(app, "page_size", None) or PAGE_LIMIT)
-                reply = await bot.ledger.query_all(
-                    TradesQuery(party=bot.me, limit=page), TradesReply
-                )
-                self.post_message(BookLoaded(bot.book_view(), reply.trades))
+                if trades is None or trades[0] is not bot:
+                    # The dealer's trades kept by deltas: a poll reads only the new ones.
+                    query = TradesQuery(party=bot.me, limit=page)
+                    trades = (bot, DeltaView(query, TradesReply, _rfq_id))
+                view = trades[1]
+                await view.refresh(bot.ledger)
+                newest = sorted(view.rows.values(), key=lambda t: (-t.height, t.rfq_id))
+                self.post_message(BookLoaded(bot.book_view(), tuple(newest)))
                 warned = False
             except (LedgerUnavailable, QueryDenied, BusError) as exc:
                 if not warned:

@@ -87,6 +87,7 @@ WORDS: dict[str, str] = {
     "rating_update": "rating update",
     "register_member": "member registered",
     "suspend_member": "member suspended",
+    "reinstate_member": "member reinstated",
     "offboard_member": "member offboarded",
     "gov_nominate": "nomination",
     "gov_veto": "veto",

@@ -54,6 +54,7 @@ from peers.authority.history import record_history
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
 from peers.authority.store import ChainStore, SqliteChainStore
+from peers.clock import WallClock, wall_clock
 from peers.errors import PeerError
 from peers.membership import sync_directory
 from peers.service import cancel_and_wait
@@ -64,7 +65,9 @@ from rfq.ledger.block import (
     BlockError,
     BlockHeader,
     build_block,
+    proposer_for,
 )
+from rfq.ledger.clock import clock_skew
 from rfq.ledger.consensus import (
     Broadcast,
     ConsensusMessage,
@@ -124,7 +127,6 @@ def consensus_channel(max_bytes: int) -> Channel[ConsensusMessage]:
 QUERY_CHANNEL: Channel[Query] = Channel.of("query", Query, QUERY_ROLES)
 
 _encoder = msgspec.msgpack.Encoder()
-FUTURE_TOLERANCE_MS = 5_000
 QUERY_SETTLE_S = 1.0
 MAX_HELD_QUERIES = 1_000
 # Queries answered from the database alone, which only ever holds final blocks.
@@ -143,6 +145,8 @@ class AuthorityNode:
         bus: Bus,
         genesis: Genesis,
         data_dir: Path,
+        *,
+        clock: WallClock | None = None,
     ) -> None:
         if bus.identity.role not in AUTHORITY_ELIGIBLE:
             raise PeerError(
@@ -153,6 +157,8 @@ class AuthorityNode:
         self.genesis = genesis
         self.params = genesis.params
         self.me = bus.member_id
+        self.clock = clock or wall_clock()
+        """Every wall-clock reading of this node (``BOTC_CLOCK_OFFSET_MS`` shifts it)."""
         self.store: ChainStore = SqliteChainStore(Path(data_dir) / "chain.db")
         self.queries = QueryService(bus.member_id, self.store)
         self.mempool = Mempool(self.params.mempool_max)
@@ -235,7 +241,12 @@ class AuthorityNode:
         await self.bus.flush()
         await self.catch_up()
         self._tasks.append(asyncio.create_task(self._heights(), name=f"{self.me}-heights"))
-        log.info("authority_started", height=self.head.height, authorities=self.state.authorities)
+        log.info(
+            "authority_started",
+            height=self.head.height,
+            authorities=self.state.authorities,
+            clock_offset_ms=self.clock.offset_ms,
+        )
         return self
 
     async def stop(self) -> None:
@@ -381,7 +392,7 @@ class AuthorityNode:
         if tx_id in self.mempool:
             return
         try:
-            self.state.check_tx(tx, int(time.time() * 1000), verified=self.verified)
+            self.state.check_tx(tx, self.clock.now_ms(), verified=self.verified)
             if isinstance(received.payload, Accept):
                 # Verify the dealer's quote now, off the block's critical path; execution then
                 # finds it cached (a pure check: caching never changes a result).
@@ -394,7 +405,7 @@ class AuthorityNode:
             await self._refuse(received, tx_id, exc.reason)
             return
         pending = Pending(
-            tx_id, tx, received.sender, int(time.time() * 1000), received.message.expires_ms
+            tx_id, tx, received.sender, self.clock.now_ms(), received.message.expires_ms
         )
         if not self.mempool.add(pending):
             if len(self.mempool) >= self.mempool.max_size:
@@ -449,7 +460,7 @@ class AuthorityNode:
 
     def _new_instance(self) -> None:
         height = self.head.height + 1
-        for stale in self.mempool.drop_expired(int(time.time() * 1000)):
+        for stale in self.mempool.drop_expired(self.clock.now_ms()):
             self.stats["tx_expired"] += 1
             self.verified.discard(stale.tx_id)
             receipt = Receipt(
@@ -582,9 +593,27 @@ class AuthorityNode:
                 self.stats["proposals_discarded"] += 1
 
     def _validate(self, block: Block) -> str | None:
-        now_ms = int(time.time() * 1000)
-        if block.header.timestamp_ms > now_ms + FUTURE_TOLERANCE_MS:
-            return "timestamp is in the future"
+        header = block.header
+        skew = clock_skew(
+            header.timestamp_ms,
+            self.clock.now_ms(),
+            bound_ms=self.params.max_clock_skew_ms,
+            # a block its round's proposer built (a re-proposed locked block names another)
+            fresh=header.proposer
+            == proposer_for(header.height, header.round, self.state.authorities),
+        )
+        if skew is not None:
+            self.stats["clock_skew_refused"] += 1
+            log.warning(
+                "proposal_clock_skew_refused",
+                proposer=header.proposer,
+                height=header.height,
+                round=header.round,
+                skew_ms=skew.skew_ms,
+                bound_ms=skew.bound_ms,
+                clock_offset_ms=self.clock.offset_ms,
+            )
+            return skew.describe()
         try:
             proposal = self._execute(block)
         except RfqError as exc:
@@ -606,7 +635,7 @@ class AuthorityNode:
                 break
             txs.append(pending.data)
             size += len(pending.data)
-        timestamp = max(int(time.time() * 1000), self.head.timestamp_ms + 1)
+        timestamp = max(self.clock.now_ms(), self.head.timestamp_ms + 1)
         height = self.head.height + 1
         proposal = self.executor.execute(height, timestamp, txs, verified=self.verified)
         block = build_block(

@@ -15,16 +15,20 @@ payload limit with its proofs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Sequence
+from typing import cast
+
+import msgspec
 
 from peers.authority.history import history_proofs, parties_of
+from peers.authority.query_index import PaymentIndex, TradeIndex, since_key
 from peers.authority.store import ChainStore
-from rfq.contracts.model import ContractView
 from rfq.identity import Role
 from rfq.ledger.block import BlockHeader, CommitSeal
 from rfq.ledger.light import COMMITTED, AnswerProof, Witness, witness_of
 from rfq.ledger.proof import CONTRACTS, GOVERNANCE, ProofError
-from rfq.ledger.state import LedgerState, Trade, business_date
+from rfq.ledger.state import LedgerState, business_date
 from rfq.policy import sees_all
 from rfq.queries import (
     BLOCKS_REPLY_BYTES,
@@ -33,10 +37,12 @@ from rfq.queries import (
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
     PROVEN_PAGE_LIMIT,
+    REPLY_BUDGET,
     BlocksQuery,
     BlocksReply,
     ContractsQuery,
     ContractsReply,
+    CursorRefused,
     GuaranteesQuery,
     GuaranteesReply,
     HeaderInfo,
@@ -44,6 +50,7 @@ from rfq.queries import (
     HeadersReply,
     HistoryQuery,
     HistoryReply,
+    PagedQuery,
     PaymentsQuery,
     PaymentsReply,
     ProveQuery,
@@ -59,14 +66,28 @@ from rfq.queries import (
     StatusReply,
     TradesQuery,
     TradesReply,
-    newest_first_key,
+    make_cursor,
     page,
+    page_of,
+    read_cursor,
 )
 from rfq.rating import grade_of
 
+_encoder = msgspec.msgpack.Encoder()
 
-def _trade_key(trade: Trade) -> str:
-    return newest_first_key(trade.height, trade.rfq_id)
+
+def rows_of(reply: Reply) -> Sequence[object]:
+    """The rows of a page reply (none for other replies)."""
+    for name in ("contracts", "trades", "payments", "guarantees", "receipts"):
+        rows = getattr(reply, name, None)
+        if rows is not None:
+            return cast("Sequence[object]", rows)
+    return ()
+
+
+def _has(keys: Sequence[str], key: str) -> bool:
+    k = bisect.bisect_left(keys, key)
+    return k < len(keys) and keys[k] == key
 
 
 def _limit(limit: int, proven: bool) -> int:
@@ -76,9 +97,12 @@ def _limit(limit: int, proven: bool) -> int:
 class QueryService:
     """What authority ``me`` answers, from a final state and its own chain store."""
 
-    def __init__(self, me: str, store: ChainStore) -> None:
+    def __init__(self, me: str, store: ChainStore, *, reply_budget: int = REPLY_BUDGET) -> None:
         self.me = me
         self.store = store
+        self.reply_budget = reply_budget
+        self._trades = TradeIndex()
+        self._payments = PaymentIndex()
         self._sealed: tuple[bytes, BlockHeader, tuple[CommitSeal, ...]] | None = None
 
     def _seals(self, head: BlockHeader) -> tuple[BlockHeader, tuple[CommitSeal, ...]]:
@@ -118,7 +142,32 @@ class QueryService:
         role: Role,
         query: Query,
     ) -> Reply:
-        """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``."""
+        """``who`` (of ``role``) asks ``query`` of ``state`` at final ``head``: the reply, or
+        a refusal that says why (a cursor it may not continue with, a page over the reply
+        budget)."""
+        try:
+            reply = self._answer(state, head, mempool, who, role, query)
+        except CursorRefused as exc:
+            return QueryRefused(str(exc))
+        if isinstance(query, PagedQuery) and (rows := len(rows_of(reply))):
+            size = len(_encoder.encode(reply))
+            if size > self.reply_budget:
+                fix = "ask for fewer rows (a lower limit)" if rows > 1 else "one row is too big"
+                return QueryRefused(
+                    f"the reply would be {size:,} bytes, over the {self.reply_budget:,} a reply "
+                    f"may carry ({rows} rows): {fix}"
+                )
+        return reply
+
+    def _answer(
+        self,
+        state: LedgerState,
+        head: BlockHeader,
+        mempool: int,
+        who: str,
+        role: Role,
+        query: Query,
+    ) -> Reply:
 
         match query:
             case StatusQuery(proven=proven):
@@ -159,54 +208,63 @@ class QueryService:
                 party=party,
                 open_only=open_only,
                 ids=ids,
-                cursor=cursor,
                 limit=limit,
                 proven=proven,
             ):
+                after = read_cursor(who, query, head.height)
                 target = party or (None if sees_all(role, "q_contracts") else who)
-                views: list[ContractView]
-                if target is None:
-                    views = [state.book.get(cid) for cid in state.book.ids()]
-                    if open_only:
-                        views = [v for v in views if not v.status.terminal]
-                else:
-                    views = state.book.by_party(target, open_only=open_only)
+                book = state.book
+                size = _limit(limit, proven)
+                keys: Sequence[str] = book.party_ids(target, open_only)
                 if ids:
-                    views = [v for v in views if v.contract.id in ids]
-                rows, next_cursor, total = page(
-                    views, lambda v: v.contract.id, cursor, _limit(limit, proven)
-                )
+                    # Named contracts: those of them the asker may see, by id.
+                    held = set(keys) if len(ids) * 8 > len(keys) else None
+                    keys = sorted(
+                        {
+                            cid
+                            for cid in ids
+                            if (cid in held if held is not None else _has(keys, cid))
+                        }
+                    )
+                if query.since_height:
+                    keys = book.changed_since(keys, query.since_height)
+                begin, stop, more = page_of(keys, after, size)
+                rows = book.views(keys[begin:stop])
+                next_cursor = make_cursor(who, query, keys[stop - 1], head.height) if more else ""
                 proof = (
                     self.proof(state, head, ((CONTRACTS, v.contract.id) for v in rows))
                     if proven
                     else None
                 )
-                return ContractsReply(head.height, tuple(rows), total, next_cursor, proof)
+                return ContractsReply(head.height, tuple(rows), len(keys), next_cursor, proof)
             case TradesQuery(
-                party=party, underlying=underlying, limit=limit, cursor=cursor, proven=proven
+                party=party,
+                underlying=underlying,
+                limit=limit,
+                proven=proven,
+                since_height=since_height,
             ):
+                after = read_cursor(who, query, head.height)
                 target = party or (None if sees_all(role, "q_trades") else who)
-                trades = [
-                    t
-                    for t in state.trades.values()
-                    if target is None or target in (t.client, t.dealer)
-                ]
-                if underlying:
-                    trades = [
-                        t
-                        for t in trades
-                        if underlying in state.book.get(t.contract_id).contract.terms.underlyings
-                    ]
-                trades.sort(key=_trade_key)
-                rows_t, next_cursor, total = page(trades, _trade_key, cursor, _limit(limit, proven))
+                index = self._trades
+                index.refresh(head.hash(), state.trades, state.book)
+                tkeys = index.keys(target, underlying)
+                if since_height:
+                    tkeys = tkeys[: bisect.bisect_left(tkeys, since_key(since_height))]
+                begin, stop, more = page_of(tkeys, after, _limit(limit, proven))
+                rows_t = [state.trades[index.rfq_id(k)] for k in tkeys[begin:stop]]
+                next_cursor = make_cursor(who, query, tkeys[stop - 1], head.height) if more else ""
                 proof = (
                     self.proof(state, head, (("trades", t.rfq_id) for t in rows_t))
                     if proven
                     else None
                 )
-                return TradesReply(tuple(rows_t), total, next_cursor, head.height, proof)
+                return TradesReply(tuple(rows_t), len(tkeys), next_cursor, head.height, proof)
             case ReceiptsQuery(tx_ids=tx_ids, proven=proven):
-                receipts = self.store.receipts(tx_ids[:MAX_RECEIPTS])
+                after = read_cursor(who, query, head.height)
+                first = int(after) if after.isdigit() else 0
+                last = min(first + MAX_RECEIPTS, len(tx_ids))
+                receipts = self.store.receipts(tx_ids[first:last])
                 if not sees_all(role, "q_receipts"):
                     receipts = [r for r in receipts if r.sender == who]
                 proof = (
@@ -214,15 +272,21 @@ class QueryService:
                     if proven
                     else None
                 )
-                return ReceiptsReply(tuple(receipts), proof)
-            case PaymentsQuery(
-                status=status, party=party, cursor=cursor, limit=limit, proven=proven
-            ):
-                scope = party if sees_all(role, "q_payments") else who
-                payments = sorted(state.payments_of(scope, status), key=lambda p: p.id)
-                rows_p, next_cursor, total = page(
-                    payments, lambda p: p.id, cursor, _limit(limit, proven)
+                next_cursor = (
+                    make_cursor(who, query, f"{last:09d}", head.height)
+                    if last < len(tx_ids)
+                    else ""
                 )
+                return ReceiptsReply(tuple(receipts), proof, next_cursor)
+            case PaymentsQuery(status=status, party=party, limit=limit, proven=proven):
+                after = read_cursor(who, query, head.height)
+                scope = party if sees_all(role, "q_payments") else who
+                self._payments.refresh(state.payments)
+                pkeys = self._payments.ids(scope, status)
+                begin, stop, more = page_of(pkeys, after, _limit(limit, proven))
+                rows_p = [state.payments[pid] for pid in pkeys[begin:stop]]
+                total = len(pkeys)
+                next_cursor = make_cursor(who, query, pkeys[stop - 1], head.height) if more else ""
                 proof = (
                     self.proof(state, head, (("payments", p.id) for p in rows_p))
                     if proven
@@ -256,7 +320,8 @@ class QueryService:
                     },
                     proof,
                 )
-            case GuaranteesQuery(client=client, cursor=cursor, limit=limit, proven=proven):
+            case GuaranteesQuery(client=client, limit=limit, proven=proven):
+                cursor = read_cursor(who, query, head.height)
                 # Named: that client's guarantees; unnamed: all, or those the asker is party
                 # to (as the client or as the guarantor that granted them).
                 everyone = not client and sees_all(role, "q_guarantees")
@@ -267,9 +332,10 @@ class QueryService:
                     or (g.client == client if client else who in (g.client, g.guarantor))
                 ]
                 guarantees.sort(key=lambda g: g.id)
-                rows_g, next_cursor, total = page(
+                rows_g, last_key, total = page(
                     guarantees, lambda g: g.id, cursor, _limit(limit, proven)
                 )
+                next_cursor = make_cursor(who, query, last_key, head.height)
                 proof = (
                     self.proof(state, head, (("guarantees", g.id) for g in rows_g))
                     if proven

@@ -32,6 +32,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="ID", help="a client not to simulate"
     )
+    parser.add_argument(
+        "--id",
+        action="append",
+        default=[],
+        dest="only",
+        metavar="ID",
+        help="simulate this client only (repeat for several; its institution's key alone)",
+    )
     parser.add_argument("--servers", default=None, help="comma-separated NATS URLs")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
@@ -81,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
     clients = [
         m.id for m in net.genesis().members if m.role == Role.CLIENT and m.id not in args.exclude
     ]
+    if args.only:
+        unknown = [c for c in args.only if c not in clients]
+        if unknown:
+            raise CliError(f"--id {unknown[0]}: not a client of {net.path}")
+        clients = list(dict.fromkeys(args.only))
+        args.clients = len(clients)
     if args.clients > len(clients):
         raise CliError(f"{net.path} has {len(clients)} clients, --clients asks {args.clients}")
     servers = args.servers.split(",") if args.servers else None

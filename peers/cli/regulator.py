@@ -31,6 +31,7 @@ Or run one governance action and print its receipt
     [--rating G] [--capital X]    and again by the ledger); its bus access follows at once
     [--ccr-threshold X]
   suspend MEMBER --reason TEXT    the member may no longer trade; its connections end
+  reinstate MEMBER --reason TEXT  lift a suspension: it trades and connects again
   offboard MEMBER --reason TEXT   the member may send nothing more; its connections end
                                   (its live contracts run to maturity)
 
@@ -88,6 +89,7 @@ def register(subparsers: Any) -> None:
     )
     for name, text in (
         ("suspend", "stop MEMBER trading and end its bus access"),
+        ("reinstate", "lift MEMBER's suspension: it trades and connects again"),
         ("offboard", "remove MEMBER: it may send nothing more"),
     ):
         sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
@@ -209,13 +211,14 @@ def _one_shot(net: Any, member: str, servers: list[str] | None, args: argparse.N
     return asyncio.run(main())
 
 
-MEMBERSHIP_ACTIONS = ("admit", "suspend", "offboard")
+MEMBERSHIP_ACTIONS = ("admit", "suspend", "reinstate", "offboard")
 """Actions checked against the chain's state before they are sent (exit 2 when it refuses)."""
 
 
 async def _membership_payload(bus: Any, genesis: Any, args: argparse.Namespace) -> Any:
-    """Admit, suspend or offboard, checked against the state this regulator verified itself:
-    a follower executes the final blocks from the genesis (no single authority is trusted)."""
+    """Admit, suspend, reinstate or offboard, checked against the state this regulator
+    verified itself: a follower executes the final blocks from the genesis (no single
+    authority is trusted)."""
     from pathlib import Path
 
     from peers.membership import admission_payload, standing_payload

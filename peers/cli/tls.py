@@ -131,8 +131,15 @@ def run_use(args: argparse.Namespace) -> int:
     if target.exists() and not args.force:
         raise CliError(f"{target}: already exists (use --force to replace it)")
 
+    here = target.parent.resolve()
+
     def absolute(path: str | None) -> str | None:
-        return str(Path(path).resolve()) if path is not None else None
+        """A file in NETDIR/nats/tls by its name (the directory can move: a container mounts
+        NETDIR elsewhere), any other by its absolute path."""
+        if path is None:
+            return None
+        resolved = Path(path).resolve()
+        return resolved.name if resolved.parent == here else str(resolved)
 
     text = settings_text(
         ca_file=str(absolute(args.ca_file)),

@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -61,6 +61,7 @@ from rfq.contracts.model import (
     Status,
     validate_contract,
 )
+from rfq.contracts.party_index import EVERYONE, PartyIndex
 from rfq.errors import ValidationError
 from rfq.ledger.digest import BucketPath, BucketTree, book_digest, value_hash
 from rfq.ledger.proof import CONTRACTS
@@ -184,6 +185,7 @@ class _Entry:
         "avg_last",
         "avg_sum",
         "blob",
+        "changed",
         "contract",
         "contract_raw",
         "defaulting_party",
@@ -222,6 +224,8 @@ class _Entry:
         self.mtm = math.nan
         self.blob: msgspec.Raw | None = None
         self.digest: bytes | None = None
+        self.changed = 0
+        """The height its record last changed at (derived, not state: ``changed_since``)."""
 
     def next_seq(self, kind: str) -> int:
         n = self.seqs.get(kind, 0) + 1
@@ -265,7 +269,8 @@ class ContractBook:
     def __init__(self) -> None:
         self._cols = LiveColumns()
         self._entries: dict[str, _Entry] = {}
-        self._by_party: dict[str, set[str]] = {}
+        self._parties = PartyIndex()
+        """Contract ids by party, sorted, all and open (paged queries read it)."""
         self._seen: set[str] = set()
         self._height = 0
         self._date: dt.date | None = None
@@ -325,10 +330,31 @@ class ContractBook:
         entry = self._entries.get(contract_id)
         return None if entry is None else self._view(entry)
 
+    def terms_of(self, contract_id: str) -> Contract | None:
+        """A contract's terms as opened (no view built: what an index needs)."""
+        entry = self._entries.get(contract_id)
+        return None if entry is None else entry.contract
+
     def by_party(self, party: str, *, open_only: bool = False) -> list[ContractView]:
         """A party's contracts (as client or dealer), by contract id."""
-        views = [self._view(self._entries[cid]) for cid in sorted(self._by_party.get(party, ()))]
-        return [v for v in views if not (open_only and v.status.terminal)]
+        return [self._view(self._entries[cid]) for cid in self.party_ids(party, open_only)]
+
+    def party_ids(self, party: str | None, open_only: bool = False) -> Sequence[str]:
+        """A party's contract ids (None: everyone's), sorted, read-only: a page reads a
+        slice of it (``rfq.contracts.party_index``)."""
+        return self._parties.ids(EVERYONE if party is None else party, open_only=open_only)
+
+    def changed_since(self, contract_ids: Iterable[str], height: int) -> list[str]:
+        """Those of ``contract_ids`` whose record changed after ``height`` (opened, margin,
+        marks, status): what a peer that saw the book at ``height`` must read again. A
+        restored book counts every contract changed at the restore's height (a superset)."""
+        entries = self._entries
+        return [cid for cid in contract_ids if (e := entries.get(cid)) and e.changed > height]
+
+    def views(self, contract_ids: Iterable[str]) -> list[ContractView]:
+        """The views of contracts in the book (ids not in it are skipped)."""
+        entries = self._entries
+        return [self._view(entries[cid]) for cid in contract_ids if cid in entries]
 
     def ids(self) -> list[str]:
         return sorted(self._entries)
@@ -368,12 +394,7 @@ class ContractBook:
             self._cols.dirty[slot] = False
         del self._entries[contract_id]
         self._dirty.discard(contract_id)
-        for party in (entry.contract.client, entry.contract.dealer):
-            held = self._by_party.get(party)
-            if held is not None:
-                held.discard(contract_id)
-                if not held:
-                    del self._by_party[party]
+        self._parties.remove(contract_id, (entry.contract.client, entry.contract.dealer))
         ids = self._sorted_ids
         if ids is not None:
             k = bisect.bisect_left(ids, contract_id)
@@ -433,6 +454,7 @@ class ContractBook:
             journal.save(entry)
         entry.blob = None
         entry.digest = None
+        entry.changed = self._height
         self._dirty.add(entry.contract.id)
 
     def _view(self, entry: _Entry) -> ContractView:
@@ -620,6 +642,7 @@ class ContractBook:
             raise ValidationError("another contract already has this id", where=contract.id)
         validate_contract(contract)
         entry = _Entry(contract, self._next_ordinal)
+        entry.changed = self._height
         self._next_ordinal += 1
         legs = contract.terms.legs
         leg_index = [self._underlying(leg.underlying) for leg in legs]
@@ -633,8 +656,7 @@ class ContractBook:
         if self._journal is not None:
             self._journal.opened.append(contract.id)
         self._new_ids.append(contract.id)
-        for party in (contract.client, contract.dealer):
-            self._by_party.setdefault(party, set()).add(contract.id)
+        self._parties.add(contract.id, (contract.client, contract.dealer))
         out: list[BookOutput] = [
             ContractOpened(
                 contract_id=contract.id,
@@ -965,6 +987,7 @@ class ContractBook:
         self._touch(entry)
         entry.status = outcome.status
         entry.outcome = outcome
+        self._parties.close(entry.contract.id, (entry.contract.client, entry.contract.dealer))
         entry.margin_call = None
         entry.vm = float(cols.vm[slot])
         entry.avg_sum = float(cols.avg_sum[slot])
@@ -1092,11 +1115,7 @@ class ContractBook:
             return []
         party = event.party
         cols = self._cols
-        ids = [
-            cid
-            for cid in sorted(self._by_party.get(party, ()))
-            if not self._entries[cid].status.terminal
-        ]
+        ids = list(self._parties.ids(party, open_only=True))
         claims: list[Micros] = []
         owed_to: list[float] = []
         for cid in ids:
@@ -1248,12 +1267,7 @@ class ContractBook:
         tree_changes: list[tuple[str, bytes | None]] = []
         for cid in journal.opened:
             entry = self._entries.pop(cid)
-            for party in (entry.contract.client, entry.contract.dealer):
-                held = self._by_party.get(party)
-                if held is not None:
-                    held.discard(cid)
-                    if not held:
-                        del self._by_party[party]
+            self._parties.remove(cid, (entry.contract.client, entry.contract.dealer))
             k = bisect.bisect_left(ids, cid)
             if k < len(ids) and ids[k] == cid:
                 del ids[k], blobs[k]
@@ -1261,8 +1275,7 @@ class ContractBook:
         for entry in journal.pruned:
             cid = entry.contract.id
             self._entries[cid] = entry
-            for party in (entry.contract.client, entry.contract.dealer):
-                self._by_party.setdefault(party, set()).add(cid)
+            self._parties.add(cid, (entry.contract.client, entry.contract.dealer), open_=False)
             k = bisect.bisect_left(ids, cid)
             assert entry.blob is not None and entry.digest is not None  # made by prune
             ids.insert(k, cid)
@@ -1270,8 +1283,11 @@ class ContractBook:
             tree_changes.append((cid, entry.digest))
         for cid, saved in journal.entries.items():
             entry = self._entries[cid]
+            ended = entry.status.terminal
             for name, value in zip(_Entry.__slots__, saved, strict=True):
                 setattr(entry, name, value)
+            if ended and not entry.status.terminal:
+                self._parties.reopen(cid, (entry.contract.client, entry.contract.dealer))
             assert entry.blob is not None and entry.digest is not None
             blobs[bisect.bisect_left(ids, cid)] = entry.blob
             tree_changes.append((cid, entry.digest))
@@ -1455,9 +1471,14 @@ class ContractBook:
                 book._px[idx] = series.prices[-1]
                 book._last[idx] = days[-1]
         book._mark_ord = NO_DATE if snap.mark_date is None else snap.mark_date.toordinal()
+        book._parties.load(
+            (rec.contract.id, (rec.contract.client, rec.contract.dealer), not rec.status.terminal)
+            for rec in snap.contracts
+        )
         for rec in sorted(snap.contracts, key=lambda r: r.ordinal):
             c = rec.contract
             entry = _Entry(c, rec.ordinal)
+            entry.changed = book._height
             entry.status = rec.status
             entry.margin_call = rec.margin_call
             entry.defaulting_party = rec.defaulting_party
@@ -1466,8 +1487,6 @@ class ContractBook:
             entry.ratings = rec.ratings
             avg_last = NO_DATE if rec.avg_last is None else rec.avg_last.toordinal()
             book._entries[c.id] = entry
-            for party in (c.client, c.dealer):
-                book._by_party.setdefault(party, set()).add(c.id)
             if rec.status.terminal:
                 entry.vm, entry.avg_sum, entry.avg_count = (
                     from_micros(rec.vm_balance),

@@ -46,6 +46,8 @@ V = TypeVar("V")
 BUCKET_BYTES = 2
 """A key's bucket: this many leading bytes of SHA-256(key) (``BucketTree.update`` inlines 2)."""
 BUCKETS = 1 << (8 * BUCKET_BYTES)
+FEED_CAP = 1 << 20
+"""Written keys a map's change feed keeps at most (``DigestMap.follow``)."""
 ARITY_BITS = 4
 ARITY = 1 << ARITY_BITS
 """Children per tree node."""
@@ -397,6 +399,8 @@ class DigestMap(Generic[V]):
         self._tree: BucketTree | TreeOverlay = BucketTree(self.name)
         self.journal: list[tuple[str, bool, V | None]] | None = None
         """While a transaction runs: (key, existed, old value) per write, for ``undo``."""
+        self._feed: list[str] | None = None
+        self._feed_base = 0
 
     def _record(self, key: str) -> None:
         if self.journal is not None:
@@ -445,11 +449,52 @@ class DigestMap(Generic[V]):
         self._record(key)
         self._items[key] = self._canonical(key, value)
         self._dirty.add(key)
+        if self._feed is not None:
+            self._feed.append(key)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
 
     def __delitem__(self, key: str) -> None:
         self._record(key)
         del self._items[key]
         self._dirty.add(key)
+        if self._feed is not None:
+            self._feed.append(key)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
+
+    # The change feed: derived indexes (the query service's) follow the keys written here
+    # instead of re-reading the map. Off until someone follows; several may, each at its own
+    # position; the oldest half is dropped past ``FEED_CAP`` (a reader that far behind
+    # rebuilds from the map).
+
+    def follow(self) -> int:
+        """Start (or keep) recording written keys; the position of the next one."""
+        if self._feed is None:
+            self._feed = []
+        return self._feed_base + len(self._feed)
+
+    def written_since(self, position: int) -> tuple[list[str], int] | None:
+        """The keys written (set or deleted, repeats included) since ``position`` and the
+        position after them; None when those are no longer kept (read the whole map)."""
+        feed = self._feed
+        if feed is None or position < self._feed_base:
+            return None
+        return feed[position - self._feed_base :], self._feed_base + len(feed)
+
+    def _fed(self, keys: Iterable[str]) -> None:
+        if self._feed is not None:
+            self._feed.extend(keys)
+            if len(self._feed) > FEED_CAP:
+                self._trim()
+
+    def _trim(self) -> None:
+        """Drop the older half of the feed (a reader behind it rebuilds), so a feed nobody
+        reads any more stays bounded."""
+        assert self._feed is not None
+        drop = len(self._feed) // 2
+        del self._feed[:drop]
+        self._feed_base += drop
 
     def _sync(self) -> None:
         """Hand the entries written since the last digest to the tree."""
@@ -631,6 +676,7 @@ class DigestOverlay(DigestMap[V]):
         for key in tail:
             items.pop(key, None)  # a key deleted and added again goes to the end
             items[key] = local[key]
+        self.parent._fed(local)
         tree = self._tree
         assert isinstance(tree, TreeOverlay)
         tree.commit()

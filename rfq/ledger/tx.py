@@ -19,6 +19,7 @@ the same id and is refused as a duplicate.
 | ``register_member`` | ``RegisterMember``: a member admitted after the genesis | the regulator |
 | ``suspend_member`` | ``SuspendMember``: the member may no longer trade | the regulator |
 | ``offboard_member`` | ``OffboardMember``: the member may send nothing more | the regulator |
+| ``reinstate_member`` | ``ReinstateMember``: a suspended member may trade again | the regulator |
 | ``gov_nominate``, ``gov_veto``, ``gov_evict`` | the authority set | the regulator |
 | ``evidence`` | ``ByzantineEvidence``: two conflicting consensus messages | any member |
 """
@@ -117,6 +118,15 @@ class OffboardMember(msgspec.Struct, frozen=True, tag="offboard_member"):
     reason: str
 
 
+class ReinstateMember(msgspec.Struct, frozen=True, tag="reinstate_member"):
+    """A suspended member may trade again (its ``standing`` entry ends) and its bus access
+    comes back (``peers.callout``). Offboarding is final, and a default is a credit event,
+    not the regulator's to lift: both are refused."""
+
+    member: str
+    reason: str
+
+
 class Nominate(msgspec.Struct, frozen=True, tag="gov_nominate"):
     member: str
 
@@ -151,6 +161,7 @@ Transaction = (
     | RegisterMember
     | SuspendMember
     | OffboardMember
+    | ReinstateMember
     | Nominate
     | Veto
     | Evict

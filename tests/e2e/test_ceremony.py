@@ -6,7 +6,6 @@ directory. No directory ever holds another member's secret.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -14,84 +13,17 @@ import pytest
 import pytest_asyncio
 
 from bus.client import Bus
-from peers.cli import main
-from peers.netdir import NetDir, member_extras, member_ids
 from peers.runtime import open_bus
-from rfq.identity import NetworkParams, Role
+from rfq.identity import NetworkParams
 
+from ..ceremony import Institutions, ceremony, foreign_secrets
 from .marketplace import Marketplace
 
 pytestmark = pytest.mark.integration
 
-MEMBERS = member_ids(dealers=3, clients=2, guarantors=1)
-
-
-def botc(*argv: str | Path) -> None:
-    code = main([str(a) for a in argv])
-    assert code == 0, f"botc {' '.join(map(str, argv))} exited {code}"
-
-
-class Institutions(NetDir):
-    """The regulator's NETDIR, as the test's marketplace sees the network: the nats-server's
-    auth and run file live there, while each member keeps its data in its own directory."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root / "REG")
-        self.root = root
-
-    def home(self, member_id: str) -> NetDir:
-        return NetDir(self.root / member_id)
-
-    def data_dir(self, member_id: str) -> Path:
-        return self.home(member_id).data_dir(member_id)
-
-
-def ceremony(root: Path, params: NetworkParams) -> Institutions:
-    """The README's steps, machine by machine (each machine a directory under ``root``)."""
-    for member_id, role in MEMBERS:  # on each institution's machine
-        botc("keygen", "--id", member_id, "--role", role, root / member_id / "keys")
-    reg = root / "REG"
-    inbox = reg / "inbox"  # what the institutions send the regulator: public files only
-    inbox.mkdir()
-    for member_id, _ in MEMBERS:
-        name = f"{member_id}.identity.json"
-        shutil.copy(root / member_id / "keys" / name, inbox / name)
-    draft = reg / "draft.json"
-    botc("genesis", "draft", "--regulator", inbox / "REG.identity.json", "--name", "t", draft)
-    clients = 0
-    for member_id, role in MEMBERS:
-        if role == Role.REGULATOR:
-            continue
-        extra = member_extras(role, clients)
-        clients += role == Role.CLIENT
-        options = ["--capital", extra["capital"], "--ccr-threshold", extra.get("ccr_threshold", 0)]
-        if "external_rating" in extra:
-            options += ["--rating", extra["external_rating"]]
-        botc("genesis", "add", draft, inbox / f"{member_id}.identity.json", *options)
-    botc("genesis", "authorities", draft, "--initial", "D1,D2,D3,CCP", "--candidates", "G1")
-    botc(
-        "genesis", "params", draft,
-        "--set", f"block_time_ms={params.block_time_ms}",
-        "--set", f"idle_block_ms={params.idle_block_ms}",
-        "--set", f"round_timeout_ms={params.round_timeout_ms}",
-    )  # fmt: skip
-    sealed = reg / "genesis.sealed.toml"
-    botc("genesis", "seal", draft, "--key", reg / "keys" / "REG.key", sealed)
-    for member_id, _ in MEMBERS:  # each machine checks the sha256 and installs the genesis
-        botc("genesis", "show", sealed)
-        botc("genesis", "install", sealed, root / member_id)
-    return Institutions(root)
-
 
 def test_every_directory_holds_its_own_secret_only(network: Institutions):
-    seeds = {mid: network.home(mid).identity(mid).nkey_seed for mid, _ in MEMBERS}
-    for member_id, _ in MEMBERS:
-        home = network.root / member_id
-        keys = sorted(p.name for p in home.rglob("*.key"))
-        assert keys == [f"{member_id}.key"], home
-        text = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
-        for other, seed in seeds.items():
-            assert (seed.encode() in text) == (other == member_id), (home, other)
+    assert foreign_secrets(network) == []
 
 
 @pytest.fixture

@@ -111,6 +111,7 @@ async def test_a_sigterm_stops_botc_load_at_once_even_while_it_waits_for_receipt
         (["--clients", "9", "--rfqs", "1"], "has 5 clients, --clients asks 9"),
         (["--clients", "1"], "give --rfqs or --duration"),
         (["--clients", "1", "--rfqs", "0"], "--rfqs and --rate must be positive"),
+        (["--id", "D1", "--rfqs", "1"], "--id D1: not a client of"),
     ],
 )
 def test_bad_botc_load_arguments_exit_2_naming_the_problem(network, args, message):

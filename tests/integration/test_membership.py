@@ -14,15 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from bus import subjects
 from bus.client import Bus, BusStatus, ConnectError
+from bus.envelope import DropReason, Outbox
+from peers.counterparty import ClientSession
 from peers.dealer import DealerBot
 from peers.genesis import keygen
 from peers.oracle import Simulator
 from peers.runtime import open_bus
 from rfq.identity import Directory, Identity, Role
 from rfq.instruments import listed_futures
+from rfq.messages import Decline, Quote
+from rfq.signing import tx_id
 
 from .chainkit import TxFactory, botc_regulator, rebar_swap, wait_for
 
@@ -174,5 +180,142 @@ async def test_a_client_admitted_at_runtime_trades_and_every_authority_verifies_
             return all(any(t.client == "C9" for t in n.state.trades.values()) for n in nodes)
 
         await wait_for(final, 15, "C9's trade final on every authority")
+    finally:
+        await bus.close()
+
+
+async def connect_once_admitted(network: Any, member_id: str, *, within_s: float = 10) -> Bus:
+    admitted_at = time.monotonic()
+    while True:
+        try:
+            return await open_bus(network, member_id)
+        except ConnectError:
+            assert time.monotonic() - admitted_at < within_s, f"{member_id} still refused"
+            await asyncio.sleep(0.2)
+
+
+async def test_a_dealer_admitted_at_runtime_trades_with_a_client_that_started_before_it(
+    live_market, network, auth_callout
+):
+    client = live_market.clients["C1"]  # its bus knows the genesis's members only
+    assert "D4" not in client.bus.directory
+    _, identity_path = keygen(network.path / "keys", "D4", Role.DEALER, "Dealer D4")
+    code, receipt, err = await botc_regulator(
+        network, "admit", str(identity_path), "--rating", "A", "--capital", "1e8"
+    )
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    bus = await connect_once_admitted(network, "D4")
+    try:
+        dealer = await DealerBot(bus, network.genesis()).start()
+        for price in Simulator(start=live_market.today, seed=3, ticks_per_day=2).ticks():
+            await live_market.oracle.publish(price)
+        future = listed_futures("RB", live_market.today)[-1].id
+        await wait_for(lambda: future in dealer.market.latest, 10, "D4 has prices")
+        handle = await client.send_rfq(rebar_swap(live_market.today), deadline_s=8)
+        await wait_for(lambda: "D4" in handle.answers, 10, "C1 takes D4's quote")
+        quote = handle.answers["D4"]
+        assert isinstance(quote, Quote)
+        learned = client.ledger.member_keys.stats
+        assert learned["learned"] == 1 and learned["asked"] == 1
+        assert client.bus.directory.get("D4") is not None
+        signed = await client.accept(quote)
+        final = await client.ledger.wait(tx_id(msgspec.msgpack.encode(signed)).hex(), timeout=15)
+        assert final.ok, final.reason
+        nodes = live_market.authorities.values()
+        await wait_for(
+            lambda: all(
+                any(t.dealer == "D4" and t.client == "C1" for t in n.state.trades.values())
+                for n in nodes
+            ),
+            10,
+            "the trade with D4 final on every authority",
+        )
+        await dealer.close()
+    finally:
+        await bus.close()
+
+
+async def test_messages_from_keys_the_chain_never_admitted_are_refused_counted_and_bounded(
+    live_market, network
+):
+    client = live_market.clients["C1"]
+    learner = client.ledger.member_keys
+    relay = live_market.dealers["D1"].bus  # a member may publish what a stranger signed
+    chain_id = network.genesis().chain_id
+    before = client.bus.verifier.drops[DropReason.UNKNOWN_SENDER]
+
+    async def forged(member_id: str) -> None:
+        outbox = Outbox(Identity.generate(member_id, Role.DEALER), chain_id)
+        decline = Decline(rfq_id="r-x", client="C1", dealer=member_id, code="x", text="forged")
+        await relay.nc.publish(subjects.quote("C1", "r-x"), outbox.encode(decline))
+
+    await forged("X9")
+    await relay.flush()
+    await wait_for(lambda: learner.stats["unknown"] == 1, 10, "X9 proven absent")
+    assert "X9" not in client.bus.directory and "X9" not in client.bus.held
+    await forged("X9")  # the proven absence is remembered: no second lookup
+    await relay.flush()
+    await wait_for(lambda: learner.stats["known_absent"] == 1, 5, "X9 answered from memory")
+    flood_started = time.monotonic()
+    for n in range(300):  # made-up senders, each new
+        await forged(f"X{100 + n}")
+    await relay.flush()
+    await wait_for(
+        lambda: client.bus.verifier.drops[DropReason.UNKNOWN_SENDER] >= before + 302,
+        10,
+        "every forged message dropped and counted",
+    )
+    await wait_for(lambda: not learner._inflight, 15, "the lookups done")
+    elapsed = time.monotonic() - flood_started
+    asked = learner.stats["asked"]
+    assert asked <= 1 + learner.burst + learner.rate_per_s * elapsed + 1, (asked, elapsed)
+    assert learner.stats["rate_limited"] >= 300 - asked
+    assert learner.stats["learned"] == 0
+    assert len(client.bus.held) <= client.bus.held.max_senders * client.bus.held.per_sender
+    assert client.bus.verifier.accepted  # the client still takes its real dealers' answers
+
+
+async def test_a_suspended_client_reinstated_connects_again_without_a_server_restart(
+    live_market, network, auth_callout
+):
+    victim = live_market.clients["C2"].bus
+    statuses: list[BusStatus] = []
+    victim.listeners.append(lambda status, why: statuses.append(status))
+    code, receipt, err = await botc_regulator(network, "suspend", "C2", "--reason", "review")
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    await wait_for(lambda: BusStatus.DISCONNECTED in statuses, 10, "C2 disconnected")
+    with pytest.raises(ConnectError):
+        await open_bus(network, "C2")
+    code, receipt, err = await botc_regulator(network, "reinstate", "C2", "--reason", "cleared")
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    bus = await connect_once_admitted(network, "C2")
+    await bus.close()
+    code, receipt, err = await botc_regulator(network, "reinstate", "C2", "--reason", "twice")
+    assert code == 1 and receipt is not None and not receipt["ok"], err
+    assert receipt["reason"] == "C2 is not suspended"
+
+
+async def test_a_client_admitted_at_runtime_gets_quotes_from_dealers_that_started_before_it(
+    live_market, network, auth_callout
+):
+    _, identity_path = keygen(network.path / "keys", "C9", Role.CLIENT, "Client C9")
+    code, receipt, err = await botc_regulator(
+        network, "admit", str(identity_path), "--rating", "BBB", "--capital", "2e7"
+    )
+    assert code == 0 and receipt is not None and receipt["ok"], err
+    bus = await connect_once_admitted(network, "C9")
+    try:
+        session = await ClientSession(bus, network.genesis()).start()
+        await session.market.attach(bus)
+        handle = await session.send_rfq(rebar_swap(live_market.today), deadline_s=8)
+        await wait_for(lambda: handle.quotes, 10, "a dealer quotes C9")
+        learned = [d.ledger.member_keys.stats["learned"] for d in live_market.dealers.values()]
+        assert learned == [1, 1, 1]
+        quote = handle.best()
+        assert quote is not None
+        signed = await session.accept(quote)
+        final = await session.ledger.wait(tx_id(msgspec.msgpack.encode(signed)).hex(), timeout=15)
+        assert final.ok, final.reason
+        await session.close()
     finally:
         await bus.close()

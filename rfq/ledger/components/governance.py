@@ -145,16 +145,19 @@ def evidence(state: LedgerState, tx: ByzantineEvidence, ctx: TxContext) -> Refs:
 
 def account_liveness(state: LedgerState, parent: BlockHeader) -> None:
     """The proposers of the rounds before the parent was first proposed missed their turn;
-    then the set deciding this block becomes ``previous_set`` (the parent's check at the next
-    height needs it).
+    the set deciding this block (the one in force after the parent, taken before a miss
+    evicts anyone) becomes ``previous_set``: the block's header names it and its validators
+    check for it, and the next block's accounting needs it. An eviction for missed turns
+    takes effect at the next height, like any other.
 
     Derived from ``parent.proposer``, which the block hash covers: copies of one block
     decided in different rounds on different nodes carry different ``round`` fields, and the
     state never depends on a block's own round (a locked block re-proposed in a later round
     keeps its state root).
     """
+    deciding = state.gov.authorities
     _count_misses(state, parent)
-    state.gov = msgspec.structs.replace(state.gov, previous_set=state.gov.authorities)
+    state.gov = msgspec.structs.replace(state.gov, previous_set=deciding)
 
 
 def _count_misses(state: LedgerState, parent: BlockHeader) -> None:

@@ -15,7 +15,13 @@ from rfq.errors import ValidationError
 from rfq.genesis import proof_problem
 from rfq.identity import GRADES, Directory, Member, Role, validate_member
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
-from rfq.ledger.tx import ExternalRating, OffboardMember, RegisterMember, SuspendMember
+from rfq.ledger.tx import (
+    ExternalRating,
+    OffboardMember,
+    RegisterMember,
+    ReinstateMember,
+    SuspendMember,
+)
 from rfq.money import from_micros
 from rfq.rating import RatingEvidence, RatingTuple, combined_score, fold, score_of
 
@@ -152,6 +158,24 @@ def offboard(state: LedgerState, tx: OffboardMember, ctx: TxContext) -> Refs:
     return _bar(state, tx.member, OFFBOARDED, tx.reason)
 
 
+def reinstate(state: LedgerState, tx: ReinstateMember, ctx: TxContext) -> Refs:
+    """A suspended member back to good standing; offboarded and defaulted stay as they are."""
+    if tx.member not in state.members:
+        raise LedgerError(f"unknown member {tx.member!r}")
+    current = state.standing.get(tx.member)
+    if current is None:
+        raise LedgerError(f"{tx.member} is not suspended")
+    if current.status != SUSPENDED:
+        raise LedgerError(
+            f"{tx.member} is {current.status} (height {current.height}): only a suspension "
+            "can be lifted"
+        )
+    if not tx.reason.strip():
+        raise LedgerError("reinstate needs a reason")
+    del state.standing[tx.member]
+    return (tx.member,)
+
+
 def offboarded(state: LedgerState, member_id: str) -> Standing | None:
     """The member's standing when it was offboarded (it may send nothing), else None."""
     standing = state.standing.get(member_id)
@@ -175,6 +199,7 @@ COMPONENT = Component(
         tx_kind(ExternalRating, external_rating),
         tx_kind(SuspendMember, suspend),
         tx_kind(OffboardMember, offboard),
+        tx_kind(ReinstateMember, reinstate),
     ),
     setup=_from_genesis,
     loaded=_index,

@@ -74,6 +74,26 @@ def test_an_authority_that_keeps_missing_its_proposals_is_evicted(net, chain):
     assert "G1" in chain.state.authorities
 
 
+def test_the_block_whose_start_evicts_a_silent_authority_names_the_set_that_decides_it(net, chain):
+    """Validators of a height check the proposal for the set in force before it: the block
+    that counts D2's last missed turn is still decided by D2's set (D2 is gone at the next
+    height); naming the new set there made every proposal of that height invalid, and the
+    chain halted."""
+    from rfq.ledger.block import proposer_for
+
+    for _ in range(40):
+        deciding = chain.state.authorities
+        height = chain.head.height + 1
+        round_ = 1 if proposer_for(height, 0, deciding) == "D2" else 0
+        chain.block(round=round_)
+        assert chain.state.gov.previous_set == deciding, height
+        if "D2" not in chain.state.authorities:
+            break
+    assert "D2" not in chain.state.authorities
+    chain.block()
+    assert "D2" not in chain.state.gov.previous_set
+
+
 def test_a_successful_proposal_resets_the_missed_streak(net, chain):
     from rfq.ledger.block import proposer_for
 

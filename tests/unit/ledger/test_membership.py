@@ -1,4 +1,4 @@
-"""Membership after the genesis, run by the state machine: admit, suspend, offboard."""
+"""Membership after the genesis, run by the state machine: admit, suspend, reinstate, offboard."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import pytest
 
 from rfq.genesis import public_identity
 from rfq.identity import Identity, Role
-from rfq.ledger.tx import CloseOutRequest, OffboardMember, RegisterMember, SuspendMember
+from rfq.ledger.tx import (
+    CloseOutRequest,
+    CreditEventTx,
+    OffboardMember,
+    RegisterMember,
+    ReinstateMember,
+    SuspendMember,
+)
 
 from .harness import T0, Chain, Net, make_net, trade_tx
 
@@ -132,3 +139,43 @@ def test_a_standing_is_not_set_twice_and_neither_authorities_nor_the_regulator_a
         "unknown member 'X1'",
         "suspended needs a reason",
     ]
+
+
+def test_a_reinstated_member_trades_again_and_can_be_suspended_again(net, chain):
+    chain.block(net.tx("REG", SuspendMember("C1", "late filings"), at_ms=T0))
+    result = chain.block(net.tx("REG", ReinstateMember("C1", "filed"), at_ms=T0 + 200))
+    assert result.receipts[0].ok, result.receipts[0].reason
+    assert result.receipts[0].refs == ("C1",)
+    assert "C1" not in chain.state.standing
+    result = chain.block(trade_tx(net, rfq_id="r1", at_ms=T0 + 1000))
+    assert result.receipts[0].ok, result.receipts[0].reason
+    result = chain.block(net.tx("REG", SuspendMember("C1", "again"), at_ms=T0 + 1500))
+    assert result.receipts[0].ok, result.receipts[0].reason
+
+
+def test_only_a_suspension_is_lifted_and_only_by_the_regulator_with_a_reason(net, chain):
+    chain.block(
+        net.tx("REG", SuspendMember("C1", "review"), at_ms=T0),
+        net.tx("REG", OffboardMember("C2", "left"), at_ms=T0),
+        net.tx("REG", CreditEventTx("D3", "missed a margin call"), at_ms=T0),
+    )
+    assert chain.state.standing["D3"].status == "defaulted"
+    result = chain.block(
+        net.tx("D1", ReinstateMember("C1", "mine"), at_ms=T0 + 100),
+        net.tx("REG", ReinstateMember("C1", " "), at_ms=T0 + 100),
+        net.tx("REG", ReinstateMember("C2", "back"), at_ms=T0 + 100),
+        net.tx("REG", ReinstateMember("D2", "fine"), at_ms=T0 + 100),
+        net.tx("REG", ReinstateMember("X1", "who"), at_ms=T0 + 100),
+        net.tx("REG", ReinstateMember("D3", "paid"), at_ms=T0 + 100),
+    )
+    height = chain.state.standing["C2"].height
+    assert [r.reason for r in result.receipts] == [
+        "a dealer may not submit 'reinstate_member'",
+        "reinstate needs a reason",
+        f"C2 is offboarded (height {height}): only a suspension can be lifted",
+        "D2 is not suspended",
+        "unknown member 'X1'",
+        f"D3 is defaulted (height {height}): only a suspension can be lifted",
+    ]
+    assert chain.state.standing["C1"].status == "suspended"
+    assert chain.state.standing["C2"].status == "offboarded"

@@ -33,6 +33,7 @@ from rfq.ledger.tx import (
     PaymentFailed,
     PriceFixing,
     RegisterMember,
+    ReinstateMember,
     SuspendMember,
     Veto,
 )
@@ -69,6 +70,7 @@ _op = st.one_of(
     ),
     st.tuples(st.just("register"), st.sampled_from(["BBB", "A", ""])),
     st.tuples(st.just("suspend"), st.sampled_from(["C1", "C2", "G1"])),
+    st.tuples(st.just("reinstate"), st.sampled_from(["C1", "C2", "G1"])),
     st.tuples(st.just("offboard"), st.sampled_from(["C1", "C2", "G1"])),
     st.tuples(st.just("nominate"), st.sampled_from(ELIGIBLE)),
     st.tuples(st.just("veto"), st.sampled_from(ELIGIBLE)),
@@ -178,6 +180,8 @@ class Run:
             txs.append(net.tx("REG", RegisterMember(member, proof), at_ms=at))
         elif kind == "suspend":
             txs.append(net.tx("REG", SuspendMember(op[1], "test"), at_ms=at))
+        elif kind == "reinstate":
+            txs.append(net.tx("REG", ReinstateMember(op[1], "test"), at_ms=at))
         elif kind == "offboard":
             txs.append(net.tx("REG", OffboardMember(op[1], "test"), at_ms=at))
         elif kind == "nominate":
@@ -271,6 +275,8 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
     ("credit", "C2"),
     ("revoke", 0),
     ("suspend", "G1"),
+    ("reinstate", "G1"),
+    ("suspend", "G1"),
     ("offboard", "G1"),
     ("fix", 0.02),
     ("confirm", 1.0),
@@ -284,14 +290,16 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "7dc03d1ed06d4c58d3685ab7cd63d1f2afcfcf9790b71c3b99005e19854f06d6"
+PINNED_DIGEST = "e0b7b3ef2151d6061af43cbba46b6838ff5e4658aae65e8b9c1c331c7b8b203e"
 """SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout):
 a change means stored chains and snapshots no longer verify. Last changed when amounts of
 money became integer micros (roadmap [2/5]), after the run took in suspend and offboard and
 a register carries its proof of possession (no stored chain held a register_member: nothing
-submitted one before ``botc regulator admit``); then when ended contracts began to leave the
-hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in the genesis, ``Trade.replay_until_ms``,
-close-out seen keys named by their contract)."""
+submitted one before ``botc regulator admit``); when the run took in reinstate (G1
+suspended, reinstated and suspended again before it is offboarded: the state and the
+snapshot format are unchanged, the run is longer); then when ended contracts began to leave
+the hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in the genesis,
+``Trade.replay_until_ms``, close-out seen keys named by their contract)."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():

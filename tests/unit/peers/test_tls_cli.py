@@ -201,3 +201,26 @@ def test_a_malformed_tls_toml_is_refused_by_every_command_naming_it(tmp_path, ca
     net.tls_settings_path.write_text("verify_clients = maybe\n")
     line = refused(capsys, "nats", "--net", str(net.path), "--port", "0")
     assert line.startswith(f"botc nats: error: {net.tls_settings_path}: not valid TOML")
+
+
+def test_botc_tls_use_names_files_in_the_networks_tls_directory_by_name_so_it_can_move(
+    tmp_path, capsys
+):
+    net = create_network(tmp_path / "net", tls=False)
+    pki = tmp_path / "pki"
+    write_ca(pki, "consortium")
+    here = net.path / "nats" / "tls"
+    cert, key = write_certificate(pki, here / "nats1", hosts=["nats1"])
+    (here / "ca.pem").write_bytes((pki / "ca.pem").read_bytes())
+    code, _, err = run(
+        capsys, "tls", "use", "--net", str(net.path), "--ca-file", str(here / "ca.pem"),
+        "--cert-file", str(cert), "--key-file", str(key), "--host", "nats1",
+    )  # fmt: skip
+    assert code == 0, err
+    text = (here / "tls.toml").read_text()
+    assert 'ca_file = "ca.pem"' in text and 'cert_file = "nats1.pem"' in text
+    moved = tmp_path / "elsewhere"
+    net.path.rename(moved)  # a container mounts the directory at /net
+    settings = NetDir(moved).tls()
+    assert settings is not None and settings.ca_file == moved / "nats" / "tls" / "ca.pem"
+    settings.check_server("nats1")
