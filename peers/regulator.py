@@ -293,7 +293,11 @@ class RegulatorService(Service):
             changed = state.book.ids() if self._everything_changed else self._changed
             self._everything_changed, self._changed = False, set()
             for cid in changed:
-                self.monitor.put(state.book.get(cid), cash_margin_held(state, cid))
+                view = state.book.find(cid)
+                if view is None:  # pruned since (retention): long ended
+                    self.monitor.drop(cid)
+                else:
+                    self.monitor.put(view, cash_margin_held(state, cid))
             assessment = await asyncio.to_thread(
                 self.monitor.assess,
                 self.follower.height,

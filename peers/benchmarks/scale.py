@@ -173,7 +173,11 @@ def _regulator_following(market: MarketBuilder, monitor: Any, result: Any) -> fl
     state = market.state
     changed = changed_contracts(state, result)
     for cid in state.book.ids() if changed is None else changed:
-        monitor.put(state.book.get(cid), cash_margin_held(state, cid))
+        view = state.book.find(cid)
+        if view is None:  # pruned by this block (retention)
+            monitor.drop(cid)
+        else:
+            monitor.put(view, cash_margin_held(state, cid))
     monitor.assess(
         state.height,
         business_date(state.timestamp_ms, state.book),

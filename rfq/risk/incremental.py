@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+import msgspec
+
 from rfq.contracts.model import ContractView, PaymentStatus, Status
 from rfq.identity import Member
 from rfq.ledger.state import BlockResult, Guarantee, LedgerState
@@ -43,11 +45,13 @@ NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
 
 def changed_contracts(state: LedgerState, result: BlockResult) -> set[str] | None:
     """The contracts a block executed on ``state`` changed, or None for all of them (a price
-    fixing marks every live contract): those its outputs name and those of the payments its
-    transactions refer to (a confirmed initial margin moves into custody)."""
+    fixing marks every live contract): those its outputs name, those of the payments its
+    transactions refer to (a confirmed initial margin moves into custody) and those it pruned
+    (gone from the book: ``IncrementalMonitor.drop``)."""
     if any(r.ok and r.kind == FIXING_KIND for r in result.receipts):
         return None
     changed = {cid for o in result.outputs if (cid := getattr(o, "contract_id", None))}
+    changed.update(p.key for p in result.pruned if p.component == "contracts")
     for receipt in result.receipts:
         for ref in receipt.refs:
             if (payment := state.payments.get(ref)) is not None:
@@ -135,6 +139,13 @@ class IncrementalMonitor:
         else:
             self._cash.pop(cid, None)
         self._dirty.add(pair)
+
+    def drop(self, contract_id: str) -> None:
+        """The contract left the hot state (retention): it ended long before, so it is in no
+        netting set; its default, if it defaulted, stays among the observed ones."""
+        view = self._live.get(contract_id)
+        if view is not None:  # its end was never put: take it out as ended now
+            self.put(msgspec.structs.replace(view, status=Status.SETTLED))
 
     def assess(
         self,
