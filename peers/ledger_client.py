@@ -30,6 +30,7 @@ async with LedgerClient(bus, genesis) as ledger:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import Counter, OrderedDict
@@ -48,6 +49,7 @@ from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member
 from rfq.ledger.light import MEMBERS, LightClient, LightError, Verified
+from rfq.ledger.proof import ProofResult
 from rfq.ledger.state import Guarantee, Payment, Receipt, Receipts, Trade
 from rfq.policy import BusChannel, channel_roles
 from rfq.queries import (
@@ -57,6 +59,8 @@ from rfq.queries import (
     ContractsReply,
     GuaranteesQuery,
     GuaranteesReply,
+    HistoryQuery,
+    HistoryReply,
     PaymentsQuery,
     PaymentsReply,
     ProveQuery,
@@ -616,6 +620,42 @@ class LedgerClient(Service):
                 return verified
             errors.append(f"{authority}: answered {type(reply).__name__}")
         raise LedgerUnavailable("no authority proved it: " + "; ".join(errors))
+
+    async def history(
+        self, component: str, keys: Sequence[str], *, timeout: float = 2.0
+    ) -> dict[str, ProofResult]:
+        """Entries that left the hot state (``rfq.queries.HistoryQuery``), each proven
+        under the last header whose state held it (``LightClient.verify_history``), by key;
+        keys no authority has history of are left out. Asks the authorities in turn; an
+        answer whose proof fails is dropped and the next one asked."""
+        wanted = set(keys)
+        errors = []
+        for authority in list(self.authorities):
+            try:
+                reply, _, _ = await self._ask(
+                    authority, HistoryQuery(component, tuple(keys)), timeout
+                )
+            except RequestError as exc:
+                errors.append(f"{authority}: {exc}")
+                continue
+            if not isinstance(reply, HistoryReply):
+                errors.append(f"{authority}: answered {type(reply).__name__}")
+                continue
+            found: dict[str, ProofResult] = {}
+            try:
+                for proof in reply.proofs:
+                    verified = self.light.verify_history(proof)
+                    for (proven_component, key), result in verified.entries.items():
+                        if proven_component == component and key in wanted and result.present:
+                            found[key] = result
+            except LightError as exc:
+                with contextlib.suppress(RequestError):
+                    self._drop(exc.kind, authority, exc.reason)
+                errors.append(f"{authority}: {exc}")
+                continue
+            self.stats["verified"] += 1
+            return found
+        raise LedgerUnavailable("no authority answered: " + "; ".join(errors))
 
     def _follow_set(self, authorities: Sequence[str]) -> None:
         """Ask the current authorities first (a by-elected one included), then the others;

@@ -230,6 +230,7 @@ def prebuild_chain(
     margin asked (so no payment waits on the bank at start), in sealed blocks written with
     a snapshot of the final state into every initial authority's store. Refuses a network
     whose chain has started, or one that does not hold every initial authority's key."""
+    from peers.authority.history import record_history
     from peers.authority.store import SqliteChainStore
 
     genesis = net.genesis()
@@ -271,6 +272,7 @@ def prebuild_chain(
         def write(block: Block, result: BlockResult) -> None:
             for store in opened:
                 store.append(block, receipts=result.receipts, state_root=block.header.state_root)
+                record_history(store, market.state, block.header)  # as a node does
             made[0] += len(block.txs)
             if progress is not None:
                 progress(made[0])

@@ -117,10 +117,12 @@ SOAK_PARAMS: Final = NetworkParams(
     round_timeout_ms=1000,
     margin_cure_days=0,
     snapshot_every=50,
+    retain_blocks=60,
 )
 """A fresh soak network: 2-10 blocks a second, a margin call due by the end of its own
-business day (a cut-off; a short payer defaults with the next day's first block), and a state
-snapshot every 50 blocks so a short soak passes several before the kill."""
+business day (a cut-off; a short payer defaults with the next day's first block), a state
+snapshot every 50 blocks so a short soak passes several before the kill, and ended contracts
+and paid payments leaving the hot state 60 blocks on (so a short soak prunes too)."""
 
 DEALER_CREDIT_LIMIT: Final = 5.0e7
 """The dealer bots' per-client credit limit (``peers.dealer.DEFAULT_CREDIT_LIMIT``)."""
@@ -285,6 +287,9 @@ def read_chain(
     head = genesis_header(genesis)
     facts = ChainFacts()
     ended: dict[str, int] = {}
+    pruned: dict[str, Payment] = {}
+    """Payments that left the hot state (retention), with their last values: the checks
+    read every payment the chain ever made."""
     if 0 in count_at:
         facts.counts[0] = _counts(state)
     for block in store.blocks(1):
@@ -350,13 +355,16 @@ def read_chain(
                 )
             elif isinstance(out, ContractSettled | ContractClosedOut | ContractDefaulted):
                 ended.setdefault(out.contract_id, h.height)
+        for gone in result.pruned:
+            if gone.component == "payments":
+                pruned[gone.key] = gone.value
         for event in result.governance:
             if event.action == "evict":
                 facts.defaults.append(DefaultFact(event.member, "eviction", h.height, event.reason))
         if h.height in count_at:
             facts.counts[h.height] = _counts(state)
     facts.tip = head.height
-    facts.payments = dict(state.payments.items())
+    facts.payments = {**pruned, **dict(state.payments.items())}
     facts.authorities = state.authorities
     facts.trades = [
         TradeFact(**{**asdict(t), "ended_height": ended.get(t.rfq_id)}) for t in facts.trades
@@ -373,10 +381,11 @@ def _accept_of(body: bytes) -> Accept:
 
 def _open_call(state: LedgerState, contract_id: str) -> Payment | None:
     """The newest margin call of a contract (the one whose deadline passed)."""
-    seq, newest = 1, None
-    while (call := state.payments.get(f"{contract_id}/margin_call/{seq}")) is not None:
-        newest = call
-        seq += 1
+    newest = None
+    for call_id in state.book.payment_ids(contract_id):  # paid ones may have been pruned
+        call = state.payments.get(call_id)
+        if call is not None and call.kind == "margin_call":
+            newest = call
     return newest
 
 
@@ -1139,7 +1148,8 @@ def check_views_match_chain(
             shown = getattr(view, name)
             if shown is None or low not in counts or high not in counts:
                 continue
-            lo, hi = getattr(counts[low], name), getattr(counts[high], name)
+            span = [getattr(counts[h], name) for h in range(low, high + 1) if h in counts]
+            lo, hi = min(span), max(span)  # ended entries leave the state: not monotone
             if not lo <= shown <= hi:
                 wrong(
                     high,
@@ -1669,7 +1679,10 @@ class Soak:
             tips = {m: s.height() for m, s in stores.items()}
             reference = max(stores, key=lambda m: tips[m]) if stores else None
             view = col.view
-            count_at = set(view.status_heights) if view else set()
+            # Every height the queries spanned: with pruning, counts also go down.
+            count_at = (
+                set(range(view.status_heights[0], view.status_heights[1] + 1)) if view else set()
+            )
             if view and view.contracts_height is not None:
                 count_at.add(view.contracts_height)
             facts = (

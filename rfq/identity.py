@@ -102,6 +102,10 @@ class NetworkParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_mta: float = 0.0
     idle_block_ms: int = 2000
     snapshot_every: int = 100
+    retain_blocks: int = 300
+    """An ended contract, its trade and payments stay in the hot state this many blocks after
+    it ended and its last payment became final, then leave it (``rfq.ledger.components.
+    retention``; an authority keeps them provable in its store's history)."""
     max_block_bytes: int = 1_000_000
     consensus_max_bytes: int = 8 * 1024 * 1024
     max_clock_skew_ms: int = 5_000

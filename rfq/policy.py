@@ -115,6 +115,7 @@ CHANNEL_KINDS: Final[Mapping[BusChannel, frozenset[str]]] = MappingProxyType(
                 "q_guarantees",
                 "q_blocks",
                 "q_prove",
+                "q_history",
             }
         ),
         BusChannel.QUERY_REPLY: frozenset(
@@ -129,6 +130,7 @@ CHANNEL_KINDS: Final[Mapping[BusChannel, frozenset[str]]] = MappingProxyType(
                 "r_guarantees",
                 "r_blocks",
                 "r_prove",
+                "r_history",
                 "r_refused",
             }
         ),
@@ -196,6 +198,7 @@ EVERY_MEMBER_QUERIES: Final = {
     "q_ratings": Scope.OWN,
     "q_guarantees": Scope.OWN,
     "q_prove": Scope.OWN,
+    "q_history": Scope.OWN,
     "px_history_req": Scope.ALL,
     "q_risk": Scope.OWN,
 }

@@ -135,6 +135,28 @@ class ProveQuery(msgspec.Struct, frozen=True, tag="q_prove"):
     keys: tuple[str, ...]
 
 
+class HistoryQuery(msgspec.Struct, frozen=True, tag="q_history"):
+    """Entries that have left the hot state (``rfq.ledger.components.retention``): for each
+    key of ``component`` (``contracts``, ``trades`` or ``payments``), its last value with its
+    proof under the last header whose state held it. Seen as the component's own query
+    scopes it (a member: its own contracts, trades and payments)."""
+
+    component: str
+    keys: tuple[str, ...]
+
+
+HISTORY_KEYS_LIMIT: Final = 100
+"""Keys one ``HistoryQuery`` may name: each may come under its own header (a header, its
+seals, root parts and governance, some 3 KB, besides the 2-3 KB witness), so a reply stays
+far under the payload limit."""
+HISTORY_COMPONENTS: Final = {
+    "contracts": "q_contracts",
+    "trades": "q_trades",
+    "payments": "q_payments",
+}
+"""What history holds, and the query kind whose scope decides who sees it."""
+
+
 Query = (
     StatusQuery
     | HeadersQuery
@@ -146,6 +168,7 @@ Query = (
     | GuaranteesQuery
     | BlocksQuery
     | ProveQuery
+    | HistoryQuery
 )
 
 MAX_BLOCKS_PER_REPLY: Final = 64
@@ -247,6 +270,13 @@ class ProveReply(msgspec.Struct, frozen=True, tag="r_prove"):
     proof: AnswerProof
 
 
+class HistoryReply(msgspec.Struct, frozen=True, tag="r_history"):
+    """One proof per height at which asked entries were last in the state (each proof's
+    witnesses are those entries; a key not in this authority's history is left out)."""
+
+    proofs: tuple[AnswerProof, ...]
+
+
 class QueryRefused(msgspec.Struct, frozen=True, tag="r_refused"):
     reason: str
 
@@ -322,6 +352,7 @@ Reply = (
     | GuaranteesReply
     | BlocksReply
     | ProveReply
+    | HistoryReply
     | QueryRefused
 )
 
@@ -340,6 +371,10 @@ def refusal(member: Member, query: Query) -> str | None:
         return "since_height must be a height (0: from the genesis)"
     if isinstance(query, ProveQuery) and len(query.keys) > PROVEN_PAGE_LIMIT:
         return f"at most {PROVEN_PAGE_LIMIT} keys per proof ({len(query.keys)} asked)"
+    if isinstance(query, HistoryQuery) and len(query.keys) > HISTORY_KEYS_LIMIT:
+        return f"at most {HISTORY_KEYS_LIMIT} keys per history query ({len(query.keys)} asked)"
+    if isinstance(query, HistoryQuery) and query.component not in HISTORY_COMPONENTS:
+        return f"no history of {query.component!r} (one of {', '.join(HISTORY_COMPONENTS)})"
     kind = str(query.__struct_config__.tag)
     scope = query_scope(member.role, kind)
     if scope is None:

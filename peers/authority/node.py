@@ -51,6 +51,7 @@ from bus import subjects
 from bus.client import Bus
 from bus.envelope import Channel, Received
 from peers.authority.catchup import BlockRefused, CatchUp
+from peers.authority.history import record_history
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
 from peers.authority.snapshots import SnapshotWriter
@@ -295,6 +296,7 @@ class AuthorityNode:
         if cleared:
             log.info("partial_snapshot_cleared", parts=cleared)
         self.executor = BlockExecutor(*self.rebuild_from_store())
+        record_history(self.store, self.state, self.head)  # in case it stopped in between
         log.info("chain_loaded", height=self.head.height)
 
     def rebuild_from_store(self) -> tuple[LedgerState, BlockHeader]:
@@ -698,6 +700,7 @@ class AuthorityNode:
             receipts=result.receipts if result else (),
             state_root=block.header.state_root,
         )
+        record_history(self.store, self.state, block.header)  # what the next block prunes
         root = block.header.state_root
         if snapshot is not None and not self.snapshot_writer.submit(block.height, root, snapshot):
             self.stats["snapshots_skipped"] += 1

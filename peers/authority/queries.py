@@ -21,6 +21,7 @@ from typing import cast
 
 import msgspec
 
+from peers.authority.history import history_proofs, parties_of
 from peers.authority.query_index import PaymentIndex, TradeIndex, since_key
 from peers.authority.store import ChainStore
 from rfq.identity import Role
@@ -31,6 +32,8 @@ from rfq.ledger.state import LedgerState, business_date
 from rfq.policy import sees_all
 from rfq.queries import (
     BLOCKS_REPLY_BYTES,
+    HISTORY_COMPONENTS,
+    HISTORY_KEYS_LIMIT,
     MAX_BLOCKS_PER_REPLY,
     MAX_RECEIPTS,
     PROVEN_PAGE_LIMIT,
@@ -45,6 +48,8 @@ from rfq.queries import (
     HeaderInfo,
     HeadersQuery,
     HeadersReply,
+    HistoryQuery,
+    HistoryReply,
     PagedQuery,
     PaymentsQuery,
     PaymentsReply,
@@ -348,6 +353,19 @@ class QueryService:
                     raw.append(data)
                     size += len(data)
                 return BlocksReply(tuple(raw))
+            case HistoryQuery(component=component, keys=keys):
+                kind = HISTORY_COMPONENTS.get(component)
+                if kind is None:
+                    return QueryRefused(f"no history of {component!r}")
+                everyone = sees_all(role, kind)
+                return HistoryReply(
+                    history_proofs(
+                        self.store,
+                        component,
+                        keys[:HISTORY_KEYS_LIMIT],
+                        lambda w: everyone or who in parties_of(component, w.value),
+                    )
+                )
             case ProveQuery(component=component, keys=keys):
                 if component == GOVERNANCE:
                     return ProveReply(self.proof(state, head, ()))

@@ -11,6 +11,13 @@ snapshot exists once its last part is in; a crash while one is written leaves th
 ones. On start the newest snapshot is loaded and the blocks after it re-executed.
 ``botc chain verify`` re-executes everything from the genesis and compares.
 
+``history`` keeps what has left the hot state (``rfq.ledger.components.retention``): per
+entry, the last height whose state held it and its witness (``rfq.ledger.light.Witness``:
+value and path) against that height's state root; ``history_roots`` that height's root parts
+and governance encoding. With the block's header and seals (``blocks``) they make the
+``AnswerProof`` a light client checks (``peers.authority.history``). Rows are written right
+after the block before the pruning one is final (``save_history``, idempotent).
+
 The store also keeps the authority's own votes of the last two heights (``own_votes``): each
 proposal, prepare and commit is recorded before it is signed, so an authority that crashes and
 comes back mid-height never signs that step again for another block (equivocation, which gets
@@ -58,6 +65,18 @@ CREATE TABLE IF NOT EXISTS receipts (
     height INTEGER NOT NULL,
     sender TEXT NOT NULL,
     data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    component TEXT NOT NULL,
+    key TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    witness BLOB NOT NULL,
+    PRIMARY KEY (component, key, height)
+);
+CREATE TABLE IF NOT EXISTS history_roots (
+    height INTEGER PRIMARY KEY,
+    parts BLOB NOT NULL,
+    governance BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS own_votes (
     height INTEGER NOT NULL,
@@ -145,6 +164,25 @@ class ChainStore(Protocol):
         ...
 
     def snapshots(self) -> list[tuple[int, bytes, bytes]]: ...
+
+    def save_history(
+        self,
+        height: int,
+        parts: bytes,
+        governance: bytes,
+        witnesses: Sequence[tuple[str, str, bytes]],
+    ) -> None:
+        """Keep ``(component, key, witness)`` entries proven against ``height``'s state
+        (its encoded root parts and governance); writing the same again changes nothing."""
+        ...
+
+    def history(self, component: str, keys: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        """(height, key, witness) of each key's newest history row."""
+        ...
+
+    def history_root(self, height: int) -> tuple[bytes, bytes] | None:
+        """(root parts, governance) encoded, as ``save_history`` kept them for ``height``."""
+        ...
 
     def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
         """Durably (before it is sent) what this authority signs: a proposal, prepare or
@@ -346,6 +384,28 @@ class SqliteChainStore:
         rows = self.db.execute("SELECT height, state_root, data FROM snapshots ORDER BY height")
         return [(int(h), bytes(r), self._snapshot_data(int(h), bytes(d))) for h, r, d in rows]
 
+    def save_history(
+        self,
+        height: int,
+        parts: bytes,
+        governance: bytes,
+        witnesses: Sequence[tuple[str, str, bytes]],
+    ) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR REPLACE INTO history_roots VALUES (?, ?, ?)", (height, parts, governance)
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
+                [(component, key, height, witness) for component, key, witness in witnesses],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
     def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
         row = self.db.execute(
             "SELECT block_hash FROM own_votes WHERE height = ? AND round = ? AND kind = ?",
@@ -369,6 +429,24 @@ class SqliteChainStore:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
+
+    def history(self, component: str, keys: Sequence[str]) -> list[tuple[int, str, bytes]]:
+        out = []
+        for key in keys:
+            row = self.db.execute(
+                "SELECT height, witness FROM history WHERE component = ? AND key = ? "
+                "ORDER BY height DESC LIMIT 1",
+                (component, key),
+            ).fetchone()
+            if row is not None:
+                out.append((int(row[0]), key, bytes(row[1])))
+        return out
+
+    def history_root(self, height: int) -> tuple[bytes, bytes] | None:
+        row = self.db.execute(
+            "SELECT parts, governance FROM history_roots WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
 
     def votes_at(self, height: int) -> dict[tuple[str, int], bytes]:
         rows = self.db.execute(

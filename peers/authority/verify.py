@@ -4,8 +4,10 @@ Every stored block is decoded, its stored hash compared, then checked like a blo
 network (link to its parent, transactions root, a quorum of valid commit seals from the
 authority set of its height) and re-executed: the state root must be the header's. Every
 stored state snapshot (the genesis state's at height 0) must restore to the state root of its
-height, and none may be of a height beyond the stored blocks. The first height where anything
-fails is reported.
+height, and none may be of a height beyond the stored blocks. What a block pruned from the hot
+state must be in the store's history, proven under the parent block's state root with the
+value it had (``peers.authority.history``). The first height where anything fails is
+reported.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from peers.authority.history import history_fault
 from peers.authority.store import ChainStore
 from rfq.errors import DECODE_ERRORS, RfqError
 from rfq.identity import Genesis
@@ -54,9 +57,11 @@ def verify_chain(genesis: Genesis, store: ChainStore) -> Verdict:
         if block.hash() != stored_hash:
             return Verdict(False, height, "stored hash differs from the block's hash")
         try:
-            follow_block(executor, block)
+            result = follow_block(executor, block)
         except BlockError as exc:
             return Verdict(False, height, exc.reason)
+        if fault := history_fault(store, head, result.pruned):
+            return Verdict(False, height, fault)
         if height in snapshots and (
             fault := _snapshot_fault(genesis, snapshots[height], block.header.state_root)
         ):

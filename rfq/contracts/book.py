@@ -68,6 +68,8 @@ from rfq.ledger.proof import CONTRACTS
 from rfq.money import Micros, from_micros, to_micros
 
 SNAPSHOT_VERSION = 1
+_SEEN_PREFIXES = ("close_out:", "credit_event:", "margin_posted:")
+"""Seen keys that may name a contract first (``<prefix><contract>/...``): pruned with it."""
 _UNDERLYING_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -284,6 +286,8 @@ class _BookJournal:
         self.seen: list[str] = []
         self.opened: list[str] = []
         self.entries: dict[str, tuple[Any, ...]] = {}
+        self.pruned: list[_Entry] = []
+        self.unseen: list[str] = []
 
     def save(self, entry: _Entry) -> None:
         cid = entry.contract.id
@@ -389,6 +393,75 @@ class ContractBook:
 
     def ids(self) -> list[str]:
         return sorted(self._entries)
+
+    def ended(self) -> list[tuple[str, int]]:
+        """(contract id, height it ended at) of every terminal contract still in the book."""
+        return [
+            (cid, e.outcome.height)
+            for cid, e in self._entries.items()
+            if e.status.terminal and e.outcome is not None
+        ]
+
+    def payment_ids(self, contract_id: str) -> list[str]:
+        """The ids of every payment instruction and margin call the contract has issued
+        (``<contract>/<kind>/<n>``, n = 1 .. its sequence for that kind)."""
+        entry = self._entry(contract_id)
+        return [
+            f"{contract_id}/{kind}/{n}"
+            for kind, count in sorted(entry.seqs.items())
+            for n in range(1, count + 1)
+        ]
+
+    def prune(self, contract_id: str) -> None:
+        """Drop a terminal contract from the book, with the seen keys that name it
+        (``margin_posted:``, ``close_out:`` and ``credit_event:`` keys under
+        ``<contract>/``), for ``rfq.ledger.components.retention``. Journaled: ``rollback``
+        puts it back. Events for it afterwards are refused as for an unknown contract (the
+        ledger refuses their transactions first: no payment, no contract)."""
+        entry = self._entry(contract_id)
+        if not entry.status.terminal:
+            raise ValidationError(f"contract {contract_id} is live: not pruned", where=contract_id)
+        self._record_blob(entry)  # its bytes and digest, to put back on rollback
+        journal = self._journal
+        slot = self._cols.slot.get(contract_id)
+        if slot is not None and self._cols.dirty[slot]:  # an inactive row awaiting compaction
+            self._cols.save_row(slot)
+            self._cols.dirty[slot] = False
+        del self._entries[contract_id]
+        self._dirty.discard(contract_id)
+        self._parties.remove(contract_id, (entry.contract.client, entry.contract.dealer))
+        ids = self._sorted_ids
+        if ids is not None:
+            k = bisect.bisect_left(ids, contract_id)
+            if k < len(ids) and ids[k] == contract_id:
+                del ids[k], self._blobs[k]
+        self._tree.update([(contract_id, None)])
+        removed: list[str] = []
+        for prefix in _SEEN_PREFIXES:
+            lo = bisect.bisect_left(self._seen_sorted, f"{prefix}{contract_id}/")
+            hi = bisect.bisect_left(self._seen_sorted, f"{prefix}{contract_id}0")  # "/" + 1
+            removed += self._seen_sorted[lo:hi]
+            del self._seen_sorted[lo:hi]
+        if removed:
+            self._seen.difference_update(removed)
+            self._seen_digest = None
+        if journal is not None:
+            journal.pruned.append(entry)
+            journal.unseen += removed
+
+    def forget_seen(self, keys: Iterable[str]) -> None:
+        """Drop seen keys whose events can no longer arrive (the ledger refuses them first:
+        ``margin_posted:<call>`` once the call's payment has left the hot state). Journaled."""
+        removed = []
+        for key in keys:
+            if key in self._seen:
+                self._seen.discard(key)
+                del self._seen_sorted[bisect.bisect_left(self._seen_sorted, key)]
+                removed.append(key)
+        if removed:
+            self._seen_digest = None
+            if self._journal is not None:
+                self._journal.unseen += removed
 
     def prices(self) -> dict[str, float]:
         """Latest fixing of each underlying."""
@@ -1004,7 +1077,7 @@ class ContractBook:
         out.extend(records)
 
     def _close_out(self, event: CloseOut) -> list[BookOutput]:
-        key = f"close_out:{event.id}"
+        key = f"close_out:{event.contract_id}/{event.id}"
         if key in self._seen:
             return []
         entry, slot = self._open_entry(event.contract_id, "close-out")
@@ -1220,9 +1293,13 @@ class ContractBook:
             dates, prices = self._hist[name]
             del dates[size:], prices[size:]
         for key in journal.seen:
-            self._seen.discard(key)
-            k = bisect.bisect_left(self._seen_sorted, key)
-            del self._seen_sorted[k]
+            if key in self._seen:
+                self._seen.discard(key)
+                k = bisect.bisect_left(self._seen_sorted, key)
+                del self._seen_sorted[k]
+        for key in journal.unseen:
+            self._seen.add(key)
+            bisect.insort(self._seen_sorted, key)
         self._seen_digest = journal.seen_digest
         ids, blobs = self._sorted_ids, self._blobs
         assert ids is not None  # built by checkpoint's refresh
@@ -1234,6 +1311,15 @@ class ContractBook:
             if k < len(ids) and ids[k] == cid:
                 del ids[k], blobs[k]
             tree_changes.append((cid, None))
+        for entry in journal.pruned:
+            cid = entry.contract.id
+            self._entries[cid] = entry
+            self._parties.add(cid, (entry.contract.client, entry.contract.dealer), open_=False)
+            k = bisect.bisect_left(ids, cid)
+            assert entry.blob is not None and entry.digest is not None  # made by prune
+            ids.insert(k, cid)
+            blobs.insert(k, entry.blob)
+            tree_changes.append((cid, entry.digest))
         for cid, saved in journal.entries.items():
             entry = self._entries[cid]
             ended = entry.status.terminal

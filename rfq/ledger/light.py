@@ -236,12 +236,27 @@ class LightClient:
     def verify(self, proof: object) -> Verified:
         """What ``proof`` establishes, or ``LightError``. Advances the followed set when the
         header is newer than any verified before."""
+        return self._verify(proof, history=False)
+
+    def verify_history(self, proof: object) -> Verified:
+        """What a proof of history establishes (``HistoryReply``: entries under the last,
+        possibly old, header whose state held them), or ``LightError``.
+
+        As ``verify``, but an old header is no reason to refuse (history is old by nature)
+        and it never moves the followed set. Its seals are checked against the set its own
+        state names, which must be linked to the set followed now: more than ``f`` of the
+        followed set sealed it too, else ``unlinked`` (after the set has changed wholly,
+        an old header can no longer be vouched for: ask for it before, or follow the chain).
+        """
+        return self._verify(proof, history=True)
+
+    def _verify(self, proof: object, *, history: bool) -> Verified:
         if not isinstance(proof, AnswerProof):
             raise LightError("no_proof", "the answer carries no proof")
         header = proof.header
         if header.chain_id != self.genesis.chain_id:
             raise LightError("wrong_chain", f"chain {header.chain_id[:40]!r}")
-        if header.timestamp_ms < self.timestamp_ms - STALE_MS:
+        if not history and header.timestamp_ms < self.timestamp_ms - STALE_MS:
             raise LightError(
                 "stale", f"block {header.height} is older than block {self.height} by over a minute"
             )
@@ -274,7 +289,7 @@ class LightClient:
             except ProofError as exc:
                 raise LightError("bad_witness", f"{w.component}[{w.key!r}]: {exc.reason}") from None
             entries[(result.component, result.key)] = result
-        if header.height > self.height:
+        if not history and header.height > self.height:
             self.height, self.timestamp_ms = header.height, header.timestamp_ms
             self.authorities = sorted_authorities(gov.authorities)
         return Verified(header.height, header.timestamp_ms, header.hash(), gov, entries)

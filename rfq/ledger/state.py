@@ -30,6 +30,7 @@ from rfq.ledger.components.guarantees import Guarantee
 from rfq.ledger.components.members import RatingState, Standing
 from rfq.ledger.components.payments import CUSTODY, Payment
 from rfq.ledger.components.registry import LAYOUT, Layout
+from rfq.ledger.components.retention import Pruned
 from rfq.ledger.digest import DigestMap
 from rfq.ledger.proof import ProofError, RootParts, StateProof, state_root_of
 from rfq.money import Micros
@@ -48,6 +49,7 @@ __all__ = [
     "LedgerError",
     "LedgerState",
     "Payment",
+    "Pruned",
     "RatingState",
     "Receipt",
     "Receipts",
@@ -94,6 +96,9 @@ class BlockResult:
     outputs: list[BookOutput] = field(default_factory=list)
     governance: list[GovernanceEvent] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
+    pruned: list[Pruned] = field(default_factory=list)
+    """Entries the block removed from the hot state, with their last values
+    (``rfq.ledger.components.retention``)."""
 
 
 def genesis_header(genesis: Genesis) -> BlockHeader:
@@ -147,6 +152,11 @@ class LedgerState:
     """The business date of the block being executed (contracts)."""
     expiries: list[tuple[int, str]] | None
     """Committed ids by expiry, built when first needed (admission)."""
+    retiring: list[tuple[int, str, str]] | None
+    """Ended contracts and paid payments by the height they may leave the hot state, built
+    when first needed (retention)."""
+    retiring_ready: list[tuple[str, str]] | None
+    """Those found ready that wait for a block with room, in order (retention)."""
 
     def __init__(self, genesis: Genesis) -> None:
         self.genesis = genesis
@@ -223,10 +233,28 @@ class LedgerState:
         known = ", ".join(self.layout.provable)
         raise ProofError(f"no component {component!r} (one of {known})")
 
+    def prove_many(self, entries: Sequence[tuple[str, str]]) -> list[StateProof]:
+        """``prove`` of each ``(component, key)``, the root parts computed once (what a
+        block is about to prune, for the store's history)."""
+        parts = self.root_parts()
+        out: list[StateProof] = []
+        for component, key in entries:
+            if component in self.layout.proofs:
+                part, prover = self.layout.proofs[component]
+                value, path, header = prover(getattr(self, part.attr), key)
+                out.append(StateProof(component, key, value, path, header, parts))
+            elif component in self.layout.maps:
+                value, path = getattr(self, component).prove(key)
+                out.append(StateProof(component, key, value, path, None, parts))
+            else:
+                known = ", ".join(self.layout.provable)
+                raise ProofError(f"no component {component!r} (one of {known})")
+        return out
+
     def fork(self) -> LedgerState:
         """An overlay of this state to execute a block on (``rfq.ledger.executor``): each
         map a copy-on-write ``DigestOverlay``, the other fields copied: immutable values, and
-        the two caches components mutate (the members' directory, the expiry heap), which
+        the caches components mutate (the members' directory, the expiry and retiring heaps), which
         are small beside the maps. The contract book is shared: the executor journals it.
         This state must not change while the overlay lives."""
         child = object.__new__(type(self))
@@ -235,6 +263,8 @@ class LedgerState:
             setattr(child, name, getattr(self, name).fork())
         child.directory = self.directory.copy()
         child.expiries = None if self.expiries is None else list(self.expiries)
+        child.retiring = None if self.retiring is None else list(self.retiring)
+        child.retiring_ready = None if self.retiring_ready is None else list(self.retiring_ready)
         child._result = None
         return child
 

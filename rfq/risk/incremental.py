@@ -53,8 +53,9 @@ NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
 
 def changed_contracts(state: LedgerState, result: BlockResult) -> set[str] | None:
     """The contracts a block executed on ``state`` changed, or None for all of them (a price
-    fixing marks every live contract): those its outputs name and those of the payments its
-    transactions refer to (a confirmed initial margin moves into custody)."""
+    fixing marks every live contract): those its outputs name, those of the payments its
+    transactions refer to (a confirmed initial margin moves into custody) and those it pruned
+    (gone from the book: ``IncrementalMonitor.drop``)."""
     if is_fixing(result):
         return None
     return named_contracts(state, result)
@@ -65,8 +66,10 @@ def is_fixing(result: BlockResult) -> bool:
 
 
 def named_contracts(state: LedgerState, result: BlockResult) -> set[str]:
-    """The contracts a block's outputs name, and those of the payments it referred to."""
+    """The contracts a block's outputs name, those of the payments it referred to, and those
+    it pruned (retention)."""
     changed = {cid for o in result.outputs if (cid := getattr(o, "contract_id", None))}
+    changed.update(p.key for p in result.pruned if p.component == "contracts")
     for receipt in result.receipts:
         for ref in receipt.refs:
             if (payment := state.payments.get(ref)) is not None:
@@ -233,7 +236,8 @@ class IncrementalMonitor:
         return self._cash.get(contract_id, 0.0)
 
     def drop(self, contract_id: str) -> None:
-        """A contract that ended without the monitor seeing how: it leaves its netting set."""
+        """The contract left the hot state (retention) without the monitor seeing it end: it
+        leaves its netting set; its default, if it was put as defaulted, stays observed."""
         old = self._live.get(contract_id)
         if old is not None:
             self._leave(contract_id, (old.contract.client, old.contract.dealer))

@@ -36,7 +36,7 @@ from rfq.errors import ValidationError
 from rfq.identity import Genesis, Role
 from rfq.instruments import check_listed
 from rfq.ledger.block import BlockHeader
-from rfq.ledger.components import guarantees, members, payments
+from rfq.ledger.components import guarantees, members, payments, retention
 from rfq.ledger.components.base import Component, LedgerError, Part, Refs, TxContext, tx_kind
 from rfq.ledger.components.guarantees import Guarantee
 from rfq.ledger.digest import BucketPath
@@ -70,6 +70,9 @@ class Trade(msgspec.Struct, frozen=True):
     cash_margin: Micros
     """Money in micros: the initial margin, the part of it the dealer's line covers, the
     parts guarantors' lines cover (by guarantee id) and the cash rest the client pays."""
+    replay_until_ms: int = 0
+    """The block time until which an accept of this trade's quote could still commit (its
+    validity plus ``ACCEPT_GRACE_MS``): the trade is not pruned before (retention)."""
 
 
 def business_date(timestamp_ms: int, book: ContractBook) -> dt.date:
@@ -136,13 +139,15 @@ def absorb(
 
 def _ended(state: LedgerState, contract_id: str, date: dt.date | None) -> None:
     """A contract ended: its close-out requests go, its margin calls lapse, guarantee
-    allocations free up and the client's cash margin for it goes back from custody."""
+    allocations free up, the client's cash margin for it goes back from custody, and it is
+    due to leave the hot state (retention)."""
     if contract_id in state.close_requests:
         del state.close_requests[contract_id]
     trade = state.trades.get(contract_id)
     payments.contract_ended(state, contract_id, trade, date)
     if trade is not None:
         guarantees.free_cover(state, trade.guarantee_cover)
+    retention.schedule(state, contract_id, state.height + state.params.retain_blocks)
 
 
 def _pass_block(state: LedgerState, parent: BlockHeader) -> None:
@@ -263,6 +268,7 @@ def accept(state: LedgerState, tx: Accept, ctx: TxContext) -> Refs:
         dealer_line=dealer_line,
         guarantee_cover=tuple((g.id, take) for g, take in cover),
         cash_margin=cash,
+        replay_until_ms=quote.valid_until_ms + ACCEPT_GRACE_MS,
     )
     return tuple(refs)
 

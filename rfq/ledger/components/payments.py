@@ -17,7 +17,7 @@ import msgspec
 
 from rfq.contracts.events import MarginCalled, MarginPosted, MarginShort, PaymentInstruction
 from rfq.contracts.model import PaymentKind, PaymentStatus
-from rfq.ledger.components import guarantees
+from rfq.ledger.components import guarantees, retention
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
 from rfq.ledger.tx import PaymentConfirmed, PaymentFailed
 from rfq.money import Micros, to_micros
@@ -83,6 +83,8 @@ def instruct(
     )
     state.payments[payment_id] = payment
     state.block_result().payments.append(payment)
+    if status == PaymentStatus.CONFIRMED:
+        retention.payment_final(state, payment)
     return payment_id
 
 
@@ -130,11 +132,12 @@ def contract_ended(
 ) -> None:
     """Its open margin calls lapse, its cash margin no longer counts against the client's
     capital and goes back from custody (whatever a default's waterfall left of it)."""
-    seq = 1  # margin-call ids are <contract>/margin_call/<n>, n = 1, 2, ...
-    while (call := state.payments.get(f"{contract_id}/margin_call/{seq}")) is not None:
+    for call_id in state.book.payment_ids(contract_id):  # confirmed ones may have gone
+        call = state.payments.get(call_id)
+        if call is None or call.kind != PaymentKind.MARGIN_CALL:
+            continue
         if call.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
             state.payments[call.id] = msgspec.structs.replace(call, status=PaymentStatus.LAPSED)
-        seq += 1
     if trade is None:
         return
     in_use = state.margin_in_use.get(trade.client)
@@ -191,6 +194,7 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
     if payment.kind == PaymentKind.INITIAL_MARGIN:
         held = state.custody.get(payment.payer) or 0
         state.custody[payment.payer] = held + payment.amount
+    retention.payment_final(state, state.payments[payment.id])  # may leave the hot state
     return (payment.id,)
 
 

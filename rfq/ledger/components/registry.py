@@ -19,7 +19,15 @@ from typing import Any
 import msgspec
 
 from rfq.errors import RfqError
-from rfq.ledger.components import admission, contracts, governance, guarantees, members, payments
+from rfq.ledger.components import (
+    admission,
+    contracts,
+    governance,
+    guarantees,
+    members,
+    payments,
+    retention,
+)
 from rfq.ledger.components.base import Component, Part, Prover, TxKind
 from rfq.ledger.tx import TX_ROLES, Transaction
 
@@ -27,12 +35,14 @@ COMPONENTS: tuple[Component, ...] = (
     governance.COMPONENT,
     members.COMPONENT,
     admission.COMPONENT,
+    retention.COMPONENT,
     contracts.COMPONENT,
     payments.COMPONENT,
     guarantees.COMPONENT,
 )
-"""Every component, in the order their hooks run (begin_block: liveness, pruning, the
-contracts' clock) and their parts are committed."""
+"""Every component, in the order their hooks run (begin_block: liveness, forgetting expired
+ids, pruning what has ended (from the state after the parent block alone), the contracts'
+clock) and their parts are committed."""
 
 V2_MAP_ORDER = (
     "members",
