@@ -69,3 +69,20 @@ def test_fed_block_by_block_from_a_ledger_the_monitor_keeps_the_whole_market_ass
     step(market.block(txs, verified)[0])
     assert steps[0] == 5  # a block of trades: only the contracts it opened
     assert len(monitor.live) == market.state.book.open_count
+
+
+def test_a_contract_gone_from_the_book_leaves_the_monitor(monkeypatch) -> None:
+    """Retention takes an ended contract out of the hot state; a block names it (pruned) and
+    feed finds no view of it: the monitor drops it from its netting set."""
+    market = bench_market(2)
+    market.fill(6, days=60)
+    monitor = IncrementalMonitor()
+    feed(monitor, market.state, None)
+    gone = sorted(monitor.live)[0]
+    book = market.state.book
+    find = book.find
+    monkeypatch.setattr(book, "find", lambda cid: None if cid == gone else find(cid))
+    assert feed(monitor, market.state, {gone}) == 0
+    assert gone not in monitor.live
+    row = next(r for r in incremental(market, monitor).rows if r.institution == "C1")
+    assert row.open_contracts == sum(1 for v in monitor.live.values() if v.contract.client == "C1")
