@@ -142,6 +142,11 @@ class RequestError(BusError):
     """A request got no valid reply in time."""
 
 
+class PublishError(BusError):
+    """A message could not be handed to the server: the connection is closed, or it is
+    failing over to another server with its outbound buffer full."""
+
+
 class Bus:
     """A member's authenticated, verifying connection. Use ``async with Bus(...) as bus``."""
 
@@ -304,14 +309,20 @@ class Bus:
         ttl_s: float | None = None,
     ) -> SignedMessage:
         signed = self.outbox.sign(payload, ttl_s=ttl_s)
-        await self.nc.publish(subject, self.outbox.wire(signed, seal_to=seal_to))
+        await self._publish(subject, self.outbox.wire(signed, seal_to=seal_to))
         return signed
 
     async def publish_signed(
         self, subject: str, signed: SignedMessage, *, seal_to: Iterable[str] | None = None
     ) -> None:
         """Publish a statement already signed (e.g. a transaction resubmitted after a fault)."""
-        await self.nc.publish(subject, self.outbox.wire(signed, seal_to=seal_to))
+        await self._publish(subject, self.outbox.wire(signed, seal_to=seal_to))
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        try:
+            await self.nc.publish(subject, data)
+        except nats.errors.Error as exc:
+            raise PublishError(f"could not publish on {subject}: {type(exc).__name__}") from None
 
     async def subscribe(
         self,

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from bus.client import PublishError
 from peers.counterparty import AcceptRefused, ClientSession
 from peers.ledger_client import LedgerUnavailable
 from peers.market import MarketData
@@ -198,6 +199,10 @@ class SimulatedClient:
         except RfqError as exc:
             self.stats.failures[f"rfq refused: {type(exc).__name__}"] += 1
             return
+        except PublishError as exc:  # the bus is failing over: this round is lost, not the load
+            self.stats.failures["rfq not sent"] += 1
+            log.warning("load_rfq_not_sent", error=str(exc))
+            return
         self.stats.rfqs += 1
         if behaviour.cancel_share and self.rng.random() < behaviour.cancel_share:
             async for _ in handle:  # withdraw it once the first dealer has answered
@@ -225,6 +230,10 @@ class SimulatedClient:
             signed = await self.session.accept(best)
         except AcceptRefused as exc:
             self.stats.failures[f"accept refused: {exc.reason}"] += 1
+            return
+        except PublishError as exc:
+            self.stats.failures["accept not sent"] += 1
+            log.warning("load_accept_not_sent", error=str(exc))
             return
         self.stats.accepts += 1
         accepted_at = time.monotonic()
