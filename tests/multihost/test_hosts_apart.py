@@ -286,13 +286,15 @@ def test_an_authority_3s_off_takes_part_and_10s_off_is_refused_with_a_clear_log_
     went_on_s = hosts.wait_advance(12, among=others("CCP"), timeout=60)
     own = [json.loads(x) for x in hosts.log_lines("authority-CCP", mark, refused)]
     assert own, "CCP refused nothing"
+    # Beyond the bound by about the offset; not exactly it: the 3 s run left blocks dated up
+    # to 3 s ahead (a block is dated no earlier than its parent), and delivery takes time.
     for line in own:
         assert line["proposer"] != "CCP" and line["bound_ms"] == 5_000, line
-        assert -11_000 <= line["skew_ms"] <= -9_000 and line["level"] == "warning", line
+        assert -11_000 <= line["skew_ms"] < -5_000 and line["level"] == "warning", line
     lines = [x for a in others("CCP") for x in hosts.log_lines(f"authority-{a}", mark, refused)]
     of_ccp = [json.loads(x) for x in lines]
     for line in of_ccp:
-        assert line["proposer"] == "CCP" and 9_000 <= line["skew_ms"] <= 11_000, line
+        assert line["proposer"] == "CCP" and 5_000 < line["skew_ms"] <= 11_000, line
     assert hosts.took_part("CCP", at) == (0, 0)  # no block proposed nor sealed by CCP
     ten_s = {
         "blocks_by_others_s": round(went_on_s, 1),
