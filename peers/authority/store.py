@@ -27,6 +27,7 @@ process crash; a power cut could lose the last vote.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -258,19 +259,25 @@ class SqliteChainStore:
                 out.append(_receipt_decoder.decode(row[0]))
         return out
 
-    def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("DELETE FROM snapshot_parts WHERE height = ?", (height,))
-            self.db.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, snapshot)
-            )
-            self._keep_newest(height)
+            yield
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
+
+    def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None:
+        with self._transaction():
+            self.db.execute("DELETE FROM snapshot_parts WHERE height = ?", (height,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, snapshot)
+            )
+            self._keep_newest(height)
 
     def save_snapshot_parts(
         self,
@@ -291,17 +298,11 @@ class SqliteChainStore:
             self.db.execute("INSERT INTO snapshot_parts VALUES (?, ?, ?)", (height, seq, part))
             if between is not None:
                 between(seq)
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, b"")
             )
             self._keep_newest(height)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
 
     def _keep_newest(self, height: int) -> None:
         """Within a transaction: keep the ``KEEP_SNAPSHOTS`` newest snapshots (and their
@@ -391,8 +392,7 @@ class SqliteChainStore:
         governance: bytes,
         witnesses: Sequence[tuple[str, str, bytes]],
     ) -> None:
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO history_roots VALUES (?, ?, ?)", (height, parts, governance)
             )
@@ -400,11 +400,6 @@ class SqliteChainStore:
                 "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
                 [(component, key, height, witness) for component, key, witness in witnesses],
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
 
     def record_vote(self, height: int, round: int, kind: str, block_hash: bytes) -> None:
         row = self.db.execute(
@@ -418,17 +413,11 @@ class SqliteChainStore:
                     "for another block"
                 )
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.db.execute("DELETE FROM own_votes WHERE height < ?", (height - 1,))
             self.db.execute(
                 "INSERT INTO own_votes VALUES (?, ?, ?, ?)", (height, round, kind, block_hash)
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
 
     def history(self, component: str, keys: Sequence[str]) -> list[tuple[int, str, bytes]]:
         out = []
