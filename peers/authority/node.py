@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -137,6 +138,16 @@ _STORE_QUERIES = (HeadersQuery, ReceiptsQuery, BlocksQuery)
 
 class NodeError(PeerError):
     """The node cannot continue (its database disagrees with the chain)."""
+
+
+def keep_out_of_full_collections() -> None:
+    """Move what is alive now (the state, almost all of it) out of the cyclic collector's
+    full passes. The state only grows between prunes and is acyclic, so a full pass finds
+    nothing in it, yet at 50k live contracts one took 100-450 ms of the event loop every few
+    seconds, stalling a round. The young generations are collected first, so only a cycle
+    that already reached the oldest one is kept for good (the run's logs show none)."""
+    gc.collect(1)
+    gc.freeze()
 
 
 class AuthorityNode:
@@ -244,6 +255,7 @@ class AuthorityNode:
         await self.bus.subscribe(subjects.query(self.me), QUERY_CHANNEL, self._on_query)
         await self.bus.flush()
         await self.catch_up()
+        keep_out_of_full_collections()
         self._tasks.append(asyncio.create_task(self._heights(), name=f"{self.me}-heights"))
         log.info(
             "authority_started",
@@ -695,6 +707,7 @@ class AuthorityNode:
         snapshot = None
         if block.height % self.params.snapshot_every == 0:
             snapshot = self.state.snapshot_later()
+            keep_out_of_full_collections()
         self.store.append(
             block,
             receipts=result.receipts if result else (),
