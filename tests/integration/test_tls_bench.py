@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from peers.benchmarks.chain import AT_WINDOW
 from peers.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,4 +58,5 @@ def test_the_flood_benchmark_runs_on_its_embedded_network_through_the_auth_callo
 
 def test_the_chain_benchmark_refuses_a_rate_point_beyond_its_transactions(capsys):
     assert main(["bench", "chain", "--tx", "100", "--at", "500"]) == 2
-    assert "--at N needs one run (not --paired) and N + 2000 <= --tx" in capsys.readouterr().err
+    window = f"N + {AT_WINDOW} <= --tx"
+    assert f"--at N needs one run (not --paired) and {window}" in capsys.readouterr().err
