@@ -145,7 +145,8 @@ def keep_out_of_full_collections() -> None:
     full passes. The state only grows between prunes and is acyclic, so a full pass finds
     nothing in it, yet at 50k live contracts one took 100-450 ms of the event loop every few
     seconds, stalling a round. The young generations are collected first, so only a cycle
-    that already reached the oldest one is kept for good (the run's logs show none)."""
+    that already reached the oldest one is kept for good (in a 62k-trade bench every full
+    pass collected nothing until shutdown)."""
     gc.collect(1)
     gc.freeze()
 
