@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -60,6 +59,7 @@ from peers.authority.store import ChainStore, SqliteChainStore
 from peers.clock import WallClock, wall_clock
 from peers.errors import PeerError
 from peers.membership import sync_directory
+from peers.runtime import keep_out_of_full_collections
 from peers.service import cancel_and_wait
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
@@ -138,17 +138,6 @@ _STORE_QUERIES = (HeadersQuery, ReceiptsQuery, BlocksQuery)
 
 class NodeError(PeerError):
     """The node cannot continue (its database disagrees with the chain)."""
-
-
-def keep_out_of_full_collections() -> None:
-    """Move what is alive now (the state, almost all of it) out of the cyclic collector's
-    full passes. The state only grows between prunes and is acyclic, so a full pass finds
-    nothing in it, yet at 50k live contracts one took 100-450 ms of the event loop every few
-    seconds, stalling a round. The young generations are collected first, so only a cycle
-    that already reached the oldest one is kept for good (in a 62k-trade bench every full
-    pass collected nothing until shutdown)."""
-    gc.collect(1)
-    gc.freeze()
 
 
 class AuthorityNode:

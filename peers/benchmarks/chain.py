@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import multiprocessing as mp
 import os
@@ -322,6 +321,7 @@ def running_authorities(net: NetDir, servers: list[str], profile: str | None) ->
 def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]:
     """A temporary network, its authorities, ``tx`` transactions: the raw outcome."""
     from peers.netdir import create_network
+    from peers.runtime import keep_out_of_full_collections
     from rfq.identity import NetworkParams
 
     with tempfile.TemporaryDirectory(prefix="botc-chain-") as tmp, ExitStack() as stack:
@@ -335,7 +335,7 @@ def _run_once(args: argparse.Namespace, *, tls: bool, tx: int) -> dict[str, Any]
         )
         servers = serve(stack, net, Path(tmp) / "nats")
         txs = _presign(net, tx)
-        gc.freeze()  # the driver's presigned load: out of its collector's full passes
+        keep_out_of_full_collections()  # the driver's presigned load
         stack.enter_context(running_authorities(net, servers, args.profile))
         outcome = asyncio.run(_drive(net, servers, txs, args.window))
     outcome["verify_per_s"] = verify_rate()
