@@ -278,9 +278,9 @@ def prebuild_chain(
                 progress(made[0])
 
         market.fill(contracts, days, on_block=write, max_block_bytes=genesis.params.max_block_bytes)
-        snapshot = market.state.snapshot()
+        rows = market.state.snapshot_rows()()
         for store in opened:
-            store.save_snapshot(market.head.height, market.head.state_root, snapshot)
+            store.save_snapshot(market.head.state_root, rows)
     finally:
         for store in opened:
             store.close()

@@ -433,7 +433,8 @@ class RestartRecord:
     authority: str
     killed_height: int
     killed_ms: int
-    snapshots_before: int
+    snapshot_before: int
+    """The height of the snapshot its store held when it was killed (0: none)."""
     ready_ms: int | None = None
     caught_up_ms: int | None = None
     tip: int | None = None
@@ -1525,19 +1526,20 @@ class Soak:
 
     def _kill(self, victim: str, height: int) -> None:
         name = f"authority-{victim}"
-        snapshots = 0
+        snapshot = 0
         db = self.net.path / "data" / victim / "chain.db"
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, TypeError):
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             try:
-                snapshots = int(conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
+                query = "SELECT MAX(height) FROM snapshot_frames"
+                snapshot = int(conn.execute(query).fetchone()[0])
             finally:
                 conn.close()
         service = next(s for s in self.market.supervisor.services if s.name == name)
         self._restarts_before = service.restarts
         self.market.supervisor.kill(name, signal.SIGKILL)
-        self.collected.restart = RestartRecord(victim, height, _now_ms(), snapshots)
-        self.say(f"SIGKILL {name} at height {height} ({snapshots} snapshots stored)")
+        self.collected.restart = RestartRecord(victim, height, _now_ms(), snapshot)
+        self.say(f"SIGKILL {name} at height {height} (its snapshot at {snapshot})")
 
     def _follow_restart(self, heights: Mapping[str, int | None], top: int) -> None:
         record = self.collected.restart
@@ -1817,7 +1819,7 @@ class Soak:
             else {
                 "authority": restart.authority,
                 "height": restart.killed_height,
-                "snapshots_before": restart.snapshots_before,
+                "snapshot_before": restart.snapshot_before,
                 "back_after_s": None
                 if restart.ready_ms is None
                 else round((restart.ready_ms - restart.killed_ms) / 1000, 1),
@@ -1896,7 +1898,7 @@ def human_report(report: Mapping[str, Any]) -> str:
     if kill:
         lines.append(
             f"  killed {kill['authority']} at height {kill['height']} "
-            f"({kill['snapshots_before']} snapshots); back after {kill['back_after_s']}s, "
+            f"(snapshot at {kill['snapshot_before']}); back after {kill['back_after_s']}s, "
             f"caught up after {kill['caught_up_after_s']}s; restarts {report['restarts']}"
         )
     clients = ", ".join(f"{c['member']} {c['conduct']}" for c in report["clients"])

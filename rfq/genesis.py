@@ -96,11 +96,13 @@ def identity_json(identity: PublicIdentity) -> str:
 
 
 def _signature(text: str) -> bytes | None:
+    """The signature's 64 bytes, in their one canonical base64 text only (a text with other
+    trailing bits decodes to the same bytes: it would let a file change unseen)."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return raw if len(raw) == 64 else None
+    return raw if len(raw) == 64 and base64.b64encode(raw).decode() == text else None
 
 
 def proof_problem(member: Member | PublicIdentity, proof: str) -> str | None:

@@ -268,7 +268,8 @@ class AuthorityNode:
             await cancel_and_wait(pending)
         self.executor.discard()
         self.snapshot_writer.close()
-        self.store.save_snapshot(self.state.height, self.state.state_root(), self.state.snapshot())
+        rows = self.state.snapshot_rows(self.snapshot_writer.base)()  # what changed since
+        self.store.save_snapshot(self.state.state_root(), rows)
         self.store.close()
 
     async def crash(self) -> None:
@@ -293,11 +294,14 @@ class AuthorityNode:
 
     def _load(self) -> None:
         """The newest snapshot, then re-execute the stored blocks after it (first the parts
-        of a snapshot a crash left unfinished are cleared: no writer runs yet)."""
+        of a snapshot a crash left unfinished are cleared: no writer runs yet). The writer's
+        snapshots are rows since the stored one (every row if the state could not start
+        from it, or a whole one is due)."""
         cleared = self.store.clear_partial_snapshots()
         if cleared:
             log.info("partial_snapshot_cleared", parts=cleared)
         self.executor = BlockExecutor(*self.rebuild_from_store())
+        self.snapshot_writer.base = self.store.delta_base()
         record_history(self.store, self.state, self.head)  # in case it stopped in between
         log.info("chain_loaded", height=self.head.height)
 
@@ -696,8 +700,11 @@ class AuthorityNode:
         the ``SnapshotWriter`` on its own thread (the block never waits for it)."""
         snapshot = None
         if block.height % self.params.snapshot_every == 0:
-            snapshot = self.state.snapshot_later()
-            keep_out_of_full_collections()
+            if self.snapshot_writer.busy:
+                self.stats["snapshots_skipped"] += 1
+            else:
+                snapshot = self.state.snapshot_rows(self.snapshot_writer.base)
+                keep_out_of_full_collections()
         self.store.append(
             block,
             receipts=result.receipts if result else (),

@@ -1,16 +1,19 @@
-"""Snapshots written off the consensus path: encoded and stored on a thread of their own.
+"""Snapshots written off the consensus path, and only what changed: on a thread of their own.
 
 A decided block is stored at once (``ChainStore.append``); the snapshot due at its height
-is captured in the same step, cheaply (``LedgerState.snapshot_later``: the maps' dicts
-copied, the book's cached record bytes referenced), and handed to the ``SnapshotWriter``,
-which encodes it and writes it through its own connection, a part at a time
-(``SqliteChainStore.save_snapshot_parts``), while the node goes on deciding blocks. The
-snapshot exists once its last part is in: a crash before that leaves the previous snapshots
-as they were, and the next start clears the parts left over.
+is captured in the same step, cheaply (``LedgerState.snapshot_rows`` since the writer's
+``base``, the height of the snapshot it last wrote: the entries and records changed since,
+referenced), and handed to the ``SnapshotWriter``, which encodes the rows and writes them
+through its own connection, a batch at a time (``SqliteChainStore.save_snapshot``), while
+the node goes on deciding blocks. A snapshot so costs what changed since the last one, not
+the size of the state (and, every few, a whole one: ``ChainStore.delta_base``). It exists
+once its last part is in: a crash before that leaves the previous snapshots as they were.
 
 One snapshot is in hand at a time; one falling due while another is still being written is
-skipped (counted): the next is only ``snapshot_every`` blocks away, and a restart replays
-the blocks after the newest snapshot in any case.
+skipped (counted; the node does not capture it): the next is only ``snapshot_every`` blocks
+away, and a restart replays the blocks after the newest snapshot in any case. After a failed
+write the writer's ``base`` is whatever the store holds, so the next capture is rows since
+that (or every row, if the state does not know that height).
 """
 
 from __future__ import annotations
@@ -22,11 +25,9 @@ from pathlib import Path
 import structlog
 
 from peers.authority.store import SqliteChainStore
+from rfq.ledger.snapshot import SnapshotRows
 
 log = structlog.get_logger(__name__)
-
-PART_BYTES = 1 << 20
-"""Bytes of a snapshot per part (each part its own short write transaction)."""
 
 
 class WriterStopped(Exception):
@@ -35,25 +36,23 @@ class WriterStopped(Exception):
 
 class SnapshotWriter:
     """Encodes and writes one snapshot at a time on a daemon thread, with its own SQLite
-    connection to the store at ``path``; ``between(seq)`` runs after each part written
-    (tests interrupt a snapshot there)."""
+    connection to the store at ``path``; ``between(part)`` runs after each part written (tests interrupt a snapshot there)."""
 
     def __init__(
         self,
         path: Path,
         *,
-        part_bytes: int = PART_BYTES,
         between: Callable[[int], None] | None = None,
     ) -> None:
         self.path = path
-        self.part_bytes = part_bytes
         self.between = between
         self.written = 0
         self.skipped = 0
         self.failed = 0
-        self.last_height = 0
-        """Height of the last snapshot written."""
-        self._job: tuple[int, bytes, Callable[[], bytes]] | None = None
+        self.rows_written = 0
+        """Rows of every snapshot written (a delta's rows, or all of a full one)."""
+        self._base: int | None = None
+        self._job: tuple[int, bytes, Callable[[], SnapshotRows]] | None = None
         self._busy = False
         self._closing = False
         self._abandon = False
@@ -65,9 +64,23 @@ class SnapshotWriter:
         with self._cond:
             return self._busy
 
-    def submit(self, height: int, state_root: bytes, encode: Callable[[], bytes]) -> bool:
-        """Write the snapshot ``encode()`` gives, as the state at ``height`` with
-        ``state_root``; False (skipped) while another is being written."""
+    @property
+    def base(self) -> int | None:
+        """What the next capture's rows are to be taken since: the height of the snapshot
+        the store holds, unless a whole one is due (``ChainStore.delta_base``; None: every
+        row)."""
+        with self._cond:
+            return self._base
+
+    @base.setter
+    def base(self, height: int | None) -> None:
+        """What the store holds, read at start (before any snapshot is submitted)."""
+        with self._cond:
+            self._base = height
+
+    def submit(self, height: int, state_root: bytes, encode: Callable[[], SnapshotRows]) -> bool:
+        """Write the snapshot rows ``encode()`` gives, the state at ``height`` with
+        ``state_root``; False (skipped, counted) while another is being written."""
         with self._cond:
             if self._closing:
                 return False
@@ -120,25 +133,31 @@ class SnapshotWriter:
             store.close()
 
     def _write(
-        self, store: SqliteChainStore, height: int, state_root: bytes, encode: Callable[[], bytes]
+        self,
+        store: SqliteChainStore,
+        height: int,
+        state_root: bytes,
+        encode: Callable[[], SnapshotRows],
     ) -> None:
-        def between(seq: int) -> None:
+        def between(part: int) -> None:
             if self._abandon:
                 raise WriterStopped
             if self.between is not None:
-                self.between(seq)
+                self.between(part)
 
         try:
-            data = encode()
-            size = self.part_bytes
-            parts = (data[i : i + size] for i in range(0, max(len(data), 1), size))
-            store.save_snapshot_parts(height, state_root, parts, between)
+            rows = encode()
+            store.save_snapshot(state_root, rows, between)
         except WriterStopped:
             log.info("snapshot_abandoned", height=height)
-        except Exception as exc:  # the previous snapshots stand; the next one may succeed
+        except Exception as exc:  # the stored snapshot stands; the next one may succeed
             self.failed += 1
+            with self._cond:
+                self._base = store.delta_base()
             log.error("snapshot_failed", height=height, error=str(exc))
         else:
             self.written += 1
-            self.last_height = height
-            log.info("snapshot_written", height=height, bytes=len(data))
+            self.rows_written += rows.row_count
+            with self._cond:
+                self._base = store.delta_base()
+            log.info("snapshot_written", height=height, base=rows.base, rows=rows.row_count)

@@ -4,11 +4,17 @@
 ``SqliteChainStore`` keeps it in the authority's own SQLite database (WAL).
 
 Every final block is written in one transaction with its receipts; the database is never
-half a block ahead. Snapshots of the state after a block are written apart from it: every
-``snapshot_every`` blocks by the node's ``SnapshotWriter`` on its own thread and connection,
-a part at a time (the block that follows never waits for the whole), and on shutdown. A
-snapshot exists once its last part is in; a crash while one is written leaves the previous
-ones. On start the newest snapshot is loaded and the blocks after it re-executed.
+half a block ahead. The state snapshot is kept as rows
+(``rfq.ledger.snapshot``), written as one byte string in parts (``snapshot_parts``) and named
+by a row of ``snapshot_index``: a whole snapshot, or the rows changed since the one before
+(its ``base``), so that a snapshot costs what changed, not the size of the state. Every
+``snapshot_every`` blocks the node's ``SnapshotWriter`` writes one, on its own thread and
+connection, a part at a time (the block that follows never waits for the whole), and on
+shutdown. A snapshot exists once its index row is in; a crash while one is written leaves
+the previous ones. Reading one applies its chain of deltas to the whole one in order; every
+``MAX_DELTAS`` (or sooner, when the deltas outweigh it) the next one is whole, and drops the
+chain before it. On start the newest snapshot is loaded and the blocks after it re-executed.
+(Stores of snapshot version 2, one blob a snapshot, drop those on open.)
 ``botc chain verify`` re-executes everything from the genesis and compares.
 
 ``history`` keeps what has left the hot state (``rfq.ledger.components.retention``): per
@@ -29,15 +35,23 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 
 from peers.errors import PeerError
-from rfq.errors import DECODE_ERRORS
+from rfq.errors import DECODE_ERRORS, ValidationError
 from rfq.ledger.block import Block
+from rfq.ledger.snapshot import (
+    SnapshotRows,
+    apply_rows,
+    assemble,
+    decode_tables,
+    encode_tables,
+    sorted_entries,
+)
 from rfq.ledger.state import Receipt
 
 _block_decoder = msgspec.msgpack.Decoder(Block)
@@ -50,10 +64,13 @@ CREATE TABLE IF NOT EXISTS blocks (
     hash BLOB NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS snapshots (
+DROP TABLE IF EXISTS snapshots;
+CREATE TABLE IF NOT EXISTS snapshot_index (
     height INTEGER PRIMARY KEY,
     state_root BLOB NOT NULL,
-    data BLOB NOT NULL
+    frame BLOB NOT NULL,
+    base INTEGER,
+    size INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshot_parts (
     height INTEGER NOT NULL,
@@ -89,8 +106,12 @@ CREATE TABLE IF NOT EXISTS own_votes (
 """
 
 
-KEEP_SNAPSHOTS = 3
-"""Snapshots a store keeps (the newest)."""
+PART_BYTES = 1 << 20
+"""Bytes of a snapshot's rows per part (each part its own short write transaction: a block
+being stored meanwhile waits at most for one)."""
+MAX_DELTAS = 8
+"""Deltas a stored snapshot may apply onto its whole one through; past that, or when they
+hold more bytes than it, the next snapshot is whole again (``delta_base``)."""
 
 
 class StoreError(PeerError):
@@ -113,29 +134,36 @@ class ChainStore(Protocol):
         block: Block,
         *,
         receipts: Sequence[Receipt] = (),
-        snapshot: bytes | None = None,
         state_root: bytes | None = None,
     ) -> None:
-        """Persist a final block, its receipts (and optionally the state after it)
-        atomically; ``StoreError`` when the height is already stored."""
+        """Persist a final block and its receipts atomically; ``StoreError`` when the
+        height is already stored."""
         ...
 
     def receipts(self, tx_ids: Sequence[str]) -> list[Receipt]: ...
 
-    def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None: ...
-
-    def save_snapshot_parts(
+    def save_snapshot(
         self,
-        height: int,
         state_root: bytes,
-        parts: Iterable[bytes],
+        rows: SnapshotRows,
         between: Callable[[int], None] | None = None,
     ) -> None:
-        """A snapshot written a part at a time; it exists once the last part is in."""
+        """A snapshot as rows (every row, or those changed since the stored one), written
+        a batch at a time; it exists once its frame is in."""
+        ...
+
+    def snapshot_height(self) -> int | None:
+        """The height of the stored snapshot (None: none)."""
         ...
 
     def clear_partial_snapshots(self) -> int:
-        """Drop the parts of a snapshot a crash left unfinished."""
+        """Drop the parts of a snapshot a crash left unfinished; how many."""
+        ...
+
+    def delta_base(self) -> int | None:
+        """The height the next snapshot's rows may be taken since: the stored snapshot's,
+        unless a whole one is due (``MAX_DELTAS`` deltas since the last whole one, or more
+        bytes in them than in it) or there is none."""
         ...
 
     def height(self) -> int:
@@ -160,11 +188,13 @@ class ChainStore(Protocol):
         """Blocks ``start`` .. ``end`` inclusive, in order."""
         ...
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes, bytes] | None:
-        """(height, state root, bytes) of the newest snapshot (at most ``at_most``)."""
+    def latest_snapshot(self) -> tuple[int, bytes, bytes] | None:
+        """(height, state root, bytes) of the newest snapshot."""
         ...
 
-    def snapshots(self) -> list[tuple[int, bytes, bytes]]: ...
+    def snapshots(self) -> list[tuple[int, bytes, bytes]]:
+        """Every stored snapshot frame, each with the rows at its height (one, normally)."""
+        ...
 
     def save_history(
         self,
@@ -222,10 +252,9 @@ class SqliteChainStore:
         block: Block,
         *,
         receipts: Sequence[Receipt] = (),
-        snapshot: bytes | None = None,
         state_root: bytes | None = None,
     ) -> None:
-        """Persist a final block, its receipts (and optionally the state after it) atomically."""
+        """Persist a final block and its receipts atomically."""
         data = _encoder.encode(block)
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -236,12 +265,6 @@ class SqliteChainStore:
                 "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)",
                 [(r.tx_id, r.height, r.sender, _encoder.encode(r)) for r in receipts],
             )
-            if snapshot is not None:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
-                    (block.height, state_root or block.header.state_root, snapshot),
-                )
-                self._keep_newest(block.height)
             self.db.execute("COMMIT")
         except sqlite3.IntegrityError:
             self.db.execute("ROLLBACK")
@@ -271,66 +294,101 @@ class SqliteChainStore:
                 self.db.execute("ROLLBACK")
             raise
 
-    def save_snapshot(self, height: int, state_root: bytes, snapshot: bytes) -> None:
-        with self._transaction():
-            self.db.execute("DELETE FROM snapshot_parts WHERE height = ?", (height,))
-            self.db.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, snapshot)
-            )
-            self._keep_newest(height)
-
-    def save_snapshot_parts(
+    def save_snapshot(
         self,
-        height: int,
         state_root: bytes,
-        parts: Iterable[bytes],
+        rows: SnapshotRows,
         between: Callable[[int], None] | None = None,
     ) -> None:
-        """A snapshot written a part at a time, each part in its own short transaction, so
-        that a block being stored meanwhile waits at most for one part. The snapshot exists
-        only once its last part is in: the row naming it is written last, in one
-        transaction with the removal of older snapshots. Killed before that, the parts
-        written are left over (``clear_partial_snapshots``) and the snapshots before stand.
-        ``between(seq)`` runs after each part (tests interrupt it there)."""
+        """Write a snapshot's rows (every row, or those changed since the stored snapshot)
+        as one byte string, ``PART_BYTES`` to a transaction; then the row naming it, which
+        makes it the stored snapshot, in one transaction. A crash before that leaves the
+        snapshots before as they were (the next start clears the parts left over). A whole
+        snapshot drops the ones before it; a delta keeps the chain it applies to.
+        ``between(part)`` runs after each part (tests interrupt it there).
+
+        Rows since a base (``rows.base``) apply only onto the stored snapshot at that
+        height: ``StoreError`` otherwise (the node then writes every row)."""
+        stored = self.snapshot_height()
+        if rows.base is not None and rows.base != stored:
+            raise StoreError(
+                f"{self.path}: rows since height {rows.base} do not apply to the stored "
+                f"snapshot (at {stored})"
+            )
+        height = rows.height
+        if rows.base == height:
+            return  # the stored snapshot is of this very state
+        data = encode_tables(rows.tables)
         self.db.execute("DELETE FROM snapshot_parts WHERE height = ?", (height,))
-        seq = 0
-        for seq, part in enumerate(parts):
+        for seq, start in enumerate(range(0, max(len(data), 1), PART_BYTES)):
+            part = data[start : start + PART_BYTES]
             self.db.execute("INSERT INTO snapshot_parts VALUES (?, ?, ?)", (height, seq, part))
             if between is not None:
                 between(seq)
         with self._transaction():
             self.db.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_root, b"")
+                "INSERT OR REPLACE INTO snapshot_index VALUES (?, ?, ?, ?, ?)",
+                (height, state_root, rows.frame, rows.base, len(data)),
             )
-            self._keep_newest(height)
-
-    def _keep_newest(self, height: int) -> None:
-        """Within a transaction: keep the ``KEEP_SNAPSHOTS`` newest snapshots (and their
-        parts), drop the rest."""
-        self.db.execute(
-            "DELETE FROM snapshots WHERE height < ? AND height NOT IN "
-            "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
-            (height, KEEP_SNAPSHOTS),
-        )
-        self.db.execute(  # not the parts of one being written (higher than any kept)
-            "DELETE FROM snapshot_parts WHERE height < (SELECT MIN(height) FROM snapshots)"
-        )
+            if rows.base is None:
+                self.db.execute("DELETE FROM snapshot_index WHERE height < ?", (height,))
+                self.db.execute("DELETE FROM snapshot_parts WHERE height < ?", (height,))
 
     def clear_partial_snapshots(self) -> int:
         """Remove the parts of snapshots never finished (a crash while one was written);
         returns how many parts."""
         cursor = self.db.execute(
-            "DELETE FROM snapshot_parts WHERE height NOT IN (SELECT height FROM snapshots)"
+            "DELETE FROM snapshot_parts WHERE height NOT IN (SELECT height FROM snapshot_index)"
         )
         return cursor.rowcount
 
-    def _snapshot_data(self, height: int, data: bytes) -> bytes:
-        if data:
-            return data
-        rows = self.db.execute(
-            "SELECT data FROM snapshot_parts WHERE height = ? ORDER BY seq", (height,)
-        )
-        return b"".join(bytes(r[0]) for r in rows)
+    def snapshot_height(self) -> int | None:
+        row = self.db.execute("SELECT MAX(height) FROM snapshot_index").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def delta_base(self) -> int | None:
+        chain = self._chain(self.snapshot_height())
+        if not chain:
+            return None
+        whole, deltas = chain[0], chain[1:]
+        if len(deltas) >= MAX_DELTAS or sum(size for _, _, size in deltas) > whole[2]:
+            return None
+        return chain[-1][0]
+
+    def _chain(self, height: int | None) -> list[tuple[int, int | None, int]]:
+        """(height, base, bytes) of the snapshot at ``height`` and those it applies to, the
+        whole one first; empty when there is none or the chain is broken."""
+        chain: list[tuple[int, int | None, int]] = []
+        while height is not None:
+            row = self.db.execute(
+                "SELECT base, size FROM snapshot_index WHERE height = ?", (height,)
+            ).fetchone()
+            if row is None:
+                return []
+            base = None if row[0] is None else int(row[0])
+            chain.append((height, base, int(row[1])))
+            if base is not None and base >= height:
+                return []
+            height = base
+        return chain[::-1]
+
+    def _assembled(self, height: int, frame: bytes) -> bytes:
+        """The snapshot at ``height``: its frame and its tables, its chain's rows applied in
+        order (b"" when any of it is unreadable: restoring it then says so)."""
+        chain = self._chain(height)
+        if not chain:
+            return b""
+        tables: dict[str, dict[str, bytes]] = {}
+        try:
+            for link, _, _ in chain:
+                parts = self.db.execute(
+                    "SELECT data FROM snapshot_parts WHERE height = ? ORDER BY seq", (link,)
+                )
+                data = b"".join(bytes(p[0]) for p in parts)
+                tables = apply_rows(tables, decode_tables(data))
+            return assemble(frame, {name: sorted_entries(rows) for name, rows in tables.items()})
+        except ValidationError:
+            return b""
 
     def height(self) -> int:
         row = self.db.execute("SELECT MAX(height) FROM blocks").fetchone()
@@ -369,21 +427,20 @@ class SqliteChainStore:
             if block is not None:
                 yield block
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes, bytes] | None:
-        query = "SELECT height, state_root, data FROM snapshots"
-        params: tuple[int, ...] = ()
-        if at_most is not None:
-            query += " WHERE height <= ?"
-            params = (at_most,)
-        row = self.db.execute(query + " ORDER BY height DESC LIMIT 1", params).fetchone()
+    def latest_snapshot(self) -> tuple[int, bytes, bytes] | None:
+        row = self.db.execute(
+            "SELECT height, state_root, frame FROM snapshot_index ORDER BY height DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             return None
         height = int(row[0])
-        return height, bytes(row[1]), self._snapshot_data(height, bytes(row[2]))
+        return height, bytes(row[1]), self._assembled(height, bytes(row[2]))
 
     def snapshots(self) -> list[tuple[int, bytes, bytes]]:
-        rows = self.db.execute("SELECT height, state_root, data FROM snapshots ORDER BY height")
-        return [(int(h), bytes(r), self._snapshot_data(int(h), bytes(d))) for h, r, d in rows]
+        rows = self.db.execute(
+            "SELECT height, state_root, frame FROM snapshot_index ORDER BY height"
+        ).fetchall()
+        return [(int(h), bytes(r), self._assembled(int(h), bytes(f))) for h, r, f in rows]
 
     def save_history(
         self,

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from peers.netdir import NetDir
 
 
+TX_TTL_S = 15 * 60
+"""How long a quote and a transaction of the bench stay valid."""
 AT_WINDOW = 4_000
 """Commits over which ``--at`` measures a rate."""
 
@@ -78,7 +80,7 @@ def _authority(
 ) -> None:
     from peers.logging import configure_logging
 
-    configure_logging("error")
+    configure_logging("warning")
     if profile is None:
         asyncio.run(_serve(Path(netdir), servers, member, ready))
         return
@@ -126,11 +128,13 @@ def verify_rate(seconds: float = 1.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
-    """(client, transaction) pairs: trades spread over the clients and dealers."""
+def _presign(net: Any, count: int) -> list[tuple[str, Any]]:
+    """(client, accept) pairs: trades spread over the clients and dealers, each dealer's
+    quote signed up front. The client signs its accept as it sends it (``_drive``), as a
+    client does: the bus refuses a message whose nonce is more than its replay window (60 s)
+    behind the sender's newest, and the clients' own queries carry current nonces, so a
+    transaction signed long before it is sent would be dropped as a replay."""
     import datetime as dt
-
-    import msgspec
 
     from rfq.clock import utc_today
     from rfq.instruments import Leg, Side, Template, Terms, listed_futures
@@ -151,7 +155,7 @@ def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
         today + dt.timedelta(days=90),
     )
     now = int(time.time() * 1000)
-    ttl = 15 * 60 * 1000
+    ttl = TX_TTL_S * 1000
     out = []
     for i in range(count):
         client, dealer = clients[i % len(clients)], dealers[i % len(dealers)]
@@ -175,21 +179,12 @@ def _presign(net: Any, count: int) -> list[tuple[str, bytes]]:
             timestamp_ms=now,
             expires_ms=now + ttl,
         )
-        accept = Accept(rfq_id, quote.id, client, dealer, signed_quote)
-        signed = sign_payload(
-            keys[client],
-            accept,
-            chain_id=genesis.chain_id,
-            nonce=now * 1000 + i,
-            timestamp_ms=now,
-            expires_ms=now + ttl,
-        )
-        out.append((client, msgspec.msgpack.encode(signed)))
+        out.append((client, Accept(rfq_id, quote.id, client, dealer, signed_quote)))
     return out
 
 
 async def _drive(
-    net: Any, servers: list[str], txs: list[tuple[str, bytes]], window: int
+    net: Any, servers: list[str], txs: list[tuple[str, Any]], window: int
 ) -> dict[str, Any]:
     from bus import subjects
     from peers.ledger_client import LedgerClient
@@ -227,8 +222,9 @@ async def _drive(
     for ledger in ledgers.values():
         ledger.listeners.append(on_receipt)
     first = time.perf_counter()
-    for client, data in txs:
+    for client, accept in txs:
         await in_flight.acquire()
+        data = ledgers[client].bus.outbox.encode(accept, ttl_s=TX_TTL_S)
         submitted[tx_id(data).hex()] = time.perf_counter()
         await ledgers[client].bus.nc.publish(subjects.tx(client), data)
     with contextlib.suppress(TimeoutError):

@@ -32,7 +32,6 @@ import msgspec
 from peers.benchmarks import serve
 from peers.benchmarks.chain import _presign, running_authorities
 from peers.benchmarks.rfq import percentile
-from rfq.signing import SignedMessage, tx_id
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +51,9 @@ async def _measure(net: Any, servers: list[str], args: argparse.Namespace) -> di
     clients = sorted({c for c, _ in txs})
     buses = {c: await open_bus(net, c, servers=servers) for c in clients}
     ledgers = {c: await LedgerClient(buses[c], genesis).start() for c in clients}
-    for client, data in txs:
-        await ledgers[client].submit_signed(msgspec.msgpack.decode(data, type=SignedMessage))
-    last = tx_id(txs[-1][1]).hex()
+    last = ""
+    for client, accept in txs:
+        last = await ledgers[client].submit(accept)
     await ledgers[txs[-1][0]].wait(last, timeout=max(60.0, args.trades / 50))
     for ledger in ledgers.values():
         await ledger.close()

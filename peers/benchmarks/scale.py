@@ -16,7 +16,12 @@ admission, as the node's mempool does, so execution skips them), then measures:
   blocks (the whole market read from an authority's query service, the whole monitor run),
   only up to ``OLD_PATH_LIMIT`` live contracts, where that path could still run (else null);
 - ``client_query_p99_ms`` (and p50): one client's paged contracts query, answer encoded;
-- ``snapshot_ms``, ``restart_s``: encoding the state, and rebuilding it from that snapshot;
+- ``snapshot_ms``: the snapshot a node writes every ``snapshot_every`` blocks, as rows since
+  the one before (``rfq.ledger.snapshot``), after ``SNAPSHOT_TRADES`` trades on top of N:
+  captured, encoded and written to a SQLite store; ``full_snapshot_ms`` every row of the state
+  written the same way (a node's first snapshot);
+- ``restart_s``: what a restarting authority pays before it replays: the snapshot read back
+  from that store, restored, and its root checked;
 - ``authority_rss_mb``: the child's resident memory holding the state, with
   ``rss_per_live_contract_kb`` above an empty state's.
 
@@ -51,6 +56,9 @@ TARGETS = {
     "restart_s": 3.0,
 }
 """At 100k live contracts (roadmap [4/5])."""
+SNAPSHOT_TRADES = 1_000
+"""Trades between the two snapshots of ``snapshot_ms`` (a node's ``snapshot_every`` blocks of
+the busy market in ``botc bench chain`` hold about 10,000)."""
 OLD_PATH_LIMIT = 15_000
 """Live contracts above which the baseline is not run: the whole-read regulator's reply passed
 nats' 8 MB max payload at about 15,800 live contracts, so the old path could not run there
@@ -106,7 +114,8 @@ def _line(r: dict[str, Any]) -> str:
         f"(fixing {r['regulator_fixing_block_ms']:.0f}, "
         f"by queries {_ms(r['regulator_by_queries_ms'])}), "
         f"client query p50/p99 {r['client_query_p50_ms']:.1f}/{r['client_query_p99_ms']:.1f} ms, "
-        f"snapshot {r['snapshot_ms']:.0f} ms, restart {r['restart_s']:.2f} s, "
+        f"snapshot {r['snapshot_ms']:.0f} ms (all rows {r['full_snapshot_ms']:.0f}), "
+        f"restart {r['restart_s']:.2f} s, "
         f"RSS {r['authority_rss_mb']:.0f} MB ({r['rss_per_live_contract_kb']:.2f} kB/contract)"
     )
 
@@ -275,16 +284,26 @@ def measure(live: int, settled: int) -> dict[str, Any]:
                 by_queries.append(_regulator_by_queries(market, queries) * 1000)
         client = [t * 1000 for t in _client_queries(market, queries, 100)]
 
-    snapshots = []
-    for _ in range(3):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteChainStore(Path(tmp) / "snapshot.db")
         began = time.perf_counter()
-        data = market.state.snapshot()
-        snapshots.append((time.perf_counter() - began) * 1000)
-    began = time.perf_counter()
-    restored = LedgerState.restore(market.genesis, data)
-    restored.state_root()
-    restart_s = time.perf_counter() - began
-    del restored, data
+        store.save_snapshot(market.state.state_root(), market.state.snapshot_rows()())
+        full_snapshot_ms = (time.perf_counter() - began) * 1000
+        for _ in range(SNAPSHOT_TRADES // 500):
+            market.block(*market.trades(500, days=240))
+        began = time.perf_counter()
+        rows = market.state.snapshot_rows(store.snapshot_height())()
+        store.save_snapshot(market.state.state_root(), rows)
+        snapshot_ms = (time.perf_counter() - began) * 1000
+        began = time.perf_counter()
+        found = store.latest_snapshot()
+        assert found is not None
+        restored = LedgerState.restore(market.genesis, found[2])
+        if restored.state_root() != found[1]:
+            raise AssertionError("the snapshot read back does not restore to its root")
+        restart_s = time.perf_counter() - began
+        store.close()
+    del restored, found
     gc.collect()
     rss = _rss_mb()
     fixing_block = [e + r for e, r in zip(fixing_exec, fixing_root, strict=True)]
@@ -304,7 +323,9 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         ),
         "client_query_p50_ms": round(statistics.median(client), 2),
         "client_query_p99_ms": round(_percentile(client, 0.99), 2),
-        "snapshot_ms": round(statistics.median(snapshots), 1),
+        "snapshot_ms": round(snapshot_ms, 1),
+        "snapshot_rows": rows.row_count,
+        "full_snapshot_ms": round(full_snapshot_ms, 1),
         "restart_s": round(restart_s, 2),
         "authority_rss_mb": round(rss, 1),
         "rss_per_live_contract_kb": round((rss - empty_rss) * 1024 / max(open_now, 1), 2),

@@ -63,8 +63,15 @@ from rfq.contracts.model import (
 )
 from rfq.contracts.party_index import EVERYONE, PartyIndex
 from rfq.errors import ValidationError
-from rfq.ledger.digest import VALUE_PREFIX, BucketPath, BucketTree, book_digest, value_hash
+from rfq.ledger.digest import (
+    VALUE_PREFIX,
+    BucketPath,
+    BucketTree,
+    book_digest,
+    value_hash,
+)
 from rfq.ledger.proof import CONTRACTS
+from rfq.ledger.snapshot import ARRAY, Table
 from rfq.money import Micros, from_micros, to_micros
 
 SNAPSHOT_VERSION = 1
@@ -142,6 +149,31 @@ class _WireSnapshot(msgspec.Struct, frozen=True):
     seen: tuple[str, ...]
 
 
+class _WireHeader(msgspec.Struct, frozen=True):
+    """``BookSnapshot`` but its contracts, with the fixings pre-encoded (a snapshot's book
+    part; the records are a table of rows beside it)."""
+
+    version: int
+    height: int
+    date: dt.date | None
+    mark_date: dt.date | None
+    next_ordinal: int
+    fixings: tuple[msgspec.Raw, ...]
+    seen: tuple[str, ...]
+
+
+class _BookHeader(msgspec.Struct, frozen=True):
+    """``_WireHeader`` decoded."""
+
+    version: int
+    height: int
+    date: dt.date | None
+    mark_date: dt.date | None
+    next_ordinal: int
+    fixings: tuple[FixingSeries, ...]
+    seen: tuple[str, ...]
+
+
 class _DigestWire(msgspec.Struct, frozen=True):
     """The book's fields other than its contracts, as ``state_digest`` hashes them: the
     header, the fixings, and the digest of the seen keys."""
@@ -176,6 +208,10 @@ _snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
 _raw_book_decoder = msgspec.msgpack.Decoder(_RawBook)
 _head_book_decoder = msgspec.msgpack.Decoder(_HeadBook)
 _contract_decoder = msgspec.msgpack.Decoder(Contract)
+_header_decoder = msgspec.msgpack.Decoder(_BookHeader)
+_records_decoder = msgspec.msgpack.Decoder(tuple[ContractRecord, ...])
+_raw_records_decoder = msgspec.msgpack.Decoder(tuple[msgspec.Raw, ...])
+_record_heads_decoder = msgspec.msgpack.Decoder(tuple[_RecordHead, ...])
 
 
 def canonical_contract(contract: Contract) -> Contract:
@@ -316,11 +352,13 @@ class ContractBook:
         self._px: F64 = np.zeros(64, dtype=np.float64)
         self._last: I64 = np.full(64, NO_DATE, dtype=np.int64)
         self._hist: dict[str, tuple[list[int], list[float]]] = {}
-        # Caches for state_bytes (dropped on change): sorted ids and seen keys, each
-        # underlying's encoded fixing series (each contract's encoded record is on its entry).
-        self._sorted_ids: list[str] | None = None
+        # Caches for the digest and snapshots (dropped on change): the sorted seen keys,
+        # each underlying's encoded fixing series (each contract's encoded record is on its
+        # entry).
         self._new_ids: list[str] = []
-        self._blobs: list[msgspec.Raw] = []
+        self._unsaved: set[str] | None = None
+        """Contract ids whose record changed since the last snapshot's rows were taken
+        (None: not kept track of, so the next snapshot takes every record)."""
         self._tree = BucketTree(CONTRACTS.encode())
         """Contract id -> record digest, authenticated: the contracts part of the digest."""
         self._dirty: set[str] = set()
@@ -430,12 +468,7 @@ class ContractBook:
         del self._entries[contract_id]
         self._dirty.discard(contract_id)
         self._parties.remove(contract_id, (entry.contract.client, entry.contract.dealer))
-        ids = self._sorted_ids
-        if ids is not None:
-            k = bisect.bisect_left(ids, contract_id)
-            if k < len(ids) and ids[k] == contract_id:
-                del ids[k], self._blobs[k]
-        self._tree.update([(contract_id, None)])
+        self._tree_update([(contract_id, None)])
         removed: list[str] = []
         for prefix in _SEEN_PREFIXES:
             lo = bisect.bisect_left(self._seen_sorted, f"{prefix}{contract_id}/")
@@ -875,6 +908,7 @@ class ContractBook:
                 entry.status = Status.LIVE
                 cols.call_open[slot] = False
                 cols.call_short[slot] = False
+                cols.deadline[slot] = NO_DATE  # as a restored book holds a row with no call
                 out.append(MarginCallMet(contract_id=c.id, seq=call.seq))
             else:
                 entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
@@ -935,6 +969,7 @@ class ContractBook:
         self._cols.save_row(slot)
         self._cols.call_open[slot] = False
         self._cols.call_short[slot] = False
+        self._cols.deadline[slot] = NO_DATE
         self._cols.in_default[slot] = True
         out.append(
             DefaultTriggered(
@@ -1301,24 +1336,16 @@ class ContractBook:
             self._seen.add(key)
             bisect.insort(self._seen_sorted, key)
         self._seen_digest = journal.seen_digest
-        ids, blobs = self._sorted_ids, self._blobs
-        assert ids is not None  # built by checkpoint's refresh
         tree_changes: list[tuple[str, bytes | None]] = []
         for cid in journal.opened:
             entry = self._entries.pop(cid)
             self._parties.remove(cid, (entry.contract.client, entry.contract.dealer))
-            k = bisect.bisect_left(ids, cid)
-            if k < len(ids) and ids[k] == cid:
-                del ids[k], blobs[k]
             tree_changes.append((cid, None))
         for entry in journal.pruned:
             cid = entry.contract.id
             self._entries[cid] = entry
             self._parties.add(cid, (entry.contract.client, entry.contract.dealer), open_=False)
-            k = bisect.bisect_left(ids, cid)
             assert entry.blob is not None and entry.digest is not None  # made by prune
-            ids.insert(k, cid)
-            blobs.insert(k, entry.blob)
             tree_changes.append((cid, entry.digest))
         for cid, saved in journal.entries.items():
             entry = self._entries[cid]
@@ -1328,9 +1355,8 @@ class ContractBook:
             if ended and not entry.status.terminal:
                 self._parties.reopen(cid, (entry.contract.client, entry.contract.dealer))
             assert entry.blob is not None and entry.digest is not None
-            blobs[bisect.bisect_left(ids, cid)] = entry.blob
             tree_changes.append((cid, entry.digest))
-        self._tree.update(tree_changes)
+        self._tree_update(tree_changes)
         self._new_ids.clear()
         self._dirty.clear()
 
@@ -1412,28 +1438,24 @@ class ContractBook:
                 self._touch(self._entries[cols.ids[slot]])
                 cols.save_row(slot)
             cols.dirty[rows] = False
-        entries, tree = self._entries, self._tree
-        ids = self._sorted_ids
-        if ids is None:
-            ids = self._sorted_ids = sorted(entries)
-            self._blobs = [self._record_blob(entries[cid]) for cid in ids]
-            tree.update((cid, entries[cid].digest or b"") for cid in ids)
-        else:
-            # New contracts slot into the id order: a block costs what it opened or changed,
-            # not a pass over every contract ever opened.
-            for cid in self._new_ids:
-                k = bisect.bisect_left(ids, cid)
-                ids.insert(k, cid)
-                self._blobs.insert(k, self._record_blob(entries[cid]))
-            for cid in self._dirty:
-                k = bisect.bisect_left(ids, cid)
-                self._blobs[k] = self._record_blob(entries[cid])
-            tree.update((cid, entries[cid].digest or b"") for cid in (*self._new_ids, *self._dirty))
+        # A block costs what it opened or changed, not a pass over every contract.
+        entries, record_blob = self._entries, self._record_blob
+        changed = [*self._new_ids, *self._dirty]
+        for cid in changed:
+            record_blob(entries[cid])
+        self._tree_update([(cid, entries[cid].digest) for cid in changed])
         self._new_ids.clear()
         self._dirty.clear()
         for name in self._hist:
             if name not in self._series_blob:
                 self._series_blob[name] = msgspec.Raw(_snapshot_encoder.encode(self._series(name)))
+
+    def _tree_update(self, changes: list[tuple[str, bytes | None]]) -> None:
+        """Records' digests into the tree (``None``: the contract left the book), and their
+        ids into the change feed: every change of a record passes here."""
+        self._tree.update(changes)
+        if self._unsaved is not None:
+            self._unsaved.update(cid for cid, _ in changes)
 
     def state_bytes(self) -> bytes:
         """Canonical msgpack of the whole book (``BookSnapshot``: contracts by id, fixings by
@@ -1447,8 +1469,9 @@ class ContractBook:
     def state_bytes_later(self) -> Callable[[], bytes]:
         """``state_bytes`` as of now, encoded when called (from another thread, while the
         book goes on changing): what it encodes is captured now, at the cost of copying a
-        list of references (each record's cached bytes are immutable)."""
+        list of references in id order (each record's cached bytes are immutable)."""
         self._refresh()
+        entries = self._entries
         wire = _WireSnapshot(
             version=SNAPSHOT_VERSION,
             height=self._height,
@@ -1456,10 +1479,50 @@ class ContractBook:
             mark_date=self.mark_date,
             next_ordinal=self._next_ordinal,
             fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
-            contracts=tuple(self._blobs),
+            contracts=tuple(self._record_blob(entries[cid]) for cid in sorted(entries)),
             seen=tuple(self._seen_sorted),
         )
         return lambda: _snapshot_encoder.encode(wire)
+
+    def header_bytes(self) -> bytes:
+        """Everything of the state bytes but the contracts (``_WireHeader``): a snapshot's
+        book part, beside its table of records (``rows_later``)."""
+        self._refresh()
+        return _snapshot_encoder.encode(
+            _WireHeader(
+                version=SNAPSHOT_VERSION,
+                height=self._height,
+                date=self._date,
+                mark_date=self.mark_date,
+                next_ordinal=self._next_ordinal,
+                fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
+                seen=tuple(self._seen_sorted),
+            )
+        )
+
+    def rows_later(self, *, changed_only: bool, advance: bool = True) -> Table:
+        """The contracts' snapshot rows (each an array element: its record's bytes, keyed
+        by contract id): with ``changed_only``, those whose record changed since the last
+        snapshot that advanced (when the book kept track since: else all of them); all of
+        them otherwise. ``advance``: the next snapshot's changes count from now. The
+        records' bytes are cached and immutable, so this costs what changed (or one sort)."""
+        self._refresh()
+        unsaved = self._unsaved
+        if advance:
+            self._unsaved = set()
+        entries, blob = self._entries, self._record_blob
+        if not changed_only or unsaved is None:
+            rows: list[tuple[str, bytes | None]] = [
+                (cid, blob(entries[cid])) for cid in sorted(entries)
+            ]
+            return Table(ARRAY, True, rows)
+        rows = [(cid, None if (e := entries.get(cid)) is None else blob(e)) for cid in unsaved]
+        return Table(ARRAY, False, rows)
+
+    def track_rows(self) -> None:
+        """Keep track of the records changed from now (a snapshot's rows were taken now)."""
+        self._refresh()
+        self._unsaved = set()
 
     def state_digest(self) -> bytes:
         """A 32-byte sha256 commitment to the same state as ``state_bytes``, far cheaper per
@@ -1588,9 +1651,28 @@ class ContractBook:
             for cid, raw, digest in zip(ids, records, digests, strict=True):
                 entry = entries[cid]
                 entry.blob, entry.digest = raw, digest
-            book._sorted_ids, book._blobs = ids, list(records)
             book._tree.update(zip(ids, digests, strict=True))
         return book
+
+    @classmethod
+    def from_rows(cls, header: bytes, contracts: bytes) -> ContractBook:
+        """The book from a snapshot's book part (``header_bytes``) and its table of records
+        (a msgpack array of them, in id order); raises msgspec errors on bad bytes."""
+        head = _header_decoder.decode(header)
+        records = _records_decoder.decode(contracts)
+        snap = BookSnapshot(
+            version=head.version,
+            height=head.height,
+            date=head.date,
+            mark_date=head.mark_date,
+            next_ordinal=head.next_ordinal,
+            fixings=head.fixings,
+            contracts=records,
+            seen=head.seen,
+        )
+        raws = _raw_records_decoder.decode(contracts)
+        heads = tuple(h.contract for h in _record_heads_decoder.decode(contracts))
+        return cls.from_snapshot(snap, raws, heads)
 
     @classmethod
     def from_state_bytes(cls, data: bytes) -> ContractBook:

@@ -41,6 +41,8 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from rfq.ledger.snapshot import MAP, Table, map_entries
+
 V = TypeVar("V")
 
 BUCKET_BYTES = 2
@@ -62,19 +64,6 @@ BOOK_PREFIX = b"botc-book\x00"
 
 _sha256 = hashlib.sha256
 _encoder = msgspec.msgpack.Encoder()
-
-
-ENCODE_CHUNK = 4096
-"""Entries a map's snapshot encodes per call (``DigestMap.encode_later``)."""
-
-
-def _map_header(count: int) -> bytes:
-    """The msgpack header of a map of ``count`` entries (what msgspec writes)."""
-    if count < 16:
-        return bytes([0x80 | count])
-    if count < 1 << 16:
-        return b"\xde" + count.to_bytes(2, "big")
-    return b"\xdf" + count.to_bytes(4, "big")
 
 
 def value_hash(encoded: bytes) -> bytes:
@@ -394,6 +383,50 @@ class TreeOverlay:
         self._buckets, self._nodes = {}, [{} for _ in range(DEPTH + 1)]
 
 
+class ChangeFeed:
+    """The keys written to a store of entries, in order, for readers that follow them at
+    their own positions instead of re-reading everything. Past ``FEED_CAP`` keys the older
+    half is dropped, so a feed nobody reads any more stays bounded; a reader behind what is
+    kept is told so (``since`` gives None) and reads everything once."""
+
+    __slots__ = ("_base", "_keys")
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._base = 0
+
+    def __len__(self) -> int:
+        """Keys kept."""
+        return len(self._keys)
+
+    @property
+    def position(self) -> int:
+        """The position of the next key written."""
+        return self._base + len(self._keys)
+
+    def add(self, key: str) -> None:
+        self._keys.append(key)
+        if len(self._keys) > FEED_CAP:
+            self._trim()
+
+    def extend(self, keys: Iterable[str]) -> None:
+        self._keys.extend(keys)
+        if len(self._keys) > FEED_CAP:
+            self._trim()
+
+    def since(self, position: int) -> tuple[list[str], int] | None:
+        """The keys written since ``position`` (repeats included) and the position after
+        them; None when those are no longer kept."""
+        if position < self._base:
+            return None
+        return self._keys[position - self._base :], self.position
+
+    def _trim(self) -> None:
+        drop = len(self._keys) // 2
+        del self._keys[:drop]
+        self._base += drop
+
+
 class DigestMap(Generic[V]):
     """A dict of msgspec-encodable values of one type, authenticated by a ``BucketTree``.
 
@@ -412,8 +445,10 @@ class DigestMap(Generic[V]):
         self._tree: BucketTree | TreeOverlay = BucketTree(self.name)
         self.journal: list[tuple[str, bool, V | None]] | None = None
         """While a transaction runs: (key, existed, old value) per write, for ``undo``."""
-        self._feed: list[str] | None = None
-        self._feed_base = 0
+        self._feed: ChangeFeed | None = None
+        self._unsaved: set[str] | None = None
+        """Keys written since the last snapshot's rows were taken (None: not kept track of,
+        so the next snapshot takes every row): what a snapshot writes (``rows_later``)."""
 
     def _record(self, key: str) -> None:
         if self.journal is not None:
@@ -463,51 +498,70 @@ class DigestMap(Generic[V]):
         self._items[key] = self._canonical(key, value)
         self._dirty.add(key)
         if self._feed is not None:
-            self._feed.append(key)
-            if len(self._feed) > FEED_CAP:
-                self._trim()
+            self._feed.add(key)
+        if self._unsaved is not None:
+            self._unsaved.add(key)
 
     def __delitem__(self, key: str) -> None:
         self._record(key)
         del self._items[key]
         self._dirty.add(key)
         if self._feed is not None:
-            self._feed.append(key)
-            if len(self._feed) > FEED_CAP:
-                self._trim()
+            self._feed.add(key)
+        if self._unsaved is not None:
+            self._unsaved.add(key)
 
     # The change feed: derived indexes (the query service's) follow the keys written here
-    # instead of re-reading the map. Off until someone follows; several may, each at its own
-    # position; the oldest half is dropped past ``FEED_CAP`` (a reader that far behind
-    # rebuilds from the map).
+    # instead of re-reading the map (``ChangeFeed``).
 
     def follow(self) -> int:
         """Start (or keep) recording written keys; the position of the next one."""
         if self._feed is None:
-            self._feed = []
-        return self._feed_base + len(self._feed)
+            self._feed = ChangeFeed()
+        return self._feed.position
 
     def written_since(self, position: int) -> tuple[list[str], int] | None:
         """The keys written (set or deleted, repeats included) since ``position`` and the
         position after them; None when those are no longer kept (read the whole map)."""
-        feed = self._feed
-        if feed is None or position < self._feed_base:
-            return None
-        return feed[position - self._feed_base :], self._feed_base + len(feed)
+        return None if self._feed is None else self._feed.since(position)
 
     def _fed(self, keys: Iterable[str]) -> None:
+        """Keys an overlay committed here (``DigestOverlay.commit``)."""
         if self._feed is not None:
             self._feed.extend(keys)
-            if len(self._feed) > FEED_CAP:
-                self._trim()
+        if self._unsaved is not None:
+            self._unsaved.update(keys)
 
-    def _trim(self) -> None:
-        """Drop the older half of the feed (a reader behind it rebuilds), so a feed nobody
-        reads any more stays bounded."""
-        assert self._feed is not None
-        drop = len(self._feed) // 2
-        del self._feed[:drop]
-        self._feed_base += drop
+    def rows_later(self, *, changed_only: bool, advance: bool = True) -> Callable[[], Table]:
+        """The map's snapshot rows as of now, encoded when called (on the writer's thread):
+        with ``changed_only``, those of the keys written since the last snapshot that
+        advanced (when this map kept track since: else every row); every row otherwise.
+        ``advance``: the next snapshot's changes count from now."""
+        unsaved = self._unsaved
+        if advance:
+            self._unsaved = set()
+        if not changed_only or unsaved is None:
+            items = self._items.copy() if type(self) is DigestMap else dict(self.items())
+
+            def full() -> Table:
+                return Table(MAP, True, map_entries(sorted(items.items())))  # type: ignore[arg-type]
+
+            return full
+        current, missing = self._items, _GONE
+        changed = {key: current.get(key, missing) for key in unsaved}
+
+        def delta() -> Table:
+            rows = map_entries((k, v) for k, v in changed.items() if v is not missing)
+            gone: list[tuple[str, bytes | None]] = [
+                (k, None) for k, v in changed.items() if v is missing
+            ]
+            return Table(MAP, False, [*rows, *gone])
+
+        return delta
+
+    def track_rows(self) -> None:
+        """Keep track of the keys written from now (a snapshot's rows were taken now)."""
+        self._unsaved = set()
 
     def _sync(self) -> None:
         """Hand the entries written since the last digest to the tree."""
@@ -550,24 +604,6 @@ class DigestMap(Generic[V]):
     def encode(self) -> bytes:
         """The entries as bytes, sorted by key (``decode_into`` reads them back)."""
         return _encoder.encode(dict(sorted(self.items())))
-
-    def encode_later(self) -> Callable[[], bytes]:
-        """``encode()`` as of now, computed when called (from another thread, while the map
-        goes on changing): the entries are captured now by copying the dict (its values are
-        immutable), and encoded later a chunk at a time, so that no single call holds the
-        interpreter long. The bytes are exactly ``encode()``'s."""
-        items = self._items.copy() if type(self) is DigestMap else dict(self.items())
-
-        def encode() -> bytes:
-            keys = sorted(items)
-            parts = [_map_header(len(keys))]
-            for start in range(0, len(keys), ENCODE_CHUNK):
-                chunk = {key: items[key] for key in keys[start : start + ENCODE_CHUNK]}
-                body = _encoder.encode(chunk)
-                parts.append(body[len(_map_header(len(chunk))) :])
-            return b"".join(parts)
-
-        return encode
 
     def decode_into(self, data: bytes) -> None:
         """Load entries encoded by ``encode``; raises msgspec errors on bad bytes.

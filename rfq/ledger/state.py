@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -33,6 +33,14 @@ from rfq.ledger.components.registry import LAYOUT, Layout
 from rfq.ledger.components.retention import Pruned
 from rfq.ledger.digest import DigestMap
 from rfq.ledger.proof import ProofError, RootParts, StateProof, state_root_of
+from rfq.ledger.snapshot import (
+    SNAPSHOT_VERSION,
+    Frame,
+    SnapshotRows,
+    Table,
+    assemble_full,
+    disassemble,
+)
 from rfq.money import Micros
 from rfq.signing import tx_id
 
@@ -63,10 +71,26 @@ MAP_TYPES: dict[str, Any] = LAYOUT.maps
 """The ledger's maps and their value types, in the state root's order (from the registry)."""
 
 _encoder = msgspec.msgpack.Encoder()
+_T = TypeVar("_T")
 
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _dumped(dump: Callable[[Any], Any], value: Any) -> bytes:
+    return _encoder.encode(dump(value))
+
+
+def _under(named: Mapping[str, _T], attr: str) -> dict[str, _T]:
+    """The entries of ``named`` under ``attr.`` (a part's tables), by their own names."""
+    prefix = attr + "."
+    return {k[len(prefix) :]: v for k, v in named.items() if k.startswith(prefix)}
+
+
+def _part_tables(layout: Layout) -> list[str]:
+    """The snapshot tables of the layout's parts held as rows (``book.contracts``)."""
+    return [f"{p.attr}.{t}" for p in layout.parts if p.rows is not None for t in p.rows.names]
 
 
 class Receipt(msgspec.Struct, frozen=True, tag="receipt"):
@@ -164,6 +188,9 @@ class LedgerState:
         self.height = 0
         self.timestamp_ms = 0
         self._result: BlockResult | None = None
+        self._snapshot_base: int | None = None
+        """The height of the last ``snapshot_rows`` taken of this state (or of its restore):
+        what changed since is kept track of."""
         for name, value_type in self.layout.maps.items():
             setattr(self, name, DigestMap(name, value_type))
         for part in self.layout.parts:
@@ -266,41 +293,64 @@ class LedgerState:
         child.retiring = None if self.retiring is None else list(self.retiring)
         child.retiring_ready = None if self.retiring_ready is None else list(self.retiring_ready)
         child._result = None
+        # What snapshots have taken is the final state's alone: a commit copies the
+        # overlay's other fields into it (``Pending.commit``) and must not bring this back.
+        del child.__dict__["_snapshot_base"]
         return child
 
     # -- persistence -----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """The whole state as bytes: height, timestamp, each part as its snapshot field and
-        each map encoded by ``DigestMap.encode``; ``restore`` rebuilds an identical state."""
-        return self.snapshot_later()()
+        """The whole state as bytes (``rfq.ledger.snapshot``: the frame and every table
+        assembled); ``restore`` rebuilds an identical state. It leaves ``snapshot_rows``'
+        record of what changed as it was."""
+        return assemble_full(self._capture(changed_only=False, advance=False)())
 
-    def snapshot_later(self) -> Callable[[], bytes]:
-        """``snapshot()`` as of now, encoded when called: what it encodes is captured now,
-        cheaply (each map's dict copied, the book's cached record bytes referenced, the
-        immutable parts kept), so that a node can encode and write it on another thread
-        while it goes on executing blocks. The bytes are exactly ``snapshot()``'s."""
+    def snapshot_rows(self, since: int | None = None) -> Callable[[], SnapshotRows]:
+        """The snapshot at this height as rows (``rfq.ledger.snapshot``), encoded when
+        called, so that a node can encode and write it on another thread while it goes on
+        executing blocks: what it encodes is captured now, cheaply (the changed entries
+        referenced, or each map's dict copied; the book's cached record bytes referenced).
+
+        With ``since`` the height of the last ``snapshot_rows`` taken of this state (or of
+        its restore), only the rows changed after it (``base`` = ``since``); every row
+        otherwise (``since`` None, or any other height: a node whose store holds another
+        snapshot than its state last took). What changed is counted from now on."""
+        changed_only = since is not None and since == self._snapshot_base
+        rows = self._capture(changed_only=changed_only, advance=True)
+        self._snapshot_base = self.height
+        return rows
+
+    def _capture(self, *, changed_only: bool, advance: bool) -> Callable[[], SnapshotRows]:
         layout = self.layout
-        parts: dict[str, Callable[[], Any]] = {}
+        tables: dict[str, Callable[[], Table]] = {
+            name: getattr(self, name).rows_later(changed_only=changed_only, advance=advance)
+            for name in layout.maps
+        }
+        parts: dict[str, Callable[[], bytes]] = {}
         for p in layout.parts:
             value = getattr(self, p.attr)
-            if p.freeze is not None:
-                parts[p.attr] = p.freeze(value)
+            if p.rows is not None:
+                parts[p.attr] = functools.partial(_same, p.rows.header(value))
+                for name, table in p.rows.tables(value, changed_only, advance).items():
+                    tables[f"{p.attr}.{name}"] = functools.partial(_same, table)
             elif p.replaced:
-                parts[p.attr] = functools.partial(p.dump, value)
+                parts[p.attr] = functools.partial(_dumped, p.dump, value)
             else:
-                parts[p.attr] = functools.partial(_same, p.dump(value))
-        maps = {name: getattr(self, name).encode_later() for name in layout.maps}
+                parts[p.attr] = functools.partial(_same, _encoder.encode(p.dump(value)))
         height, timestamp_ms = self.height, self.timestamp_ms
+        base = self._snapshot_base if changed_only else None
 
-        def encode() -> bytes:
-            snap = layout.snapshot_type(
+        def encode() -> SnapshotRows:
+            built = {name: later() for name, later in tables.items()}
+            frame = Frame(
+                version=SNAPSHOT_VERSION,
                 height=height,
                 timestamp_ms=timestamp_ms,
-                **{attr: dump() for attr, dump in parts.items()},
-                maps={name: encode_map() for name, encode_map in maps.items()},
+                parts={attr: msgspec.Raw(dump()) for attr, dump in parts.items()},
+                tables={name: t.kind for name, t in built.items()},
             )
-            return _encoder.encode(snap)
+            return SnapshotRows(height, base, _encoder.encode(frame), built)
 
         return encode
 
@@ -310,6 +360,8 @@ class LedgerState:
 
         The cyclic garbage collector is paused meanwhile: decoding allocates millions of
         objects, none of them garbage, and its passes over them cost as much as the rest.
+        The restored state knows its snapshot's height: a snapshot of it taken later can
+        hold only the rows changed since (``snapshot_rows``).
         """
         enabled = gc.isenabled()
         gc.disable()
@@ -323,26 +375,47 @@ class LedgerState:
     def _restore(cls, genesis: Genesis, data: bytes) -> LedgerState:
         state = cls(genesis)
         layout = cls.layout
+        frame, tables = disassemble(data)
+        expected = {*layout.maps, *_part_tables(layout)}
+        if set(tables) != expected:
+            missing, extra = sorted(expected - set(tables)), sorted(set(tables) - expected)
+            raise ValidationError(
+                f"not a ledger snapshot: tables missing {missing}, unknown {extra}",
+                where="snapshot",
+            )
+        missing_parts = sorted({p.attr for p in layout.parts} - set(frame.parts))
+        if missing_parts:
+            raise ValidationError(
+                f"not a ledger snapshot: parts missing {missing_parts}", where="snapshot"
+            )
         try:
-            snap = msgspec.structs.asdict(msgspec.msgpack.decode(data, type=layout.snapshot_type))
-            values = {p.attr: p.load(snap[p.attr]) for p in layout.parts}
-            missing = set(layout.maps) - set(snap["maps"])
-            if missing:
-                raise ValidationError(f"maps missing: {', '.join(sorted(missing))}", where="maps")
+            values: dict[str, Any] = {}
+            for p in layout.parts:
+                raw = bytes(frame.parts[p.attr])
+                if p.rows is not None:
+                    values[p.attr] = p.rows.load(raw, _under(tables, p.attr))
+                else:
+                    values[p.attr] = p.load(msgspec.msgpack.decode(raw, type=p.snapshot_type))
             for name, value_type in layout.maps.items():
                 target: DigestMap[Any] = DigestMap(name, value_type)
-                target.decode_into(snap["maps"][name])
+                target.decode_into(tables[name])
                 setattr(state, name, target)
         except DECODE_ERRORS as exc:
             raise ValidationError(f"not a ledger snapshot: {exc}", where="snapshot") from None
         except ValidationError as exc:
             raise ValidationError(f"not a ledger snapshot: {exc}", where="snapshot") from None
-        state.height, state.timestamp_ms = snap["height"], snap["timestamp_ms"]
+        state.height, state.timestamp_ms = frame.height, frame.timestamp_ms
         for attr, value in values.items():
             setattr(state, attr, value)
         for component in layout.components:
             if component.loaded is not None:
                 component.loaded(state)
+        for name in layout.maps:  # a snapshot of it taken later holds what changed since
+            getattr(state, name).track_rows()
+        for p in layout.parts:
+            if p.rows is not None:
+                p.rows.track(getattr(state, p.attr))
+        state._snapshot_base = state.height
         return state
 
     # -- admission -------------------------------------------------------------------------

@@ -190,13 +190,16 @@ async def test_an_edited_state_row_is_named_by_chain_verify(
 ):
     await run_and_stop(network, bus_factory)
     db = sqlite3.connect(network.path / "data" / "CCP" / "chain.db")
-    height, data = db.execute(
-        "SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1"
+    (height,) = db.execute("SELECT MAX(height) FROM snapshot_index").fetchone()
+    seq, data = db.execute(
+        "SELECT seq, data FROM snapshot_parts WHERE height = ? ORDER BY seq LIMIT 1", (height,)
     ).fetchone()
     tampered = bytearray(data)
-    index = bytes(tampered).find(b"C1")
+    index = bytes(tampered).rfind(b"C1")  # in a contract's record (the book's rows are last)
     tampered[index : index + 2] = b"C9"
-    db.execute("UPDATE snapshots SET data=? WHERE height=?", (bytes(tampered), height))
+    db.execute(
+        "UPDATE snapshot_parts SET data=? WHERE height=? AND seq=?", (bytes(tampered), height, seq)
+    )
     db.commit()
     db.close()
     capsys.readouterr()
@@ -204,24 +207,34 @@ async def test_an_edited_state_row_is_named_by_chain_verify(
     assert f"first bad height {height}: state snapshot" in capsys.readouterr().out
 
 
-async def test_a_snapshot_row_of_genesis_or_beyond_the_tip_is_checked_too(
+async def test_a_snapshot_of_genesis_or_beyond_the_tip_is_checked_too(
     nats_server, network, bus_factory, capsys
 ):
     await run_and_stop(network, bus_factory, trades=5)
     path = network.path / "data" / "D2" / "chain.db"
     db = sqlite3.connect(path)
     tip = db.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
-    _, root, data = db.execute("SELECT * FROM snapshots ORDER BY height DESC LIMIT 1").fetchone()
+    height, root, frame, _, size = db.execute(
+        "SELECT * FROM snapshot_index ORDER BY height DESC LIMIT 1"
+    ).fetchone()
     args = ["chain", "verify", "--net", str(network.path), "--id", "D2"]
 
-    db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", (tip + 5, root, data))
+    def stored_as(at: int) -> None:  # the same snapshot, named as one of another height
+        db.execute("INSERT OR REPLACE INTO snapshot_index VALUES (?, ?, ?, ?, ?)",
+                   (at, root, frame, height, 0))  # fmt: skip
+
+    stored_as(tip + 5)
     db.commit()
     capsys.readouterr()
     assert main(args) == 1
     assert f"first bad height {tip + 5}: state snapshot of a block" in capsys.readouterr().out
 
-    db.execute("DELETE FROM snapshots WHERE height > ?", (tip,))
-    db.execute("INSERT OR REPLACE INTO snapshots VALUES (0, ?, ?)", (root, data))
+    db.execute("DELETE FROM snapshot_index WHERE height > ?", (tip,))
+    db.execute(
+        "INSERT OR REPLACE INTO snapshot_index VALUES (0, ?, ?, NULL, ?)", (root, frame, size)
+    )
+    db.execute("INSERT INTO snapshot_parts SELECT 0, seq, data FROM snapshot_parts "
+               "WHERE height = ?", (height,))  # fmt: skip
     db.commit()
     db.close()
     assert main(args) == 1

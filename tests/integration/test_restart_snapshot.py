@@ -20,6 +20,7 @@ from peers.authority.store import SqliteChainStore
 from peers.netdir import NetDir, create_network
 from rfq.identity import NetworkParams
 from rfq.ledger.block import build_block, proposer_for
+from rfq.ledger.snapshot import SnapshotRows
 from rfq.ledger.state import LedgerState, genesis_header
 
 from .chainkit import AUTHORITIES, TxFactory, committed, start_authorities, wait_for
@@ -44,7 +45,7 @@ def _store_chain(network: NetDir, contracts: int) -> tuple[int, int]:
     state = LedgerState(genesis)
     head = genesis_header(genesis)
     blocks = []
-    snapshot: tuple[int, bytes, bytes] | None = None
+    snapshot: tuple[bytes, SnapshotRows] | None = None
     made = 0
     while made < contracts:
         count = min(PER_BLOCK, contracts - made)
@@ -72,16 +73,16 @@ def _store_chain(network: NetDir, contracts: int) -> tuple[int, int]:
         blocks.append(block)
         head = block.header
         if made + PER_BLOCK >= contracts and snapshot is None and made < contracts:
-            snapshot = (height, head.state_root, state.snapshot())
+            snapshot = (head.state_root, state.snapshot_rows()())
     if snapshot is None:  # a single block: snapshot the genesis' successor anyway
-        snapshot = (head.height, head.state_root, state.snapshot())
+        snapshot = (head.state_root, state.snapshot_rows()())
     for member in AUTHORITIES:
         store = SqliteChainStore(network.data_dir(member) / "chain.db")
         for block in blocks:
             store.append(block)
         store.save_snapshot(*snapshot)
         store.close()
-    return head.height, snapshot[0]
+    return head.height, snapshot[1].height
 
 
 async def test_authorities_restart_from_the_newest_snapshot_not_the_genesis_and_decide_on(

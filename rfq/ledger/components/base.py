@@ -14,6 +14,7 @@ import msgspec
 from rfq.errors import RfqError
 from rfq.identity import Genesis, Role
 from rfq.ledger.digest import BucketPath
+from rfq.ledger.snapshot import Table
 from rfq.ledger.tx import TX_ROLES, Transaction
 from rfq.signing import SignedMessage
 
@@ -122,10 +123,29 @@ class Part:
     replaced: bool = False
     """The value is immutable and handlers replace it: a refused transaction puts the old
     value back. Otherwise the value must refuse atomically (the contract book does)."""
-    freeze: Callable[[Any], Callable[[], Any]] | None = None
-    """What ``dump`` needs, captured now and cheaply, as a function giving ``dump``'s result
-    later (``LedgerState.snapshot_later``; the value goes on changing meanwhile). Without
-    it a ``replaced`` value is kept as it is and dumped later, any other dumped at once."""
+    rows: PartRows | None = None
+    """For a part too big to write whole at each snapshot: its header and tables of rows
+    (then ``dump`` and ``load`` are not used). Without it a ``replaced`` value is kept as it
+    is at a snapshot and dumped later, on the writer's thread; any other is dumped at once."""
+
+
+@dataclass(frozen=True)
+class PartRows:
+    """A part a snapshot holds as a small header beside tables of rows, each row written
+    when it changes (``rfq.ledger.snapshot``): the contract book and its records."""
+
+    names: tuple[str, ...]
+    """The part's tables (a snapshot's ``<attr>.<name>``)."""
+    header: Callable[[Any], bytes]
+    """The part's header (a msgpack value), as of now."""
+    tables: Callable[[Any, bool, bool], dict[str, Table]]
+    """The part's tables as of now, given ``changed_only`` and ``advance`` (as
+    ``DigestMap.rows_later``)."""
+    track: Callable[[Any], None]
+    """Keep track of what changes from now (after a restore)."""
+    load: Callable[[bytes, Mapping[str, bytes]], Any]
+    """The part from its header and each table assembled (``rfq.ledger.snapshot``);
+    raises ``ValidationError`` or msgspec errors on bad bytes."""
 
 
 StateHook = Callable[["LedgerState"], None]

@@ -6,7 +6,7 @@ out, and whatever the book outputs becomes ledger state here, in one fixed order
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -37,10 +37,19 @@ from rfq.identity import Genesis, Role
 from rfq.instruments import check_listed
 from rfq.ledger.block import BlockHeader
 from rfq.ledger.components import guarantees, members, payments, retention
-from rfq.ledger.components.base import Component, LedgerError, Part, Refs, TxContext, tx_kind
+from rfq.ledger.components.base import (
+    Component,
+    LedgerError,
+    Part,
+    PartRows,
+    Refs,
+    TxContext,
+    tx_kind,
+)
 from rfq.ledger.components.guarantees import Guarantee
 from rfq.ledger.digest import BucketPath
 from rfq.ledger.proof import BOOK, CONTRACTS
+from rfq.ledger.snapshot import Table
 from rfq.ledger.tx import CloseOutRequest, PriceFixing
 from rfq.messages import Accept, Quote, decode_quote
 from rfq.money import Micros, from_micros, to_micros
@@ -312,8 +321,12 @@ def _book_digest(book: ContractBook) -> bytes:
     return book.state_digest()
 
 
-def _book_bytes(book: ContractBook) -> bytes:
-    return book.state_bytes()
+def _book_tables(book: ContractBook, changed_only: bool, advance: bool) -> dict[str, Table]:
+    return {CONTRACTS: book.rows_later(changed_only=changed_only, advance=advance)}
+
+
+def _book_load(header: bytes, tables: Mapping[str, bytes]) -> ContractBook:
+    return ContractBook.from_rows(header, tables[CONTRACTS])
 
 
 def _prove_contract(book: ContractBook, key: str) -> tuple[bytes | None, BucketPath, bytes]:
@@ -330,9 +343,13 @@ COMPONENT = Component(
             bytes,
             initial=_book_initial,
             digest=_book_digest,
-            dump=_book_bytes,
-            load=ContractBook.from_state_bytes,
-            freeze=ContractBook.state_bytes_later,
+            rows=PartRows(
+                (CONTRACTS,),
+                ContractBook.header_bytes,
+                _book_tables,
+                ContractBook.track_rows,
+                _book_load,
+            ),
             proofs={CONTRACTS: _prove_contract},
         ),
     ),

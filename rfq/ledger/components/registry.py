@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from rfq.errors import RfqError
 from rfq.ledger.components import (
     admission,
@@ -80,7 +78,6 @@ class Layout:
     kinds: dict[str, TxKind[Any]]
     proofs: dict[str, tuple[Part, Prover]]
     """Proof components answered by parts (``governance``, ``contracts``), besides the maps."""
-    snapshot_type: type[msgspec.Struct]
 
     @property
     def provable(self) -> list[str]:
@@ -119,23 +116,12 @@ def layout_of(components: Sequence[Component]) -> Layout:
             kinds[kind.kind] = kind
     ordered = [n for n in V2_MAP_ORDER if n in declared]
     ordered += [n for n in declared if n not in V2_MAP_ORDER]
-    snapshot_type = msgspec.defstruct(
-        "Snapshot",
-        [
-            ("height", int),
-            ("timestamp_ms", int),
-            *((p.attr, p.snapshot_type) for p in parts),
-            ("maps", dict[str, bytes]),
-        ],
-        frozen=True,
-    )
     return Layout(
         components=tuple(components),
         maps={n: declared[n] for n in ordered},
         parts=tuple(parts),
         kinds=kinds,
         proofs=proofs,
-        snapshot_type=snapshot_type,
     )
 
 

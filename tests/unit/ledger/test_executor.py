@@ -14,6 +14,7 @@ from rfq.ledger.block import BlockHeader, build_block, proposer_for
 from rfq.ledger.digest import DigestMap, DigestOverlay
 from rfq.ledger.executor import BlockExecutor, ExecutorError
 from rfq.ledger.proof import verify_state_proof
+from rfq.ledger.snapshot import apply_rows, assemble, sorted_entries
 from rfq.ledger.state import BlockResult, LedgerState
 from rfq.ledger.tx import PriceFixing
 
@@ -24,12 +25,16 @@ from .test_snapshot_roundtrip import NET, Run, _op
 class ExecutorChain(Chain):
     """The harness chain, every block executed twice through a ``BlockExecutor``: first
     discarded (the final state must not move), then committed; and once in place on a
-    twin, which the committed state must equal (root and snapshot bytes)."""
+    twin, which the committed state must equal (root and snapshot bytes). After each
+    block the rows changed since the last are taken, as a node's snapshots are, and applied
+    to those held: they must make the twin's snapshot."""
 
     def __init__(self, net: object) -> None:
         super().__init__(NET)
         self.in_place = Chain(NET)
         self.executor = BlockExecutor(self.state, self.head)
+        self.held: dict[str, dict[str, bytes]] = {}
+        self.held_height: int | None = None
 
     def block(self, *txs: bytes, at_ms: int | None = None, round: int = 0) -> BlockResult:
         height = self.head.height + 1
@@ -46,6 +51,11 @@ class ExecutorChain(Chain):
         assert self.state.state_root() == self.in_place.state.state_root() == header.state_root
         assert self.state.snapshot() == self.in_place.state.snapshot()
         assert pending.result.receipts == expected.receipts
+        rows = self.state.snapshot_rows(self.held_height)()
+        assert rows.base == self.held_height
+        self.held, self.held_height = apply_rows(self.held, rows.tables), height
+        entries = {name: sorted_entries(table) for name, table in self.held.items()}
+        assert assemble(rows.frame, entries) == self.in_place.state.snapshot()
         self.head = header
         self.results.append(pending.result)
         return pending.result

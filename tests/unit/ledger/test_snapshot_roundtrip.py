@@ -290,27 +290,31 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_DIGEST = "e0b7b3ef2151d6061af43cbba46b6838ff5e4658aae65e8b9c1c331c7b8b203e"
-"""SHA-256 over every block's state root and snapshot bytes of the pinned run (v2 layout):
-a change means stored chains and snapshots no longer verify. Last changed when amounts of
-money became integer micros (roadmap [2/5]), after the run took in suspend and offboard and
-a register carries its proof of possession (no stored chain held a register_member: nothing
-submitted one before ``botc regulator admit``); when the run took in reinstate (G1
-suspended, reinstated and suspended again before it is offboarded: the state and the
-snapshot format are unchanged, the run is longer); then when ended contracts began to leave
-the hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in the genesis,
-``Trade.replay_until_ms``, close-out seen keys named by their contract)."""
+PINNED_ROOTS = "8a4a5a70f406537fd5efd4853b0bbb97fbd54d908fe1606f3d0132aaa67f9e8a"
+"""SHA-256 over every block's state root of the pinned run (v2 layout): a change means
+stored chains no longer verify. Last changed when amounts of money became integer micros
+(roadmap [2/5]), after the run took in suspend and offboard and a register carries its proof
+of possession (no stored chain held a register_member: nothing submitted one before ``botc
+regulator admit``); when the run took in reinstate (G1 suspended, reinstated and suspended
+again before it is offboarded: the state is unchanged, the run is longer); then when ended
+contracts began to leave the hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in
+the genesis, ``Trade.replay_until_ms``, close-out seen keys named by their contract)."""
+
+PINNED_SNAPSHOTS = "4cf35c718eb52f573ed0efd0199ee5a874919a769c69222d71662431fb2d55da"
+"""SHA-256 over the SHA-256 of every block's snapshot bytes in the same run: a change means
+stored snapshots no longer restore (a node then replays its blocks instead). Last changed
+when snapshots became rows (``rfq.ledger.snapshot``, version 3), with the roots unchanged."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():
     from rfq.contracts.events import BookOutput
     from rfq.ledger.tx import TX_ROLES
 
-    digest = hashlib.sha256()
+    roots, snapshots = hashlib.sha256(), hashlib.sha256()
 
     def record(state: LedgerState) -> None:
-        digest.update(state.state_root())
-        digest.update(hashlib.sha256(state.snapshot()).digest())
+        roots.update(state.state_root())
+        snapshots.update(hashlib.sha256(state.snapshot()).digest())
 
     run = Run(SEEDED, after_block=record)
     for op in PINNED_OPS:
@@ -327,7 +331,8 @@ def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_b
         "join",
         "reelect",
     }
-    assert digest.hexdigest() == PINNED_DIGEST
+    assert roots.hexdigest() == PINNED_ROOTS
+    assert snapshots.hexdigest() == PINNED_SNAPSHOTS
 
 
 MONEY_FIELDS: dict[str, tuple[str, ...]] = {

@@ -35,7 +35,7 @@ def test_two_authorities_holding_different_blocks_are_reported_at_the_first_fork
 
 
 def test_a_killed_authority_that_never_came_back_is_a_violation():
-    restart = RestartRecord("D2", killed_height=2, killed_ms=500, snapshots_before=1)
+    restart = RestartRecord("D2", killed_height=2, killed_ms=500, snapshot_before=1)
     [v] = check_chain_verifies(GOOD, SAME, restart=restart, blocks=blocks("D1", "D2", "D1"))
     assert v.ids == ("D2",) and "never came back" in v.detail
 
