@@ -36,7 +36,8 @@ class WriterStopped(Exception):
 
 class SnapshotWriter:
     """Encodes and writes one snapshot at a time on a daemon thread, with its own SQLite
-    connection to the store at ``path``; ``between(part)`` runs after each part written (tests interrupt a snapshot there)."""
+    connection to the store at ``path``; ``between(part)`` runs after each part written
+    (tests interrupt a snapshot there)."""
 
     def __init__(
         self,
