@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -1459,30 +1459,23 @@ class ContractBook:
 
     def state_bytes(self) -> bytes:
         """Canonical msgpack of the whole book (``BookSnapshot``: contracts by id, fixings by
-        underlying, seen keys sorted), for the block's state root.
-
-        Equal to encoding ``snapshot()``, but each contract's record is encoded once and kept
-        until it changes, so a block costs the records it touched plus one copy.
-        """
-        return self.state_bytes_later()()
-
-    def state_bytes_later(self) -> Callable[[], bytes]:
-        """``state_bytes`` as of now, encoded when called (from another thread, while the
-        book goes on changing): what it encodes is captured now, at the cost of copying a
-        list of references in id order (each record's cached bytes are immutable)."""
+        underlying, seen keys sorted): what ``state_digest`` commits to, and what tests and
+        tools compare. Equal to encoding ``snapshot()``, from each contract's cached record
+        (encoded once, kept until it changes)."""
         self._refresh()
         entries = self._entries
-        wire = _WireSnapshot(
-            version=SNAPSHOT_VERSION,
-            height=self._height,
-            date=self._date,
-            mark_date=self.mark_date,
-            next_ordinal=self._next_ordinal,
-            fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
-            contracts=tuple(self._record_blob(entries[cid]) for cid in sorted(entries)),
-            seen=tuple(self._seen_sorted),
+        return _snapshot_encoder.encode(
+            _WireSnapshot(
+                version=SNAPSHOT_VERSION,
+                height=self._height,
+                date=self._date,
+                mark_date=self.mark_date,
+                next_ordinal=self._next_ordinal,
+                fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
+                contracts=tuple(self._record_blob(entries[cid]) for cid in sorted(entries)),
+                seen=tuple(self._seen_sorted),
+            )
         )
-        return lambda: _snapshot_encoder.encode(wire)
 
     def header_bytes(self) -> bytes:
         """Everything of the state bytes but the contracts (``_WireHeader``): a snapshot's
