@@ -49,11 +49,20 @@ class LimitBreach(ValidationError):
     """Terms beyond a dealer's limit; ``limit`` names which, ``value`` and ``maximum`` say by
     how much."""
 
-    def __init__(self, limit: Limit, message: str, *, value: float, maximum: float) -> None:
+    def __init__(
+        self,
+        limit: Limit,
+        message: str,
+        *,
+        value: float,
+        maximum: float,
+        where: str | None = None,
+    ) -> None:
         self.limit = limit
         self.value = value
         self.maximum = maximum
-        super().__init__(message, where="quantity" if limit == Limit.NOTIONAL else "maturity")
+        default = "quantity" if limit == Limit.NOTIONAL else "maturity"
+        super().__init__(message, where=where or default)
 
 
 def gross_notional(
@@ -96,4 +105,8 @@ def check_trade_limits(
             f"notional {notional:,.0f} exceeds the limit of {limits.max_notional:,.0f}",
             value=notional,
             maximum=limits.max_notional,
+            # the field that took it over: the multiplier when one lot would have fitted
+            where="multiplier"
+            if terms.multiplier > 1 and notional / terms.multiplier <= limits.max_notional
+            else "quantity",
         )
