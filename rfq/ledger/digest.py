@@ -601,9 +601,14 @@ class DigestMap(Generic[V]):
         for key, value in items.items():
             self[key] = value
 
+    def encode(self) -> bytes:
+        """The entries as a msgpack map sorted by key, as a snapshot's table holds them
+        (``decode_into`` reads it back)."""
+        return _encoder.encode(dict(sorted(self.items())))
+
     def decode_into(self, data: bytes) -> None:
-        """Load entries from a msgpack map of them (a snapshot's table); raises msgspec
-        errors on bad bytes.
+        """Load entries from a msgpack map of them (a snapshot's table, ``encode``);
+        raises msgspec errors on bad bytes.
 
         Into an empty map each entry is hashed from its bytes in the snapshot rather than
         re-encoded, and the values are decoded in one call: those bytes are the entry's
