@@ -1531,7 +1531,7 @@ class Soak:
         with contextlib.suppress(sqlite3.Error, TypeError):
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             try:
-                query = "SELECT MAX(height) FROM snapshot_frames"
+                query = "SELECT MAX(height) FROM snapshot_index"
                 snapshot = int(conn.execute(query).fetchone()[0])
             finally:
                 conn.close()
