@@ -149,31 +149,6 @@ class _WireSnapshot(msgspec.Struct, frozen=True):
     seen: tuple[str, ...]
 
 
-class _WireHeader(msgspec.Struct, frozen=True):
-    """``BookSnapshot`` but its contracts, with the fixings pre-encoded (a snapshot's book
-    part; the records are a table of rows beside it)."""
-
-    version: int
-    height: int
-    date: dt.date | None
-    mark_date: dt.date | None
-    next_ordinal: int
-    fixings: tuple[msgspec.Raw, ...]
-    seen: tuple[str, ...]
-
-
-class _BookHeader(msgspec.Struct, frozen=True):
-    """``_WireHeader`` decoded."""
-
-    version: int
-    height: int
-    date: dt.date | None
-    mark_date: dt.date | None
-    next_ordinal: int
-    fixings: tuple[FixingSeries, ...]
-    seen: tuple[str, ...]
-
-
 class _DigestWire(msgspec.Struct, frozen=True):
     """The book's fields other than its contracts, as ``state_digest`` hashes them: the
     header, the fixings, and the digest of the seen keys."""
@@ -208,7 +183,6 @@ _snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
 _raw_book_decoder = msgspec.msgpack.Decoder(_RawBook)
 _head_book_decoder = msgspec.msgpack.Decoder(_HeadBook)
 _contract_decoder = msgspec.msgpack.Decoder(Contract)
-_header_decoder = msgspec.msgpack.Decoder(_BookHeader)
 _records_decoder = msgspec.msgpack.Decoder(tuple[ContractRecord, ...])
 _raw_records_decoder = msgspec.msgpack.Decoder(tuple[msgspec.Raw, ...])
 _record_heads_decoder = msgspec.msgpack.Decoder(tuple[_RecordHead, ...])
@@ -1464,33 +1438,27 @@ class ContractBook:
         (encoded once, kept until it changes)."""
         self._refresh()
         entries = self._entries
-        return _snapshot_encoder.encode(
-            _WireSnapshot(
-                version=SNAPSHOT_VERSION,
-                height=self._height,
-                date=self._date,
-                mark_date=self.mark_date,
-                next_ordinal=self._next_ordinal,
-                fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
-                contracts=tuple(self._record_blob(entries[cid]) for cid in sorted(entries)),
-                seen=tuple(self._seen_sorted),
-            )
-        )
+        records = tuple(self._record_blob(entries[cid]) for cid in sorted(entries))
+        return _snapshot_encoder.encode(self._wire(records))
 
     def header_bytes(self) -> bytes:
-        """Everything of the state bytes but the contracts (``_WireHeader``): a snapshot's
-        book part, beside its table of records (``rows_later``)."""
+        """The state bytes with no contracts: a snapshot's book part, beside its table of
+        records (``rows_later``; ``from_rows`` puts them back)."""
         self._refresh()
-        return _snapshot_encoder.encode(
-            _WireHeader(
-                version=SNAPSHOT_VERSION,
-                height=self._height,
-                date=self._date,
-                mark_date=self.mark_date,
-                next_ordinal=self._next_ordinal,
-                fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
-                seen=tuple(self._seen_sorted),
-            )
+        return _snapshot_encoder.encode(self._wire(()))
+
+    def _wire(self, contracts: tuple[msgspec.Raw, ...]) -> _WireSnapshot:
+        """The book's fields as the state bytes hold them, with these records (call after
+        ``_refresh``)."""
+        return _WireSnapshot(
+            version=SNAPSHOT_VERSION,
+            height=self._height,
+            date=self._date,
+            mark_date=self.mark_date,
+            next_ordinal=self._next_ordinal,
+            fixings=tuple(self._series_blob[name] for name in sorted(self._hist)),
+            contracts=contracts,
+            seen=tuple(self._seen_sorted),
         )
 
     def rows_later(self, *, changed_only: bool, advance: bool = True) -> Table:
@@ -1651,17 +1619,8 @@ class ContractBook:
     def from_rows(cls, header: bytes, contracts: bytes) -> ContractBook:
         """The book from a snapshot's book part (``header_bytes``) and its table of records
         (a msgpack array of them, in id order); raises msgspec errors on bad bytes."""
-        head = _header_decoder.decode(header)
-        records = _records_decoder.decode(contracts)
-        snap = BookSnapshot(
-            version=head.version,
-            height=head.height,
-            date=head.date,
-            mark_date=head.mark_date,
-            next_ordinal=head.next_ordinal,
-            fixings=head.fixings,
-            contracts=records,
-            seen=head.seen,
+        snap = msgspec.structs.replace(
+            _snapshot_decoder.decode(header), contracts=_records_decoder.decode(contracts)
         )
         raws = _raw_records_decoder.decode(contracts)
         heads = tuple(h.contract for h in _record_heads_decoder.decode(contracts))

@@ -496,15 +496,15 @@ class DigestMap(Generic[V]):
     def __setitem__(self, key: str, value: V) -> None:
         self._record(key)
         self._items[key] = self._canonical(key, value)
-        self._dirty.add(key)
-        if self._feed is not None:
-            self._feed.add(key)
-        if self._unsaved is not None:
-            self._unsaved.add(key)
+        self._written(key)
 
     def __delitem__(self, key: str) -> None:
         self._record(key)
         del self._items[key]
+        self._written(key)
+
+    def _written(self, key: str) -> None:
+        """``key`` was set or deleted: for the digest, the change feed, the snapshot."""
         self._dirty.add(key)
         if self._feed is not None:
             self._feed.add(key)
@@ -541,7 +541,7 @@ class DigestMap(Generic[V]):
         if advance:
             self._unsaved = set()
         if not changed_only or unsaved is None:
-            items = self._items.copy() if type(self) is DigestMap else dict(self.items())
+            items = self._items.copy()
 
             def full() -> Table:
                 return Table(MAP, True, map_entries(sorted(items.items())))  # type: ignore[arg-type]

@@ -300,7 +300,7 @@ again before it is offboarded: the state is unchanged, the run is longer); then 
 contracts began to leave the hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in
 the genesis, ``Trade.replay_until_ms``, close-out seen keys named by their contract)."""
 
-PINNED_SNAPSHOTS = "4cf35c718eb52f573ed0efd0199ee5a874919a769c69222d71662431fb2d55da"
+PINNED_SNAPSHOTS = "7991a155c98497be4f1854c69ab078bf14ac5fe5ec0077f63257b4fd334c6abb"
 """SHA-256 over the SHA-256 of every block's snapshot bytes in the same run: a change means
 stored snapshots no longer restore (a node then replays its blocks instead). Last changed
 when snapshots became rows (``rfq.ledger.snapshot``, version 3), with the roots unchanged."""
