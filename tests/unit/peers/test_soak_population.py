@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from peers.soak import (
     INVARIANTS,
+    VIOLATIONS_LISTED,
     Conduct,
     SoakConfig,
     Violation,
     check_bad_input,
     designed_to_fail,
+    listed,
     plan_population,
 )
 
@@ -51,3 +53,17 @@ def test_a_violation_prints_as_the_report_names_it():
         "detail": "why",
     }
     assert len(INVARIANTS) == 8
+
+
+def test_a_report_lists_the_first_violations_of_an_invariant_and_counts_the_rest():
+    found = [
+        Violation("bank_conserves", 103, (f"C1-{i}/initial_margin/1",), "pending")
+        for i in range(VIOLATIONS_LISTED + 7)
+    ]
+    shown = listed("bank_conserves", found)
+    assert shown[:VIOLATIONS_LISTED] == found[:VIOLATIONS_LISTED]
+    assert len(shown) == VIOLATIONS_LISTED + 1
+    assert shown[-1].invariant == "bank_conserves" and shown[-1].ids == ()
+    assert shown[-1].detail.startswith("7 more")
+    few = found[:3]
+    assert listed("bank_conserves", few) == few
