@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from peers.soak import Counts, LoadView, TradeFact, ViewSnapshot, check_views_match_chain, load_view
+from peers.soak import (
+    Counts,
+    LoadView,
+    TradeFact,
+    ViewSnapshot,
+    check_views_match_chain,
+    load_view,
+    uneven_pages,
+)
 
 COUNTS = {10: Counts(5, 5, 4, 9), 12: Counts(6, 6, 5, 11)}
 
@@ -63,3 +71,11 @@ def test_a_trade_of_a_simulated_client_it_never_accepted_is_named():
 def test_the_load_counting_other_than_it_logged_is_named():
     [v] = check_views_match_chain(None, {}, [], LoadView(3, {}, set(), set()))
     assert "counted 3" in v.detail
+
+
+def test_pages_whose_rows_and_total_disagree_are_errors_only_on_a_chain_that_stood_still():
+    uneven = ["ContractsQuery: total 100005, 100003 rows"]
+    assert uneven_pages(uneven, 110, 110) == uneven
+    assert uneven_pages(uneven, 108, 110) == []
+    assert uneven_pages(uneven, 110, None) == []
+    assert uneven_pages([], 110, 110) == []
