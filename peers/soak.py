@@ -90,9 +90,11 @@ from rfq.contracts.events import (
     ContractDefaulted,
     ContractSettled,
     DefaultTriggered,
+    MarginCallLapsed,
 )
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, NetworkParams, Role
 from rfq.ledger.block import quorum
+from rfq.ledger.components.payments import margin_payment_id, margin_set_key
 from rfq.ledger.state import ACCEPT_GRACE_MS, LedgerState, Payment, genesis_header
 from rfq.ledger.tx import CreditEventTx, PriceFixing, signed_decoder, tx_decoder
 from rfq.messages import Accept, decode_quote
@@ -355,9 +357,10 @@ def read_chain(
                     )
                 elif isinstance(payload, PriceFixing):
                     facts.fixing_dates.add(payload.date)
+        lapsed = {o.contract_id: o for o in result.outputs if isinstance(o, MarginCallLapsed)}
         for out in result.outputs:
             if isinstance(out, DefaultTriggered):
-                call = _open_call(state, out.contract_id)
+                call = _missed_call(state, lapsed.get(out.contract_id))
                 facts.defaults.append(
                     DefaultFact(
                         out.party,
@@ -400,14 +403,20 @@ def _accept_of(body: bytes) -> Accept:
     return payload
 
 
-def _open_call(state: LedgerState, contract_id: str) -> Payment | None:
-    """The newest margin call of a contract (the one whose deadline passed)."""
-    newest = None
-    for call_id in state.book.payment_ids(contract_id):  # paid ones may have been pruned
-        call = state.payments.get(call_id)
-        if call is not None and call.kind == "margin_call":
-            newest = call
-    return newest
+def _missed_call(state: LedgerState, lapsed: MarginCallLapsed | None) -> Payment | None:
+    """The netted payment whose deadline passed for a contract that defaulted on its call
+    (``lapsed``: the call, which lapsed as the default ended the contract): the newest of its
+    set made before this block (the one this block made holds the set's other calls)."""
+    if lapsed is None:
+        return None
+    key = margin_set_key(lapsed.payer, lapsed.payee, lapsed.height, lapsed.due)
+    missed = None
+    n = 1
+    while (payment := state.payments.get(margin_payment_id(key, n))) is not None:
+        if payment.created_height < state.height:
+            missed = payment
+        n += 1
+    return missed
 
 
 def _counts(state: LedgerState) -> Counts:
@@ -420,12 +429,13 @@ def _counts(state: LedgerState) -> Counts:
 
 
 def punctuality(payments: Iterable[Payment], since_height: int = 0) -> dict[str, dict[str, float]]:
-    """Per payer: margin calls, how many were paid, and the blocks each took to be confirmed
-    (mean and max): the late payers should show it."""
+    """Per payer: margin-call payments (one per netting set; a revision that lapsed as a
+    contract left its set is not counted), how many were paid, and the blocks each took to be
+    confirmed (mean and max): the late payers should show it."""
     out: dict[str, dict[str, float]] = {}
     delays: dict[str, list[int]] = {}
     for p in payments:
-        if p.kind != "margin_call" or p.created_height <= since_height:
+        if p.kind != "margin_call" or p.created_height <= since_height or p.status == "lapsed":
             continue
         row = out.setdefault(p.payer, {"calls": 0, "paid": 0})
         row["calls"] += 1

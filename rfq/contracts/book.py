@@ -45,9 +45,11 @@ from rfq.contracts.events import (
     DefaultTriggered,
     Fixing,
     MarginCalled,
+    MarginCallLapsed,
     MarginCallMet,
     MarginPosted,
     MarginShort,
+    NettedMarginPosted,
     OpenContract,
     PaymentInstruction,
     RatingRecord,
@@ -415,12 +417,14 @@ class ContractBook:
         ]
 
     def payment_ids(self, contract_id: str) -> list[str]:
-        """The ids of every payment instruction and margin call the contract has issued
-        (``<contract>/<kind>/<n>``, n = 1 .. its sequence for that kind)."""
+        """The ids of every payment instruction the contract has issued (``<contract>/<kind>/
+        <n>``, n = 1 .. its sequence for that kind); its margin calls are numbered by the same
+        sequences but paid per netting set (the ledger's), so they are not listed."""
         entry = self._entry(contract_id)
         return [
             f"{contract_id}/{kind}/{n}"
             for kind, count in sorted(entry.seqs.items())
+            if kind != PaymentKind.MARGIN_CALL.value
             for n in range(1, count + 1)
         ]
 
@@ -553,6 +557,8 @@ class ContractBook:
             return self._open(event.contract)
         if isinstance(event, MarginPosted):
             return self._margin_posted(event)
+        if isinstance(event, NettedMarginPosted):
+            return self._netted_margin_posted(event)
         if isinstance(event, MarginShort):
             return self._margin_short(event)
         if isinstance(event, CloseOut):
@@ -890,6 +896,45 @@ class ContractBook:
         self._mark_seen(key)
         return out
 
+    def _netted_margin_posted(self, event: NettedMarginPosted) -> list[BookOutput]:
+        """Meet every call of a netting set from one payment: all are checked before any
+        moves (a call not open as named refuses the posting), and no per-contract payment is
+        instructed (the netted payment is the money that moved)."""
+        key = f"margin_posted:{event.id}"
+        if key in self._seen:
+            return []
+        met: list[tuple[_Entry, int, MarginCall]] = []
+        for paid in event.calls:
+            entry, slot = self._open_entry(paid.contract_id, "margin")
+            call = entry.margin_call
+            if (
+                call is None
+                or call.seq != paid.seq
+                or call.payer != event.payer
+                or call.outstanding != paid.amount
+            ):
+                raise ValidationError(
+                    f"contract {paid.contract_id} has no open margin call {paid.seq} of "
+                    f"{paid.amount} micros from {event.payer}",
+                    where="calls",
+                )
+            met.append((entry, slot, call))
+        cols = self._cols
+        out: list[BookOutput] = []
+        for entry, slot, call in met:
+            signed = call.outstanding if event.payer == entry.contract.dealer else -call.outstanding
+            self._touch(entry)
+            cols.save_row(slot)
+            cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
+            entry.margin_call = None
+            entry.status = Status.LIVE
+            cols.call_open[slot] = False
+            cols.call_short[slot] = False
+            cols.deadline[slot] = NO_DATE
+            out.append(MarginCallMet(contract_id=entry.contract.id, seq=call.seq))
+        self._mark_seen(key)
+        return out
+
     # --- the block clock ---------------------------------------------------------------------
 
     def _block(self, event: BlockPassed) -> list[BookOutput]:
@@ -1025,17 +1070,37 @@ class ContractBook:
             client_pnl=pnl,
             dealer_pnl=-pnl,
         )
-        self._terminate(slot, entry, outcome, level, value)
+        self._terminate(slot, entry, outcome, level, value, out)
         self._rate(entry, out)
 
     def _terminate(
-        self, slot: int, entry: _Entry, outcome: Outcome, mark: float | None, value: float
+        self,
+        slot: int,
+        entry: _Entry,
+        outcome: Outcome,
+        mark: float | None,
+        value: float,
+        out: list[BookOutput],
     ) -> None:
+        """End the contract; an open margin call lapses with it (``MarginCallLapsed``)."""
         cols = self._cols
         self._touch(entry)
         entry.status = outcome.status
         entry.outcome = outcome
         self._parties.close(entry.contract.id, (entry.contract.client, entry.contract.dealer))
+        call = entry.margin_call
+        if call is not None:
+            out.append(
+                MarginCallLapsed(
+                    contract_id=entry.contract.id,
+                    seq=call.seq,
+                    payer=call.payer,
+                    payee=call.payee,
+                    outstanding=call.outstanding,
+                    height=call.height,
+                    due=call.due,
+                )
+            )
         entry.margin_call = None
         entry.vm = float(cols.vm[slot])
         entry.avg_sum = float(cols.avg_sum[slot])
@@ -1147,7 +1212,7 @@ class ContractBook:
             client_pnl=pnl,
             dealer_pnl=-pnl,
         )
-        self._terminate(slot, entry, outcome, level, value)
+        self._terminate(slot, entry, outcome, level, value, out)
         self._rate(entry, out)
         self._mark_seen(key)
         self._cols.compact()
@@ -1229,7 +1294,7 @@ class ContractBook:
                 defaulting_party=party,
                 recovery_rate=result.recovery_rate,
             )
-            self._terminate(slot, entry, outcome, mark, value)
+            self._terminate(slot, entry, outcome, mark, value, out)
             self._rate(
                 entry, out, guarantee=from_micros(guaranteed), recovery_rate=result.recovery_rate
             )

@@ -59,6 +59,25 @@ class MarginPosted(_Event, frozen=True, tag="margin_posted"):
     amount: Micros
 
 
+class CallPaid(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One contract's margin call in a netted payment: call ``seq`` of ``contract_id``, for
+    ``amount`` micros."""
+
+    contract_id: str
+    seq: int
+    amount: Micros
+
+
+class NettedMarginPosted(_Event, frozen=True, tag="netted_margin_posted"):
+    """One payment of ``payer`` met the margin calls ``calls`` of one netting set at once:
+    each contract's variation margin moves by its call's amount. Keyed by ``id`` (the
+    payment); a call that is not open as named refuses the whole posting."""
+
+    id: str
+    payer: str
+    calls: tuple[CallPaid, ...]
+
+
 class BlockPassed(_Event, frozen=True, tag="block_passed"):
     """The chain's clock: apply at the start of each block, before its transactions.
 
@@ -110,7 +129,14 @@ class CreditEvent(_Event, frozen=True, tag="credit_event"):
 
 
 BookEvent = (
-    Fixing | OpenContract | MarginPosted | MarginShort | BlockPassed | CloseOut | CreditEvent
+    Fixing
+    | OpenContract
+    | MarginPosted
+    | NettedMarginPosted
+    | MarginShort
+    | BlockPassed
+    | CloseOut
+    | CreditEvent
 )
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +185,19 @@ class MarginCalled(_Output, frozen=True, tag="margin_call"):
 class MarginCallMet(_Output, frozen=True, tag="margin_call_met"):
     contract_id: str
     seq: int
+
+
+class MarginCallLapsed(_Output, frozen=True, tag="margin_call_lapsed"):
+    """The contract ended with call ``seq`` still open: it is owed no more (its payment must
+    shrink by ``outstanding``). ``height`` and ``due`` are the call's."""
+
+    contract_id: str
+    seq: int
+    payer: str
+    payee: str
+    outstanding: Micros
+    height: int
+    due: dt.date
 
 
 class DefaultTriggered(_Output, frozen=True, tag="default_triggered"):
@@ -270,6 +309,7 @@ BookOutput = (
     | PaymentInstruction
     | MarginCalled
     | MarginCallMet
+    | MarginCallLapsed
     | DefaultTriggered
     | ContractSettled
     | ContractClosedOut

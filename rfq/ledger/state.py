@@ -28,7 +28,7 @@ from rfq.ledger.components.contracts import ACCEPT_GRACE_MS, Trade, book_event, 
 from rfq.ledger.components.governance import Governance, GovernanceEvent
 from rfq.ledger.components.guarantees import Guarantee
 from rfq.ledger.components.members import RatingState, Standing
-from rfq.ledger.components.payments import CUSTODY, Payment
+from rfq.ledger.components.payments import CUSTODY, MarginSet, Payment
 from rfq.ledger.components.registry import LAYOUT, Layout
 from rfq.ledger.components.retention import Pruned
 from rfq.ledger.digest import DigestMap
@@ -157,6 +157,7 @@ class LedgerState:
     members: DigestMap[Member]
     trades: DigestMap[Trade]
     payments: DigestMap[Payment]
+    margin_sets: DigestMap[MarginSet]
     guarantees: DigestMap[Guarantee]
     pledges: DigestMap[str]
     custody: DigestMap[Micros]
@@ -217,6 +218,10 @@ class LedgerState:
             if (member is None or member in (p.payer, p.payee))
             and (status is None or p.status == status)
         ]
+
+    def call_payment(self, contract_id: str) -> Payment | None:
+        """The netted payment that meets the contract's open margin call (None: no call)."""
+        return payments.call_payment(self, contract_id)
 
     def margin_headroom(self, client: str) -> Micros:
         """The initial margin, beyond a dealer's credit line, the client can still take on
@@ -507,7 +512,7 @@ class LedgerState:
             raise ValidationError("no block is being executed", where="block")
         return self._result
 
-    def book_event(self, event: BookEvent, *, settled_by: str | None = None) -> list[BookOutput]:
+    def book_event(self, event: BookEvent) -> list[BookOutput]:
         """The components' door to the contract book: apply ``event`` and absorb its outputs
         (``rfq.ledger.components.contracts.book_event``); refusals raise ``LedgerError``."""
-        return book_event(self, event, settled_by=settled_by)
+        return book_event(self, event)

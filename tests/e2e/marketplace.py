@@ -26,6 +26,7 @@ from peers.oracle import OracleService, Simulator, next_business_day
 from rfq.contracts.model import ContractView
 from rfq.identity import Genesis
 from rfq.instruments import Leg, Side, Template, Terms, listed_futures
+from rfq.ledger.components.payments import margin_set_key
 from rfq.ledger.state import Guarantee, Payment, Receipt, Trade
 from rfq.ledger.tx import CloseOutRequest, PaymentConfirmed, signed_decoder, tx_decoder
 from rfq.messages import Price, Quote
@@ -271,9 +272,21 @@ class Marketplace:
         return reply.ratings
 
     async def settled(self, contract_id: str) -> bool:
-        """No instruction of the contract is waiting for the bank any more."""
+        """No instruction of the contract is waiting for the bank any more, nor a margin
+        call (paid per netting set, under the set's id)."""
         payments = await self.payments(contract_id)
-        return bool(payments) and all(p.status == "confirmed" for p in payments.values())
+        if not payments or any(p.status != "confirmed" for p in payments.values()):
+            return False
+        return (await self.contract(contract_id)).margin_call is None
+
+    async def call_payment(self, contract_id: str) -> Payment | None:
+        """The newest payment of the netting set the contract's open margin call is in."""
+        call = (await self.contract(contract_id)).margin_call
+        if call is None:
+            return None
+        key = margin_set_key(call.payer, call.payee, call.height, call.due)
+        made = [p for p in (await self.payments(key)).values()]
+        return max(made, key=lambda p: int(p.id.rsplit("/", 1)[1]), default=None)
 
     def confirmations_on_chain(self, instruction_id: str) -> list[tuple[int, str, bool]]:
         """Every ``payment_confirmed`` for ``instruction_id`` in the chain's blocks:

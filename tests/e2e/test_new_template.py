@@ -241,11 +241,12 @@ async def test_c1_writes_a_digital_defined_only_here_and_it_is_quoted_traded_mar
     # a close above the strike marks it in the money: C1 owes the whole payout as margin
     day1 = market.next_day()
     assert (await market.fix(day1, strike + 10.0)).ok
-    await market.until(lambda: market.payment(f"{cid}/margin_call/1"), what="the margin call on C1")
+    await market.until(lambda: market.call_payment(cid), what="the margin call on C1")
     view = await market.contract(cid)
     assert view.mark == strike + 10.0
     assert view.client_mtm == -PAYOUT * size
-    call = await market.payment(f"{cid}/margin_call/1")
+    call = await market.call_payment(cid)
+    assert call is not None
     assert (call.payer, call.payee, call.amount) == ("C1", dealer, to_micros(PAYOUT * size))
     await market.until(lambda: market.settled(cid), what="the margin call paid")
 
@@ -271,8 +272,6 @@ async def test_c1_writes_a_digital_defined_only_here_and_it_is_quoted_traded_mar
         for kind in (
             "premium",
             "initial_margin",
-            "margin_call",
-            "variation_margin",
             "settlement",
             "im_return",
         )

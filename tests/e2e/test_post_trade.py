@@ -45,10 +45,9 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
     drop = 60.0
     fixing = await market.fix(day1, price - drop)
     assert fixing.ok
-    await market.until(
-        lambda: market.payment(f"{cid}/margin_call/1"), what="the margin call instruction"
-    )
-    call = await market.payment(f"{cid}/margin_call/1")
+    await market.until(lambda: market.call_payment(cid), what="the margin call instruction")
+    call = await market.call_payment(cid)
+    assert call is not None and call.contract_id.startswith(f"netting/C1/{dealer}/")
     assert (call.payer, call.payee) == ("C1", dealer)
     assert from_micros(call.amount) == pytest.approx(drop * 1000)
 
@@ -58,8 +57,9 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
     assert view.status == Status.LIVE
     assert view.mark == price - drop
     assert view.vm_balance == pytest.approx(-drop * 1000)
-    [vm] = [p for p in (await market.payments(cid)).values() if p.kind == "variation_margin"]
-    assert (vm.status, vm.bank_ref, vm.amount) == ("confirmed", call.id, call.amount)
+    paid_call = await market.payment(call.id)
+    assert paid_call is not None and paid_call.status == "confirmed"
+    assert not [p for p in (await market.payments(cid)).values() if p.kind == "variation_margin"]
 
     # both parties ask to close out at the same level: it terminates
     level = price - 20.0
@@ -74,8 +74,7 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
     await market.until(lambda: market.settled(cid), what="close-out payments confirmed")
     payments = await market.payments(cid)
     assert sorted(payments) == sorted(
-        f"{cid}/{kind}/1"
-        for kind in ("initial_margin", "margin_call", "variation_margin", "close_out", "im_return")
+        f"{cid}/{kind}/1" for kind in ("initial_margin", "close_out", "im_return")
     )
     close = payments[f"{cid}/close_out/1"]
     assert (close.payer, close.payee) == (dealer, "C1")
@@ -86,7 +85,8 @@ async def test_c1s_swap_lives_is_margined_closed_out_and_every_payment_is_settle
     # the bank's books: every instruction executed once, its reference on chain, money kept
     await market.until(lambda: bank.counts()["unconfirmed"] == 0, what="the bank's receipts")
     journal = {e.instruction_id: e for e in books.journal()}
-    executed = {i for i, p in payments.items() if p.kind != "variation_margin"}
+    payments[call.id] = paid_call
+    executed = set(payments)
     assert set(journal) == executed
     for instruction_id in executed:
         entry, on_chain = journal[instruction_id], payments[instruction_id]

@@ -164,8 +164,6 @@ def check_bank(bank_db: Path, confirmed: list) -> None:
     finally:
         db.close()
     for payment in confirmed:
-        if payment.bank_ref and payment.kind == "variation_margin":
-            continue  # settled by its margin call's payment, not executed separately
         assert payment.id in journal, f"{payment.id} confirmed on chain, never executed"
         assert journal[payment.id] == payment.amount, payment.id  # both integer micros
 

@@ -25,6 +25,7 @@ from rfq.contracts.events import (
     DefaultTriggered,
     Fixing,
     MarginCalled,
+    MarginCallLapsed,
     OpenContract,
     PaymentInstruction,
     RatingRecord,
@@ -98,38 +99,38 @@ def business_date(timestamp_ms: int, book: ContractBook) -> dt.date:
 # -- the book's door -------------------------------------------------------------------------
 
 
-def book_event(
-    state: LedgerState, event: BookEvent, *, settled_by: str | None = None
-) -> list[BookOutput]:
+def book_event(state: LedgerState, event: BookEvent) -> list[BookOutput]:
     """Apply one event to the contract book (it refuses atomically) and absorb its outputs."""
     try:
         outputs = state.book.apply(event)
     except ValidationError as exc:
         raise LedgerError(f"refused by the contract: {exc}") from None
-    absorb(state, outputs, settled_by=settled_by)
+    absorb(state, outputs)
     return outputs
 
 
-def absorb(
-    state: LedgerState, outputs: Iterable[BookOutput], *, settled_by: str | None = None
-) -> None:
+def absorb(state: LedgerState, outputs: Iterable[BookOutput]) -> None:
     """Turn the book's outputs into ledger state, in a fixed order: the waterfall's totals,
-    then money (so collateral leaves custody before leftovers return), then contract ends,
-    credit events and ratings.
-
-    ``settled_by``: the confirmed margin-call payment whose ``MarginPosted`` produced these
-    outputs; the variation-margin instruction it yields has already moved.
-    """
+    then money (so collateral leaves custody before leftovers return; margin calls by netting
+    set), then contract ends, credit events and ratings."""
     outputs = list(outputs)
     state.block_result().outputs.extend(outputs)
     for out in outputs:
         if isinstance(out, CreditEventResolved):
             guarantees.apply_waterfall(state, out)
+    calls: list[MarginCalled] = []
+    lapsed: list[MarginCallLapsed] = []
     for out in outputs:
         if isinstance(out, PaymentInstruction):
-            payments.book_payment(state, out, settled_by)
+            payments.book_payment(state, out)
         elif isinstance(out, MarginCalled):
-            payments.margin_called(state, out)
+            calls.append(out)
+        elif isinstance(out, MarginCallLapsed):
+            lapsed.append(out)
+    if lapsed:
+        payments.margin_calls_lapsed(state, lapsed)
+    if calls:
+        payments.margin_calls_made(state, calls)
     for out in outputs:
         match out:
             case DefaultTriggered():

@@ -3,9 +3,16 @@ confirms or fails.
 
 Contracts emit payment instructions (``rfq.contracts``); the ledger adds initial margin (cash
 the credit line and guarantees do not cover, paid into the bank's custody account, returned
-when the contract ends) and the payment for each margin call (on the bank's confirmation the
-call is met). Every instruction waits for the bank's ``payment_confirmed``, applied exactly once
-per instruction; a failed margin call leaves the payer short, and past its due date in default.
+when the contract ends) and the margin calls' payments. Every instruction waits for the bank's
+``payment_confirmed``, applied exactly once per instruction.
+
+**Margin calls are paid per netting set.** The calls one block makes from one payer to one
+payee, due the same day, are one ``MarginSet`` and one payment of their sum (a fixing that
+calls 100,000 contracts between a handful of pairs makes a handful of payments, not 100,000).
+Its confirmation meets every call of the set at once (``NettedMarginPosted``); its failure
+leaves each of them short, and past its due date in default. A contract that ends with its call
+open takes its call out of the set: the set's payment lapses and one for the rest replaces it
+(``<set>/margin_call/<n+1>``), so no money moves for a call nobody owes any more.
 """
 
 from __future__ import annotations
@@ -15,7 +22,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from rfq.contracts.events import MarginCalled, MarginPosted, MarginShort, PaymentInstruction
+from rfq.contracts.events import (
+    CallPaid,
+    MarginCalled,
+    MarginCallLapsed,
+    MarginShort,
+    NettedMarginPosted,
+    PaymentInstruction,
+)
 from rfq.contracts.model import PaymentKind, PaymentStatus
 from rfq.ledger.components import guarantees, retention
 from rfq.ledger.components.base import Component, LedgerError, Refs, TxContext, tx_kind
@@ -45,6 +59,33 @@ class Payment(msgspec.Struct, frozen=True):
     failure: str | None = None
     due: dt.date | None = None
     """The business date by whose end the payment is due (margin calls); None: at once."""
+    lapsed_height: int | None = None
+    """The height it lapsed at (a margin call no longer owed)."""
+
+    @property
+    def final_height(self) -> int | None:
+        """The height nothing changes it any more from (confirmed or lapsed)."""
+        return self.confirmed_height if self.confirmed_height is not None else self.lapsed_height
+
+
+class MarginSet(msgspec.Struct, frozen=True):
+    """The open margin calls one block made from one payer to one payee, due the same day,
+    paid together by ``payment_id`` (their sum). Keyed by ``margin_set_key``; it leaves the
+    state when paid or when no call is left in it."""
+
+    payment_id: str
+    calls: tuple[CallPaid, ...]
+
+
+def margin_set_key(payer: str, payee: str, height: int, due: dt.date) -> str:
+    """The netting set of a call: its parties, the height it was made at and its due date."""
+    return f"netting/{payer}/{payee}/{height}/{due.isoformat()}"
+
+
+def margin_payment_id(set_key: str, revision: int) -> str:
+    """The id of a netting set's payment: revision 1 is the first, each call taken out of
+    the set makes the next."""
+    return f"{set_key}/margin_call/{revision}"
 
 
 def instruct(
@@ -88,9 +129,20 @@ def instruct(
     return payment_id
 
 
-def book_payment(state: LedgerState, out: PaymentInstruction, settled_by: str | None) -> None:
-    """A contract's payment instruction. ``settled_by``: the confirmed margin-call payment
-    whose posting produced it; its variation margin has already moved."""
+def call_payment(state: LedgerState, contract_id: str) -> Payment | None:
+    """The payment of the netting set the contract's open margin call is in (None: no open
+    call)."""
+    view = state.book.find(contract_id)
+    call = view.margin_call if view is not None else None
+    if call is None:
+        return None
+    key = margin_set_key(call.payer, call.payee, call.height, call.due)
+    margin_set = state.margin_sets.get(key)
+    return state.payments.get(margin_set.payment_id) if margin_set is not None else None
+
+
+def book_payment(state: LedgerState, out: PaymentInstruction) -> None:
+    """A contract's payment instruction."""
     payer = out.payer
     amount = out.amount  # micros: the contract rounded its figure onto the grid
     if out.kind == PaymentKind.COLLATERAL:
@@ -98,46 +150,91 @@ def book_payment(state: LedgerState, out: PaymentInstruction, settled_by: str | 
         payer = CUSTODY
         held = state.custody.get(out.payer) or 0
         state.custody[out.payer] = max(held - amount, 0)
-    settled = out.kind == PaymentKind.VARIATION_MARGIN and settled_by is not None
-    instruct(
-        state,
-        out.id,
-        out.contract_id,
-        out.kind,
-        payer,
-        out.payee,
-        amount,
-        out.date,
-        status=PaymentStatus.CONFIRMED if settled else PaymentStatus.PENDING,
-        bank_ref=settled_by if settled else None,
-    )
+    instruct(state, out.id, out.contract_id, out.kind, payer, out.payee, amount, out.date)
 
 
-def margin_called(state: LedgerState, out: MarginCalled) -> None:
-    instruct(
-        state,
-        f"{out.contract_id}/margin_call/{out.seq}",
-        out.contract_id,
-        PaymentKind.MARGIN_CALL,
-        out.payer,
-        out.payee,
-        out.amount,
-        out.date,
-        due=out.due,
+def margin_calls_made(state: LedgerState, calls: list[MarginCalled]) -> None:
+    """One payment per netting set for the calls just made (a set this block already made
+    grows: nobody has seen its payment yet)."""
+    groups: dict[str, list[MarginCalled]] = {}
+    for call in calls:
+        key = margin_set_key(call.payer, call.payee, state.height, call.due)
+        groups.setdefault(key, []).append(call)
+    for key, group in groups.items():
+        paid = tuple(CallPaid(c.contract_id, c.seq, c.amount) for c in group)
+        amount = sum(c.amount for c in group)
+        current = state.margin_sets.get(key)
+        if current is not None:
+            payment = state.payments[current.payment_id]
+            state.payments[payment.id] = msgspec.structs.replace(
+                payment, amount=payment.amount + amount
+            )
+            state.margin_sets[key] = MarginSet(payment.id, current.calls + paid)
+            continue
+        first = group[0]
+        payment_id = margin_payment_id(key, 1)
+        instruct(
+            state,
+            payment_id,
+            key,
+            PaymentKind.MARGIN_CALL,
+            first.payer,
+            first.payee,
+            amount,
+            first.date,
+            due=first.due,
+        )
+        state.margin_sets[key] = MarginSet(payment_id, paid)
+
+
+def margin_calls_lapsed(state: LedgerState, lapsed: list[MarginCallLapsed]) -> None:
+    """Take the calls of ended contracts out of their sets: each set's payment lapses and,
+    when calls are left, one for their sum replaces it."""
+    gone: dict[str, set[str]] = {}
+    for call in lapsed:
+        key = margin_set_key(call.payer, call.payee, call.height, call.due)
+        gone.setdefault(key, set()).add(call.contract_id)
+    for key, contracts in gone.items():
+        current = state.margin_sets.get(key)
+        if current is None:
+            continue
+        payment = state.payments[current.payment_id]
+        lapse(state, payment)
+        rest = tuple(c for c in current.calls if c.contract_id not in contracts)
+        if not rest:
+            del state.margin_sets[key]
+            continue
+        payment_id = margin_payment_id(key, int(payment.id.rsplit("/", 1)[1]) + 1)
+        instruct(
+            state,
+            payment_id,
+            key,
+            PaymentKind.MARGIN_CALL,
+            payment.payer,
+            payment.payee,
+            sum(c.amount for c in rest),
+            payment.date,
+            due=payment.due,
+        )
+        state.margin_sets[key] = MarginSet(payment_id, rest)
+
+
+def lapse(state: LedgerState, payment: Payment) -> None:
+    """An open instruction nobody owes any more (a confirmation of it is refused)."""
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
+        return
+    state.payments[payment.id] = lapsed = msgspec.structs.replace(
+        payment, status=PaymentStatus.LAPSED, lapsed_height=state.height
     )
+    retention.payment_final(state, lapsed)
 
 
 def contract_ended(
     state: LedgerState, contract_id: str, trade: Trade | None, date: dt.date | None
 ) -> None:
-    """Its open margin calls lapse, its cash margin no longer counts against the client's
-    capital and goes back from custody (whatever a default's waterfall left of it)."""
-    for call_id in state.book.payment_ids(contract_id):  # confirmed ones may have gone
-        call = state.payments.get(call_id)
-        if call is None or call.kind != PaymentKind.MARGIN_CALL:
-            continue
-        if call.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
-            state.payments[call.id] = msgspec.structs.replace(call, status=PaymentStatus.LAPSED)
+    """Its cash margin no longer counts against the client's capital and goes back from
+    custody (whatever a default's waterfall left of it). Its open margin call left its set
+    as the book reported it lapsed (``margin_calls_lapsed``)."""
     if trade is None:
         return
     in_use = state.margin_in_use.get(trade.client)
@@ -176,14 +273,10 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
         raise LedgerError(f"payment {tx.instruction_id} lapsed: its contract has ended")
     if tx.amount != payment.amount:
         raise LedgerError(f"confirmed {tx.amount} micros, instructed {payment.amount}")
-    if payment.kind == PaymentKind.MARGIN_CALL:  # the contract's event first: it may refuse
-        posted = MarginPosted(
-            id=payment.id,
-            contract_id=payment.contract_id,
-            payer=payment.payer,
-            amount=payment.amount,
-        )
-        state.book_event(posted, settled_by=payment.id)
+    if payment.kind == PaymentKind.MARGIN_CALL:  # the contracts' event first: it may refuse
+        margin_set = _open_set(state, payment)
+        state.book_event(NettedMarginPosted(payment.id, payment.payer, margin_set.calls))
+        del state.margin_sets[payment.contract_id]
     state.payments[payment.id] = msgspec.structs.replace(
         payment,
         status=PaymentStatus.CONFIRMED,
@@ -209,13 +302,18 @@ def fail(state: LedgerState, tx: PaymentFailed, ctx: TxContext) -> Refs:
     state.payments[payment.id] = msgspec.structs.replace(
         payment, status=PaymentStatus.FAILED, failure=tx.reason[:200]
     )
-    if payment.kind == PaymentKind.MARGIN_CALL:  # the payer is short: past its due, a default
-        seq = int(payment.id.rsplit("/", 1)[1])
-        view = state.book.find(payment.contract_id)
-        call = view.margin_call if view is not None else None
-        if call is not None and call.seq == seq and not call.short:
-            state.book_event(MarginShort(payment.contract_id, seq, tx.reason[:200]))
+    if payment.kind == PaymentKind.MARGIN_CALL and payment.status != PaymentStatus.FAILED:
+        # The payer is short of every call of the set: past its due, a default.
+        for call in _open_set(state, payment).calls:
+            state.book_event(MarginShort(call.contract_id, call.seq, tx.reason[:200]))
     return (payment.id,)
+
+
+def _open_set(state: LedgerState, payment: Payment) -> MarginSet:
+    margin_set = state.margin_sets.get(payment.contract_id)
+    if margin_set is None or margin_set.payment_id != payment.id:
+        raise LedgerError(f"payment {payment.id} is no open margin call")
+    return margin_set
 
 
 def margin_headroom(state: LedgerState, client: str) -> Micros:
@@ -231,8 +329,14 @@ def margin_headroom(state: LedgerState, client: str) -> Micros:
 
 COMPONENT = Component(
     "payments",
-    maps={"payments": Payment, "custody": Micros, "margin_in_use": Micros},
+    maps={
+        "payments": Payment,
+        "margin_sets": MarginSet,
+        "custody": Micros,
+        "margin_in_use": Micros,
+    },
     kinds=(tx_kind(PaymentConfirmed, confirm), tx_kind(PaymentFailed, fail)),
 )
-"""``custody``: per client, its cash initial margin the bank holds; ``margin_in_use``: per
-client, the cash initial margin its live contracts require (both in micros)."""
+"""``margin_sets``: the netting sets with an open margin call; ``custody``: per client, its cash
+initial margin the bank holds; ``margin_in_use``: per client, the cash initial margin its live
+contracts require (both in micros)."""

@@ -7,8 +7,8 @@ the state after block ``h - 1``:
 
 - it has ended (settled, closed out or defaulted: the book's status is terminal; a default's
   waterfall runs in the same event that ends it);
-- every payment it issued (the book's instructions and margin calls, its initial margin and
-  its initial-margin return) is final: ``confirmed`` or ``lapsed``. A ``pending`` or
+- every payment it issued (the book's instructions, its initial margin and its
+  initial-margin return) is final: ``confirmed`` or ``lapsed``. A ``pending`` or
   ``failed`` payment keeps the contract (the bank still acts on it; a failed payment is
   retried or stays visible);
 - ``h >= last + retain_blocks`` (``NetworkParams.retain_blocks``), ``last`` the height it
@@ -24,10 +24,11 @@ already went when it ended; committed transaction ids leave by expiry (admission
 
 A live contract's payments do not wait for its end: a **confirmed payment** other than the
 initial margin (which the contract's end reads to return it) is pruned at
-``confirmed_height + retain_blocks``, and with a margin call goes its ``margin_posted:`` seen
-key. So a contract that lives through many fixings holds its open calls and its initial
-margin, not one payment per fixing. (Readers of a contract's margin calls go by the book's
-sequence numbers, never by counting from 1 until one is missing.)
+``confirmed_height + retain_blocks``. A netting set's margin call belongs to no one contract
+(``rfq.ledger.components.payments``): confirmed, it is pruned so with its ``margin_posted:``
+seen key; lapsed (its calls ended or moved to the next one), at ``lapsed_height +
+retain_blocks``. So a contract that lives through many fixings holds its initial margin, not
+one payment per fixing.
 
 **Replays stay harmless.** A replayed accept is a duplicate while its id is in
 ``committed`` and expired after; any accept of the same quote is refused once the quote's
@@ -104,9 +105,9 @@ def _heap(state: LedgerState) -> list[tuple[int, str, str]]:
         retain = state.params.retain_blocks
         heap = [(ended + retain, CONTRACT, cid) for cid, ended in state.book.ended()]
         heap += [
-            (p.confirmed_height + retain, PAYMENT, p.id)
+            (p.final_height + retain, PAYMENT, p.id)
             for p in state.payments.values()
-            if _payment_prunable(p) and p.confirmed_height is not None
+            if _payment_prunable(p) and p.final_height is not None
         ]
         heapq.heapify(heap)
         state.retiring = heap
@@ -120,8 +121,8 @@ def schedule(state: LedgerState, contract_id: str, height: int) -> None:
 
 
 def payment_final(state: LedgerState, payment: Payment) -> None:
-    """``payment`` was confirmed at this height: it may go ``retain_blocks`` later (and its
-    contract, if that has ended, may go then too)."""
+    """``payment`` was confirmed (or lapsed) at this height: it may go ``retain_blocks``
+    later (and its contract, if that has ended, may go then too)."""
     due = state.height + state.params.retain_blocks
     if _payment_prunable(payment):
         heapq.heappush(_heap(state), (due, PAYMENT, payment.id))
@@ -131,8 +132,10 @@ def payment_final(state: LedgerState, payment: Payment) -> None:
 
 
 def _payment_prunable(payment: Payment) -> bool:
-    """A payment that may leave before its contract: confirmed and not the initial margin
-    (which the contract's end reads, to return it)."""
+    """A payment that may leave on its own: confirmed and not the initial margin (which the
+    contract's end reads, to return it), or a netting set's margin call that lapsed."""
+    if payment.status == PaymentStatus.LAPSED:
+        return payment.kind == PaymentKind.MARGIN_CALL
     return payment.status == PaymentStatus.CONFIRMED and payment.kind != PaymentKind.INITIAL_MARGIN
 
 
@@ -175,8 +178,8 @@ def _payment_verdict(state: LedgerState, payment_id: str, height: int) -> bool:
     return (
         payment is not None
         and _payment_prunable(payment)
-        and payment.confirmed_height is not None
-        and payment.confirmed_height + state.params.retain_blocks <= height
+        and payment.final_height is not None
+        and payment.final_height + state.params.retain_blocks <= height
     )
 
 

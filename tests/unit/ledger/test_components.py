@@ -81,7 +81,7 @@ def noted_chain() -> Chain:
 def test_a_registered_component_is_committed_by_the_state_root_after_the_existing_parts():
     chain = noted_chain()
     names = [name for name, _ in chain.state.root_parts().components]
-    assert names == ["governance", "book", "ticks", *V2_MAP_ORDER, "notes"]
+    assert names == ["governance", "book", "ticks", *V2_MAP_ORDER, "margin_sets", "notes"]
     before = chain.state.state_root()
     chain.state.notes["h3"] = "changed"  # type: ignore[attr-defined]
     assert chain.state.state_root() != before
@@ -101,7 +101,7 @@ def test_a_registered_component_is_in_the_snapshot_and_comes_back_on_restore():
     snapshot = chain.state.snapshot()
     frame, tables = disassemble(snapshot)
     assert set(frame.parts) == {"gov", "book", "ticks"}
-    assert set(tables) == {*V2_MAP_ORDER, "notes", "book.contracts"}
+    assert set(tables) == {*V2_MAP_ORDER, "margin_sets", "notes", "book.contracts"}
     restored = NotedState.restore(NET.genesis, snapshot)
     assert restored.ticks == 3  # type: ignore[attr-defined]
     assert dict(restored.notes.items()) == dict(chain.state.notes.items())  # type: ignore[attr-defined]
@@ -124,8 +124,8 @@ def test_the_registry_gives_every_transaction_kind_one_handler_and_the_roles_of_
         assert spec.payload.__struct_config__.tag == kind
 
 
-def test_the_state_root_keeps_the_v2_order_of_the_maps():
-    assert list(LAYOUT.maps) == list(V2_MAP_ORDER)
+def test_the_state_root_keeps_the_v2_order_of_the_maps_and_puts_later_ones_after_it():
+    assert list(LAYOUT.maps) == [*V2_MAP_ORDER, "margin_sets"]
     assert [p.name for p in LAYOUT.parts] == ["governance", "book"]
 
 

@@ -290,7 +290,7 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_ROOTS = "8a4a5a70f406537fd5efd4853b0bbb97fbd54d908fe1606f3d0132aaa67f9e8a"
+PINNED_ROOTS = "72acad47a22bd71553cab918fc761689c142a30479968eefb94c9987fd106f50"
 """SHA-256 over every block's state root of the pinned run (v2 layout): a change means
 stored chains no longer verify. Last changed when amounts of money became integer micros
 (roadmap [2/5]), after the run took in suspend and offboard and a register carries its proof
@@ -298,12 +298,15 @@ of possession (no stored chain held a register_member: nothing submitted one bef
 regulator admit``); when the run took in reinstate (G1 suspended, reinstated and suspended
 again before it is offboarded: the state is unchanged, the run is longer); then when ended
 contracts began to leave the hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in
-the genesis, ``Trade.replay_until_ms``, close-out seen keys named by their contract)."""
+the genesis, ``Trade.replay_until_ms``, close-out seen keys named by their contract); then when
+margin calls began to be paid per netting set (the ``margin_sets`` map, one payment per pair
+and block, no per-contract variation-margin record)."""
 
-PINNED_SNAPSHOTS = "7991a155c98497be4f1854c69ab078bf14ac5fe5ec0077f63257b4fd334c6abb"
+PINNED_SNAPSHOTS = "303e717530bd3f4be68e607935509a8b6185d524ff23ef0574ff8fa857724db9"
 """SHA-256 over the SHA-256 of every block's snapshot bytes in the same run: a change means
 stored snapshots no longer restore (a node then replays its blocks instead). Last changed
-when snapshots became rows (``rfq.ledger.snapshot``, version 3), with the roots unchanged."""
+when snapshots became rows (``rfq.ledger.snapshot``, version 3), with the roots unchanged; then
+with the roots, for the netting sets' map."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():

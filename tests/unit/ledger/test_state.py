@@ -246,12 +246,16 @@ def test_a_fixing_marks_calls_margin_and_the_banks_confirmation_meets_the_call(n
     chain.block(fixing(net, TODAY, 3100.0, at), at_ms=at)  # client bought at 3200: owes 100k
     view = chain.state.book.get("r1")
     assert view.status == Status.MARGIN_CALL
-    call = chain.state.payments["r1/margin_call/1"]
+    call = chain.state.call_payment("r1")
+    assert call is not None and call.id.endswith("/margin_call/1")
     assert (call.payer, call.payee, call.amount) == ("C1", "D1", to_micros(100_000))
     confirm_all(chain, "margin_call")
-    assert chain.state.book.get("r1").status == Status.LIVE
-    vm = [p for p in chain.state.payments.values() if p.kind == "variation_margin"]
-    assert [(p.status, p.bank_ref) for p in vm] == [("confirmed", "r1/margin_call/1")]
+    view = chain.state.book.get("r1")
+    assert view.status == Status.LIVE and view.vm_balance == -100_000
+    assert chain.state.payments[call.id].status == "confirmed"
+    assert chain.state.call_payment("r1") is None and not dict(chain.state.margin_sets.items())
+    # The netted payment is the money that moved: no per-contract instruction repeats it.
+    assert not [p for p in chain.state.payments.values() if p.kind == "variation_margin"]
 
 
 def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guarantor_pay(net, chain):
@@ -265,7 +269,9 @@ def test_a_missed_margin_call_defaults_the_client_and_collateral_then_the_guaran
     for _ in range(5):  # blocks alone default nobody
         chain.block()
     assert chain.state.book.get("r1").status == Status.MARGIN_CALL
-    miss(chain, "r1/margin_call/1")
+    call = chain.state.call_payment("r1")
+    assert call is not None
+    miss(chain, call.id)
     view = chain.state.book.get("r1")
     assert view.status == Status.DEFAULTED
     defaulted = [
@@ -383,10 +389,11 @@ def test_a_refused_transaction_changes_nothing_even_after_it_started_writing(net
     confirm_all(chain)
     at = chain.head.timestamp_ms + 1000
     chain.block(fixing(net, TODAY, 3000.0, at), at_ms=at)
-    call = chain.state.payments["r1/margin_call/1"]
+    call = chain.state.call_payment("r1")
+    assert call is not None
     miss(chain, call.id)
     assert chain.state.book.get("r1").status == Status.DEFAULTED
-    assert chain.state.payments["r1/margin_call/1"].status == "lapsed"
+    assert chain.state.payments[call.id].status == "lapsed"
     before = (chain.state.payments.digest(), chain.state.custody.digest())
     late = net.tx(
         "BANK", PaymentConfirmed(call.id, call.amount, "late"), at_ms=chain.head.timestamp_ms
@@ -395,7 +402,7 @@ def test_a_refused_transaction_changes_nothing_even_after_it_started_writing(net
     assert not result.receipts[0].ok
     assert "lapsed" in result.receipts[0].reason
     assert (chain.state.payments.digest(), chain.state.custody.digest()) == before
-    assert chain.state.payments["r1/margin_call/1"].bank_ref is None
+    assert chain.state.payments[call.id].bank_ref is None
 
 
 def test_the_journal_puts_every_written_entry_back():
@@ -464,8 +471,9 @@ def test_an_unanswered_margin_call_waits_on_chain_past_its_due_date(net, chain):
     for _ in range(3):
         chain.block(at_ms=chain.head.timestamp_ms + 2 * DAY_MS)
     assert chain.state.book.get("r1").status == Status.MARGIN_CALL
-    assert chain.state.payments["r1/margin_call/1"].status == "pending"
-    assert chain.state.payments["r1/margin_call/1"].due == TODAY + dt.timedelta(days=1)
+    call = chain.state.call_payment("r1")
+    assert call is not None and call.status == "pending"
+    assert call.due == TODAY + dt.timedelta(days=1)
 
 
 def test_no_instruction_is_ever_made_for_less_than_one_money_grid_step(net, chain):
@@ -527,3 +535,81 @@ def test_the_chain_refuses_a_trade_on_a_futures_month_that_has_expired(net, chai
     [receipt] = result.receipts
     assert not receipt.ok and receipt.reason.startswith(f"not tradable on {TODAY}")
     assert "RB2609" in receipt.reason and "r1" not in chain.state.book
+
+
+class TestNettedMarginCalls:
+    """The calls one fixing makes between one payer and one payee are one payment."""
+
+    @staticmethod
+    def two_calls(net, chain) -> None:
+        """C1 bought r1 at 3200 and r2 at 3300 from D1; a 3100 fixing calls 100k and 200k."""
+        chain.block(trade_tx(net, rfq_id="r1", price=3200), trade_tx(net, rfq_id="r2", price=3300))
+        confirm_all(chain)
+        at = chain.head.timestamp_ms + 1000
+        chain.block(fixing(net, TODAY, 3100.0, at), at_ms=at)
+
+    @staticmethod
+    def calls(chain: Chain) -> list:
+        return [p for p in chain.state.payments.values() if p.kind == "margin_call"]
+
+    def test_one_payment_of_the_sum_meets_both_calls(self, net, chain):
+        self.two_calls(net, chain)
+        [payment] = self.calls(chain)
+        assert (payment.payer, payment.payee, payment.amount) == ("C1", "D1", to_micros(300_000))
+        assert chain.state.call_payment("r1") == chain.state.call_payment("r2") == payment
+        confirm_all(chain, "margin_call")
+        r1, r2 = chain.state.book.get("r1"), chain.state.book.get("r2")
+        assert (r1.status, r1.vm_balance) == (Status.LIVE, -100_000)
+        assert (r2.status, r2.vm_balance) == (Status.LIVE, -200_000)
+        assert not dict(chain.state.margin_sets.items())
+
+    def test_calls_of_different_payers_are_paid_apart(self, net, chain):
+        chain.block(trade_tx(net, rfq_id="r1"), trade_tx(net, rfq_id="r2", client="C2"))
+        confirm_all(chain)
+        at = chain.head.timestamp_ms + 1000
+        chain.block(fixing(net, TODAY, 3100.0, at), at_ms=at)
+        assert sorted((p.payer, p.amount) for p in self.calls(chain)) == [
+            ("C1", to_micros(100_000)),
+            ("C2", to_micros(100_000)),
+        ]
+
+    def test_a_contract_closed_out_with_its_call_open_leaves_the_set_and_a_payment_for_the_rest(
+        self, net, chain
+    ):
+        self.two_calls(net, chain)
+        first = chain.state.call_payment("r1")
+        assert first is not None
+        at = chain.head.timestamp_ms + 1000
+        chain.block(net.tx("C1", CloseOutRequest("r1", 3100.0), at_ms=at), at_ms=at)
+        closed = chain.block(net.tx("D1", CloseOutRequest("r1", 3100.0), at_ms=at + 1))
+        assert closed.receipts[0].refs == ("r1", "closed_out")
+        assert chain.state.payments[first.id].status == "lapsed"
+        rest = chain.state.call_payment("r2")
+        assert rest is not None and rest.id != first.id
+        assert (rest.status, rest.amount) == ("pending", to_micros(200_000))
+        assert chain.state.call_payment("r1") is None
+        late = net.tx(
+            "BANK",
+            PaymentConfirmed(first.id, first.amount, "late"),
+            at_ms=chain.head.timestamp_ms + 1000,
+        )
+        assert "lapsed" in chain.block(late).receipts[0].reason
+        confirm_all(chain, "margin_call")
+        r2 = chain.state.book.get("r2")
+        assert (r2.status, r2.vm_balance) == (Status.LIVE, -200_000)
+
+    def test_a_failed_payment_leaves_every_call_of_the_set_short_and_then_in_default(
+        self, net, chain
+    ):
+        self.two_calls(net, chain)
+        payment = chain.state.call_payment("r1")
+        assert payment is not None
+        at = chain.head.timestamp_ms + 1000
+        chain.block(chain.net.tx("BANK", PaymentFailed(payment.id, "no funds"), at_ms=at))
+        for cid in ("r1", "r2"):
+            call = chain.state.book.get(cid).margin_call
+            assert call is not None and call.short
+        chain.block(at_ms=chain.head.timestamp_ms + 2 * DAY_MS)
+        assert {chain.state.book.get(cid).status for cid in ("r1", "r2")} == {Status.DEFAULTED}
+        assert chain.state.payments[payment.id].status == "lapsed"
+        assert not dict(chain.state.margin_sets.items())
