@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from peers.errors import CliError
+from rfq.contracts.model import PaymentKind, PaymentStatus
 from rfq.identity import AuthoritySetup, Genesis, Identity, NetworkParams, Role
 from rfq.instruments import Leg, Side, Template, Terms, listed_futures
 from rfq.ledger.block import Block, BlockHeader
 from rfq.ledger.driver import ChainDriver
 from rfq.ledger.state import BlockResult, LedgerState, business_date
-from rfq.ledger.tx import PriceFixing
+from rfq.ledger.tx import PaymentConfirmed, PriceFixing
 from rfq.messages import Accept, Quote
 from rfq.rating import RatingWeights
 from rfq.signing import sign_payload, tx_id
@@ -133,6 +134,17 @@ class MarketBuilder:
         months = [f.id for f in listed_futures(UNDERLYING, date)]
         payload = PriceFixing(date=date, prices=tuple((m, price) for m in months))
         return msgspec.msgpack.encode(self.sign(self.oracle, payload))
+
+    def pay_margin_calls(self, bank: str = "BANK") -> list[bytes]:
+        """The bank's confirmations of every pending margin-call payment (a day's calls paid
+        before the next fixing, as a solvent market pays them)."""
+        return [
+            msgspec.msgpack.encode(
+                self.sign(bank, PaymentConfirmed(p.id, p.amount, f"bench-{p.id}"))
+            )
+            for p in self.state.payments.values()
+            if p.kind == PaymentKind.MARGIN_CALL and p.status == PaymentStatus.PENDING
+        ]
 
     def block(self, txs: list[bytes], verified: set[bytes]) -> tuple[BlockResult, float, float]:
         """Execute one block; (result, execution seconds, state-root seconds). Its block is

@@ -8,7 +8,9 @@ admission, as the node's mempool does, so execution skips them), then measures:
 - ``trade_exec_us``: per-trade execution in a block of trades on top of N;
 - ``fixing_block_ms``: a block holding one price fixing (every live contract marks and is
   margined), execution plus the state root (also reported apart: ``fixing_exec_ms``,
-  ``fixing_root_ms``);
+  ``fixing_root_ms``). Before each of the three fixings the bank pays the calls still open
+  and the price moves the other way, so each fixing calls margin on every live contract
+  again (``fixing_margin_calls``, the fewest of the three, of ``fixing_live_contracts``);
 - ``regulator_update_p99_ms`` (and p50): the observer regulator's update after a block of
   trades (the contracts it changed into the incremental monitor, then the assessment);
   ``regulator_fixing_block_ms`` the same after a fixing (every live contract re-read);
@@ -110,7 +112,8 @@ def _line(r: dict[str, Any]) -> str:
     return (
         f"{r['contracts']:>7} live {r['settled']:>7} settled: trade {r['trade_exec_us']:.0f} us, "
         f"fixing block {r['fixing_block_ms']:.0f} ms (exec {r['fixing_exec_ms']:.0f} + root "
-        f"{r['fixing_root_ms']:.0f}), regulator p99 {r['regulator_update_p99_ms']:.1f} ms "
+        f"{r['fixing_root_ms']:.0f}; {r['fixing_margin_calls']} calls), "
+        f"regulator p99 {r['regulator_update_p99_ms']:.1f} ms "
         f"(fixing {r['regulator_fixing_block_ms']:.0f}, "
         f"by queries {_ms(r['regulator_by_queries_ms'])}), "
         f"client query p50/p99 {r['client_query_p50_ms']:.1f}/{r['client_query_p99_ms']:.1f} ms, "
@@ -257,6 +260,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         _, exec_s, _ = market.block(txs, verified)
         trade_timings.append(exec_s / len(txs) * 1e6)
 
+    from rfq.contracts.events import MarginCalled
     from rfq.risk.incremental import IncrementalMonitor
 
     monitor = IncrementalMonitor()
@@ -264,12 +268,19 @@ def measure(live: int, settled: int) -> dict[str, Any]:
     _regulator_following(market, monitor, None)  # the first, whole read
     fixing_exec, fixing_root, fixing_regulator = [], [], []
     date = market.business_date()
+    fixing_calls = []
+    fixing_live = market.state.book.open_count
     for step in range(3):
+        paid = market.pay_margin_calls()  # yesterday's calls met: today's fixing calls afresh
+        if paid:
+            result, _, _ = market.block(paid, set())
+            _regulator_following(market, monitor, result)
         date = _next_weekday(date)
-        tx = market.fixing(date, 3200.0 + 10 * (step + 1))
+        tx = market.fixing(date, 3200.0 + (10.0 if step % 2 else -10.0))
         result, exec_s, root_s = market.block([tx], set())
         fixing_exec.append(exec_s * 1000)
         fixing_root.append(root_s * 1000)
+        fixing_calls.append(sum(isinstance(o, MarginCalled) for o in result.outputs))
         fixing_regulator.append(_regulator_following(market, monitor, result) * 1000)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -315,6 +326,8 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         "fixing_block_ms": round(statistics.median(fixing_block), 1),
         "fixing_exec_ms": round(statistics.median(fixing_exec), 1),
         "fixing_root_ms": round(statistics.median(fixing_root), 1),
+        "fixing_margin_calls": min(fixing_calls),
+        "fixing_live_contracts": fixing_live,
         "regulator_update_p50_ms": round(statistics.median(regulator), 1),
         "regulator_update_p99_ms": round(_percentile(regulator, 0.99), 1),
         "regulator_fixing_block_ms": round(statistics.median(fixing_regulator), 1),

@@ -156,13 +156,13 @@ def book_payment(state: LedgerState, out: PaymentInstruction) -> None:
 def margin_calls_made(state: LedgerState, calls: list[MarginCalled]) -> None:
     """One payment per netting set for the calls just made (a set this block already made
     grows: nobody has seen its payment yet)."""
-    groups: dict[str, list[MarginCalled]] = {}
+    groups: dict[tuple[str, str, dt.date], list[MarginCalled]] = {}
     for call in calls:
-        key = margin_set_key(call.payer, call.payee, state.height, call.due)
-        groups.setdefault(key, []).append(call)
-    for key, group in groups.items():
-        paid = tuple(CallPaid(c.contract_id, c.seq, c.amount) for c in group)
-        amount = sum(c.amount for c in group)
+        groups.setdefault((call.payer, call.payee, call.due), []).append(call)
+    for (payer, payee, due), group in groups.items():
+        key = margin_set_key(payer, payee, state.height, due)
+        paid = tuple([CallPaid(c.contract_id, c.seq, c.amount) for c in group])
+        amount = sum([c.amount for c in group])
         current = state.margin_sets.get(key)
         if current is not None:
             payment = state.payments[current.payment_id]

@@ -28,6 +28,8 @@ def test_the_scale_benchmark_reports_each_figure_for_a_market_of_live_and_settle
     assert size["ended_contracts"] == 500  # the short ones matured and settled on a fixing
     for figure in FIGURES:
         assert size[figure] > 0, figure
+    # every fixing timed margins every live contract afresh (the calls before it were paid)
+    assert size["fixing_margin_calls"] == size["fixing_live_contracts"] >= 1000
     assert result["targets"]["fixing_block_ms"] == 200.0
 
 
