@@ -349,8 +349,9 @@ async def open_callout(
 
     genesis = net.genesis()
     keys = read_keys(net.auth_conf_path.parent / KEYS_FILE)
-    bus = await open_bus(net, member or genesis.regulator.id, servers=servers)
-    follower = ChainFollower(bus, genesis)
+    member_id = member or genesis.regulator.id
+    bus = await open_bus(net, member_id, servers=servers)
+    follower = ChainFollower(bus, genesis, store_path=net.follower_store(member_id, "callout"))
     callout = AuthCallout(follower, keys, servers, tls=net.tls())
     await callout.start()
     await follower.start()

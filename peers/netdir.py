@@ -98,6 +98,11 @@ class NetDir:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def follower_store(self, member_id: str, role: str) -> Path:
+        """Where a chain follower run as ``member_id`` for ``role`` (``regulator``,
+        ``callout``) keeps the blocks it followed and its snapshots (``ChainFollower``)."""
+        return self.data_dir(member_id) / f"{role}-follower.db"
+
     @property
     def log_dir(self) -> Path:
         """Where ``botc up`` and the terminal write their logs."""

@@ -6,7 +6,8 @@ bound) through ``rfq.ledger.driver.ChainDriver``, as an authority would. ``botc 
 scale`` builds its large states with it on a genesis of its own;
 ``prebuild_chain`` (``botc chain prebuild``) runs it on a network made by ``botc init``, seals
 every block with the authorities' keys that network holds, and writes the chain and a snapshot
-of its final state into every authority's store, so ``botc up`` starts a market that already
+of its final state into every authority's store and the regulator's followers' stores, as
+if each had followed the chain from the genesis, so ``botc up`` starts a market that already
 holds N live contracts through its normal start-up (snapshot, then the blocks after it).
 """
 
@@ -240,7 +241,8 @@ def prebuild_chain(
 ) -> Prebuilt:
     """``contracts`` live trades between the network's clients and dealers, with no initial
     margin asked (so no payment waits on the bank at start), in sealed blocks written with
-    a snapshot of the final state into every initial authority's store. Refuses a network
+    a snapshot of the final state into every initial authority's store, and the regulator's
+    followers' (its monitor's, the auth callout's). Refuses a network
     whose chain has started, or one that does not hold every initial authority's key."""
     from peers.authority.history import record_history
     from peers.authority.store import SqliteChainStore
@@ -249,6 +251,9 @@ def prebuild_chain(
     roles = {m.id: m.role for m in genesis.members}
     authorities = genesis.authorities.initial
     stores = {a: net.data_dir(a) / "chain.db" for a in authorities}
+    regulator = genesis.regulator.id
+    for role in ("regulator", "callout"):  # as if they had followed the blocks from the start
+        stores[f"{regulator} ({role})"] = net.follower_store(regulator, role)
     for member, path in stores.items():
         if path.exists():
             store = SqliteChainStore(path)
@@ -284,7 +289,8 @@ def prebuild_chain(
         def write(block: Block, result: BlockResult) -> None:
             for store in opened:
                 store.append(block, receipts=result.receipts, state_root=block.header.state_root)
-                record_history(store, market.state, block.header)  # as a node does
+                if store.path.name == "chain.db":  # an authority's (followers keep none)
+                    record_history(store, market.state, block.header)  # as a node does
             made[0] += len(block.txs)
             if progress is not None:
                 progress(made[0])

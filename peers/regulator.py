@@ -32,6 +32,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Container
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 import msgspec
@@ -188,7 +189,10 @@ class RegulatorService(Service):
         query_timeout_s: float = 2.0,
         recovery_rate: float = DEFAULT_RECOVERY_RATE,
         watch_consensus: bool = True,
+        store_path: Path | None = None,
     ) -> None:
+        """``store_path``: where its follower keeps the blocks it followed and snapshots of
+        its state (a restart then restores instead of replaying from the genesis)."""
         if bus.identity.role != Role.REGULATOR:
             raise CliError(f"{bus.member_id} is a {bus.identity.role}, not the regulator")
         self.bus = bus
@@ -206,7 +210,9 @@ class RegulatorService(Service):
         self.alerts: deque[RiskAlert] = deque(maxlen=MAX_ALERTS_KEPT)
         self.alert_listeners: list[Callable[[RiskAlert], None]] = []
         self.evidence: list[EvidenceReport] = []
-        self.follower = ChainFollower(bus, genesis, query_timeout_s=query_timeout_s)
+        self.follower = ChainFollower(
+            bus, genesis, query_timeout_s=query_timeout_s, store_path=store_path
+        )
         self.follower.listeners.append(self._on_block)
         self.monitor = IncrementalMonitor(recovery_rate=recovery_rate)
         self._changed: set[str] = set()

@@ -55,7 +55,7 @@ from peers.authority.history import record_history
 from peers.authority.mempool import Mempool, Pending
 from peers.authority.queries import QueryService
 from peers.authority.snapshots import SnapshotWriter
-from peers.authority.store import ChainStore, SqliteChainStore
+from peers.authority.store import ChainStore, SqliteChainStore, StoreError, load_chain
 from peers.clock import WallClock, wall_clock
 from peers.errors import PeerError
 from peers.membership import sync_directory
@@ -306,38 +306,19 @@ class AuthorityNode:
         log.info("chain_loaded", height=self.head.height)
 
     def rebuild_from_store(self) -> tuple[LedgerState, BlockHeader]:
-        snapshot = self.store.latest_snapshot()
-        state = LedgerState(self.genesis)
-        head = self.genesis_header
-        if snapshot is not None:
-            height, root, data = snapshot
-            stored = self.store.block(height)
-            why = "no stored block at its height"
-            if stored is not None:
-                try:
-                    restored = LedgerState.restore(self.genesis, data)
-                except RfqError as exc:
-                    why = str(exc)
-                else:
-                    if restored.state_root() == root == stored.header.state_root:
-                        state, head, why = restored, stored.header, ""
-                    else:
-                        why = "it does not restore to its block's state root"
-            if why:  # rebuild from the blocks instead: slower, never wrong
-                self.stats["snapshot_rejected"] += 1
-                log.error("snapshot_rejected", height=height, reason=why)
-        replayed = 0
-        for block in self.store.blocks(head.height + 1):
-            replayed += 1
-            state.execute(block.height, block.header.timestamp_ms, head, block.txs)
-            if state.state_root() != block.header.state_root:
-                raise NodeError(
-                    f"{self.store.path}: block {block.height} does not re-execute to its state "
-                    "root (run botc chain verify)"
-                )
-            head = block.header
-        self.stats["replayed_blocks"] += replayed
-        return state, head
+        try:
+            loaded = load_chain(self.store, self.genesis)
+        except StoreError as exc:
+            raise NodeError(str(exc)) from None
+        if loaded.snapshot_rejected is not None:
+            self.stats["snapshot_rejected"] += 1
+            log.error(
+                "snapshot_rejected",
+                height=self.store.snapshot_height(),
+                reason=loaded.snapshot_rejected,
+            )
+        self.stats["replayed_blocks"] += loaded.replayed
+        return loaded.state, loaded.head
 
     def _discard(self) -> None:
         """Drop the pending proposal (if any): the final state is as it was."""

@@ -36,14 +36,16 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 
 from peers.errors import PeerError
-from rfq.errors import DECODE_ERRORS, ValidationError
-from rfq.ledger.block import Block
+from rfq.errors import DECODE_ERRORS, RfqError, ValidationError
+from rfq.identity import Genesis
+from rfq.ledger.block import Block, BlockHeader
 from rfq.ledger.snapshot import (
     SnapshotRows,
     apply_rows,
@@ -52,7 +54,7 @@ from rfq.ledger.snapshot import (
     encode_tables,
     sorted_entries,
 )
-from rfq.ledger.state import Receipt
+from rfq.ledger.state import LedgerState, Receipt, genesis_header
 
 _block_decoder = msgspec.msgpack.Decoder(Block)
 _receipt_decoder = msgspec.msgpack.Decoder(Receipt)
@@ -499,3 +501,51 @@ class SqliteChainStore:
             "SELECT kind, round, block_hash FROM own_votes WHERE height = ?", (height,)
         )
         return {(str(k), int(r)): bytes(h) for k, r, h in rows}
+
+
+@dataclass(frozen=True)
+class LoadedChain:
+    """What a node starts from: the state and head its store holds."""
+
+    state: LedgerState
+    head: BlockHeader
+    replayed: int
+    """Stored blocks re-executed after the snapshot (all of them without one)."""
+    snapshot_rejected: str | None = None
+    """Why the newest snapshot was not used (None: it was, or there was none)."""
+
+
+def load_chain(store: ChainStore, genesis: Genesis) -> LoadedChain:
+    """The newest snapshot, restored and checked against its block's state root, then the
+    stored blocks after it re-executed, each to its header's root. A snapshot that does not
+    restore to its block's root is set aside (slower, never wrong: every block is replayed);
+    a stored block that does not re-execute to its root is a ``StoreError``."""
+    snapshot = store.latest_snapshot()
+    state = LedgerState(genesis)
+    head = genesis_header(genesis)
+    why: str | None = None
+    if snapshot is not None:
+        height, root, data = snapshot
+        stored = store.block(height)
+        why = "no stored block at its height"
+        if stored is not None:
+            try:
+                restored = LedgerState.restore(genesis, data)
+            except RfqError as exc:
+                why = str(exc)
+            else:
+                if restored.state_root() == root == stored.header.state_root:
+                    state, head, why = restored, stored.header, None
+                else:
+                    why = "it does not restore to its block's state root"
+    replayed = 0
+    for block in store.blocks(head.height + 1):
+        replayed += 1
+        state.execute(block.height, block.header.timestamp_ms, head, block.txs)
+        if state.state_root() != block.header.state_root:
+            raise StoreError(
+                f"{store.path}: block {block.height} does not re-execute to its state root "
+                "(run botc chain verify)"
+            )
+        head = block.header
+    return LoadedChain(state, head, replayed, why)

@@ -131,7 +131,12 @@ def _serve(net: Any, member: str, servers: list[str] | None, poll: float) -> int
 
     async def main(stop: asyncio.Event) -> int:
         bus = await open_bus(net, member, servers=servers, roles={Role.REGULATOR})
-        service = RegulatorService(bus, net.genesis(), poll_s=poll)
+        service = RegulatorService(
+            bus,
+            net.genesis(),
+            poll_s=poll,
+            store_path=net.follower_store(member, "regulator"),
+        )
         service.alert_listeners.append(show)
         await service.start()
         print(f"regulator {member} monitoring (Ctrl-C to stop)", flush=True)

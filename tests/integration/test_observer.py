@@ -70,3 +70,31 @@ async def test_a_block_on_the_chain_subject_without_a_quorum_of_seals_is_refused
         # and the chain goes on: the next real block is followed
         await submit(client, [factory.trade("after")])
         await wait_for(lambda: "after" in follower.state.trades, what="the next trade followed")
+
+
+async def test_an_observer_with_a_store_restarts_from_its_snapshot_not_from_the_genesis(
+    nats_server, network, bus_factory, tmp_path
+):
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    client = await bus_factory("C1")
+    path = tmp_path / "regulator-follower.db"
+    await submit(client, [factory.trade(f"first-{i}") for i in range(3)])
+    await wait_for(committed(nodes.values(), 3), what="three trades final")
+    reg = await bus_factory("REG")
+    async with ChainFollower(reg, network.genesis(), store_path=path) as follower:
+        await wait_for(lambda: follower.height >= nodes["D1"].head.height, what="caught up")
+        stopped_at = follower.height
+    assert follower.stats["blocks"] == stopped_at  # every block from the genesis, once
+
+    await submit(client, [factory.trade("while-down")])
+    await wait_for(committed(nodes.values(), 4), what="a trade while it was down")
+    async with ChainFollower(reg, network.genesis(), store_path=path) as again:
+        # its own snapshot at the height it stopped: no block re-executed from its store
+        assert again.stats["replayed_blocks"] == 0 and again.stats["snapshot_rejected"] == 0
+        assert set(again.state.trades) >= {f"first-{i}" for i in range(3)}
+        await wait_for(lambda: "while-down" in again.state.trades, what="the missed block")
+        # only the blocks after its snapshot came from the authorities
+        assert again.stats["blocks"] == again.height - stopped_at
+        block = nodes["D1"].store.block(again.height)
+        assert block is not None and again.state.state_root() == block.header.state_root

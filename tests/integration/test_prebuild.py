@@ -10,6 +10,7 @@ import pytest
 from peers.authority.store import SqliteChainStore
 from peers.authority.verify import verify_chain
 from peers.cli import main
+from peers.observer import ChainFollower
 
 from .chainkit import AUTHORITIES, TxFactory, start_authorities, wait_for
 
@@ -24,7 +25,8 @@ async def test_authorities_start_from_a_prebuilt_chain_by_its_snapshot_and_go_on
     argv = ["chain", "prebuild", "--net", str(network.path), "--contracts", str(TRADES), "--json"]
     assert main(argv) == 0
     built = json.loads(capsys.readouterr().out)
-    assert built["live_contracts"] == TRADES and len(built["stores"]) == 4
+    # four authorities, and the regulator's two followers (its monitor's, the callout's)
+    assert built["live_contracts"] == TRADES and len(built["stores"]) == 6
     height, limit = built["height"], network.genesis().params.max_block_bytes
     for member in AUTHORITIES:  # sealed by a quorum, re-executing to every state root
         store = SqliteChainStore(network.data_dir(member) / "chain.db")
@@ -37,12 +39,23 @@ async def test_authorities_start_from_a_prebuilt_chain_by_its_snapshot_and_go_on
     for node in nodes.values():  # three up may already have decided an idle block on top
         assert node.head.height >= height and node.state.book.open_count == TRADES
         assert node.stats["replayed_blocks"] == 0 and node.stats["snapshot_rejected"] == 0
+    regulator = network.genesis().regulator.id
+    follower = ChainFollower(
+        await bus_factory(regulator),
+        network.genesis(),
+        store_path=network.follower_store(regulator, "regulator"),
+    )
+    await follower.start()  # the regulator's monitor starts from the same snapshot
+    assert follower.stats["replayed_blocks"] == 0 and follower.height >= height
+    assert follower.state.book.open_count == TRADES
     client = await bus_factory("C1")
     await client.nc.publish("otc.tx.C1", TxFactory(network).trade("after", client="C1"))
     await wait_for(
         lambda: all(len(n.state.trades) == TRADES + 1 for n in nodes.values()),
         what="a trade on top of the prebuilt chain",
     )
+    await wait_for(lambda: "after" in follower.state.trades, what="the follower following it")
+    await follower.close()
     for node in nodes.values():
         await node.stop()
 
