@@ -241,8 +241,8 @@ def prebuild_chain(
 ) -> Prebuilt:
     """``contracts`` live trades between the network's clients and dealers, with no initial
     margin asked (so no payment waits on the bank at start), in sealed blocks written with
-    a snapshot of the final state into every initial authority's store, and the regulator's
-    followers' (its monitor's, the auth callout's). Refuses a network
+    a snapshot of the final state into every initial and candidate authority's store, and the
+    regulator's followers' (its monitor's, the auth callout's). Refuses a network
     whose chain has started, or one that does not hold every initial authority's key."""
     from peers.authority.history import record_history
     from peers.authority.store import SqliteChainStore
@@ -250,7 +250,9 @@ def prebuild_chain(
     genesis = net.genesis()
     roles = {m.id: m.role for m in genesis.members}
     authorities = genesis.authorities.initial
-    stores = {a: net.data_dir(a) / "chain.db" for a in authorities}
+    # the candidates run an authority node too, standing by: the same chain in their stores
+    nodes = (*authorities, *genesis.authorities.candidates)
+    stores = {a: net.data_dir(a) / "chain.db" for a in nodes}
     regulator = genesis.regulator.id
     for role in ("regulator", "callout"):  # as if they had followed the blocks from the start
         stores[f"{regulator} ({role})"] = net.follower_store(regulator, role)

@@ -25,10 +25,11 @@ async def test_authorities_start_from_a_prebuilt_chain_by_its_snapshot_and_go_on
     argv = ["chain", "prebuild", "--net", str(network.path), "--contracts", str(TRADES), "--json"]
     assert main(argv) == 0
     built = json.loads(capsys.readouterr().out)
-    # four authorities, and the regulator's two followers (its monitor's, the callout's)
-    assert built["live_contracts"] == TRADES and len(built["stores"]) == 6
+    # four authorities, the candidate standing by, the regulator's two followers (its
+    # monitor's, the callout's)
+    assert built["live_contracts"] == TRADES and len(built["stores"]) == 7
     height, limit = built["height"], network.genesis().params.max_block_bytes
-    for member in AUTHORITIES:  # sealed by a quorum, re-executing to every state root
+    for member in (*AUTHORITIES, "G1"):  # sealed by a quorum, re-executing to every root
         store = SqliteChainStore(network.data_dir(member) / "chain.db")
         verdict = verify_chain(network.genesis(), store)
         assert verdict.ok and verdict.height == height, (member, verdict)
