@@ -1548,8 +1548,11 @@ class Soak:
         return pids
 
     def _sample_rss(self, t: float) -> None:
+        """Each peer's RSS once it serves: a restarted one's life is measured from the state
+        it loaded, not from the empty process that was loading it."""
+        loading = {s.name for s in self.market.supervisor.services if not s.ready.is_set()}
         for name, pid in self._processes().items():
-            if name == "clients":
+            if name == "clients" or name in loading:
                 continue  # the simulated clients are the test, not the market
             mb = rss_mb(pid)
             if mb is not None:
