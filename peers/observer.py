@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Bus, RequestError
 from peers.authority.snapshots import SnapshotWriter
-from peers.authority.store import SqliteChainStore, StoreError, load_chain
+from peers.authority.store import LoadedChain, SqliteChainStore, StoreError, load_chain
 from peers.ledger_client import reply_channel
 from peers.membership import sync_directory
 from peers.runtime import keep_out_of_full_collections
@@ -111,15 +111,24 @@ class ChainFollower(Service):
         return self
 
     def _load(self, path: Path) -> None:
-        """Start from the store (on a thread: a restore at 100k contracts takes seconds);
-        a stored block that does not re-execute is a ``StoreError``."""
-        store = SqliteChainStore(path)
+        """Start from the store (on a thread: a restore at 100k contracts takes seconds).
+
+        The store only saves time: one that is unreadable, or holds a block that does not
+        re-execute to its root, is moved aside (``<name>.unusable``, kept for whoever looks
+        into it) and a fresh one follows the chain from the genesis."""
         try:
-            cleared = store.clear_partial_snapshots()
-            loaded = load_chain(store, self.genesis)
-        except BaseException:
-            store.close()
-            raise
+            store, cleared, loaded = self._open_store(path)
+        except StoreError as exc:
+            aside = path.with_name(path.name + ".unusable")
+            log.error(
+                "follower_store_unusable", path=str(path), moved_to=str(aside), error=str(exc)
+            )
+            self.stats["store_unusable"] += 1
+            for suffix in ("", "-wal", "-shm"):
+                part = path.with_name(path.name + suffix)
+                if part.exists():
+                    part.replace(aside.with_name(aside.name + suffix))
+            store, cleared, loaded = self._open_store(path)
         if loaded.snapshot_rejected is not None:
             self.stats["snapshot_rejected"] += 1
             log.error("follower_snapshot_rejected", reason=loaded.snapshot_rejected)
@@ -135,6 +144,14 @@ class ChainFollower(Service):
             replayed=loaded.replayed,
             partial_cleared=cleared,
         )
+
+    def _open_store(self, path: Path) -> tuple[SqliteChainStore, int, LoadedChain]:
+        store = SqliteChainStore(path)
+        try:
+            return store, store.clear_partial_snapshots(), load_chain(store, self.genesis)
+        except BaseException:
+            store.close()
+            raise
 
     async def _shutdown(self) -> None:
         if self._sub is not None:

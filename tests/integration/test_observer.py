@@ -98,3 +98,25 @@ async def test_an_observer_with_a_store_restarts_from_its_snapshot_not_from_the_
         assert again.stats["blocks"] == again.height - stopped_at
         block = nodes["D1"].store.block(again.height)
         assert block is not None and again.state.state_root() == block.header.state_root
+
+
+async def test_an_unusable_store_is_moved_aside_and_the_observer_follows_from_the_genesis(
+    nats_server, network, bus_factory, tmp_path
+):
+    nodes = await start_authorities(network, bus_factory)
+    factory = TxFactory(network)
+    client = await bus_factory("C1")
+    await submit(client, [factory.trade("before")])
+    await wait_for(committed(nodes.values(), 1), what="a trade final")
+    path = tmp_path / "regulator-follower.db"
+    path.write_bytes(b"not a database, " * 1000)
+    reg = await bus_factory("REG")
+    async with ChainFollower(reg, network.genesis(), store_path=path) as follower:
+        assert follower.stats["store_unusable"] == 1
+        assert (tmp_path / "regulator-follower.db.unusable").read_bytes().startswith(b"not a")
+        await wait_for(lambda: "before" in follower.state.trades, what="followed afresh")
+        assert follower.stats["blocks"] == follower.height  # every block, from the genesis
+    # and the fresh store it wrote is the one the next start uses
+    async with ChainFollower(reg, network.genesis(), store_path=path) as again:
+        assert again.stats["store_unusable"] == 0 and again.stats["replayed_blocks"] == 0
+        assert "before" in again.state.trades
