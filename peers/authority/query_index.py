@@ -5,15 +5,18 @@ payment on chain.
 Derived from the final state, never part of it: ``TradeIndex.refresh`` runs when the head
 changes and reads only the trades added since (the trades map only grows, in commit order,
 when blocks are final); anything else it does not recognise (a restore, a trade gone) makes
-it rebuild from the map once.
+it rebuild from the map once. Each list is a ``SortedList`` (O(log n) inserts and removals,
+indexed and sliced as a sorted sequence): a newest-first trade key goes to the front, where a
+plain list moved every key after it.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Sequence
 from typing import Final
+
+from sortedcontainers import SortedList
 
 from rfq.contracts.book import ContractBook
 from rfq.ledger.digest import DigestMap
@@ -40,7 +43,7 @@ class TradeIndex:
     """Trade keys (``trade_key``) by (party, underlying), sorted, and each key's rfq id."""
 
     def __init__(self) -> None:
-        self._lists: dict[tuple[str, str], list[str]] = {}
+        self._lists: dict[tuple[str, str], SortedList] = {}
         self._ids: dict[str, str] = {}
         self._count = 0
         self._last = ""
@@ -48,7 +51,8 @@ class TradeIndex:
 
     def keys(self, party: str | None, underlying: str | None) -> Sequence[str]:
         """Newest first, read-only."""
-        return self._lists.get((party or ANY, underlying or ANY), _NONE)
+        keys: Sequence[str] = self._lists.get((party or ANY, underlying or ANY), _NONE)
+        return keys
 
     def rfq_id(self, key: str) -> str:
         return self._ids[key]
@@ -83,17 +87,18 @@ class TradeIndex:
             self._ids[key] = trade.rfq_id
             for slot in _slots(trade, book):
                 collected.setdefault(slot, []).append(key)
-        self._lists = {slot: sorted(keys) for slot, keys in collected.items()}
+        self._lists = {slot: SortedList(keys) for slot, keys in collected.items()}
         self._count = len(trades)
 
     def _add(self, trade: Trade, book: ContractBook) -> None:
         key = trade_key(trade)
         self._ids[key] = trade.rfq_id
         for slot in _slots(trade, book):
-            keys = self._lists.setdefault(slot, [])
-            k = bisect.bisect_left(keys, key)
-            if k == len(keys) or keys[k] != key:
-                keys.insert(k, key)
+            keys = self._lists.get(slot)
+            if keys is None:
+                self._lists[slot] = SortedList((key,))
+            elif key not in keys:
+                keys.add(key)  # newest first: at the front, O(log n) (a list moved them all)
 
 
 def _slots(trade: Trade, book: ContractBook) -> list[tuple[str, str]]:
@@ -109,14 +114,15 @@ class PaymentIndex:
     pending instructions what it holds, not a pass over every payment ever made."""
 
     def __init__(self) -> None:
-        self._lists: dict[tuple[str, str], list[str]] = {}
+        self._lists: dict[tuple[str, str], SortedList] = {}
         self._where: dict[str, tuple[tuple[str, str], ...]] = {}
         self._map: DigestMap[Payment] | None = None
         self._position = 0
 
     def ids(self, party: str | None, status: str | None) -> Sequence[str]:
         """Sorted, read-only."""
-        return self._lists.get((party or ANY, status or ANY), _NONE)
+        ids: Sequence[str] = self._lists.get((party or ANY, status or ANY), _NONE)
+        return ids
 
     def refresh(self, payments: DigestMap[Payment]) -> None:
         """Bring the index to the map as it is (the keys written since the last refresh)."""
@@ -145,20 +151,13 @@ class PaymentIndex:
             self._apply(slot, gone.get(slot, set()), new.get(slot, []))
 
     def _apply(self, slot: tuple[str, str], gone: set[str], new: list[str]) -> None:
-        ids = self._lists.get(slot, [])
+        ids = self._lists.get(slot)
+        if ids is None:
+            ids = SortedList()
         both = gone & set(new)  # rewritten in place: stays
-        gone, new = gone - both, [pid for pid in new if pid not in both]
-        if len(gone) + len(new) <= 32:
-            for pid in gone:
-                k = bisect.bisect_left(ids, pid)
-                if k < len(ids) and ids[k] == pid:
-                    del ids[k]
-            for pid in new:
-                bisect.insort(ids, pid)
-        else:  # many: one pass (sort merges the two sorted runs in linear time)
-            ids = [pid for pid in ids if pid not in gone] if gone else ids
-            ids.extend(sorted(new))
-            ids.sort()
+        for pid in gone - both:
+            ids.discard(pid)
+        ids.update(pid for pid in new if pid not in both)
         if ids:
             self._lists[slot] = ids
         else:
@@ -173,7 +172,7 @@ class PaymentIndex:
             slots = self._where[pid] = _payment_slots(payment)
             for slot in slots:
                 collected.setdefault(slot, []).append(pid)
-        self._lists = {slot: sorted(ids) for slot, ids in collected.items()}
+        self._lists = {slot: SortedList(ids) for slot, ids in collected.items()}
 
 
 def _payment_slots(payment: Payment) -> tuple[tuple[str, str], ...]:

@@ -4,15 +4,19 @@ party's contracts reads, so that a page costs its size, not the party's whole bo
 The book keeps one ``PartyIndex`` next to its entries (derived, not part of the state root):
 ``add`` when a contract opens, ``close`` when it ends, ``reopen`` / ``remove`` when a block is
 rolled back (or a contract leaves the hot state). Every contract is also under ``EVERYONE``
-(the regulator's view of all of them). Lists are kept sorted by id with ``bisect``: contract
-ids mostly arrive in order, so an insert is an append or a short move.
+(the regulator's view of all of them). Each list is a ``sortedcontainers.SortedList``: contract
+ids are ``<client>-<random hex>``, so they arrive in no order, and an insert into a plain
+sorted list moved half of it (at 100k live contracts 88 us of a trade's 106 us, the one cost
+of a trade that grew with the book); a ``SortedList`` inserts and removes in O(log n) and
+still indexes, slices and bisects as a sorted sequence.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Sequence
 from typing import Final
+
+from sortedcontainers import SortedList
 
 EVERYONE: Final = ""
 """The key under which every contract is indexed (no member id is empty)."""
@@ -20,25 +24,21 @@ EVERYONE: Final = ""
 _NONE: Final[tuple[str, ...]] = ()
 
 
-def _insert(lists: dict[str, list[str]], key: str, cid: str) -> None:
-    ids = lists.setdefault(key, [])
-    if not ids or ids[-1] < cid:
-        ids.append(cid)
-        return
-    k = bisect.bisect_left(ids, cid)
-    if k == len(ids) or ids[k] != cid:
-        ids.insert(k, cid)
+def _insert(lists: dict[str, SortedList], key: str, cid: str) -> None:
+    ids = lists.get(key)
+    if ids is None:
+        lists[key] = SortedList((cid,))
+    elif cid not in ids:
+        ids.add(cid)
 
 
-def _delete(lists: dict[str, list[str]], key: str, cid: str) -> None:
+def _delete(lists: dict[str, SortedList], key: str, cid: str) -> None:
     ids = lists.get(key)
     if ids is None:
         return
-    k = bisect.bisect_left(ids, cid)
-    if k < len(ids) and ids[k] == cid:
-        del ids[k]
-        if not ids:
-            del lists[key]
+    ids.discard(cid)
+    if not ids:
+        del lists[key]
 
 
 class PartyIndex:
@@ -47,8 +47,8 @@ class PartyIndex:
     __slots__ = ("_all", "_open")
 
     def __init__(self) -> None:
-        self._all: dict[str, list[str]] = {}
-        self._open: dict[str, list[str]] = {}
+        self._all: dict[str, SortedList] = {}
+        self._open: dict[str, SortedList] = {}
 
     @staticmethod
     def _keys(parties: Iterable[str]) -> tuple[str, ...]:
@@ -62,16 +62,18 @@ class PartyIndex:
                 _insert(self._open, key, cid)
 
     def load(self, contracts: Iterable[tuple[str, tuple[str, str], bool]]) -> None:
-        """Add many at once (a restore): ``(id, parties, open)`` each, sorted once at the end
-        rather than an insert each."""
-        for cid, parties, open_ in contracts:
-            for key in self._keys(parties):
-                self._all.setdefault(key, []).append(cid)
+        """Add many at once (a restore): ``(id, parties, open)`` each, ids unique (a book
+        refuses a contract twice), each list sorted once at the end."""
+        all_: dict[str, list[str]] = {}
+        open_ids: dict[str, list[str]] = {}
+        for cid, (client, dealer), open_ in contracts:
+            keys = (EVERYONE, client) if client == dealer else (EVERYONE, client, dealer)
+            for key in keys:
+                all_.setdefault(key, []).append(cid)
                 if open_:
-                    self._open.setdefault(key, []).append(cid)
-        for lists in (self._all, self._open):
-            for key, ids in lists.items():
-                lists[key] = sorted(set(ids))
+                    open_ids.setdefault(key, []).append(cid)
+        self._all = {key: SortedList(ids) for key, ids in all_.items()}
+        self._open = {key: SortedList(ids) for key, ids in open_ids.items()}
 
     def remove(self, cid: str, parties: Iterable[str]) -> None:
         """A contract leaves the book (its opening rolled back, or it left the hot state)."""
@@ -91,7 +93,8 @@ class PartyIndex:
 
     def ids(self, party: str, *, open_only: bool = False) -> Sequence[str]:
         """The party's contract ids, sorted (``EVERYONE``: all); read-only."""
-        return (self._open if open_only else self._all).get(party, _NONE)
+        ids: Sequence[str] = (self._open if open_only else self._all).get(party, _NONE)
+        return ids
 
     def count(self, party: str, *, open_only: bool = False) -> int:
         return len(self.ids(party, open_only=open_only))
