@@ -303,9 +303,13 @@ def fail(state: LedgerState, tx: PaymentFailed, ctx: TxContext) -> Refs:
         payment, status=PaymentStatus.FAILED, failure=tx.reason[:200]
     )
     if payment.kind == PaymentKind.MARGIN_CALL and payment.status != PaymentStatus.FAILED:
-        # The payer is short of every call of the set: past its due, a default.
-        for call in _open_set(state, payment).calls:
-            state.book_event(MarginShort(call.contract_id, call.seq, tx.reason[:200]))
+        # The payer is short of every call of the set: past its due, a default. That default
+        # ends the payer's other contracts, so a call may be gone by its turn: it is skipped.
+        for paid in _open_set(state, payment).calls:
+            view = state.book.find(paid.contract_id)
+            call = view.margin_call if view is not None else None
+            if call is not None and call.seq == paid.seq and not call.short:
+                state.book_event(MarginShort(paid.contract_id, paid.seq, tx.reason[:200]))
     return (payment.id,)
 
 

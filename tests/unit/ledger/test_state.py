@@ -613,3 +613,20 @@ class TestNettedMarginCalls:
         assert {chain.state.book.get(cid).status for cid in ("r1", "r2")} == {Status.DEFAULTED}
         assert chain.state.payments[payment.id].status == "lapsed"
         assert not dict(chain.state.margin_sets.items())
+
+    def test_a_failure_reported_after_the_due_date_defaults_the_payer_once_and_is_recorded(
+        self, net, chain
+    ):
+        """The first call's shortfall past its due date defaults the payer, which ends the
+        set's other contracts too: their calls are gone, not a reason to refuse the report."""
+        self.two_calls(net, chain)
+        payment = chain.state.call_payment("r1")
+        assert payment is not None
+        chain.block(at_ms=chain.head.timestamp_ms + 2 * DAY_MS)  # due, the bank silent
+        assert chain.state.book.get("r1").status == Status.MARGIN_CALL
+        at = chain.head.timestamp_ms + 1000
+        result = chain.block(chain.net.tx("BANK", PaymentFailed(payment.id, "no funds"), at_ms=at))
+        assert result.receipts[0].ok, result.receipts[0].reason
+        assert {chain.state.book.get(cid).status for cid in ("r1", "r2")} == {Status.DEFAULTED}
+        assert chain.state.payments[payment.id].status == "lapsed"
+        assert not dict(chain.state.margin_sets.items())
