@@ -868,13 +868,8 @@ class ContractBook:
             raise ValidationError(f"{event.payer!r} is not a party to {c.id}", where="payer")
         if not (type(event.amount) is int and event.amount > 0):
             raise ValidationError("amount must be a positive number of micros", where="amount")
-        cols = self._cols
-        signed = event.amount if event.payer == c.dealer else -event.amount
-        cols.save_row(slot)
-        # The balance is an exact sum of micros; the column holds it in units for the
-        # float marks (always ``from_micros`` of an integer, so it restores bit for bit).
-        cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
         self._touch(entry)
+        self._post_vm(entry, slot, event.payer, event.amount)
         out: list[BookOutput] = []
         payee = c.client if event.payer == c.dealer else c.dealer
         self._pay_micros(
@@ -884,17 +879,32 @@ class ContractBook:
         if call is not None and call.payer == event.payer:
             outstanding = call.outstanding - event.amount
             if outstanding <= 0:
-                entry.margin_call = None
-                entry.status = Status.LIVE
-                cols.call_open[slot] = False
-                cols.call_short[slot] = False
-                cols.deadline[slot] = NO_DATE  # as a restored book holds a row with no call
-                out.append(MarginCallMet(contract_id=c.id, seq=call.seq))
+                self._call_met(entry, slot, call, out)
             else:
                 entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
         self._touch(entry)
         self._mark_seen(key)
         return out
+
+    def _post_vm(self, entry: _Entry, slot: int, payer: str, amount: Micros) -> None:
+        """``payer`` posted ``amount`` of variation margin (the caller touched the entry).
+        The balance is an exact sum of micros; the column holds it in units for the float
+        marks (always ``from_micros`` of an integer, so it restores bit for bit)."""
+        cols = self._cols
+        signed = amount if payer == entry.contract.dealer else -amount
+        cols.save_row(slot)
+        cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
+
+    def _call_met(self, entry: _Entry, slot: int, call: MarginCall, out: list[BookOutput]) -> None:
+        """The open call is met: the contract is live again and its row holds no call (as a
+        restored book holds it: no deadline either)."""
+        cols = self._cols
+        entry.margin_call = None
+        entry.status = Status.LIVE
+        cols.call_open[slot] = False
+        cols.call_short[slot] = False
+        cols.deadline[slot] = NO_DATE
+        out.append(MarginCallMet(contract_id=entry.contract.id, seq=call.seq))
 
     def _netted_margin_posted(self, event: NettedMarginPosted) -> list[BookOutput]:
         """Meet every call of a netting set from one payment: all are checked before any
@@ -919,19 +929,11 @@ class ContractBook:
                     where="calls",
                 )
             met.append((entry, slot, call))
-        cols = self._cols
         out: list[BookOutput] = []
         for entry, slot, call in met:
-            signed = call.outstanding if event.payer == entry.contract.dealer else -call.outstanding
             self._touch(entry)
-            cols.save_row(slot)
-            cols.vm[slot] = from_micros(to_micros(float(cols.vm[slot])) + signed)
-            entry.margin_call = None
-            entry.status = Status.LIVE
-            cols.call_open[slot] = False
-            cols.call_short[slot] = False
-            cols.deadline[slot] = NO_DATE
-            out.append(MarginCallMet(contract_id=entry.contract.id, seq=call.seq))
+            self._post_vm(entry, slot, event.payer, call.outstanding)
+            self._call_met(entry, slot, call, out)
         self._mark_seen(key)
         return out
 
