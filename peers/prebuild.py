@@ -253,6 +253,7 @@ def prebuild_chain(
     # the candidates run an authority node too, standing by: the same chain in their stores
     nodes = (*authorities, *genesis.authorities.candidates)
     stores = {a: net.data_dir(a) / "chain.db" for a in nodes}
+    keeps_history = set(stores.values())  # the nodes' (followers keep none)
     regulator = genesis.regulator.id
     for role in ("regulator", "callout"):  # as if they had followed the blocks from the start
         stores[f"{regulator} ({role})"] = net.follower_store(regulator, role)
@@ -291,7 +292,7 @@ def prebuild_chain(
         def write(block: Block, result: BlockResult) -> None:
             for store in opened:
                 store.append(block, receipts=result.receipts, state_root=block.header.state_root)
-                if store.path.name == "chain.db":  # an authority's (followers keep none)
+                if store.path in keeps_history:
                     record_history(store, market.state, block.header)  # as a node does
             made[0] += len(block.txs)
             if progress is not None:
