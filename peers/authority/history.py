@@ -127,6 +127,7 @@ def history_fault(store: ChainStore, parent: BlockHeader, pruned: Sequence[Prune
             witness.path,
             witness.book_header,
             _parts_decoder.decode(root[0]),
+            witness.live,
         )
         try:
             verify_state_proof(proof, parent.state_root, component=gone.component, key=gone.key)

@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import math
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -70,13 +71,15 @@ from rfq.ledger.digest import (
     BucketPath,
     BucketTree,
     book_digest,
+    book_header,
     value_hash,
 )
-from rfq.ledger.proof import CONTRACTS
+from rfq.ledger.proof import CONTRACTS, LIVE, LiveWitness
 from rfq.ledger.snapshot import ARRAY, Table
 from rfq.money import Micros, from_micros, to_micros
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""2: a live contract's changing fields are a row of the live table, not of its record."""
 _SEEN_PREFIXES = ("close_out:", "credit_event:", "margin_posted:")
 """Seen keys that may name a contract first (``<prefix><contract>/...``): pruned with it."""
 _UNDERLYING_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -124,6 +127,150 @@ class _WireRecord(msgspec.Struct, frozen=True, array_like=True):
     ratings: tuple[RatingRecord, ...]
 
 
+# --------------------------------------------------------------------------------------------
+# The live table: what changes while a contract lives, as fixed-width rows in chunks.
+#
+# A fixing changes every live contract's margin call, status and averages. Were those in its
+# record, a fixing would re-encode and re-hash a hundred thousand records and re-root every
+# bucket of the contracts' tree. Instead a live contract's record in the tree holds them
+# blank (``_leaf_fields``), and they are a row of the live table: rows in ordinal order, 16 to a
+# chunk (``chunk_key``), each chunk an entry of a ``BucketTree`` of its own. A fixing re-packs
+# rows and hashes a few thousand chunks; a contract's proof carries its record and its chunk
+# (``LiveWitness``), and ``proven_record`` joins them again.
+
+CHUNK_BITS = 4
+"""A live contract's row is in chunk ``ordinal >> CHUNK_BITS`` of the live table: 16 rows,
+so a contract's proof carries 1.7 kB of rows (a proven page of 250 contracts stays far
+under a reply's size) while a fixing hashes 6,250 chunks for 100,000 contracts."""
+_ROW = struct.Struct("<qBqdqqqBqBqqqqqB")
+"""A live row, little-endian and packed: ordinal, status (``_LIVE_STATUSES``), variation
+margin in micros, average sum, count and last day (ordinal, -1: none), margin calls made,
+then the margin call: held, seq, payer is the dealer, amount, outstanding, date, height,
+due, short."""
+_LIVE_STATUSES = (Status.LIVE, Status.MARGIN_CALL, Status.IN_DEFAULT)
+_NO_CALL = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+_CALLS = PaymentKind.MARGIN_CALL.value
+"""The sequence a contract numbers its margin calls by (a live field: a row's)."""
+
+
+def chunk_key(ordinal: int) -> str:
+    """The live table's key of the chunk holding the row of the contract ``ordinal``."""
+    return str(ordinal >> CHUNK_BITS)
+
+
+def pack_row(
+    ordinal: int,
+    status: Status,
+    vm: Micros,
+    avg_sum: float,
+    avg_count: int,
+    avg_last: int,
+    calls: int,
+    call: MarginCall | None,
+    dealer: str,
+) -> bytes:
+    """A live contract's row (``_ROW``)."""
+    fields = (
+        _NO_CALL
+        if call is None
+        else (
+            1,
+            call.seq,
+            call.payer == dealer,
+            call.amount,
+            call.outstanding,
+            call.date.toordinal(),
+            call.height,
+            call.due.toordinal(),
+            call.short,
+        )
+    )
+    return _ROW.pack(
+        ordinal, _LIVE_STATUSES.index(status), vm, avg_sum, avg_count, avg_last, calls, *fields
+    )
+
+
+def chunk_rows(key: str, chunk: bytes) -> dict[int, tuple[Any, ...]]:
+    """A chunk's rows by ordinal; ``ValidationError`` unless it is whole rows of its own
+    ordinals, in strictly increasing order (so each contract has one row at most)."""
+    if not chunk or len(chunk) % _ROW.size:
+        raise ValidationError(f"live chunk {key} is not whole rows", where=LIVE)
+    rows: dict[int, tuple[Any, ...]] = {}
+    last = -1
+    for row in _ROW.iter_unpack(chunk):
+        if row[0] <= last or chunk_key(row[0]) != key:
+            raise ValidationError(f"live chunk {key} holds rows not its own", where=LIVE)
+        rows[row[0]] = row
+        last = row[0]
+    return rows
+
+
+def _with_row(record: ContractRecord, row: tuple[Any, ...]) -> ContractRecord:
+    """A live contract's whole record: its blank record with its row's fields."""
+    (_, status, vm, avg_sum, avg_count, avg_last, calls, held, seq, dealer_pays) = row[:10]
+    amount, outstanding, date, height, due, short = row[10:]
+    if status >= len(_LIVE_STATUSES) or max(held, dealer_pays, short) > 1:
+        raise ValidationError(f"contract {record.contract.id}: a bad live row", where=LIVE)
+    c = record.contract
+    call = None
+    try:
+        if held:
+            payer, payee = (c.dealer, c.client) if dealer_pays else (c.client, c.dealer)
+            call = MarginCall(
+                seq,
+                payer,
+                payee,
+                amount,
+                outstanding,
+                dt.date.fromordinal(date),
+                height,
+                dt.date.fromordinal(due),
+                bool(short),
+            )
+        last = None if avg_last == NO_DATE else dt.date.fromordinal(avg_last)
+    except ValueError:
+        raise ValidationError(f"contract {c.id}: a live row's date", where=LIVE) from None
+    sequences = record.sequences
+    if calls:
+        sequences = tuple(sorted([*sequences, (_CALLS, calls)]))
+    return msgspec.structs.replace(
+        record,
+        status=_LIVE_STATUSES[status],
+        vm_balance=vm,
+        avg_sum=avg_sum,
+        avg_count=avg_count,
+        avg_last=last,
+        margin_call=call,
+        sequences=sequences,
+    )
+
+
+_leaf_decoder = msgspec.msgpack.Decoder(ContractRecord)
+
+
+def proven_record(record: bytes, live_chunk: tuple[str, bytes] | None) -> ContractRecord:
+    """A contract's whole record from its proven record in the contracts' tree and, for a
+    live one, its proven chunk of the live table (``ProofResult.live_chunk``);
+    ``ValidationError`` when they do not make one."""
+    try:
+        leaf = _leaf_decoder.decode(record)
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"not a contract record: {exc}", where=CONTRACTS) from None
+    if leaf.status.terminal:
+        if live_chunk is not None:
+            raise ValidationError(f"ended contract {leaf.contract.id} has a live row", where=LIVE)
+        return leaf
+    if live_chunk is None:
+        raise ValidationError(f"live contract {leaf.contract.id} comes without its row", where=LIVE)
+    key, chunk = live_chunk
+    if key != chunk_key(leaf.ordinal):
+        raise ValidationError(f"chunk {key} cannot hold {leaf.contract.id}'s row", where=LIVE)
+    row = chunk_rows(key, chunk).get(leaf.ordinal)
+    if row is None:
+        raise ValidationError(f"the live table has no row for {leaf.contract.id}", where=LIVE)
+    return _with_row(leaf, row)
+
+
 class BookSnapshot(msgspec.Struct, frozen=True):
     """The whole book, canonically ordered: contracts by id, fixings by underlying, seen
     event keys sorted. Marks and values are not stored: they follow from these."""
@@ -164,12 +311,6 @@ class _DigestWire(msgspec.Struct, frozen=True):
     seen: bytes
 
 
-class _RawBook(msgspec.Struct, frozen=True):
-    """A ``BookSnapshot``'s contract records as bytes (the other fields skipped)."""
-
-    contracts: tuple[msgspec.Raw, ...]
-
-
 class _RecordHead(msgspec.Struct, frozen=True, array_like=True):
     """A ``ContractRecord``'s contract as bytes (the other fields skipped)."""
 
@@ -182,11 +323,11 @@ class _HeadBook(msgspec.Struct, frozen=True):
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
-_raw_book_decoder = msgspec.msgpack.Decoder(_RawBook)
 _head_book_decoder = msgspec.msgpack.Decoder(_HeadBook)
 _contract_decoder = msgspec.msgpack.Decoder(Contract)
 _records_decoder = msgspec.msgpack.Decoder(tuple[ContractRecord, ...])
 _raw_records_decoder = msgspec.msgpack.Decoder(tuple[msgspec.Raw, ...])
+_chunks_decoder = msgspec.msgpack.Decoder(tuple[bytes, ...])
 _record_heads_decoder = msgspec.msgpack.Decoder(tuple[_RecordHead, ...])
 
 
@@ -280,6 +421,14 @@ class _Entry:
         return n
 
 
+def _encode(chunk: bytes) -> bytes:
+    return _snapshot_encoder.encode(chunk)
+
+
+def _chunk_bytes(chunk: dict[int, bytes]) -> bytes:
+    return b"".join([chunk[ordinal] for ordinal in sorted(chunk)])
+
+
 def _nan_to_none(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -338,6 +487,16 @@ class ContractBook:
         self._tree = BucketTree(CONTRACTS.encode())
         """Contract id -> record digest, authenticated: the contracts part of the digest."""
         self._dirty: set[str] = set()
+        """Contracts whose record (in the tree) must be encoded again."""
+        self._hot: set[str] = set()
+        """Contracts whose live row must be packed again (whatever touches a record)."""
+        self._chunks: dict[int, dict[int, bytes]] = {}
+        """The live table: chunk -> {ordinal: row} (``chunk_key``)."""
+        self._chunk_dirty: set[int] = set()
+        self._live = BucketTree(LIVE.encode())
+        """Chunk key -> chunk digest, authenticated: the live table's part of the digest."""
+        self._live_unsaved: set[int] | None = None
+        """Chunks changed since the last snapshot's rows were taken (as ``_unsaved``)."""
         self._seen_sorted: list[str] = []
         self._seen_digest: bytes | None = None
         self._series_blob: dict[str, msgspec.Raw] = {}
@@ -495,13 +654,18 @@ class ContractBook:
     def _touch(self, entry: _Entry) -> None:
         """The entry's record changes: drop its cached bytes (called before the change, so
         that a journal keeps the record as it was)."""
+        self._touch_live(entry)
+        entry.blob = None
+        entry.digest = None
+        self._dirty.add(entry.contract.id)
+
+    def _touch_live(self, entry: _Entry) -> None:
+        """Only the entry's live fields change (its row, not its record): as ``_touch``."""
         journal = self._journal
         if journal is not None:
             journal.save(entry)
-        entry.blob = None
-        entry.digest = None
         entry.changed = self._height
-        self._dirty.add(entry.contract.id)
+        self._hot.add(entry.contract.id)
 
     def _view(self, entry: _Entry) -> ContractView:
         slot = self._cols.slot.get(entry.contract.id)
@@ -823,8 +987,8 @@ class ContractBook:
         c = entry.contract
         payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
         amount = to_micros(abs(delta))
-        self._touch(entry)
-        seq = entry.next_seq("margin_call")
+        self._touch_live(entry)
+        seq = entry.next_seq(_CALLS)
         entry.margin_call = MarginCall(
             seq=seq,
             payer=payer,
@@ -931,7 +1095,7 @@ class ContractBook:
             met.append((entry, slot, call))
         out: list[BookOutput] = []
         for entry, slot, call in met:
-            self._touch(entry)
+            self._touch_live(entry)
             self._post_vm(entry, slot, event.payer, call.outstanding)
             self._call_met(entry, slot, call, out)
         self._mark_seen(key)
@@ -972,7 +1136,7 @@ class ContractBook:
             )
         out: list[BookOutput] = []
         if not call.short:
-            self._touch(entry)
+            self._touch_live(entry)
             call = msgspec.structs.replace(call, short=True)
             entry.margin_call = call
             self._cols.save_row(slot)
@@ -1382,6 +1546,8 @@ class ContractBook:
             entry = self._entries.pop(cid)
             self._parties.remove(cid, (entry.contract.client, entry.contract.dealer))
             tree_changes.append((cid, None))
+            self._set_row(entry.ordinal, None)
+            self._hot.discard(cid)
         for entry in journal.pruned:
             cid = entry.contract.id
             self._entries[cid] = entry
@@ -1397,6 +1563,7 @@ class ContractBook:
                 self._parties.reopen(cid, (entry.contract.client, entry.contract.dealer))
             assert entry.blob is not None and entry.digest is not None
             tree_changes.append((cid, entry.digest))
+            self._hot.add(cid)  # its row as it was (packed again from what was put back)
         self._tree_update(tree_changes)
         self._new_ids.clear()
         self._dirty.clear()
@@ -1433,6 +1600,26 @@ class ContractBook:
             entry.ratings,
         )
 
+    def _leaf_fields(self, entry: _Entry) -> tuple[Any, ...]:
+        """A record's fields as the contracts' tree holds them: an ended contract's whole, a
+        live one's with its live fields blank (they are its row, ``pack_row``)."""
+        if entry.status.terminal:
+            return self._record_fields(entry)
+        sequences = tuple(sorted(kv for kv in entry.seqs.items() if kv[0] != _CALLS))
+        return (
+            entry.ordinal,
+            Status.LIVE,
+            0,
+            0.0,
+            0,
+            None,
+            None,
+            entry.defaulting_party,
+            sequences,
+            entry.outcome,
+            entry.ratings,
+        )
+
     def _record(self, entry: _Entry) -> ContractRecord:
         return ContractRecord(entry.contract, *self._record_fields(entry))
 
@@ -1458,13 +1645,20 @@ class ContractBook:
         )
 
     def record_bytes(self, contract_id: str) -> bytes:
-        """One contract's canonical record, as it sits inside ``state_bytes``."""
-        return bytes(self._record_blob(self._entry(contract_id)))
+        """One contract's whole canonical record, as it sits inside ``state_bytes``."""
+        return bytes(self._whole_blob(self._entry(contract_id)))
+
+    def _whole_blob(self, entry: _Entry) -> msgspec.Raw:
+        if entry.status.terminal:
+            return self._record_blob(entry)
+        wire = _WireRecord(entry.contract_raw, *self._record_fields(entry))
+        return msgspec.Raw(_snapshot_encoder.encode(wire))
 
     def _record_blob(self, entry: _Entry) -> msgspec.Raw:
+        """The record as the contracts' tree holds it (``_leaf_fields``), cached."""
         blob = entry.blob
         if blob is None:
-            wire = _WireRecord(entry.contract_raw, *self._record_fields(entry))
+            wire = _WireRecord(entry.contract_raw, *self._leaf_fields(entry))
             blob = msgspec.Raw(_snapshot_encoder.encode(wire))
             entry.blob = blob
             entry.digest = value_hash(blob)
@@ -1476,7 +1670,7 @@ class ContractBook:
         rows = np.flatnonzero(cols.dirty[: cols.n])
         if rows.size:
             for slot in rows.tolist():
-                self._touch(self._entries[cols.ids[slot]])
+                self._touch_live(self._entries[cols.ids[slot]])
                 cols.save_row(slot)
             cols.dirty[rows] = False
         # A block costs what it opened or changed, not a pass over every contract.
@@ -1485,11 +1679,67 @@ class ContractBook:
         for cid in changed:
             record_blob(entries[cid])
         self._tree_update([(cid, entries[cid].digest) for cid in changed])
+        self._hot.update(self._new_ids)
         self._new_ids.clear()
         self._dirty.clear()
+        self._refresh_live()
         for name in self._hist:
             if name not in self._series_blob:
                 self._series_blob[name] = msgspec.Raw(_snapshot_encoder.encode(self._series(name)))
+
+    def _live_row(self, entry: _Entry, slot: int) -> bytes:
+        cols, c = self._cols, entry.contract
+        return pack_row(
+            entry.ordinal,
+            entry.status,
+            to_micros(float(cols.vm[slot])),
+            float(cols.avg_sum[slot]),
+            int(cols.avg_count[slot]),
+            int(cols.avg_last[slot]),
+            entry.seqs.get(_CALLS, 0),
+            entry.margin_call,
+            c.dealer,
+        )
+
+    def _set_row(self, ordinal: int, row: bytes | None) -> None:
+        """Put a contract's live row into its chunk (None: take it out)."""
+        k = ordinal >> CHUNK_BITS
+        chunk = self._chunks.get(k)
+        if row is None:
+            if chunk is None or chunk.pop(ordinal, None) is None:
+                return
+            if not chunk:
+                del self._chunks[k]
+        elif chunk is None:
+            self._chunks[k] = {ordinal: row}
+        elif chunk.get(ordinal) == row:
+            return
+        else:
+            chunk[ordinal] = row
+        self._chunk_dirty.add(k)
+
+    def _refresh_live(self) -> None:
+        """Re-pack the rows of the contracts touched, then re-hash the chunks they changed."""
+        entries, slots = self._entries, self._cols.slot
+        for cid in self._hot:
+            entry = entries.get(cid)
+            if entry is None:
+                continue  # pruned (ended first) or undone (``rollback`` took its row out)
+            if entry.status.terminal:
+                self._set_row(entry.ordinal, None)
+            else:
+                self._set_row(entry.ordinal, self._live_row(entry, slots[cid]))
+        self._hot.clear()
+        if not self._chunk_dirty:
+            return
+        changes: list[tuple[str, bytes | None]] = []
+        for k in self._chunk_dirty:
+            chunk = self._chunks.get(k)
+            changes.append((str(k), None if chunk is None else value_hash(_chunk_bytes(chunk))))
+        self._live.update(changes)
+        if self._live_unsaved is not None:
+            self._live_unsaved.update(self._chunk_dirty)
+        self._chunk_dirty = set()
 
     def _tree_update(self, changes: list[tuple[str, bytes | None]]) -> None:
         """Records' digests into the tree (``None``: the contract left the book), and their
@@ -1501,11 +1751,11 @@ class ContractBook:
     def state_bytes(self) -> bytes:
         """Canonical msgpack of the whole book (``BookSnapshot``: contracts by id, fixings by
         underlying, seen keys sorted): what ``state_digest`` commits to, and what tests and
-        tools compare. Equal to encoding ``snapshot()``, from each contract's cached record
-        (encoded once, kept until it changes)."""
+        tools compare. Equal to encoding ``snapshot()`` (an ended contract's record is the
+        one cached for the tree; a live one's is encoded afresh)."""
         self._refresh()
         entries = self._entries
-        records = tuple(self._record_blob(entries[cid]) for cid in sorted(entries))
+        records = tuple(self._whole_blob(entries[cid]) for cid in sorted(entries))
         return _snapshot_encoder.encode(self._wire(records))
 
     def header_bytes(self) -> bytes:
@@ -1528,29 +1778,37 @@ class ContractBook:
             seen=tuple(self._seen_sorted),
         )
 
-    def rows_later(self, *, changed_only: bool, advance: bool = True) -> Table:
-        """The contracts' snapshot rows (each an array element: its record's bytes, keyed
-        by contract id): with ``changed_only``, those whose record changed since the last
-        snapshot that advanced (when the book kept track since: else all of them); all of
-        them otherwise. ``advance``: the next snapshot's changes count from now. The
-        records' bytes are cached and immutable, so this costs what changed (or one sort)."""
+    def rows_later(self, *, changed_only: bool, advance: bool = True) -> dict[str, Table]:
+        """The book's snapshot tables: ``contracts`` (each row an array element, a record's
+        bytes as the tree holds it, keyed by contract id) and ``live`` (each row a chunk of
+        the live table, keyed by its chunk key). With ``changed_only``, the rows changed
+        since the last snapshot that advanced (when the book kept track since: else all of
+        them); all of them otherwise. ``advance``: the next snapshot's changes count from
+        now. Records are cached and immutable, so this costs what changed (or one sort)."""
         self._refresh()
-        unsaved = self._unsaved
+        unsaved, live_unsaved = self._unsaved, self._live_unsaved
         if advance:
-            self._unsaved = set()
-        entries, blob = self._entries, self._record_blob
-        if not changed_only or unsaved is None:
+            self._unsaved, self._live_unsaved = set(), set()
+        entries, blob, chunks, encode = self._entries, self._record_blob, self._chunks, _encode
+        if not changed_only or unsaved is None or live_unsaved is None:
             rows: list[tuple[str, bytes | None]] = [
                 (cid, blob(entries[cid])) for cid in sorted(entries)
             ]
-            return Table(ARRAY, True, rows)
+            live: list[tuple[str, bytes | None]] = [
+                (str(k), encode(_chunk_bytes(chunks[k]))) for k in sorted(chunks)
+            ]
+            return {CONTRACTS: Table(ARRAY, True, rows), LIVE: Table(ARRAY, True, live)}
         rows = [(cid, None if (e := entries.get(cid)) is None else blob(e)) for cid in unsaved]
-        return Table(ARRAY, False, rows)
+        live = [
+            (str(k), None if (c := chunks.get(k)) is None else encode(_chunk_bytes(c)))
+            for k in sorted(live_unsaved)
+        ]
+        return {CONTRACTS: Table(ARRAY, False, rows), LIVE: Table(ARRAY, False, live)}
 
     def track_rows(self) -> None:
         """Keep track of the records changed from now (a snapshot's rows were taken now)."""
         self._refresh()
-        self._unsaved = set()
+        self._unsaved, self._live_unsaved = set(), set()
 
     def state_digest(self) -> bytes:
         """A 32-byte sha256 commitment to the same state as ``state_bytes``, far cheaper per
@@ -1566,7 +1824,12 @@ class ContractBook:
         return self._tree.digest()
 
     def _header_digest(self) -> bytes:
-        """The hash of everything but the contracts (call after ``_refresh``)."""
+        """The hash of everything but the contracts' tree: the small fields and the live
+        table (call after ``_refresh``)."""
+        return book_header(self._rest_digest(), self._live.digest())
+
+    def _rest_digest(self) -> bytes:
+        """The hash of the book's small fields (call after ``_refresh``)."""
         if self._seen_digest is None:
             self._seen_digest = hashlib.sha256("\n".join(self._seen_sorted).encode()).digest()
         header = _DigestWire(
@@ -1580,13 +1843,21 @@ class ContractBook:
         )
         return hashlib.sha256(_snapshot_encoder.encode(header)).digest()
 
-    def contract_proof(self, contract_id: str) -> tuple[bytes | None, BucketPath, bytes]:
-        """A contract's canonical record (None: no such contract), its path to the
-        contracts' digest, and the book header's hash: ``state_digest`` follows from them."""
+    def contract_proof(
+        self, contract_id: str
+    ) -> tuple[bytes | None, BucketPath, bytes, LiveWitness | None]:
+        """A contract's record as the tree holds it (None: no such contract), its path to
+        the contracts' digest, the book header's hash (``state_digest`` follows from them)
+        and, for a live contract, its chunk of the live table (``proven_record``)."""
         self._tree_digest()
         entry = self._entries.get(contract_id)
         record = None if entry is None else bytes(self._record_blob(entry))
-        return record, self._tree.path(contract_id), self._header_digest()
+        live = None
+        if entry is not None and not entry.status.terminal:
+            k = entry.ordinal >> CHUNK_BITS
+            chunk = _chunk_bytes(self._chunks[k])
+            live = LiveWitness(self._rest_digest(), str(k), chunk, self._live.path(str(k)))
+        return record, self._tree.path(contract_id), self._header_digest(), live
 
     @classmethod
     def from_snapshot(
@@ -1597,11 +1868,13 @@ class ContractBook:
     ) -> ContractBook:
         """Rebuild a book that behaves exactly as the one the snapshot was taken from.
 
-        ``records`` (and ``contracts``): each contract's record (and its contract) as the
-        snapshot's bytes hold them, in the snapshot's order (``from_state_bytes``). They
-        become the cached record bytes and digests as they are, instead of every record
-        encoded and hashed again: equal to them exactly when the book's digest is the one
-        they were taken with, which whoever restores checks against the stored state root.
+        ``records`` (and ``contracts``): each contract's record as the contracts' tree holds
+        it (and its contract), as the snapshot's bytes hold them, in the snapshot's order
+        (``from_rows``). They become the cached record bytes and digests as they are,
+        instead of every record encoded and hashed again: equal to them exactly when the
+        book's digest is the one they were taken with, which whoever restores checks against
+        the stored state root. The live rows are packed from the records (``snap`` holds
+        whole records).
         """
         if snap.version != SNAPSHOT_VERSION:
             raise ValidationError(f"unknown snapshot version {snap.version}", where="version")
@@ -1653,6 +1926,7 @@ class ContractBook:
                     entry.mark = math.nan if price is None else price
                     entry.mtm = rec.outcome.client_value
                 continue
+            book._hot.add(c.id)
             call = rec.margin_call if rec.status == Status.MARGIN_CALL else None
             live.append(
                 (
@@ -1670,32 +1944,49 @@ class ContractBook:
         book._cols.push_many(live)
         if book._mark_ord != NO_DATE:
             book._cols.revalue(book._px, book._mark_ord)
+        ids = [rec.contract.id for rec in snap.contracts]
+        if ids != sorted(ids):
+            raise ValidationError("contracts are not in id order", where="contracts")
         if records is not None:
-            ids = [rec.contract.id for rec in snap.contracts]
-            if ids != sorted(ids):
-                raise ValidationError("contracts are not in id order", where="contracts")
             sha256, prefix = hashlib.sha256, VALUE_PREFIX
             digests = [sha256(prefix + raw).digest() for raw in records]
             for cid, raw, digest in zip(ids, records, digests, strict=True):
                 entry = entries[cid]
                 entry.blob, entry.digest = raw, digest
             book._tree.update(zip(ids, digests, strict=True))
+        else:
+            book._new_ids = list(entries)
         return book
 
     @classmethod
-    def from_rows(cls, header: bytes, contracts: bytes) -> ContractBook:
-        """The book from a snapshot's book part (``header_bytes``) and its table of records
-        (a msgpack array of them, in id order); raises msgspec errors on bad bytes."""
-        snap = msgspec.structs.replace(
-            _snapshot_decoder.decode(header), contracts=_records_decoder.decode(contracts)
-        )
+    def from_rows(cls, header: bytes, contracts: bytes, live: bytes) -> ContractBook:
+        """The book from a snapshot's book part (``header_bytes``), its table of records (a
+        msgpack array of them as the tree holds them, in id order) and its live table (a
+        msgpack array of chunks); raises msgspec errors or ``ValidationError`` on bad bytes,
+        a live record without its row or a row of no live record among them."""
+        rows: dict[int, tuple[Any, ...]] = {}
+        for chunk in _chunks_decoder.decode(live):
+            if len(chunk) < _ROW.size:
+                raise ValidationError("an empty live chunk", where=LIVE)
+            rows.update(chunk_rows(chunk_key(_ROW.unpack_from(chunk)[0]), chunk))
+        records = list(_records_decoder.decode(contracts))
+        for k, rec in enumerate(records):
+            if not rec.status.terminal:
+                row = rows.pop(rec.ordinal, None)
+                if row is None:
+                    raise ValidationError(f"live contract {rec.contract.id} has no row", where=LIVE)
+                records[k] = _with_row(rec, row)
+        if rows:
+            raise ValidationError(f"{len(rows)} live rows of no live contract", where=LIVE)
+        snap = msgspec.structs.replace(_snapshot_decoder.decode(header), contracts=tuple(records))
         raws = _raw_records_decoder.decode(contracts)
         heads = tuple(h.contract for h in _record_heads_decoder.decode(contracts))
         return cls.from_snapshot(snap, raws, heads)
 
     @classmethod
     def from_state_bytes(cls, data: bytes) -> ContractBook:
+        """The book from its ``state_bytes`` (whole records: each is encoded again for the
+        tree)."""
         snap = _snapshot_decoder.decode(data)
-        records = _raw_book_decoder.decode(data).contracts
         heads = _head_book_decoder.decode(data).contracts
-        return cls.from_snapshot(snap, records, tuple(head.contract for head in heads))
+        return cls.from_snapshot(snap, None, tuple(head.contract for head in heads))

@@ -61,6 +61,7 @@ NODE_PREFIX = b"\x01"
 BUCKET_PREFIX = b"\x02"
 MAP_PREFIX = b"botc-map\x00"
 BOOK_PREFIX = b"botc-book\x00"
+BOOK_HEADER_PREFIX = b"botc-book-header\x00"
 
 _sha256 = hashlib.sha256
 _encoder = msgspec.msgpack.Encoder()
@@ -96,6 +97,12 @@ def book_digest(contracts: bytes, header: bytes) -> bytes:
     """The contract book's digest: its contracts' map digest and the hash of its other
     fields (``rfq.contracts.book``), so a contract's proof carries the latter as 32 bytes."""
     return _sha256(BOOK_PREFIX + contracts + header).digest()
+
+
+def book_header(rest: bytes, live: bytes) -> bytes:
+    """The book header's hash: the hash of the book's small fields (``rest``) and the live
+    table's map digest (``live``): a live contract's proof carries ``rest`` to show its row."""
+    return _sha256(BOOK_HEADER_PREFIX + rest + live).digest()
 
 
 def _empty_levels() -> tuple[bytes, ...]:

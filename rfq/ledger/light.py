@@ -43,6 +43,7 @@ from rfq.ledger.digest import BucketPath
 from rfq.ledger.proof import (
     CONTRACTS,
     GOVERNANCE,
+    LiveWitness,
     ProofError,
     ProofResult,
     RootParts,
@@ -89,6 +90,7 @@ class Witness(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_field
     value: bytes | None
     path: BucketPath | None
     book_header: bytes | None = None
+    live: LiveWitness | None = None
 
 
 class AnswerProof(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -104,7 +106,9 @@ class AnswerProof(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_f
 
 
 def witness_of(proof: StateProof) -> Witness:
-    return Witness(proof.component, proof.key, proof.value, proof.path, proof.book_header)
+    return Witness(
+        proof.component, proof.key, proof.value, proof.path, proof.book_header, proof.live
+    )
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,7 @@ class LightClient:
         entries: dict[tuple[str, str], ProofResult] = {}
         for w in proof.witnesses:
             state_proof = StateProof(
-                w.component, w.key, w.value, w.path, w.book_header, proof.parts
+                w.component, w.key, w.value, w.path, w.book_header, proof.parts, w.live
             )
             try:
                 result = verify_state_proof(state_proof, header.state_root)

@@ -30,7 +30,7 @@ from typing import Any, TypeGuard
 
 import msgspec
 
-from rfq.errors import DECODE_ERRORS, RfqError
+from rfq.errors import DECODE_ERRORS, RfqError, ValidationError
 from rfq.ledger.digest import (
     ARITY,
     ARITY_BITS,
@@ -39,6 +39,7 @@ from rfq.ledger.digest import (
     EMPTY,
     BucketPath,
     book_digest,
+    book_header,
     bucket_hash,
     map_digest,
     node_hash,
@@ -54,6 +55,8 @@ BOOK = "book"
 """The root part of the contract book."""
 CONTRACTS = "contracts"
 """The component of the book's contracts, keyed by contract id (part of ``book``)."""
+LIVE = "live"
+"""The book's live table: live contracts' changing fields in chunks of rows (``book``)."""
 
 _MAX_U63 = (1 << 63) - 1
 _encoder = msgspec.msgpack.Encoder()
@@ -75,12 +78,25 @@ class RootParts(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fie
     components: tuple[tuple[str, bytes], ...]
 
 
+class LiveWitness(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """A live contract's chunk of the book's live table and its path: the fields that change
+    while a contract lives (status, margin, averages, its margin call) are rows of the live
+    table, not of its record (``rfq.contracts.book``). ``rest``: the hash of the book's small
+    fields, which with the live table's digest gives the book header."""
+
+    rest: bytes
+    chunk_key: str
+    chunk: bytes
+    path: BucketPath
+
+
 class StateProof(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """An entry of one component (or the absence of ``key``) and what links it to a root.
 
     ``value``: the entry's canonical msgpack, ``None`` when ``key`` has no entry; ``path``:
     its bucket path (maps and contracts); ``book_header``: for contracts, the hash of the
-    book's fields other than its contracts; ``parts``: the state root's parts.
+    book's fields other than its contracts; ``parts``: the state root's parts; ``live``: for
+    a live contract, its row's chunk of the live table (``LiveWitness``).
     """
 
     component: str
@@ -89,11 +105,13 @@ class StateProof(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
     path: BucketPath | None
     book_header: bytes | None
     parts: RootParts
+    live: LiveWitness | None = None
 
 
 class ProofResult(msgspec.Struct, frozen=True):
     """What a verified proof established: at ``height``, ``component[key]`` is ``value``
-    (canonical msgpack) or, when ``value`` is None, there is no such entry."""
+    (canonical msgpack) or, when ``value`` is None, there is no such entry (a contract's
+    value is its whole record: for a live one, joined from its proven row)."""
 
     component: str
     key: str
@@ -269,7 +287,7 @@ def verify_state_proof(
     if name == GOVERNANCE:
         if value is None or entry_key != "" or proof.path is not None:
             raise ProofError("a governance proof is the governance encoding alone, key ''")
-        if proof.book_header is not None:
+        if proof.book_header is not None or proof.live is not None:
             raise ProofError("only a contract's proof carries a book header")
         slot, digest = GOVERNANCE, governance_digest(value)
     elif name == CONTRACTS:
@@ -278,10 +296,23 @@ def verify_state_proof(
             raise ProofError("a contract's proof needs the book header's 32-byte hash")
         contracts = path_digest(CONTRACTS.encode(), entry_key, value, proof.path)
         slot, digest = BOOK, book_digest(contracts, header)
+        live = proof.live
+        if live is not None:
+            if value is None:
+                raise ProofError("an absent contract's proof carries no live row")
+            if not isinstance(live, LiveWitness) or not _is_digest(live.rest):
+                raise ProofError("the live witness needs the book's 32-byte rest hash")
+            if not isinstance(live.chunk, bytes):
+                raise ProofError("the live chunk is not bytes")
+            table = path_digest(LIVE.encode(), live.chunk_key, live.chunk, live.path)
+            if book_header(live.rest, table) != header:
+                raise ProofError("the live chunk and its path do not hash to the book header")
+        if value is not None:
+            value = _whole_record(value, None if live is None else (live.chunk_key, live.chunk))
     elif name == BOOK:
         raise ProofError("the book is proven contract by contract (component 'contracts')")
     else:
-        if proof.book_header is not None:
+        if proof.book_header is not None or proof.live is not None:
             raise ProofError("only a contract's proof carries a book header")
         slot, digest = name, path_digest(name.encode(), entry_key, value, proof.path)
     committed = dict(parts.components).get(slot)
@@ -290,3 +321,13 @@ def verify_state_proof(
     if committed != digest:
         raise ProofError(f"the entry and its path do not hash to the {slot!r} digest of the root")
     return ProofResult(name, entry_key, value, parts.height, parts.timestamp_ms)
+
+
+def _whole_record(record: bytes, live_chunk: tuple[str, bytes] | None) -> bytes:
+    """A contract's whole record from its record in the tree and its live row's chunk."""
+    from rfq.contracts.book import proven_record  # the book imports this module
+
+    try:
+        return _encoder.encode(proven_record(record, live_chunk))
+    except ValidationError as exc:
+        raise ProofError(str(exc)) from None

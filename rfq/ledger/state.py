@@ -257,8 +257,8 @@ class LedgerState:
         parts = self.root_parts()
         if component in self.layout.proofs:
             part, prover = self.layout.proofs[component]
-            value, path, header = prover(getattr(self, part.attr), key)
-            return StateProof(component, key, value, path, header, parts)
+            value, path, header, live = prover(getattr(self, part.attr), key)
+            return StateProof(component, key, value, path, header, parts, live)
         if component in self.layout.maps:
             value, path = getattr(self, component).prove(key)
             return StateProof(component, key, value, path, None, parts)
@@ -273,8 +273,8 @@ class LedgerState:
         for component, key in entries:
             if component in self.layout.proofs:
                 part, prover = self.layout.proofs[component]
-                value, path, header = prover(getattr(self, part.attr), key)
-                out.append(StateProof(component, key, value, path, header, parts))
+                value, path, header, live = prover(getattr(self, part.attr), key)
+                out.append(StateProof(component, key, value, path, header, parts, live))
             elif component in self.layout.maps:
                 value, path = getattr(self, component).prove(key)
                 out.append(StateProof(component, key, value, path, None, parts))

@@ -14,6 +14,7 @@ import msgspec
 from rfq.errors import RfqError
 from rfq.identity import Genesis, Role
 from rfq.ledger.digest import BucketPath
+from rfq.ledger.proof import LiveWitness
 from rfq.ledger.snapshot import Table
 from rfq.ledger.tx import TX_ROLES, Transaction
 from rfq.signing import SignedMessage
@@ -95,9 +96,11 @@ def tx_kind(payload: type[P], handler: Handler[P]) -> TxKind[P]:
     return TxKind(kind, payload, TX_ROLES[kind], handler)
 
 
-Prover = Callable[[Any, str], tuple[bytes | None, BucketPath | None, bytes | None]]
+Prover = Callable[
+    [Any, str], tuple[bytes | None, BucketPath | None, bytes | None, LiveWitness | None]
+]
 """For a part's value and a key: the proven value's bytes, its bucket path and, for the
-book's contracts, the book header (``rfq.ledger.proof.StateProof``)."""
+book's contracts, the book header and a live contract's chunk (``rfq.ledger.proof.StateProof``)."""
 
 
 def _same(value: Any) -> Any:

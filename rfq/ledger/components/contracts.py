@@ -49,7 +49,7 @@ from rfq.ledger.components.base import (
 )
 from rfq.ledger.components.guarantees import Guarantee
 from rfq.ledger.digest import BucketPath
-from rfq.ledger.proof import BOOK, CONTRACTS
+from rfq.ledger.proof import BOOK, CONTRACTS, LIVE, LiveWitness
 from rfq.ledger.snapshot import Table
 from rfq.ledger.tx import CloseOutRequest, PriceFixing
 from rfq.messages import Accept, Quote, decode_quote
@@ -323,14 +323,16 @@ def _book_digest(book: ContractBook) -> bytes:
 
 
 def _book_tables(book: ContractBook, changed_only: bool, advance: bool) -> dict[str, Table]:
-    return {CONTRACTS: book.rows_later(changed_only=changed_only, advance=advance)}
+    return book.rows_later(changed_only=changed_only, advance=advance)
 
 
 def _book_load(header: bytes, tables: Mapping[str, bytes]) -> ContractBook:
-    return ContractBook.from_rows(header, tables[CONTRACTS])
+    return ContractBook.from_rows(header, tables[CONTRACTS], tables[LIVE])
 
 
-def _prove_contract(book: ContractBook, key: str) -> tuple[bytes | None, BucketPath, bytes]:
+def _prove_contract(
+    book: ContractBook, key: str
+) -> tuple[bytes | None, BucketPath, bytes, LiveWitness | None]:
     return book.contract_proof(key)
 
 
@@ -345,7 +347,7 @@ COMPONENT = Component(
             initial=_book_initial,
             digest=_book_digest,
             rows=PartRows(
-                (CONTRACTS,),
+                (CONTRACTS, LIVE),
                 ContractBook.header_bytes,
                 _book_tables,
                 ContractBook.track_rows,

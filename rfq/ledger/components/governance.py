@@ -53,10 +53,10 @@ def _digest(gov: Governance) -> bytes:
     return governance_digest(_encoder.encode(gov))
 
 
-def _prove(gov: Governance, key: str) -> tuple[bytes, None, None]:
+def _prove(gov: Governance, key: str) -> tuple[bytes, None, None, None]:
     if key:
         raise ProofError("governance is one value: prove it with key ''")
-    return _encoder.encode(gov), None, None
+    return _encoder.encode(gov), None, None, None
 
 
 def log(state: LedgerState, action: str, member: str, reason: str) -> GovernanceEvent:

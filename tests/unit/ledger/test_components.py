@@ -101,7 +101,7 @@ def test_a_registered_component_is_in_the_snapshot_and_comes_back_on_restore():
     snapshot = chain.state.snapshot()
     frame, tables = disassemble(snapshot)
     assert set(frame.parts) == {"gov", "book", "ticks"}
-    assert set(tables) == {*V2_MAP_ORDER, "margin_sets", "notes", "book.contracts"}
+    assert set(tables) == {*V2_MAP_ORDER, "margin_sets", "notes", "book.contracts", "book.live"}
     restored = NotedState.restore(NET.genesis, snapshot)
     assert restored.ticks == 3  # type: ignore[attr-defined]
     assert dict(restored.notes.items()) == dict(chain.state.notes.items())  # type: ignore[attr-defined]

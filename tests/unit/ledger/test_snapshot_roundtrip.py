@@ -290,7 +290,7 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_ROOTS = "72acad47a22bd71553cab918fc761689c142a30479968eefb94c9987fd106f50"
+PINNED_ROOTS = "b12cfae8f6fa4cf2925ec65b8b028fc6535bf909d3c0f1c7e2d3bed1d13d0d58"
 """SHA-256 over every block's state root of the pinned run (v2 layout): a change means
 stored chains no longer verify. Last changed when amounts of money became integer micros
 (roadmap [2/5]), after the run took in suspend and offboard and a register carries its proof
@@ -300,13 +300,14 @@ again before it is offboarded: the state is unchanged, the run is longer); then 
 contracts began to leave the hot state (roadmap [4/5]: ``NetworkParams.retain_blocks`` in
 the genesis, ``Trade.replay_until_ms``, close-out seen keys named by their contract); then when
 margin calls began to be paid per netting set (the ``margin_sets`` map, one payment per pair
-and block, no per-contract variation-margin record)."""
+and block, no per-contract variation-margin record); then when a live contract's changing
+fields moved from its record to a row of the book's live table (book version 2)."""
 
-PINNED_SNAPSHOTS = "303e717530bd3f4be68e607935509a8b6185d524ff23ef0574ff8fa857724db9"
+PINNED_SNAPSHOTS = "d0ddeb152532c3d8b7675ba79eb8e2cd260389e126d37f4be5658c50c19f3ab2"
 """SHA-256 over the SHA-256 of every block's snapshot bytes in the same run: a change means
 stored snapshots no longer restore (a node then replays its blocks instead). Last changed
 when snapshots became rows (``rfq.ledger.snapshot``, version 3), with the roots unchanged; then
-with the roots, for the netting sets' map."""
+with the roots, for the netting sets' map; then with the roots, for the book's live table."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():
