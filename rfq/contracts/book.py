@@ -22,7 +22,6 @@ import datetime as dt
 import hashlib
 import math
 import re
-import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ import msgspec
 import numpy as np
 
 from rfq.contracts import payoff
-from rfq.contracts.columns import F64, I64, NO_DATE, LiveColumns
+from rfq.contracts.columns import F64, I64, LIVE_ROW, NO_DATE, ROW_FIELDS, LiveColumns
 from rfq.contracts.credit import waterfall
 from rfq.contracts.events import (
     BlockPassed,
@@ -76,7 +75,7 @@ from rfq.ledger.digest import (
 )
 from rfq.ledger.proof import CONTRACTS, LIVE, LiveWitness
 from rfq.ledger.snapshot import ARRAY, Table
-from rfq.money import Micros, from_micros, to_micros
+from rfq.money import MICROS, Micros, from_micros, to_micros
 
 SNAPSHOT_VERSION = 2
 """2: a live contract's changing fields are a row of the live table, not of its record."""
@@ -142,13 +141,8 @@ CHUNK_BITS = 4
 """A live contract's row is in chunk ``ordinal >> CHUNK_BITS`` of the live table: 16 rows,
 so a contract's proof carries 1.7 kB of rows (a proven page of 250 contracts stays far
 under a reply's size) while a fixing hashes 6,250 chunks for 100,000 contracts."""
-_ROW = struct.Struct("<qBqdqqqBqBqqqqqB")
-"""A live row, little-endian and packed: ordinal, status (``_LIVE_STATUSES``), variation
-margin in micros, average sum, count and last day (ordinal, -1: none), margin calls made,
-then the margin call: held, seq, payer is the dealer, amount, outstanding, date, height,
-due, short."""
-_LIVE_STATUSES = (Status.LIVE, Status.MARGIN_CALL, Status.IN_DEFAULT)
-_NO_CALL = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+LIVE_STATUSES = (Status.LIVE, Status.MARGIN_CALL, Status.IN_DEFAULT)
+"""A live row's ``status``: its index here."""
 _CALLS = PaymentKind.MARGIN_CALL.value
 """The sequence a contract numbers its margin calls by (a live field: a row's)."""
 
@@ -158,46 +152,14 @@ def chunk_key(ordinal: int) -> str:
     return str(ordinal >> CHUNK_BITS)
 
 
-def pack_row(
-    ordinal: int,
-    status: Status,
-    vm: Micros,
-    avg_sum: float,
-    avg_count: int,
-    avg_last: int,
-    calls: int,
-    call: MarginCall | None,
-    dealer: str,
-) -> bytes:
-    """A live contract's row (``_ROW``)."""
-    fields = (
-        _NO_CALL
-        if call is None
-        else (
-            1,
-            call.seq,
-            call.payer == dealer,
-            call.amount,
-            call.outstanding,
-            call.date.toordinal(),
-            call.height,
-            call.due.toordinal(),
-            call.short,
-        )
-    )
-    return _ROW.pack(
-        ordinal, _LIVE_STATUSES.index(status), vm, avg_sum, avg_count, avg_last, calls, *fields
-    )
-
-
 def chunk_rows(key: str, chunk: bytes) -> dict[int, tuple[Any, ...]]:
     """A chunk's rows by ordinal; ``ValidationError`` unless it is whole rows of its own
     ordinals, in strictly increasing order (so each contract has one row at most)."""
-    if not chunk or len(chunk) % _ROW.size:
+    if not chunk or len(chunk) % LIVE_ROW.itemsize:
         raise ValidationError(f"live chunk {key} is not whole rows", where=LIVE)
     rows: dict[int, tuple[Any, ...]] = {}
     last = -1
-    for row in _ROW.iter_unpack(chunk):
+    for row in np.frombuffer(chunk, dtype=LIVE_ROW).tolist():
         if row[0] <= last or chunk_key(row[0]) != key:
             raise ValidationError(f"live chunk {key} holds rows not its own", where=LIVE)
         rows[row[0]] = row
@@ -209,7 +171,7 @@ def _with_row(record: ContractRecord, row: tuple[Any, ...]) -> ContractRecord:
     """A live contract's whole record: its blank record with its row's fields."""
     (_, status, vm, avg_sum, avg_count, avg_last, calls, held, seq, dealer_pays) = row[:10]
     amount, outstanding, date, height, due, short = row[10:]
-    if status >= len(_LIVE_STATUSES) or max(held, dealer_pays, short) > 1:
+    if status >= len(LIVE_STATUSES) or max(held, dealer_pays, short) > 1:
         raise ValidationError(f"contract {record.contract.id}: a bad live row", where=LIVE)
     c = record.contract
     call = None
@@ -235,13 +197,31 @@ def _with_row(record: ContractRecord, row: tuple[Any, ...]) -> ContractRecord:
         sequences = tuple(sorted([*sequences, (_CALLS, calls)]))
     return msgspec.structs.replace(
         record,
-        status=_LIVE_STATUSES[status],
+        status=LIVE_STATUSES[status],
         vm_balance=vm,
         avg_sum=avg_sum,
         avg_count=avg_count,
         avg_last=last,
         margin_call=call,
         sequences=sequences,
+    )
+
+
+def _call_row(call: MarginCall | None, calls: int, contract: Contract) -> tuple[int, ...]:
+    """The live row's columns from ``row_calls`` on (``ROW_FIELDS``) for this call."""
+    if call is None:
+        return (calls, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    return (
+        calls,
+        1,
+        call.seq,
+        call.payer == contract.dealer,
+        call.amount,
+        call.outstanding,
+        call.date.toordinal(),
+        call.height,
+        call.due.toordinal(),
+        call.short,
     )
 
 
@@ -421,14 +401,6 @@ class _Entry:
         return n
 
 
-def _encode(chunk: bytes) -> bytes:
-    return _snapshot_encoder.encode(chunk)
-
-
-def _chunk_bytes(chunk: dict[int, bytes]) -> bytes:
-    return b"".join([chunk[ordinal] for ordinal in sorted(chunk)])
-
-
 def _nan_to_none(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -490,9 +462,9 @@ class ContractBook:
         """Contracts whose record (in the tree) must be encoded again."""
         self._hot: set[str] = set()
         """Contracts whose live row must be packed again (whatever touches a record)."""
-        self._chunks: dict[int, dict[int, bytes]] = {}
-        """The live table: chunk -> {ordinal: row} (``chunk_key``)."""
         self._chunk_dirty: set[int] = set()
+        """Chunks of the live table (``chunk_key``) to hash again: their rows are packed
+        from the columns (``LiveColumns.live_chunks``)."""
         self._live = BucketTree(LIVE.encode())
         """Chunk key -> chunk digest, authenticated: the live table's part of the digest."""
         self._live_unsaved: set[int] | None = None
@@ -659,13 +631,31 @@ class ContractBook:
         entry.digest = None
         self._dirty.add(entry.contract.id)
 
-    def _touch_live(self, entry: _Entry) -> None:
-        """Only the entry's live fields change (its row, not its record): as ``_touch``."""
+    def _touch_live(self, entry: _Entry, *, chunk: bool = True) -> None:
+        """Only the entry's live fields change (its row, not its record): as ``_touch``.
+        ``chunk``: mark its chunk for hashing again (False: the caller marks it)."""
         journal = self._journal
         if journal is not None:
             journal.save(entry)
         entry.changed = self._height
-        self._hot.add(entry.contract.id)
+        if chunk:
+            self._hot.add(entry.contract.id)
+
+    def _put_call(self, entry: _Entry, slot: int, call: MarginCall | None) -> None:
+        """Set the contract's margin call, and its row's columns (the caller touched it)."""
+        entry.margin_call = call
+        cols = self._cols
+        cols.save_row(slot)
+        for name, value in zip(
+            ROW_FIELDS[2:], _call_row(call, entry.seqs.get(_CALLS, 0), entry.contract), strict=True
+        ):
+            getattr(cols, name)[slot] = value
+
+    def _put_status(self, entry: _Entry, slot: int, status: Status) -> None:
+        """Set a live contract's status, and its row's (the caller touched it)."""
+        entry.status = status
+        self._cols.save_row(slot)
+        self._cols.row_status[slot] = LIVE_STATUSES.index(status)
 
     def _view(self, entry: _Entry) -> ContractView:
         slot = self._cols.slot.get(entry.contract.id)
@@ -832,6 +822,21 @@ class ContractBook:
             cols.call_open[rows] = True
             cols.call_short[rows] = False
             cols.deadline[rows] = dues
+            # the calls' rows, as ``_call`` makes each call (``_call_row``)
+            calls = cols.row_calls[rows] + 1
+            amounts = np.rint(np.abs(deltas) * MICROS)  # = money.to_micros
+            cols.row_status[rows] = LIVE_STATUSES.index(Status.MARGIN_CALL)
+            cols.row_calls[rows] = calls
+            cols.row_call_held[rows] = True
+            cols.row_call_seq[rows] = calls
+            cols.row_call_dealer_pays[rows] = deltas > 0
+            cols.row_call_amount[rows] = amounts
+            cols.row_call_outstanding[rows] = amounts
+            cols.row_call_date[rows] = day
+            cols.row_call_height[rows] = self._height
+            cols.row_call_due[rows] = dues
+            cols.row_call_short[rows] = False
+            self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
             for slot, delta, due, mtm in zip(
                 rows.tolist(),
                 deltas.tolist(),
@@ -861,7 +866,12 @@ class ContractBook:
         leg_index = [self._underlying(leg.underlying) for leg in legs]
         avg_sum, avg_count, avg_last = self._average_from_history(contract)
         slot = self._cols.push(
-            contract, leg_index, avg_sum=avg_sum, avg_count=avg_count, avg_last=avg_last
+            contract,
+            leg_index,
+            ordinal=entry.ordinal,
+            avg_sum=avg_sum,
+            avg_count=avg_count,
+            avg_last=avg_last,
         )
         if self._mark_ord != NO_DATE:
             self._cols.revalue(self._px, self._mark_ord, np.array([slot], dtype=np.intp))
@@ -987,7 +997,7 @@ class ContractBook:
         c = entry.contract
         payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
         amount = to_micros(abs(delta))
-        self._touch_live(entry)
+        self._touch_live(entry, chunk=False)  # the tick marks the chunks
         seq = entry.next_seq(_CALLS)
         entry.margin_call = MarginCall(
             seq=seq,
@@ -1045,7 +1055,7 @@ class ContractBook:
             if outstanding <= 0:
                 self._call_met(entry, slot, call, out)
             else:
-                entry.margin_call = msgspec.structs.replace(call, outstanding=outstanding)
+                self._put_call(entry, slot, msgspec.structs.replace(call, outstanding=outstanding))
         self._touch(entry)
         self._mark_seen(key)
         return out
@@ -1063,8 +1073,8 @@ class ContractBook:
         """The open call is met: the contract is live again and its row holds no call (as a
         restored book holds it: no deadline either)."""
         cols = self._cols
-        entry.margin_call = None
-        entry.status = Status.LIVE
+        self._put_call(entry, slot, None)
+        self._put_status(entry, slot, Status.LIVE)
         cols.call_open[slot] = False
         cols.call_short[slot] = False
         cols.deadline[slot] = NO_DATE
@@ -1073,31 +1083,65 @@ class ContractBook:
     def _netted_margin_posted(self, event: NettedMarginPosted) -> list[BookOutput]:
         """Meet every call of a netting set from one payment: all are checked before any
         moves (a call not open as named refuses the posting), and no per-contract payment is
-        instructed (the netted payment is the money that moved)."""
+        instructed (the netted payment is the money that moved). What ``_post_vm`` and
+        ``_call_met`` do to one contract is done to the set's rows in a few array
+        operations: a set may hold a fixing's hundred thousand calls."""
         key = f"margin_posted:{event.id}"
         if key in self._seen:
             return []
-        met: list[tuple[_Entry, int, MarginCall]] = []
+        cols, entries, payer = self._cols, self._entries, event.payer
+        met: list[_Entry] = []
+        as_dealer: list[bool] = []
+        as_client: list[bool] = []
         for paid in event.calls:
-            entry, slot = self._open_entry(paid.contract_id, "margin")
-            call = entry.margin_call
-            if (
-                call is None
-                or call.seq != paid.seq
-                or call.payer != event.payer
-                or call.outstanding != paid.amount
-            ):
+            entry = entries.get(paid.contract_id)
+            if entry is None:
+                raise ValidationError(f"no contract {paid.contract_id!r}", where="contract_id")
+            if entry.status is not Status.LIVE and entry.status is not Status.MARGIN_CALL:
                 raise ValidationError(
-                    f"contract {paid.contract_id} has no open margin call {paid.seq} of "
-                    f"{paid.amount} micros from {event.payer}",
-                    where="calls",
+                    f"contract {paid.contract_id} is {entry.status.value}: margin refused",
+                    where="contract_id",
                 )
-            met.append((entry, slot, call))
+            met.append(entry)
+            as_dealer.append(entry.contract.dealer == payer)
+            as_client.append(entry.contract.client == payer)
+        if len({e.contract.id for e in met}) != len(met):
+            raise ValidationError("a contract appears twice in the netting set", where="calls")
+        slot = cols.slot
+        slots = np.array([slot[e.contract.id] for e in met], dtype=np.intp)
+        seqs = np.array([paid.seq for paid in event.calls], dtype=np.int64)
+        amounts = np.array([paid.amount for paid in event.calls], dtype=np.int64)
+        dealer = np.array(as_dealer, dtype=np.bool_)
+        pays = np.where(cols.row_call_dealer_pays[slots], dealer, np.array(as_client))
+        bad = (
+            ~cols.row_call_held[slots]
+            | (cols.row_call_seq[slots] != seqs)
+            | ~pays
+            | (cols.row_call_outstanding[slots] != amounts)
+        )
+        if bad.any():
+            paid = event.calls[int(np.flatnonzero(bad)[0])]
+            raise ValidationError(
+                f"contract {paid.contract_id} has no open margin call {paid.seq} of "
+                f"{paid.amount} micros from {payer}",
+                where="calls",
+            )
+        cols.save_rows(slots)
+        signed = np.where(dealer, amounts, -amounts)
+        cols.vm[slots] = (np.rint(cols.vm[slots] * MICROS) + signed) / MICROS  # = _post_vm
+        cols.call_open[slots] = False
+        cols.call_short[slots] = False
+        cols.deadline[slots] = NO_DATE
+        cols.row_status[slots] = LIVE_STATUSES.index(Status.LIVE)
+        for name in ROW_FIELDS[3:]:  # no call held (``_call_row``)
+            getattr(cols, name)[slots] = 0
+        self._chunk_dirty.update(np.unique(cols.ordinal[slots] >> CHUNK_BITS).tolist())
         out: list[BookOutput] = []
-        for entry, slot, call in met:
-            self._touch_live(entry)
-            self._post_vm(entry, slot, event.payer, call.outstanding)
-            self._call_met(entry, slot, call, out)
+        for entry, paid in zip(met, event.calls, strict=True):
+            self._touch_live(entry, chunk=False)
+            entry.margin_call = None
+            entry.status = Status.LIVE
+            out.append(MarginCallMet(contract_id=paid.contract_id, seq=paid.seq))
         self._mark_seen(key)
         return out
 
@@ -1138,8 +1182,7 @@ class ContractBook:
         if not call.short:
             self._touch_live(entry)
             call = msgspec.structs.replace(call, short=True)
-            entry.margin_call = call
-            self._cols.save_row(slot)
+            self._put_call(entry, slot, call)
             self._cols.call_short[slot] = True
         if self._date is not None and self._date > call.due:
             self._default_on_call(slot, entry, call, out)
@@ -1149,9 +1192,8 @@ class ContractBook:
         self, slot: int, entry: _Entry, call: MarginCall, out: list[BookOutput]
     ) -> None:
         self._touch(entry)
-        entry.status = Status.IN_DEFAULT
+        self._put_status(entry, slot, Status.IN_DEFAULT)
         entry.defaulting_party = call.payer
-        self._cols.save_row(slot)
         self._cols.call_open[slot] = False
         self._cols.call_short[slot] = False
         self._cols.deadline[slot] = NO_DATE
@@ -1546,7 +1588,7 @@ class ContractBook:
             entry = self._entries.pop(cid)
             self._parties.remove(cid, (entry.contract.client, entry.contract.dealer))
             tree_changes.append((cid, None))
-            self._set_row(entry.ordinal, None)
+            self._chunk_dirty.add(entry.ordinal >> CHUNK_BITS)
             self._hot.discard(cid)
         for entry in journal.pruned:
             cid = entry.contract.id
@@ -1563,7 +1605,7 @@ class ContractBook:
                 self._parties.reopen(cid, (entry.contract.client, entry.contract.dealer))
             assert entry.blob is not None and entry.digest is not None
             tree_changes.append((cid, entry.digest))
-            self._hot.add(cid)  # its row as it was (packed again from what was put back)
+            self._hot.add(cid)  # its row as it was: its chunk is hashed again
         self._tree_update(tree_changes)
         self._new_ids.clear()
         self._dirty.clear()
@@ -1669,6 +1711,7 @@ class ContractBook:
         cols = self._cols
         rows = np.flatnonzero(cols.dirty[: cols.n])
         if rows.size:
+            self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
             for slot in rows.tolist():
                 self._touch_live(self._entries[cols.ids[slot]])
                 cols.save_row(slot)
@@ -1687,58 +1730,20 @@ class ContractBook:
             if name not in self._series_blob:
                 self._series_blob[name] = msgspec.Raw(_snapshot_encoder.encode(self._series(name)))
 
-    def _live_row(self, entry: _Entry, slot: int) -> bytes:
-        cols, c = self._cols, entry.contract
-        return pack_row(
-            entry.ordinal,
-            entry.status,
-            to_micros(float(cols.vm[slot])),
-            float(cols.avg_sum[slot]),
-            int(cols.avg_count[slot]),
-            int(cols.avg_last[slot]),
-            entry.seqs.get(_CALLS, 0),
-            entry.margin_call,
-            c.dealer,
-        )
-
-    def _set_row(self, ordinal: int, row: bytes | None) -> None:
-        """Put a contract's live row into its chunk (None: take it out)."""
-        k = ordinal >> CHUNK_BITS
-        chunk = self._chunks.get(k)
-        if row is None:
-            if chunk is None or chunk.pop(ordinal, None) is None:
-                return
-            if not chunk:
-                del self._chunks[k]
-        elif chunk is None:
-            self._chunks[k] = {ordinal: row}
-        elif chunk.get(ordinal) == row:
-            return
-        else:
-            chunk[ordinal] = row
-        self._chunk_dirty.add(k)
-
     def _refresh_live(self) -> None:
-        """Re-pack the rows of the contracts touched, then re-hash the chunks they changed."""
-        entries, slots = self._entries, self._cols.slot
+        """Hash again the chunks of the live table whose rows changed."""
+        entries, dirty = self._entries, self._chunk_dirty
         for cid in self._hot:
             entry = entries.get(cid)
-            if entry is None:
-                continue  # pruned (ended first) or undone (``rollback`` took its row out)
-            if entry.status.terminal:
-                self._set_row(entry.ordinal, None)
-            else:
-                self._set_row(entry.ordinal, self._live_row(entry, slots[cid]))
+            if entry is not None:  # else pruned (ended first) or undone (``rollback``)
+                dirty.add(entry.ordinal >> CHUNK_BITS)
         self._hot.clear()
-        if not self._chunk_dirty:
+        if not dirty:
             return
-        changes: list[tuple[str, bytes | None]] = []
-        for k in self._chunk_dirty:
-            chunk = self._chunks.get(k)
-            changes.append((str(k), None if chunk is None else value_hash(_chunk_bytes(chunk))))
-        self._live.update(changes)
+        chunks = self._cols.live_chunks(dirty, CHUNK_BITS)
+        self._live.update((str(k), value_hash(chunks[k]) if k in chunks else None) for k in dirty)
         if self._live_unsaved is not None:
-            self._live_unsaved.update(self._chunk_dirty)
+            self._live_unsaved.update(dirty)
         self._chunk_dirty = set()
 
     def _tree_update(self, changes: list[tuple[str, bytes | None]]) -> None:
@@ -1789,20 +1794,19 @@ class ContractBook:
         unsaved, live_unsaved = self._unsaved, self._live_unsaved
         if advance:
             self._unsaved, self._live_unsaved = set(), set()
-        entries, blob, chunks, encode = self._entries, self._record_blob, self._chunks, _encode
+        entries, blob, encode = self._entries, self._record_blob, _snapshot_encoder.encode
         if not changed_only or unsaved is None or live_unsaved is None:
             rows: list[tuple[str, bytes | None]] = [
                 (cid, blob(entries[cid])) for cid in sorted(entries)
             ]
+            chunks = self._cols.live_chunks(None, CHUNK_BITS)
             live: list[tuple[str, bytes | None]] = [
-                (str(k), encode(_chunk_bytes(chunks[k]))) for k in sorted(chunks)
+                (str(k), encode(chunks[k])) for k in sorted(chunks)
             ]
             return {CONTRACTS: Table(ARRAY, True, rows), LIVE: Table(ARRAY, True, live)}
         rows = [(cid, None if (e := entries.get(cid)) is None else blob(e)) for cid in unsaved]
-        live = [
-            (str(k), None if (c := chunks.get(k)) is None else encode(_chunk_bytes(c)))
-            for k in sorted(live_unsaved)
-        ]
+        chunks = self._cols.live_chunks(live_unsaved, CHUNK_BITS)
+        live = [(str(k), encode(chunks[k]) if k in chunks else None) for k in sorted(live_unsaved)]
         return {CONTRACTS: Table(ARRAY, False, rows), LIVE: Table(ARRAY, False, live)}
 
     def track_rows(self) -> None:
@@ -1855,7 +1859,7 @@ class ContractBook:
         live = None
         if entry is not None and not entry.status.terminal:
             k = entry.ordinal >> CHUNK_BITS
-            chunk = _chunk_bytes(self._chunks[k])
+            chunk = self._cols.live_chunks((k,), CHUNK_BITS)[k]
             live = LiveWitness(self._rest_digest(), str(k), chunk, self._live.path(str(k)))
         return record, self._tree.path(contract_id), self._header_digest(), live
 
@@ -1897,7 +1901,9 @@ class ContractBook:
             for rec in snap.contracts
         )
         entries, underlying = book._entries, book._underlying
-        live: list[tuple[Contract, list[int], float, float, int, int, int, bool, bool]] = []
+        live: list[
+            tuple[Contract, list[int], float, float, int, int, int, bool, bool, tuple[int, ...]]
+        ] = []
         order = sorted(range(len(snap.contracts)), key=lambda k: snap.contracts[k].ordinal)
         for k in order:
             rec = snap.contracts[k]
@@ -1927,6 +1933,12 @@ class ContractBook:
                     entry.mtm = rec.outcome.client_value
                 continue
             book._hot.add(c.id)
+            calls = entry.seqs.get(_CALLS, 0)
+            row = (
+                rec.ordinal,
+                LIVE_STATUSES.index(rec.status),
+                *_call_row(rec.margin_call, calls, c),
+            )
             call = rec.margin_call if rec.status == Status.MARGIN_CALL else None
             live.append(
                 (
@@ -1939,6 +1951,7 @@ class ContractBook:
                     call.due.toordinal() if call is not None else NO_DATE,
                     call is not None and call.short,
                     rec.status == Status.IN_DEFAULT,
+                    row,
                 )
             )
         book._cols.push_many(live)
@@ -1966,9 +1979,10 @@ class ContractBook:
         a live record without its row or a row of no live record among them."""
         rows: dict[int, tuple[Any, ...]] = {}
         for chunk in _chunks_decoder.decode(live):
-            if len(chunk) < _ROW.size:
+            if len(chunk) < LIVE_ROW.itemsize:
                 raise ValidationError("an empty live chunk", where=LIVE)
-            rows.update(chunk_rows(chunk_key(_ROW.unpack_from(chunk)[0]), chunk))
+            first = int(np.frombuffer(chunk, dtype=LIVE_ROW, count=1)["ordinal"][0])
+            rows.update(chunk_rows(chunk_key(first), chunk))
         records = list(_records_decoder.decode(contracts))
         for k, rec in enumerate(records):
             if not rec.status.terminal:

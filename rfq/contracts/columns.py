@@ -17,6 +17,7 @@ tick runs one pass per function in the table.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -41,13 +42,65 @@ _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", 
 _FLOATS_NAN = ("mark", "mtm")
 _INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
 _BOOLS = ("is_avg", "margined", "call_open", "call_short", "in_default", "active", "dirty")
+_ROW_INTS = (
+    *("ordinal", "row_status", "row_calls", "row_call_seq", "row_call_amount"),
+    *("row_call_outstanding", "row_call_date", "row_call_height", "row_call_due"),
+)
+_ROW_BOOLS = ("row_call_held", "row_call_dealer_pays", "row_call_short")
+ROW_FIELDS = (
+    "ordinal",
+    "row_status",
+    *("row_calls", "row_call_held", "row_call_seq", "row_call_dealer_pays", "row_call_amount"),
+    *("row_call_outstanding", "row_call_date", "row_call_height", "row_call_due"),
+    "row_call_short",
+)
+"""The live row's fields that are columns of their own (``LIVE_ROW``), in ``push_many``'s
+order: the book writes them where it changes the contract's status, margin call or count of
+calls (``ContractBook._put_call``)."""
+
+LIVE_ROW = np.dtype(
+    [
+        ("ordinal", "<i8"),
+        ("status", "u1"),
+        ("vm", "<i8"),
+        ("avg_sum", "<f8"),
+        ("avg_count", "<i8"),
+        ("avg_last", "<i8"),
+        ("calls", "<i8"),
+        ("held", "u1"),
+        ("seq", "<i8"),
+        ("dealer_pays", "u1"),
+        ("amount", "<i8"),
+        ("outstanding", "<i8"),
+        ("date", "<i8"),
+        ("height", "<i8"),
+        ("due", "<i8"),
+        ("short", "u1"),
+    ]
+)
+"""A live contract's row of the book's live table, little-endian and packed (108 bytes):
+what changes while it lives. ``status`` indexes ``rfq.contracts.book.LIVE_STATUSES``;
+``vm`` is micros; ``avg_last`` and the call's dates are day ordinals (-1: none); the call's
+fields (``held`` onwards) are 0 when it holds none; ``dealer_pays``: the call's payer is the
+dealer (else the client)."""
+_CALL_FIELDS = (
+    ("seq", "row_call_seq"),
+    ("dealer_pays", "row_call_dealer_pays"),
+    ("amount", "row_call_amount"),
+    ("outstanding", "row_call_outstanding"),
+    ("date", "row_call_date"),
+    ("height", "row_call_height"),
+    ("due", "row_call_due"),
+    ("short", "row_call_short"),
+)
 
 
-_COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS
+_COLUMNS = _FLOATS + _FLOATS_NAN + _INTS + _BOOLS + _ROW_INTS + _ROW_BOOLS
 _PUSHED = (
     *("fixed", "strike", "flag", "kind", "sqm", "is_avg", "avg_start", "avg_end", "avg_sum"),
     *("avg_count", "avg_last", "maturity", "vm", "margined", "threshold", "mta", "cure_days"),
     *("call_open", "call_short", "deadline", "in_default"),
+    *ROW_FIELDS,
 )
 """The columns ``LiveColumns.push_many`` gathers per row, in its order (the rest are set
 alike for every row)."""
@@ -108,6 +161,18 @@ class LiveColumns:
     in_default: BOOL
     active: BOOL
     dirty: BOOL
+    ordinal: I64  # the contract's ordinal: ascending with the slot
+    row_status: I64
+    row_calls: I64
+    row_call_seq: I64
+    row_call_amount: I64
+    row_call_outstanding: I64
+    row_call_date: I64
+    row_call_height: I64
+    row_call_due: I64
+    row_call_held: BOOL
+    row_call_dealer_pays: BOOL
+    row_call_short: BOOL
     leg_u: I64
     leg_w: F64
 
@@ -141,6 +206,16 @@ class LiveColumns:
                 self.leg_u[:, slot].copy(),
                 self.leg_w[:, slot].copy(),
             )
+
+    def save_rows(self, slots: npt.NDArray[np.intp]) -> None:
+        """``save_row`` of each of ``slots`` (``save_all`` once they are many)."""
+        if self._journal is None:
+            return
+        if slots.size * 8 > self.n:
+            self.save_all()
+            return
+        for slot in slots.tolist():
+            self.save_row(slot)
 
     def save_all(self) -> None:
         """Keep every row as it is now (before a pass that writes them all)."""
@@ -196,7 +271,9 @@ class LiveColumns:
             setattr(self, name, np.full(cap, np.nan, dtype=np.float64))
         for name in _INTS:
             setattr(self, name, np.full(cap, NO_DATE, dtype=np.int64))
-        for name in _BOOLS:
+        for name in _ROW_INTS:
+            setattr(self, name, np.zeros(cap, dtype=np.int64))
+        for name in _BOOLS + _ROW_BOOLS:
             setattr(self, name, np.zeros(cap, dtype=np.bool_))
         self.leg_u = np.zeros((self.width, cap), dtype=np.int64)
         self.leg_w = np.zeros((self.width, cap), dtype=np.float64)
@@ -205,7 +282,7 @@ class LiveColumns:
     def _resize(self, cap: int, width: int) -> None:
         n = self.n
         old: dict[str, Any] = {name: getattr(self, name) for name in _FLOATS + _FLOATS_NAN}
-        old.update({name: getattr(self, name) for name in _INTS + _BOOLS})
+        old.update({name: getattr(self, name) for name in _INTS + _BOOLS + _ROW_INTS + _ROW_BOOLS})
         old_u, old_w, old_width = self.leg_u, self.leg_w, self.width
         self.width = width
         self._alloc(cap)
@@ -219,6 +296,7 @@ class LiveColumns:
         contract: Contract,
         leg_index: list[int],
         *,
+        ordinal: int,
         vm: float = 0.0,
         avg_sum: float = 0.0,
         avg_count: int = 0,
@@ -265,6 +343,9 @@ class LiveColumns:
         self.call_short[i] = call_short
         self.deadline[i] = deadline
         self.in_default[i] = in_default
+        for name in ROW_FIELDS:
+            getattr(self, name)[i] = 0  # live, no call made yet
+        self.ordinal[i] = ordinal
         self.active[i] = True
         self.dirty[i] = False
         self.mark[i] = np.nan
@@ -280,12 +361,16 @@ class LiveColumns:
         return i
 
     def push_many(
-        self, rows: list[tuple[Contract, list[int], float, float, int, int, int, bool, bool]]
+        self,
+        rows: list[
+            tuple[Contract, list[int], float, float, int, int, int, bool, bool, tuple[int, ...]]
+        ],
     ) -> None:
         """Append rows as ``push`` would one at a time (a restore's live contracts, in
         ordinal order), each ``(contract, leg_index, vm, avg_sum, avg_count, avg_last,
-        deadline, call_short, in_default)``, a call open where ``deadline`` is a date: the
-        Python values are gathered first and each column written once."""
+        deadline, call_short, in_default, row)``, a call open where ``deadline`` is a date
+        and ``row`` the values of ``ROW_FIELDS``: the Python values are gathered first and
+        each column written once."""
         if not rows:
             return
         start, count = self.n, len(rows)
@@ -310,6 +395,7 @@ class LiveColumns:
             deadline,
             short,
             in_default,
+            live_row,
         ) in enumerate(rows):
             terms = contract.terms
             template = template_of(terms)
@@ -340,6 +426,7 @@ class LiveColumns:
                     short,
                     deadline,
                     in_default,
+                    *live_row,
                 )
             )
             for k, (u, leg) in enumerate(zip(leg_index, terms.legs, strict=True)):
@@ -360,6 +447,44 @@ class LiveColumns:
         self.kinds = sorted(kinds)
         self.n = stop
 
+    def live_chunks(self, chunks: Iterable[int] | None, bits: int) -> dict[int, bytes]:
+        """The live table's chunks (all of them for None): chunk ``k`` holds the ``LIVE_ROW``
+        of every active row whose ordinal is ``k << bits`` or more and under ``k + 1 <<
+        bits``, in ordinal order; a chunk with none is left out. Rows are packed with a few
+        array operations whatever their number, and a chunk is a slice of the packed bytes."""
+        n = self.n
+        ordinals = self.ordinal[:n]
+        if chunks is None:
+            slots = np.flatnonzero(self.active[:n])
+        else:
+            wanted = np.array(sorted(set(chunks)), dtype=np.int64)
+            bounds = np.searchsorted(ordinals, np.stack([wanted << bits, (wanted + 1) << bits]))
+            parts = [np.arange(lo, hi) for lo, hi in bounds.T.tolist() if hi > lo]
+            slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+            slots = slots[self.active[slots]]
+        if slots.size == 0:
+            return {}
+        rows = np.zeros(slots.size, dtype=LIVE_ROW)
+        rows["ordinal"] = ordinals[slots]
+        rows["status"] = self.row_status[slots]
+        rows["vm"] = np.rint(self.vm[slots] * MICROS)  # = money.to_micros, half to even
+        rows["avg_sum"] = self.avg_sum[slots]
+        rows["avg_count"] = self.avg_count[slots]
+        rows["avg_last"] = self.avg_last[slots]
+        rows["calls"] = self.row_calls[slots]
+        held = self.row_call_held[slots]
+        rows["held"] = held
+        for field, name in _CALL_FIELDS:
+            rows[field] = np.where(held, getattr(self, name)[slots], 0)
+        packed = rows.tobytes()
+        keys = rows["ordinal"] >> bits
+        starts = np.flatnonzero(np.diff(keys, prepend=-1)).tolist()
+        size = LIVE_ROW.itemsize
+        ends = [*starts[1:], slots.size]
+        return {
+            int(keys[a]): packed[a * size : b * size] for a, b in zip(starts, ends, strict=True)
+        }
+
     def deactivate(self, slot: int) -> None:
         self.save_row(slot)
         self.active[slot] = False
@@ -374,7 +499,7 @@ class LiveColumns:
         self.save_all()
         n = self.n
         keep = np.flatnonzero(self.active[:n])
-        for name in _FLOATS + _FLOATS_NAN + _INTS + _BOOLS:
+        for name in _COLUMNS:
             array = getattr(self, name)
             array[: keep.size] = array[keep]
         self.leg_u[:, : keep.size] = self.leg_u[:, keep]
