@@ -134,7 +134,7 @@ def scalar_tick(
 
 
 def measure(n: int, ticks: int, baseline_runs: int, seed: int) -> dict[str, Any]:
-    from rfq.contracts import ContractBook, Fixing, MarginCalled, Price
+    from rfq.contracts import ContractBook, Fixing, MarginCalls, Price
     from rfq.instruments import listed_underlyings
 
     trade_date = dt.date(2025, 11, 3)
@@ -174,7 +174,7 @@ def measure(n: int, ticks: int, baseline_runs: int, seed: int) -> dict[str, Any]
         t = time.perf_counter()
         out = book.apply(event)
         tick_ms.append((time.perf_counter() - t) * 1000.0)
-        calls.append(sum(isinstance(o, MarginCalled) for o in out))
+        calls.append(sum(len(o.contract_ids) for o in out if isinstance(o, MarginCalls)))
         t = time.perf_counter()
         blob = book.state_bytes()  # once per block, as the ledger will
         state_ms.append((time.perf_counter() - t) * 1000.0)

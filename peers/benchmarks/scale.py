@@ -260,7 +260,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         _, exec_s, _ = market.block(txs, verified)
         trade_timings.append(exec_s / len(txs) * 1e6)
 
-    from rfq.contracts.events import MarginCalled
+    from rfq.contracts.events import MarginCalls
     from rfq.risk.incremental import IncrementalMonitor
 
     monitor = IncrementalMonitor()
@@ -280,7 +280,9 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         result, exec_s, root_s = market.block([tx], set())
         fixing_exec.append(exec_s * 1000)
         fixing_root.append(root_s * 1000)
-        fixing_calls.append(sum(isinstance(o, MarginCalled) for o in result.outputs))
+        fixing_calls.append(
+            sum(len(o.contract_ids) for o in result.outputs if isinstance(o, MarginCalls))
+        )
         fixing_regulator.append(_regulator_following(market, monitor, result) * 1000)
 
     with tempfile.TemporaryDirectory() as tmp:

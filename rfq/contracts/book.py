@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from rfq.contracts import payoff
 from rfq.contracts.columns import F64, I64, LIVE_ROW, NO_DATE, ROW_FIELDS, LiveColumns
@@ -44,9 +46,9 @@ from rfq.contracts.events import (
     CreditEventResolved,
     DefaultTriggered,
     Fixing,
-    MarginCalled,
     MarginCallLapsed,
-    MarginCallMet,
+    MarginCalls,
+    MarginCallsMet,
     MarginPosted,
     MarginShort,
     NettedMarginPosted,
@@ -343,7 +345,6 @@ class _Entry:
         "contract_raw",
         "defaulting_party",
         "digest",
-        "margin_call",
         "mark",
         "mtm",
         "ordinal",
@@ -363,7 +364,8 @@ class _Entry:
         self.contract_raw = contract_raw
         self.ordinal = ordinal
         self.status = Status.LIVE
-        self.margin_call: MarginCall | None = None
+        """A live contract's is ``LIVE``: its own status (live, margin call, in default) is
+        its row's, in the columns, as are its margin call and the count of its calls."""
         self.defaulting_party: str | None = None
         self.seqs: dict[str, int] = {}
         self.outcome: Outcome | None = None
@@ -421,6 +423,8 @@ class _BookJournal:
         self.entries: dict[str, tuple[Any, ...]] = {}
         self.pruned: list[_Entry] = []
         self.unseen: list[str] = []
+        self.chunks: set[int] = set()
+        """The live table's chunks hashed again since (``rollback`` hashes them back)."""
 
     def save(self, entry: _Entry) -> None:
         cid = entry.contract.id
@@ -528,8 +532,13 @@ class ContractBook:
         """Those of ``contract_ids`` whose record changed after ``height`` (opened, margin,
         marks, status): what a peer that saw the book at ``height`` must read again. A
         restored book counts every contract changed at the restore's height (a superset)."""
-        entries = self._entries
-        return [cid for cid in contract_ids if (e := entries.get(cid)) and e.changed > height]
+        entries, slots, changed = self._entries, self._cols.slot, self._cols.changed
+        return [
+            cid
+            for cid in contract_ids
+            if (e := entries.get(cid))
+            and (e.changed > height or ((k := slots.get(cid)) is not None and changed[k] > height))
+        ]
 
     def views(self, contract_ids: Iterable[str]) -> list[ContractView]:
         """The views of contracts in the book (ids not in it are skipped)."""
@@ -642,20 +651,43 @@ class ContractBook:
             self._hot.add(entry.contract.id)
 
     def _put_call(self, entry: _Entry, slot: int, call: MarginCall | None) -> None:
-        """Set the contract's margin call, and its row's columns (the caller touched it)."""
-        entry.margin_call = call
+        """Set a live contract's margin call (its row's columns; the caller touched it)."""
         cols = self._cols
         cols.save_row(slot)
-        for name, value in zip(
-            ROW_FIELDS[2:], _call_row(call, entry.seqs.get(_CALLS, 0), entry.contract), strict=True
-        ):
+        fields = _call_row(call, int(cols.row_calls[slot]), entry.contract)
+        for name, value in zip(ROW_FIELDS[2:], fields, strict=True):
             getattr(cols, name)[slot] = value
 
-    def _put_status(self, entry: _Entry, slot: int, status: Status) -> None:
-        """Set a live contract's status, and its row's (the caller touched it)."""
-        entry.status = status
+    def _put_status(self, slot: int, status: Status) -> None:
+        """Set a live contract's status (its row's; the caller touched it)."""
         self._cols.save_row(slot)
         self._cols.row_status[slot] = LIVE_STATUSES.index(status)
+
+    def _status(self, entry: _Entry, slot: int | None) -> Status:
+        """The contract's status: an ended one's own, a live one's row's."""
+        if entry.status.terminal or slot is None:
+            return entry.status
+        return LIVE_STATUSES[int(self._cols.row_status[slot])]
+
+    def _call_of(self, entry: _Entry, slot: int | None) -> MarginCall | None:
+        """A live contract's margin call, from its row (an ended contract holds none)."""
+        cols = self._cols
+        if entry.status.terminal or slot is None or not cols.row_call_held[slot]:
+            return None
+        c = entry.contract
+        dealer_pays = bool(cols.row_call_dealer_pays[slot])
+        payer, payee = (c.dealer, c.client) if dealer_pays else (c.client, c.dealer)
+        return MarginCall(
+            seq=int(cols.row_call_seq[slot]),
+            payer=payer,
+            payee=payee,
+            amount=int(cols.row_call_amount[slot]),
+            outstanding=int(cols.row_call_outstanding[slot]),
+            date=dt.date.fromordinal(int(cols.row_call_date[slot])),
+            height=int(cols.row_call_height[slot]),
+            due=dt.date.fromordinal(int(cols.row_call_due[slot])),
+            short=bool(cols.row_call_short[slot]),
+        )
 
     def _view(self, entry: _Entry) -> ContractView:
         slot = self._cols.slot.get(entry.contract.id)
@@ -674,14 +706,14 @@ class ContractBook:
             avg_sum, avg_count = entry.avg_sum, entry.avg_count
         return ContractView(
             contract=entry.contract,
-            status=entry.status,
+            status=self._status(entry, slot),
             ordinal=entry.ordinal,
             initial_margin=entry.initial_margin,
             notional=entry.notional,
             mark=_nan_to_none(mark),
             client_mtm=_nan_to_none(mtm),
             vm_balance=vm,
-            margin_call=entry.margin_call,
+            margin_call=self._call_of(entry, slot),
             avg_sum=avg_sum,
             avg_count=avg_count,
             defaulting_party=entry.defaulting_party,
@@ -836,16 +868,9 @@ class ContractBook:
             cols.row_call_height[rows] = self._height
             cols.row_call_due[rows] = dues
             cols.row_call_short[rows] = False
+            cols.changed[rows] = self._height
             self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
-            for slot, delta, due, mtm in zip(
-                rows.tolist(),
-                deltas.tolist(),
-                dues.tolist(),
-                cols.mtm[rows].tolist(),
-                strict=True,
-            ):
-                due_date = dt.date.fromordinal(due)
-                self._call(self._entries[cols.ids[slot]], delta, due_date, mtm, date, out)
+            out.extend(self._margin_calls(rows, deltas > 0, amounts, calls, dues, date))
         cols.compact()
         return out
 
@@ -983,54 +1008,58 @@ class ContractBook:
 
     # --- variation margin --------------------------------------------------------------------
 
-    def _call(
+    def _margin_calls(
         self,
-        entry: _Entry,
-        delta: float,
-        due: dt.date,
-        client_mtm: float,
+        rows: npt.NDArray[np.intp],
+        dealer_pays: npt.NDArray[np.bool_],
+        amounts: F64,
+        seqs: I64,
+        dues: I64,
         date: dt.date,
-        out: list[BookOutput],
-    ) -> None:
-        """Record a variation-margin call (the columns were updated in bulk by the tick); its
-        amount is on the money grid, so paying exactly it leaves nothing outstanding."""
-        c = entry.contract
-        payer, payee = (c.dealer, c.client) if delta > 0 else (c.client, c.dealer)
-        amount = to_micros(abs(delta))
-        self._touch_live(entry, chunk=False)  # the tick marks the chunks
-        seq = entry.next_seq(_CALLS)
-        entry.margin_call = MarginCall(
-            seq=seq,
-            payer=payer,
-            payee=payee,
-            amount=amount,
-            outstanding=amount,
-            date=date,
-            height=self._height,
-            due=due,
-        )
-        entry.status = Status.MARGIN_CALL
-        out.append(
-            MarginCalled(
-                contract_id=c.id,
-                seq=seq,
-                payer=payer,
-                payee=payee,
-                amount=amount,
-                client_mtm=client_mtm,
+    ) -> list[BookOutput]:
+        """The tick's calls as ``MarginCalls``, one per payer, payee and due date: groups in
+        the order of their first contract, contracts in the order they were opened (the rows'
+        order). The amounts are on the money grid, so paying exactly one leaves nothing
+        outstanding."""
+        cols = self._cols
+        client, dealer = cols.client[rows], cols.dealer[rows]
+        payer = np.where(dealer_pays, dealer, client)
+        payee = np.where(dealer_pays, client, dealer)
+        key = (payer * len(cols.parties) + payee) * (1 << 23) + dues  # a day ordinal < 2**23
+        _, first, group = np.unique(key, return_index=True, return_inverse=True)
+        rank = np.empty_like(first)
+        rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+        order = np.argsort(rank[group], kind="stable")
+        bounds = np.searchsorted(rank[group][order], np.arange(first.size + 1)).tolist()
+        ids, parties = cols.ids, cols.parties
+        slots = rows[order].tolist()
+        seq, amount = seqs[order].tolist(), amounts[order].astype(np.int64).tolist()
+        mtm = cols.mtm[rows][order].tolist()
+        payers, payees, due = payer[order].tolist(), payee[order].tolist(), dues[order].tolist()
+        return [
+            MarginCalls(
+                payer=parties[payers[a]],
+                payee=parties[payees[a]],
                 date=date,
-                due=due,
+                due=dt.date.fromordinal(due[a]),
+                contract_ids=tuple([ids[k] for k in slots[a:b]]),
+                seqs=tuple(seq[a:b]),
+                amounts=tuple(amount[a:b]),
+                client_mtms=tuple(mtm[a:b]),
             )
-        )
+            for a, b in itertools.pairwise(bounds)
+        ]
 
     def _open_entry(self, contract_id: str, what: str) -> tuple[_Entry, int]:
         entry = self._entry(contract_id)
-        if entry.status.terminal or entry.status == Status.IN_DEFAULT:
+        slot = self._cols.slot.get(contract_id)
+        status = self._status(entry, slot)
+        if status.terminal or status == Status.IN_DEFAULT:
             raise ValidationError(
-                f"contract {contract_id} is {entry.status.value}: {what} refused",
-                where="contract_id",
+                f"contract {contract_id} is {status.value}: {what} refused", where="contract_id"
             )
-        return entry, self._cols.slot[contract_id]
+        assert slot is not None
+        return entry, slot
 
     def _margin_posted(self, event: MarginPosted) -> list[BookOutput]:
         key = f"margin_posted:{event.id}"
@@ -1049,7 +1078,7 @@ class ContractBook:
         self._pay_micros(
             entry, PaymentKind.VARIATION_MARGIN, event.payer, payee, event.amount, None, out
         )
-        call = entry.margin_call
+        call = self._call_of(entry, slot)
         if call is not None and call.payer == event.payer:
             outstanding = call.outstanding - event.amount
             if outstanding <= 0:
@@ -1074,11 +1103,11 @@ class ContractBook:
         restored book holds it: no deadline either)."""
         cols = self._cols
         self._put_call(entry, slot, None)
-        self._put_status(entry, slot, Status.LIVE)
+        self._put_status(slot, Status.LIVE)
         cols.call_open[slot] = False
         cols.call_short[slot] = False
         cols.deadline[slot] = NO_DATE
-        out.append(MarginCallMet(contract_id=entry.contract.id, seq=call.seq))
+        out.append(MarginCallsMet(contract_ids=(entry.contract.id,), seqs=(call.seq,)))
 
     def _netted_margin_posted(self, event: NettedMarginPosted) -> list[BookOutput]:
         """Meet every call of a netting set from one payment: all are checked before any
@@ -1090,60 +1119,62 @@ class ContractBook:
         if key in self._seen:
             return []
         cols, entries, payer = self._cols, self._entries, event.payer
-        met: list[_Entry] = []
+        ids, seq, paid = event.contract_ids, event.seqs, event.amounts
+        if not len(ids) == len(seq) == len(paid):
+            raise ValidationError("the calls' columns differ in length", where="calls")
+        if len(set(ids)) != len(ids):
+            raise ValidationError("a contract appears twice in the netting set", where="calls")
+        slots_of = cols.slot
+        slots: list[int] = []
         as_dealer: list[bool] = []
         as_client: list[bool] = []
-        for paid in event.calls:
-            entry = entries.get(paid.contract_id)
+        for cid in ids:
+            entry = entries.get(cid)
             if entry is None:
-                raise ValidationError(f"no contract {paid.contract_id!r}", where="contract_id")
-            if entry.status is not Status.LIVE and entry.status is not Status.MARGIN_CALL:
+                raise ValidationError(f"no contract {cid!r}", where="contract_id")
+            if entry.status.terminal:
                 raise ValidationError(
-                    f"contract {paid.contract_id} is {entry.status.value}: margin refused",
-                    where="contract_id",
+                    f"contract {cid} is {entry.status.value}: margin refused", where="contract_id"
                 )
-            met.append(entry)
+            slots.append(slots_of[cid])
             as_dealer.append(entry.contract.dealer == payer)
             as_client.append(entry.contract.client == payer)
-        if len({e.contract.id for e in met}) != len(met):
-            raise ValidationError("a contract appears twice in the netting set", where="calls")
-        slot = cols.slot
-        slots = np.array([slot[e.contract.id] for e in met], dtype=np.intp)
-        seqs = np.array([paid.seq for paid in event.calls], dtype=np.int64)
-        amounts = np.array([paid.amount for paid in event.calls], dtype=np.int64)
+        rows = np.array(slots, dtype=np.intp)
         dealer = np.array(as_dealer, dtype=np.bool_)
-        pays = np.where(cols.row_call_dealer_pays[slots], dealer, np.array(as_client))
+        pays = np.where(cols.row_call_dealer_pays[rows], dealer, np.array(as_client))
+        amounts = np.array(paid, dtype=np.int64)
         bad = (
-            ~cols.row_call_held[slots]
-            | (cols.row_call_seq[slots] != seqs)
+            cols.in_default[rows]
+            | ~cols.row_call_held[rows]
+            | (cols.row_call_seq[rows] != np.array(seq, dtype=np.int64))
             | ~pays
-            | (cols.row_call_outstanding[slots] != amounts)
+            | (cols.row_call_outstanding[rows] != amounts)
         )
         if bad.any():
-            paid = event.calls[int(np.flatnonzero(bad)[0])]
+            k = int(np.flatnonzero(bad)[0])
+            if cols.in_default[rows[k]]:
+                raise ValidationError(
+                    f"contract {ids[k]} is {Status.IN_DEFAULT.value}: margin refused",
+                    where="contract_id",
+                )
             raise ValidationError(
-                f"contract {paid.contract_id} has no open margin call {paid.seq} of "
-                f"{paid.amount} micros from {payer}",
+                f"contract {ids[k]} has no open margin call {seq[k]} of {paid[k]} micros "
+                f"from {payer}",
                 where="calls",
             )
-        cols.save_rows(slots)
+        cols.save_rows(rows)
         signed = np.where(dealer, amounts, -amounts)
-        cols.vm[slots] = (np.rint(cols.vm[slots] * MICROS) + signed) / MICROS  # = _post_vm
-        cols.call_open[slots] = False
-        cols.call_short[slots] = False
-        cols.deadline[slots] = NO_DATE
-        cols.row_status[slots] = LIVE_STATUSES.index(Status.LIVE)
+        cols.vm[rows] = (np.rint(cols.vm[rows] * MICROS) + signed) / MICROS  # = _post_vm
+        cols.call_open[rows] = False
+        cols.call_short[rows] = False
+        cols.deadline[rows] = NO_DATE
+        cols.row_status[rows] = LIVE_STATUSES.index(Status.LIVE)
         for name in ROW_FIELDS[3:]:  # no call held (``_call_row``)
-            getattr(cols, name)[slots] = 0
-        self._chunk_dirty.update(np.unique(cols.ordinal[slots] >> CHUNK_BITS).tolist())
-        out: list[BookOutput] = []
-        for entry, paid in zip(met, event.calls, strict=True):
-            self._touch_live(entry, chunk=False)
-            entry.margin_call = None
-            entry.status = Status.LIVE
-            out.append(MarginCallMet(contract_id=paid.contract_id, seq=paid.seq))
+            getattr(cols, name)[rows] = 0
+        cols.changed[rows] = self._height
+        self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
         self._mark_seen(key)
-        return out
+        return [MarginCallsMet(contract_ids=ids, seqs=seq)]
 
     # --- the block clock ---------------------------------------------------------------------
 
@@ -1161,7 +1192,7 @@ class ContractBook:
         day = event.date.toordinal()
         for slot in cols.overdue(day).tolist():
             entry = self._entries[cols.ids[slot]]
-            call = entry.margin_call
+            call = self._call_of(entry, slot)
             assert call is not None and call.short  # the others wait (``overdue``)
             self._default_on_call(slot, entry, call, out)
         for slot in cols.due(day).tolist():
@@ -1173,7 +1204,7 @@ class ContractBook:
         """The bank reported the payer of call ``seq`` short: past the due date that is a
         default now; before it, the payer may still pay until the call is due."""
         entry, slot = self._open_entry(event.contract_id, "margin short notice")
-        call = entry.margin_call
+        call = self._call_of(entry, slot)
         if call is None or call.seq != event.seq:
             raise ValidationError(
                 f"contract {event.contract_id} has no open margin call {event.seq}", where="seq"
@@ -1192,7 +1223,7 @@ class ContractBook:
         self, slot: int, entry: _Entry, call: MarginCall, out: list[BookOutput]
     ) -> None:
         self._touch(entry)
-        self._put_status(entry, slot, Status.IN_DEFAULT)
+        self._put_status(slot, Status.IN_DEFAULT)
         entry.defaulting_party = call.payer
         self._cols.call_open[slot] = False
         self._cols.call_short[slot] = False
@@ -1293,10 +1324,13 @@ class ContractBook:
         """End the contract; an open margin call lapses with it (``MarginCallLapsed``)."""
         cols = self._cols
         self._touch(entry)
+        call = self._call_of(entry, slot)
+        calls = int(cols.row_calls[slot])
+        if calls:
+            entry.seqs[_CALLS] = calls  # its record's, now it has no row
         entry.status = outcome.status
         entry.outcome = outcome
         self._parties.close(entry.contract.id, (entry.contract.client, entry.contract.dealer))
-        call = entry.margin_call
         if call is not None:
             out.append(
                 MarginCallLapsed(
@@ -1309,7 +1343,6 @@ class ContractBook:
                     due=call.due,
                 )
             )
-        entry.margin_call = None
         entry.vm = float(cols.vm[slot])
         entry.avg_sum = float(cols.avg_sum[slot])
         entry.avg_count = int(cols.avg_count[slot])
@@ -1588,7 +1621,6 @@ class ContractBook:
             entry = self._entries.pop(cid)
             self._parties.remove(cid, (entry.contract.client, entry.contract.dealer))
             tree_changes.append((cid, None))
-            self._chunk_dirty.add(entry.ordinal >> CHUNK_BITS)
             self._hot.discard(cid)
         for entry in journal.pruned:
             cid = entry.contract.id
@@ -1607,6 +1639,7 @@ class ContractBook:
             tree_changes.append((cid, entry.digest))
             self._hot.add(cid)  # its row as it was: its chunk is hashed again
         self._tree_update(tree_changes)
+        self._chunk_dirty |= journal.chunks  # rows as they were, in the columns put back
         self._new_ids.clear()
         self._dirty.clear()
 
@@ -1616,11 +1649,15 @@ class ContractBook:
     def _record_fields(self, entry: _Entry) -> tuple[Any, ...]:
         """A record's fields after ``contract``, in ``ContractRecord`` order."""
         slot = self._cols.slot.get(entry.contract.id)
+        seqs = entry.seqs
         if slot is not None and not entry.status.terminal:
             cols = self._cols
             vm = float(cols.vm[slot])
             avg_sum, avg_count = float(cols.avg_sum[slot]), int(cols.avg_count[slot])
             avg_last = int(cols.avg_last[slot])
+            calls = int(cols.row_calls[slot])
+            if calls:
+                seqs = {**seqs, _CALLS: calls}
         else:
             vm, avg_sum, avg_count, avg_last = (
                 entry.vm,
@@ -1630,24 +1667,24 @@ class ContractBook:
             )
         return (
             entry.ordinal,
-            entry.status,
+            self._status(entry, slot),
             to_micros(vm),
             avg_sum,
             avg_count,
             None if avg_last == NO_DATE else dt.date.fromordinal(avg_last),
-            entry.margin_call,
+            self._call_of(entry, slot),
             entry.defaulting_party,
-            tuple(sorted(entry.seqs.items())),
+            tuple(sorted(seqs.items())),
             entry.outcome,
             entry.ratings,
         )
 
     def _leaf_fields(self, entry: _Entry) -> tuple[Any, ...]:
         """A record's fields as the contracts' tree holds them: an ended contract's whole, a
-        live one's with its live fields blank (they are its row, ``pack_row``)."""
+        live one's with its live fields blank (they are its row, in the columns)."""
         if entry.status.terminal:
             return self._record_fields(entry)
-        sequences = tuple(sorted(kv for kv in entry.seqs.items() if kv[0] != _CALLS))
+        sequences = tuple(sorted(entry.seqs.items()))  # the calls' count is the row's
         return (
             entry.ordinal,
             Status.LIVE,
@@ -1740,6 +1777,8 @@ class ContractBook:
         self._hot.clear()
         if not dirty:
             return
+        if self._journal is not None:
+            self._journal.chunks.update(dirty)
         chunks = self._cols.live_chunks(dirty, CHUNK_BITS)
         self._live.update((str(k), value_hash(chunks[k]) if k in chunks else None) for k in dirty)
         if self._live_unsaved is not None:
@@ -1910,8 +1949,7 @@ class ContractBook:
             c = rec.contract
             entry = _Entry(c, rec.ordinal, None if contracts is None else contracts[k])
             entry.changed = book._height
-            entry.status = rec.status
-            entry.margin_call = rec.margin_call
+            entry.status = rec.status if rec.status.terminal else Status.LIVE
             entry.defaulting_party = rec.defaulting_party
             entry.seqs = dict(rec.sequences)
             entry.outcome = rec.outcome
@@ -1933,7 +1971,7 @@ class ContractBook:
                     entry.mtm = rec.outcome.client_value
                 continue
             book._hot.add(c.id)
-            calls = entry.seqs.get(_CALLS, 0)
+            calls = entry.seqs.pop(_CALLS, 0)  # a live contract's is its row's
             row = (
                 rec.ordinal,
                 LIVE_STATUSES.index(rec.status),

@@ -40,7 +40,10 @@ _EPOCH = 719163
 
 _FLOATS = ("fixed", "strike", "sqm", "avg_sum", "avg_count", "vm", "threshold", "mta")
 _FLOATS_NAN = ("mark", "mtm")
-_INTS = ("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days")
+_INTS = (
+    *("kind", "flag", "avg_start", "avg_end", "avg_last", "maturity", "deadline", "cure_days"),
+    *("changed", "client", "dealer"),
+)
 _BOOLS = ("is_avg", "margined", "call_open", "call_short", "in_default", "active", "dirty")
 _ROW_INTS = (
     *("ordinal", "row_status", "row_calls", "row_call_seq", "row_call_amount"),
@@ -101,6 +104,7 @@ _PUSHED = (
     *("avg_count", "avg_last", "maturity", "vm", "margined", "threshold", "mta", "cure_days"),
     *("call_open", "call_short", "deadline", "in_default"),
     *ROW_FIELDS,
+    *("client", "dealer"),
 )
 """The columns ``LiveColumns.push_many`` gathers per row, in its order (the rest are set
 alike for every row)."""
@@ -154,6 +158,9 @@ class LiveColumns:
     maturity: I64
     deadline: I64  # an open margin call's due date (ordinal)
     cure_days: I64
+    changed: I64  # the height the tick last changed the row at (-1: never; ``changed_since``)
+    client: I64  # the parties, as indexes of ``parties`` (to group calls by pair)
+    dealer: I64
     is_avg: BOOL
     margined: BOOL
     call_open: BOOL
@@ -183,6 +190,9 @@ class LiveColumns:
         self.slot: dict[str, int] = {}
         self.inactive = 0
         self.kinds: list[int] = []  # payoff kinds pushed so far, ascending
+        self.parties: list[str] = []
+        """Every party of a row pushed so far (derived: a restored table numbers its own)."""
+        self._party: dict[str, int] = {}
         self._journal: _ColumnsJournal | None = None
         self._alloc(max(capacity, 16))
 
@@ -291,6 +301,14 @@ class LiveColumns:
         self.leg_u[:old_width, :n] = old_u[:, :n]
         self.leg_w[:old_width, :n] = old_w[:, :n]
 
+    def party(self, name: str) -> int:
+        """``name``'s index in ``parties``."""
+        code = self._party.get(name)
+        if code is None:
+            code = self._party[name] = len(self.parties)
+            self.parties.append(name)
+        return code
+
     def push(
         self,
         contract: Contract,
@@ -346,6 +364,9 @@ class LiveColumns:
         for name in ROW_FIELDS:
             getattr(self, name)[i] = 0  # live, no call made yet
         self.ordinal[i] = ordinal
+        self.changed[i] = NO_DATE
+        self.client[i] = self.party(contract.client)
+        self.dealer[i] = self.party(contract.dealer)
         self.active[i] = True
         self.dirty[i] = False
         self.mark[i] = np.nan
@@ -427,6 +448,8 @@ class LiveColumns:
                     deadline,
                     in_default,
                     *live_row,
+                    self.party(contract.client),
+                    self.party(contract.dealer),
                 )
             )
             for k, (u, leg) in enumerate(zip(leg_index, terms.legs, strict=True)):
@@ -439,6 +462,7 @@ class LiveColumns:
             column = getattr(self, name)
             column[start:stop] = np.array(values, dtype=column.dtype)
         self.active[start:stop] = True
+        self.changed[start:stop] = NO_DATE
         self.dirty[start:stop] = False
         self.mark[start:stop] = np.nan
         self.mtm[start:stop] = np.nan

@@ -59,23 +59,17 @@ class MarginPosted(_Event, frozen=True, tag="margin_posted"):
     amount: Micros
 
 
-class CallPaid(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """One contract's margin call in a netted payment: call ``seq`` of ``contract_id``, for
-    ``amount`` micros."""
-
-    contract_id: str
-    seq: int
-    amount: Micros
-
-
 class NettedMarginPosted(_Event, frozen=True, tag="netted_margin_posted"):
-    """One payment of ``payer`` met the margin calls ``calls`` of one netting set at once:
-    each contract's variation margin moves by its call's amount. Keyed by ``id`` (the
-    payment); a call that is not open as named refuses the whole posting."""
+    """One payment of ``payer`` met the margin calls of one netting set at once, as columns:
+    call ``seqs[k]`` of ``contract_ids[k]`` for ``amounts[k]`` micros; each contract's
+    variation margin moves by its call's amount. Keyed by ``id`` (the payment); a call that is
+    not open as named refuses the whole posting."""
 
     id: str
     payer: str
-    calls: tuple[CallPaid, ...]
+    contract_ids: tuple[str, ...]
+    seqs: tuple[int, ...]
+    amounts: tuple[Micros, ...]
 
 
 class BlockPassed(_Event, frozen=True, tag="block_passed"):
@@ -169,22 +163,27 @@ class PaymentInstruction(_Output, frozen=True, tag="payment_instruction"):
     date: dt.date | None
 
 
-class MarginCalled(_Output, frozen=True, tag="margin_call"):
-    """A variation-margin call of ``amount`` micros (``client_mtm``: the float mark)."""
+class MarginCalls(_Output, frozen=True, tag="margin_calls"):
+    """The variation-margin calls one fixing made from ``payer`` to ``payee``, due by the
+    end of ``due``, as columns (a fixing may call every live contract: one record per pair
+    and due date): call ``seqs[k]`` of ``contract_ids[k]`` for ``amounts[k]`` micros, at
+    the float value ``client_mtms[k]``; contracts in the order they were opened."""
 
-    contract_id: str
-    seq: int
     payer: str
     payee: str
-    amount: Micros
-    client_mtm: float
     date: dt.date
     due: dt.date
+    contract_ids: tuple[str, ...]
+    seqs: tuple[int, ...]
+    amounts: tuple[Micros, ...]
+    client_mtms: tuple[float, ...]
 
 
-class MarginCallMet(_Output, frozen=True, tag="margin_call_met"):
-    contract_id: str
-    seq: int
+class MarginCallsMet(_Output, frozen=True, tag="margin_calls_met"):
+    """Calls ``seqs[k]`` of ``contract_ids[k]`` are met (one posting met them)."""
+
+    contract_ids: tuple[str, ...]
+    seqs: tuple[int, ...]
 
 
 class MarginCallLapsed(_Output, frozen=True, tag="margin_call_lapsed"):
@@ -307,8 +306,8 @@ class RatingRecord(_Output, frozen=True, tag="rating_record"):
 BookOutput = (
     ContractOpened
     | PaymentInstruction
-    | MarginCalled
-    | MarginCallMet
+    | MarginCalls
+    | MarginCallsMet
     | MarginCallLapsed
     | DefaultTriggered
     | ContractSettled

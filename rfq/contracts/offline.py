@@ -33,7 +33,8 @@ from rfq.contracts.events import (
     BookOutput,
     CloseOut,
     Fixing,
-    MarginCalled,
+    MarginCalls,
+    MarginCallsMet,
     MarginPosted,
     PaymentInstruction,
     Price,
@@ -303,13 +304,39 @@ def _round(value: Any) -> Any:
     return value
 
 
-def _record(output: BookOutput) -> dict[str, Any]:
-    """An output as the report shows it: amounts of money in currency units (the book
-    emits them as integer micros; back in units they are the figures on the grid)."""
+def _records(output: BookOutput) -> list[tuple[str | None, dict[str, Any]]]:
+    """An output as the report shows it, by the contract it concerns: amounts of money in
+    currency units (the book emits them as integer micros; back in units they are the
+    figures on the grid), and the book's batches of calls one record per contract."""
+    if isinstance(output, MarginCalls):
+        return [
+            (
+                cid,
+                {
+                    "type": "margin_call",
+                    "contract_id": cid,
+                    "seq": seq,
+                    "payer": output.payer,
+                    "payee": output.payee,
+                    "amount": from_micros(amount),
+                    "client_mtm": mtm,
+                    "date": output.date.isoformat(),
+                    "due": output.due.isoformat(),
+                },
+            )
+            for cid, seq, amount, mtm in zip(
+                output.contract_ids, output.seqs, output.amounts, output.client_mtms, strict=True
+            )
+        ]
+    if isinstance(output, MarginCallsMet):
+        return [
+            (cid, {"type": "margin_call_met", "contract_id": cid, "seq": seq})
+            for cid, seq in zip(output.contract_ids, output.seqs, strict=True)
+        ]
     record: dict[str, Any] = msgspec.to_builtins(output)
-    if isinstance(output, (PaymentInstruction, MarginCalled)):
+    if isinstance(output, PaymentInstruction):
         record["amount"] = from_micros(output.amount)
-    return record
+    return [(getattr(output, "contract_id", None), record)]
 
 
 def run(
@@ -333,20 +360,20 @@ def run(
 
     def route(outputs: list[BookOutput]) -> None:
         for output in outputs:
-            cid = getattr(output, "contract_id", None)
-            if cid in events:
-                events[cid].append(_record(output))
-            if isinstance(output, MarginCalled):
-                route(
-                    book.apply(
-                        MarginPosted(
-                            id=f"{output.contract_id}/margin_call/{output.seq}/posted",
-                            contract_id=output.contract_id,
-                            payer=output.payer,
-                            amount=output.amount,
-                        )
+            for cid, record in _records(output):
+                if cid in events:
+                    events[cid].append(record)
+            if isinstance(output, MarginCalls):
+                for cid, seq, amount in zip(
+                    output.contract_ids, output.seqs, output.amounts, strict=True
+                ):
+                    posted = MarginPosted(
+                        id=f"{cid}/margin_call/{seq}/posted",
+                        contract_id=cid,
+                        payer=output.payer,
+                        amount=amount,
                     )
-                )
+                    route(book.apply(posted))
 
     for contract in contracts:
         route(book.add(contract))

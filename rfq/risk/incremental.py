@@ -69,6 +69,8 @@ def named_contracts(state: LedgerState, result: BlockResult) -> set[str]:
     """The contracts a block's outputs name, those of the payments it referred to, and those
     it pruned (retention)."""
     changed = {cid for o in result.outputs if (cid := getattr(o, "contract_id", None))}
+    for o in result.outputs:  # the book's batches of calls name their contracts as columns
+        changed.update(getattr(o, "contract_ids", ()))
     changed.update(p.key for p in result.pruned if p.component == "contracts")
     for receipt in result.receipts:
         for ref in receipt.refs:

@@ -24,8 +24,8 @@ from rfq.contracts.events import (
     CreditEventResolved,
     DefaultTriggered,
     Fixing,
-    MarginCalled,
     MarginCallLapsed,
+    MarginCalls,
     OpenContract,
     PaymentInstruction,
     RatingRecord,
@@ -118,12 +118,12 @@ def absorb(state: LedgerState, outputs: Iterable[BookOutput]) -> None:
     for out in outputs:
         if isinstance(out, CreditEventResolved):
             guarantees.apply_waterfall(state, out)
-    calls: list[MarginCalled] = []
+    calls: list[MarginCalls] = []
     lapsed: list[MarginCallLapsed] = []
     for out in outputs:
         if isinstance(out, PaymentInstruction):
             payments.book_payment(state, out)
-        elif isinstance(out, MarginCalled):
+        elif isinstance(out, MarginCalls):
             calls.append(out)
         elif isinstance(out, MarginCallLapsed):
             lapsed.append(out)

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from rfq.contracts.events import (
-    CallPaid,
-    MarginCalled,
     MarginCallLapsed,
+    MarginCalls,
     MarginShort,
     NettedMarginPosted,
     PaymentInstruction,
@@ -70,11 +69,24 @@ class Payment(msgspec.Struct, frozen=True):
 
 class MarginSet(msgspec.Struct, frozen=True):
     """The open margin calls one block made from one payer to one payee, due the same day,
-    paid together by ``payment_id`` (their sum). Keyed by ``margin_set_key``; it leaves the
-    state when paid or when no call is left in it."""
+    paid together by ``payment_id`` (their sum), as columns: call ``seqs[k]`` of
+    ``contract_ids[k]`` for ``amounts[k]`` micros. Keyed by ``margin_set_key``; it leaves
+    the state when paid or when no call is left in it."""
 
     payment_id: str
-    calls: tuple[CallPaid, ...]
+    contract_ids: tuple[str, ...]
+    seqs: tuple[int, ...]
+    amounts: tuple[Micros, ...]
+
+    def without(self, contracts: set[str], payment_id: str) -> MarginSet:
+        """The set with the calls of ``contracts`` taken out, paid by ``payment_id``."""
+        keep = [k for k, cid in enumerate(self.contract_ids) if cid not in contracts]
+        return MarginSet(
+            payment_id,
+            tuple([self.contract_ids[k] for k in keep]),
+            tuple([self.seqs[k] for k in keep]),
+            tuple([self.amounts[k] for k in keep]),
+        )
 
 
 def margin_set_key(payer: str, payee: str, height: int, due: dt.date) -> str:
@@ -153,38 +165,39 @@ def book_payment(state: LedgerState, out: PaymentInstruction) -> None:
     instruct(state, out.id, out.contract_id, out.kind, payer, out.payee, amount, out.date)
 
 
-def margin_calls_made(state: LedgerState, calls: list[MarginCalled]) -> None:
-    """One payment per netting set for the calls just made (a set this block already made
-    grows: nobody has seen its payment yet)."""
-    groups: dict[tuple[str, str, dt.date], list[MarginCalled]] = {}
-    for call in calls:
-        groups.setdefault((call.payer, call.payee, call.due), []).append(call)
-    for (payer, payee, due), group in groups.items():
-        key = margin_set_key(payer, payee, state.height, due)
-        paid = tuple([CallPaid(c.contract_id, c.seq, c.amount) for c in group])
-        amount = sum([c.amount for c in group])
+def margin_calls_made(state: LedgerState, calls: list[MarginCalls]) -> None:
+    """One payment per netting set for the calls just made (the book groups them by payer,
+    payee and due date; a set this block already made grows: nobody has seen its payment
+    yet)."""
+    for made in calls:
+        key = margin_set_key(made.payer, made.payee, state.height, made.due)
+        amount = sum(made.amounts)
         current = state.margin_sets.get(key)
         if current is not None:
             payment = state.payments[current.payment_id]
             state.payments[payment.id] = msgspec.structs.replace(
                 payment, amount=payment.amount + amount
             )
-            state.margin_sets[key] = MarginSet(payment.id, current.calls + paid)
+            state.margin_sets[key] = MarginSet(
+                payment.id,
+                current.contract_ids + made.contract_ids,
+                current.seqs + made.seqs,
+                current.amounts + made.amounts,
+            )
             continue
-        first = group[0]
         payment_id = margin_payment_id(key, 1)
         instruct(
             state,
             payment_id,
             key,
             PaymentKind.MARGIN_CALL,
-            first.payer,
-            first.payee,
+            made.payer,
+            made.payee,
             amount,
-            first.date,
-            due=first.due,
+            made.date,
+            due=made.due,
         )
-        state.margin_sets[key] = MarginSet(payment_id, paid)
+        state.margin_sets[key] = MarginSet(payment_id, made.contract_ids, made.seqs, made.amounts)
 
 
 def margin_calls_lapsed(state: LedgerState, lapsed: list[MarginCallLapsed]) -> None:
@@ -200,11 +213,11 @@ def margin_calls_lapsed(state: LedgerState, lapsed: list[MarginCallLapsed]) -> N
             continue
         payment = state.payments[current.payment_id]
         lapse(state, payment)
-        rest = tuple(c for c in current.calls if c.contract_id not in contracts)
-        if not rest:
+        payment_id = margin_payment_id(key, int(payment.id.rsplit("/", 1)[1]) + 1)
+        rest = current.without(contracts, payment_id)
+        if not rest.contract_ids:
             del state.margin_sets[key]
             continue
-        payment_id = margin_payment_id(key, int(payment.id.rsplit("/", 1)[1]) + 1)
         instruct(
             state,
             payment_id,
@@ -212,11 +225,11 @@ def margin_calls_lapsed(state: LedgerState, lapsed: list[MarginCallLapsed]) -> N
             PaymentKind.MARGIN_CALL,
             payment.payer,
             payment.payee,
-            sum(c.amount for c in rest),
+            sum(rest.amounts),
             payment.date,
             due=payment.due,
         )
-        state.margin_sets[key] = MarginSet(payment_id, rest)
+        state.margin_sets[key] = rest
 
 
 def lapse(state: LedgerState, payment: Payment) -> None:
@@ -275,7 +288,15 @@ def confirm(state: LedgerState, tx: PaymentConfirmed, ctx: TxContext) -> Refs:
         raise LedgerError(f"confirmed {tx.amount} micros, instructed {payment.amount}")
     if payment.kind == PaymentKind.MARGIN_CALL:  # the contracts' event first: it may refuse
         margin_set = _open_set(state, payment)
-        state.book_event(NettedMarginPosted(payment.id, payment.payer, margin_set.calls))
+        state.book_event(
+            NettedMarginPosted(
+                payment.id,
+                payment.payer,
+                margin_set.contract_ids,
+                margin_set.seqs,
+                margin_set.amounts,
+            )
+        )
         del state.margin_sets[payment.contract_id]
     state.payments[payment.id] = msgspec.structs.replace(
         payment,
@@ -305,11 +326,12 @@ def fail(state: LedgerState, tx: PaymentFailed, ctx: TxContext) -> Refs:
     if payment.kind == PaymentKind.MARGIN_CALL and payment.status != PaymentStatus.FAILED:
         # The payer is short of every call of the set: past its due, a default. That default
         # ends the payer's other contracts, so a call may be gone by its turn: it is skipped.
-        for paid in _open_set(state, payment).calls:
-            view = state.book.find(paid.contract_id)
+        margin_set = _open_set(state, payment)
+        for contract_id, seq in zip(margin_set.contract_ids, margin_set.seqs, strict=True):
+            view = state.book.find(contract_id)
             call = view.margin_call if view is not None else None
-            if call is not None and call.seq == paid.seq and not call.short:
-                state.book_event(MarginShort(paid.contract_id, paid.seq, tx.reason[:200]))
+            if call is not None and call.seq == seq and not call.short:
+                state.book_event(MarginShort(contract_id, seq, tx.reason[:200]))
     return (payment.id,)
 
 

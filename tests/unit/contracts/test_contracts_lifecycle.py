@@ -20,8 +20,8 @@ from rfq.contracts import (
     DefaultTriggered,
     Fixing,
     GuaranteeLine,
-    MarginCalled,
-    MarginCallMet,
+    MarginCalls,
+    MarginCallsMet,
     MarginPosted,
     MarginShort,
     MarginTerms,
@@ -67,12 +67,13 @@ def test_variation_margin_waits_for_the_threshold_and_the_minimum_transfer_amoun
     assert book.apply(fix(4, 3040)) == []  # MTM 4,000 under the 5,000 threshold
     assert book.apply(fix(5, 3055)) == []  # 5,500: 500 above it, under the 1,000 MTA
     (call,) = book.apply(fix(6, 3070))  # 7,000: 2,000 above, a call on Bob
-    assert isinstance(call, MarginCalled)
-    assert (call.payer, call.payee, call.amount, call.client_mtm) == (
+    assert isinstance(call, MarginCalls)
+    assert (call.payer, call.payee, call.contract_ids, call.amounts, call.client_mtms) == (
         "bob",
         "alice",
-        M(2000),
-        7000.0,
+        ("C1",),
+        (M(2000),),
+        (7000.0,),
     )
     assert call.due == D(2025, 11, 7)  # made on the 6th, one business day of cure
     assert book.get("C1").status == Status.MARGIN_CALL
@@ -89,7 +90,7 @@ def test_margin_posted_clears_the_call_and_moves_money_once(book):
         M(2000),
         "variation_margin",
     )
-    assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
+    assert of(MarginCallsMet, out) == [MarginCallsMet(("C1",), (1,))]
     view = book.get("C1")
     assert (view.status, view.vm_balance, view.margin_call) == (Status.LIVE, 2000.0, None)
     # The same posting again: nothing.
@@ -100,12 +101,12 @@ def test_margin_posted_clears_the_call_and_moves_money_once(book):
 def test_a_partial_posting_leaves_the_rest_of_the_call_open(book):
     book.apply(fix(6, 3070))
     out = book.apply(MarginPosted("tx1", "C1", "bob", M(1500)))
-    assert of(MarginCallMet, out) == []
+    assert of(MarginCallsMet, out) == []
     call = book.get("C1").margin_call
     assert call is not None
     assert call.outstanding == M(500)
-    assert of(MarginCallMet, book.apply(MarginPosted("tx2", "C1", "bob", M(500)))) == [
-        MarginCallMet("C1", 1)
+    assert of(MarginCallsMet, book.apply(MarginPosted("tx2", "C1", "bob", M(500)))) == [
+        MarginCallsMet(("C1",), (1,))
     ]
 
 
@@ -114,7 +115,7 @@ def test_margin_flows_back_when_the_market_turns(book):
     book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
     assert book.apply(fix(7, 3075)) == []  # 2,500 needed, 2,000 held: under the MTA
     (call,) = book.apply(fix(10, 3000))  # MTM 0: Alice returns the 2,000
-    assert (call.payer, call.payee, call.amount) == ("alice", "bob", M(2000))
+    assert (call.payer, call.payee, call.amounts) == ("alice", "bob", (M(2000),))
 
 
 def test_a_call_unpaid_because_nobody_acted_waits_past_its_due_date(book):
@@ -125,7 +126,7 @@ def test_a_call_unpaid_because_nobody_acted_waits_past_its_due_date(book):
         assert book.apply(BlockPassed(height, D(2025, 11, 9))) == []
     assert book.get("C1").status == Status.MARGIN_CALL
     out = book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
-    assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
+    assert of(MarginCallsMet, out) == [MarginCallsMet(("C1",), (1,))]
 
 
 def test_a_payer_reported_short_may_still_pay_until_the_call_is_due(book):
@@ -133,7 +134,7 @@ def test_a_payer_reported_short_may_still_pay_until_the_call_is_due(book):
     assert book.apply(MarginShort("C1", 1, "insufficient funds")) == []
     assert book.apply(BlockPassed(2, D(2025, 11, 7))) == []  # the due date itself: still in time
     out = book.apply(MarginPosted("tx1", "C1", "bob", M(2000)))
-    assert of(MarginCallMet, out) == [MarginCallMet("C1", 1)]
+    assert of(MarginCallsMet, out) == [MarginCallsMet(("C1",), (1,))]
     assert book.apply(BlockPassed(3, D(2025, 11, 8))) == []
 
 
@@ -332,7 +333,7 @@ def test_a_block_dated_after_maturity_settles_once_the_fixings_are_known():
     # A maturity fixing on a holiday is missing: the next one settles it (following).
     out = b.apply(fix(12, 2900))
     assert of(ContractSettled, out)[0].settlement_price == 2900.0
-    assert of(MarginCalled, out) == []  # nothing is called on the day a contract ends
+    assert of(MarginCalls, out) == []  # nothing is called on the day a contract ends
 
 
 def test_an_average_price_swap_marks_the_fixings_so_far_plus_today_for_the_rest():

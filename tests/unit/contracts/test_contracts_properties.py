@@ -25,7 +25,7 @@ from rfq.contracts import (
     CreditEvent,
     Fixing,
     GuaranteeLine,
-    MarginCalled,
+    MarginCalls,
     MarginPosted,
     MarginTerms,
     OpenContract,
@@ -119,7 +119,7 @@ def scenario(data: Any, n_contracts: int, n_days: int) -> list[BookEvent]:
         events.append(event)
         return out
 
-    pending: list[MarginCalled] = []
+    pending: list[tuple[str, int, str, int]] = []  # contract, seq, payer, amount
     for k in range(n_contracts):
         do(OpenContract(data.draw(contracts(f"K{k:03d}"))))
     day = BASE - dt.timedelta(days=4)
@@ -130,18 +130,17 @@ def scenario(data: Any, n_contracts: int, n_days: int) -> list[BookEvent]:
             do(OpenContract(data.draw(contracts(f"L{height:03d}"))))
         subset = data.draw(st.lists(st.sampled_from(UNDERLYINGS), min_size=1, unique=True))
         tick = Fixing(day, tuple(Price(u, data.draw(prices)) for u in subset))
-        pending.extend(o for o in do(tick) if isinstance(o, MarginCalled))
-        still: list[MarginCalled] = []
+        for o in do(tick):
+            if isinstance(o, MarginCalls):
+                pending += [
+                    (cid, seq, o.payer, amount)
+                    for cid, seq, amount in zip(o.contract_ids, o.seqs, o.amounts, strict=True)
+                ]
+        still: list[tuple[str, int, str, int]] = []
         for call in pending:
             if data.draw(st.booleans()):
-                do(
-                    MarginPosted(
-                        f"post-{call.contract_id}-{call.seq}",
-                        call.contract_id,
-                        call.payer,
-                        call.amount,
-                    )
-                )
+                cid, seq, payer, amount = call
+                do(MarginPosted(f"post-{cid}-{seq}", cid, payer, amount))
             else:
                 still.append(call)
         pending = still

@@ -290,7 +290,7 @@ PINNED_OPS: list[tuple] = [  # type: ignore[type-arg]
 ]
 """Every transaction kind and every contract output, in one fixed run of a seeded network."""
 
-PINNED_ROOTS = "b12cfae8f6fa4cf2925ec65b8b028fc6535bf909d3c0f1c7e2d3bed1d13d0d58"
+PINNED_ROOTS = "5f801b254ea225833283bdf59616122b9f957dd76ca0289b112da4efb28070f2"
 """SHA-256 over every block's state root of the pinned run (v2 layout): a change means
 stored chains no longer verify. Last changed when amounts of money became integer micros
 (roadmap [2/5]), after the run took in suspend and offboard and a register carries its proof
@@ -301,13 +301,15 @@ contracts began to leave the hot state (roadmap [4/5]: ``NetworkParams.retain_bl
 the genesis, ``Trade.replay_until_ms``, close-out seen keys named by their contract); then when
 margin calls began to be paid per netting set (the ``margin_sets`` map, one payment per pair
 and block, no per-contract variation-margin record); then when a live contract's changing
-fields moved from its record to a row of the book's live table (book version 2)."""
+fields moved from its record to a row of the book's live table (book version 2); then when a
+netting set came to hold its calls as columns (``MarginSet``: contract ids, seqs, amounts)."""
 
-PINNED_SNAPSHOTS = "d0ddeb152532c3d8b7675ba79eb8e2cd260389e126d37f4be5658c50c19f3ab2"
+PINNED_SNAPSHOTS = "b14423665f853bb3a0a1f7509ab16564af0851cbfa521f16cb35741ce3c9b0cd"
 """SHA-256 over the SHA-256 of every block's snapshot bytes in the same run: a change means
 stored snapshots no longer restore (a node then replays its blocks instead). Last changed
 when snapshots became rows (``rfq.ledger.snapshot``, version 3), with the roots unchanged; then
-with the roots, for the netting sets' map; then with the roots, for the book's live table."""
+with the roots, for the netting sets' map; then with the roots, for the book's live table, and
+for the netting sets' columns."""
 
 
 def test_a_pinned_run_covers_every_kind_and_keeps_its_state_roots_and_snapshot_bytes():

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from rfq.contracts.book import ContractBook
-from rfq.contracts.events import Fixing, MarginCalled, MarginPosted, OpenContract, Price
+from rfq.contracts.events import Fixing, MarginCalls, MarginPosted, OpenContract, Price
 from rfq.contracts.model import Contract, ContractView, MarginTerms, Outcome, Status
 from rfq.errors import ValidationError
 from rfq.identity import Member, Role
@@ -329,7 +329,7 @@ def test_views_from_the_contract_engine_give_the_same_hand_checked_netting_set()
     contract = view("r1").contract
     book.apply(OpenContract(contract))
     [call] = book.apply(Fixing(date=AS_OF, prices=(Price("RB2605", 3300.0),)))
-    assert isinstance(call, MarginCalled) and (call.payer, call.amount) == ("D1", M(10_000))
+    assert isinstance(call, MarginCalls) and (call.payer, call.amounts) == ("D1", (M(10_000),))
     book.apply(MarginPosted(id="p1", contract_id="r1", payer="D1", amount=M(10_000)))
     engine_view = book.get("r1")
     assert (engine_view.client_mtm, engine_view.vm_balance) == (10_000.0, 10_000.0)
