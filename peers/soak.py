@@ -1263,12 +1263,18 @@ class RssSample:
 
 
 def check_memory_bounded(
-    samples: Mapping[str, Sequence[RssSample]], *, days: float, bound: MemoryBound
-) -> tuple[list[Violation], dict[str, dict[str, float]]]:
+    samples: Mapping[str, Sequence[RssSample]],
+    *,
+    days: float,
+    bound: MemoryBound,
+    day_seconds: float,
+) -> tuple[list[Violation], dict[str, dict[str, Any]]]:
     """Growth of each peer's RSS over its last process's life against the bound; also the
-    start and end per peer."""
+    start and end per peer, and its last process's RSS at the end of each simulated day
+    (None before it served): a step on the first day and flat after is what a peer builds
+    once; a slope is a leak."""
     out = []
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, dict[str, Any]] = {}
     limit = bound.limit(days)
     for peer, series in sorted(samples.items()):
         if not series:
@@ -1276,7 +1282,15 @@ def check_memory_bounded(
         last_pid = series[-1].pid
         life = [s for s in series if s.pid == last_pid]
         start, end = life[0].rss_mb, life[-1].rss_mb
-        table[peer] = {"start": round(series[0].rss_mb, 1), "end": round(end, 1)}
+        by_day: list[float | None] = []
+        for day in range(1, math.ceil(days) + 1):
+            ended = [s.rss_mb for s in life if s.t_s <= day * day_seconds]
+            by_day.append(round(ended[-1], 1) if ended else None)
+        table[peer] = {
+            "start": round(series[0].rss_mb, 1),
+            "end": round(end, 1),
+            "by_day": by_day,
+        }
         if end - start > limit:
             out.append(
                 Violation(
@@ -1812,7 +1826,9 @@ class Soak:
         # memory
         ran_s = (end_ms - col.started_ms) / 1000 if col.started_ms else 0.0
         days_run = max(min(ran_s / self.config.day_seconds, self.config.days), 0)
-        memory, rss_table = check_memory_bounded(col.rss, days=days_run, bound=self.config.memory)
+        memory, rss_table = check_memory_bounded(
+            col.rss, days=days_run, bound=self.config.memory, day_seconds=self.config.day_seconds
+        )
         record("memory_bounded", memory)
 
         finality_p50 = stats.get("finality_p50_ms")

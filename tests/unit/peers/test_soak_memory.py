@@ -11,13 +11,13 @@ BOUND = MemoryBound(warmup_mb=40.0, per_day_mb=10.0)
 
 def test_growth_within_the_bound_is_clean_and_start_and_end_are_reported():
     samples = {"bank": [RssSample(0, 7, 60.0), RssSample(10, 7, 95.0)]}
-    found, table = check_memory_bounded(samples, days=2, bound=BOUND)
-    assert found == [] and table == {"bank": {"start": 60.0, "end": 95.0}}
+    found, table = check_memory_bounded(samples, days=2, bound=BOUND, day_seconds=8)
+    assert found == [] and table == {"bank": {"start": 60.0, "end": 95.0, "by_day": [60.0, 95.0]}}
 
 
 def test_growth_over_the_bound_names_the_peer_and_its_pid():
     samples = {"dealer-D1": [RssSample(0, 7, 60.0), RssSample(10, 7, 130.0)]}
-    [v] = check_memory_bounded(samples, days=2, bound=BOUND)[0]
+    [v] = check_memory_bounded(samples, days=2, bound=BOUND, day_seconds=8)[0]
     assert (v.invariant, v.ids) == ("memory_bounded", ("dealer-D1", "7"))
     assert "grew 70.0 MB" in v.detail and "bound is 60 MB" in v.detail
 
@@ -31,8 +31,8 @@ def test_a_restarted_peer_is_measured_over_its_new_process_only():
             RssSample(9, 8, 70.0),
         ]
     }
-    found, table = check_memory_bounded(samples, days=1, bound=BOUND)
-    assert found == [] and table["authority-D2"] == {"start": 60.0, "end": 70.0}
+    found, table = check_memory_bounded(samples, days=1, bound=BOUND, day_seconds=10)
+    assert found == [] and table["authority-D2"] == {"start": 60.0, "end": 70.0, "by_day": [70.0]}
 
 
 def test_this_process_has_a_resident_size_and_a_gone_one_has_none():
