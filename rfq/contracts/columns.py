@@ -118,6 +118,10 @@ class _ColumnsJournal:
         self.n, self.inactive, self.width = cols.n, cols.inactive, cols.width
         self.kinds = cols.kinds  # replaced, never changed in place
         self.rows: dict[int, tuple[tuple[Any, ...], I64, F64]] = {}
+        self.batches: list[tuple[npt.NDArray[np.intp], dict[str, Any], I64, F64]] = []
+        """Rows kept together (``save_rows``): their slots, each column's values, legs."""
+        self.saved = np.zeros(self.n, dtype=np.bool_)
+        """The rows kept, one way or the other (each is kept once)."""
         self.full: tuple[dict[str, Any], I64, F64, list[str]] | None = None
 
 
@@ -210,7 +214,8 @@ class LiveColumns:
         journal = self._journal
         if journal is None or journal.full is not None or slot >= journal.n:
             return
-        if slot not in journal.rows:
+        if not journal.saved[slot]:
+            journal.saved[slot] = True
             journal.rows[slot] = (
                 tuple(getattr(self, name)[slot].item() for name in _COLUMNS),
                 self.leg_u[:, slot].copy(),
@@ -218,14 +223,23 @@ class LiveColumns:
             )
 
     def save_rows(self, slots: npt.NDArray[np.intp]) -> None:
-        """``save_row`` of each of ``slots`` (``save_all`` once they are many)."""
-        if self._journal is None:
+        """``save_row`` of each of ``slots``, in a few array operations."""
+        journal = self._journal
+        if journal is None or journal.full is not None:
             return
-        if slots.size * 8 > self.n:
-            self.save_all()
+        slots = slots[slots < journal.n]
+        new = np.unique(slots[~journal.saved[slots]])
+        if new.size == 0:
             return
-        for slot in slots.tolist():
-            self.save_row(slot)
+        journal.saved[new] = True
+        journal.batches.append(
+            (
+                new,
+                {name: getattr(self, name)[new].copy() for name in _COLUMNS},
+                self.leg_u[:, new].copy(),
+                self.leg_w[:, new].copy(),
+            )
+        )
 
     def save_all(self) -> None:
         """Keep every row as it is now (before a pass that writes them all)."""
@@ -258,6 +272,11 @@ class LiveColumns:
             for cid in self.ids[n:]:
                 del self.slot[cid]
             del self.ids[n:]
+        for slots, arrays, leg_u_rows, leg_w_rows in journal.batches:
+            for name, values in arrays.items():
+                getattr(self, name)[slots] = values
+            self.leg_u[: leg_u_rows.shape[0], slots] = leg_u_rows
+            self.leg_w[: leg_w_rows.shape[0], slots] = leg_w_rows
         for slot, (values, leg_u_row, leg_w_row) in journal.rows.items():
             for name, value in zip(_COLUMNS, values, strict=True):
                 getattr(self, name)[slot] = value
