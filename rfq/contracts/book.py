@@ -232,7 +232,7 @@ _leaf_decoder = msgspec.msgpack.Decoder(ContractRecord)
 
 def proven_record(record: bytes, live_chunk: tuple[str, bytes] | None) -> ContractRecord:
     """A contract's whole record from its proven record in the contracts' tree and, for a
-    live one, its proven chunk of the live table (``ProofResult.live_chunk``);
+    live one, its proven chunk of the live table (a ``LiveWitness``'s key and chunk);
     ``ValidationError`` when they do not make one."""
     try:
         leaf = _leaf_decoder.decode(record)
@@ -640,15 +640,13 @@ class ContractBook:
         entry.digest = None
         self._dirty.add(entry.contract.id)
 
-    def _touch_live(self, entry: _Entry, *, chunk: bool = True) -> None:
-        """Only the entry's live fields change (its row, not its record): as ``_touch``.
-        ``chunk``: mark its chunk for hashing again (False: the caller marks it)."""
+    def _touch_live(self, entry: _Entry) -> None:
+        """Only the entry's live fields change (its row, not its record): as ``_touch``."""
         journal = self._journal
         if journal is not None:
             journal.save(entry)
         entry.changed = self._height
-        if chunk:
-            self._hot.add(entry.contract.id)
+        self._hot.add(entry.contract.id)
 
     def _put_call(self, entry: _Entry, slot: int, call: MarginCall | None) -> None:
         """Set a live contract's margin call (its row's columns; the caller touched it)."""

@@ -14,7 +14,9 @@ What a proof shows, by component:
   (``rfq.ledger.digest.BucketPath``) to the map's digest;
 - ``contracts``: a contract's canonical record (``rfq.contracts.book.ContractRecord``) by
   contract id, by its path to the contracts' digest and the hash of the book's other fields
-  (``book_header``), which together give the ``book`` digest;
+  (``book_header``), which together give the ``book`` digest; a live contract's record there
+  holds its changing fields blank, and its proof carries their row's chunk of the book's live
+  table (``LiveWitness``), from which the verified value is its whole record;
 - ``governance``: the whole governance struct's encoding (one value; ``key`` is ``""``).
 
 ``verify_state_proof`` recomputes everything from the proof's own bytes and either returns a
