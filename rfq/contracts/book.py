@@ -176,21 +176,12 @@ def _with_row(record: ContractRecord, row: tuple[Any, ...]) -> ContractRecord:
     if status >= len(LIVE_STATUSES) or max(held, dealer_pays, short) > 1:
         raise ValidationError(f"contract {record.contract.id}: a bad live row", where=LIVE)
     c = record.contract
-    call = None
     try:
-        if held:
-            payer, payee = (c.dealer, c.client) if dealer_pays else (c.client, c.dealer)
-            call = MarginCall(
-                seq,
-                payer,
-                payee,
-                amount,
-                outstanding,
-                dt.date.fromordinal(date),
-                height,
-                dt.date.fromordinal(due),
-                bool(short),
-            )
+        call = (
+            _margin_call(c, seq, dealer_pays, amount, outstanding, date, height, due, short)
+            if held
+            else None
+        )
         last = None if avg_last == NO_DATE else dt.date.fromordinal(avg_last)
     except ValueError:
         raise ValidationError(f"contract {c.id}: a live row's date", where=LIVE) from None
@@ -206,6 +197,33 @@ def _with_row(record: ContractRecord, row: tuple[Any, ...]) -> ContractRecord:
         avg_last=last,
         margin_call=call,
         sequences=sequences,
+    )
+
+
+def _margin_call(
+    contract: Contract,
+    seq: int,
+    dealer_pays: int,
+    amount: int,
+    outstanding: int,
+    date: int,
+    height: int,
+    due: int,
+    short: int,
+) -> MarginCall:
+    """The margin call a live row's fields describe (``_call_row`` lays them out)."""
+    c = contract
+    payer, payee = (c.dealer, c.client) if dealer_pays else (c.client, c.dealer)
+    return MarginCall(
+        seq,
+        payer,
+        payee,
+        amount,
+        outstanding,
+        dt.date.fromordinal(date),
+        height,
+        dt.date.fromordinal(due),
+        bool(short),
     )
 
 
@@ -648,6 +666,12 @@ class ContractBook:
         entry.changed = self._height
         self._hot.add(entry.contract.id)
 
+    def _rows_changed(self, rows: npt.NDArray[np.intp]) -> None:
+        """Rows a vectorised pass wrote: changed at this height, their chunks to hash."""
+        cols = self._cols
+        cols.changed[rows] = self._height
+        self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
+
     def _put_call(self, entry: _Entry, slot: int, call: MarginCall | None) -> None:
         """Set a live contract's margin call (its row's columns; the caller touched it)."""
         cols = self._cols
@@ -672,20 +696,8 @@ class ContractBook:
         cols = self._cols
         if entry.status.terminal or slot is None or not cols.row_call_held[slot]:
             return None
-        c = entry.contract
-        dealer_pays = bool(cols.row_call_dealer_pays[slot])
-        payer, payee = (c.dealer, c.client) if dealer_pays else (c.client, c.dealer)
-        return MarginCall(
-            seq=int(cols.row_call_seq[slot]),
-            payer=payer,
-            payee=payee,
-            amount=int(cols.row_call_amount[slot]),
-            outstanding=int(cols.row_call_outstanding[slot]),
-            date=dt.date.fromordinal(int(cols.row_call_date[slot])),
-            height=int(cols.row_call_height[slot]),
-            due=dt.date.fromordinal(int(cols.row_call_due[slot])),
-            short=bool(cols.row_call_short[slot]),
-        )
+        fields = (int(getattr(cols, name)[slot]) for name in ROW_FIELDS[4:])
+        return _margin_call(entry.contract, *fields)
 
     def _view(self, entry: _Entry) -> ContractView:
         slot = self._cols.slot.get(entry.contract.id)
@@ -852,7 +864,7 @@ class ContractBook:
             cols.call_open[rows] = True
             cols.call_short[rows] = False
             cols.deadline[rows] = dues
-            # the calls' rows, as ``_call`` makes each call (``_call_row``)
+            # the calls' rows, laid out as ``_call_row`` does one
             calls = cols.row_calls[rows] + 1
             amounts = np.rint(np.abs(deltas) * MICROS)  # = money.to_micros
             cols.row_status[rows] = LIVE_STATUSES.index(Status.MARGIN_CALL)
@@ -866,8 +878,7 @@ class ContractBook:
             cols.row_call_height[rows] = self._height
             cols.row_call_due[rows] = dues
             cols.row_call_short[rows] = False
-            cols.changed[rows] = self._height
-            self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
+            self._rows_changed(rows)
             out.extend(self._margin_calls(rows, deltas > 0, amounts, calls, dues, date))
         cols.compact()
         return out
@@ -1169,8 +1180,7 @@ class ContractBook:
         cols.row_status[rows] = LIVE_STATUSES.index(Status.LIVE)
         for name in ROW_FIELDS[3:]:  # no call held (``_call_row``)
             getattr(cols, name)[rows] = 0
-        cols.changed[rows] = self._height
-        self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
+        self._rows_changed(rows)
         self._mark_seen(key)
         return [MarginCallsMet(contract_ids=ids, seqs=seq)]
 
@@ -1746,7 +1756,7 @@ class ContractBook:
         cols = self._cols
         rows = np.flatnonzero(cols.dirty[: cols.n])
         if rows.size:
-            self._chunk_dirty.update(np.unique(cols.ordinal[rows] >> CHUNK_BITS).tolist())
+            self._rows_changed(rows)
             for slot in rows.tolist():
                 self._touch_live(self._entries[cols.ids[slot]])
                 cols.save_row(slot)

@@ -45,11 +45,6 @@ _INTS = (
     *("changed", "client", "dealer"),
 )
 _BOOLS = ("is_avg", "margined", "call_open", "call_short", "in_default", "active", "dirty")
-_ROW_INTS = (
-    *("ordinal", "row_status", "row_calls", "row_call_seq", "row_call_amount"),
-    *("row_call_outstanding", "row_call_date", "row_call_height", "row_call_due"),
-)
-_ROW_BOOLS = ("row_call_held", "row_call_dealer_pays", "row_call_short")
 ROW_FIELDS = (
     "ordinal",
     "row_status",
@@ -60,6 +55,8 @@ ROW_FIELDS = (
 """The live row's fields that are columns of their own (``LIVE_ROW``), in ``push_many``'s
 order: the book writes them where it changes the contract's status, margin call or count of
 calls (``ContractBook._put_call``)."""
+_ROW_BOOLS = ("row_call_held", "row_call_dealer_pays", "row_call_short")
+_ROW_INTS = tuple(name for name in ROW_FIELDS if name not in _ROW_BOOLS)
 
 LIVE_ROW = np.dtype(
     [
@@ -310,8 +307,7 @@ class LiveColumns:
 
     def _resize(self, cap: int, width: int) -> None:
         n = self.n
-        old: dict[str, Any] = {name: getattr(self, name) for name in _FLOATS + _FLOATS_NAN}
-        old.update({name: getattr(self, name) for name in _INTS + _BOOLS + _ROW_INTS + _ROW_BOOLS})
+        old: dict[str, Any] = {name: getattr(self, name) for name in _COLUMNS}
         old_u, old_w, old_width = self.leg_u, self.leg_w, self.width
         self.width = width
         self._alloc(cap)
