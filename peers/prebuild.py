@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -136,16 +136,39 @@ class MarketBuilder:
         payload = PriceFixing(date=date, prices=tuple((m, price) for m in months))
         return msgspec.msgpack.encode(self.sign(self.oracle, payload))
 
-    def pay_margin_calls(self, bank: str = "BANK") -> list[bytes]:
-        """The bank's confirmations of every pending margin-call payment (a day's calls paid
-        before the next fixing, as a solvent market pays them)."""
-        return [
+    def confirmations(
+        self, kinds: Collection[PaymentKind], bank: str = "BANK"
+    ) -> tuple[list[bytes], set[bytes]]:
+        """The bank's signed confirmations of every pending payment of ``kinds``, and the ids
+        an admitting node would already have verified."""
+        txs = [
             msgspec.msgpack.encode(
                 self.sign(bank, PaymentConfirmed(p.id, p.amount, f"bench-{p.id}"))
             )
             for p in self.state.payments.values()
-            if p.kind == PaymentKind.MARGIN_CALL and p.status == PaymentStatus.PENDING
+            if p.kind in kinds and p.status == PaymentStatus.PENDING
         ]
+        return txs, {tx_id(tx) for tx in txs}
+
+    def pay_margin_calls(self) -> list[bytes]:
+        """Confirmations of every pending margin-call payment (a day's calls paid before the
+        next fixing, as a solvent market pays them)."""
+        return self.confirmations((PaymentKind.MARGIN_CALL,))[0]
+
+    def pay(self, kinds: Collection[PaymentKind]) -> int:
+        """Execute the bank's confirmations of every pending payment of ``kinds``,
+        ``BLOCK_TXS`` a block, as a bank that pays what it is told does; how many."""
+        txs, verified = self.confirmations(kinds)
+        for start in range(0, len(txs), BLOCK_TXS):
+            self.block(txs[start : start + BLOCK_TXS], verified)
+        return len(txs)
+
+    def pass_retention(self) -> None:
+        """Past every quote's validity and then ``retain_blocks`` blocks: what has ended and
+        been paid leaves the hot state (``rfq.ledger.components.retention``)."""
+        self.now_ms += QUOTE_TTL_MS
+        for _ in range(self.genesis.params.retain_blocks + 1):
+            self.block([], set())
 
     def block(self, txs: list[bytes], verified: set[bytes]) -> tuple[BlockResult, float, float]:
         """Execute one block; (result, execution seconds, state-root seconds). Its block is

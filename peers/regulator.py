@@ -206,6 +206,8 @@ class RegulatorService(Service):
         self.stats: Counter[str] = Counter()
         self.height = 0
         self.assessment: Assessment | None = None
+        self.assessed = asyncio.Event()
+        """Set by the first assessment: the monitor holds the whole market from then on."""
         self.above: frozenset[str] = frozenset()
         self.alerts: deque[RiskAlert] = deque(maxlen=MAX_ALERTS_KEPT)
         self.alert_listeners: list[Callable[[RiskAlert], None]] = []
@@ -311,6 +313,7 @@ class RegulatorService(Service):
             )
             self.assessment = assessment
             self.height = assessment.height
+            self.assessed.set()
             self.stats["refreshes"] += 1
             await self._raise_alerts(assessment)
             log.debug(

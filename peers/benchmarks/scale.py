@@ -3,7 +3,10 @@
 For each size N (10k, 50k, 100k live contracts; 200k with ``--full``) a child process builds a
 ledger state of N live contracts and ``--settled`` x N settled ones through the pure core, by
 executing blocks of real signed trades exactly as an authority does (signatures checked at
-admission, as the node's mempool does, so execution skips them), then measures:
+admission, as the node's mempool does, so execution skips them). The bank confirms each
+trade's initial margin and what the settled ones pay, and the retention window
+(``retain_blocks``) passes, so the settled contracts leave the hot state as they do in a
+running market (``ended_contracts``: those still in it). Then it measures:
 
 - ``trade_exec_us``: per-trade execution in a block of trades on top of N;
 - ``fixing_block_ms``: a block holding one price fixing (every live contract marks and is
@@ -233,6 +236,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
     from peers.authority.store import SqliteChainStore
     from peers.logging import configure_logging
     from peers.prebuild import bench_market
+    from rfq.contracts.model import PaymentKind
     from rfq.ledger.state import LedgerState
 
     configure_logging("error")
@@ -242,13 +246,18 @@ def measure(live: int, settled: int) -> dict[str, Any]:
     empty_rss = _rss_mb()
     started = time.perf_counter()
     market.fill(settled, days=30)
+    market.pay((PaymentKind.INITIAL_MARGIN,))  # the bank pays each trade's initial margin
     if settled:
-        # the short contracts mature and settle on a fixing after their maturity
+        # the short contracts mature and settle on a fixing after their maturity; the bank
+        # pays what they settle and returns their margins
         maturity = market.state.book.get(
             next(iter(market.state.book.ids()))
         ).contract.terms.maturity
         market.block([market.fixing(_next_weekday(maturity), 3210.0)], set())
+        market.pay(tuple(PaymentKind))
     market.fill(live, days=240)
+    market.pay((PaymentKind.INITIAL_MARGIN,))
+    market.pass_retention()  # the settled leave the hot state
     build_s = time.perf_counter() - started
     open_now = market.state.book.open_count
     gc.collect()

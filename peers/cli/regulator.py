@@ -139,7 +139,18 @@ def _serve(net: Any, member: str, servers: list[str] | None, poll: float) -> int
         )
         service.alert_listeners.append(show)
         await service.start()
-        print(f"regulator {member} monitoring (Ctrl-C to stop)", flush=True)
+        # ready once the monitor holds the market (a supervisor waits for this line), not
+        # while it still reads a large state in
+        waits = [asyncio.ensure_future(e.wait()) for e in (service.assessed, stop)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        if service.assessed.is_set():
+            print(
+                f"regulator {member} monitoring {len(service.monitor.live):,} live contracts "
+                f"at height {service.height} (Ctrl-C to stop)",
+                flush=True,
+            )
         await stop.wait()
         await service.close()
         await bus.close()
