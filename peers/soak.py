@@ -1521,7 +1521,12 @@ class Soak:
                 day = min(int(t // c.day_seconds) + 1, c.days)
                 if day != last_day:
                     last_day = day
-                    self.say(f"day {day}/{c.days}: height {top}")
+                    answered = any(h is not None for h in heights.values())
+                    self.say(
+                        f"day {day}/{c.days}: height {top}"
+                        if answered
+                        else f"day {day}/{c.days}: no authority told its height within the poll"
+                    )
                 due = top >= kill_height or t >= c.run_s / 2
                 if victim is not None and col.restart is None and due:
                     self._kill(victim, top)

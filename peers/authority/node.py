@@ -426,6 +426,11 @@ class AuthorityNode:
         )
 
     async def _notify(self, receipt: Receipt) -> None:
+        """Tell the submitter at once, as an authority in force only: a candidate standing by
+        admits and expires transactions it never proposes, and its word is not the chain's
+        (a verifying client drops it; one that trusted any node would count it)."""
+        if self.me not in self.state.authorities:
+            return
         if receipt.sender and receipt.sender in self.state.members:
             await self.bus.publish(subjects.notify(receipt.sender), receipt)
 
