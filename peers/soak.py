@@ -106,6 +106,7 @@ INVARIANTS: Final = (
     "chain_verifies",
     "no_solvent_default",
     "chain_progress",
+    "regulator_current",
     "bank_conserves",
     "no_error_logs",
     "no_bad_trades",
@@ -784,6 +785,67 @@ def check_chain_progress(
 
 
 # --------------------------------------------------------------------------------------------
+# regulator_current
+
+
+@dataclass(frozen=True)
+class RegulatorSample:
+    t_s: float
+    height: int | None
+    """The height of the regulator's assessment (its CCR table and alerts); None: no answer."""
+
+
+def check_regulator_current(
+    progress: Sequence[ProgressSample], regulator: Sequence[RegulatorSample], *, bound_s: float
+) -> tuple[list[Violation], float]:
+    """The regulator's assessment never lags a block the chain made more than ``bound_s``
+    ago, and it answers; also returns its longest lag. A lag is timed from the first sample
+    that saw the chain pass the assessment's height."""
+    first_seen: list[tuple[int, float]] = []  # (tip, when first seen), tips increasing
+    for polled in progress:
+        top = max((h for h in polled.heights.values() if h is not None), default=None)
+        if top is not None and (not first_seen or top > first_seen[-1][0]):
+            first_seen.append((top, polled.t_s))
+    out = []
+    longest = 0.0
+    silent_since: float | None = None
+    reported_lag = reported_silence = False
+    for sample in regulator:
+        if sample.height is None:
+            silent_since = sample.t_s if silent_since is None else silent_since
+            if sample.t_s - silent_since > bound_s and not reported_silence:
+                reported_silence = True
+                out.append(
+                    Violation(
+                        "regulator_current",
+                        None,
+                        ("REG",),
+                        f"the regulator did not answer for more than {bound_s:.0f}s "
+                        f"(from {silent_since:.1f}s into the run)",
+                    )
+                )
+            continue
+        silent_since, reported_silence = None, False
+        passed = next((t for tip, t in first_seen if tip > sample.height), None)
+        lag = 0.0 if passed is None or passed > sample.t_s else sample.t_s - passed
+        longest = max(longest, lag)
+        if lag > bound_s and not reported_lag:
+            reported_lag = True
+            out.append(
+                Violation(
+                    "regulator_current",
+                    sample.height,
+                    ("REG",),
+                    f"the regulator's assessment stood at height {sample.height} "
+                    f"{lag:.1f}s after the chain passed it (bound {bound_s:.0f}s)",
+                )
+            )
+        elif lag <= bound_s:
+            reported_lag = False
+    return out, round(longest, 1)
+
+
+# --------------------------------------------------------------------------------------------
 # bank_conserves
 
 
@@ -1348,6 +1410,7 @@ class Collected:
     ended_ms: int = 0
     start_height: int = 0
     progress: list[ProgressSample] = field(default_factory=list)
+    regulator: list[RegulatorSample] = field(default_factory=list)
     rss: dict[str, list[RssSample]] = field(default_factory=dict)
     restart: RestartRecord | None = None
     view: ViewSnapshot | None = None
@@ -1511,9 +1574,7 @@ class Soak:
         try:
             while not self.stop.is_set():
                 t = time.monotonic() - t0
-                heights, in_force = await self._heights(ledger)
-                col.progress.append(ProgressSample(round(t, 2), heights, in_force))
-                self._sample_rss(t)
+                heights = await self._sample(ledger, t)
                 top = max((h for h in heights.values() if h is not None), default=0)
                 if first:
                     col.start_height = top
@@ -1543,6 +1604,33 @@ class Soak:
         finally:
             col.ended_ms = _now_ms()
             await bus.close()
+
+    async def _sample(self, ledger: Any, t: float) -> dict[str, int | None]:
+        """One poll, ``t`` seconds into the run: every node's height, the regulator's
+        assessment's and each peer's RSS; the nodes' heights."""
+        heights, in_force = await self._heights(ledger)
+        self.collected.progress.append(ProgressSample(round(t, 2), heights, in_force))
+        self.collected.regulator.append(
+            RegulatorSample(round(t, 2), await self._regulator_height(ledger))
+        )
+        self._sample_rss(t)
+        return heights
+
+    async def _regulator_height(self, ledger: Any) -> int | None:
+        """The height of the regulator's assessment (None: no answer within a second)."""
+        from bus import subjects
+        from bus.client import RequestError
+        from peers.regulator import regulator_reply_channel
+        from rfq.queries import RiskQuery, RiskReply
+
+        replies = regulator_reply_channel(self.genesis.params.consensus_max_bytes)
+        try:
+            reply = await ledger.bus.request(
+                subjects.query(self.genesis.regulator.id), RiskQuery(), replies, timeout=1.0
+            )
+        except RequestError:
+            return None
+        return reply.payload.height if isinstance(reply.payload, RiskReply) else None
 
     async def _heights(self, ledger: Any) -> tuple[dict[str, int | None], tuple[str, ...]]:
         """Every node's height (None: no answer) and the authority set in force, as the
@@ -1622,9 +1710,7 @@ class Soak:
         until = time.monotonic() + self.config.settle_s
         while time.monotonic() < until and not self.stop.is_set():
             t = time.monotonic() - t0
-            heights, in_force = await self._heights(ledger)
-            self.collected.progress.append(ProgressSample(round(t, 2), heights, in_force))
-            self._sample_rss(t)
+            await self._sample(ledger, t)
             await asyncio.sleep(1.0)
 
     async def _views(self, ledger: Any, authorities: Sequence[str]) -> ViewSnapshot | None:
@@ -1784,6 +1870,8 @@ class Soak:
         bound = progress_bound_s(genesis.params)
         stalls, longest = check_chain_progress(col.progress, bound_s=bound)
         record("chain_progress", stalls)
+        behind, regulator_lag = check_regulator_current(col.progress, col.regulator, bound_s=bound)
+        record("regulator_current", behind, None if col.regulator else never_ran)
 
         # the bank
         end_ms = col.ended_ms or _now_ms()
@@ -1894,6 +1982,10 @@ class Soak:
             "finality_p50_ms": finality_p50,
             "finality_p99_ms": finality_p99,
             "longest_stall_s": longest,
+            "regulator_lag_s": regulator_lag,
+            "regulator_height": next(
+                (r.height for r in reversed(col.regulator) if r.height is not None), None
+            ),
             "progress_bound_s": bound,
             "rss_mb": rss_table,
             "memory_bound_mb": self.config.memory.limit(days_run),
@@ -1955,7 +2047,8 @@ def human_report(report: Mapping[str, Any]) -> str:
     lines.append(
         f"  height {report['height']}  trades {report['trades']}  tx/s {report['tx_per_s']}  "
         f"finality p50 {report['finality_p50_ms']} ms p99 {report['finality_p99_ms']} ms  "
-        f"longest stall {report['longest_stall_s']}s (bound {report['progress_bound_s']:.0f}s)"
+        f"longest stall {report['longest_stall_s']}s (bound {report['progress_bound_s']:.0f}s)  "
+        f"regulator lag {report['regulator_lag_s']}s"
     )
     kill = report.get("kill")
     if kill:

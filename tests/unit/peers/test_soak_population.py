@@ -52,7 +52,7 @@ def test_a_violation_prints_as_the_report_names_it():
         "ids": ["C1-x", "C1"],
         "detail": "why",
     }
-    assert len(INVARIANTS) == 8
+    assert len(INVARIANTS) == 9
 
 
 def test_a_report_lists_the_first_violations_of_an_invariant_and_counts_the_rest():
