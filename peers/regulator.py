@@ -49,7 +49,7 @@ from peers.ledger_client import (
     LedgerUnavailable,
 )
 from peers.observer import ChainFollower
-from peers.runtime import keep_out_of_full_collections
+from peers.runtime import keep_out_of_full_collections, release_free_memory
 from peers.service import Service, ServiceStatus, cancel_and_wait
 from rfq.errors import RfqError, ValidationError
 from rfq.identity import GRADES, Genesis, Role
@@ -82,7 +82,7 @@ from rfq.queries import (
     RiskQuery,
     RiskReply,
 )
-from rfq.risk.incremental import IncrementalMonitor, feed, is_fixing, named_contracts
+from rfq.risk.incremental import IncrementalMonitor, feed, named_contracts
 from rfq.risk.monitor import (
     DEFAULT_RECOVERY_RATE,
     Assessment,
@@ -285,7 +285,7 @@ class RegulatorService(Service):
         # read now: the payments a block refers to may leave the hot state later
         if not self._everything_changed:
             self._changed |= named_contracts(self.follower.state, result)
-            self._fixing = self._fixing or is_fixing(result)
+            self._fixing = self._fixing or result.fixed
         self._new_block.set()
 
     async def refresh(self) -> bool:
@@ -299,7 +299,8 @@ class RegulatorService(Service):
             started = time.perf_counter()
             state = self.follower.state
             changed = None if self._everything_changed else self._changed
-            put = feed(self.monitor, state, changed, self._fixing)
+            fixing = self._fixing
+            put = feed(self.monitor, state, changed, fixing)
             self._everything_changed, self._changed, self._fixing = False, set(), False
             if changed is None:  # the state and the monitor it fed are long-lived
                 keep_out_of_full_collections()
@@ -314,6 +315,8 @@ class RegulatorService(Service):
             self.assessment = assessment
             self.height = assessment.height
             self.assessed.set()
+            if fixing:  # every live contract was re-read and re-assessed
+                release_free_memory()
             self.stats["refreshes"] += 1
             await self._raise_alerts(assessment)
             log.debug(

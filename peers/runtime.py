@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import gc
 import os
 import signal
@@ -59,6 +61,25 @@ def keep_out_of_full_collections() -> None:
     every full pass collected nothing until shutdown)."""
     gc.collect(1)
     gc.freeze()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    return trim
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``). A fixing
+    frees tens of MB of transients among long-lived objects, which glibc otherwise keeps
+    resident: at 100k live contracts about 20 MB of the regulator's, in about 1 ms. A no-op
+    where the C library has no such call."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:

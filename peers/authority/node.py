@@ -59,7 +59,7 @@ from peers.authority.store import ChainStore, SqliteChainStore, StoreError, load
 from peers.clock import WallClock, wall_clock
 from peers.errors import PeerError
 from peers.membership import sync_directory
-from peers.runtime import keep_out_of_full_collections
+from peers.runtime import keep_out_of_full_collections, release_free_memory
 from peers.service import cancel_and_wait
 from rfq.errors import RfqError
 from rfq.identity import AUTHORITY_ELIGIBLE, Genesis, Member, Role
@@ -670,6 +670,8 @@ class AuthorityNode:
                     note = Receipts(block.height, tuple(receipts))
                     self._spawn(self.bus.publish(subjects.notify(sender), note))
         self._spawn(self._publish_block(block))
+        if result.fixed:  # the transients of revaluing every live contract are freed
+            release_free_memory()
         self._wake.set()
 
     def _commit_state(self, block: Block) -> BlockResult:

@@ -182,14 +182,14 @@ def _regulator_following(market: MarketBuilder, monitor: Any, result: Any) -> fl
     """The observer regulator's update for one block it executed: the contracts the block
     changed into the incremental monitor, then its assessment (``peers.regulator``)."""
     from rfq.ledger.state import business_date
-    from rfq.risk.incremental import feed, is_fixing, named_contracts
+    from rfq.risk.incremental import feed, named_contracts
 
     started = time.perf_counter()
     state = market.state
     if result is None:  # the first, whole read
         feed(monitor, state, None)
     else:
-        feed(monitor, state, named_contracts(state, result), is_fixing(result))
+        feed(monitor, state, named_contracts(state, result), result.fixed)
     monitor.assess(
         state.height,
         business_date(state.timestamp_ms, state.book),

@@ -528,9 +528,11 @@ class ContractBook:
     def get(self, contract_id: str) -> ContractView:
         return self._view(self._entry(contract_id))
 
-    def find(self, contract_id: str) -> ContractView | None:
+    def find(self, contract_id: str, *, with_call: bool = True) -> ContractView | None:
+        """Its view; ``with_call`` False leaves its open margin call out (a reader of figures
+        only, like the risk monitor, need not hold 100k of them)."""
         entry = self._entries.get(contract_id)
-        return None if entry is None else self._view(entry)
+        return None if entry is None else self._view(entry, with_call=with_call)
 
     def terms_of(self, contract_id: str) -> Contract | None:
         """A contract's terms as opened (no view built: what an index needs)."""
@@ -699,7 +701,7 @@ class ContractBook:
         fields = (int(getattr(cols, name)[slot]) for name in ROW_FIELDS[4:])
         return _margin_call(entry.contract, *fields)
 
-    def _view(self, entry: _Entry) -> ContractView:
+    def _view(self, entry: _Entry, *, with_call: bool = True) -> ContractView:
         slot = self._cols.slot.get(entry.contract.id)
         live = slot is not None and not entry.status.terminal
         cols = self._cols
@@ -723,7 +725,7 @@ class ContractBook:
             mark=_nan_to_none(mark),
             client_mtm=_nan_to_none(mtm),
             vm_balance=vm,
-            margin_call=self._call_of(entry, slot),
+            margin_call=self._call_of(entry, slot) if with_call else None,
             avg_sum=avg_sum,
             avg_count=avg_count,
             defaulting_party=entry.defaulting_party,

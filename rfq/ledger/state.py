@@ -41,6 +41,7 @@ from rfq.ledger.snapshot import (
     assemble_full,
     disassemble,
 )
+from rfq.ledger.tx import PriceFixing
 from rfq.money import Micros
 from rfq.signing import tx_id
 
@@ -113,6 +114,9 @@ class Receipts(msgspec.Struct, frozen=True, tag="receipts"):
     receipts: tuple[Receipt, ...]
 
 
+FIXING_KIND = str(PriceFixing.__struct_config__.tag)
+
+
 @dataclass
 class BlockResult:
     height: int
@@ -123,6 +127,11 @@ class BlockResult:
     pruned: list[Pruned] = field(default_factory=list)
     """Entries the block removed from the hot state, with their last values
     (``rfq.ledger.components.retention``)."""
+
+    @property
+    def fixed(self) -> bool:
+        """A price fixing committed in it: every live contract was revalued."""
+        return any(r.ok and r.kind == FIXING_KIND for r in self.receipts)
 
 
 def genesis_header(genesis: Genesis) -> BlockHeader:

@@ -29,7 +29,6 @@ from rfq.contracts.model import ContractView, PaymentStatus, Status
 from rfq.contracts.templates import template_of
 from rfq.identity import Member
 from rfq.ledger.state import BlockResult, Guarantee, LedgerState
-from rfq.ledger.tx import PriceFixing
 from rfq.money import from_micros
 from rfq.queries import CcrRow
 from rfq.risk.monitor import (
@@ -46,7 +45,6 @@ from rfq.risk.monitor import (
 )
 from rfq.risk.positions import Pair, PairTerms, PositionTable
 
-FIXING_KIND = str(PriceFixing.__struct_config__.tag)
 NOT_HELD = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED})
 """An initial margin payment in these states is not (yet) in custody."""
 
@@ -56,13 +54,9 @@ def changed_contracts(state: LedgerState, result: BlockResult) -> set[str] | Non
     fixing marks every live contract): those its outputs name, those of the payments its
     transactions refer to (a confirmed initial margin moves into custody) and those it pruned
     (gone from the book: ``IncrementalMonitor.drop``)."""
-    if is_fixing(result):
+    if result.fixed:
         return None
     return named_contracts(state, result)
-
-
-def is_fixing(result: BlockResult) -> bool:
-    return any(r.ok and r.kind == FIXING_KIND for r in result.receipts)
 
 
 def named_contracts(state: LedgerState, result: BlockResult) -> set[str]:
@@ -104,7 +98,7 @@ def feed(
         ids = sorted(named)
     put = 0
     for cid in ids:
-        view = book.find(cid)
+        view = book.find(cid, with_call=False)  # the risk models read no margin call
         if view is None:  # out of the hot state: it ended (and was pruned in the same block)
             monitor.drop(cid)
             continue

@@ -4,6 +4,8 @@ a rollback and a restore alike."""
 
 from __future__ import annotations
 
+import msgspec
+
 from rfq.contracts import BlockPassed, ContractBook, DefaultTriggered, Fixing, MarginShort
 from rfq.contracts.model import MarginTerms, Status
 
@@ -57,3 +59,11 @@ def test_a_call_reported_short_before_its_due_date_defaults_after_a_restore_too(
             Status.MARGIN_CALL,
         ]
     assert restored.state_digest() == book.state_digest()
+
+
+def test_a_view_without_its_call_is_the_view_with_the_call_left_out():
+    book = _book_with_overdue_calls()
+    whole = book.get("C03")
+    assert whole.margin_call is not None and whole.status == Status.MARGIN_CALL
+    bare = book.find("C03", with_call=False)
+    assert bare == msgspec.structs.replace(whole, margin_call=None)

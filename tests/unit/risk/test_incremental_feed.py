@@ -6,7 +6,7 @@ from peers.benchmarks.scale import _next_weekday
 from peers.prebuild import MarketBuilder, bench_market
 from rfq.contracts.model import Status
 from rfq.ledger.state import BlockResult, business_date
-from rfq.risk.incremental import IncrementalMonitor, cash_margin_held, feed, is_fixing
+from rfq.risk.incremental import IncrementalMonitor, cash_margin_held, feed
 from rfq.risk.incremental import named_contracts as named_by
 from rfq.risk.monitor import Assessment, MonitorInput, assess
 
@@ -48,7 +48,7 @@ def test_fed_block_by_block_from_a_ledger_the_monitor_keeps_the_whole_market_ass
     assert incremental(market, monitor).rows == whole_market(market).rows
 
     def step(result: BlockResult) -> None:
-        put = feed(monitor, market.state, named_by(market.state, result), is_fixing(result))
+        put = feed(monitor, market.state, named_by(market.state, result), result.fixed)
         got, want = incremental(market, monitor), whole_market(market)
         assert got.rows == want.rows
         assert got.exposures == want.exposures
@@ -81,7 +81,9 @@ def test_a_contract_gone_from_the_book_leaves_the_monitor(monkeypatch) -> None:
     gone = sorted(monitor.live)[0]
     book = market.state.book
     find = book.find
-    monkeypatch.setattr(book, "find", lambda cid: None if cid == gone else find(cid))
+    monkeypatch.setattr(
+        book, "find", lambda cid, **view: None if cid == gone else find(cid, **view)
+    )
     assert feed(monitor, market.state, {gone}) == 0
     assert gone not in monitor.live
     row = next(r for r in incremental(market, monitor).rows if r.institution == "C1")
