@@ -163,12 +163,20 @@ class MarketBuilder:
             self.block(txs[start : start + BLOCK_TXS], verified)
         return len(txs)
 
-    def pass_retention(self) -> None:
-        """Past every quote's validity and then ``retain_blocks`` blocks: what has ended and
-        been paid leaves the hot state (``rfq.ledger.components.retention``)."""
+    def pass_retention(self) -> int:
+        """Past every quote's validity, ``retain_blocks`` blocks and as many more as it takes
+        (``MAX_PRUNED_PER_BLOCK`` entries leave a block): what has ended and been paid leaves
+        the hot state (``rfq.ledger.components.retention``). The blocks it made."""
         self.now_ms += QUOTE_TTL_MS
-        for _ in range(self.genesis.params.retain_blocks + 1):
+        book, made = self.state.book, 0
+        limit = self.genesis.params.retain_blocks + 1 + len(book)  # a ready one goes a block
+        while made <= self.genesis.params.retain_blocks or len(book) > book.open_count:
+            if made > limit:
+                ended = len(book) - book.open_count
+                raise CliError(f"{ended} ended contracts stay in the hot state after {made} blocks")
             self.block([], set())
+            made += 1
+        return made
 
     def block(self, txs: list[bytes], verified: set[bytes]) -> tuple[BlockResult, float, float]:
         """Execute one block; (result, execution seconds, state-root seconds). Its block is

@@ -28,7 +28,9 @@ running market (``ended_contracts``: those still in it). Then it measures:
 - ``restart_s``: what a restarting authority pays before it replays: the snapshot read back
   from that store, restored, and its root checked;
 - ``authority_rss_mb``: the child's resident memory holding the state (before the snapshot
-  and the restore), with ``rss_per_live_contract_kb`` above an empty state's.
+  and the restore), with ``rss_per_live_contract_kb`` above an empty state's; it keeps the
+  high-water mark of the build (the settled wave's memory, freed, stays with the allocator);
+  ``restored_rss_mb`` that of a fresh process holding the snapshot restored: the hot state.
 
 Each figure stands beside its target at 100k live contracts (``targets``). ``--json`` prints
 ``{"benchmark": "scale", "sizes": [...], "targets": {...}}``.
@@ -122,7 +124,8 @@ def _line(r: dict[str, Any]) -> str:
         f"client query p50/p99 {r['client_query_p50_ms']:.1f}/{r['client_query_p99_ms']:.1f} ms, "
         f"snapshot {r['snapshot_ms']:.0f} ms (all rows {r['full_snapshot_ms']:.0f}), "
         f"restart {r['restart_s']:.2f} s, "
-        f"RSS {r['authority_rss_mb']:.0f} MB ({r['rss_per_live_contract_kb']:.2f} kB/contract)"
+        f"RSS {r['authority_rss_mb']:.0f} MB ({r['rss_per_live_contract_kb']:.2f} kB/contract), "
+        f"restored {r['restored_rss_mb']:.0f} MB"
     )
 
 
@@ -134,6 +137,49 @@ def _rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _restored_rss(genesis: Any, store_path: Path) -> float:
+    """The RSS of a fresh process that restored the store's snapshot: what the hot state
+    costs an authority that starts on it, without the high-water mark this process's build
+    left (freed memory the allocator keeps is reused, not given back)."""
+    import subprocess
+    import sys
+
+    import msgspec
+
+    genesis_path = store_path.with_suffix(".genesis")
+    genesis_path.write_bytes(msgspec.msgpack.encode(genesis))
+    script = (
+        "import sys; from peers.benchmarks.scale import _restore_and_report; "
+        "_restore_and_report(sys.argv[1], sys.argv[2])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(genesis_path), str(store_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
+def _restore_and_report(genesis_path: str, store_path: str) -> None:
+    import msgspec
+
+    from peers.authority.store import SqliteChainStore
+    from rfq.identity import Genesis
+    from rfq.ledger.state import LedgerState
+
+    genesis = msgspec.msgpack.decode(Path(genesis_path).read_bytes(), type=Genesis)
+    store = SqliteChainStore(Path(store_path))
+    found = store.latest_snapshot()
+    assert found is not None
+    state = LedgerState.restore(genesis, found[2])
+    del found
+    gc.collect()
+    print(round(_rss_mb(), 1), flush=True)
+    store.close()
+    del state
 
 
 def _regulator_by_queries(market: MarketBuilder, queries: Any) -> float:
@@ -327,6 +373,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
             raise AssertionError("the snapshot read back does not restore to its root")
         restart_s = time.perf_counter() - began
         store.close()
+        restored_rss = _restored_rss(market.genesis, Path(tmp) / "snapshot.db")
     del restored, found
     fixing_block = [e + r for e, r in zip(fixing_exec, fixing_root, strict=True)]
     return {
@@ -352,6 +399,7 @@ def measure(live: int, settled: int) -> dict[str, Any]:
         "full_snapshot_ms": round(full_snapshot_ms, 1),
         "restart_s": round(restart_s, 2),
         "authority_rss_mb": round(rss, 1),
+        "restored_rss_mb": restored_rss,
         "rss_per_live_contract_kb": round((rss - empty_rss) * 1024 / max(open_now, 1), 2),
         "ended_contracts": sum(1 for _ in market.state.book.ids()) - market.state.book.open_count,
         "payments": len(market.state.payments),

@@ -14,6 +14,7 @@ FIGURES = (
     "restart_s",
     "snapshot_ms",
     "authority_rss_mb",
+    "restored_rss_mb",
 )
 
 
