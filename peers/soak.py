@@ -52,6 +52,7 @@ never raised:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import datetime as dt
 import enum
@@ -738,6 +739,11 @@ class ProgressSample:
     authorities: tuple[str, ...] = ()
     """The authority set in force as the nodes report it (empty: all of ``heights``)."""
 
+    @property
+    def top(self) -> int | None:
+        """The highest height a node told (None: none answered)."""
+        return max((h for h in self.heights.values() if h is not None), default=None)
+
 
 def progress_bound_s(params: NetworkParams) -> float:
     """How long the chain may stand still: 10 s, or an idle block plus four round timeouts
@@ -758,7 +764,7 @@ def check_chain_progress(
     for sample in samples:
         members = sample.authorities or tuple(sample.heights)
         up = [a for a in members if sample.heights.get(a) is not None]
-        top = max((h for h in sample.heights.values() if h is not None), default=None)
+        top = sample.top
         if len(up) < quorum(len(members)) or top is None:
             since, reported = None, False  # the clock runs only while a quorum is up
             continue
@@ -801,11 +807,13 @@ def check_regulator_current(
     """The regulator's assessment never lags a block the chain made more than ``bound_s``
     ago, and it answers; also returns its longest lag. A lag is timed from the first sample
     that saw the chain pass the assessment's height."""
-    first_seen: list[tuple[int, float]] = []  # (tip, when first seen), tips increasing
+    tips: list[int] = []  # increasing, each with the time it was first seen
+    seen_at: list[float] = []
     for polled in progress:
-        top = max((h for h in polled.heights.values() if h is not None), default=None)
-        if top is not None and (not first_seen or top > first_seen[-1][0]):
-            first_seen.append((top, polled.t_s))
+        top = polled.top
+        if top is not None and (not tips or top > tips[-1]):
+            tips.append(top)
+            seen_at.append(polled.t_s)
     out = []
     longest = 0.0
     silent_since: float | None = None
@@ -826,7 +834,8 @@ def check_regulator_current(
                 )
             continue
         silent_since, reported_silence = None, False
-        passed = next((t for tip, t in first_seen if tip > sample.height), None)
+        first_past = bisect.bisect_right(tips, sample.height)
+        passed = seen_at[first_past] if first_past < len(tips) else None
         lag = 0.0 if passed is None or passed > sample.t_s else sample.t_s - passed
         longest = max(longest, lag)
         if lag > bound_s and not reported_lag:
@@ -1574,18 +1583,18 @@ class Soak:
         try:
             while not self.stop.is_set():
                 t = time.monotonic() - t0
-                heights = await self._sample(ledger, t)
-                top = max((h for h in heights.values() if h is not None), default=0)
+                polled = await self._sample(ledger, t)
+                heights, told = polled.heights, polled.top
+                top = told or 0
                 if first:
                     col.start_height = top
                     first = False
                 day = min(int(t // c.day_seconds) + 1, c.days)
                 if day != last_day:
                     last_day = day
-                    answered = any(h is not None for h in heights.values())
                     self.say(
                         f"day {day}/{c.days}: height {top}"
-                        if answered
+                        if told is not None
                         else f"day {day}/{c.days}: no authority told its height within the poll"
                     )
                 due = top >= kill_height or t >= c.run_s / 2
@@ -1605,16 +1614,17 @@ class Soak:
             col.ended_ms = _now_ms()
             await bus.close()
 
-    async def _sample(self, ledger: Any, t: float) -> dict[str, int | None]:
+    async def _sample(self, ledger: Any, t: float) -> ProgressSample:
         """One poll, ``t`` seconds into the run: every node's height, the regulator's
-        assessment's and each peer's RSS; the nodes' heights."""
+        assessment's and each peer's RSS; the nodes' sample."""
         heights, in_force = await self._heights(ledger)
-        self.collected.progress.append(ProgressSample(round(t, 2), heights, in_force))
+        polled = ProgressSample(round(t, 2), heights, in_force)
+        self.collected.progress.append(polled)
         self.collected.regulator.append(
             RegulatorSample(round(t, 2), await self._regulator_height(ledger))
         )
         self._sample_rss(t)
-        return heights
+        return polled
 
     async def _regulator_height(self, ledger: Any) -> int | None:
         """The height of the regulator's assessment (None: no answer within a second)."""
